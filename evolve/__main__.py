@@ -1,0 +1,5 @@
+"""`python -m evolve` is the same as the `evolve` command."""
+
+from evolve.cli import main
+
+main()
