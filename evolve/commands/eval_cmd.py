@@ -1,7 +1,116 @@
-"""Placeholder until this command group lands."""
+"""`evolve eval FILE --target T` and `evolve targets`.
+
+`eval` runs the isolated evaluator on one candidate file (never importing it here).
+Exit codes: 0 ok, 1 rejected, 2 usage error (one line on stderr). `--json` prints
+exactly `EvalResult.to_dict()` as JSON on stdout and nothing else there.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from evaluator import (EvalOptions, EvalResult, UsageError, compare_candidates, evaluate,
+                       list_targets)
+from evaluator.noise import spread
+
+
+def _usage(msg: str) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(2)
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def render(res: EvalResult, console: Console) -> None:
+    """Human-readable table of one evaluation result."""
+    table = Table(title=f"{res.target} / {res.suite} on {res.device} ({res.timing})")
+    for col in ("shape", "ms", "TFLOP/s", f"{res.primary_baseline or 'baseline'} ms", "speedup",
+                "max err", "err/torch"):
+        table.add_column(col, justify="left" if col == "shape" else "right")
+    for s in res.shapes:
+        table.add_row(s.name, _fmt(s.ms, ".4g"), _fmt(s.tflops, ".4g"), _fmt(s.baseline_ms, ".4g"),
+                      _fmt(s.speedup, ".3f"), _fmt(s.error, ".2e"), _fmt(s.error_ratio, ".2f"))
+    if res.shapes:
+        console.print(table)
+    v = res.validation
+    if v:
+        console.print(f"validation: {v.get('passed')}/{v.get('checked')} checks passed, "
+                      f"max error ratio {_fmt(v.get('max_error_ratio'), '.2f')}")
+    if res.repeats:
+        console.print(f"repeats: {', '.join(f'{x:.4f}' for x in res.repeats)}  "
+                      f"(spread {100 * spread(res.repeats):.2f}%)")
+    console.print(f"isolation: {res.env.get('isolation')}   gpu: {res.env.get('gpu')}   "
+                  f"wall {res.wall_s:.1f}s")
+    if res.ok:
+        console.print(f"[bold green]ok[/] score {res.score:.4f} (geomean speedup over "
+                      f"{res.primary_baseline})" + ("" if res.device == "cuda" else
+                                                     "  [yellow]NOT GPU performance[/]"))
+    else:
+        f = res.failure
+        where = f" [{f.shape}]" if f and f.shape else ""
+        console.print(f"[bold red]rejected[/] {f.cls if f else '?'}{where}: "
+                      f"{(f.message if f else '').splitlines()[0] if f and f.message else ''}")
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    @app.command("eval")
+    def eval_command(
+        file: Path = typer.Argument(..., help="candidate .py file defining attention(q, k, v, *, causal, sm_scale)"),
+        target: str = typer.Option("gqa", "--target", "-t", help="target name (see `evolve targets`)"),
+        suite: Optional[str] = typer.Option(None, "--suite", "-s",
+                                            help="smoke | quick | default (default on a GPU, smoke without)"),
+        as_json: bool = typer.Option(False, "--json", help="print the result as JSON only"),
+        repeat: int = typer.Option(1, "--repeat", min=1, help="A/A mode: N timing passes, report the spread"),
+        timeout: float = typer.Option(600.0, "--timeout", help="wall-clock limit of the worker (s)"),
+        baselines: Optional[str] = typer.Option(None, "--baselines", help="comma list of cudnn,flash,flex"),
+        gpu: Optional[int] = typer.Option(None, "--gpu", help="GPU index for the worker"),
+        against: Optional[Path] = typer.Option(None, "--against",
+                                               help="champion file: interleaved comparison instead"),
+        seed: Optional[int] = typer.Option(None, "--seed", help="fixed secret seed (debugging only)"),
+    ) -> None:
+        """Evaluate one candidate kernel in an isolated worker and print the result."""
+        if not file.is_file():
+            _usage(f"candidate file not found: {file}")
+        if against is not None and not against.is_file():
+            _usage(f"champion file not found: {against}")
+        names = tuple(b.strip() for b in baselines.split(",") if b.strip()) if baselines else None
+        opts = EvalOptions(timeout_s=timeout, gpu=gpu, repeat=repeat, baselines=names, seed=seed)
+        try:
+            if against is not None:
+                cmp = compare_candidates(file, against, target, suite, opts)
+                typer.echo(json.dumps(cmp.to_dict(), indent=2))
+                raise typer.Exit(0 if cmp.failure is None else 1)
+            res = evaluate(file, target, suite, opts)
+        except (UsageError, ValueError) as exc:
+            _usage(str(exc))
+        if as_json:
+            sys.stdout.write(json.dumps(res.to_dict(), indent=2, default=str) + "\n")
+        else:
+            render(res, Console())
+        raise typer.Exit(0 if res.ok else 1)
+
+    @app.command("targets")
+    def targets_command() -> None:
+        """List the targets and their suites."""
+        console = Console()
+        for t in list_targets():
+            table = Table(title=f"{t.name}: {t.description}")
+            for col in ("suite", "shapes", "examples"):
+                table.add_column(col)
+            for name, shapes in t.suites.items():
+                ex = "; ".join(s.name for s in shapes[:2]) + (" ..." if len(shapes) > 2 else "")
+                table.add_row(name, str(len(shapes)), ex)
+            table.add_row("validation", f"{len(t.gpu_validation)} GPU / {len(t.cpu_validation)} CPU",
+                          "S in {1,17,127,1000,3001}, G in {1,4,7,8}, custom sm_scale, strided view")
+            console.print(table)
+            console.print(f"  baselines: {', '.join(t.baselines)} (primary: cudnn, else flash); "
+                          "FLOPs 4*B*Hq*S*S*D (/2 causal)")

@@ -1,7 +1,169 @@
-"""Placeholder until this command group lands."""
+"""`evolve start / resume / status / best / show`: run an evolution and inspect it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
 
 import typer
 
+from evolve.config import AgentConfig, ConfigError
+from evolve.driver import StartOptions, UsageError, apply_resume_overrides, create_run, drive
+from evolve.gitrepo import RepoError
+from evolve.paths import DEFAULT_RUNS_DIR
+from evolve.report import (
+    candidate_panel,
+    diff_view,
+    make_console,
+    run_summary,
+    runs_table,
+    shapes_table,
+    source_view,
+)
+from evolve.run import RunHandle
+from evolve.rundir import RunDirError, list_runs, resolve_run
+from evolve.runlock import RunLockedError
+from evolve.store import StoreError
+
+RUNS_DIR_HELP = "directory holding run directories"
+_USER_ERRORS = (UsageError, RunDirError, RunLockedError, ConfigError, StoreError, RepoError)
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    make_console(stderr=True).print(f"error: {msg}", markup=False, highlight=False)
+    raise typer.Exit(code)
+
+
+def _open(run: str, runs_dir: Path) -> RunHandle:
+    try:
+        return RunHandle.open(resolve_run(run, runs_dir))
+    except _USER_ERRORS as e:
+        _fail(str(e))
+        raise  # unreachable
+
+
+def start(
+    target: str = typer.Option(..., "--target", "-t", help="target: gqa or mha (evolve targets)"),
+    operator: str = typer.Option("auto", help="auto | offline | agent (auto = agent when an "
+                                 "LLM endpoint is configured)"),
+    seed: Optional[Path] = typer.Option(None, help="seed kernel file (default seeds/<target>.py)"),
+    name: Optional[str] = typer.Option(None, help="run name (default <target>-<operator>-<time>)"),
+    runs_dir: Path = typer.Option(DEFAULT_RUNS_DIR, "--runs-dir", help=RUNS_DIR_HELP),
+    max_candidates: Optional[int] = typer.Option(
+        None, help="stop when the run holds this many candidates (seed included)"),
+    max_minutes: Optional[float] = typer.Option(None, help="stop after this many minutes"),
+    suite: Optional[str] = typer.Option(None, help="benchmark suite (default: 'default' on a "
+                                        "GPU, 'smoke' without one)"),
+    rng_seed: Optional[int] = typer.Option(None, help="seed of the selection RNG (stored)"),
+    model: str = typer.Option(AgentConfig.model, help="agent: model name"),
+    base_url: Optional[str] = typer.Option(None, help="agent: OpenAI-compatible base URL"),
+    max_usd: Optional[float] = typer.Option(None, help="agent: stop at this total cost"),
+    prompts: Optional[Path] = typer.Option(None, help="agent: prompt directory override"),
+    price_table: Optional[Path] = typer.Option(None, help="agent: price table file"),
+) -> None:
+    """Start a new evolution run (Ctrl-C stops it; `evolve resume` continues it)."""
+    console = make_console()
+    agent = AgentConfig(model=model, base_url=base_url, max_usd=max_usd,
+                        prompts_dir=prompts.resolve() if prompts else None,
+                        price_table=price_table.resolve() if price_table else None)
+    opts = StartOptions(target=target, operator=operator, seed=seed, name=name,
+                        runs_dir=runs_dir, max_candidates=max_candidates,
+                        max_minutes=max_minutes, suite=suite, rng_seed=rng_seed, agent=agent)
+    try:
+        run = create_run(opts, console)
+        console.print(f"run {run.name}: {run.paths.root} (operator {run.config.operator}, "
+                      f"suite {run.config.suite})", markup=False, highlight=False)
+        code = drive(run, console, resumed=False)
+    except _USER_ERRORS as e:
+        _fail(str(e))
+    raise typer.Exit(code)
+
+
+def resume(
+    run: str = typer.Argument(..., help="run name (under --runs-dir) or path"),
+    runs_dir: Path = typer.Option(DEFAULT_RUNS_DIR, "--runs-dir", help=RUNS_DIR_HELP),
+    max_candidates: Optional[int] = typer.Option(
+        None, help="new candidate budget: total in the run, seed included"),
+    max_minutes: Optional[float] = typer.Option(None, help="minutes for this session"),
+    max_usd: Optional[float] = typer.Option(None, help="agent: new total cost cap"),
+) -> None:
+    """Continue a stopped or killed run: cut-short evaluations are redone, nothing doubled."""
+    console = make_console()
+    handle = _open(run, runs_dir)
+    try:
+        apply_resume_overrides(handle, max_candidates, max_minutes, max_usd)
+        code = drive(handle, console, resumed=True)
+    except _USER_ERRORS as e:
+        _fail(str(e))
+    raise typer.Exit(code)
+
+
+def status(
+    run: Optional[str] = typer.Argument(None, help="run name or path (default: list runs)"),
+    runs_dir: Path = typer.Option(DEFAULT_RUNS_DIR, "--runs-dir", help=RUNS_DIR_HELP),
+) -> None:
+    """List runs, or summarise one (counts by status and failure class, best, elapsed)."""
+    console = make_console()
+    if run is None:
+        handles = []
+        for paths in list_runs(runs_dir):
+            try:
+                handles.append(RunHandle.open(paths))
+            except _USER_ERRORS as e:
+                console.print(f"skipping {paths.root}: {e}", markup=False, highlight=False)
+        if not handles:
+            console.print(f"no runs under {runs_dir}", markup=False, highlight=False)
+            return
+        console.print(runs_table(handles))
+        return
+    console.print(run_summary(_open(run, runs_dir)))
+
+
+def best(
+    run: str = typer.Argument(..., help="run name or path"),
+    runs_dir: Path = typer.Option(DEFAULT_RUNS_DIR, "--runs-dir", help=RUNS_DIR_HELP),
+) -> None:
+    """Print the run's champion and its per-shape table."""
+    console = make_console()
+    handle = _open(run, runs_dir)
+    champ = handle.store.best()
+    if champ is None:
+        _fail(f"run {handle.name} has no correct candidate yet", 1)
+    console.print(candidate_panel(champ))
+    console.print(shapes_table(handle.store.measurements(champ.id)))
+
+
+def show(
+    run: str = typer.Argument(..., help="run name or path"),
+    cid: int = typer.Argument(..., metavar="ID", help="candidate id"),
+    runs_dir: Path = typer.Option(DEFAULT_RUNS_DIR, "--runs-dir", help=RUNS_DIR_HELP),
+) -> None:
+    """Print a candidate: source, diff against its parent, and its evaluation."""
+    console = make_console()
+    handle = _open(run, runs_dir)
+    cand = handle.store.get_candidate(cid)
+    if cand is None:
+        _fail(f"run {handle.name} has no candidate {cid}")
+    console.rule(f"source of #{cid}")
+    console.print(source_view(handle.repo.source_at(cid)))
+    if cand.parent_id is not None:
+        console.rule(f"diff #{cand.parent_id} -> #{cid}")
+        console.print(diff_view(handle.repo.diff(cand.parent_id, cid)))
+    console.rule(f"evaluation of #{cid}")
+    console.print(candidate_panel(cand))
+    meas = handle.store.measurements(cid)
+    if meas:
+        console.print(shapes_table(meas))
+    log_tail = cand.result.get("log_tail")
+    if not cand.ok and log_tail:
+        console.rule("worker log (tail)")
+        console.print(log_tail, markup=False, highlight=False)
+
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("start")(start)
+    app.command("resume")(resume)
+    app.command("status")(status)
+    app.command("best")(best)
+    app.command("show")(show)
+

@@ -1,0 +1,124 @@
+"""Evolve dashboard: watch runs of the kernel evolver, read-only.
+
+Started by `evolve dashboard [--runs DIR] [--port P]`, or directly with
+`streamlit run dashboard/app.py -- --runs DIR`. The runs directory comes from `--runs`
+after `--`, else the EVOLVE_RUNS_DIR environment variable, else ./runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dashboard/ on the path
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from dashboard import data as dd  # noqa: E402
+from dashboard import live, views_candidate, views_run, views_runs  # noqa: E402
+from dashboard.settings import runs_dir_from_args  # noqa: E402
+from evolve.read import RunNotReady  # noqa: E402
+
+VIEWS = ["Overview", "Candidate", "Failures & cost", "Runs"]
+VIEW_PARAM = {"Overview": "overview", "Candidate": "candidate", "Failures & cost": "failures", "Runs": "runs"}
+
+
+def init_state_from_url() -> None:
+    """First script run of a session: view/run/candidate from the URL's query string."""
+    if "_initialised" in st.session_state:
+        return
+    st.session_state["_initialised"] = True
+    qp = st.query_params
+    by_param = {v: k for k, v in VIEW_PARAM.items()}
+    if qp.get("view") in by_param:
+        st.session_state[views_run.VIEW_KEY] = by_param[qp["view"]]
+    if qp.get("run"):
+        st.session_state[views_runs.RUN_KEY] = qp["run"]
+    if str(qp.get("candidate", "")).isdigit():
+        st.session_state[views_run.CANDIDATE_KEY] = int(qp["candidate"])
+
+
+def sync_url(run: str | None, view: str) -> None:
+    wanted = {"view": VIEW_PARAM[view]}
+    if run:
+        wanted["run"] = run
+    if view == "Candidate" and isinstance(st.session_state.get(views_run.CANDIDATE_KEY), int):
+        wanted["candidate"] = str(st.session_state[views_run.CANDIDATE_KEY])
+    if dict(st.query_params) != wanted:
+        st.query_params.from_dict(wanted)
+
+
+def sidebar(runs: list, runs_dir: Path) -> tuple[str | None, str, bool]:
+    sb = st.sidebar
+    sb.title("evolve")
+    names = [r.name for r in runs]
+    run = None
+    if names:
+        if st.session_state.get(views_runs.RUN_KEY) not in names:
+            running = [r.name for r in runs if r.status == "running"]
+            st.session_state[views_runs.RUN_KEY] = (running or names)[-1]
+        status = {r.name: r.status for r in runs}
+        run = sb.selectbox("run", names, key=views_runs.RUN_KEY,
+                           format_func=lambda n: f"{n} ({status.get(n, '?')})")
+    if st.session_state.get(views_run.VIEW_KEY) not in VIEWS:
+        st.session_state[views_run.VIEW_KEY] = VIEWS[0]
+    view = sb.radio("view", VIEWS, key=views_run.VIEW_KEY)
+    live_on = sb.toggle("live refresh", value=True, key="live",
+                        help=f"re-read the run every {live.POLL_SECONDS:g} s while it is running; "
+                             "turn off to pause")
+    sb.caption(f"runs directory: `{runs_dir}`")
+    return run, view, live_on
+
+
+def main() -> None:
+    st.set_page_config(page_title="evolve dashboard", layout="wide")
+    runs_dir = runs_dir_from_args(sys.argv[1:], dict(os.environ))
+    init_state_from_url()
+    runs = dd.list_runs(runs_dir)
+    run, view, live_on = sidebar(runs, runs_dir)
+    st.title("Kernel evolution dashboard")
+    if not runs_dir.is_dir():
+        st.warning(f"The runs directory `{runs_dir}` does not exist yet. Start a run with "
+                   "`evolve start --target gqa`, or pass `--runs DIR`.")
+        if live_on:
+            live.watch(runs_dir, None)
+        return
+    if not runs:
+        st.info(f"No runs in `{runs_dir}` yet. Start one with `evolve start --target gqa`; "
+                "this page refreshes when it appears.")
+        if live_on:
+            live.watch(runs_dir, None)
+        return
+    summary = next(r for r in runs if r.name == run)
+    if view == "Runs":
+        views_runs.view(runs, runs_dir)
+        sync_url(run, view)
+        if live_on and any(r.status == "running" or not r.ready for r in runs):
+            live.watch(runs_dir, summary.path)
+        return
+    try:
+        data = dd.load_run(summary.path)
+    except RunNotReady as e:
+        st.warning(f"Run **{summary.name}** cannot be shown yet: {e}")
+        if live_on:
+            live.watch(runs_dir, summary.path)
+        return
+    st.header(summary.name)
+    if view == "Overview":
+        views_run.overview(data)
+    elif view == "Candidate":
+        views_candidate.view(data)
+    else:
+        views_run.failures_and_cost(data)
+    sync_url(run, view)
+    if data.live and live_on:
+        live.watch(runs_dir, summary.path)
+        st.sidebar.caption("● live: watching for new candidates")
+    elif data.live:
+        st.sidebar.caption("live refresh paused")
+
+
+main()

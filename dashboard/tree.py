@@ -1,0 +1,98 @@
+"""Lineage tree: a tidy layout (x = depth, y = leaf order of the primary-parent tree) drawn
+with Altair; solid rules for parent edges, dashed rules for crossover (second-parent) edges,
+nodes coloured by score, failed nodes as red crosses, and a point selection on the nodes."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+
+SELECTION = "node"
+
+
+def layout(cands: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(nodes with x/y, edges with x/y/x2/y2/kind). Parents missing from the table (a
+    half-written run) are treated as roots rather than dropped."""
+    ids = [int(i) for i in cands["id"]]
+    known = set(ids)
+    parent = {int(r.id): (int(r.parent_id) if pd.notna(r.parent_id) and int(r.parent_id) in known else None)
+              for r in cands.itertuples()}
+    children: dict[int | None, list[int]] = {}
+    for cid in sorted(ids):
+        children.setdefault(parent[cid], []).append(cid)
+    pos: dict[int, tuple[int, float]] = {}
+    next_row = 0.0
+
+    def place(root: int) -> None:  # iterative post-order, so deep lineages don't recurse
+        nonlocal next_row
+        stack: list[tuple[int, int, bool]] = [(root, 0, False)]
+        while stack:
+            node, depth, done = stack.pop()
+            kids = children.get(node, [])
+            if done or not kids:
+                if kids:
+                    y = sum(pos[k][1] for k in kids) / len(kids)
+                else:
+                    y, next_row = next_row, next_row + 1
+                pos[node] = (depth, y)
+                continue
+            stack.append((node, depth, True))
+            stack.extend((k, depth + 1, False) for k in reversed(kids))
+
+    for root in children.get(None, []):
+        place(root)
+    nodes = cands.copy()
+    nodes["x"] = [pos[int(i)][0] for i in nodes["id"]]
+    nodes["y"] = [pos[int(i)][1] for i in nodes["id"]]
+    edges = []
+    for r in nodes.itertuples():
+        for pid, kind in ((r.parent_id, "parent"), (r.parent2_id, "crossover")):
+            if pd.notna(pid) and int(pid) in pos:
+                px, py = pos[int(pid)]
+                edges.append({"x": px, "y": py, "x2": r.x, "y2": r.y, "kind": kind,
+                              "from": int(pid), "to": int(r.id)})
+    return nodes, pd.DataFrame(edges, columns=["x", "y", "x2", "y2", "kind", "from", "to"])
+
+
+def lineage_chart(cands: pd.DataFrame, best_id: int | None = None) -> alt.LayerChart:
+    nodes, edges = layout(cands)
+    nodes = nodes[["id", "x", "y", "score", "status", "operator", "failure_class", "hypothesis"]].copy()
+    nodes["label"] = nodes["id"].astype(int).astype(str)
+    nodes["best"] = nodes["id"] == best_id
+    # Vega-Lite drops marks whose colour field is null; rejected nodes are painted red by the
+    # condition below, so any number will do for their colour field.
+    nodes["score_color"] = nodes["score"].fillna(nodes["score"].min() if nodes["score"].notna().any() else 0)
+    leaves = max(1, int(nodes["y"].max()) + 1) if len(nodes) else 1
+    height = min(900, max(260, 28 * leaves))
+    x = alt.X("x:Q", title="depth (generations from the seed)", axis=alt.Axis(tickMinStep=1))
+    y = alt.Y("y:Q", axis=None, scale=alt.Scale(reverse=True, padding=12))
+    dash = alt.StrokeDash("kind:N", title="edge", scale=alt.Scale(domain=["parent", "crossover"],
+                                                                  range=[[1, 0], [5, 4]]))
+    edge_layer = alt.Chart(edges).mark_rule(color="#999", strokeWidth=1.4).encode(
+        x=x, y=y, x2="x2:Q", y2="y2:Q", strokeDash=dash, tooltip=["from:Q", "to:Q", "kind:N"])
+    pick = alt.selection_point(name=SELECTION, fields=["id"], on="click", clear="dblclick")
+    color = alt.condition("datum.status == 'ok'",
+                          alt.Color("score_color:Q", scale=alt.Scale(scheme="viridis"), title="score"),
+                          alt.value("#d62728"))
+    node_layer = alt.Chart(nodes).mark_point(filled=True, size=220, stroke="black").encode(
+        x=x, y=y, color=color,
+        shape=alt.Shape("status:N", scale=alt.Scale(domain=["ok", "rejected"], range=["circle", "cross"]),
+                        title="status"),
+        strokeWidth=alt.condition("datum.best", alt.value(2.5), alt.value(0)),
+        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.55)),
+        tooltip=[alt.Tooltip("id:Q", title="candidate"), "status:N", alt.Tooltip("score:Q", format=".4g"),
+                 "operator:N", "failure_class:N", "hypothesis:N"],
+    ).add_params(pick)
+    labels = alt.Chart(nodes).mark_text(dy=-14, fontSize=10, color="#333").encode(x=x, y=y, text="label:N")
+    return alt.layer(edge_layer, node_layer, labels).properties(height=height, title="Lineage tree")
+
+
+def selected_id(state: object) -> int | None:
+    """The candidate id picked in the chart, from st.altair_chart's selection state."""
+    try:
+        points = state["selection"][SELECTION]  # type: ignore[index]
+    except (KeyError, TypeError):
+        return None
+    if isinstance(points, list) and points and isinstance(points[0], dict) and "id" in points[0]:
+        return int(points[0]["id"])
+    return None

@@ -1,0 +1,130 @@
+"""Views of one run: the overview (headline numbers, score trajectory, lineage tree) and
+failures & cost."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, tree
+from dashboard.data import RunData, fmt_elapsed, fmt_score
+
+VIEW_KEY = "view"
+CANDIDATE_KEY = "candidate"
+CANDIDATE_VIEW = "Candidate"
+
+
+def open_candidate(cid: int) -> None:
+    """Switch to the candidate view (call from a widget callback)."""
+    st.session_state[CANDIDATE_KEY] = int(cid)
+    st.session_state[VIEW_KEY] = CANDIDATE_VIEW
+
+
+def headline(data: RunData) -> None:
+    s = data.summary
+    cols = st.columns(6)
+    cols[0].metric("status", s.status)
+    cols[1].metric("candidates", f"{s.candidates}", f"{s.rejected} rejected", delta_color="off")
+    cols[2].metric("best score", fmt_score(s.best_score), f"#{s.best_id}" if s.best_id is not None else None,
+                   delta_color="off")
+    cols[3].metric("seed score", fmt_score(s.seed_score))
+    cols[4].metric("elapsed", fmt_elapsed(s.elapsed_s))
+    cols[5].metric("LLM cost", f"${s.cost_usd:.2f}")
+    st.caption(f"target **{s.target}** · operator **{s.operator}** · model **{s.model or '–'}** · "
+               f"suite **{s.suite}** · GPU **{s.gpu}** · device **{s.device or '–'}**")
+    if s.device and s.device != "cuda":
+        st.info("Scores of this run were timed on the CPU interpreter: they say nothing about GPU speed.")
+
+
+def trajectory(data: RunData) -> None:
+    st.subheader("Trajectory")
+    if data.candidates.empty:
+        st.info("No candidates recorded yet.")
+        return
+    c1, c2, c3 = st.columns([1, 1, 1])
+    x_axis = c1.radio("x axis", ["index", "time"], horizontal=True, key="traj_x")
+    color_by = c2.radio("colour by", ["status", "operator"], horizontal=True, key="traj_color")
+    gpu_run = data.summary.device == "cuda"
+    show_base = c3.checkbox("baseline lines", value=gpu_run, key="traj_baselines",
+                            help="SDPA baseline = 1.0 and FlexAttention as horizontal lines")
+    if not show_base and not gpu_run:
+        st.caption("Baseline lines are off by default for CPU-interpreter runs: their scores sit far "
+                   "below the baseline's 1.0. Tick the box to draw them.")
+    with st.container(key="trajectory"):
+        st.altair_chart(charts.trajectory_chart(data, x_axis, color_by, show_base), width="stretch")
+    st.caption(data.flex.note)
+
+
+def _on_tree_select() -> None:
+    cid = tree.selected_id(st.session_state.get("lineage_chart"))
+    if cid is not None:
+        open_candidate(cid)
+
+
+def _on_tree_pick() -> None:
+    cid = st.session_state.get("tree_pick")
+    if cid is not None:
+        open_candidate(cid)
+
+
+def lineage(data: RunData) -> None:
+    st.subheader("Lineage tree")
+    cands = data.candidates
+    if cands.empty:
+        st.info("No candidates recorded yet.")
+        return
+    st.caption("x = depth from the seed; solid edges = parent, dashed = crossover second parent; "
+               "red crosses = rejected; black ring = best. Click a node to open it.")
+    with st.container(key="lineage"):
+        st.altair_chart(tree.lineage_chart(cands, data.summary.best_id), width="stretch",
+                        key="lineage_chart", on_select=_on_tree_select, selection_mode=tree.SELECTION)
+    labels = candidate_labels(cands)
+    st.selectbox("or open a candidate", list(labels), index=None, format_func=labels.get,
+                 key="tree_pick", on_change=_on_tree_pick, placeholder="choose a candidate")
+
+
+def candidate_labels(cands: pd.DataFrame) -> dict[int, str]:
+    out = {}
+    for r in cands.sort_values("id").itertuples():
+        what = fmt_score(r.score) if r.status == "ok" else f"rejected: {r.failure_class or '?'}"
+        out[int(r.id)] = f"#{int(r.id)} · {r.operator} · {what}"
+    return out
+
+
+def overview(data: RunData) -> None:
+    headline(data)
+    trajectory(data)
+    lineage(data)
+
+
+def failures_and_cost(data: RunData) -> None:
+    headline(data)
+    cands = data.candidates
+    st.subheader("Failures")
+    failed = cands[cands["status"] != "ok"] if not cands.empty else cands
+    if failed.empty:
+        st.success("No rejected candidates in this run.")
+    else:
+        x_axis = st.radio("x axis", ["index", "time"], horizontal=True, key="fail_x")
+        with st.container(key="failures"):
+            st.altair_chart(charts.failures_chart(data, x_axis), width="stretch")
+        counts = failed.groupby("failure_class").agg(count=("id", "size"), last=("id", "max")).reset_index()
+        counts["share"] = counts["count"] / len(cands)
+        st.dataframe(counts.sort_values("count", ascending=False), hide_index=True,
+                     column_config={"share": st.column_config.NumberColumn(format="percent")})
+        recent = failed.sort_values("id", ascending=False).head(20)
+        st.dataframe(recent[["id", "operator", "failure_class", "failure_message"]], hide_index=True)
+    st.subheader("Tokens and cost")
+    spend = charts.spend_frame(data)
+    if spend.empty or (spend["tokens"].iloc[-1] == 0 and spend["usd"].iloc[-1] == 0):
+        st.info("No LLM tokens were spent in this run (offline operator or no agent sessions yet).")
+        return
+    st.write(f"**{int(spend['tokens'].iloc[-1]):,}** tokens, **${spend['usd'].iloc[-1]:.4f}** "
+             f"over {len(spend)} {'sessions' if not data.sessions.empty else 'candidates'}")
+    with st.container(key="spend"):
+        st.altair_chart(charts.spend_charts(data), width="stretch")
+    if not data.sessions.empty:
+        cols = [c for c in ("id", "candidate_id", "outcome", "reason", "tool_calls", "evaluations",
+                            "tokens_in", "tokens_out", "cost_usd", "started_at", "ended_at")
+                if c in data.sessions.columns]
+        st.dataframe(data.sessions[cols], hide_index=True)

@@ -1,0 +1,94 @@
+"""Baseline providers, timed in the worker BEFORE the candidate is imported.
+
+GPU: ``cudnn`` and ``flash`` are torch SDPA pinned to one backend with
+``sdpa_kernel`` (``enable_gqa=True``); ``flex`` is ``torch.compile(flex_attention)``
+with a causal block mask (compiles slowly: only when asked). A backend that refuses a
+shape records ``None``. CPU: ``sdpa-cpu`` is torch SDPA (math) on fp32 copies; its
+wall-clock times are NOT GPU performance.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+GPU_BASELINES = ("cudnn", "flash", "flex")
+CPU_BASELINES = ("sdpa-cpu",)
+PRIMARY_ORDER = ("cudnn", "flash", "flex", "sdpa-cpu")
+
+
+def _sdpa_backend(backend_name: str) -> Callable:
+    import torch  # noqa: F401
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.nn.functional import scaled_dot_product_attention as sdpa
+
+    backend = getattr(SDPBackend, backend_name)
+
+    def run(q, k, v, *, causal: bool, sm_scale: float | None = None):
+        with sdpa_kernel(backend):
+            return sdpa(q, k, v, is_causal=causal, scale=sm_scale, enable_gqa=True)
+
+    return run
+
+
+def _flex() -> Callable:
+    import torch
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    compiled = torch.compile(flex_attention, dynamic=False)
+    masks: dict[tuple[int, str], object] = {}
+
+    def causal_mod(b, h, q_idx, kv_idx):
+        return q_idx >= kv_idx
+
+    def run(q, k, v, *, causal: bool, sm_scale: float | None = None):
+        mask = None
+        if causal:
+            key = (q.shape[2], str(q.device))
+            if key not in masks:
+                masks[key] = create_block_mask(causal_mod, None, None, q.shape[2], q.shape[2],
+                                               device=q.device)
+            mask = masks[key]
+        return compiled(q, k, v, block_mask=mask, scale=sm_scale, enable_gqa=True)
+
+    return run
+
+
+def _sdpa_cpu() -> Callable:
+    from torch.nn.functional import scaled_dot_product_attention as sdpa
+
+    def run(q, k, v, *, causal: bool, sm_scale: float | None = None):
+        return sdpa(q.float(), k.float(), v.float(), is_causal=causal, scale=sm_scale,
+                    enable_gqa=True)
+
+    return run
+
+
+def get_baseline(name: str) -> Callable:
+    if name == "cudnn":
+        return _sdpa_backend("CUDNN_ATTENTION")
+    if name == "flash":
+        return _sdpa_backend("FLASH_ATTENTION")
+    if name == "flex":
+        return _flex()
+    if name == "sdpa-cpu":
+        return _sdpa_cpu()
+    raise ValueError(f"unknown baseline {name!r} (known: {', '.join(GPU_BASELINES + CPU_BASELINES)})")
+
+
+def resolve(names: tuple[str, ...] | list[str] | None, device: str) -> list[str]:
+    """Baselines to time: None -> all of the device; CPU always uses ``sdpa-cpu``."""
+    if device != "cuda":
+        return list(CPU_BASELINES)
+    if not names:
+        return list(GPU_BASELINES)
+    bad = [n for n in names if n not in GPU_BASELINES]
+    if bad:
+        raise ValueError(f"unknown baseline(s) {', '.join(bad)} (known: {', '.join(GPU_BASELINES)})")
+    return list(names)
+
+
+def primary(times: dict[str, float | None]) -> str | None:
+    for name in PRIMARY_ORDER:
+        if times.get(name) is not None:
+            return name
+    return None

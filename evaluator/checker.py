@@ -1,0 +1,153 @@
+"""The trusted checker process: spawned after the worker exited; never imports candidates.
+
+Input: the parent's own copy of the plan (not the worker's) and the worker's output
+directory. It regenerates every input from the secret seed, computes the fp64/fp32
+reference and PyTorch's same-dtype result (reference.py), loads the worker's raw
+outputs with ``torch.load(weights_only=True)`` (plain tensors only, no pickled code)
+and applies the rule of correctness.py to every correctness check and to the sampled
+rows of timed calls. The verdict is printed as one JSON line on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from evaluator.correctness import classify_repeat, compare
+from evaluator.failures import CandidateFailure
+from evaluator.inputs import make_inputs, torch_dtype
+from evaluator.plan import shape_of, timed_seed
+from evaluator.reference import reference, torch_lowp
+from evaluator.targets import Shape
+
+
+class Checker:
+    def __init__(self, plan: dict[str, Any], out_dir: Path, n_sides: int):
+        self.plan = plan
+        self.out_dir = out_dir
+        self.n_sides = n_sides
+        self.tdev = "cuda" if plan["device"] == "cuda" else "cpu"
+        self.checked = 0
+        self.passed = 0
+        self.max_ratio = 0.0
+        self.timed: dict[int, list[dict[str, float]]] = {}
+
+    def _load(self, name: str, shape: Shape, expect: tuple[int, ...]):
+        import torch
+
+        path = self.out_dir / name
+        if not path.is_file():
+            raise CandidateFailure("forbidden", f"evaluator output {name} is missing (removed?)", shape.name)
+        try:
+            t = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - a forged/garbled file
+            raise CandidateFailure("forbidden", f"evaluator output {name} unreadable: {exc}", shape.name)
+        if type(t) is not torch.Tensor or tuple(t.shape) != expect or t.dtype != torch_dtype(shape.dtype):
+            raise CandidateFailure("contract", f"output {name}: {type(t).__name__} "
+                                   f"{tuple(getattr(t, 'shape', ()))}, expected {expect}", shape.name)
+        return t.to(self.tdev)
+
+    def run_checks(self) -> None:
+        for chk in self.plan["checks"]:
+            shape = shape_of(chk["shape"])
+            q, k, v = make_inputs(shape, chk["seed"], chk["kind"], self.tdev)
+            ref = reference(q, k, v, causal=shape.causal, sm_scale=shape.scale)
+            low = torch_lowp(q, k, v, causal=shape.causal, sm_scale=shape.scale)
+            expect = tuple(q.shape)
+            for side in range(self.n_sides):
+                first = self._load(f"check{chk['id']}_s{side}_r0.pt", shape, expect)
+                second = None
+                if chk["repeat"]:
+                    second = self._load(f"check{chk['id']}_s{side}_r1.pt", shape, expect)
+                    verdict = classify_repeat(first, second)
+                    if verdict and verdict[0] == "unwritten":
+                        raise CandidateFailure(verdict[0], verdict[1], f"{shape.name} [{chk['kind']}]")
+                self.checked += 1
+                st = compare(first, ref, low, shape.dtype)
+                if not st.ok:
+                    raise CandidateFailure(st.cls, f"{st.message} on {chk['kind']} inputs",
+                                           f"{shape.name} [{chk['kind']}]")
+                if second is not None:
+                    verdict = classify_repeat(first, second)
+                    if verdict:
+                        raise CandidateFailure(verdict[0], verdict[1], f"{shape.name} [{chk['kind']}]")
+                self.passed += 1
+                self.max_ratio = max(self.max_ratio, st.ratio)
+
+    def run_samples(self, report: dict[str, Any]) -> None:
+        import torch
+
+        by_idx = {t["idx"]: t for t in report.get("timing", [])}
+        for entry in self.plan["timed"]:
+            shape = shape_of(entry["shape"])
+            rec = by_idx.get(entry["idx"])
+            if rec is None or len(rec.get("sides", [])) != self.n_sides:
+                raise CandidateFailure("forbidden", "timing record missing from the worker report", shape.name)
+            for spec in entry["samples"]:
+                rows = spec["rows"]
+                q, k, v = make_inputs(shape, timed_seed(self.plan["seed"], entry["idx"], spec["pass"],
+                                                        spec["call"]), "gaussian", self.tdev)
+                ref = reference(q, k, v, causal=shape.causal, sm_scale=shape.scale, rows=rows)
+                low = torch_lowp(q, k, v, causal=shape.causal, sm_scale=shape.scale, rows=rows)
+                expect = (shape.B, shape.Hq, len(rows), shape.D)
+                for side in range(self.n_sides):
+                    name = f"time{entry['idx']}_s{side}_p{spec['pass']}_c{spec['call']}.pt"
+                    out = self._load(name, shape, expect)
+                    st = compare(out, ref, low, shape.dtype)
+                    if not st.ok:
+                        raise CandidateFailure(st.cls, f"re-check of a timed output: {st.message}",
+                                               shape.name)
+                    self.timed.setdefault(side * 100000 + entry["idx"], []).append(
+                        {"error": st.max_err, "error_ratio": st.ratio})
+                del q, k, v
+                if self.tdev == "cuda":
+                    torch.cuda.empty_cache()
+
+    def shape_errors(self, side: int) -> dict[int, dict[str, float]]:
+        out = {}
+        for entry in self.plan["timed"]:
+            recs = self.timed.get(side * 100000 + entry["idx"], [])
+            if recs:
+                out[entry["idx"]] = {"error": max(r["error"] for r in recs),
+                                     "error_ratio": max(r["error_ratio"] for r in recs)}
+        return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    req = json.loads(Path(argv[0]).read_text())
+    plan = req["plan"]
+    out_dir = Path(req["out_dir"])
+    chk = Checker(plan, out_dir, int(req["n_sides"]))
+    verdict: dict[str, Any] = {"failure": None}
+    try:
+        import torch
+
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        try:
+            report = json.loads((out_dir / "report.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise CandidateFailure("forbidden", f"worker report unreadable: {exc}") from None
+        if not isinstance(report, dict):
+            raise CandidateFailure("forbidden", "worker report is not an object")
+        chk.run_checks()
+        chk.run_samples(report)
+    except CandidateFailure as f:
+        verdict["failure"] = {"class": f.cls, "message": f.message, "shape": f.shape}
+    except Exception as exc:  # noqa: BLE001 - the checker's own error is an evaluator bug
+        import traceback
+
+        verdict["failure"] = {"class": "internal", "message": f"checker: {type(exc).__name__}: {exc}\n"
+                              + traceback.format_exc(limit=6), "shape": None}
+    verdict.update({"checked": chk.checked, "passed": chk.passed, "max_error_ratio": chk.max_ratio,
+                    "shape_errors": [{str(k): v for k, v in chk.shape_errors(s).items()}
+                                     for s in range(chk.n_sides)]})
+    sys.stdout.write("EVALUATOR-VERDICT " + json.dumps(verdict) + "\n")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""The evaluation plan: which checks, which timed shapes, which samples -- all from the seed.
+
+The parent builds the plan once. The worker receives it (it has to generate the same
+inputs), and the trusted checker receives the parent's own copy, so nothing the worker
+writes can change what is checked.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict
+from typing import Any
+
+from evaluator.inputs import KINDS, derive_seed
+from evaluator.targets import Shape, Target
+from evaluator.timing import TimingParams
+
+CPU_KIND_CYCLE = ("gaussian", "needle", "large_rows", "near_const_v")
+SAMPLE_ROWS = 8
+SAMPLES_PER_SHAPE = 2
+
+
+def build_plan(target: Target, suite: str, *, device: str, seed: int, baselines: list[str],
+               repeat: int = 1, mode: str = "eval", rounds: int | None = None) -> dict[str, Any]:
+    rng = random.Random(derive_seed(seed, "plan"))
+    checks = []
+    for i, shape in enumerate(target.validation_shapes(device)):
+        # GPU: every kind on every shape, first kind run twice (unwritten/determinism).
+        # Interpreter: one kind per shape, cycling, and only the first shape run twice.
+        kinds = list(KINDS) if device == "cuda" else [CPU_KIND_CYCLE[i % len(CPU_KIND_CYCLE)]]
+        for j, kind in enumerate(kinds):
+            twice = j == 0 if device == "cuda" else i == 0
+            checks.append({"id": len(checks), "shape": shape.to_dict(), "kind": kind,
+                           "seed": derive_seed(seed, "check", i, kind), "repeat": twice})
+    params = TimingParams.for_device(device)
+    if rounds is not None:
+        params.rounds = rounds
+    n_calls = params.rounds * params.calls
+    passes = max(1, int(repeat))
+    timed = []
+    for idx, shape in enumerate(target.suite(suite)):
+        samples = []
+        for p in range(passes):
+            for call in rng.sample(range(n_calls), min(SAMPLES_PER_SHAPE, n_calls)):
+                rows = sorted(rng.sample(range(shape.S), min(SAMPLE_ROWS, shape.S)))
+                samples.append({"pass": p, "call": call, "rows": rows})
+        timed.append({"idx": idx, "shape": shape.to_dict(), "samples": samples})
+    return {
+        "mode": mode, "target": target.name, "suite": suite, "device": device, "seed": seed,
+        "checks": checks, "timed": timed, "timing": asdict(params), "baselines": baselines,
+        "passes": passes,
+    }
+
+
+def timed_seed(seed: int, shape_idx: int, pass_idx: int, call: int) -> int:
+    """Seed of the inputs of one timed call (identical for candidate, baseline and rival)."""
+    return derive_seed(seed, "time", shape_idx, pass_idx, call)
+
+
+def shape_of(d: dict[str, Any]) -> Shape:
+    return Shape.from_dict(d)

@@ -1,0 +1,306 @@
+"""``evaluate()`` and ``compare_candidates()``: the parent side of an evaluation.
+
+Parent steps: read the source; ``compile()`` (class ``syntax``); static check
+(``forbidden``); scratch dir; plan with a secret seed (``secrets``); the worker in the
+sandbox with a wall-clock timeout (process-group SIGKILL -> ``timeout``); a dead worker
+(signal / no report) -> ``runtime``, or ``cuda_fault`` / ``oom`` when its log shows it;
+then the trusted checker (spawned after the worker exited) decides correctness; the
+result is assembled from validated numbers (assemble.py). The calling process never
+imports candidate code and never initialises CUDA.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evaluator import assemble, spawn
+from evaluator.baselines import resolve
+from evaluator.failures import CandidateFailure, classify_text
+from evaluator.noise import CompareResult, decide, geomean
+from evaluator.plan import build_plan
+from evaluator.result import GPU_TIMING, NOT_GPU_TIMING, EvalResult
+from evaluator.targets import UnknownTarget, get_target
+
+_GPU: bool | None = None
+
+
+def gpu_available() -> bool:
+    """Whether a CUDA GPU is usable; asks a subprocess once (no CUDA init here) and caches."""
+    global _GPU
+    if _GPU is None and not _nvidia_present():
+        _GPU = False  # no NVIDIA device nodes: no CUDA, no need to import torch anywhere
+    if _GPU is None:
+        try:
+            r = subprocess.run([sys.executable, "-I", "-c", "import torch; print(torch.cuda.is_available())"],
+                               capture_output=True, text=True, timeout=180, env=spawn.scrubbed_env())
+            _GPU = r.stdout.strip().endswith("True")
+        except (OSError, subprocess.TimeoutExpired):
+            _GPU = False
+    return _GPU
+
+
+def _nvidia_present() -> bool:
+    import glob
+    import shutil as _sh
+
+    return bool(glob.glob("/dev/nvidia*")) or _sh.which("nvidia-smi") is not None
+
+
+@dataclass
+class EvalOptions:
+    timeout_s: float = 600.0
+    scratch_dir: Path | None = None
+    gpu: int | None = None
+    repeat: int = 1
+    baselines: tuple[str, ...] | None = None
+    log_path: Path | None = None
+    seed: int | None = None
+    static_check: bool = True  # tests only: exercise runtime classes the static check would catch
+    checker_timeout_s: float = 900.0
+
+
+class UsageError(ValueError):
+    """Bad arguments (missing file, unknown target/suite, GPU suite without GPU)."""
+
+
+@dataclass
+class _Prepared:
+    target: Any
+    suite: str
+    device: str
+    tdev: str
+    sources: list[tuple[Path, str]]
+
+
+def _prepare(paths: list[Path], target: str, suite: str | None) -> _Prepared:
+    if not target:
+        raise UsageError("no target given")
+    try:
+        tgt = get_target(target)
+    except UnknownTarget as exc:
+        raise UsageError(str(exc.args[0])) from None
+    sources = []
+    for p in paths:
+        p = Path(p)
+        if not p.is_file():
+            raise UsageError(f"candidate file not found: {p}")
+        sources.append((p, p.read_text(encoding="utf-8", errors="replace")))
+    gpu = gpu_available()
+    suite = suite or ("default" if gpu else "smoke")
+    if suite not in tgt.suites:
+        raise UsageError(f"unknown suite {suite!r} for target {tgt.name} (known: {', '.join(tgt.suites)})")
+    if suite != "smoke" and not gpu:
+        raise UsageError(f"suite {suite!r} needs a CUDA GPU; use --suite smoke on the CPU interpreter")
+    return _Prepared(tgt, suite, "cuda" if gpu else "interpreter", "cuda" if gpu else "cpu", sources)
+
+
+def _static(source: str, path: Path, enabled: bool) -> CandidateFailure | None:
+    try:
+        compile(source, str(path), "exec")
+    except SyntaxError as exc:
+        return CandidateFailure("syntax", f"line {exc.lineno}: {exc.msg}")
+    except ValueError as exc:  # null bytes
+        return CandidateFailure("syntax", str(exc))
+    if not enabled:
+        return None
+    from evaluator.static_check import check_source
+
+    bad = check_source(source, path.name)
+    if bad:
+        msgs = "; ".join(f"line {v.line}: [{v.rule}] {v.message}" for v in bad[:8])
+        return CandidateFailure("forbidden", msgs)
+    return None
+
+
+def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dict[str, Any]:
+    """Run worker then checker. Returns a dict with report, verdict, failure, isolation, log."""
+    own_scratch = options.scratch_dir is None
+    scratch = Path(tempfile.mkdtemp(prefix="evolve-eval-")) if own_scratch else Path(options.scratch_dir)
+    scratch.mkdir(parents=True, exist_ok=True)
+    private = Path(tempfile.mkdtemp(prefix="evolve-check-"))
+    log_path = private / "worker.log"
+    out: dict[str, Any] = {"report": {}, "verdict": None, "failure": None, "isolation": "none", "log": ""}
+    try:
+        dirs = spawn.make_scratch(scratch)
+        cand_paths = []
+        for i, (p, src) in enumerate(prep.sources):
+            dst = dirs["candidate"] / (f"kernel_{i}.py")
+            dst.write_text(src, encoding="utf-8")
+            cand_paths.append(str(dst))
+        request = {"plan": plan, "scratch": str(scratch), "out_dir": str(dirs["out"]),
+                   "candidates": cand_paths}
+        try:
+            sp = spawn.worker_plan(request, dirs, scratch, interpreter=prep.device != "cuda",
+                                   gpu=options.gpu)
+        except Exception as exc:  # noqa: BLE001
+            out["failure"] = CandidateFailure("sandbox", f"cannot set up the sandbox: {exc}")
+            return out
+        out["isolation"] = sp.isolation
+        proc = spawn.run_group(sp.argv, env=sp.env, cwd=dirs["work"], timeout_s=options.timeout_s,
+                               log_path=log_path)
+        out["log"] = proc.log_tail
+        out["worker_wall_s"] = proc.wall_s
+        report = _read_report(dirs["out"] / "report.json")
+        out["report"] = report
+        if proc.timed_out:
+            out["failure"] = CandidateFailure("timeout", f"worker exceeded {options.timeout_s:g} s "
+                                              f"(stage {spawn.last_stage(proc.log_tail) or '?'}); killed")
+            return out
+        wf = assemble.worker_failure(report) if report else None
+        if wf is not None:
+            out["failure"] = wf
+            return out
+        if proc.returncode != 0 or not report or report.get("stage") != "done":
+            out["failure"] = _death(proc, report)
+            return out
+        verdict, cproc = spawn.run_checker(
+            {"plan": plan, "out_dir": str(dirs["out"]), "n_sides": len(prep.sources)}, private,
+            gpu=options.gpu, timeout_s=options.checker_timeout_s, log_path=private / "checker.log")
+        out["verdict"] = verdict
+        if verdict is None:
+            out["failure"] = CandidateFailure("internal", "checker produced no verdict: "
+                                              + spawn.tail(private / "checker.log", 1500))
+        elif verdict.get("failure"):
+            f = verdict["failure"]
+            out["failure"] = CandidateFailure(f["class"], f["message"], f.get("shape"))
+        return out
+    finally:
+        if options.log_path:
+            try:
+                Path(options.log_path).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(log_path, options.log_path)
+            except OSError:
+                pass
+        shutil.rmtree(private, ignore_errors=True)
+        if own_scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _read_report(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _death(proc: spawn.ProcResult, report: dict[str, Any]) -> CandidateFailure:
+    rc = proc.returncode
+    stage = report.get("stage") or spawn.last_stage(proc.log_tail) or "?"
+    if rc is not None and rc < 0:
+        try:
+            sig = signal.Signals(-rc).name
+        except ValueError:
+            sig = str(-rc)
+        how = f"worker killed by {sig}"
+    else:
+        how = f"worker exited with code {rc} without a complete report"
+    cls = classify_text(proc.log_tail[-2000:]) or "runtime"
+    return CandidateFailure(cls, f"{how} during stage {stage}")
+
+
+def evaluate(path: str | Path, target: str = "gqa", suite: str | None = None,
+             options: EvalOptions | None = None) -> EvalResult:
+    """Evaluate one candidate file; see docs/architecture.md for the result contract."""
+    options = options or EvalOptions()
+    t0 = time.monotonic()
+    prep = _prepare([Path(path)], target, suite)
+    kw = {"device": prep.device, "timing": GPU_TIMING if prep.device == "cuda" else NOT_GPU_TIMING}
+    bad = _static(prep.sources[0][1], prep.sources[0][0], options.static_check)
+    if bad:
+        return EvalResult.rejected(prep.target.name, prep.suite, bad.cls, bad.message, bad.shape,
+                                   wall_s=time.monotonic() - t0, **kw)
+    seed = options.seed if options.seed is not None else secrets.randbits(63)
+    names = resolve(options.baselines, prep.tdev)
+    plan = build_plan(prep.target, prep.suite, device=prep.tdev, seed=seed, baselines=names,
+                      repeat=max(1, int(options.repeat)))
+    run = _execute(prep, plan, options)
+    report, verdict = run["report"], run["verdict"] or {}
+    env = assemble.clean_env(report)
+    inproc = report.get("isolation_in_process")
+    env["isolation"] = run["isolation"] + (f" + {str(inproc)[:100]}" if inproc else "")
+    common = dict(env=env, log_tail=run["log"][-3000:], **kw)
+    validation = {k: verdict.get(k) for k in ("checked", "passed", "max_error_ratio") if k in verdict}
+    fail = run["failure"]
+    if fail is None:
+        try:
+            base = assemble.baseline_times(report, plan)
+            primary = assemble.pick_primary(base, names)
+            cand = assemble.side_times(report, plan, 0)
+            errors = (verdict.get("shape_errors") or [{}])[0]
+            shapes, per_pass = assemble.build_shapes(plan, cand, base, primary, errors,
+                                                     env.get("gpu"), prep.device)
+        except CandidateFailure as f:
+            fail = f
+    if fail is not None:
+        return EvalResult.rejected(prep.target.name, prep.suite, fail.cls, fail.message, fail.shape,
+                                   validation=validation, wall_s=time.monotonic() - t0, **common)
+    score = geomean([s.speedup for s in shapes if s.speedup])
+    return EvalResult(status="ok", target=prep.target.name, suite=prep.suite, score=score,
+                      primary_baseline=primary, shapes=shapes, validation=validation,
+                      repeats=per_pass if plan["passes"] > 1 else [],
+                      wall_s=time.monotonic() - t0, **common)
+
+
+def compare_candidates(challenger_path: str | Path, champion_path: str | Path, target: str = "gqa",
+                       suite: str | None = None, options: EvalOptions | None = None,
+                       rounds: int = 5) -> CompareResult:
+    """Interleaved re-measurement of two candidates in ONE worker on identical inputs.
+
+    Each round times every suite shape for both (who goes first alternates by round);
+    timed outputs of both are re-checked by the checker. No validation checks are run
+    (both are assumed to have passed ``evaluate`` already).
+    """
+    options = options or EvalOptions()
+    t0 = time.monotonic()
+    prep = _prepare([Path(challenger_path), Path(champion_path)], target, suite)
+    timing = GPU_TIMING if prep.device == "cuda" else NOT_GPU_TIMING
+    for side, (p, src) in zip(("challenger", "champion"), prep.sources):
+        bad = _static(src, p, options.static_check)
+        if bad:
+            return CompareResult(None, None, None, 0.0, False,
+                                 failure={"side": side, "class": bad.cls, "message": bad.message},
+                                 device=prep.device, timing=timing, wall_s=time.monotonic() - t0)
+    seed = options.seed if options.seed is not None else secrets.randbits(63)
+    names = resolve(options.baselines or ("cudnn",), prep.tdev)[:1]
+    plan = build_plan(prep.target, prep.suite, device=prep.tdev, seed=seed, baselines=names,
+                      repeat=max(2, rounds), mode="compare", rounds=1)
+    plan["checks"] = []
+    run = _execute(prep, plan, options)
+    fail = run["failure"]
+    rounds_out: list[dict[str, float | None]] = []
+    scores: list[float | None] = [None, None]
+    if fail is None:
+        try:
+            base = assemble.baseline_times(run["report"], plan)
+            primary = assemble.pick_primary(base, names)
+            per_side = []
+            for side in (0, 1):
+                cand = assemble.side_times(run["report"], plan, side)
+                _, per_pass = assemble.build_shapes(plan, cand, base, primary, {},
+                                                    assemble.clean_env(run["report"]).get("gpu"),
+                                                    prep.device)
+                per_side.append(per_pass)
+            scores = [geomean(p) for p in per_side]
+            rounds_out = [{"challenger": a, "champion": b} for a, b in zip(per_side[0], per_side[1])]
+        except CandidateFailure as f:
+            fail = f
+    if fail is not None:
+        return CompareResult(None, None, None, 0.0, False,
+                             failure={"side": "unknown", "class": fail.cls, "message": fail.message},
+                             device=prep.device, timing=timing, wall_s=time.monotonic() - t0)
+    ratio, noise, better = decide([r["challenger"] for r in rounds_out],
+                                  [r["champion"] for r in rounds_out], scores[0], scores[1])
+    return CompareResult(scores[0], scores[1], ratio, noise, better, rounds_out,
+                         device=prep.device, timing=timing, wall_s=time.monotonic() - t0)

@@ -1,0 +1,218 @@
+"""Targets: the candidate contract, benchmark suites, validation shapes, FLOPs, baselines.
+
+A target names one attention problem. ``gqa`` (grouped-query attention, Hq % Hkv == 0)
+and ``mha`` (Hq == Hkv) share the candidate contract::
+
+    def attention(q, k, v, *, causal: bool = False, sm_scale: float | None = None) -> Tensor
+
+with q ``[B, Hq, S, D]``, k/v ``[B, Hkv, S, D]``. Suite inputs are contiguous; the
+validation set holds one non-contiguous case (a ``[B, S, H, D]`` tensor viewed as
+``[B, H, S, D]``), so candidates must honour strides (or copy).
+
+Suites (``Target.suite(name)``):
+
+* ``smoke``: tiny fp16 shapes for the CPU interpreter (bf16 ``tl.dot`` is wrong there).
+* ``quick``: 4 GPU shapes (bf16).
+* ``default``: GPU shapes Hq/Hkv/D x S in {1024, 4096, 16384} (B*S = 16384 tokens)
+  x causal in {no, yes}, bf16.
+
+Validation (``Target.validation_shapes(device)``) is a covering set, not a cross
+product: every S in {1, 17, 127, 1000, 3001}, B in 1..3, G in {1, 4, 7, 8} with
+Hkv = 1 (plus Hkv > 1 cases, which catch kv_head = q_head bugs), D in {64, 128},
+causal both ways and a non-default ``sm_scale`` each appear at least once. The
+interpreter uses a tiny subset (S <= 127, fp16) so a CPU smoke evaluation stays short.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from evaluator.failures import CandidateFailure
+
+DTYPES = ("float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One problem instance. ``layout`` is ``bhsd`` (contiguous) or ``bshd`` (a transposed view)."""
+
+    B: int
+    Hq: int
+    Hkv: int
+    S: int
+    D: int
+    causal: bool
+    dtype: str = "bfloat16"
+    sm_scale: float | None = None
+    layout: str = "bhsd"
+
+    @property
+    def G(self) -> int:
+        return self.Hq // self.Hkv
+
+    @property
+    def scale(self) -> float:
+        return self.sm_scale if self.sm_scale is not None else 1.0 / math.sqrt(self.D)
+
+    @property
+    def name(self) -> str:
+        s = f"B={self.B} Hq={self.Hq} Hkv={self.Hkv} S={self.S} D={self.D}"
+        s += " causal" if self.causal else " noncausal"
+        s += f" {self.dtype}"
+        if self.sm_scale is not None:
+            s += f" scale={self.sm_scale:g}"
+        if self.layout != "bhsd":
+            s += f" {self.layout}"
+        return s
+
+    def flops(self) -> float:
+        """Forward FLOPs: 4*B*Hq*S*S*D (QK^T and PV), half of it when causal."""
+        f = 4.0 * self.B * self.Hq * self.S * self.S * self.D
+        return f / 2 if self.causal else f
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Shape":
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def validate(self) -> None:
+        if min(self.B, self.Hq, self.Hkv, self.S, self.D) < 1 or self.Hq % self.Hkv:
+            raise ValueError(f"bad shape {self}")
+        if self.dtype not in DTYPES or self.layout not in ("bhsd", "bshd"):
+            raise ValueError(f"bad shape {self}")
+
+
+@dataclass(frozen=True)
+class Target:
+    """An attention problem: contract, suites, validation shapes, baselines."""
+
+    name: str
+    description: str
+    suites: dict[str, tuple[Shape, ...]]
+    gpu_validation: tuple[Shape, ...]
+    cpu_validation: tuple[Shape, ...]
+    baselines: tuple[str, ...] = ("cudnn", "flash", "flex")
+    entry_point: str = "attention"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def suite(self, name: str) -> list[Shape]:
+        if name not in self.suites:
+            raise CandidateFailure("internal", f"target {self.name} has no suite {name!r} "
+                                   f"(known: {', '.join(self.suites)})")
+        return list(self.suites[name])
+
+    def validation_shapes(self, device: str) -> list[Shape]:
+        """Shapes the correctness stage checks: ``cuda`` -> full covering set, else tiny set."""
+        return list(self.gpu_validation if device == "cuda" else self.cpu_validation)
+
+    def primary_baseline(self, available: dict[str, float | None]) -> str | None:
+        for name in ("cudnn", "flash", "flex", "sdpa-cpu"):
+            if available.get(name) is not None:
+                return name
+        return None
+
+
+def _default_suite(heads: list[tuple[int, int, int]]) -> tuple[Shape, ...]:
+    out = []
+    for hq, hkv, d in heads:
+        for s in (1024, 4096, 16384):
+            for causal in (False, True):
+                out.append(Shape(B=16384 // s, Hq=hq, Hkv=hkv, S=s, D=d, causal=causal))
+    return tuple(out)
+
+
+_GQA_HEADS = [(32, 8, 128), (64, 8, 128), (28, 4, 128), (32, 8, 64)]
+_MHA_HEADS = [(32, 32, 128), (32, 32, 64)]
+
+_GQA_QUICK = (
+    Shape(4, 32, 8, 4096, 128, False),
+    Shape(4, 32, 8, 4096, 128, True),
+    Shape(16, 28, 4, 1024, 128, False),
+    Shape(1, 32, 8, 16384, 64, True),
+)
+_MHA_QUICK = (
+    Shape(4, 32, 32, 4096, 128, False),
+    Shape(4, 32, 32, 4096, 128, True),
+    Shape(16, 32, 32, 1024, 64, False),
+    Shape(1, 32, 32, 16384, 64, True),
+)
+
+_SMOKE_GQA = (
+    Shape(1, 4, 1, 64, 64, False, "float16"),
+    Shape(1, 4, 2, 128, 64, True, "float16"),
+)
+_SMOKE_MHA = (
+    Shape(1, 2, 2, 64, 64, False, "float16"),
+    Shape(1, 2, 2, 128, 64, True, "float16"),
+)
+
+# GPU covering set: every S, B in 1..3, G in {1,4,7,8} (Hkv = 1 and Hkv > 1), D in {64,128},
+# causal both ways, a custom scale, fp16 beside bf16 and one transposed-view layout.
+_GQA_GPU_VALIDATION = (
+    Shape(1, 1, 1, 1, 64, False),
+    Shape(2, 4, 1, 1, 128, True),
+    Shape(1, 4, 1, 17, 64, True),
+    Shape(3, 7, 1, 17, 128, False, sm_scale=0.3),
+    Shape(1, 8, 1, 127, 128, True),
+    Shape(2, 8, 2, 127, 64, False, "float16"),
+    Shape(1, 7, 1, 1000, 64, False),
+    Shape(2, 4, 2, 1000, 128, True, sm_scale=0.05),
+    Shape(1, 8, 1, 3001, 128, False),
+    Shape(1, 4, 1, 3001, 64, True, "float16"),
+    Shape(3, 1, 1, 127, 128, False),
+    Shape(1, 12, 3, 1000, 128, False, layout="bshd"),
+    Shape(2, 16, 2, 127, 64, True, sm_scale=0.2),
+    Shape(1, 28, 4, 1000, 128, True),
+    Shape(2, 32, 8, 3001, 128, True, "float16", sm_scale=0.1),
+    Shape(1, 2, 2, 17, 64, True, layout="bshd"),
+)
+_GQA_CPU_VALIDATION = (
+    Shape(1, 1, 1, 17, 64, False, "float16"),
+    Shape(1, 4, 1, 127, 64, True, "float16"),
+    Shape(2, 7, 1, 17, 128, True, "float16", sm_scale=0.3),
+    Shape(1, 8, 1, 1, 128, False, "float16"),
+    Shape(1, 4, 2, 33, 64, False, "float16", sm_scale=0.2, layout="bshd"),
+)
+
+
+def _mha_only(shapes: tuple[Shape, ...]) -> tuple[Shape, ...]:
+    """The MHA target's validation: the same covering set with Hkv = Hq (G = 1)."""
+    return tuple(replace(s, Hkv=s.Hq) for s in shapes)
+
+
+_TARGETS: dict[str, Target] = {
+    "gqa": Target(
+        name="gqa",
+        description="grouped-query attention forward (Hq % Hkv == 0), bf16 on GPU",
+        suites={"smoke": _SMOKE_GQA, "quick": _GQA_QUICK, "default": _default_suite(_GQA_HEADS)},
+        gpu_validation=_GQA_GPU_VALIDATION,
+        cpu_validation=_GQA_CPU_VALIDATION,
+    ),
+    "mha": Target(
+        name="mha",
+        description="multi-head attention forward (Hq == Hkv), bf16 on GPU",
+        suites={"smoke": _SMOKE_MHA, "quick": _MHA_QUICK, "default": _default_suite(_MHA_HEADS)},
+        gpu_validation=_mha_only(_GQA_GPU_VALIDATION),
+        cpu_validation=_mha_only(_GQA_CPU_VALIDATION),
+    ),
+}
+
+
+class UnknownTarget(KeyError):
+    """The named target does not exist."""
+
+
+def list_targets() -> list[Target]:
+    return list(_TARGETS.values())
+
+
+def get_target(name: str) -> Target:
+    try:
+        return _TARGETS[name]
+    except KeyError:
+        raise UnknownTarget(f"unknown target {name!r} (known: {', '.join(_TARGETS)})") from None

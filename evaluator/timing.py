@@ -1,0 +1,171 @@
+"""Timing of one callable on one shape, inside the worker.
+
+GPU (``cuda-events``): for every call fresh inputs (new values from a per-call seed, new
+storage; the last ``rotate`` sets stay alive so addresses rotate too), an L2 flush
+(writing a 256 MB buffer, > 2x the 50 MB L2 of H100/H200) before every timed call,
+``warmup`` calls excluded, then ``rounds`` x ``calls`` timed calls with per-call CUDA
+events; the result is the median. A wall-clock cross check follows: ``wall_calls``
+back-to-back calls are timed both with events and with the host clock around a
+device-wide synchronize. Work hidden on another stream or thread is invisible to the
+events but not to the wall clock; the runner flags ``timing_anomaly`` when
+``wall > WALL_FACTOR * events + WALL_SLACK_MS * n``.
+
+CPU interpreter (``cpu-interpreter-wallclock``): host ``perf_counter`` per call, fresh
+inputs, fixed counts. These numbers are NOT GPU performance.
+
+Selected timed calls (chosen by the secret seed in the plan) keep a sample of output
+rows, which the trusted checker compares with the reference afterwards.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+WALL_FACTOR = 1.5
+WALL_SLACK_MS = 0.1
+FLUSH_BYTES = 256 * 1024 * 1024
+
+
+@dataclass
+class TimingParams:
+    warmup: int = 3
+    rounds: int = 5
+    calls: int = 5
+    rotate: int = 3
+    wall_calls: int = 5
+
+    @classmethod
+    def for_device(cls, device: str) -> "TimingParams":
+        if device == "cuda":
+            return cls()
+        return cls(warmup=1, rounds=1, calls=3, rotate=2, wall_calls=0)
+
+
+@dataclass
+class TimingRecord:
+    ms: float
+    call_ms: list[float]
+    wall_ms: float | None = None
+    wall_event_ms: float | None = None
+    samples: list[dict[str, Any]] = field(default_factory=list)  # {"call", "rows", "tensor"}
+
+
+class BadOutput(Exception):
+    """A timed call returned something that is not a plain tensor of the right shape."""
+
+
+def _check_out(out, q) -> None:
+    import torch
+
+    if type(out) is not torch.Tensor or tuple(out.shape) != tuple(q.shape):
+        raise BadOutput(f"timed call returned {type(out).__name__} "
+                        f"{tuple(getattr(out, 'shape', ()))}, expected Tensor {tuple(q.shape)}")
+
+
+def time_call(fn: Callable, make: Callable[[int], tuple], *, causal: bool, kwargs: dict,
+              params: TimingParams, device: str, sample: dict[int, list[int]] | None = None,
+              check: bool = True, after_call: Callable[[], None] | None = None) -> TimingRecord:
+    """Time ``fn(q, k, v, causal=..., **kwargs)``; ``make(n)`` returns fresh inputs of call n."""
+    if device == "cuda":
+        return _time_cuda(fn, make, causal, kwargs, params, sample or {}, check, after_call)
+    return _time_cpu(fn, make, causal, kwargs, params, sample or {}, check, after_call)
+
+
+def _take_sample(out, rows: list[int]):
+    import torch
+
+    idx = torch.as_tensor(rows, device=out.device)
+    return torch.Tensor.index_select(out, 2, idx).clone()
+
+
+def _time_cpu(fn, make, causal, kwargs, p, sample, check, after_call) -> TimingRecord:
+    for i in range(p.warmup):
+        q, k, v = make(-1 - i)
+        out = fn(q, k, v, causal=causal, **kwargs)
+        if check:
+            _check_out(out, q)
+        if after_call:
+            after_call()
+    times, samples, keep = [], [], []
+    for n in range(p.rounds * p.calls):
+        q, k, v = make(n)
+        keep = (keep + [(q, k, v)])[-p.rotate:]
+        t0 = time.perf_counter()
+        out = fn(q, k, v, causal=causal, **kwargs)
+        times.append((time.perf_counter() - t0) * 1e3)
+        if check:
+            _check_out(out, q)
+        if after_call:
+            after_call()
+        if n in sample:
+            samples.append({"call": n, "rows": sample[n], "tensor": _take_sample(out, sample[n])})
+    return TimingRecord(ms=statistics.median(times), call_ms=times, samples=samples)
+
+
+def _time_cuda(fn, make, causal, kwargs, p, sample, check, after_call) -> TimingRecord:
+    import torch
+
+    flush_buf = torch.empty(FLUSH_BYTES // 4, dtype=torch.int32, device="cuda")
+    for i in range(p.warmup):
+        q, k, v = make(-1 - i)
+        out = fn(q, k, v, causal=causal, **kwargs)
+        if check:
+            _check_out(out, q)
+        if after_call:
+            after_call()
+    torch.cuda.synchronize()
+    times: list[float] = []
+    samples: list[dict[str, Any]] = []
+    keep: list[tuple] = []
+    n = 0
+    for _ in range(p.rounds):
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                  for _ in range(p.calls)]
+        pending = []
+        for e0, e1 in events:
+            q, k, v = make(n)
+            keep = (keep + [(q, k, v)])[-p.rotate:]
+            flush_buf.zero_()
+            e0.record()
+            out = fn(q, k, v, causal=causal, **kwargs)
+            e1.record()
+            if check:
+                _check_out(out, q)
+            if n in sample:
+                pending.append((n, sample[n], _take_sample(out, sample[n])))
+            del out
+            n += 1
+        torch.cuda.synchronize()
+        if after_call:
+            after_call()
+        times += [e0.elapsed_time(e1) for e0, e1 in events]
+        samples += [{"call": c, "rows": r, "tensor": t.cpu()} for c, r, t in pending]
+    rec = TimingRecord(ms=statistics.median(times), call_ms=times, samples=samples)
+    if p.wall_calls:
+        sets = [make(10_000 + j) for j in range(p.wall_calls)]
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                  for _ in sets]
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for (q, k, v), (e0, e1) in zip(sets, events):
+            e0.record()
+            fn(q, k, v, causal=causal, **kwargs)
+            e1.record()
+        torch.cuda.synchronize()
+        rec.wall_ms = (time.perf_counter() - t0) * 1e3
+        rec.wall_event_ms = sum(e0.elapsed_time(e1) for e0, e1 in events)
+    del flush_buf
+    return rec
+
+
+def wall_anomaly(wall_ms: float | None, event_ms: float | None, n: int) -> str | None:
+    """Message when the wall clock shows much more time than the events (hidden work)."""
+    if wall_ms is None or event_ms is None or n == 0:
+        return None
+    if wall_ms > WALL_FACTOR * event_ms + WALL_SLACK_MS * n:
+        return (f"wall clock {wall_ms:.3f} ms for {n} calls but CUDA events saw {event_ms:.3f} ms: "
+                "work hidden from the timing stream (side stream or thread)")
+    return None

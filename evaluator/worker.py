@@ -1,0 +1,302 @@
+"""The worker process: untrusted once the candidate is imported.
+
+Run as ``python -I -c ... evaluator.worker.main() REQUEST`` by the runner, inside the
+sandbox, cwd/HOME/TRITON_CACHE_DIR in the scratch dir. Order:
+
+1. import torch/triton, collect env info, time the baselines (before any candidate code
+   exists in the process, so it cannot tamper with them);
+2. ``sandbox.apply_in_process``, ``guard.install``; import the candidate(s);
+3. correctness calls on seeded inputs: a NaN-filled block of the output's size is
+   allocated and freed right before each call (the caching allocator hands it to
+   ``torch.empty``), contract checks (exact ``torch.Tensor``, shape, dtype, device, no
+   aliasing of an input's storage), inputs compared bit-for-bit with copies, the guard's
+   integrity check; outputs saved raw for the checker; the first check of each shape is
+   run twice (second poison 1024) for the unwritten/determinism test;
+4. timing (see timing.py), thread count compared with the count before the first call.
+
+The worker never decides "ok": it writes raw outputs and timings; the trusted checker
+and the runner decide. A failure it detects is written as the report's ``failure``
+(a forged failure only hurts the candidate itself).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from evaluator.correctness import POISON_SECOND
+from evaluator.failures import CandidateFailure, classify_exception, classify_text
+from evaluator.inputs import make_inputs, torch_dtype
+from evaluator.plan import shape_of, timed_seed
+from evaluator.targets import Shape
+from evaluator.timing import BadOutput, TimingParams, time_call
+
+
+_REPORT: dict[str, Any] = {}
+_T0 = time.monotonic()
+
+
+def _stage(name: str) -> None:
+    _REPORT["stage"] = name
+    print(f"[evaluator-worker] stage: {name} t={time.monotonic() - _T0:.1f}s", file=sys.stderr, flush=True)
+
+
+def _task_count() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
+
+
+class Worker:
+    def __init__(self, plan: dict[str, Any], scratch: Path, out_dir: Path, candidates: list[Path]):
+        self.plan = plan
+        self.scratch = scratch
+        self.out_dir = out_dir
+        self.candidates = candidates
+        self.device = plan["device"]
+        self.tdev = "cuda" if self.device == "cuda" else "cpu"
+        self.params = TimingParams(**plan["timing"])
+        self.report = _REPORT
+        self.report.update({"failure": None, "stage": "start", "checks": [], "timing": [],
+                            "baselines": [], "threads": {}})
+        self.fns: list[Any] = []
+        self.guard = None
+
+    # ---- helpers -------------------------------------------------------------------
+    def fail(self, cls: str, message: str, shape: str | None = None) -> None:
+        raise CandidateFailure(cls, message[:2000], shape)
+
+    def _integrity(self, shape: Shape | None) -> None:
+        if self.guard is not None:
+            msg = self.guard.check_integrity()
+            if msg:
+                self.fail("forbidden", f"tampering detected: {msg}", shape.name if shape else None)
+
+    def _call(self, fn, q, k, v, shape: Shape):
+        kwargs = {} if shape.sm_scale is None else {"sm_scale": shape.sm_scale}
+        try:
+            out = fn(q, k, v, causal=shape.causal, **kwargs)
+            if self.tdev == "cuda":
+                import torch
+                torch.cuda.synchronize()
+        except CandidateFailure:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every candidate error is classified
+            cls = classify_exception(exc, default="runtime")
+            tb = traceback.format_exc(limit=6)
+            self.fail(cls, f"{type(exc).__name__}: {exc}\n{tb}", shape.name)
+        self._integrity(shape)
+        return out
+
+    # ---- stages --------------------------------------------------------------------
+    def time_baselines(self) -> None:
+        from evaluator.baselines import get_baseline
+
+        _stage("baselines")
+        for entry in self.plan["timed"]:
+            shape = shape_of(entry["shape"])
+            rec: dict[str, list[float | None]] = {}
+            for name in self.plan["baselines"]:
+                fn = get_baseline(name)
+                rec[name] = []
+                for p in range(self.plan["passes"]):
+                    try:
+                        t = time_call(fn, self._maker(entry["idx"], shape, p), causal=shape.causal,
+                                      kwargs=self._kw(shape), params=self.params, device=self.tdev,
+                                      check=False)
+                        rec[name].append(t.ms)
+                    except Exception as exc:  # noqa: BLE001 - a backend may refuse a shape
+                        print(f"[evaluator-worker] baseline {name} refused {shape.name}: {exc}",
+                              file=sys.stderr)
+                        rec[name].append(None)
+                        if classify_text(str(exc)) == "cuda_fault":
+                            raise
+            self.report["baselines"].append({"idx": entry["idx"], "times": rec})
+
+    def _kw(self, shape: Shape) -> dict:
+        return {} if shape.sm_scale is None else {"sm_scale": shape.sm_scale}
+
+    def _maker(self, idx: int, shape: Shape, p: int):
+        seed = self.plan["seed"]
+        return lambda n: make_inputs(shape, timed_seed(seed, idx, p, n), "gaussian", self.tdev)
+
+    def import_candidates(self) -> None:
+        from evaluator import guard
+
+        _stage("confine")
+        try:
+            from evaluator import sandbox
+        except ImportError:
+            self.report["isolation_in_process"] = None
+        else:
+            self.report["isolation_in_process"] = sandbox.apply_in_process(self.scratch)
+        guard.install(scratch_dir=self.scratch, candidate_path=self.candidates[0])
+        self.guard = guard
+        _stage("import")
+        for i, path in enumerate(self.candidates):
+            name = f"candidate_{i}"
+            try:
+                spec = importlib.util.spec_from_file_location(name, str(path))
+                mod = importlib.util.module_from_spec(spec)
+                sys.modules[name] = mod
+                spec.loader.exec_module(mod)
+            except BaseException as exc:  # noqa: BLE001
+                cls = classify_exception(exc, default="import")
+                if cls == "runtime":
+                    cls = "import"
+                self.fail(cls, f"importing the candidate raised {type(exc).__name__}: {exc}\n"
+                          + traceback.format_exc(limit=6))
+            self._integrity(None)
+            fn = getattr(mod, "attention", None)
+            if not callable(fn):
+                self.fail("contract", "the candidate defines no callable `attention`")
+            self.fns.append(fn)
+
+    def run_checks(self) -> None:
+        import torch
+
+        _stage("correctness")
+        self.threads0 = (threading.active_count(), _task_count())
+        for chk in self.plan["checks"]:
+            shape = shape_of(chk["shape"])
+            q, k, v = make_inputs(shape, chk["seed"], chk["kind"], self.tdev)
+            copies = [t.clone() for t in (q, k, v)]
+            entry = {"id": chk["id"]}
+            for side, fn in enumerate(self.fns):
+                for rep in range(2 if chk["repeat"] else 1):
+                    self._poison(shape, float("nan") if rep == 0 else POISON_SECOND)
+                    out = self._call(fn, q, k, v, shape)
+                    self._contract(out, (q, k, v), shape)
+                    for t, c in zip((q, k, v), copies):
+                        if not torch.equal(t, c):
+                            self.fail("mutation", "the candidate modified an input tensor", shape.name)
+                    fname = f"check{chk['id']}_s{side}_r{rep}.pt"
+                    torch.save(torch.Tensor.cpu(out).clone(), self.out_dir / fname)
+                    entry.setdefault("files", []).append({"side": side, "rep": rep, "file": fname})
+                    del out
+            self.report["checks"].append(entry)
+            self._threads(shape)
+
+    def _poison(self, shape: Shape, value: float) -> None:
+        import torch
+
+        n = shape.B * shape.Hq * shape.S * shape.D
+        block = torch.full((n,), value, dtype=torch_dtype(shape.dtype), device=self.tdev)
+        del block
+
+    def _contract(self, out, inputs, shape: Shape) -> None:
+        import torch
+
+        q = inputs[0]
+        if type(out) is not torch.Tensor:
+            self.fail("contract", f"returned {type(out).__name__}, expected a plain torch.Tensor", shape.name)
+        if tuple(out.shape) != tuple(q.shape) or out.dtype != q.dtype or out.device != q.device:
+            self.fail("contract", f"returned {tuple(out.shape)} {out.dtype} on {out.device}, expected "
+                      f"{tuple(q.shape)} {q.dtype} on {q.device}", shape.name)
+        if out.layout != torch.strided:
+            self.fail("contract", "returned a non-strided tensor", shape.name)
+        o0 = out.untyped_storage().data_ptr()
+        o1 = o0 + out.untyped_storage().nbytes()
+        for t in inputs:
+            s0 = t.untyped_storage().data_ptr()
+            s1 = s0 + t.untyped_storage().nbytes()
+            if o0 < s1 and s0 < o1:
+                self.fail("contract", "the output aliases an input's storage", shape.name)
+
+    def _threads(self, shape: Shape | None) -> None:
+        py, os_tasks = threading.active_count(), _task_count()
+        self.report["threads"] = {"python_before": self.threads0[0], "python_after": py,
+                                  "tasks_before": self.threads0[1], "tasks_after": os_tasks}
+        if py > self.threads0[0]:
+            self.fail("timing_anomaly", f"the candidate started threads ({self.threads0[0]} -> {py})",
+                      shape.name if shape else None)
+
+    def run_timing(self) -> None:
+        _stage("timing")
+        for entry in self.plan["timed"]:
+            shape = shape_of(entry["shape"])
+            rec: dict[str, Any] = {"idx": entry["idx"], "sides": []}
+            for side, fn in enumerate(self.fns):
+                rec["sides"].append({"ms": [], "call_ms": [], "wall": [], "samples": []})
+            for p in range(self.plan["passes"]):
+                sample = {s["call"]: s["rows"] for s in entry["samples"] if s["pass"] == p}
+                order = list(range(len(self.fns)))
+                if p % 2 == 1:
+                    order.reverse()  # compare mode: alternate who goes first each round
+                for side in order:
+                    self._time_side(entry, shape, p, side, sample, rec["sides"][side])
+            self.report["timing"].append(rec)
+            self._threads(shape)
+
+    def _time_side(self, entry, shape: Shape, p: int, side: int, sample, out: dict) -> None:
+        import torch
+
+        try:
+            t = time_call(self.fns[side], self._maker(entry["idx"], shape, p), causal=shape.causal,
+                          kwargs=self._kw(shape), params=self.params, device=self.tdev,
+                          sample=sample, after_call=lambda: self._integrity(shape))
+        except CandidateFailure:
+            raise
+        except BadOutput as exc:
+            self.fail("contract", str(exc), shape.name)
+        except BaseException as exc:  # noqa: BLE001
+            self.fail(classify_exception(exc), f"during timing: {type(exc).__name__}: {exc}", shape.name)
+        out["ms"].append(t.ms)
+        out["call_ms"].append(t.call_ms)
+        out["wall"].append([t.wall_ms, t.wall_event_ms, self.params.wall_calls])
+        for s in t.samples:
+            fname = f"time{entry['idx']}_s{side}_p{p}_c{s['call']}.pt"
+            torch.save(s["tensor"].cpu().clone(), self.out_dir / fname)
+            out["samples"].append({"pass": p, "call": s["call"], "rows": s["rows"], "file": fname})
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    req_path = Path(argv[0])
+    req = json.loads(req_path.read_text())
+    req_path.unlink()  # the plan (and its seed) is not left lying around for the candidate
+    scratch = Path(req["scratch"])
+    out_dir = Path(req["out_dir"])
+    w = Worker(req["plan"], scratch, out_dir, [Path(p) for p in req["candidates"]])
+    code = 0
+    try:
+        _stage("init")
+        import torch  # noqa: F401
+        import triton  # noqa: F401
+        from evaluator.env_info import collect
+
+        if w.device == "cuda":
+            torch.cuda.init()
+        w.report["env"] = collect(w.device)
+        torch.manual_seed(0)
+        w.time_baselines()
+        w.import_candidates()
+        w.run_checks()
+        w.run_timing()
+        _stage("done")
+    except CandidateFailure as f:
+        w.report["failure"] = {"class": f.cls, "message": f.message, "shape": f.shape}
+        code = 3
+    except BaseException as exc:  # noqa: BLE001 - an evaluator-side error before the candidate
+        cls = classify_text(str(exc)) or "internal"
+        w.report["failure"] = {"class": cls, "message": f"{type(exc).__name__}: {exc}\n"
+                               + traceback.format_exc(limit=8), "shape": None}
+        code = 4
+    try:
+        (out_dir / "report.json").write_text(json.dumps(w.report, default=str))
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)  # no atexit/CUDA teardown: a faulted context must not hang the exit
+
+
+if __name__ == "__main__":
+    main()

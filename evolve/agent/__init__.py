@@ -1,0 +1,10 @@
+"""The agentic variation operator (AVO): one variation = one tool-calling agent session.
+
+Modules: client (openai client, retries, usage), tools (registry, schemas, validation,
+truncation), handlers (the tools), session (one session loop), budget, pricing,
+prompts, brief, supervisor (plateau notes), operator (AgentOperator.propose).
+"""
+
+from evolve.agent.operator import AgentOperator
+
+__all__ = ["AgentOperator"]

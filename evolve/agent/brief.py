@@ -1,0 +1,89 @@
+"""Builds the system prompt and the per-session brief from the run's state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from evolve.agent import supervisor
+from evolve.agent.budget import SessionBudget
+from evolve.agent.prompts import Prompts, render
+from evolve.agent.render import candidate_line, failure_line, one_line, result_of, shapes_table
+
+CPU_NOTE = ("Device: no GPU here. `evaluate` runs the CPU interpreter smoke suite "
+            "(TRITON_INTERPRET=1, tiny shapes): it checks correctness only; its timings and "
+            "scores are meaningless for performance, so judge ideas by reasoning and the "
+            "knowledge base, and use evaluate to make sure the kernel is correct.")
+GPU_NOTE = ("Device: a GPU. `evaluate` measures real kernel times against the baseline "
+            "(cuDNN SDPA); the score is the geometric-mean speedup over the suite's shapes.")
+
+
+def _target_description(target: str) -> str:
+    try:
+        from evaluator import get_target
+        return get_target(target).description
+    except Exception:  # the evaluator package is optional for rendering
+        return f"attention forward ({target})"
+
+
+def system_prompt(prompts: Prompts, run: Any, parent_id: int) -> str:
+    cfg = run.config
+    return render(prompts.system, {
+        "target": cfg.target, "target_description": _target_description(cfg.target),
+        "parent_id": parent_id, "device_note": GPU_NOTE if cfg.gpu else CPU_NOTE,
+    })
+
+
+def _best_scores(store: Any, n: int = 5) -> str:
+    best = store.best()
+    ok = sorted(store.candidates("ok"), key=lambda c: -(c.score or 0.0))[:n]
+    if not ok:
+        return "(no candidate has a score yet)"
+    return "\n".join(candidate_line(c, best.id if best else None) for c in ok)
+
+
+def _failures(store: Any, n: int = 5) -> str:
+    bad = store.candidates("rejected")[-n:]
+    return "\n".join(failure_line(c) for c in bad) if bad else "(no failures yet)"
+
+
+def _parent_shapes(store: Any, parent: Any) -> str:
+    rows = [m.to_row() for m in store.measurements(parent.id)]
+    if not rows:
+        rows = result_of(parent).get("shapes", [])
+    text = shapes_table(rows)
+    if parent.status != "ok":
+        text += f"\n(the parent was rejected: {parent.failure_class}: " \
+                f"{one_line(parent.failure_message, 200)})"
+    return text
+
+
+def _notes(brief: dict[str, Any]) -> str:
+    items = [f"- {k}: {v}" for k, v in (brief or {}).items() if v not in (None, "", [], {})]
+    return "## Notes from the orchestrator\n\n" + "\n".join(items) + "\n" if items else ""
+
+
+def session_brief(prompts: Prompts, ctx: Any, budget: SessionBudget, suite: str,
+                  stall_limit: int) -> tuple[str, supervisor.Plateau | None]:
+    run, parent = ctx.run, ctx.parent
+    store = run.store
+    plateau = supervisor.detect(store, stall_limit)
+    second = ""
+    if ctx.second is not None:
+        second = (f"A second parent is offered for crossover: #{ctx.second.id} "
+                  f"(score {ctx.second.score}): {one_line(ctx.second.hypothesis, 200)}. "
+                  f"Use show_candidate({ctx.second.id}) or diff({parent.id}, {ctx.second.id}) "
+                  "to borrow its ideas.")
+    text = render(prompts.brief, {
+        "target": run.config.target, "parent_id": parent.id,
+        "parent_score": "-" if parent.score is None else f"{parent.score:.3f}",
+        "parent_operator": parent.operator, "parent_depth": parent.depth,
+        "parent_hypothesis": one_line(parent.hypothesis, 400) or "(seed)",
+        "parent_source": ctx.parent_source.rstrip("\n"),
+        "parent_shapes": _parent_shapes(store, parent),
+        "best_scores": _best_scores(store), "recent_failures": _failures(store),
+        "second": second,
+        "supervisor": supervisor.note(prompts.supervisor, plateau),
+        "notes": _notes(ctx.brief),
+        "budgets": budget.describe(), "suite": suite,
+    })
+    return text, plateau

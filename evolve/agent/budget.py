@@ -1,0 +1,80 @@
+"""Budgets of the agent operator: per session (tool calls, evaluations, tokens) and per
+run (USD against a price table; a model without a price counts tokens only)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from evolve.agent.pricing import PriceTable
+
+
+class BudgetExhausted(Exception):
+    """A budget ran out; `kind` says which (tool_calls, evaluations, tokens, usd)."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class SessionBudget:
+    max_tool_calls: int
+    max_evaluations: int
+    max_tokens: int
+    tool_calls: int = 0
+    evaluations: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.tokens_in + self.tokens_out
+
+    def add_tokens(self, tokens_in: int, tokens_out: int) -> None:
+        self.tokens_in += tokens_in
+        self.tokens_out += tokens_out
+
+    def check_tokens(self) -> None:
+        if self.max_tokens and self.tokens >= self.max_tokens:
+            raise BudgetExhausted("tokens", f"session token budget used up "
+                                  f"({self.tokens} of {self.max_tokens})")
+
+    def take_tool_call(self) -> None:
+        if self.max_tool_calls and self.tool_calls >= self.max_tool_calls:
+            raise BudgetExhausted("tool_calls", f"session tool-call budget used up "
+                                  f"({self.tool_calls} of {self.max_tool_calls})")
+        self.tool_calls += 1
+
+    def evaluations_left(self) -> int:
+        return max(0, self.max_evaluations - self.evaluations)
+
+    def tool_calls_left(self) -> int:
+        return max(0, self.max_tool_calls - self.tool_calls)
+
+    def describe(self) -> str:
+        return (f"{self.max_tool_calls} tool calls, {self.max_evaluations} evaluations, "
+                f"{self.max_tokens} tokens (prompt + completion, summed over requests)")
+
+
+class RunBudget:
+    """USD over the whole run: what earlier sessions spent (from the store) + this one."""
+
+    def __init__(self, model: str, prices: PriceTable, max_usd: float | None,
+                 spent_before: float = 0.0):
+        self.model = model
+        self.prices = prices
+        self.max_usd = max_usd
+        self.spent_before = float(spent_before)
+        self.priced = prices.lookup(model) is not None
+
+    def cost(self, tokens_in: int, tokens_out: int) -> float | None:
+        return self.prices.cost(self.model, tokens_in, tokens_out)
+
+    def check(self, session_cost: float | None = 0.0) -> None:
+        """Raise when the run's spend reached max_usd (never for unpriced models)."""
+        if self.max_usd is None or not self.priced:
+            return
+        total = self.spent_before + (session_cost or 0.0)
+        if total >= self.max_usd:
+            raise BudgetExhausted("usd", f"run budget of ${self.max_usd:.2f} reached "
+                                  f"(${total:.4f} spent)")

@@ -1,0 +1,235 @@
+"""The agent's tools (names and arguments fixed by the spec) over a SessionState."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from typing import Any
+
+from evolve.agent.render import candidate_line, eval_text, failure_line, result_of, shapes_table
+from evolve.agent.state import EvalNote, SessionState
+from evolve.agent.tools import Tool, ToolError, ToolRegistry
+
+KERNEL_LIMIT = 20000
+KNOWLEDGE_LIMIT = 8000
+
+
+def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {"type": "object", "properties": props, "required": required or [],
+            "additionalProperties": False}
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+# ---------------------------------------------------------------- lineage tools
+
+def lineage(st: SessionState, a: dict[str, Any]) -> str:
+    store = st.run.store
+    best = store.best()
+    best_id = best.id if best else None
+    n = a["n"]
+    if a["view"] == "top":
+        ok = sorted(store.candidates("ok"), key=lambda c: -(c.score or 0.0))[:n]
+        rows = [candidate_line(c, best_id) for c in ok]
+        title = f"top {len(rows)} candidates by score"
+    elif a["view"] == "recent":
+        rows = [candidate_line(c, best_id) for c in store.candidates()[-n:]]
+        title = f"{len(rows)} most recent candidates"
+    else:
+        rows = [failure_line(c) for c in store.candidates("rejected")[-n:]]
+        title = f"{len(rows)} most recent failures"
+    counts = store.counts()
+    head = (f"{title} (run has {counts['total']} candidates; your parent is #{st.ctx.parent.id}"
+            f"{'' if best_id is None else f'; best is #{best_id}'})")
+    return "\n".join([head, *rows]) if rows else head + "\n(none)"
+
+
+def show_candidate(st: SessionState, a: dict[str, Any]) -> str:
+    run = st.run
+    c = run.store.get_candidate(a["id"])
+    if c is None:
+        raise ToolError(f"no candidate #{a['id']}; use lineage to list candidates")
+    lines = [candidate_line(c), f"hypothesis: {c.hypothesis}"]
+    if c.status != "ok":
+        lines.append(f"failure: {c.failure_class}: {c.failure_message}")
+    shapes = [m.to_row() for m in run.store.measurements(c.id)] or result_of(c).get("shapes", [])
+    lines.append(shapes_table(shapes))
+    try:
+        src = run.repo.source_at(c.id)
+    except Exception as e:  # RepoError and git errors: report, do not crash
+        src = f"(source unavailable: {e})"
+    lines.append(f"--- kernel.py of #{c.id} ---\n{src}")
+    return "\n".join(lines)
+
+
+def _source_of(st: SessionState, ref: int | str) -> tuple[str, str]:
+    if ref == "working":
+        return "working", st.source
+    if isinstance(ref, str) and not ref.isdigit():
+        raise ToolError("a and b are candidate ids or the string \"working\"")
+    cid = int(ref)
+    if st.run.store.get_candidate(cid) is None:
+        raise ToolError(f"no candidate #{cid}")
+    return f"#{cid}", st.run.repo.source_at(cid)
+
+
+def diff(st: SessionState, a: dict[str, Any]) -> str:
+    (na, sa), (nb, sb) = _source_of(st, a["a"]), _source_of(st, a["b"])
+    text = "".join(difflib.unified_diff(sa.splitlines(True), sb.splitlines(True),
+                                        fromfile=na, tofile=nb, n=3))
+    return text or f"{na} and {nb} are identical"
+
+
+# -------------------------------------------------------------- knowledge tools
+
+def search_knowledge(st: SessionState, a: dict[str, Any]) -> str:
+    from evolve import knowledge
+    try:
+        hits = knowledge.search(a["query"], a["k"], run_dir=st.run.paths.root)
+    except knowledge.KnowledgeError as e:
+        raise ToolError(str(e)) from None
+    if not hits:
+        return "no hits; try other words"
+    out = []
+    for h in hits:
+        where = f" (run {h.run})" if h.run else ""
+        out.append(f"[{h.kind}] {h.id}{where} — {h.title} (score {h.score:.2f})\n  {h.snippet}")
+    return "\n".join(out) + "\n(read a [doc] with read_knowledge(doc=<id>))"
+
+
+def read_knowledge(st: SessionState, a: dict[str, Any]) -> str:
+    from evolve import knowledge
+    try:
+        doc = knowledge.read(a["doc"])
+    except knowledge.KnowledgeError as e:
+        raise ToolError(str(e)) from None
+    if doc.id not in st.knowledge_read:
+        st.knowledge_read.append(doc.id)
+    return (f"# {doc.title}\nid: {doc.id}  tags: {', '.join(doc.tags)}  "
+            f"applies_to: {', '.join(doc.applies_to)}\n\n{doc.body}")
+
+
+# ------------------------------------------------------------------ kernel tools
+
+def read_kernel(st: SessionState, a: dict[str, Any]) -> str:
+    n = st.source.count("\n") + 1
+    return (f"kernel.py — working copy (parent #{st.ctx.parent.id}), {n} lines, "
+            f"{len(st.source)} characters\n{st.source}")
+
+
+def _syntax_note(source: str) -> str:
+    try:
+        compile(source, "kernel.py", "exec")
+    except SyntaxError as e:
+        return f"\nwarning: the working copy has a syntax error at line {e.lineno}: {e.msg}"
+    return ""
+
+
+def write_kernel(st: SessionState, a: dict[str, Any]) -> str:
+    src = a["source"]
+    if not src.strip():
+        raise ToolError("source is empty")
+    st.source = src if src.endswith("\n") else src + "\n"
+    st.edits += 1
+    return f"written: {len(st.source)} characters, {st.source.count(chr(10))} lines" + \
+        _syntax_note(st.source)
+
+
+def edit_kernel(st: SessionState, a: dict[str, Any]) -> str:
+    old, new = a["old"], a["new"]
+    count = st.source.count(old)
+    if count == 0:
+        first = old.strip().splitlines()[0] if old.strip() else old
+        close = difflib.get_close_matches(first, st.source.splitlines(), n=1, cutoff=0.6)
+        hint = f"; closest line: {close[0]!r}" if close else ""
+        raise ToolError("`old` was not found in the working copy (it must match exactly, "
+                        f"whitespace included; read_kernel shows the current text){hint}")
+    if count > 1:
+        raise ToolError(f"`old` occurs {count} times; include more surrounding lines so it "
+                        "is unique")
+    if old == new:
+        raise ToolError("`old` and `new` are identical")
+    start = st.source.index(old)
+    st.source = st.source[:start] + new + st.source[start + len(old):]
+    st.edits += 1
+    line = st.source.count("\n", 0, start) + 1
+    lines = st.source.splitlines()
+    lo, hi = max(0, line - 3), min(len(lines), line + new.count("\n") + 2)
+    context = "\n".join(f"{i + 1:4d}  {lines[i]}" for i in range(lo, hi))
+    return f"edited at line {line}:\n{context}" + _syntax_note(st.source)
+
+
+def evaluate(st: SessionState, a: dict[str, Any]) -> str:
+    if st.budget.evaluations_left() <= 0:
+        raise ToolError(f"evaluation budget used up ({st.budget.evaluations} of "
+                        f"{st.budget.max_evaluations}); submit or give_up")
+    suite = a.get("suite") or st.suite
+    note = ""
+    if not st.gpu and suite != st.suite:
+        note = f"(no GPU here: ran the {st.suite} suite instead of {suite})\n"
+        suite = st.suite
+    st.budget.evaluations += 1
+    res = st.ctx.evaluate(st.source, suite)
+    d = res.to_dict() if hasattr(res, "to_dict") else dict(res)
+    fail = d.get("failure") or {}
+    st.evals.append(EvalNote(d.get("status", "?"), fail.get("class"), d.get("score"),
+                             _sha(st.source)))
+    left = st.budget.evaluations_left()
+    return (note + eval_text(d, st.ctx.parent.score)
+            + f"\n({left} evaluation{'s' if left != 1 else ''} left in this session)")
+
+
+def submit(st: SessionState, a: dict[str, Any]) -> str:
+    if st.source == st.parent_source:
+        raise ToolError("the working copy is identical to the parent; edit it first, "
+                        "or give_up")
+    st.ended, st.outcome, st.hypothesis = True, "submitted", a["hypothesis"].strip()
+    return "submitted; the orchestrator evaluates the kernel and records it"
+
+
+def give_up(st: SessionState, a: dict[str, Any]) -> str:
+    st.ended, st.outcome, st.reason = True, "gave_up", a["reason"].strip()
+    return "session ended without a candidate"
+
+
+def build_registry() -> ToolRegistry:
+    n = {"type": "integer", "minimum": 1, "maximum": 50, "default": 8}
+    ref = {"type": ["integer", "string"],
+           "description": "a candidate id, or \"working\" for your working copy"}
+    text = {"type": "string", "minLength": 1}
+    return ToolRegistry([
+        Tool("lineage", "List candidates of this run: the best by score (top), the newest "
+             "(recent), or the newest rejected ones with failure class and message (failures).",
+             _obj({"view": {"type": "string", "enum": ["top", "recent", "failures"]}, "n": n},
+                  ["view"]), lineage),
+        Tool("show_candidate", "One candidate: hypothesis, outcome, per-shape results and "
+             "its kernel source.", _obj({"id": {"type": "integer", "minimum": 0}}, ["id"]),
+             show_candidate, limit=KERNEL_LIMIT),
+        Tool("diff", "Unified diff between two candidates' kernels, or a candidate and "
+             "\"working\" (your working copy).", _obj({"a": ref, "b": ref}, ["a", "b"]), diff),
+        Tool("search_knowledge", "Ranked search of the knowledge base (Triton/attention "
+             "techniques, evaluator rules) and of lessons from evaluated candidates.",
+             _obj({"query": text, "k": {"type": "integer", "minimum": 1, "maximum": 20,
+                                        "default": 5}}, ["query"]), search_knowledge),
+        Tool("read_knowledge", "Read one knowledge document by id (as listed by "
+             "search_knowledge).", _obj({"doc": text}, ["doc"]), read_knowledge,
+             limit=KNOWLEDGE_LIMIT),
+        Tool("read_kernel", "The current working copy of kernel.py.", _obj({}), read_kernel,
+             limit=KERNEL_LIMIT),
+        Tool("write_kernel", "Replace the whole working copy with `source`.",
+             _obj({"source": text}, ["source"]), write_kernel),
+        Tool("edit_kernel", "Replace the exact, unique substring `old` of the working copy "
+             "with `new`.", _obj({"old": text, "new": {"type": "string"}}, ["old", "new"]),
+             edit_kernel),
+        Tool("evaluate", "Run the real evaluator (static check, correctness against the "
+             "reference, timing) on the working copy. Counts against the evaluation budget.",
+             _obj({"suite": {"type": "string", "enum": ["smoke", "quick", "default"]}}),
+             evaluate),
+        Tool("submit", "End the session: the working copy becomes a candidate (child of "
+             "your parent). `hypothesis` says what you changed and the expected effect.",
+             _obj({"hypothesis": text}, ["hypothesis"]), submit),
+        Tool("give_up", "End the session without a candidate.", _obj({"reason": text},
+                                                                       ["reason"]), give_up),
+    ])

@@ -1,0 +1,110 @@
+"""AgentOperator: one variation = one agent session on a working copy of the parent.
+
+    op = AgentOperator(run)            # reads run.config.agent (an AgentConfig)
+    proposal = op.propose(ctx)         # Proposal, or None (gave up / budget / error)
+
+The session and its steps are recorded through the store before propose() returns;
+the Proposal carries `session_id`, and the loop writes it into the candidate's row
+(`candidates.session_id = sessions.id` links a candidate to its transcript).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+from evolve.agent.brief import session_brief, system_prompt
+from evolve.agent.budget import BudgetExhausted, RunBudget, SessionBudget
+from evolve.agent.client import ChatClient
+from evolve.agent.handlers import build_registry
+from evolve.agent.pricing import PriceTable, PriceTableError
+from evolve.agent.prompts import PromptError, Prompts
+from evolve.agent.session import Session, SessionResult
+from evolve.agent.state import SessionState
+from evolve.operators.base import OperatorError, Proposal, VariationContext
+from evolve.records import Event
+
+
+class AgentOperator:
+    name = "agent"
+
+    def __init__(self, run: Any, *, client: ChatClient | None = None,
+                 backoff_s: float | None = None):
+        self.run = run
+        self.cfg = run.config.agent
+        try:
+            self.prompts = Prompts.load(self.cfg.prompts_dir)
+            self.prices = PriceTable.load(self.cfg.price_table)
+            self.client = client or ChatClient(
+                self.cfg.model, self.cfg.base_url, timeout_s=float(self.cfg.request_timeout_s),
+                max_retries=int(self.cfg.max_retries), backoff_s=backoff_s)
+        except (PromptError, PriceTableError, ValueError) as e:
+            raise OperatorError(str(e)) from None
+        self.registry = build_registry()
+        self.exhausted = False  # True once the run's USD budget is spent
+        self.last: SessionResult | None = None
+        self.last_reason = ""  # why the last propose() returned None (the loop logs it)
+
+    def _event(self, kind: str, message: str, data: dict[str, Any]) -> None:
+        self.run.store.add_event(Event(kind=kind, message=message,
+                                       data_json=json.dumps(data, default=str)))
+
+    def propose(self, ctx: VariationContext) -> Proposal | None:
+        run, cfg = self.run, self.cfg
+        spent = float(run.store.totals().get("cost_usd") or 0.0)
+        run_budget = RunBudget(cfg.model, self.prices, cfg.max_usd, spent)
+        self.last_reason = ""
+        try:
+            run_budget.check()
+        except BudgetExhausted as e:
+            self.last_reason = str(e)
+            if not self.exhausted:
+                self._event("warning", f"agent operator stopped: {e}", {"spent_usd": spent})
+            self.exhausted = True
+            return None
+        budget = SessionBudget(int(cfg.max_tool_calls), int(cfg.max_evaluations),
+                               int(cfg.max_tokens))
+        suite = run.config.suite
+        state = SessionState(ctx=ctx, source=ctx.parent_source, budget=budget, suite=suite,
+                             gpu=bool(run.config.gpu))
+        brief, plateau = session_brief(self.prompts, ctx, budget, suite, int(cfg.stall_limit))
+        session = Session(self.client, self.registry, state, run_budget,
+                          system=system_prompt(self.prompts, run, ctx.parent.id), brief=brief,
+                          nudge=self.prompts.nudge, operator=self.name)
+        t0 = time.monotonic()
+        result = session.run()
+        self.last = result
+        run.store.record_session(result.record)
+        run.store.add_agent_steps(result.steps)
+        rec = result.record
+        if rec.outcome == "error":
+            self._event("operator_error", f"agent session {rec.id}: {rec.reason}",
+                        {"session_id": rec.id, "parent_id": rec.parent_id})
+        if rec.outcome == "budget" and "run budget" in rec.reason:
+            self.exhausted = True
+        if rec.outcome != "submitted":
+            self.last_reason = f"session {rec.id} ended {rec.outcome}: {rec.reason}"[:300]
+            return None
+        return Proposal(
+            source=state.source, hypothesis=state.hypothesis,
+            changes=self._changes(state, plateau is not None), parent_id=ctx.parent.id,
+            parent2_id=ctx.second.id if ctx.second is not None else None,
+            operator=self.name, session_id=rec.id, tokens_in=rec.tokens_in,
+            tokens_out=rec.tokens_out, cost_usd=rec.cost_usd,
+            variation_seconds=round(time.monotonic() - t0, 3))
+
+    @staticmethod
+    def _changes(state: SessionState, plateau: bool) -> dict[str, Any]:
+        sha = hashlib.sha256(state.source.encode()).hexdigest()
+        last = state.evals[-1] if state.evals else None
+        verified = bool(last and last.source_sha == sha and last.status == "ok")
+        return {"agent": {
+            "edits": state.edits,
+            "evaluations": [e.status if e.status == "ok" else f"{e.status}:{e.failure_class}"
+                            for e in state.evals],
+            "verified": verified,
+            "knowledge": list(state.knowledge_read),
+            "plateau_note": plateau,
+        }}

@@ -1,0 +1,93 @@
+"""The plateau supervisor (AVO's way out of stagnation).
+
+After `stall_limit` variations without a new best, the next session's brief says so,
+lists the directions tried since the best and their outcomes, and points at knowledge
+documents that no session has read yet.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from evolve.agent.prompts import render
+from evolve.agent.render import one_line
+
+MAX_DIRECTIONS = 12
+
+
+@dataclass
+class Plateau:
+    stalled: int  # variations since the best appeared
+    best_id: int | None
+    best_score: float | None
+    directions: list[str]
+    unused_knowledge: list[str]
+
+
+def _outcome(c: Any) -> str:
+    if c.status == "ok":
+        return f"ok, score {c.score:.3f}" if c.score is not None else "ok"
+    return f"rejected {c.failure_class}: {one_line(c.failure_message, 100)}"
+
+
+def knowledge_read(store: Any) -> set[str]:
+    """Ids of the knowledge documents any session of the run has read."""
+    seen: set[str] = set()
+    for s in store.sessions():
+        for step in store.agent_steps(s.id):
+            if step.tool == "read_knowledge" and step.role == "tool":
+                try:
+                    doc = json.loads(step.arguments_json or "{}").get("doc")
+                except ValueError:
+                    continue
+                if doc:
+                    seen.add(str(doc).rsplit("/", 1)[-1].removesuffix(".md"))
+    return seen
+
+
+def _all_docs() -> list[tuple[str, str]]:
+    try:
+        from evolve import knowledge
+        return [(d.id, d.title) for d in knowledge.list_docs()]
+    except Exception:  # no knowledge base here: the note just has no pointers
+        return []
+
+
+def detect(store: Any, stall_limit: int) -> Plateau | None:
+    """A Plateau when the last `stall_limit` (or more) variations did not beat the best."""
+    if stall_limit <= 0:
+        return None
+    cands = store.candidates()
+    best = store.best()
+    best_id = best.id if best is not None else 0
+    since = [c for c in cands if c.id > best_id and c.parent_id is not None]
+    # sessions that ended without a candidate are variations too
+    gave_up = [s for s in store.sessions() if s.candidate_id is None and s.outcome != "submitted"
+               and (best is None or s.started_at > best.created_at)]
+    stalled = len(since) + len(gave_up)
+    if stalled < stall_limit:
+        return None
+    directions = [f"#{c.id} (from #{c.parent_id}, {c.operator}): {one_line(c.hypothesis, 140)}"
+                  f" -> {_outcome(c)}" for c in since]
+    directions += [f"session {s.id} (from #{s.parent_id}) ended {s.outcome}: "
+                   f"{one_line(s.reason, 140)}" for s in gave_up]
+    read = knowledge_read(store)
+    unused = [f"{i} — {t}" for i, t in _all_docs() if i not in read]
+    return Plateau(stalled, best.id if best else None, best.score if best else None,
+                   directions[-MAX_DIRECTIONS:], unused)
+
+
+def note(template: str, plateau: Plateau | None) -> str:
+    """The supervisor section of the brief ('' when there is no plateau)."""
+    if plateau is None:
+        return ""
+    return render(template, {
+        "stalled": plateau.stalled,
+        "best_id": "-" if plateau.best_id is None else plateau.best_id,
+        "best_score": "-" if plateau.best_score is None else f"{plateau.best_score:.3f}",
+        "directions": "\n".join(f"- {d}" for d in plateau.directions) or "- (none recorded)",
+        "unused_knowledge": "\n".join(f"- {u}" for u in plateau.unused_knowledge)
+        or "- (every document has been read at least once; search for lessons instead)",
+    })

@@ -1,0 +1,173 @@
+"""Run configuration (run.toml): RunConfig, AgentConfig and a small TOML writer.
+
+The API key is never part of any config: the agent client reads OPENAI_API_KEY from
+the environment when it is created.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+
+class ConfigError(Exception):
+    """run.toml is missing or malformed."""
+
+
+@dataclass
+class AgentConfig:
+    model: str = "gpt-4.1-mini"
+    base_url: str | None = None
+    max_usd: float | None = None
+    prompts_dir: Path | None = None
+    price_table: Path | None = None
+    max_tool_calls: int = 40
+    max_evaluations: int = 6
+    max_tokens: int = 200_000
+    stall_limit: int = 5
+    request_timeout_s: float = 120
+    max_retries: int = 4
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("prompts_dir", "price_table"):
+            if d[k] is not None:
+                d[k] = str(d[k])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AgentConfig":
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        for k in ("prompts_dir", "price_table"):
+            if kw.get(k) is not None:
+                kw[k] = Path(kw[k])
+        return cls(**kw)
+
+
+@dataclass
+class RunConfig:
+    name: str
+    target: str
+    operator: str  # "offline" | "agent" (auto is resolved before this is written)
+    seed_file: str
+    suite: str  # resolved suite: "smoke" without a GPU
+    rng_seed: int
+    max_candidates: int | None = None  # total candidates in the run, seed included
+    max_minutes: float | None = None  # wall clock per start/resume invocation
+    tournament_k: int = 3
+    explore_prob: float = 0.2
+    crossover_prob: float = 0.2
+    eval_timeout_s: float = 600.0
+    baselines: list[str] = field(default_factory=lambda: ["cudnn"])
+    rematch_rounds: int = 5
+    gpu: bool = False
+    agent: AgentConfig = field(default_factory=AgentConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["agent"] = self.agent.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known and k != "agent"}
+        kw["agent"] = AgentConfig.from_dict(d.get("agent", {}))
+        try:
+            return cls(**kw)
+        except TypeError as e:
+            raise ConfigError(f"bad run configuration: {e}") from None
+
+
+def write_run_toml(path: Path, config: RunConfig, fingerprint: dict[str, Any]) -> None:
+    """Write run.toml atomically: [run], [run.agent], [fingerprint]."""
+    run = config.to_dict()
+    agent = run.pop("agent")
+    text = "# Resolved configuration of this run (written by evolve; never holds secrets)\n"
+    text += dumps({"run": {**run, "agent": agent}, "fingerprint": fingerprint})
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_run_toml(path: Path) -> tuple[RunConfig, dict[str, Any]]:
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"missing {path}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"malformed {path}: {e}") from None
+    if "run" not in data:
+        raise ConfigError(f"{path} has no [run] table")
+    return RunConfig.from_dict(data["run"]), data.get("fingerprint", {})
+
+
+# --- a small TOML writer (tables, scalars, arrays of scalars; None is omitted) ---
+
+def dumps(data: dict[str, Any]) -> str:
+    lines: list[str] = []
+    _table(lines, [], data)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _table(lines: list[str], prefix: list[str], d: dict[str, Any]) -> None:
+    scalars = {k: v for k, v in d.items() if not isinstance(v, dict) and v is not None}
+    tables = {k: v for k, v in d.items() if isinstance(v, dict)}
+    if prefix and (scalars or not tables):
+        lines.append("")
+        lines.append("[" + ".".join(_key(p) for p in prefix) + "]")
+    for k, v in scalars.items():
+        lines.append(f"{_key(k)} = {_value(v)}")
+    for k, v in tables.items():
+        _table(lines, prefix + [str(k)], v)
+
+
+def _key(k: str) -> str:
+    if k and all(c.isalnum() or c in "_-" for c in k):
+        return k
+    return _string(k)
+
+
+def _string(s: str) -> str:
+    out = []
+    for ch in s:
+        if ch == "\\":
+            out.append("\\\\")
+        elif ch == '"':
+            out.append('\\"')
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_value(x) for x in v if x is not None) + "]"
+    if isinstance(v, Path):
+        return _string(str(v))
+    return _string(str(v))

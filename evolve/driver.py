@@ -1,0 +1,189 @@
+"""Starting and resuming runs: config resolution, the run lock, signals, final status."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from evolve.config import AgentConfig, RunConfig
+from evolve.loop import Budget, EvolutionLoop
+from evolve.operators import OperatorError, make_operator
+from evolve.paths import default_seed
+from evolve.progress import ProgressState, make_progress
+from evolve.records import Event
+from evolve.rundir import default_name, validate_name
+from evolve.run import RunHandle
+from evolve.runlock import RunLock
+
+NO_GPU_WARNING = ("warning: no CUDA GPU: candidates run in the Triton interpreter on the "
+                  "'{suite}' suite; scores are CPU wall-clock ratios, NOT GPU performance")
+
+
+class UsageError(Exception):
+    """Bad user input: reported as one line, exit code 2."""
+
+
+@dataclass
+class StartOptions:
+    target: str
+    operator: str = "auto"
+    seed: Path | None = None
+    name: str | None = None
+    runs_dir: Path = Path("runs")
+    max_candidates: int | None = None
+    max_minutes: float | None = None
+    suite: str | None = None
+    rng_seed: int | None = None
+    agent: AgentConfig | None = None
+
+
+def resolve_operator(requested: str, agent: AgentConfig) -> str:
+    if requested not in ("auto", "offline", "agent"):
+        raise UsageError(f"unknown operator {requested!r} (auto, offline or agent)")
+    if requested != "auto":
+        return requested
+    llm = os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL") or agent.base_url
+    return "agent" if llm else "offline"
+
+
+def _check_target(target: str) -> None:
+    from evaluator import get_target
+    try:
+        get_target(target)
+    except Exception as e:  # the evaluator's own error type for an unknown target
+        raise UsageError(f"unknown target {target!r}: {e}") from None
+
+
+def create_run(opts: StartOptions, console: Console) -> RunHandle:
+    from evaluator import gpu_available
+    from evolve.fingerprint import collect
+
+    _check_target(opts.target)
+    agent = opts.agent or AgentConfig()
+    operator = resolve_operator(opts.operator, agent)
+    seed = Path(opts.seed) if opts.seed else default_seed(opts.target)
+    if not seed.is_file():
+        raise UsageError(f"seed file {seed} not found")
+    if opts.max_candidates is not None and opts.max_candidates < 1:
+        raise UsageError("--max-candidates must be at least 1")
+    gpu = gpu_available()
+    suite = opts.suite or ("default" if gpu else "smoke")
+    name = validate_name(opts.name) if opts.name else default_name(opts.target, operator)
+    config = RunConfig(name=name, target=opts.target, operator=operator,
+                       seed_file=str(seed.resolve()), suite=suite,
+                       rng_seed=opts.rng_seed if opts.rng_seed is not None
+                       else secrets.randbelow(2**31),
+                       max_candidates=opts.max_candidates, max_minutes=opts.max_minutes,
+                       gpu=gpu, agent=agent)
+    if (Path(opts.runs_dir) / name).exists():
+        raise UsageError(f"run {name!r} already exists in {opts.runs_dir}; pick another --name "
+                         "or use evolve resume")
+    return RunHandle.create(opts.runs_dir, config, collect(gpu))
+
+
+def drive(run: RunHandle, console: Console, resumed: bool,
+          live: bool | None = None) -> int:
+    """Run the loop under the run lock; always leaves a consistent run and a final status."""
+    lock = RunLock(run.paths.lock)
+    lock.acquire()
+    prev_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    cfg = run.config
+    store = run.store
+    try:
+        if resumed:
+            found = store.run().status
+            if found == "running":  # no live loop holds it (we hold the lock): it died
+                store.set_run_status("interrupted")
+                store.add_event(Event(kind="warning", message="run was found dead (interrupted)"))
+        store.set_run_status("running")
+        store.add_event(Event(kind="resume" if resumed else "start",
+                              message=f"pid {os.getpid()}, operator {cfg.operator}, "
+                              f"budget: {_budget_text(cfg)}"))
+        if not cfg.gpu:
+            console.print(NO_GPU_WARNING.format(suite=cfg.suite), style="yellow", markup=False,
+                          highlight=False, soft_wrap=True)
+        try:
+            operator = make_operator(cfg.operator, run)
+        except (OperatorError, ImportError) as e:
+            store.set_run_status("stopped")
+            raise UsageError(f"cannot use the {cfg.operator} operator: {e}") from None
+        budget = Budget(cfg.max_candidates, cfg.max_minutes, cfg.agent.max_usd)
+        state = ProgressState(run.name, cfg.target, cfg.operator, cfg.max_candidates)
+        progress = make_progress(state, console, live)
+        try:
+            with progress:
+                outcome = EvolutionLoop(run, operator, progress, budget).run_loop()
+        except KeyboardInterrupt:
+            store.set_run_status("stopped")
+            store.add_event(Event(kind="stop", message="interrupted by the user (Ctrl-C)"))
+            console.print(f"stopped by Ctrl-C. Resume with: evolve resume {_run_arg(run)}",
+                          markup=False, highlight=False, soft_wrap=True)
+            return 130
+        except Exception as e:
+            store.set_run_status("stopped")
+            store.add_event(Event(kind="stop", message=f"error: {type(e).__name__}: {e}"[:500],
+                                  data_json=_json({"traceback": traceback.format_exc()[-4000:]})))
+            console.print(f"error: {type(e).__name__}: {e}", style="red", markup=False,
+                          highlight=False, soft_wrap=True)
+            console.print(f"the run is consistent; resume with: evolve resume {_run_arg(run)}",
+                          markup=False, highlight=False, soft_wrap=True)
+            return 1
+        store.set_run_status(outcome.status)
+        store.add_event(Event(kind="stop", message=outcome.reason))
+        best = store.best()
+        console.print(f"{outcome.reason}. {store.counts()['total']} candidates; best "
+                      + (f"#{best.id} score {best.score:.4g}" if best else "none")
+                      + f". Run directory: {run.paths.root}", markup=False, highlight=False,
+                      soft_wrap=True)
+        if outcome.status == "stopped":
+            console.print(f"continue with: evolve resume {_run_arg(run)} --max-candidates N",
+                          markup=False, highlight=False, soft_wrap=True)
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, prev_term)
+        lock.release()
+
+
+def _budget_text(cfg: RunConfig) -> str:
+    parts = []
+    if cfg.max_candidates is not None:
+        parts.append(f"{cfg.max_candidates} candidates")
+    if cfg.max_minutes is not None:
+        parts.append(f"{cfg.max_minutes:g} min")
+    if cfg.agent.max_usd is not None:
+        parts.append(f"${cfg.agent.max_usd:g}")
+    return ", ".join(parts) or "none (Ctrl-C stops)"
+
+
+def _run_arg(run: RunHandle) -> str:
+    return str(run.paths.root)
+
+
+def _json(d: dict[str, Any]) -> str:
+    return json.dumps(d, default=str)
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def apply_resume_overrides(run: RunHandle, max_candidates: int | None,
+                           max_minutes: float | None, max_usd: float | None) -> None:
+    if max_candidates is not None:
+        if max_candidates < 1:
+            raise UsageError("--max-candidates must be at least 1")
+        run.config.max_candidates = max_candidates
+    if max_minutes is not None:
+        run.config.max_minutes = max_minutes
+    if max_usd is not None:
+        run.config.agent.max_usd = max_usd
+    run.save_config()
+

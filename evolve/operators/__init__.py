@@ -1,0 +1,25 @@
+"""Variation operators: `offline` (CONFIG mutation, crossover, source recipes) and `agent`."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from evolve.operators.base import Operator, OperatorError, Proposal, VariationContext
+
+if TYPE_CHECKING:  # pragma: no cover
+    from evolve.run import RunHandle
+
+OPERATORS = ("offline", "agent")
+
+__all__ = ["Operator", "OperatorError", "Proposal", "VariationContext", "make_operator",
+           "OPERATORS"]
+
+
+def make_operator(name: str, run: "RunHandle") -> Operator:
+    if name == "offline":
+        from evolve.operators.offline import OfflineOperator
+        return OfflineOperator(run)
+    if name == "agent":
+        from evolve.agent.operator import AgentOperator  # written by the agent helper
+        return AgentOperator(run)
+    raise OperatorError(f"unknown operator {name!r} (choose from {', '.join(OPERATORS)})")

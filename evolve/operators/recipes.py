@@ -1,0 +1,229 @@
+"""Source-level recipes of the offline operator.
+
+Each recipe is a transform of kernel source that applies only where its pattern is
+present; `apply()` returns the new source, or None when the pattern is absent (the
+recipe is then reported as not applicable, never forced). Edits are spliced into
+the original text at ast-located spans so the rest of the file is untouched.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+LOG2E = "1.4426950408889634"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    rationale: str
+    transform: Callable[[str], "str | None"]
+
+    def apply(self, source: str) -> str | None:
+        try:
+            out = self.transform(source)
+        except (SyntaxError, ValueError):
+            return None
+        if out is None or out == source:
+            return None
+        try:
+            ast.parse(out)
+        except SyntaxError:
+            return None
+        return out
+
+
+# --- helpers -----------------------------------------------------------------
+
+def _is_jit(fn: ast.FunctionDef) -> bool:
+    for d in fn.decorator_list:
+        target = d.func if isinstance(d, ast.Call) else d
+        if isinstance(target, ast.Attribute) and target.attr in ("jit", "autotune"):
+            return True
+        if isinstance(target, ast.Name) and target.id in ("jit", "autotune"):
+            return True
+    return False
+
+
+def _functions(tree: ast.Module) -> dict[str, ast.FunctionDef]:
+    return {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+
+
+def _replace_lines(source: str, first: int, last: int, new_lines: list[str]) -> str:
+    """Replace 1-based lines first..last (inclusive) of source with new_lines."""
+    lines = source.splitlines(keepends=True)
+    return "".join(lines[:first - 1] + [ln + "\n" for ln in new_lines] + lines[last:])
+
+
+def _indent_of(source: str, lineno: int) -> str:
+    line = source.splitlines()[lineno - 1]
+    return line[: len(line) - len(line.lstrip())]
+
+
+def _wrap_call(prefix: str, func: str, args: list[str], indent: str, width: int = 96) -> list[str]:
+    """`prefix func(arg, arg, ...)` wrapped under the open parenthesis."""
+    head = f"{indent}{prefix}{func}("
+    pad = " " * len(head)
+    lines, cur = [], head
+    for i, a in enumerate(args):
+        piece = a + (", " if i < len(args) - 1 else ")")
+        if len(cur) + len(piece.rstrip()) > width and cur not in (head, pad):
+            lines.append(cur.rstrip())
+            cur = pad
+        cur += piece
+    lines.append(cur)
+    return lines
+
+
+# --- fold_scale_exp2 -----------------------------------------------------------
+
+_EXP_SCALED = re.compile(
+    r"^(?P<ind>\s*)(?P<p>\w+) = tl\.exp\((?P<qk>\w+) \* (?P<scale>\w+) - (?P<m>[^\n]+)\)\s*$")
+
+
+def _fold_scale_exp2(source: str) -> str | None:
+    """tl.exp(qk * scale - m) -> qk *= scale*log2(e) once, then tl.exp2 everywhere."""
+    lines = source.splitlines()
+    for i, line in enumerate(lines):
+        m = _EXP_SCALED.match(line)
+        if not m:
+            continue
+        qk, scale, ind = m.group("qk"), m.group("scale"), m.group("ind")
+        # the running max of the scaled scores, computed just above
+        max_pat = [re.compile(rf"tl\.max\({qk}, 1\) \* {scale}\b"),
+                   re.compile(rf"tl\.max\({qk} \* {scale}, 1\)")]
+        j = next((j for j in range(i - 1, max(i - 6, -1), -1)
+                  if any(p.search(lines[j]) for p in max_pat)), None)
+        if j is None:
+            return None
+        # the loop body that holds both lines: rewrite natural exps of max differences
+        body_end = i + 1
+        while body_end < len(lines) and (lines[body_end].startswith(ind) or not lines[body_end].strip()):
+            body_end += 1
+        new = list(lines)
+        for p in max_pat:
+            new[j] = p.sub(f"tl.max({qk}, 1)", new[j])
+        new[i] = f"{ind}{m.group('p')} = tl.exp2({qk} - {m.group('m')})"
+        for k in range(j + 1, body_end):
+            if k != i:
+                new[k] = new[k].replace("tl.exp(", "tl.exp2(")
+        fold = [f"{ind}# scale folded into one multiply by sm_scale * log2(e): exp(x) = exp2(x * log2 e)",
+                f"{ind}{qk} = {qk} * ({scale} * {LOG2E})"]
+        new[j:j] = fold
+        return "\n".join(new) + ("\n" if source.endswith("\n") else "")
+    return None
+
+
+# --- split_causal_loop -----------------------------------------------------------
+
+def _split_causal_loop(source: str) -> str | None:
+    """One masked loop up to the diagonal -> unmasked off-diagonal loop + masked band."""
+    tree = ast.parse(source)
+    funcs = _functions(tree)
+    inner = {n: f for n, f in funcs.items() if _is_jit(f)
+             and {"CAUSAL", "lo", "hi"} <= {a.arg for a in f.args.args}}
+    for kname, kernel in funcs.items():
+        if not _is_jit(kernel):
+            continue
+        calls = [(st, st.value) for st in ast.walk(kernel) if isinstance(st, ast.Assign)
+                 and isinstance(st.value, ast.Call) and isinstance(st.value.func, ast.Name)
+                 and st.value.func.id in inner]
+        if len(calls) != 1:
+            continue  # absent, or already split into several loops
+        stmt, call = calls[0]
+        fdef = inner[call.func.id]
+        params = [a.arg for a in fdef.args.args]
+        if call.keywords or len(call.args) != len(params):
+            continue
+        kparams = {a.arg for a in kernel.args.args}
+        assigned = {t.id for n in ast.walk(kernel) if isinstance(n, ast.Assign)
+                    for t in n.targets if isinstance(t, ast.Name)}
+        if not ({"BLOCK_M", "BLOCK_N"} <= kparams and "start_m" in assigned):
+            continue
+        args = [ast.get_source_segment(source, a) for a in call.args]
+        ic, ilo, ihi = params.index("CAUSAL"), params.index("lo"), params.index("hi")
+        if args[ic] != "CAUSAL":
+            continue
+        ind = _indent_of(source, stmt.lineno)
+        targets = ", ".join(ast.get_source_segment(source, t) for t in stmt.targets) + " = "
+        off, diag = list(args), list(args)
+        off[ihi], off[ic] = "split_n", "False"
+        diag[ilo], diag[ic] = "split_n", "True"
+        new = [f"{ind}if CAUSAL:",
+               f"{ind}    # key blocks left of the diagonal band are visible to every query row:",
+               f"{ind}    # stream them without the causal mask, then mask only the band",
+               f"{ind}    split_n = tl.maximum({args[ilo]}, (start_m * BLOCK_M) // BLOCK_N * BLOCK_N)"]
+        new += _wrap_call(targets, call.func.id, off, ind + "    ")
+        new += _wrap_call(targets, call.func.id, diag, ind + "    ")
+        new += [f"{ind}else:"]
+        new += _wrap_call(targets, call.func.id, args, ind + "    ")
+        return _replace_lines(source, stmt.lineno, stmt.end_lineno, new)
+    return None
+
+
+# --- swap_grid_order -------------------------------------------------------------
+
+def _swap_grid_order(source: str) -> str | None:
+    """Swap grid axes 0 and 1 (host grid tuple and the kernel's program_id axes)."""
+    tree = ast.parse(source)
+    grids = [n for n in ast.walk(tree) if isinstance(n, ast.Assign) and len(n.targets) == 1
+             and isinstance(n.targets[0], ast.Name) and n.targets[0].id == "grid"
+             and isinstance(n.value, ast.Tuple) and len(n.value.elts) in (2, 3)]
+    if len(grids) != 1:
+        return None
+    elts = grids[0].value.elts
+    if len(elts) == 3 and not (isinstance(elts[2], ast.Constant) and elts[2].value == 1):
+        return None
+    pids = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Attribute) and n.func.attr == "program_id"
+            and len(n.args) == 1 and isinstance(n.args[0], ast.Constant)]
+    axes = sorted(p.args[0].value for p in pids)
+    if axes != [0, 1]:
+        return None  # a 1-D / persistent grid, or axes used more than once
+    lines = source.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line))
+
+    def span(node: ast.AST) -> tuple[int, int]:
+        return (offsets[node.lineno - 1] + node.col_offset,
+                offsets[node.end_lineno - 1] + node.end_col_offset)
+
+    a, b = elts[0], elts[1]
+    sa, sb = ast.get_source_segment(source, a), ast.get_source_segment(source, b)
+    edits = [(span(a), sb), (span(b), sa)]
+    for p in pids:
+        edits.append((span(p.args[0]), str(1 - p.args[0].value)))
+    out = source
+    for (start, end), text in sorted(edits, reverse=True):
+        out = out[:start] + text + out[end:]
+    # keep a comment that documents the axes truthful
+    return _AXES_COMMENT.sub(lambda m: f"{m.group(1)}axis 0 = {m.group(3)}, axis 1 = {m.group(2)}",
+                             out)
+
+
+_AXES_COMMENT = re.compile(r"^(\s*#.*?)axis 0 = (.+?), axis 1 = (.+?)$", re.M)
+
+
+RECIPES: dict[str, Recipe] = {
+    r.name: r for r in (
+        Recipe("fold_scale_exp2",
+               "fold the softmax scale into one multiply by sm_scale*log2(e) and use exp2 "
+               "(MUFU.EX2 directly, one FMA less per score)", _fold_scale_exp2),
+        Recipe("split_causal_loop",
+               "split the causal loop: off-diagonal key blocks run without the mask, only "
+               "the diagonal band pays for tl.where", _split_causal_loop),
+        Recipe("swap_grid_order",
+               "swap the grid axes so the scheduler walks the other dimension first "
+               "(M-tiles of one head adjacent vs heads adjacent: different L2 reuse of K/V)",
+               _swap_grid_order),
+    )
+}
+
+
+def applicable(source: str) -> list[str]:
+    """Names of the recipes whose pattern is present in source."""
+    return [name for name, r in RECIPES.items() if r.apply(source) is not None]

@@ -1,0 +1,122 @@
+"""Live progress of a run: a rich Live panel on a terminal, plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+
+@dataclass
+class ProgressState:
+    run_name: str
+    target: str
+    operator: str
+    budget: int | None
+    done: int = 0
+    best_id: int | None = None
+    best_score: float | None = None
+    current: str = ""
+    last: str = ""
+    last_failure: str = ""
+    cost_usd: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+    def elapsed(self) -> str:
+        s = int(time.monotonic() - self.started)
+        return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _score(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4g}"
+
+
+class PlainProgress:
+    """One line per update: for pipes, logs and tests."""
+
+    def __init__(self, state: ProgressState, console: Console):
+        self.state, self.console = state, console
+
+    def __enter__(self) -> "PlainProgress":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def started(self, cid: int, what: str) -> None:
+        self.state.current = f"#{cid} {what}"
+        self.console.print(f"[{self.state.elapsed()}] evaluating #{cid}: {what}", highlight=False,
+                           markup=False, soft_wrap=True)
+
+    def finished(self, line: str, failure: str = "") -> None:
+        self.state.last = line
+        if failure:
+            self.state.last_failure = failure
+        s = self.state
+        budget = f"/{s.budget}" if s.budget else ""
+        self.console.print(f"[{s.elapsed()}] {line} | candidates {s.done}{budget} | best "
+                           f"#{s.best_id} {_score(s.best_score)}", highlight=False, markup=False,
+                           soft_wrap=True)
+
+    def note(self, msg: str) -> None:
+        self.console.print(f"[{self.state.elapsed()}] {msg}", highlight=False, markup=False,
+                           soft_wrap=True)
+
+
+class LiveProgress(PlainProgress):
+    """A rich Live panel: candidates / budget, best, current, last result and failure."""
+
+    def __init__(self, state: ProgressState, console: Console):
+        super().__init__(state, console)
+        self.live = Live(self._render(), console=console, refresh_per_second=2,
+                         get_renderable=self._render, transient=False)
+
+    def __enter__(self) -> "LiveProgress":
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.__exit__(None, None, None)
+
+    def _render(self) -> Panel:
+        s = self.state
+        t = Table.grid(padding=(0, 2))
+        t.add_column(style="bold cyan", justify="right")
+        t.add_column()
+        budget = f" / {s.budget}" if s.budget else ""
+        t.add_row("candidates", f"{s.done}{budget}")
+        t.add_row("best", f"#{s.best_id}  score {_score(s.best_score)}" if s.best_id is not None
+                  else "-")
+        t.add_row("now", s.current or "-")
+        t.add_row("last", s.last or "-")
+        t.add_row("last failure", s.last_failure or "-")
+        if s.cost_usd:
+            t.add_row("cost", f"${s.cost_usd:.4f}")
+        t.add_row("elapsed", s.elapsed())
+        return Panel(t, title=f"evolve {s.run_name} ({s.target}, {s.operator})",
+                     subtitle="Ctrl-C stops; evolve resume continues", border_style="cyan")
+
+    def started(self, cid: int, what: str) -> None:
+        self.state.current = f"#{cid} {what}"
+
+    def finished(self, line: str, failure: str = "") -> None:
+        self.state.last = line
+        self.state.current = ""
+        if failure:
+            self.state.last_failure = failure
+
+    def note(self, msg: str) -> None:
+        self.live.console.print(msg, highlight=False, markup=False)
+
+
+def make_progress(state: ProgressState, console: Console | None = None,
+                  live: bool | None = None) -> PlainProgress:
+    console = console or Console()
+    if live is None:
+        live = sys.stdout.isatty() and console.is_terminal
+    return LiveProgress(state, console) if live else PlainProgress(state, console)

@@ -1,0 +1,282 @@
+"""Read-only access to run directories, for the dashboard and other viewers.
+
+Nothing here writes: lineage.db is opened with ``mode=ro`` (a live run keeps writing
+to it in WAL mode; each read is one consistent snapshot) and the kernels/ git repo is
+only read through GitPython. A run directory that is missing, empty, half-written or
+busy raises :class:`RunNotReady` with a message meant for a human.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+DB_NAME = "lineage.db"
+KERNELS_DIR = "kernels"
+KERNEL_FILE = "kernel.py"
+TABLES = ("runs", "candidates", "measurements", "sessions", "agent_steps", "events")
+
+
+class RunNotReady(Exception):
+    """A run directory cannot be read (yet): the message says why, in plain words."""
+
+
+@dataclass
+class RunSummary:
+    """One row of the runs table."""
+
+    name: str
+    path: Path
+    target: str = ""
+    operator: str = ""
+    model: str = ""
+    suite: str = ""
+    status: str = ""
+    created_at: str = ""
+    updated_at: str = ""
+    candidates: int = 0
+    ok: int = 0
+    rejected: int = 0
+    best_score: float | None = None
+    best_id: int | None = None
+    seed_score: float | None = None
+    elapsed_s: float | None = None
+    gpu: str = ""
+    device: str = ""
+    cost_usd: float = 0.0
+    problem: str | None = None  # set when the run could not be read
+
+    @property
+    def ready(self) -> bool:
+        return self.problem is None
+
+
+@dataclass
+class RunSnapshot:
+    """Every table of one run, read in a single transaction (rows as dicts)."""
+
+    path: Path
+    run: dict[str, Any]
+    candidates: list[dict[str, Any]]
+    measurements: list[dict[str, Any]]
+    sessions: list[dict[str, Any]]
+    agent_steps: list[dict[str, Any]]
+    events: list[dict[str, Any]]
+
+    @property
+    def name(self) -> str:
+        return str(self.run.get("name") or self.path.name)
+
+    def candidate(self, cid: int) -> dict[str, Any]:
+        for c in self.candidates:
+            if c["id"] == cid:
+                return c
+        raise KeyError(f"run {self.name} has no candidate {cid}")
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """ISO-8601 text from the DB -> aware UTC datetime (None when absent or garbled)."""
+    if not value:
+        return None
+    try:
+        t = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def db_signature(run_dir: Path) -> tuple[int, ...]:
+    """Cheap change detector: sizes and mtimes of lineage.db and its WAL."""
+    sig: list[int] = []
+    for suffix in ("", "-wal"):
+        p = Path(run_dir) / (DB_NAME + suffix)
+        try:
+            st = p.stat()
+            sig += [st.st_mtime_ns, st.st_size]
+        except OSError:
+            sig += [0, 0]
+    return tuple(sig)
+
+
+def find_run_dirs(runs_dir: Path) -> list[Path]:
+    """Run directories under runs_dir (any subfolder holding lineage.db or run.toml);
+    runs_dir itself when it is a run directory."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    if (runs_dir / DB_NAME).exists():
+        return [runs_dir]
+    return sorted(p for p in runs_dir.iterdir()
+                  if p.is_dir() and ((p / DB_NAME).exists() or (p / "run.toml").exists()))
+
+
+def _connect(run_dir: Path) -> sqlite3.Connection:
+    db = Path(run_dir) / DB_NAME
+    if not Path(run_dir).is_dir():
+        raise RunNotReady(f"{run_dir} is not a directory")
+    if not db.is_file():
+        raise RunNotReady(f"run {Path(run_dir).name}: no {DB_NAME} yet (the run is starting "
+                          "or this is not a run directory)")
+    if db.stat().st_size == 0:
+        raise RunNotReady(f"run {Path(run_dir).name}: {DB_NAME} is still empty (the run is starting)")
+    try:
+        conn = sqlite3.connect(f"file:{db.resolve()}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error as e:
+        raise RunNotReady(f"run {Path(run_dir).name}: cannot open {DB_NAME}: {e}") from e
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def _rows(conn: sqlite3.Connection, table: str, present: set[str], order: str) -> list[dict[str, Any]]:
+    if table not in present:
+        return []
+    return [dict(r) for r in conn.execute(f"SELECT * FROM [{table}] ORDER BY {order}")]
+
+
+def read_snapshot(run_dir: Path) -> RunSnapshot:
+    """All tables of one run as one consistent snapshot; RunNotReady when not readable."""
+    run_dir = Path(run_dir)
+    conn = _connect(run_dir)
+    try:
+        conn.execute("BEGIN")  # one read transaction = one WAL snapshot
+        present = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if "runs" not in present or "candidates" not in present:
+            raise RunNotReady(f"run {run_dir.name}: the database has no tables yet (the run is starting)")
+        runs = _rows(conn, "runs", present, "created_at")
+        if not runs:
+            raise RunNotReady(f"run {run_dir.name}: no run record yet (the run is starting)")
+        snap = RunSnapshot(
+            path=run_dir,
+            run=runs[-1],
+            candidates=_rows(conn, "candidates", present, "id"),
+            measurements=_rows(conn, "measurements", present, "candidate_id, rowid"),
+            sessions=_rows(conn, "sessions", present, "started_at"),
+            agent_steps=_rows(conn, "agent_steps", present, "session_id, step"),
+            events=_rows(conn, "events", present, "ts"),
+        )
+        conn.execute("COMMIT")
+        return snap
+    except sqlite3.DatabaseError as e:
+        raise RunNotReady(f"run {run_dir.name}: {DB_NAME} cannot be read right now ({e}); "
+                          "it may be mid-write, try again in a moment") from e
+    finally:
+        conn.close()
+
+
+def _json(text: Any) -> dict[str, Any]:
+    if isinstance(text, dict):
+        return text
+    try:
+        value = json.loads(text or "{}")
+    except (TypeError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def run_gpu(snap: RunSnapshot) -> str:
+    """The GPU named by the run's fingerprint or, failing that, by its latest evaluation."""
+    fp = _json(snap.run.get("fingerprint_json"))
+    for key in ("gpu", "gpu_name"):
+        if fp.get(key):
+            return str(fp[key])
+    if isinstance(fp.get("env"), dict) and fp["env"].get("gpu"):
+        return str(fp["env"]["gpu"])
+    for c in reversed(snap.candidates):
+        gpu = _json(c.get("result_json")).get("env", {}).get("gpu")
+        if gpu:
+            return str(gpu)
+    return "none (CPU)"
+
+
+def summarize(snap: RunSnapshot, now: datetime | None = None) -> RunSummary:
+    cands = snap.candidates
+    ok = [c for c in cands if c.get("status") == "ok" and _finite(c.get("score"))]
+    best = max(ok, key=lambda c: c["score"], default=None)
+    seed = next((c for c in cands if c["id"] == 0), None)
+    start = parse_time(snap.run.get("created_at"))
+    if snap.run.get("status") == "running":
+        end = now or datetime.now(timezone.utc)
+    else:
+        end = parse_time(snap.run.get("updated_at"))
+    elapsed = (end - start).total_seconds() if start and end else None
+    cost = sum(float(s.get("cost_usd") or 0) for s in snap.sessions) if snap.sessions else \
+        sum(float(c.get("cost_usd") or 0) for c in cands)
+    return RunSummary(
+        name=snap.name, path=snap.path, target=str(snap.run.get("target") or ""),
+        operator=str(snap.run.get("operator") or ""), model=str(snap.run.get("model") or ""),
+        suite=str(snap.run.get("suite") or ""), status=str(snap.run.get("status") or ""),
+        created_at=str(snap.run.get("created_at") or ""), updated_at=str(snap.run.get("updated_at") or ""),
+        candidates=len(cands), ok=len(ok), rejected=sum(c.get("status") == "rejected" for c in cands),
+        best_score=best["score"] if best else None, best_id=best["id"] if best else None,
+        seed_score=seed.get("score") if seed else None, elapsed_s=elapsed, gpu=run_gpu(snap),
+        device=str(cands[-1].get("device") or "") if cands else "", cost_usd=cost,
+    )
+
+
+def list_runs(runs_dir: Path) -> list[RunSummary]:
+    """A summary per run directory; unreadable ones carry ``problem`` instead of raising."""
+    out = []
+    for d in find_run_dirs(runs_dir):
+        try:
+            out.append(summarize(read_snapshot(d)))
+        except RunNotReady as e:
+            out.append(RunSummary(name=d.name, path=d, status="not ready", problem=str(e)))
+    return out
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+# ---- kernels/ git repository (read-only) ---------------------------------------------
+
+def _repo(run_dir: Path):  # type: ignore[no-untyped-def]
+    import git  # GitPython; imported lazily so the DB readers need no git
+
+    path = Path(run_dir) / KERNELS_DIR
+    if not (path / ".git").exists() and not (path / "HEAD").exists():
+        raise RunNotReady(f"run {Path(run_dir).name}: no kernels/ git repository yet")
+    try:
+        return git.Repo(path)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as e:
+        raise RunNotReady(f"run {Path(run_dir).name}: kernels/ is not a git repository ({e})") from e
+
+
+def candidate_source(run_dir: Path, commit_sha: str | None, cid: int | None = None) -> str:
+    """kernel.py as committed for one candidate (by commit, else refs/candidates/<id>)."""
+    import git
+
+    repo = _repo(run_dir)
+    revs = [r for r in (commit_sha, f"refs/candidates/{cid}" if cid is not None else None) if r]
+    for rev in revs:
+        try:
+            blob = repo.commit(rev).tree / KERNEL_FILE
+            return blob.data_stream.read().decode("utf-8", errors="replace")
+        except (git.BadName, ValueError, KeyError):
+            continue
+    raise RunNotReady(f"run {Path(run_dir).name}: candidate {cid} has no commit in kernels/ "
+                      f"(looked for {', '.join(revs) or 'nothing'})")
+
+
+def unified_diff(parent_source: str, source: str, parent_label: str, label: str) -> str:
+    lines = difflib.unified_diff(parent_source.splitlines(keepends=True), source.splitlines(keepends=True),
+                                 fromfile=parent_label, tofile=label, n=3)
+    return "".join(lines)
+
+
+def candidate_diff(run_dir: Path, snap: RunSnapshot, cid: int) -> str | None:
+    """Unified diff of kernel.py against the candidate's primary parent (None for the seed)."""
+    cand = snap.candidate(cid)
+    pid = cand.get("parent_id")
+    if pid is None:
+        return None
+    parent = snap.candidate(int(pid))
+    old = candidate_source(run_dir, parent.get("commit_sha"), int(pid))
+    new = candidate_source(run_dir, cand.get("commit_sha"), cid)
+    return unified_diff(old, new, f"candidate {pid}/kernel.py", f"candidate {cid}/kernel.py")

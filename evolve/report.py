@@ -1,0 +1,158 @@
+"""Rendering of runs for `evolve status / best / show` (rich; plain text off a terminal)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.syntax import Syntax
+from rich.table import Table
+
+from evolve.records import Candidate, Measurement
+from evolve.run import RunHandle
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console; off a terminal (pipes, tests) wide enough that tables and lines stay whole."""
+    console = Console(stderr=stderr)
+    if not console.is_terminal:
+        console = Console(stderr=stderr, width=160)
+    return console
+
+
+def _parse(ts: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(ts) if ts else None
+    except ValueError:
+        return None
+
+
+def elapsed_s(run: RunHandle) -> float:
+    """Wall time from the run's creation to its latest activity (now, while running)."""
+    rec = run.store.run()
+    start = _parse(rec.created_at)
+    if start is None:
+        return 0.0
+    if run.effective_status() == "running":
+        return (datetime.now(start.tzinfo) - start).total_seconds()
+    stamps = [rec.updated_at] + [e.ts for e in run.store.events()[-1:]]
+    cands = run.store.candidates()
+    if cands:
+        stamps.append(cands[-1].created_at)
+    ends = [t for t in (_parse(s) for s in stamps) if t is not None]
+    return max(0.0, (max(ends) - start).total_seconds()) if ends else 0.0
+
+
+def fmt_elapsed(seconds: float) -> str:
+    s = int(seconds)
+    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def fmt_score(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4g}"
+
+
+def _num(x: Any, spec: str = ".4g") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def runs_table(runs: list[RunHandle]) -> Table:
+    t = Table(title="runs", show_lines=False)
+    for col in ("name", "target", "operator", "status", "candidates", "best", "best score",
+                "elapsed"):
+        t.add_column(col, justify="right" if col in ("candidates", "best score") else "left")
+    for run in runs:
+        rec = run.store.run()
+        best = run.store.best()
+        t.add_row(rec.name, rec.target, rec.operator, run.effective_status(),
+                  str(run.store.counts()["total"]), f"#{best.id}" if best else "-",
+                  fmt_score(best.score if best else None), fmt_elapsed(elapsed_s(run)))
+    return t
+
+
+def run_summary(run: RunHandle) -> Group:
+    rec = run.store.run()
+    counts = run.store.counts()
+    best = run.store.best()
+    totals = run.store.totals()
+    fp = run.fingerprint
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold cyan", justify="right")
+    t.add_column()
+    t.add_row("run", f"{rec.name}  ({run.paths.root})")
+    t.add_row("target / suite", f"{rec.target} / {rec.suite}")
+    t.add_row("operator", rec.operator + (f" ({rec.model})" if rec.model else ""))
+    t.add_row("status", run.effective_status())
+    t.add_row("created", rec.created_at)
+    t.add_row("elapsed", fmt_elapsed(elapsed_s(run)))
+    by_status = ", ".join(f"{k} {v}" for k, v in sorted(counts["by_status"].items())) or "none"
+    t.add_row("candidates", f"{counts['total']} ({by_status})")
+    if counts["by_class"]:
+        t.add_row("failures", ", ".join(f"{k} {v}" for k, v in counts["by_class"].items()))
+    t.add_row("best", f"#{best.id} score {fmt_score(best.score)}" if best else "-")
+    if totals["tokens_in"] or totals["cost_usd"]:
+        t.add_row("tokens / cost", f"{totals['tokens_in']} in, {totals['tokens_out']} out, "
+                  f"${totals['cost_usd']:.4f}")
+    t.add_row("device", str(fp.get("gpu") or "no GPU (Triton interpreter)"))
+    t.add_row("software", f"torch {fp.get('torch', '?')}, triton {fp.get('triton', '?')}, "
+              f"python {fp.get('python', '?')}")
+    events = run.store.events()[-5:]
+    ev = Table(title="last events", show_header=True)
+    for col in ("time", "kind", "id", "message"):
+        ev.add_column(col)
+    for e in events:
+        ev.add_row(e.ts[:19], e.kind, "-" if e.candidate_id is None else str(e.candidate_id),
+                   e.message[:100])
+    return Group(t, ev)
+
+
+def shapes_table(measurements: list[Measurement], title: str = "per shape") -> Table:
+    t = Table(title=title)
+    for col in ("shape", "ms", "baseline ms", "speedup", "TFLOP/s", "max err", "err ratio"):
+        t.add_column(col, justify="left" if col == "shape" else "right")
+    for m in measurements:
+        t.add_row(m.shape, _num(m.ms), _num(m.baseline_ms), _num(m.speedup), _num(m.tflops),
+                  _num(m.error, ".3g"), _num(m.error_ratio, ".3g"))
+    return t
+
+
+def candidate_panel(c: Candidate) -> Panel:
+    t = Table.grid(padding=(0, 2))
+    t.add_column(style="bold cyan", justify="right")
+    t.add_column()
+    t.add_row("candidate", f"#{c.id}  ({c.operator})")
+    parents = "-" if c.parent_id is None else f"#{c.parent_id}" + (
+        f" x #{c.parent2_id}" if c.parent2_id is not None else "")
+    t.add_row("parents", parents)
+    t.add_row("status", c.status + (f"  score {fmt_score(c.score)}" if c.ok else ""))
+    if not c.ok:
+        t.add_row("failure", f"{c.failure_class}: {c.failure_message or ''}")
+    t.add_row("hypothesis", c.hypothesis)
+    changes = c.changes
+    if changes:
+        t.add_row("changes", json.dumps(changes, sort_keys=True))
+    result = c.result
+    t.add_row("evaluation", f"suite {c.suite}, device {c.device}, "
+              f"{result.get('timing', '?')}, {c.eval_seconds:.1f} s")
+    if c.tokens_in or c.cost_usd:
+        t.add_row("agent", f"session {c.session_id}, {c.tokens_in}+{c.tokens_out} tokens, "
+                  f"${c.cost_usd:.4f}")
+    t.add_row("commit", c.commit_sha)
+    t.add_row("created", c.created_at)
+    return Panel(t, title=f"candidate #{c.id}")
+
+
+def source_view(source: str) -> Syntax:
+    return Syntax(source, "python", line_numbers=True, word_wrap=False)
+
+
+def diff_view(diff: str) -> Syntax:
+    return Syntax(diff or "(no difference)", "diff", word_wrap=False)
+
+
+def print_all(console: Console, *items: Any) -> None:
+    for item in items:
+        console.print(item)

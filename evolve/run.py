@@ -1,0 +1,71 @@
+"""RunHandle: one run's paths, lineage store, kernel repository and configuration."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from evolve.config import RunConfig, read_run_toml, write_run_toml
+from evolve.gitrepo import KernelRepo
+from evolve.records import RunRecord
+from evolve.rundir import RunDirError, RunPaths, validate_name
+from evolve.runlock import holder_alive
+from evolve.store import LineageStore
+
+
+@dataclass
+class RunHandle:
+    paths: RunPaths
+    store: LineageStore
+    repo: KernelRepo
+    config: RunConfig
+    fingerprint: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.paths.name
+
+    @classmethod
+    def create(cls, runs_dir: Path, config: RunConfig, fingerprint: dict[str, Any]) -> "RunHandle":
+        validate_name(config.name)
+        paths = RunPaths((Path(runs_dir) / config.name).resolve())
+        if paths.root.exists() and any(paths.root.iterdir()):
+            raise RunDirError(f"run directory {paths.root} already exists; pick another --name")
+        paths.make_dirs()
+        write_run_toml(paths.config, config, fingerprint)
+        repo = KernelRepo.init(paths.kernels)
+        record = RunRecord(name=config.name, target=config.target, operator=config.operator,
+                           model=config.agent.model if config.operator == "agent" else "",
+                           suite=config.suite, status="running",
+                           config_json=json.dumps(config.to_dict(), default=str),
+                           fingerprint_json=json.dumps(fingerprint, default=str))
+        store = LineageStore.create(paths.db, record)
+        return cls(paths, store, repo, config, fingerprint)
+
+    @classmethod
+    def open(cls, root: Path | RunPaths) -> "RunHandle":
+        paths = root if isinstance(root, RunPaths) else RunPaths(Path(root).resolve())
+        if not paths.exists():
+            raise RunDirError(f"{paths.root} is not a run directory")
+        config, fingerprint = read_run_toml(paths.config)
+        store = LineageStore.open(paths.db)
+        repo = KernelRepo.open(paths.kernels)
+        paths.make_dirs()
+        return cls(paths, store, repo, config, fingerprint)
+
+    def save_config(self) -> None:
+        write_run_toml(self.paths.config, self.config, self.fingerprint)
+
+    def effective_status(self) -> str:
+        """The stored status, or `interrupted` when it says running but no loop is alive."""
+        status = self.store.run().status
+        if status == "running" and not holder_alive(self.paths.lock):
+            return "interrupted"
+        return status
+
+    def close(self) -> None:
+        self.store.close()
+        self.repo.repo.close()
+

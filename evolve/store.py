@@ -1,0 +1,240 @@
+"""The lineage store: one run's lineage.db (SQLite through sqlite-utils, WAL mode).
+
+Every table is append-only except `runs` (status / updated_at). Failed candidates
+are kept with their failure class and message. See docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from evolve.records import (
+    AgentStep,
+    Candidate,
+    Event,
+    Measurement,
+    RunRecord,
+    SessionRecord,
+    utc_now,
+)
+
+
+class StoreError(Exception):
+    """lineage.db is missing, malformed, or a write would break an invariant."""
+
+
+RUN_STATUSES = ("running", "stopped", "interrupted", "finished")
+
+_SCHEMA: dict[str, tuple[dict[str, type], str | None]] = {
+    "runs": ({"name": str, "target": str, "operator": str, "model": str, "suite": str,
+              "status": str, "created_at": str, "updated_at": str, "config_json": str,
+              "fingerprint_json": str}, "name"),
+    "candidates": ({"id": int, "parent_id": int, "parent2_id": int, "operator": str,
+                    "commit_sha": str, "source_sha256": str, "status": str, "score": float,
+                    "failure_class": str, "failure_message": str, "hypothesis": str,
+                    "changes_json": str, "suite": str, "device": str, "eval_seconds": float,
+                    "variation_seconds": float, "tokens_in": int, "tokens_out": int,
+                    "cost_usd": float, "session_id": str, "depth": int, "created_at": str,
+                    "result_json": str}, "id"),
+    "measurements": ({"candidate_id": int, "shape": str, "B": int, "Hq": int, "Hkv": int,
+                      "S": int, "D": int, "causal": int, "dtype": str, "ms": float,
+                      "tflops": float, "baseline_ms": float, "speedup": float, "error": float,
+                      "error_ratio": float, "baselines_json": str}, None),
+    "sessions": ({"id": str, "parent_id": int, "parent2_id": int, "operator": str,
+                  "model": str, "outcome": str, "candidate_id": int, "reason": str,
+                  "tool_calls": int, "evaluations": int, "tokens_in": int, "tokens_out": int,
+                  "cost_usd": float, "started_at": str, "ended_at": str}, "id"),
+    "agent_steps": ({"session_id": str, "step": int, "role": str, "tool": str,
+                     "arguments_json": str, "result_summary": str, "tokens_in": int,
+                     "tokens_out": int, "latency_s": float, "created_at": str}, None),
+    "events": ({"ts": str, "kind": str, "candidate_id": int, "message": str,
+                "data_json": str}, None),
+}
+
+_INDEXES = [
+    ("candidates", ["source_sha256"]),
+    ("candidates", ["status"]),
+    ("measurements", ["candidate_id"]),
+    ("agent_steps", ["session_id"]),
+    ("events", ["kind"]),
+]
+
+
+class LineageStore:
+    def __init__(self, db: sqlite_utils.Database, path: Path):
+        self.db = db
+        self.path = path
+
+    # --- open / create -------------------------------------------------------
+
+    @classmethod
+    def create(cls, db_path: Path, run: RunRecord) -> "LineageStore":
+        db_path = Path(db_path)
+        if db_path.exists():
+            raise StoreError(f"{db_path} already exists")
+        db = sqlite_utils.Database(db_path)
+        db.enable_wal()
+        with db.atomic():
+            for name, (columns, pk) in _SCHEMA.items():
+                db.table(name).create(columns, pk=pk) if pk else db.table(name).create(columns)
+            for table, cols in _INDEXES:
+                db.table(table).create_index(cols)
+            db.table("runs").insert(run.to_row())
+        return cls(db, db_path)
+
+    @classmethod
+    def open(cls, db_path: Path) -> "LineageStore":
+        db_path = Path(db_path)
+        if not db_path.is_file():
+            raise StoreError(f"no lineage database at {db_path}")
+        db = sqlite_utils.Database(db_path)
+        missing = [t for t in ("runs", "candidates", "events") if not db.table(t).exists()]
+        if missing:
+            raise StoreError(f"{db_path} is not a lineage database (missing {', '.join(missing)})")
+        db.execute("PRAGMA busy_timeout = 10000")
+        return cls(db, db_path)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- run -----------------------------------------------------------------
+
+    def run(self) -> RunRecord:
+        rows = list(self.db.table("runs").rows)
+        if len(rows) != 1:
+            raise StoreError(f"{self.path}: expected one run row, found {len(rows)}")
+        return RunRecord.from_row(rows[0])
+
+    def set_run_status(self, status: str) -> None:
+        if status not in RUN_STATUSES:
+            raise StoreError(f"unknown run status {status!r}")
+        name = self.run().name
+        with self.db.atomic():
+            self.db.table("runs").update(name, {"status": status, "updated_at": utc_now()})
+
+    # --- candidates ----------------------------------------------------------
+
+    def next_candidate_id(self) -> int:
+        row = self.db.execute("SELECT MAX(id) FROM candidates").fetchone()
+        return 0 if row[0] is None else int(row[0]) + 1
+
+    def add_candidate(self, c: Candidate, measurements: list[Measurement]) -> None:
+        """Insert a candidate and its measurements in one transaction (never twice)."""
+        with self.db.atomic():
+            if self.db.execute("SELECT 1 FROM candidates WHERE id = ?", [c.id]).fetchone():
+                raise StoreError(f"candidate {c.id} is already recorded")
+            self.db.table("candidates").insert(c.to_row())
+            rows = []
+            for m in measurements:
+                if m.candidate_id != c.id:
+                    raise StoreError(f"measurement for {m.candidate_id} given with candidate {c.id}")
+                row = m.to_row()
+                row["causal"] = int(bool(row["causal"]))
+                rows.append(row)
+            if rows:
+                self.db.table("measurements").insert_all(rows)
+
+    def get_candidate(self, cid: int) -> Candidate | None:
+        rows = list(self.db.query("SELECT * FROM candidates WHERE id = ?", [int(cid)]))
+        return Candidate.from_row(rows[0]) if rows else None
+
+    def candidates(self, status: str | None = None) -> list[Candidate]:
+        if status is None:
+            rows = self.db.query("SELECT * FROM candidates ORDER BY id")
+        else:
+            rows = self.db.query("SELECT * FROM candidates WHERE status = ? ORDER BY id", [status])
+        return [Candidate.from_row(r) for r in rows]
+
+    def candidate_ids(self) -> set[int]:
+        return {int(r[0]) for r in self.db.execute("SELECT id FROM candidates").fetchall()}
+
+    def measurements(self, cid: int) -> list[Measurement]:
+        rows = self.db.query("SELECT * FROM measurements WHERE candidate_id = ? ORDER BY rowid",
+                             [int(cid)])
+        out = []
+        for r in rows:
+            r = dict(r)
+            r["causal"] = bool(r["causal"])
+            out.append(Measurement.from_row(r))
+        return out
+
+    def has_source(self, sha256: str) -> bool:
+        return self.db.execute("SELECT 1 FROM candidates WHERE source_sha256 = ? LIMIT 1",
+                               [sha256]).fetchone() is not None
+
+    def best(self) -> Candidate | None:
+        """The champion: the candidate of the latest `new_best` event, else the seed if ok."""
+        row = self.db.execute(
+            "SELECT candidate_id FROM events WHERE kind = 'new_best' AND candidate_id IS NOT NULL "
+            "ORDER BY rowid DESC LIMIT 1").fetchone()
+        if row is not None:
+            return self.get_candidate(int(row[0]))
+        seed = self.get_candidate(0)
+        return seed if seed is not None and seed.ok else None
+
+    # --- events --------------------------------------------------------------
+
+    def add_event(self, e: Event) -> None:
+        with self.db.atomic():
+            self.db.table("events").insert(e.to_row())
+
+    def events(self, kind: str | None = None) -> list[Event]:
+        if kind is None:
+            rows = self.db.query("SELECT * FROM events ORDER BY rowid")
+        else:
+            rows = self.db.query("SELECT * FROM events WHERE kind = ? ORDER BY rowid", [kind])
+        return [Event.from_row(r) for r in rows]
+
+    # --- agent sessions ------------------------------------------------------
+
+    def record_session(self, s: SessionRecord) -> None:
+        with self.db.atomic():
+            self.db.table("sessions").insert(s.to_row())
+
+    def add_agent_steps(self, steps: list[AgentStep]) -> None:
+        if not steps:
+            return
+        with self.db.atomic():
+            self.db.table("agent_steps").insert_all([s.to_row() for s in steps])
+
+    def sessions(self) -> list[SessionRecord]:
+        return [SessionRecord.from_row(r)
+                for r in self.db.query("SELECT * FROM sessions ORDER BY started_at, rowid")]
+
+    def agent_steps(self, session_id: str) -> list[AgentStep]:
+        rows = self.db.query("SELECT * FROM agent_steps WHERE session_id = ? ORDER BY step, rowid",
+                             [session_id])
+        return [AgentStep.from_row(r) for r in rows]
+
+    # --- totals --------------------------------------------------------------
+
+    def totals(self) -> dict[str, Any]:
+        """Tokens and cost over the run: agent sessions, plus candidates made outside one."""
+        s = self.db.execute("SELECT COALESCE(SUM(tokens_in),0), COALESCE(SUM(tokens_out),0), "
+                            "COALESCE(SUM(cost_usd),0) FROM sessions").fetchone()
+        c = self.db.execute(
+            "SELECT COALESCE(SUM(tokens_in),0), COALESCE(SUM(tokens_out),0), "
+            "COALESCE(SUM(cost_usd),0) FROM candidates WHERE session_id IS NULL "
+            "OR session_id NOT IN (SELECT id FROM sessions)").fetchone()
+        return {"tokens_in": int(s[0] + c[0]), "tokens_out": int(s[1] + c[1]),
+                "cost_usd": float(s[2] + c[2])}
+
+    def counts(self) -> dict[str, Any]:
+        """Candidates by status and by failure class (for `evolve status`)."""
+        by_status = dict(self.db.execute(
+            "SELECT status, COUNT(*) FROM candidates GROUP BY status").fetchall())
+        by_class = dict(self.db.execute(
+            "SELECT failure_class, COUNT(*) FROM candidates WHERE failure_class IS NOT NULL "
+            "GROUP BY failure_class ORDER BY COUNT(*) DESC").fetchall())
+        return {"total": sum(by_status.values()), "by_status": by_status, "by_class": by_class}
+
+    def integrity_ok(self) -> bool:
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def dumps(d: dict[str, Any]) -> str:
+    return json.dumps(d, sort_keys=True, default=str)

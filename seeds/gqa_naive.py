@@ -1,0 +1,165 @@
+"""Plain FlashAttention-2 style forward kernel for grouped-query attention (GQA).
+
+This is the deliberately simple starting point of an evolution run:
+
+* pointer-based loads with masks (no tensor descriptors),
+* grid ``(B * Hq, cdiv(S, BLOCK_M))``: axis 0 is the (batch, query head) pair,
+  axis 1 the block of query rows,
+* ``kv_head = q_head // G`` with ``G = Hq // Hkv``,
+* online softmax in fp32 with ``tl.exp(qk * sm_scale - m)`` (natural exp, scale
+  applied to every score),
+* causal attention in ONE loop over key blocks up to the diagonal, with the
+  causal mask applied by ``tl.where`` on every tile.
+
+Contract: ``attention(q, k, v, *, causal=False, sm_scale=None)`` with q
+``[B, Hq, S, D]`` and k, v ``[B, Hkv, S, D]`` (fp16 or bf16); returns a new tensor
+shaped and typed like q.  Tunables live in ``CONFIG`` (read at every call).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+CONFIG = {
+    "BLOCK_M": 64,
+    "BLOCK_N": 64,
+    "num_warps": 4,
+    "num_stages": 2,
+}
+
+SEARCH_SPACE = {
+    "BLOCK_M": [32, 64, 128],
+    "BLOCK_N": [32, 64, 128],
+    "num_warps": [4, 8],
+    "num_stages": [1, 2, 3, 4],
+}
+
+# shared-memory budget used to clamp num_stages (H100: 227 KB per block)
+_SMEM_BUDGET = 200 * 1024
+
+
+def _fit_stages(block_m: int, block_n: int, head_dim: int, stages: int, elem: int) -> int:
+    """Largest num_stages <= the requested one whose Q tile + K/V ring fits in shared memory."""
+    while stages > 1 and (block_m + 2 * stages * block_n) * head_dim * elem > _SMEM_BUDGET:
+        stages -= 1
+    return stages
+
+
+@triton.jit
+def _attn_fwd_inner(acc, l_i, m_i, q, k_base, v_base, stride_kn, stride_vn,
+                    offs_m, offs_d, lo, hi, S, sm_scale,
+                    CAUSAL: tl.constexpr, BLOCK_N: tl.constexpr):
+    """Stream key/value blocks [lo, hi) through the online softmax."""
+    for start_n in range(lo, hi, BLOCK_N):
+        offs_n = start_n + tl.arange(0, BLOCK_N)
+        kv_mask = offs_n[:, None] < S
+        k = tl.load(k_base + offs_n[:, None] * stride_kn + offs_d[None, :],
+                    mask=kv_mask, other=0.0)
+        v = tl.load(v_base + offs_n[:, None] * stride_vn + offs_d[None, :],
+                    mask=kv_mask, other=0.0)
+        qk = tl.dot(q, tl.trans(k))
+        # keys past the end of the sequence never contribute
+        valid = offs_n[None, :] < S
+        if CAUSAL:
+            # causal mask: key j is visible to query i only when j <= i
+            valid = valid & (offs_m[:, None] >= offs_n[None, :])
+        qk = tl.where(valid, qk, float("-inf"))
+        # online softmax (natural exp, scale applied to every score)
+        m_ij = tl.maximum(m_i, tl.max(qk, 1) * sm_scale)
+        p = tl.exp(qk * sm_scale - m_ij[:, None])
+        alpha = tl.exp(m_i - m_ij)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None]
+        acc = tl.dot(p.to(v.dtype), v, acc)
+        m_i = m_ij
+    return acc, l_i, m_i
+
+
+@triton.jit
+def _attn_fwd(Q, K, V, Out, sm_scale,
+              stride_qb, stride_qh, stride_qs,
+              stride_kb, stride_kh, stride_ks,
+              stride_vb, stride_vh, stride_vs,
+              stride_ob, stride_oh, stride_os,
+              Hq, S, G,
+              HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+              CAUSAL: tl.constexpr):
+    # grid order: axis 0 = batch * query head, axis 1 = block of query rows
+    off_bh = tl.program_id(0)
+    start_m = tl.program_id(1)
+    off_b = off_bh // Hq
+    off_h = off_bh % Hq
+    kv_head = off_h // G
+
+    q_base = Q + off_b.to(tl.int64) * stride_qb + off_h.to(tl.int64) * stride_qh
+    k_base = K + off_b.to(tl.int64) * stride_kb + kv_head.to(tl.int64) * stride_kh
+    v_base = V + off_b.to(tl.int64) * stride_vb + kv_head.to(tl.int64) * stride_vh
+    o_base = Out + off_b.to(tl.int64) * stride_ob + off_h.to(tl.int64) * stride_oh
+
+    offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, HEAD_DIM)
+    q_mask = offs_m[:, None] < S
+    q = tl.load(q_base + offs_m[:, None] * stride_qs + offs_d[None, :], mask=q_mask, other=0.0)
+
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+
+    # causal: one loop over key blocks up to (and including) the diagonal
+    lo = 0
+    if CAUSAL:
+        hi = tl.minimum((start_m + 1) * BLOCK_M, S)
+    else:
+        hi = S
+    acc, l_i, m_i = _attn_fwd_inner(acc, l_i, m_i, q, k_base, v_base, stride_ks, stride_vs,
+                                    offs_m, offs_d, lo, hi, S, sm_scale,
+                                    CAUSAL, BLOCK_N)
+
+    # rows past the end of the sequence saw only masked scores: keep them finite
+    l_i = tl.where(l_i > 0.0, l_i, 1.0)
+    acc = acc / l_i[:, None]
+    tl.store(o_base + offs_m[:, None] * stride_os + offs_d[None, :],
+             acc.to(Out.dtype.element_ty), mask=q_mask)
+
+
+def attention(q, k, v, *, causal: bool = False, sm_scale: float | None = None) -> torch.Tensor:
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError("q, k, v must be 4-D [B, H, S, D]")
+    B, Hq, S, D = q.shape
+    Hkv = k.shape[1]
+    if k.shape != v.shape or k.shape[0] != B or k.shape[2] != S or k.shape[3] != D:
+        raise ValueError("k and v must be [B, Hkv, S, D] matching q")
+    if Hq % Hkv != 0:
+        raise ValueError("Hq must be a multiple of Hkv")
+    if D not in (16, 32, 64, 128, 256):
+        raise ValueError("head dim must be a power of two between 16 and 256")
+    if sm_scale is None:
+        sm_scale = 1.0 / math.sqrt(D)
+    # the kernel addresses the head dim with unit stride
+    if q.stride(-1) != 1:
+        q = q.contiguous()
+    if k.stride(-1) != 1:
+        k = k.contiguous()
+    if v.stride(-1) != 1:
+        v = v.contiguous()
+    out = torch.empty_like(q, memory_format=torch.contiguous_format)
+
+    block_m = CONFIG["BLOCK_M"]
+    block_n = CONFIG["BLOCK_N"]
+    grid = (B * Hq, triton.cdiv(S, block_m))
+    _attn_fwd[grid](
+        q, k, v, out, float(sm_scale),
+        q.stride(0), q.stride(1), q.stride(2),
+        k.stride(0), k.stride(1), k.stride(2),
+        v.stride(0), v.stride(1), v.stride(2),
+        out.stride(0), out.stride(1), out.stride(2),
+        Hq, S, Hq // Hkv,
+        HEAD_DIM=D, BLOCK_M=block_m, BLOCK_N=block_n, CAUSAL=causal,
+        num_warps=CONFIG["num_warps"],
+        num_stages=_fit_stages(block_m, block_n, D, CONFIG["num_stages"], q.element_size()),
+    )
+    return out

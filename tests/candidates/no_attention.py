@@ -1,0 +1,7 @@
+"""Broken test candidate: defines no `attention` function (expect `contract`)."""
+
+import torch
+
+
+def attn(q, k, v):
+    return torch.empty_like(q)

@@ -1,0 +1,269 @@
+"""Dashboard tests with streamlit.testing.AppTest over a run fixture, plus the read-only
+run reader (evolve/read.py) and the `evolve dashboard` command line."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+from streamlit.testing.v1 import AppTest
+from typer.testing import CliRunner
+
+from dashboard_fixture import fixture_run_dir, make_synthetic_run
+from evolve import read
+from evolve.cli import build_app
+from evolve.commands.dashboard_cmd import APP, build_command
+
+APP_FILE = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+
+
+@pytest.fixture(scope="module")
+def fixture_run(tmp_path_factory) -> Path:
+    """A run directory: the real loop's fixture when it exists, else the synthetic one."""
+    return fixture_run_dir(tmp_path_factory.mktemp("runs"))
+
+
+@pytest.fixture(scope="module")
+def synthetic_runs(tmp_path_factory) -> Path:
+    """Two synthetic runs (one live with FlexAttention timings) with agent sessions."""
+    root = tmp_path_factory.mktemp("synth")
+    make_synthetic_run(root, name="cpu-run")
+    make_synthetic_run(root, name="gpu-run", flex=True, status="running")
+    return root
+
+
+def db_numbers(run_dir: Path) -> dict:
+    """The fixture's numbers straight from SQLite (independent of evolve.read)."""
+    con = sqlite3.connect(run_dir / "lineage.db")
+    try:
+        best = con.execute("SELECT id, score FROM candidates WHERE status='ok' ORDER BY score DESC LIMIT 1").fetchone()
+        seed = con.execute("SELECT score FROM candidates WHERE id=0").fetchone()
+        n = con.execute("SELECT count(*) FROM candidates").fetchone()[0]
+        rejected = con.execute("SELECT count(*) FROM candidates WHERE status='rejected'").fetchone()[0]
+        status = con.execute("SELECT status FROM runs").fetchone()[0]
+    finally:
+        con.close()
+    return {"best_id": best[0], "best": best[1], "seed": seed[0], "n": n, "rejected": rejected,
+            "status": status}
+
+
+def app(runs_dir: Path, monkeypatch, **query: str) -> AppTest:
+    monkeypatch.setenv("EVOLVE_RUNS_DIR", str(runs_dir))
+    at = AppTest.from_file(APP_FILE, default_timeout=60)
+    for k, v in query.items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    parts += [e.value for e in at.info] + [e.value for e in at.warning] + [e.value for e in at.error]
+    return "\n".join(str(p) for p in parts)
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+# ---- every view over the fixture run --------------------------------------------------
+
+def test_overview_shows_fixture_numbers(fixture_run, monkeypatch):
+    nums = db_numbers(fixture_run)
+    at = app(fixture_run.parent, monkeypatch)
+    m = metrics(at)
+    assert m["best score"] == f"{nums['best']:.4g}"
+    assert m["seed score"] == f"{nums['seed']:.4g}"
+    assert m["candidates"] == str(nums["n"])
+    assert m["status"] == nums["status"]
+    assert at.header[0].value == fixture_run.name
+    assert [s.value for s in at.subheader] == ["Trajectory", "Lineage tree"]
+    # CPU run: no FlexAttention timing, said in words rather than drawn
+    assert "FlexAttention was not timed in this run" in texts(at)
+
+
+def test_candidate_view_source_diff_and_shapes(fixture_run, monkeypatch):
+    nums = db_numbers(fixture_run)
+    at = app(fixture_run.parent, monkeypatch, view="candidate")
+    assert at.sidebar.radio(key="view").value == "Candidate"
+    assert at.subheader[0].value == f"Candidate {nums['best_id']}"  # opens on the best
+    assert metrics(at)["score"] == f"{nums['best']:.4g}"
+    src = at.code[0].value
+    assert "def attention" in src
+    assert src.rstrip() == read.candidate_source(fixture_run, None, nums["best_id"]).rstrip()
+    assert at.code[1].language == "diff" and at.code[1].value.startswith("---")
+    con = sqlite3.connect(fixture_run / "lineage.db")
+    ms = [r[0] for r in con.execute("SELECT ms FROM measurements WHERE candidate_id=?", (nums["best_id"],))]
+    con.close()
+    table = at.dataframe[0].value
+    assert list(table["ms"]) == pytest.approx(ms)
+    # the seed has no parent to diff against
+    at.selectbox(key="candidate").set_value(0).run()
+    assert not at.exception
+    assert "The seed has no parent." in texts(at)
+
+
+def test_failures_and_cost_view(fixture_run, monkeypatch):
+    nums = db_numbers(fixture_run)
+    at = app(fixture_run.parent, monkeypatch, view="failures")
+    assert "Failures" in [s.value for s in at.subheader]
+    if nums["rejected"]:
+        counts = at.dataframe[0].value
+        assert int(counts["count"].sum()) == nums["rejected"]
+    else:
+        assert "No rejected candidates in this run." in [s.value for s in at.success]
+
+
+def test_runs_view_table_and_compare(synthetic_runs, monkeypatch):
+    at = app(synthetic_runs, monkeypatch, view="runs")
+    table = at.dataframe[0].value
+    assert list(table["run"]) == ["cpu-run", "gpu-run"]
+    assert list(table["GPU"]) == ["none (CPU)", "NVIDIA H100 80GB HBM3"]
+    assert list(table["candidates"]) == [6, 6]
+    assert at.multiselect(key="compare").value == ["cpu-run", "gpu-run"]
+    assert [m.value for m in at.markdown if m.value.startswith("####")] == ["#### cpu-run", "#### gpu-run"]
+
+
+# ---- synthetic run: agent transcript, FlexAttention, lineage selection, URL -------------
+
+def test_transcript_of_an_agent_candidate(synthetic_runs, monkeypatch):
+    at = app(synthetic_runs, monkeypatch, run="cpu-run", view="candidate", candidate="5")
+    assert at.subheader[0].value == "Candidate 5"
+    assert "compile" in at.error[0].value and "dot shape" in at.error[0].value
+    body = texts(at)
+    assert "session `s5`" in body and "6,000 in / 1,500 out tokens" in body and "$0.0100" in body
+    labels = [e.label for e in at.expander]
+    assert any(lbl.startswith("step 1 · tool · `read_kernel` · 2,000 in / 500 out") for lbl in labels)
+    assert any("`evaluate`" in lbl for lbl in labels)
+    assert at.query_params["candidate"] == ["5"] or at.query_params["candidate"] == "5"
+
+
+def test_flex_reference_is_measured_not_invented(synthetic_runs, monkeypatch):
+    at = app(synthetic_runs, monkeypatch, run="gpu-run")
+    # fixture: flex_ms = 1.25 * cudnn_ms on every shape -> ratio 0.8 over 4 ok evaluations
+    assert "FlexAttention = 0.800 x baseline (median of 4 evaluations in this run)" in texts(at)
+    assert at.sidebar.radio(key="view").value == "Overview"
+    assert "● live: watching for new candidates" in [c.value for c in at.sidebar.caption]
+
+
+def test_lineage_fallback_select_opens_candidate(synthetic_runs, monkeypatch):
+    at = app(synthetic_runs, monkeypatch, run="cpu-run")
+    at.selectbox(key="tree_pick").set_value(4).run()
+    assert not at.exception
+    assert at.sidebar.radio(key="view").value == "Candidate"
+    assert at.subheader[0].value == "Candidate 4"
+    buttons = [b.label for b in at.button]
+    assert buttons == ["open parent #3", "open parent #1"]  # crossover: two parents
+    at.button(key="open_parent_0").click().run()
+    assert at.subheader[0].value == "Candidate 3"
+
+
+def test_tree_layout_and_selection_state(synthetic_runs):
+    from dashboard import tree
+    from dashboard.data import load_run
+
+    data = load_run(synthetic_runs / "cpu-run")
+    nodes, edges = tree.layout(data.candidates)
+    depth = dict(zip(nodes["id"], nodes["x"]))
+    assert depth == {0: 0, 1: 1, 2: 1, 3: 2, 4: 3, 5: 3}
+    assert set(map(tuple, edges[edges["kind"] == "crossover"][["from", "to"]].values)) == {(1, 4)}
+    assert len(edges) == 6  # 5 parent edges + 1 crossover
+    assert tree.selected_id({"selection": {tree.SELECTION: [{"id": 3}]}}) == 3
+    assert tree.selected_id({"selection": {tree.SELECTION: []}}) is None
+    spec = tree.lineage_chart(data.candidates, data.summary.best_id).to_dict()
+    params = spec.get("params", []) + [p for layer in spec["layer"] for p in layer.get("params", [])]
+    assert [p["select"]["type"] for p in params if p["name"] == tree.SELECTION] == ["point"]
+
+
+# ---- empty, missing and half-written run directories -----------------------------------
+
+def test_missing_and_empty_runs_dir(tmp_path, monkeypatch):
+    at = app(tmp_path / "nope", monkeypatch)
+    assert "does not exist yet" in at.warning[0].value
+    at = app(tmp_path, monkeypatch)
+    assert "No runs in" in at.info[0].value
+
+
+@pytest.mark.parametrize("stage", ["toml-only", "empty-db", "no-tables", "no-run-row", "no-candidates"])
+def test_half_written_run_shows_a_message(tmp_path, monkeypatch, stage):
+    run = tmp_path / "half"
+    run.mkdir()
+    (run / "run.toml").write_text('name = "half"\n')
+    if stage == "empty-db":
+        (run / "lineage.db").write_bytes(b"")
+    elif stage != "toml-only":
+        db = sqlite_utils.Database(run / "lineage.db")
+        db.enable_wal()
+        if stage == "no-tables":
+            db["other"].insert({"x": 1})
+        else:
+            db["runs"].create({"name": str, "status": str, "created_at": str}, pk="name")
+            db["candidates"].create({"id": int, "status": str, "score": float}, pk="id")
+            if stage == "no-candidates":
+                db["runs"].insert({"name": "half", "status": "running", "created_at": "2026-11-26T00:00:00+00:00"})
+        db.conn.close()
+    at = app(tmp_path, monkeypatch)
+    if stage == "no-candidates":
+        assert "No candidates recorded yet." in [i.value for i in at.info]
+    else:
+        assert at.warning and "cannot be shown yet" in at.warning[0].value
+        assert "starting" in at.warning[0].value or "not a run directory" in at.warning[0].value
+
+
+# ---- evolve.read -----------------------------------------------------------------------
+
+def test_reader_is_read_only_and_sees_a_consistent_snapshot(tmp_path):
+    run = make_synthetic_run(tmp_path, n=3)
+    writer = sqlite3.connect(run / "lineage.db")
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("INSERT INTO events (ts, kind, message, candidate_id, data_json) "
+                   "VALUES ('2026-11-26T09:00:00+00:00', 'warning', 'uncommitted', NULL, '{}')")
+    snap = read.read_snapshot(run)  # a writer holding its lock does not block a WAL reader
+    assert [c["id"] for c in snap.candidates] == [0, 1, 2]
+    assert all(e["message"] != "uncommitted" for e in snap.events)
+    writer.commit()
+    writer.close()
+    assert any(e["message"] == "uncommitted" for e in read.read_snapshot(run).events)
+    conn = read._connect(run)
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        conn.execute("DELETE FROM candidates")
+    conn.close()
+
+
+def test_reader_summary_and_diff(tmp_path):
+    run = make_synthetic_run(tmp_path)
+    s = read.summarize(read.read_snapshot(run))
+    assert (s.candidates, s.ok, s.rejected, s.best_id, s.best_score, s.seed_score) == (6, 4, 2, 3, 0.0633, 0.0421)
+    assert s.elapsed_s == 3600.0 and s.cost_usd == pytest.approx(0.02)
+    diff = read.candidate_diff(run, read.read_snapshot(run), 4)
+    assert '-CONFIG = {"BLOCK_M": 128' in diff and '+CONFIG = {"BLOCK_M": 96' in diff
+    with pytest.raises(read.RunNotReady, match="no lineage.db"):
+        read.read_snapshot(tmp_path)
+    assert read.list_runs(tmp_path / "missing") == []
+
+
+# ---- evolve dashboard -------------------------------------------------------------------
+
+def test_dashboard_command_line(tmp_path):
+    cmd = build_command(tmp_path, 8999, True)
+    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4] == str(APP) and Path(cmd[4]).is_file()
+    assert cmd[cmd.index("--server.port") + 1] == "8999"
+    assert cmd[cmd.index("--server.headless") + 1] == "true"
+    assert cmd[-3:] == ["--", "--runs", str(tmp_path)]
+    f = tmp_path / "file"
+    f.write_text("x")
+    res = CliRunner().invoke(build_app(), ["dashboard", "--runs", str(f)])
+    assert res.exit_code == 2
+    res = CliRunner().invoke(build_app(), ["dashboard", "--port", "70000"])
+    assert res.exit_code == 2
+
+
+def test_app_reads_runs_dir_from_args_then_env():
+    from dashboard.settings import ENV_RUNS, runs_dir_from_args
+
+    assert runs_dir_from_args(["--runs", "/a"], {ENV_RUNS: "/b"}) == Path("/a")
+    assert runs_dir_from_args(["--server.port", "1"], {ENV_RUNS: "/b"}) == Path("/b")
+    assert runs_dir_from_args([], {}) == Path("runs")

@@ -1,0 +1,120 @@
+"""The real dashboard server (`evolve dashboard --headless`) loaded in headless Chromium:
+the trajectory chart and the lineage tree are drawn, a screenshot is saved to
+test-artifacts/dashboard.png, and a live run's new candidate appears without a reload."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+
+from browser_cdp import Browser, find_chromium
+from dashboard_fixture import fixture_run_dir, make_synthetic_run
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM = find_chromium()
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed "
+                                 "(apt-get install -y chromium; .ci/run installs it)")]
+
+CHART_DRAWN = ("document.querySelectorAll('.st-key-{key} .vega-embed canvas, "
+               ".st-key-{key} .vega-embed svg').length > 0")
+NOT_RUNNING = "!document.querySelector('[data-test-script-state=running]')"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def runs_dir(tmp_path_factory) -> Path:
+    run = fixture_run_dir(tmp_path_factory.mktemp("browser-runs"))
+    make_synthetic_run(run.parent, name="zz-live", status="running", n=5)
+    return run.parent
+
+
+@pytest.fixture(scope="module")
+def server(runs_dir):
+    port = free_port()
+    evolve = shutil.which("evolve")
+    cmd = ([evolve] if evolve else [sys.executable, "-m", "evolve"]) + [
+        "dashboard", "--runs", str(runs_dir), "--port", str(port), "--headless", "--address", "127.0.0.1"]
+    log = open(runs_dir / "server.log", "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("dashboard server did not come up:\n" + (runs_dir / "server.log").read_text())
+            time.sleep(0.5)
+        yield url
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=15)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture()
+def browser():
+    b = Browser(CHROMIUM, width=1400, height=1000)
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+def test_overview_draws_trajectory_and_lineage_tree(server, runs_dir, browser):
+    run = next(p.name for p in sorted(runs_dir.iterdir()) if (p / "lineage.db").exists() and p.name != "zz-live")
+    browser.goto(f"{server}/?run={run}&view=overview")
+    browser.wait_for(" && ".join([CHART_DRAWN.format(key="trajectory"), CHART_DRAWN.format(key="lineage"),
+                                  NOT_RUNNING]), timeout=120)
+    dom = browser.dom()
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "dashboard.html").write_text(dom)
+    browser.screenshot(ARTIFACTS / "dashboard.png")
+    assert 'class="stHeading' in dom or "stHeading" in dom
+    for heading in ("Trajectory", "Lineage tree", run):
+        assert f">{heading}<" in dom or f">{heading}</" in dom, heading
+    assert "st-key-trajectory" in dom and "st-key-lineage" in dom
+    assert dom.count("vega-embed") >= 2
+    assert "Traceback" not in dom
+    png = (ARTIFACTS / "dashboard.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+
+
+def test_live_run_refreshes_by_itself(server, runs_dir, browser):
+    browser.goto(f"{server}/?run=zz-live&view=overview")
+    count = ("Array.from(document.querySelectorAll('[data-testid=stMetric]')).some(m => "
+             "m.innerText.startsWith('candidates') && m.innerText.includes('\\n{n}'))")
+    browser.wait_for(count.format(n=5) + " && " + CHART_DRAWN.format(key="lineage"), timeout=120)
+    db = sqlite_utils.Database(runs_dir / "zz-live" / "lineage.db")
+    db["candidates"].insert({"id": 5, "parent_id": 3, "operator": "agent", "status": "rejected",
+                             "failure_class": "timeout", "failure_message": "killed after 600 s",
+                             "hypothesis": "inserted by the browser test", "depth": 3,
+                             "created_at": "2026-11-26T04:00:00+00:00", "commit_sha": "",
+                             "tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0})
+    db.conn.close()
+    browser.wait_for(count.format(n=6), timeout=60)  # no reload: the poll fragment reran the app

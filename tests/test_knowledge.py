@@ -1,0 +1,316 @@
+"""Knowledge base: front-matter parser, ranked search, read, run lessons, CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+from typer.testing import CliRunner
+
+from evolve.knowledge import Doc, Hit, KnowledgeError, read, search
+from evolve.knowledge_docs import FrontMatterError, load_doc, parse_front_matter
+from evolve.knowledge_lessons import outcome_text
+
+ROOT = Path(__file__).resolve().parent.parent
+KNOWLEDGE = ROOT / "knowledge"
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own index cache (never the user's ~/.cache)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+    monkeypatch.delenv("EVOLVE_KNOWLEDGE_DIR", raising=False)
+
+
+# ----------------------------------------------------------------------------- parser
+
+def test_front_matter_subset():
+    text = """---
+# a comment
+title: "Tiles: shapes and stages"
+tags: [tma, "a, b", 'c']
+applies_to: [gqa]
+empty: []
+sources:
+  - https://example.org/x
+  - "paper, section 3"
+version: 2
+---
+# Body
+text
+"""
+    meta, body = parse_front_matter(text, "t.md")
+    assert meta == {"title": "Tiles: shapes and stages", "tags": ["tma", "a, b", "c"],
+                    "applies_to": ["gqa"], "empty": [],
+                    "sources": ["https://example.org/x", "paper, section 3"], "version": "2"}
+    assert body == "# Body\ntext\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("title: x\n", "no front matter"),
+    ("---\ntitle: x\n", "not closed"),
+    ("---\ntitle: x\n  nested: y\n---\n", "nested"),
+    ("---\ntitle: x\ntitle: y\n---\n", "duplicate key"),
+    ("---\n- orphan\n---\n", "without a key"),
+    ("---\ntags: [a, b\n---\n", "close with ']'"),
+    ("---\ntags: [a, , b]\n---\n", "empty item"),
+    ("---\njust text\n---\n", "expected 'key: value'"),
+    ("---\ntags:\n\t- a\n---\n", "tab"),
+])
+def test_front_matter_errors(text, message):
+    with pytest.raises(FrontMatterError, match=message):
+        parse_front_matter(text, "bad.md")
+
+
+def test_load_doc_requires_sources(tmp_path: Path):
+    p = tmp_path / "no-sources.md"
+    p.write_text("---\ntitle: T\ntags: [a]\napplies_to: [gqa]\n---\nbody\n")
+    with pytest.raises(FrontMatterError, match="sources"):
+        load_doc(p)
+
+
+# ----------------------------------------------------------------------------- search
+
+@pytest.mark.parametrize("query, expected", [
+    ("pack query heads GQA", "gqa-head-mapping-and-packing"),
+    ("warp_specialize NaN num_stages Hopper", "fa3-warp-specialization-pingpong"),
+    ("what happened when someone tried warp specialisation", "fa3-warp-specialization-pingpong"),
+    ("fully masked row gives NaN", "numerics-pitfalls"),
+    ("tensor descriptor alignment 16 bytes", "tensor-descriptors-tma"),
+    ("persistent kernel heaviest tile first", "persistent-kernels-lpt"),
+    ("emulate exp2 with a polynomial on FMA units", "exp2-emulation-fma"),
+    ("lazy rescaling threshold", "conditional-rescaling-fa4"),
+    ("int64 offsets overflow", "int64-offsets-and-overflow"),
+    ("prune autotune configs", "autotune-and-config-search"),
+    ("bf16 dot wrong in the interpreter", "triton-interpreter-limits"),
+    ("causal mask skip fully masked tiles", "causal-split-and-tile-skipping"),
+])
+def test_search_ranks_the_right_document_first(query, expected):
+    hits = search(query, k=3)
+    assert hits and hits[0].id == expected, [(h.id, h.score) for h in hits]
+    assert hits[0].kind == "doc" and hits[0].run is None
+
+
+def test_hits_are_ranked_records():
+    hits = search("online softmax running max rescale", k=4)
+    assert len(hits) == 4 and all(isinstance(h, Hit) for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert hits[0].id == "fa2-online-softmax"
+    assert hits[0].title.startswith("Online softmax")
+    assert 0 < len(hits[0].snippet) <= 300 and "```" not in hits[0].snippet
+
+
+def test_search_rejects_bad_input():
+    with pytest.raises(KnowledgeError, match="no searchable words"):
+        search("  the of ?! ")
+    with pytest.raises(KnowledgeError, match="k must be"):
+        search("gqa", k=0)
+
+
+def test_read_document_and_suggestions():
+    doc = read("gqa-head-mapping-and-packing")
+    assert isinstance(doc, Doc) and doc.id == "gqa-head-mapping-and-packing"
+    assert "gqa" in doc.applies_to and doc.sources and doc.path.is_file()
+    assert read("knowledge/fa2-online-softmax.md").id == "fa2-online-softmax"
+    with pytest.raises(KnowledgeError, match="did you mean: .*gqa-head-mapping-and-packing"):
+        read("gqa-head-packing")
+
+
+def _copy_kb(dst: Path) -> Path:
+    shutil.copytree(KNOWLEDGE, dst)
+    return dst
+
+
+def test_index_is_cached_and_rebuilt_when_a_document_changes(tmp_path, monkeypatch):
+    kb = _copy_kb(tmp_path / "kb")
+    monkeypatch.setenv("EVOLVE_KNOWLEDGE_DIR", str(kb))
+    cache = Path(os.environ["XDG_CACHE_HOME"]) / "evolve"
+    search("gqa", k=1)
+    first = sorted(cache.glob("knowledge-*.db"))
+    assert len(first) == 1
+    assert not [h for h in search("zebracorn", k=5)]
+    (kb / "zebra-notes.md").write_text(
+        "---\ntitle: Zebracorn striping\ntags: [zebracorn]\napplies_to: [gqa]\n"
+        "sources: [made up for a test]\n---\nStripes.\n")
+    hits = search("zebracorn", k=5)
+    assert [h.id for h in hits] == ["zebra-notes"]
+    second = sorted(cache.glob("knowledge-*.db"))
+    assert len(second) == 1 and second != first  # new fingerprint, stale file removed
+
+
+def test_works_from_read_only_checkout_and_unwritable_cache(tmp_path, monkeypatch):
+    kb = _copy_kb(tmp_path / "kb")
+    for p in [kb, *kb.iterdir()]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    blocked.chmod(0o555)
+    monkeypatch.setenv("EVOLVE_KNOWLEDGE_DIR", str(kb))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked / "sub"))
+    try:
+        assert search("pack query heads GQA", k=1)[0].id == "gqa-head-mapping-and-packing"
+    finally:
+        blocked.chmod(0o755)
+        for p in [kb, *kb.iterdir()]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def test_concurrent_processes_build_the_index_safely(tmp_path):
+    code = ("from evolve.knowledge import search\n"
+            "assert search('pack query heads GQA', k=1)[0].id == 'gqa-head-mapping-and-packing'\n")
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "shared-cache"))
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    for p in procs:
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+    assert len(list((tmp_path / "shared-cache" / "evolve").glob("knowledge-*.db"))) == 1
+
+
+# ----------------------------------------------------------------------------- lessons
+
+def _make_run(runs: Path, name: str, rows: list[dict]) -> Path:
+    """A lineage.db with the candidates table of docs/architecture.md."""
+    run = runs / name
+    run.mkdir(parents=True)
+    db = sqlite_utils.Database(run / "lineage.db")
+    db["candidates"].create({
+        "id": int, "parent_id": int, "parent2_id": int, "operator": str, "commit_sha": str,
+        "source_sha256": str, "status": str, "score": float, "failure_class": str,
+        "failure_message": str, "hypothesis": str, "changes_json": str, "suite": str,
+        "device": str, "eval_seconds": float, "variation_seconds": float, "tokens_in": int,
+        "tokens_out": int, "cost_usd": float, "session_id": str, "depth": int,
+        "created_at": str, "result_json": str}, pk="id")
+    base = {"parent2_id": None, "commit_sha": "0" * 40, "source_sha256": "0" * 64,
+            "suite": "smoke", "device": "interpreter", "eval_seconds": 1.0,
+            "variation_seconds": 0.0, "tokens_in": 0, "tokens_out": 0, "cost_usd": 0.0,
+            "session_id": None, "depth": 0, "created_at": "2026-11-26T00:00:00+00:00",
+            "result_json": "{}", "failure_class": None, "failure_message": None,
+            "changes_json": "{}", "score": None}
+    db["candidates"].insert_all([{**base, **r} for r in rows])
+    db.conn.close()
+    return run
+
+
+RUN_ROWS = [
+    {"id": 0, "parent_id": None, "operator": "seed", "status": "ok", "score": 0.87,
+     "hypothesis": "seed kernel (tutorial-style FA2)"},
+    {"id": 1, "parent_id": 0, "operator": "agent", "status": "rejected",
+     "failure_class": "nonfinite",
+     "failure_message": "output has NaN on shape S=1000 D=128 causal",
+     "hypothesis": "Enable warp specialization (tl.range warp_specialize=True) with num_stages=3",
+     "changes_json": json.dumps({"knobs": {"num_stages": 3}, "recipes": ["warp_specialize"]})},
+    {"id": 2, "parent_id": 0, "operator": "offline", "status": "ok", "score": 0.91,
+     "hypothesis": "Use BLOCK_M=64 for short causal shapes",
+     "changes_json": json.dumps({"knobs": {"BLOCK_M": 64}})},
+    {"id": 3, "parent_id": 2, "operator": "offline", "status": "ok", "score": 0.85,
+     "hypothesis": "Raise num_stages to 4 for d64"},
+]
+
+
+def test_outcome_text():
+    assert outcome_text("ok", 0.91, 0.87, None, None, 0) == \
+        "ok, score 0.910 (+4.6% vs parent 0.870, gain)"
+    assert outcome_text("ok", 0.85, 0.91, None, None, 2).endswith("(-6.6% vs parent 0.910, loss)")
+    assert outcome_text("ok", 0.87, None, None, None, None) == "ok, score 0.870 (seed)"
+    assert outcome_text("rejected", None, 0.9, "mismatch", "max err 0.3\n at S=17", 0) == \
+        "rejected: mismatch: max err 0.3 at S=17"
+
+
+def test_run_lessons_are_searchable_and_lineage_db_is_untouched(tmp_path):
+    run = _make_run(tmp_path / "runs", "r1", RUN_ROWS)
+    db_file = run / "lineage.db"
+    before = hashlib.sha256(db_file.read_bytes()).hexdigest()
+    hits = search("what happened when someone tried warp specialisation", k=5, run_dir=run)
+    lessons = [h for h in hits if h.kind == "lesson"]
+    assert lessons and lessons[0].id == "r1#1" and lessons[0].run == "r1"
+    assert "warp specialization" in lessons[0].title
+    assert "rejected: nonfinite" in lessons[0].snippet or "rejected: nonfinite" in \
+        search("warp specialization", k=1, run_dir=run, kind="lesson")[0].snippet
+    assert any(h.kind == "doc" for h in hits)  # documents and lessons share one ranking
+    gain = search("BLOCK_M short causal", k=1, run_dir=run, kind="lesson")[0]
+    assert gain.id == "r1#2" and "+4.6% vs parent" in gain.snippet
+    assert hashlib.sha256(db_file.read_bytes()).hexdigest() == before
+    assert sqlite_utils.Database(db_file).table_names() == ["candidates"]
+
+
+def test_all_runs_flag_adds_earlier_runs(tmp_path):
+    runs = tmp_path / "runs"
+    run1 = _make_run(runs, "r1", RUN_ROWS)
+    _make_run(runs, "r0", [{"id": 0, "parent_id": None, "operator": "seed", "status": "ok",
+                            "score": 0.8, "hypothesis": "seed"},
+                           {"id": 1, "parent_id": 0, "operator": "agent", "status": "ok",
+                            "score": 0.82, "hypothesis": "Try warp specialization at 2 stages"}])
+    only = search("warp specialization", k=10, run_dir=run1, kind="lesson")
+    assert {h.run for h in only} == {"r1"}
+    both = search("warp specialization", k=10, run_dir=run1, all_runs=True, kind="lesson")
+    assert {h.run for h in both} == {"r0", "r1"}
+    rooted = search("warp specialization", k=10, all_runs=True, runs_root=runs, kind="lesson")
+    assert {h.id for h in rooted} == {h.id for h in both}
+
+
+def test_missing_run_is_a_clear_error(tmp_path):
+    with pytest.raises(KnowledgeError, match="no lineage.db"):
+        search("gqa", run_dir=tmp_path / "nope")
+    with pytest.raises(KnowledgeError, match="runs directory not found"):
+        search("gqa", all_runs=True, runs_root=tmp_path / "nothing")
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def _cli():
+    from evolve.cli import build_app
+    return build_app()
+
+
+def test_cli_search_show_and_errors(tmp_path):
+    app, runner = _cli(), CliRunner()
+    res = runner.invoke(app, ["knowledge", "search", "pack query heads GQA", "--json", "--k", "2"])
+    assert res.exit_code == 0, res.output
+    hits = json.loads(res.output)
+    assert len(hits) == 2 and hits[0]["id"] == "gqa-head-mapping-and-packing"
+    res = runner.invoke(app, ["knowledge", "search", "pack query heads GQA"])
+    assert res.exit_code == 0 and "gqa-head-mapping-and-packing" in res.output
+    res = runner.invoke(app, ["knowledge", "show", "fa2-online-softmax", "--raw"])
+    assert res.exit_code == 0 and "Online softmax and the FlashAttention-2" in res.output
+    assert "## Sources" in res.output
+    res = runner.invoke(app, ["knowledge", "show", "gqa-packing"])
+    assert res.exit_code == 2 and "did you mean" in res.output
+    res = runner.invoke(app, ["knowledge", "search", "gqa", "--run", str(tmp_path / "missing")])
+    assert res.exit_code == 2 and "no lineage.db" in res.output
+    run = _make_run(tmp_path / "runs", "r1", RUN_ROWS)
+    res = runner.invoke(app, ["knowledge", "search", "warp specialization", "--run", str(run), "--json"])
+    assert res.exit_code == 0 and any(h["kind"] == "lesson" for h in json.loads(res.output))
+
+
+def _start_registered() -> bool:
+    import typer.main
+    return "start" in typer.main.get_command(_cli()).commands
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _start_registered(), reason="`evolve start` is not registered yet")
+def test_lessons_after_cpu_offline_run(tmp_path):
+    runs = tmp_path / "runs"
+    env = dict(os.environ, TRITON_INTERPRET="1", CUDA_VISIBLE_DEVICES="")
+    env.pop("OPENAI_API_KEY", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "evolve.cli", "start", "--target", "gqa", "--max-candidates", "3",
+         "--runs-dir", str(runs), "--name", "t"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    db = sqlite_utils.Database(runs / "t" / "lineage.db")
+    n_candidates = db["candidates"].count
+    db.conn.close()
+    assert n_candidates >= 2
+    lessons = search("outcome score", k=50, run_dir=runs / "t", kind="lesson")
+    assert len(lessons) == n_candidates
+    assert {h.run for h in lessons} == {"t"}
+    assert all(h.id.startswith("t#") for h in lessons)
