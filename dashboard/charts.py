@@ -73,7 +73,11 @@ def failures_chart(data: RunData, x_axis: str = "index") -> alt.Chart:
     """Failure classes over time (stacked counts per bin of candidates)."""
     df = data.candidates[data.candidates["status"] != "ok"].copy()
     if x_axis == "time":
-        x = alt.X("yearmonthdatehoursminutes(created_at):T", title="time (UTC, per minute)")
+        ts = pd.to_datetime(df["created_at"], utc=True)
+        span_h = (ts.max() - ts.min()).total_seconds() / 3600 if len(ts) else 0
+        unit, per = (("yearmonthdatehoursminutes", "minute") if span_h < 3 else
+                     ("yearmonthdatehours", "hour") if span_h < 72 else ("yearmonthdate", "day"))
+        x = alt.X(f"{unit}(created_at):T", title=f"time (UTC, per {per})")
     else:
         x = alt.X("id:Q", bin=alt.Bin(maxbins=30, minstep=1), title="candidate index",
                   axis=alt.Axis(format="d"))

@@ -123,7 +123,9 @@ def _load(run_dir: str, signature: tuple[int, ...]) -> RunData:  # signature: ca
 
 def load_run(run_dir: Path) -> RunData:
     """RunData for one run directory (raises read.RunNotReady)."""
-    return _load(str(Path(run_dir).resolve()), read.db_signature(Path(run_dir)))
+    data = _load(str(Path(run_dir).resolve()), read.db_signature(Path(run_dir)))
+    data.summary = read.summarize(data.snapshot)  # cheap; keeps a live run's elapsed time current
+    return data
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

@@ -22,14 +22,15 @@ def open_candidate(cid: int) -> None:
 
 def headline(data: RunData) -> None:
     s = data.summary
-    cols = st.columns(6)
+    cols = st.columns(7)
     cols[0].metric("status", s.status)
-    cols[1].metric("candidates", f"{s.candidates}", f"{s.rejected} rejected", delta_color="off")
-    cols[2].metric("best score", fmt_score(s.best_score), f"#{s.best_id}" if s.best_id is not None else None,
-                   delta_color="off")
-    cols[3].metric("seed score", fmt_score(s.seed_score))
-    cols[4].metric("elapsed", fmt_elapsed(s.elapsed_s))
-    cols[5].metric("LLM cost", f"${s.cost_usd:.2f}")
+    cols[1].metric("candidates", f"{s.candidates}")
+    cols[2].metric("rejected", f"{s.rejected}")
+    best_label = f"best score (#{s.best_id})" if s.best_id is not None else "best score"
+    cols[3].metric(best_label, fmt_score(s.best_score))
+    cols[4].metric("seed score", fmt_score(s.seed_score))
+    cols[5].metric("elapsed", fmt_elapsed(s.elapsed_s))
+    cols[6].metric("LLM cost", f"${s.cost_usd:.2f}")
     st.caption(f"target **{s.target}** · operator **{s.operator}** · model **{s.model or '–'}** · "
                f"suite **{s.suite}** · GPU **{s.gpu}** · device **{s.device or '–'}**")
     if s.device and s.device != "cuda":

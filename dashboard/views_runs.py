@@ -32,6 +32,7 @@ def _on_table_select() -> None:
     names = st.session_state.get("_run_names", [])
     if rows and rows[0] < len(names):
         st.session_state[RUN_KEY] = names[rows[0]]
+        st.session_state["view"] = "Overview"  # open the picked run
 
 
 def view(runs: list[RunSummary], runs_dir: Path) -> None:

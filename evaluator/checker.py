@@ -1,11 +1,14 @@
 """The trusted checker process: spawned after the worker exited; never imports candidates.
 
 Input: the parent's own copy of the plan (not the worker's) and the worker's output
-directory. It regenerates every input from the secret seed, computes the fp64/fp32
+directory. It is started together with the worker (torch import overlaps) and answers
+two commands on stdin: ``checks`` once the worker's correctness outputs exist (the
+worker waits meanwhile, so a wrong kernel is never timed) and ``samples`` after the
+worker has exited. It regenerates every input from the secret seed, computes the fp64/fp32
 reference and PyTorch's same-dtype result (reference.py), loads the worker's raw
 outputs with ``torch.load(weights_only=True)`` (plain tensors only, no pickled code)
 and applies the rule of correctness.py to every correctness check and to the sampled
-rows of timed calls. The verdict is printed as one JSON line on stdout.
+rows of timed calls. Each verdict is printed as one JSON line on stdout.
 """
 
 from __future__ import annotations
@@ -115,26 +118,21 @@ class Checker:
         return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    req = json.loads(Path(argv[0]).read_text())
-    plan = req["plan"]
-    out_dir = Path(req["out_dir"])
-    chk = Checker(plan, out_dir, int(req["n_sides"]))
+def _answer(chk: Checker, cmd: str, out_dir: Path) -> dict[str, Any]:
     verdict: dict[str, Any] = {"failure": None}
     try:
-        import torch
-
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-        try:
-            report = json.loads((out_dir / "report.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise CandidateFailure("forbidden", f"worker report unreadable: {exc}") from None
-        if not isinstance(report, dict):
-            raise CandidateFailure("forbidden", "worker report is not an object")
-        chk.run_checks()
-        chk.run_samples(report)
+        if cmd == "checks":
+            chk.run_checks()
+        elif cmd == "samples":
+            try:
+                report = json.loads((out_dir / "report.json").read_text())
+            except (OSError, ValueError) as exc:
+                raise CandidateFailure("forbidden", f"worker report unreadable: {exc}") from None
+            if not isinstance(report, dict):
+                raise CandidateFailure("forbidden", "worker report is not an object")
+            chk.run_samples(report)
+        else:
+            raise ValueError(f"unknown checker command {cmd!r}")
     except CandidateFailure as f:
         verdict["failure"] = {"class": f.cls, "message": f.message, "shape": f.shape}
     except Exception as exc:  # noqa: BLE001 - the checker's own error is an evaluator bug
@@ -145,8 +143,26 @@ def main(argv: list[str] | None = None) -> None:
     verdict.update({"checked": chk.checked, "passed": chk.passed, "max_error_ratio": chk.max_ratio,
                     "shape_errors": [{str(k): v for k, v in chk.shape_errors(s).items()}
                                      for s in range(chk.n_sides)]})
-    sys.stdout.write("EVALUATOR-VERDICT " + json.dumps(verdict) + "\n")
-    sys.stdout.flush()
+    return verdict
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command loop: one JSON command per stdin line (``checks``, ``samples``), one verdict line out."""
+    argv = sys.argv[1:] if argv is None else argv
+    req = json.loads(Path(argv[0]).read_text())
+    out_dir = Path(req["out_dir"])
+    import torch  # imported up front, while the worker is still busy
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    chk = Checker(req["plan"], out_dir, int(req["n_sides"]))
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        cmd = json.loads(line).get("cmd")
+        verdict = _answer(chk, str(cmd), out_dir)
+        sys.stdout.write("EVALUATOR-VERDICT " + json.dumps(verdict) + "\n")
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":

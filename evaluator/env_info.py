@@ -31,6 +31,7 @@ def collect(device: str) -> dict[str, Any]:
 
 
 def _driver_version() -> str | None:
+    """NVIDIA kernel-module version from /proc (no CUDA initialisation)."""
     p = Path("/proc/driver/nvidia/version")
     try:
         first = p.read_text().splitlines()[0]

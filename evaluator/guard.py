@@ -7,12 +7,12 @@
   ``Tensor.__matmul__`` ...; dispatcher level: the aten kernels ``mm``, ``bmm``,
   ``_softmax``, the SDPA backends ... for CPU and CUDA) with functions that raise
   `GuardViolation`, so no route (``torch.ops``, ``torch._C``, aliases) reaches them;
-* it adds a ``sys.addaudithook`` hook (CPython hooks cannot be removed) that denies
-  file writes outside the scratch directory, reads of other processes' /proc entries
-  and of credential files, sockets, subprocesses other than Triton's toolchain
-  (ptxas, cc, ldconfig), ctypes, thread starts, and - when the candidate's own code is
-  the caller - exec/compile, ``sys._getframe``, frame introspection and imports the
-  static check forbids;
+* it wraps thread starts (denied from candidate code) and adds a ``sys.addaudithook``
+  hook (CPython hooks cannot be removed; rules in evaluator/guard_audit.py) that denies
+  file writes outside the scratch directory, sockets, processes other than Triton's
+  own toolchain, ctypes, and introspection / dynamic code from the candidate;
+* it drops the evaluator's modules from ``sys.modules`` so importing them is a real,
+  audited (and denied) import;
 * it snapshots the functions the worker's timing and I/O rely on.
 
 `check_integrity()` (called after each candidate call) reports tampering: a snapshot
@@ -27,18 +27,16 @@ times its baselines before, and the reference lives in the separate checker proc
 from __future__ import annotations
 
 import os
-import re
 import sys
 import threading
 import warnings
 from pathlib import Path
 from typing import Any, Callable
 
+from evaluator.guard_audit import GuardViolation, arm
 from evaluator.static_check import module_verdict
 
-
-class GuardViolation(Exception):
-    """The candidate tried something the evaluator forbids (failure class ``forbidden``)."""
+__all__ = ["GuardViolation", "install", "check_integrity"]
 
 
 # Python-level entry points replaced by raisers: (module path, attribute).
@@ -86,34 +84,6 @@ _MODULES: tuple[str, ...] = (
     "torch.cuda", "triton.testing", "numpy",
 )
 
-# Subprocesses Triton itself runs while compiling (basename of the executable).
-_TOOLCHAIN = re.compile(r"^(ptxas(-blackwell)?|ldconfig(\.real)?|cc|c\+\+|g\+\+|gcc(-\d+)?|clang(\+\+)?(-\d+)?"
-                        r"|x86_64-linux-gnu-gcc(-\d+)?|nvdisasm|cuobjdump|hipconfig)$")
-# Files a candidate may not read even though the filesystem lets it.
-_SECRET_FILE = re.compile(r"(^|/)(\.env(\..*)?|.*\.env|\.netrc|\.git-credentials|\.pgpass|credentials(\.json)?"
-                          r"|id_(rsa|ed25519|ecdsa)(\.pub)?|.*\.pem|.*\.key|secrets?(\..*)?)$|/\.(ssh|aws|gnupg|config/gh)/")
-_PROC_PID = re.compile(r"^/proc/(\d+)(/|$)")
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
-_FS_EVENTS = {"os.rename": 2, "os.remove": 1, "os.rmdir": 1, "os.mkdir": 1, "os.chmod": 1,
-              "os.chown": 1, "os.symlink": 2, "os.link": 2, "os.truncate": 1, "os.utime": 1,
-              "os.chflags": 1, "os.lchflags": 1, "os.setxattr": 1, "os.removexattr": 1,
-              "shutil.rmtree": 1, "shutil.copyfile": 2, "shutil.move": 2, "os.mkfifo": 1, "os.mknod": 1}
-# Denied whoever asks (nothing trusted needs them once the candidate is loaded).
-_ALWAYS_DENY_PREFIX = ("socket.", "winreg.", "msvcrt.")
-_ALWAYS_DENY = {"os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
-                "os.kill", "os.killpg", "pty.spawn", "webbrowser.open", "urllib.Request",
-                "http.client.connect", "ftplib.connect", "smtplib.connect", "imaplib.open",
-                "poplib.connect", "telnetlib.Telnet.open", "os.setuid", "os.setgid", "signal.pthread_kill"}
-# Denied while candidate code is anywhere on the stack (torch/triton may use them lazily).
-_STACK_DENY_PREFIX = ("ctypes.",)
-_STACK_DENY = {"sys.settrace", "sys.setprofile", "sys._current_frames", "sys.set_asyncgen_hooks",
-               "os.putenv", "os.unsetenv", "_thread.start_new_thread", "resource.setrlimit",
-               "mmap.__new__", "signal.signal", "sys.addaudithook"}
-_CALLER_DENY = {"exec", "compile", "sys._getframe", "sys._getframemodulename", "object.__getattr__",
-                "object.__setattr__", "object.__delattr__", "function.__new__", "code.__new__",
-                "builtins.id", "gc.get_objects", "gc.get_referrers", "gc.get_referents"}
-
-
 class _State:
     installed = False
     scratch: str = ""
@@ -125,7 +95,6 @@ class _State:
     py_threads = 0
     torch_threads: int | None = None
     lib: Any = None
-    busy = threading.local()
 
 
 def _owner(path: str) -> Any:
@@ -155,111 +124,6 @@ def _raiser(name: str) -> Callable[..., Any]:
 def _record(msg: str) -> None:
     if len(_State.violations) < 50:
         _State.violations.append(msg)
-
-
-def _under(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
-
-
-def _abspath(p: Any) -> str | None:
-    if isinstance(p, int):
-        return None
-    try:
-        p = os.fsdecode(p)
-    except TypeError:
-        return None
-    return os.path.normpath(os.path.join(os.getcwd(), p)) if not os.path.isabs(p) else os.path.normpath(p)
-
-
-def _candidate_frames() -> tuple[bool, bool]:
-    """(candidate code is the direct caller, candidate code is anywhere on the stack)."""
-    f = sys._getframe(3)  # 0 this, 1 _audit, 2 _hook, 3 the code that raised the event
-    direct = f is not None and f.f_code.co_filename == _State.candidate
-    anywhere = direct
-    while f is not None and not anywhere:
-        anywhere = f.f_code.co_filename == _State.candidate
-        f = f.f_back
-    return direct, anywhere
-
-
-def _deny(event: str, detail: str) -> None:
-    msg = f"runtime guard: {event} denied ({detail})"
-    _record(msg)
-    raise GuardViolation(msg)
-
-
-def _check_write(event: str, path: Any) -> None:
-    p = _abspath(path)
-    if p is None or p == os.devnull or _under(p, _State.scratch):
-        return
-    _deny(event, f"write outside the scratch directory: {p}")
-
-
-def _hook(event: str, args: tuple[Any, ...]) -> None:
-    if getattr(_State.busy, "on", False):
-        return
-    _State.busy.on = True
-    try:
-        _audit(event, args)
-    except GuardViolation:
-        raise
-    except Exception as e:  # a bug in the guard must not break trusted code silently
-        _record(f"runtime guard internal error on {event}: {type(e).__name__}: {e}")
-    finally:
-        _State.busy.on = False
-
-
-def _audit(event: str, args: tuple[Any, ...]) -> None:
-    if event == "open":
-        path, mode, flags = (tuple(args) + (None, None, None))[:3]
-        writing = (isinstance(flags, int) and flags & _WRITE_FLAGS) or (
-            isinstance(mode, str) and any(c in mode for c in "wax+"))
-        if writing:
-            _check_write(event, path)
-        p = _abspath(path)
-        if p is not None:
-            m = _PROC_PID.match(p)
-            if m and int(m.group(1)) != os.getpid():
-                _deny(event, f"another process's /proc entry: {p}")
-            if _SECRET_FILE.search(p):
-                _deny(event, f"credential-like file: {p}")
-        return
-    if event in _FS_EVENTS:
-        for a in args[:_FS_EVENTS[event]]:
-            _check_write(event, a)
-        return
-    if event == "subprocess.Popen":
-        exe = args[0] if args and args[0] else (args[1][0] if len(args) > 1 and args[1] else "")
-        exe_s = os.fsdecode(exe) if isinstance(exe, (str, bytes, os.PathLike)) else str(exe)
-        exe_p = _abspath(exe_s) or exe_s
-        if not _TOOLCHAIN.match(os.path.basename(exe_s)) or _under(exe_p, _State.scratch):
-            _deny(event, f"subprocess {exe_s!r}")
-        return
-    if event.startswith(_ALWAYS_DENY_PREFIX) or event in _ALWAYS_DENY:
-        _deny(event, "not allowed in the candidate process")
-    if event.startswith(_STACK_DENY_PREFIX) or event in _STACK_DENY:
-        if _candidate_frames()[1]:
-            _deny(event, "not allowed from candidate code")
-        return
-    if event == "import":
-        direct, _ = _candidate_frames_import()
-        if direct:
-            why = module_verdict(str(args[0]))
-            if why:
-                _deny(event, f"import {args[0]}: {why}")
-        return
-    if event in _CALLER_DENY:
-        direct, _ = _candidate_frames()
-        if direct:
-            _deny(event, "introspection / dynamic code from the candidate")
-
-
-def _candidate_frames_import() -> tuple[bool, bool]:
-    """Like _candidate_frames, skipping the import machinery's own frames."""
-    f = sys._getframe(3)
-    while f is not None and (f.f_code.co_filename.startswith("<frozen importlib") or "importlib" in f.f_code.co_filename):
-        f = f.f_back
-    return (f is not None and f.f_code.co_filename == _State.candidate), False
 
 
 def _replace_torch() -> None:
@@ -298,7 +162,9 @@ def _wrap_thread_starts() -> None:
 
             def start(*a: Any, _orig: Any = orig, _name: str = name, **k: Any) -> Any:
                 if _stack_has_candidate():
-                    _deny(f"thread start ({_name})", "threads are not allowed in a candidate")
+                    msg = f"runtime guard: thread start ({_name}) denied (threads are not allowed in a candidate)"
+                    _record(msg)
+                    raise GuardViolation(msg)
                 return _orig(*a, **k)
 
             setattr(owner, name, start)
@@ -330,17 +196,20 @@ def install(*, scratch_dir: Path, candidate_path: Path) -> None:
     if _State.installed:
         raise RuntimeError("guard already installed")
     import json  # noqa: F401  (snapshotted below)
-    try:
-        import triton.testing  # noqa: F401  (snapshotted below, so a patch is seen)
-    except ImportError:
-        pass
+    for name in ("triton.testing", "torch.nn.attention.flex_attention"):
+        try:  # loaded now so that a patch is seen / the library route is replaced
+            __import__(name)
+        except Exception:  # noqa: BLE001 - absent in this build
+            pass
     _State.scratch = os.path.realpath(scratch_dir)
     _State.candidate = str(Path(candidate_path).resolve())
     _replace_torch()
     _wrap_thread_starts()
     _take_snapshot()
     _State.installed = True
-    sys.addaudithook(_hook)
+    triton = sys.modules.get("triton")
+    trusted = tuple(os.path.dirname(os.path.realpath(m.__file__)) for m in (triton,) if m is not None)
+    sys.addaudithook(arm(_State.scratch, _State.candidate, trusted, _record, module_verdict))
     _hide_trusted_modules()
 
 

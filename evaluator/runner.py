@@ -57,6 +57,10 @@ def _nvidia_present() -> bool:
 
 @dataclass
 class EvalOptions:
+    """Options of one evaluation (see docs/architecture.md). ``timeout_s`` counts from the
+    moment the candidate is imported (baselines are timed before, on their own allowance).
+    A given ``scratch_dir`` is kept, but everything the evaluation put into it is removed."""
+
     timeout_s: float = 600.0
     scratch_dir: Path | None = None
     gpu: int | None = None
@@ -145,44 +149,76 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dic
             out["failure"] = CandidateFailure("sandbox", f"cannot set up the sandbox: {exc}")
             return out
         out["isolation"] = sp.isolation
-        proc = spawn.run_group(sp.argv, env=sp.env, cwd=dirs["work"], timeout_s=options.timeout_s,
-                               log_path=log_path)
-        out["log"] = proc.log_tail
-        out["worker_wall_s"] = proc.wall_s
-        report = _read_report(dirs["out"] / "report.json")
-        out["report"] = report
-        if proc.timed_out:
-            out["failure"] = CandidateFailure("timeout", f"worker exceeded {options.timeout_s:g} s "
-                                              f"(stage {spawn.last_stage(proc.log_tail) or '?'}); killed")
-            return out
-        wf = assemble.worker_failure(report) if report else None
-        if wf is not None:
-            out["failure"] = wf
-            return out
-        if proc.returncode != 0 or not report or report.get("stage") != "done":
-            out["failure"] = _death(proc, report)
-            return out
-        verdict, cproc = spawn.run_checker(
+        checker = spawn.CheckerSession(
             {"plan": plan, "out_dir": str(dirs["out"]), "n_sides": len(prep.sources)}, private,
-            gpu=options.gpu, timeout_s=options.checker_timeout_s, log_path=private / "checker.log")
-        out["verdict"] = verdict
-        if verdict is None:
-            out["failure"] = CandidateFailure("internal", "checker produced no verdict: "
-                                              + spawn.tail(private / "checker.log", 1500))
-        elif verdict.get("failure"):
-            f = verdict["failure"]
-            out["failure"] = CandidateFailure(f["class"], f["message"], f.get("shape"))
-        return out
+            gpu=options.gpu, log_path=private / "checker.log")
+        try:
+            def phase1() -> CandidateFailure | None:
+                verdict = checker.ask("checks", options.checker_timeout_s)
+                out["verdict"] = verdict
+                return _verdict_failure(verdict, private)
+
+            proc = spawn.run_worker(sp.argv, env=sp.env, cwd=dirs["work"], timeout_s=options.timeout_s,
+                                    log_path=log_path, phase1=dirs["out"] / "phase1.json",
+                                    on_phase1=phase1)
+            out["log"] = proc.log_tail
+            report = _read_report(dirs["out"] / "report.json")
+            out["report"] = report or _read_report(dirs["out"] / "phase1.json")
+            if proc.stopped is not None:
+                out["failure"] = proc.stopped
+                return out
+            if proc.timed_out and not proc.candidate_started:
+                out["failure"] = CandidateFailure("internal", "the worker did not finish timing the "
+                                                  "baselines in time (before any candidate code ran)")
+                return out
+            if proc.timed_out:
+                out["failure"] = CandidateFailure(
+                    "timeout", f"worker exceeded {options.timeout_s:g} s "
+                    f"(stage {spawn.last_stage(proc.log_tail) or '?'}); killed")
+                return out
+            wf = assemble.worker_failure(report) if report else None
+            if wf is not None:
+                out["failure"] = wf
+                return out
+            if proc.returncode != 0 or not report or report.get("stage") != "done":
+                out["failure"] = _death(proc, report or out["report"])
+                return out
+            verdict = checker.ask("samples", options.checker_timeout_s)
+            out["verdict"] = verdict or out["verdict"]
+            out["failure"] = _verdict_failure(verdict, private)
+            return out
+        finally:
+            checker.close()
     finally:
         if options.log_path:
             try:
                 Path(options.log_path).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(log_path, options.log_path)
+                with open(options.log_path, "wb") as dst:
+                    for part in (log_path, private / "checker.log"):
+                        if part.is_file():
+                            dst.write(f"==== {part.name} ====\n".encode() + part.read_bytes())
             except OSError:
                 pass
         shutil.rmtree(private, ignore_errors=True)
         if own_scratch:
             shutil.rmtree(scratch, ignore_errors=True)
+        else:  # a given scratch dir is kept, what we put in it is not
+            for name in ("work", "home", "triton_cache", "tmp", "candidate", "out", "request.json"):
+                target = scratch / name
+                if target.is_dir():
+                    shutil.rmtree(target, ignore_errors=True)
+                elif target.exists():
+                    target.unlink()
+
+
+def _verdict_failure(verdict: dict[str, Any] | None, private: Path) -> CandidateFailure | None:
+    if verdict is None:
+        return CandidateFailure("internal", "checker produced no verdict: "
+                                + spawn.tail(private / "checker.log", 1500))
+    f = verdict.get("failure")
+    if f:
+        return CandidateFailure(f["class"], f["message"], f.get("shape"))
+    return None
 
 
 def _read_report(path: Path) -> dict[str, Any]:
@@ -197,13 +233,22 @@ def _read_report(path: Path) -> dict[str, Any]:
 
 def _death(proc: spawn.ProcResult, report: dict[str, Any]) -> CandidateFailure:
     rc = proc.returncode
-    stage = report.get("stage") or spawn.last_stage(proc.log_tail) or "?"
-    if rc is not None and rc < 0:
+    if not proc.candidate_started:  # died before any candidate code ran: not its fault
+        if spawn.last_stage(proc.log_tail) is None:
+            return CandidateFailure("sandbox", f"the worker did not start (exit status {rc}): "
+                                    + proc.log_tail[-1500:])
+        return CandidateFailure("internal", f"the worker died before the candidate was imported "
+                                f"(exit status {rc}): " + proc.log_tail[-1500:])
+    stage = spawn.last_stage(proc.log_tail) or report.get("stage") or "?"
+    signum = -rc if rc is not None and rc < 0 else None
+    if rc is not None and 128 < rc <= 128 + 64:  # a wrapper (bwrap, shell) reports 128 + signal
+        signum = rc - 128
+    if signum is not None:
         try:
-            sig = signal.Signals(-rc).name
+            sig = signal.Signals(signum).name
         except ValueError:
-            sig = str(-rc)
-        how = f"worker killed by {sig}"
+            sig = str(signum)
+        how = f"worker killed by {sig} (exit status {rc})"
     else:
         how = f"worker exited with code {rc} without a complete report"
     cls = classify_text(proc.log_tail[-2000:]) or "runtime"
@@ -228,6 +273,10 @@ def evaluate(path: str | Path, target: str = "gqa", suite: str | None = None,
     run = _execute(prep, plan, options)
     report, verdict = run["report"], run["verdict"] or {}
     env = assemble.clean_env(report)
+    if prep.device == "cuda" and not env.get("driver"):
+        from evaluator.env_info import _driver_version
+
+        env["driver"] = _driver_version()  # a file read, no CUDA init in this process
     inproc = report.get("isolation_in_process")
     env["isolation"] = run["isolation"] + (f" + {str(inproc)[:100]}" if inproc else "")
     common = dict(env=env, log_tail=run["log"][-3000:], **kw)

@@ -29,6 +29,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 _BOOT = "import sys; sys.path.insert(0, {root!r}); from evaluator.{mod} import main; main()"
+BASELINE_ALLOWANCE_S = 1800.0
 _SECRET_MARKERS = ("_API_KEY", "_TOKEN", "_SECRET", "PASSWORD", "_CREDENTIALS")
 
 
@@ -39,6 +40,8 @@ class ProcResult:
     wall_s: float
     log_tail: str
     stdout: str = ""
+    stopped: Any = None
+    candidate_started: bool = True
 
 
 @dataclass
@@ -96,34 +99,121 @@ def worker_plan(request: dict[str, Any], dirs: dict[str, Path], scratch: Path, *
     return plan
 
 
-def run_group(argv: list[str], *, env: dict[str, str], cwd: Path, timeout_s: float,
-              log_path: Path, capture_stdout: bool = False) -> ProcResult:
-    """Run ``argv`` in its own session; SIGKILL the whole group on timeout and after exit."""
+def run_worker(argv: list[str], *, env: dict[str, str], cwd: Path, timeout_s: float,
+               log_path: Path, phase1: Path, on_phase1) -> ProcResult:
+    """Run the worker in its own session with the correctness handshake.
+
+    ``timeout_s`` counts from the moment the worker has finished timing the baselines
+    (trusted code, before the candidate is imported); the baselines get
+    ``BASELINE_ALLOWANCE_S`` on top, and a worker stuck there is an evaluator problem.
+
+    When the worker has written ``phase1`` (its correctness outputs are complete) it
+    blocks on stdin; ``on_phase1()`` (the trusted checker) runs meanwhile and returns
+    None to release the worker into timing, or a failure to stop it. The time spent in
+    ``on_phase1`` does not count against ``timeout_s``. The process group is SIGKILLed
+    on timeout, on a failed phase 1, and after exit (stray children).
+    """
     t0 = time.monotonic()
+    deadline = t0 + timeout_s + BASELINE_ALLOWANCE_S
+    started = False  # candidate part started (out/baselines.done written by trusted code)
+    released = False
+    stopped = None
+    timed_out = False
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(argv, env=env, cwd=str(cwd), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE if capture_stdout else log, stderr=log,
-                                start_new_session=True)
-        timed_out = False
-        out = b""
+        proc = subprocess.Popen(argv, env=env, cwd=str(cwd), stdin=subprocess.PIPE, stdout=log,
+                                stderr=log, start_new_session=True)
         try:
-            if capture_stdout:
-                out, _ = proc.communicate(timeout=timeout_s)
-            else:
-                proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            while proc.poll() is None:
+                if not started and (phase1.parent / "baselines.done").is_file():
+                    started = True
+                    deadline = time.monotonic() + timeout_s
+                if not released and phase1.is_file():
+                    pause = time.monotonic()
+                    stopped = on_phase1()
+                    deadline += time.monotonic() - pause
+                    released = True
+                    if stopped is not None:
+                        break
+                    try:
+                        proc.stdin.write(b"go\n")
+                        proc.stdin.close()
+                    except (BrokenPipeError, OSError):
+                        pass
+                if time.monotonic() > deadline:
+                    timed_out = True
+                    break
+                time.sleep(0.05)
         finally:
             _kill_group(proc.pid)
-            if timed_out:
-                try:
-                    out2, _ = proc.communicate(timeout=30)
-                    out = out or out2 or b""
-                except (subprocess.TimeoutExpired, ValueError):
-                    pass
-        rc = proc.poll()
-    return ProcResult(rc, timed_out, time.monotonic() - t0, tail(log_path),
-                      out.decode("utf-8", "replace") if out else "")
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+    res = ProcResult(proc.returncode, timed_out, time.monotonic() - t0, tail(log_path))
+    res.stopped = stopped
+    res.candidate_started = started or (phase1.parent / "baselines.done").is_file()
+    return res
+
+
+class CheckerSession:
+    """The trusted checker, started early (it imports torch while the worker runs) and fed
+    commands (``checks`` then ``samples``) on stdin; each answer is one verdict line."""
+
+    def __init__(self, checker_req: dict[str, Any], private: Path, *, gpu: int | None,
+                 log_path: Path):
+        req_path = private / "checker_request.json"
+        req_path.write_text(json.dumps(checker_req))
+        env = scrubbed_env({"TRITON_CACHE_DIR": str(private / "triton_cache")})
+        env.pop("TRITON_INTERPRET", None)
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+        self.log_path = log_path
+        self._log = open(log_path, "ab")
+        self.proc = subprocess.Popen(boot_cmd("checker", req_path), env=env, cwd=str(private),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
+                                     start_new_session=True)
+
+    def ask(self, cmd: str, timeout_s: float) -> dict[str, Any] | None:
+        """Send one command; the verdict dict, or None when the checker died or timed out."""
+        import selectors
+
+        try:
+            self.proc.stdin.write((json.dumps({"cmd": cmd}) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return None
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline:
+                if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
+                    break
+                line = self.proc.stdout.readline()
+                if not line:
+                    return None
+                text = line.decode("utf-8", "replace")
+                if text.startswith("EVALUATOR-VERDICT "):
+                    try:
+                        return json.loads(text[len("EVALUATOR-VERDICT "):])
+                    except ValueError:
+                        return None
+        finally:
+            sel.close()
+        return None
+
+    def close(self) -> None:
+        _kill_group(self.proc.pid)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
+        self._log.close()
 
 
 def _kill_group(pgid: int) -> None:
@@ -150,23 +240,3 @@ def last_stage(log_text: str) -> str | None:
         if "[evaluator-worker] stage:" in line:
             stage = line.split("stage:", 1)[1].split()[0]
     return stage
-
-
-def run_checker(checker_req: dict[str, Any], private: Path, *, gpu: int | None,
-                timeout_s: float, log_path: Path) -> tuple[dict[str, Any] | None, ProcResult]:
-    """Run the trusted checker; returns (verdict or None, process result)."""
-    req_path = private / "checker_request.json"
-    req_path.write_text(json.dumps(checker_req))
-    env = scrubbed_env({"TRITON_CACHE_DIR": str(private / "triton_cache")})
-    env.pop("TRITON_INTERPRET", None)
-    if gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
-    res = run_group(boot_cmd("checker", req_path), env=env, cwd=private, timeout_s=timeout_s,
-                    log_path=log_path, capture_stdout=True)
-    for line in res.stdout.splitlines():
-        if line.startswith("EVALUATOR-VERDICT "):
-            try:
-                return json.loads(line[len("EVALUATOR-VERDICT "):]), res
-            except ValueError:
-                break
-    return None, res

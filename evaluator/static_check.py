@@ -155,7 +155,11 @@ class _Checker(ast.NodeVisitor):
 
     # -- names, attributes, calls -------------------------------------------------
     def visit_Name(self, node: ast.Name) -> None:
-        if node.id in R.DENIED_BUILTINS and node.id != "getattr":
+        # getattr/type as a direct call are judged in visit_Call, which does not come here
+        if node.id in ("getattr", "type") and isinstance(node.ctx, ast.Load) and node.id not in self.bound:
+            self.flag("getattr" if node.id == "getattr" else "dynamic", node,
+                      f"{node.id} used as a value (only direct calls are allowed)")
+        elif node.id in R.DENIED_BUILTINS and node.id != "getattr":
             self.flag("builtin", node, f"{node.id}: {R.DENIED_BUILTINS[node.id]}")
         elif node.id.startswith("__") and node.id.endswith("__") and node.id not in ("__name__", "__file__", "__doc__"):
             self.flag("dunder", node, f"{node.id}: interpreter internals are off limits")
@@ -169,11 +173,10 @@ class _Checker(ast.NodeVisitor):
         if isinstance(node.value, ast.Attribute):
             self.inner.add(id(node.value))   # judge the whole chain once, at its outer end
         q = self.qualify(node) if id(node) not in self.inner else None
-        if q is not None:
-            why = denied_name(q)
-            if why:
-                self.flag("name", node, f"{q}: {why}")
-        if attr in R.DENIED_METHODS and not self.is_triton(node.value):
+        why = denied_name(q) if q is not None else None
+        if why:
+            self.flag("name", node, f"{q}: {why}")
+        elif attr in R.DENIED_METHODS and not self.is_triton(node.value):
             self.flag("method", node, f".{attr}: {R.DENIED_METHODS[attr]}")
         if isinstance(node.ctx, (ast.Store, ast.Del)) and _root_name(node) != "self":
             self.flag("patch", node, f"assigning/deleting attribute .{attr} (monkey-patching) is not allowed")
@@ -188,8 +191,12 @@ class _Checker(ast.NodeVisitor):
             for k in node.keywords:
                 self.visit(k)
             return
-        if isinstance(f, ast.Name) and f.id == "type" and len(node.args) == 3:
-            self.flag("dynamic", node, "type(name, bases, dict) builds classes dynamically")
+        if isinstance(f, ast.Name) and f.id == "type":
+            if len(node.args) == 3:
+                self.flag("dynamic", node, "type(name, bases, dict) builds classes dynamically")
+            for a in [*node.args, *node.keywords]:
+                self.visit(a)
+            return
         if isinstance(f, ast.Name) and f.id in R.SHADOWABLE_BUILTINS and f.id not in self.bound:
             self.flag("builtin", node, f"{f.id}(): {R.SHADOWABLE_BUILTINS[f.id]}")
         self.generic_visit(node)

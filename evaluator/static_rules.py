@@ -132,6 +132,9 @@ DENIED_METHODS: dict[str, str] = {
     "matmul": "tensor matmul (cuBLAS)", "mm": "tensor matmul (cuBLAS)", "bmm": "tensor matmul (cuBLAS)",
     "baddbmm": "tensor matmul (cuBLAS)", "addmm": "tensor matmul (cuBLAS)", "addbmm": "tensor matmul",
     "mv": "tensor matmul", "einsum": "einsum", "tensordot": "tensor matmul",
+    "dot": "tensor matmul", "vdot": "tensor matmul", "inner": "tensor matmul", "outer": "tensor matmul",
+    "ger": "tensor matmul", "kron": "tensor matmul", "addr": "tensor matmul", "addmv": "tensor matmul",
+    "chain_matmul": "tensor matmul", "linalg": "torch linear algebra",
     "softmax": "tensor softmax", "log_softmax": "tensor softmax",
     "scaled_dot_product_attention": "library SDPA", "flex_attention": "library attention",
     "fn": "raw Python body of a jitted kernel (runs torch ops instead of Triton)",
@@ -141,7 +144,8 @@ DENIED_METHODS: dict[str, str] = {
     "untyped_storage": "storage tricks", "storage": "storage tricks", "set_": "storage tricks",
     "_version": "version-keyed caching", "f_globals": "frame access", "f_locals": "frame access",
     "f_back": "frame access", "gi_frame": "frame access", "tb_frame": "frame access",
-    "cr_frame": "frame access", "f_code": "frame access",
+    "cr_frame": "frame access", "f_code": "frame access", "ag_frame": "frame access",
+    "f_builtins": "frame access", "tb_next": "frame access", "gi_code": "frame access",
 }
 # Receivers on which DENIED_METHODS does not apply (Triton's language has e.g. tl.softmax).
 TRITON_ROOTS: tuple[str, ...] = ("triton",)

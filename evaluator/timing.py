@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 WALL_FACTOR = 1.5
-WALL_SLACK_MS = 0.1
+WALL_SLACK_MS = 0.3
 FLUSH_BYTES = 256 * 1024 * 1024
 
 

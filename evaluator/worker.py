@@ -12,7 +12,9 @@ sandbox, cwd/HOME/TRITON_CACHE_DIR in the scratch dir. Order:
    aliasing of an input's storage), inputs compared bit-for-bit with copies, the guard's
    integrity check; outputs saved raw for the checker; the first check of each shape is
    run twice (second poison 1024) for the unwritten/determinism test;
-4. timing (see timing.py), thread count compared with the count before the first call.
+4. handshake: ``out/phase1.json`` is written and the worker blocks on stdin while the
+   trusted checker judges the correctness outputs; only a released worker times;
+5. timing (see timing.py), thread count compared with the count before the first call.
 
 The worker never decides "ok": it writes raw outputs and timings; the trusted checker
 and the runner decide. A failure it detects is written as the report's ``failure``
@@ -69,6 +71,7 @@ class Worker:
                             "baselines": [], "threads": {}})
         self.fns: list[Any] = []
         self.guard = None
+        self.threads0 = (threading.active_count(), _task_count())
 
     # ---- helpers -------------------------------------------------------------------
     def fail(self, cls: str, message: str, shape: str | None = None) -> None:
@@ -101,11 +104,11 @@ class Worker:
         from evaluator.baselines import get_baseline
 
         _stage("baselines")
+        fns = {name: get_baseline(name) for name in self.plan["baselines"]}
         for entry in self.plan["timed"]:
             shape = shape_of(entry["shape"])
             rec: dict[str, list[float | None]] = {}
-            for name in self.plan["baselines"]:
-                fn = get_baseline(name)
+            for name, fn in fns.items():
                 rec[name] = []
                 for p in range(self.plan["passes"]):
                     try:
@@ -138,6 +141,7 @@ class Worker:
             self.report["isolation_in_process"] = None
         else:
             self.report["isolation_in_process"] = sandbox.apply_in_process(self.scratch)
+        self.threads0 = (threading.active_count(), _task_count())
         guard.install(scratch_dir=self.scratch, candidate_path=self.candidates[0])
         self.guard = guard
         _stage("import")
@@ -164,7 +168,6 @@ class Worker:
         import torch
 
         _stage("correctness")
-        self.threads0 = (threading.active_count(), _task_count())
         for chk in self.plan["checks"]:
             shape = shape_of(chk["shape"])
             q, k, v = make_inputs(shape, chk["seed"], chk["kind"], self.tdev)
@@ -185,12 +188,35 @@ class Worker:
             self.report["checks"].append(entry)
             self._threads(shape)
 
+    def await_verdict(self) -> None:
+        """Hand the correctness outputs to the parent and block until it releases us."""
+        tmp = self.out_dir / "phase1.tmp"
+        tmp.write_text(json.dumps(self.report, default=str))
+        os.replace(tmp, self.out_dir / "phase1.json")
+        _stage("awaiting-verdict")
+        line = sys.stdin.readline()
+        if line.strip() != "go":
+            raise CandidateFailure("internal", "the parent did not release the worker for timing")
+
     def _poison(self, shape: Shape, value: float) -> None:
         import torch
 
         n = shape.B * shape.Hq * shape.S * shape.D
-        block = torch.full((n,), value, dtype=torch_dtype(shape.dtype), device=self.tdev)
-        del block
+        dt = torch_dtype(shape.dtype)
+        if self.tdev != "cuda":
+            block = torch.full((n,), value, dtype=dt)
+            del block
+            return
+        # Fill every cached free chunk that could serve an allocation of the output's size:
+        # allocate poisoned blocks (best fit, like the candidate's torch.empty will) until
+        # the allocator has to reserve a new segment, then free them all.
+        blocks = []
+        reserved = torch.cuda.memory_reserved()
+        for _ in range(256):
+            blocks.append(torch.full((n,), value, dtype=dt, device="cuda"))
+            if torch.cuda.memory_reserved() > reserved:
+                break
+        del blocks
 
     def _contract(self, out, inputs, shape: Shape) -> None:
         import torch
@@ -276,10 +302,11 @@ def main(argv: list[str] | None = None) -> None:
         if w.device == "cuda":
             torch.cuda.init()
         w.report["env"] = collect(w.device)
-        torch.manual_seed(0)
         w.time_baselines()
+        (w.out_dir / "baselines.done").write_text("1")  # the candidate's timeout starts now
         w.import_candidates()
         w.run_checks()
+        w.await_verdict()
         w.run_timing()
         _stage("done")
     except CandidateFailure as f:

@@ -146,7 +146,7 @@ def drive(run: RunHandle, console: Console, resumed: bool,
         if outcome.status == "stopped":
             console.print(f"continue with: evolve resume {_run_arg(run)} --max-candidates N",
                           markup=False, highlight=False, soft_wrap=True)
-        return 0
+        return 1 if outcome.failed else 0
     finally:
         signal.signal(signal.SIGTERM, prev_term)
         lock.release()

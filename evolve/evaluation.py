@@ -62,8 +62,8 @@ class Evaluations:
 
     def candidate(self, cid: int, source: str):  # -> EvalResult
         log = self.run.paths.eval_log(cid)
-        if log.exists():  # a previous, killed attempt: keep it next to the new one
-            log.replace(log.with_suffix(f".killed-{uuid.uuid4().hex[:6]}.log"))
+        if log.exists():  # an earlier attempt (killed, or retried): keep it aside
+            log.replace(log.with_suffix(f".earlier-{uuid.uuid4().hex[:6]}.log"))
         return self._run(source, str(cid), log, None)
 
     def probe(self, source: str, suite: str):  # -> EvalResult

@@ -64,7 +64,8 @@ def knowledge_dir() -> Path:
     env = os.environ.get("EVOLVE_KNOWLEDGE_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "knowledge"
+    from evolve.paths import KNOWLEDGE_DIR
+    return KNOWLEDGE_DIR
 
 
 def _cache_dir() -> Path:
@@ -141,10 +142,12 @@ def _is_complete(path: Path) -> bool:
 
 
 def _docs_index(kdir: Path) -> sqlite_utils.Database:
-    """The cached documents index (rebuilt when any document changes)."""
+    """The cached documents index (a new file whenever any document changes)."""
     fingerprint = _fingerprint(kdir)
     cache = _cache_dir()
-    path = cache / f"knowledge-{fingerprint}.db"
+    # one name per (knowledge dir, content): checkouts sharing a cache never collide
+    prefix = "knowledge-" + hashlib.sha256(str(kdir.resolve()).encode()).hexdigest()[:8]
+    path = cache / f"{prefix}-{fingerprint}.db"
     if not (path.is_file() and _is_complete(path)):
         try:
             cache.mkdir(parents=True, exist_ok=True)
@@ -156,21 +159,20 @@ def _docs_index(kdir: Path) -> sqlite_utils.Database:
             db = sqlite_utils.Database(tmp)
             _build(db, load_docs(kdir), [])
             db.conn.close()
-            os.replace(tmp, path)  # atomic: concurrent builders both produce a whole file
+            os.replace(tmp, path)  # atomic: concurrent builders each install a whole file
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-        _remove_stale(cache, keep=path)
-    return sqlite_utils.Database(sqlite3.connect(f"file:{path}?mode=ro", uri=True))
-
-
-def _remove_stale(cache: Path, keep: Path) -> None:
-    for old in cache.glob("knowledge-*.db"):
-        if old != keep:
-            try:
-                old.unlink()
-            except OSError:
-                pass
+        for old in cache.glob(f"{prefix}-*.db"):  # earlier versions of this checkout's docs
+            if old != path:
+                try:
+                    old.unlink()
+                except OSError:
+                    pass
+    try:
+        return sqlite_utils.Database(sqlite3.connect(f"file:{path}?mode=ro", uri=True))
+    except sqlite3.Error:
+        return _memory_index(load_docs(kdir), [])
 
 
 def _memory_index(docs: list[Doc], lessons: list[Lesson]) -> sqlite_utils.Database:
@@ -287,7 +289,7 @@ def read(doc_id: str) -> Doc:
     key = key.rsplit("/", 1)[-1]
     if key in docs:
         return docs[key]
-    close = difflib.get_close_matches(key, list(docs), n=3, cutoff=0.4)
+    close = difflib.get_close_matches(key, list(docs), n=3, cutoff=0.55)
     close += [d for d in docs if key and key.lower() in d and d not in close][:3]
     hint = f"; did you mean: {', '.join(close[:4])}?" if close else "; see `evolve knowledge list`"
     raise KnowledgeError(f"unknown knowledge document {doc_id!r}{hint}")

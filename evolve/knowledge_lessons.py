@@ -59,8 +59,11 @@ class Lesson:
 
 def outcome_text(status: str, score: float | None, parent_score: float | None,
                  failure_class: str | None, failure_message: str | None,
-                 parent_id: int | None) -> str:
-    """'ok, score 0.910 (+4.6% vs parent 0.870)' or 'rejected: mismatch: ...'."""
+                 parent_id: int | None, device: str = "", suite: str = "") -> str:
+    """'ok, score 0.910 (+4.6% vs parent 0.870, gain)' or 'rejected: mismatch: ...'.
+
+    Scores measured in the CPU interpreter are wall-clock times of Python code, so the
+    outcome says so: an agent must not read them as GPU evidence."""
     if status != "ok":
         msg = " ".join((failure_message or "").split())
         if len(msg) > 300:
@@ -70,12 +73,17 @@ def outcome_text(status: str, score: float | None, parent_score: float | None,
         return "ok, no score"
     text = f"ok, score {score:.3f}"
     if parent_id is None:
-        return text + " (seed)"
-    if parent_score:
+        text += " (seed)"
+    elif parent_score:
         change = (score / parent_score - 1.0) * 100.0
         word = "gain" if change > 0 else "loss" if change < 0 else "no change"
-        return text + f" ({change:+.1f}% vs parent {parent_score:.3f}, {word})"
-    return text + " (parent has no score)"
+        text += f" ({change:+.1f}% vs parent {parent_score:.3f}, {word})"
+    else:
+        text += " (parent has no score)"
+    where = ", ".join(x for x in (f"{suite} suite" if suite else "",
+                                  "CPU interpreter timing, not GPU performance"
+                                  if device and device != "cuda" else device) if x)
+    return text + (f" [{where}]" if where else "")
 
 
 def changes_text(changes_json: str | None) -> str:
@@ -92,16 +100,23 @@ def changes_text(changes_json: str | None) -> str:
     if isinstance(data, dict):
         knobs = data.get("knobs")
         if isinstance(knobs, dict) and knobs:
-            parts.append("knobs " + ", ".join(f"{k}={v}" for k, v in knobs.items()))
+            parts.append("knobs " + ", ".join(_knob(k, v) for k, v in knobs.items()))
         recipes = data.get("recipes")
         if isinstance(recipes, list) and recipes:
             parts.append("recipes " + ", ".join(str(r) for r in recipes))
-        rest = {k: v for k, v in data.items() if k not in ("knobs", "recipes")}
+        rest = {k: v for k, v in data.items()
+                if k not in ("knobs", "recipes") and v not in (None, "", [], {})}
         if rest:
             parts.append(json.dumps(rest, sort_keys=True))
     else:
         parts.append(json.dumps(data))
     return "; ".join(parts)[:600]
+
+
+def _knob(name: str, value: object) -> str:
+    if isinstance(value, dict) and set(value) >= {"from", "to"}:
+        return f"{name} {value['from']} -> {value['to']}"
+    return f"{name}={value}"
 
 
 def _open_readonly(db_path: Path) -> sqlite_utils.Database:
@@ -139,7 +154,8 @@ def run_lessons(run_dir: Path) -> list[Lesson]:
             hypothesis=str(r.get("hypothesis") or ""),
             outcome=outcome_text(str(r.get("status") or ""), r.get("score"),
                                  scores.get(parent), r.get("failure_class"),
-                                 r.get("failure_message"), parent),
+                                 r.get("failure_message"), parent,
+                                 str(r.get("device") or ""), str(r.get("suite") or "")),
             changes=changes_text(r.get("changes_json"))))
     return lessons
 

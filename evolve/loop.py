@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import time
 import traceback
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ class Budget:
 class LoopOutcome:
     status: str  # "stopped" (budget) | "finished" (nothing more to do)
     reason: str
+    failed: bool = False  # the run could not proceed at all (the seed was rejected)
 
 
 class EvolutionLoop:
@@ -87,7 +89,8 @@ class EvolutionLoop:
             if not ok:
                 seed = self.store.get_candidate(0)
                 why = f"{seed.failure_class}: {seed.failure_message}" if seed else "no seed"
-                return LoopOutcome("finished", f"no correct candidate to vary (seed rejected: {why})")
+                return LoopOutcome("finished", f"no correct candidate to vary (seed rejected: "
+                                   f"{why})", failed=True)
             parent, second = select_parents(ok, self.rng, self.policy)
             ctx = VariationContext(
                 parent=parent, parent_source=self.repo.source_at(parent.id), second=second,
@@ -185,6 +188,11 @@ class EvolutionLoop:
         first = p.hypothesis.splitlines()[0] if p.hypothesis else ""
         self.progress.started(p.cid, first[:100])
         result = self.evals.candidate(p.cid, p.source)
+        if not result.ok and result.failure is not None and result.failure.cls == "internal":
+            # an evaluator fault is never the candidate's: give it one more try
+            self.event("warning", f"internal evaluator error on #{p.cid}, evaluating again: "
+                       f"{result.failure.message}"[:500], p.cid)
+            result = self.evals.candidate(p.cid, p.source)
         cand, rows = to_records(p, result)
         self.store.add_candidate(cand, rows)
         self.log(f"[recorded] #{cand.id} {cand.status} score={cand.score} "
@@ -202,8 +210,8 @@ class EvolutionLoop:
     def update_champion(self, cand: Candidate) -> None:
         if not cand.ok or cand.score is None:
             return
-        champ = self.store.best()
-        if champ is None:
+        champ = self.store.best()  # falls back to the seed itself before any new_best event
+        if champ is None or champ.id == cand.id:
             self.declare_best(cand, "first correct candidate")
             return
         if champ.score is not None and cand.score <= champ.score:
@@ -240,6 +248,10 @@ class EvolutionLoop:
 
     def reconcile(self) -> None:
         """Record orphan refs (re-evaluating them), restore missing refs, fix the best ref."""
+        # we hold the run lock: any scratch dir left is from a loop that died mid-evaluation
+        if self.run.paths.scratch.is_dir():
+            for leftover in self.run.paths.scratch.iterdir():
+                shutil.rmtree(leftover, ignore_errors=True)
         refs = self.repo.candidate_refs()
         recorded = self.store.candidate_ids()
         for cid in sorted(set(refs) - recorded):

@@ -5,7 +5,7 @@ What makes it fast (see knowledge/ and docs/architecture.md for the contract):
 * tensor descriptors (TMA on Hopper) built in the kernel with
   ``tl.make_tensor_descriptor``; Q/K/V/O are addressed as 3-D ``[B*H, S, D]``
   tensors so a ragged last tile is zero-padded per sequence (optionally the
-  flattened 2-D ``[B*H*S, D]`` view for the loads, ``FLAT_DESC``);
+  flattened 2-D ``[B*H*S, D]`` view for the loads, ``FLAT_*``);
 * the softmax scale folded into one FMA with ``exp2`` (``qk_scale = sm_scale*log2 e``);
 * causal attention in two loops: unmasked tiles left of the diagonal, then the
   masked diagonal band; fully masked tiles are never visited;
@@ -27,47 +27,57 @@ import torch
 import triton
 import triton.language as tl
 
-# Keys are "<knob>_D<64|128>_<NC|C>" (head-dim class, non-causal / causal) plus switches.
+# Keys are "<knob>_D<64|128>_<NC|C>": head-dim class (D <= 64 / D = 128), non-causal / causal.
+# FLAT: flattened 2-D [B*H*S, D] descriptors for the loads (else 3-D [B*H, S, D]);
+# REVERSE_M: causal only, launch the longest query rows of a head first.
 CONFIG = {
     "BLOCK_M_D64_NC": 128,
     "BLOCK_N_D64_NC": 64,
     "WARPS_D64_NC": 4,
+    "FLAT_D64_NC": 0,
     "STAGES_D64_NC": 4,
     "BLOCK_M_D64_C": 128,
     "BLOCK_N_D64_C": 64,
     "WARPS_D64_C": 4,
+    "FLAT_D64_C": 0,
+    "REVERSE_M_D64_C": 0,
     "STAGES_D64_C": 3,
     "BLOCK_M_D128_NC": 128,
     "BLOCK_N_D128_NC": 64,
     "WARPS_D128_NC": 4,
+    "FLAT_D128_NC": 0,
     "STAGES_D128_NC": 2,
     "BLOCK_M_D128_C": 128,
     "BLOCK_N_D128_C": 64,
     "WARPS_D128_C": 4,
+    "FLAT_D128_C": 0,
+    "REVERSE_M_D128_C": 0,
     "STAGES_D128_C": 2,
-    "REVERSE_M_CAUSAL": 0,
-    "FLAT_DESC": 0,
 }
 
 SEARCH_SPACE = {
     "BLOCK_M_D64_NC": [64, 128],
     "BLOCK_N_D64_NC": [32, 64],
     "WARPS_D64_NC": [4, 8],
+    "FLAT_D64_NC": [0, 1],
     "STAGES_D64_NC": [2, 3, 4, 5],
     "BLOCK_M_D64_C": [64, 128],
     "BLOCK_N_D64_C": [32, 64],
     "WARPS_D64_C": [4, 8],
+    "FLAT_D64_C": [0, 1],
+    "REVERSE_M_D64_C": [0, 1],
     "STAGES_D64_C": [2, 3, 4, 5],
     "BLOCK_M_D128_NC": [64, 128],
     "BLOCK_N_D128_NC": [32, 64, 128],
     "WARPS_D128_NC": [4, 8],
+    "FLAT_D128_NC": [0, 1],
     "STAGES_D128_NC": [1, 2, 3, 4],
     "BLOCK_M_D128_C": [64, 128],
     "BLOCK_N_D128_C": [32, 64],
     "WARPS_D128_C": [4, 8],
+    "FLAT_D128_C": [0, 1],
+    "REVERSE_M_D128_C": [0, 1],
     "STAGES_D128_C": [1, 2, 3, 4],
-    "REVERSE_M_CAUSAL": [0, 1],
-    "FLAT_DESC": [0, 1],
 }
 
 _LOG2E = 1.4426950408889634
@@ -247,7 +257,7 @@ def attention(q, k, v, *, causal: bool = False, sm_scale: float | None = None) -
     _attn_fwd[grid](
         q, k, v, out, float(sm_scale) * _LOG2E, B * Hq, B * Hkv, Hq, Hkv, S, Hq // Hkv,
         HEAD_DIM=D, BLOCK_M=block_m, BLOCK_N=block_n, CAUSAL=causal, EVEN_N=S % block_n == 0,
-        REVERSE_M=bool(CONFIG["REVERSE_M_CAUSAL"]) and causal, FLAT=bool(CONFIG["FLAT_DESC"]),
+        REVERSE_M=causal and bool(CONFIG["REVERSE_M" + cls]), FLAT=bool(CONFIG["FLAT" + cls]),
         num_warps=CONFIG["WARPS" + cls], num_stages=stages,
     )
     return out

@@ -139,6 +139,12 @@ def attention(q, k, v, *, causal: bool = False, sm_scale: float | None = None) -
         raise ValueError("head dim must be a power of two between 16 and 256")
     if sm_scale is None:
         sm_scale = 1.0 / math.sqrt(D)
+    if sm_scale == 0:
+        raise ValueError("sm_scale must be non-zero")
+    if sm_scale < 0:
+        # the kernel takes the row max of unscaled scores: keep the scale positive
+        q = -q
+        sm_scale = -sm_scale
     # the kernel addresses the head dim with unit stride
     if q.stride(-1) != 1:
         q = q.contiguous()

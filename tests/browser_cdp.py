@@ -40,7 +40,7 @@ class Browser:
              f"--window-size={width},{height}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
         self.port = self._devtools_port()
-        self.ws = connect(self._page_ws(), max_size=64 * 1024 * 1024, open_timeout=30)
+        self.ws = connect(self._page_ws(), max_size=64 * 1024 * 1024, open_timeout=30).__enter__()
         self._id = 0
 
     def _devtools_port(self, timeout: float = 60) -> int:
@@ -88,6 +88,16 @@ class Browser:
                     return
             time.sleep(0.5)
         raise TimeoutError(f"page never satisfied: {expression}")
+
+    def click(self, selector: str, index: int = 0) -> None:
+        """A real mouse click at the centre of the index-th element matching selector."""
+        box = self.evaluate(f"(() => {{ const e = document.querySelectorAll({json.dumps(selector)})[{index}];"
+                            " e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
+                            " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+        x, y = box
+        self.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+        for kind in ("mousePressed", "mouseReleased"):
+            self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
 
     def dom(self) -> str:
         return str(self.evaluate("document.documentElement.outerHTML"))

@@ -148,3 +148,13 @@ def fixture_run_dir(root: Path) -> Path:
     except ImportError:
         return make_synthetic_run(root)
     return Path(make_fixture_run(root))
+
+
+def private_runs_dir(root: Path) -> Path:
+    """A runs directory of our own holding a copy of the fixture run (so tests may add runs
+    beside it without touching the session's shared fixture)."""
+    try:
+        from fixture_run import copy_fixture_run
+    except ImportError:
+        return make_synthetic_run(Path(root) / "runs").parent
+    return Path(copy_fixture_run(root, "fixture-gqa")).parent

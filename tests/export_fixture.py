@@ -44,12 +44,14 @@ def make_export_run(runs_dir: Path, name: str = "gqa-export-fixture") -> Path:
         (4, 2, "agent", "ok", 0.020, _broken(), "return fp32 (recorded ok on purpose)", {}),
     ]
     shas: dict[int, str] = {}
+    depths: dict[int, int] = {}
     for cid, parent, op, status, score, src, hyp, result in plan:
         parents = [shas[parent]] if parent is not None else []
         sha = h.repo.commit_candidate(cid, src, parents,
                                       commit_message(cid, hyp, {"Candidate-Id": cid, "Operator": op}))
         shas[cid] = sha
-        depth = 0 if parent is None else plan[parent][0] + 1 if parent == 0 else 2 if parent == 1 else 3
+        depth = 0 if parent is None else depths[parent] + 1
+        depths[cid] = depth
         c = Candidate(id=cid, parent_id=parent, parent2_id=None, operator=op, commit_sha=sha,
                       source_sha256=hashlib.sha256(src.encode()).hexdigest(), status=status,
                       score=score, failure_class="mismatch" if status == "rejected" else None,

@@ -1,11 +1,13 @@
-"""Run one candidate under the runtime guard only (no static check), like the worker does.
+"""Run candidates under the runtime guard only (no static check), like the worker does.
 
-    python tests/guard_harness.py CANDIDATE.py SCRATCH_DIR
+    python tests/guard_harness.py SCRATCH_BASE CANDIDATE.py [CANDIDATE.py ...]
 
-Prints one JSON line ``{"outcome": ..., "message": ...}``: ``forbidden`` (GuardViolation
-or a check_integrity message), ``contract`` (not a plain torch.Tensor), ``ok``, or
-``error`` (anything else, with the exception). Used by tests/test_adversarial.py to
-prove the guard stops cheats that a static-check bypass would let through.
+torch and triton are imported once; each candidate then runs in a forked child (the
+guard is irreversible, so every candidate needs a fresh process) with its own scratch
+directory. Prints one JSON line per candidate, ``{"file", "outcome", "message"}``:
+``forbidden`` (GuardViolation or a check_integrity message), ``contract`` (not a plain
+torch.Tensor), ``ok``, or ``error`` (anything else). Used by tests/test_adversarial.py
+to show that the guard stops the cheats a static-check bypass would let through.
 """
 
 from __future__ import annotations
@@ -17,24 +19,16 @@ import sys
 from pathlib import Path
 
 
-def main() -> None:
-    cand, scratch = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
+def run_one(cand: Path, scratch: Path) -> dict:
     import torch
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu":
-        os.environ.setdefault("TRITON_INTERPRET", "1")
-    import triton  # noqa: F401
 
     from evaluator import guard
 
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     g = torch.Generator(device="cpu").manual_seed(0)
-    q = torch.randn(1, 4, 40, 32, generator=g).to(device, torch.float16)
-    k = torch.randn(1, 2, 40, 32, generator=g).to(device, torch.float16)
-    v = torch.randn(1, 2, 40, 32, generator=g).to(device, torch.float16)
+    q, k, v = (torch.randn(1, h, 40, 32, generator=g).to(device, torch.float16) for h in (4, 2, 2))
     os.chdir(scratch)
     guard.install(scratch_dir=scratch, candidate_path=cand)
-    result = {"outcome": "ok", "message": ""}
     try:
         spec = importlib.util.spec_from_file_location("candidate_0", str(cand))
         mod = importlib.util.module_from_spec(spec)
@@ -50,17 +44,44 @@ def main() -> None:
                 torch.cuda.synchronize()
             msg = guard.check_integrity()
         if msg:
-            result = {"outcome": "forbidden", "message": msg}
-        elif type(out) is not torch.Tensor:
-            result = {"outcome": "contract", "message": f"returned {type(out).__name__}"}
+            return {"outcome": "forbidden", "message": msg}
+        if type(out) is not torch.Tensor:
+            return {"outcome": "contract", "message": f"returned {type(out).__name__}"}
+        return {"outcome": "ok", "message": ""}
     except guard.GuardViolation as exc:
-        result = {"outcome": "forbidden", "message": str(exc)}
+        return {"outcome": "forbidden", "message": str(exc)}
     except BaseException as exc:  # noqa: BLE001 - reported, the test decides
         msg = guard.check_integrity()
-        result = ({"outcome": "forbidden", "message": msg} if msg else
-                  {"outcome": "error", "message": f"{type(exc).__name__}: {exc}"})
-    print(json.dumps(result), flush=True)
-    os._exit(0)
+        return ({"outcome": "forbidden", "message": msg} if msg else
+                {"outcome": "error", "message": f"{type(exc).__name__}: {exc}"})
+
+
+def main() -> None:
+    base = Path(sys.argv[1]).resolve()
+    import torch  # noqa: F401  (imported once, before the forks; CUDA is not initialised here)
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+    import triton  # noqa: F401
+
+    for i, arg in enumerate(sys.argv[2:]):
+        cand = Path(arg).resolve()
+        scratch = base / f"c{i}"
+        scratch.mkdir(parents=True, exist_ok=True)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            res = run_one(cand, scratch)
+            os.write(w, json.dumps(res).encode())
+            os._exit(0)
+        os.close(w)
+        data = b""
+        while chunk := os.read(r, 65536):
+            data += chunk
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+        res = json.loads(data) if data else {"outcome": "error", "message": f"child died ({status})"}
+        print(json.dumps({"file": cand.name, **res}), flush=True)
 
 
 if __name__ == "__main__":

@@ -78,3 +78,10 @@ def test_base_url_from_environment(monkeypatch):
         monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
         comp = ChatClient("m", None, backoff_s=0.01).complete(MSGS, [])
     assert comp.content == "env"
+
+
+def test_no_key_and_no_endpoint_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(ValueError, match="OPENAI_API_KEY or an endpoint"):
+        ChatClient("m", None)

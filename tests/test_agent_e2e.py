@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from evolve.run import RunHandle
 from tests.agent_support import SECRET, config_edit, seed_source
 from tests.llm_server import ScriptedLLM, http_error, last_tool_result, tool_call
@@ -66,6 +68,7 @@ def _all_bytes(root: Path) -> list[tuple[Path, bytes]]:
     return out
 
 
+@pytest.mark.slow  # two smoke evaluations (seed + candidate 1): ~1-3 min on 2 cores
 def test_start_agent_end_to_end(tmp_path):
     with ScriptedLLM(_script()) as srv:
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}

@@ -222,3 +222,28 @@ def _assert_plateau(brief):
     assert "unroll the KV loop twice" in brief and "rejected compile" in brief
     assert "fa2-online-softmax" in brief  # knowledge nobody has read yet
     assert "focus: long sequences" in brief
+
+
+def test_bad_prompt_dir_is_a_clear_operator_error(tmp_path):
+    from evolve.operators.base import OperatorError
+    run = make_run(tmp_path, "http://127.0.0.1:9/v1", prompts_dir=tmp_path / "nope")
+    with pytest.raises(OperatorError, match="prompts directory .* does not exist"):
+        AgentOperator(run)
+
+
+def test_supervisor_points_only_at_unread_knowledge(tmp_path):
+    def brief_check(req):
+        brief = req["messages"][1]["content"]
+        assert "1 variations in a row" in brief and "ended gave_up: nothing fits" in brief
+        unused = brief.split("Knowledge not consulted by any session yet:")[1]
+        assert "exp2-scale-folding" in unused and "fa2-online-softmax" not in unused
+    with ScriptedLLM([
+        tool_call("read_knowledge", {"doc": "fa2-online-softmax"}),
+        tool_call("give_up", {"reason": "nothing fits"}, check=_has("# ")),
+        tool_call("give_up", {"reason": "stop"}, check=brief_check),
+    ]) as srv:
+        run = make_run(tmp_path, srv.base_url, stall_limit=1)
+        op = AgentOperator(run)
+        assert op.propose(make_ctx(run)) is None
+        assert op.propose(make_ctx(run)) is None
+        srv.assert_clean()

@@ -85,3 +85,12 @@ def test_prompts_default_and_override(tmp_path):
     with pytest.raises(PromptError):
         Prompts.load(tmp_path / "missing")
     assert render("a {x} {y} {'k': 1} {{z}}", {"x": 1}) == "a 1 {y} {'k': 1} {{z}}"
+
+
+def test_dispatch_truncates_long_tool_output():
+    from evolve.agent.tools import Tool, ToolRegistry
+    reg = ToolRegistry([Tool("big", "d", {"type": "object", "properties": {}},
+                             lambda st, a: "x" * 9000 + "END")])
+    out = reg.dispatch(None, "big", "")
+    assert out.ok and len(out.text) < 6100 and out.text.endswith("END")
+    assert "[... truncated 3003 of 9003 characters ...]" in out.text

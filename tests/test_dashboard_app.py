@@ -36,7 +36,7 @@ def synthetic_runs(tmp_path_factory) -> Path:
 
 def db_numbers(run_dir: Path) -> dict:
     """The fixture's numbers straight from SQLite (independent of evolve.read)."""
-    con = sqlite3.connect(run_dir / "lineage.db")
+    con = sqlite3.connect(f"file:{run_dir / 'lineage.db'}?mode=ro", uri=True)
     try:
         best = con.execute("SELECT id, score FROM candidates WHERE status='ok' ORDER BY score DESC LIMIT 1").fetchone()
         seed = con.execute("SELECT score FROM candidates WHERE id=0").fetchone()
@@ -73,9 +73,10 @@ def metrics(at: AppTest) -> dict[str, str]:
 
 def test_overview_shows_fixture_numbers(fixture_run, monkeypatch):
     nums = db_numbers(fixture_run)
-    at = app(fixture_run.parent, monkeypatch)
+    at = app(fixture_run.parent, monkeypatch, run=fixture_run.name)
     m = metrics(at)
-    assert m["best score"] == f"{nums['best']:.4g}"
+    assert m[f"best score (#{nums['best_id']})"] == f"{nums['best']:.4g}"
+    assert m["rejected"] == str(nums["rejected"])
     assert m["seed score"] == f"{nums['seed']:.4g}"
     assert m["candidates"] == str(nums["n"])
     assert m["status"] == nums["status"]
@@ -87,19 +88,26 @@ def test_overview_shows_fixture_numbers(fixture_run, monkeypatch):
 
 def test_candidate_view_source_diff_and_shapes(fixture_run, monkeypatch):
     nums = db_numbers(fixture_run)
-    at = app(fixture_run.parent, monkeypatch, view="candidate")
+    at = app(fixture_run.parent, monkeypatch, run=fixture_run.name, view="candidate")
     assert at.sidebar.radio(key="view").value == "Candidate"
     assert at.subheader[0].value == f"Candidate {nums['best_id']}"  # opens on the best
     assert metrics(at)["score"] == f"{nums['best']:.4g}"
     src = at.code[0].value
     assert "def attention" in src
     assert src.rstrip() == read.candidate_source(fixture_run, None, nums["best_id"]).rstrip()
-    assert at.code[1].language == "diff" and at.code[1].value.startswith("---")
-    con = sqlite3.connect(fixture_run / "lineage.db")
+    con = sqlite3.connect(f"file:{fixture_run / 'lineage.db'}?mode=ro", uri=True)
     ms = [r[0] for r in con.execute("SELECT ms FROM measurements WHERE candidate_id=?", (nums["best_id"],))]
+    child, parent = con.execute("SELECT id, parent_id FROM candidates WHERE parent_id IS NOT NULL "
+                                "ORDER BY id DESC LIMIT 1").fetchone()
     con.close()
     table = at.dataframe[0].value
     assert list(table["ms"]) == pytest.approx(ms)
+    # a child: its diff against the parent, as git has them
+    at.selectbox(key="candidate").set_value(child).run()
+    assert not at.exception
+    diff = at.code[1]
+    assert diff.language == "diff"
+    assert diff.value.startswith(f"--- candidate {parent}/kernel.py\n+++ candidate {child}/kernel.py")
     # the seed has no parent to diff against
     at.selectbox(key="candidate").set_value(0).run()
     assert not at.exception
@@ -108,7 +116,7 @@ def test_candidate_view_source_diff_and_shapes(fixture_run, monkeypatch):
 
 def test_failures_and_cost_view(fixture_run, monkeypatch):
     nums = db_numbers(fixture_run)
-    at = app(fixture_run.parent, monkeypatch, view="failures")
+    at = app(fixture_run.parent, monkeypatch, run=fixture_run.name, view="failures")
     assert "Failures" in [s.value for s in at.subheader]
     if nums["rejected"]:
         counts = at.dataframe[0].value
@@ -147,6 +155,16 @@ def test_flex_reference_is_measured_not_invented(synthetic_runs, monkeypatch):
     assert "FlexAttention = 0.800 x baseline (median of 4 evaluations in this run)" in texts(at)
     assert at.sidebar.radio(key="view").value == "Overview"
     assert "● live: watching for new candidates" in [c.value for c in at.sidebar.caption]
+
+
+def test_failures_and_spend_of_an_agent_run(synthetic_runs, monkeypatch):
+    at = app(synthetic_runs, monkeypatch, run="cpu-run", view="failures")
+    counts = at.dataframe[0].value
+    assert dict(zip(counts["failure_class"], counts["count"])) == {"compile": 1, "mismatch": 1}
+    assert "**15,000** tokens, **$0.0200** over 3 sessions" in texts(at)
+    assert list(at.dataframe[2].value["id"]) == ["s2", "s3", "s5"]
+    at.radio(key="fail_x").set_value("time").run()
+    assert not at.exception
 
 
 def test_lineage_fallback_select_opens_candidate(synthetic_runs, monkeypatch):

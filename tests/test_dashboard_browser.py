@@ -18,7 +18,7 @@ import pytest
 import sqlite_utils
 
 from browser_cdp import Browser, find_chromium
-from dashboard_fixture import fixture_run_dir, make_synthetic_run
+from dashboard_fixture import make_synthetic_run, private_runs_dir
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM = find_chromium()
@@ -40,9 +40,9 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def runs_dir(tmp_path_factory) -> Path:
-    run = fixture_run_dir(tmp_path_factory.mktemp("browser-runs"))
-    make_synthetic_run(run.parent, name="zz-live", status="running", n=5)
-    return run.parent
+    runs = private_runs_dir(tmp_path_factory.mktemp("browser-runs"))
+    make_synthetic_run(runs, name="zz-live", status="running", n=5)
+    return runs
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +103,12 @@ def test_overview_draws_trajectory_and_lineage_tree(server, runs_dir, browser):
     assert "Traceback" not in dom
     png = (ARTIFACTS / "dashboard.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    # clicking a node of the lineage tree opens that candidate
+    nodes = ".st-key-lineage path[aria-roledescription=point]"
+    assert browser.evaluate(f"document.querySelectorAll('{nodes}').length") >= 2
+    browser.click(nodes, index=1)  # nodes are drawn in id order: this is candidate 1
+    browser.wait_for("Array.from(document.querySelectorAll('h3')).some(h => h.innerText.trim() == 'Candidate 1')",
+                     timeout=60)
 
 
 def test_live_run_refreshes_by_itself(server, runs_dir, browser):

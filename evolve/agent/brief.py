@@ -57,8 +57,12 @@ def _parent_shapes(store: Any, parent: Any) -> str:
     return text
 
 
+_SHOWN_ELSEWHERE = {"best_id", "best_score", "candidates", "gpu"}
+
+
 def _notes(brief: dict[str, Any]) -> str:
-    items = [f"- {k}: {v}" for k, v in (brief or {}).items() if v not in (None, "", [], {})]
+    items = [f"- {k}: {v}" for k, v in (brief or {}).items()
+             if k not in _SHOWN_ELSEWHERE and v not in (None, "", [], {})]
     return "## Notes from the orchestrator\n\n" + "\n".join(items) + "\n" if items else ""
 
 

@@ -70,9 +70,13 @@ def resolve_base_url(base_url: str | None) -> str | None:
 
 
 def make_openai(base_url: str | None, timeout_s: float) -> openai.OpenAI:
+    url = resolve_base_url(base_url)
+    key = os.environ.get("OPENAI_API_KEY")
+    if not key and not url:
+        raise ValueError("the agent operator needs OPENAI_API_KEY or an endpoint "
+                         "(--base-url / OPENAI_BASE_URL)")
     # Local servers (vLLM, llama.cpp, ollama) accept any key; the client insists on one.
-    key = os.environ.get("OPENAI_API_KEY") or "not-needed"
-    return openai.OpenAI(api_key=key, base_url=resolve_base_url(base_url),
+    return openai.OpenAI(api_key=key or "not-needed", base_url=url,
                          timeout=timeout_s, max_retries=0)
 
 
@@ -114,9 +118,10 @@ class ChatClient:
         t0 = time.monotonic()
         while True:
             try:
+                # tool_choice is left out: "auto" is the API default when tools are given,
+                # and some local servers reject an explicit value without extra flags
                 resp = self._client.chat.completions.create(
-                    model=self.model, messages=messages, tools=tools or openai.NOT_GIVEN,
-                    tool_choice="auto" if tools else openai.NOT_GIVEN)
+                    model=self.model, messages=messages, tools=tools or openai.NOT_GIVEN)
                 break
             except RETRYABLE as e:
                 if attempt >= self.max_retries:

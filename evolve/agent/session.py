@@ -48,6 +48,7 @@ class Session:
                                                {"role": "user", "content": brief}]
         self.steps: list[AgentStep] = []
         self.cost: float | None = 0.0 if run_budget.priced else None
+        self._last_prompt = 0  # prompt tokens of the latest request
         self._step(role="user", tool=None, args={}, summary=brief)
 
     # ---------------------------------------------------------------- recording
@@ -70,8 +71,10 @@ class Session:
         notes = []
         if b.tool_calls_left() <= LOW_WATER:
             notes.append(f"{b.tool_calls_left()} tool call(s) left")
-        if b.max_tokens and b.max_tokens - b.tokens < b.max_tokens // 10:
-            notes.append(f"about {max(0, b.max_tokens - b.tokens)} tokens left")
+        left = b.max_tokens - b.tokens
+        if b.max_tokens and left < max(b.max_tokens // 10, 3 * self._last_prompt):
+            notes.append(f"about {max(0, left)} tokens left (your last request used "
+                         f"{self._last_prompt})")
         if not notes:
             return ""
         return f"\n[budget: {', '.join(notes)}; finish with submit or give_up soon]"
@@ -113,6 +116,7 @@ class Session:
                            summary=f"endpoint error: {e}")
                 return "error", str(e)
             b.add_tokens(comp.usage.tokens_in, comp.usage.tokens_out)
+            self._last_prompt = comp.usage.tokens_in
             self._add_cost(comp.usage.tokens_in, comp.usage.tokens_out)
             self.messages.append(comp.as_message())
             self._step(role="assistant", tool=None,

@@ -1,7 +1,64 @@
-"""Placeholder until this command group lands."""
+"""`evolve bench FILE... --target T [--suite default] [--out DIR]`.
+
+Runs benchmarks/compare.py in a child process: in ONE process on the current GPU it
+times the given kernel files and every available peer (SDPA-cuDNN, SDPA-flash,
+FlexAttention) on the target's suite with the evaluator's timing protocol, prints a
+table (TFLOP/s per shape, ratio to cuDNN, geometric means) and writes JSON + an SVG
+plot under benchmarks/results/ (or --out). Needs a CUDA GPU: without one it exits 2
+with a one-line message. The kernel files are trusted user files (imported, not
+sandboxed); use `evolve eval` for untrusted candidates.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import List, Optional
 
 import typer
 
+REPO = Path(__file__).resolve().parents[2]
+COMPARE = REPO / "benchmarks" / "compare.py"
+
+
+def _usage(msg: str) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(2)
+
+
+def bench(
+    files: List[Path] = typer.Argument(..., help="kernel files defining attention(q, k, v, ...)"),
+    target: str = typer.Option("gqa", "--target", "-t", help="target name (evolve targets)"),
+    suite: str = typer.Option("default", "--suite", help="suite of the target"),
+    out: Optional[Path] = typer.Option(None, "--out", help="folder for JSON + SVG "
+                                       "(default: benchmarks/results/)"),
+    peers: str = typer.Option("cudnn,flash,flex", "--peers", help="peers to time, comma separated"),
+) -> None:
+    """Time kernels beside SDPA-cuDNN, SDPA-flash and FlexAttention on this GPU."""
+    from evaluator import gpu_available, get_target
+    from evaluator.targets import UnknownTarget
+
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        _usage(f"kernel file not found: {', '.join(missing)}")
+    try:
+        tgt = get_target(target)
+    except UnknownTarget as exc:
+        _usage(str(exc.args[0]))
+    if suite not in tgt.suites:
+        _usage(f"target {target} has no suite {suite!r} (known: {', '.join(tgt.suites)})")
+    if not COMPARE.is_file():
+        _usage(f"benchmarks/compare.py not found next to the package ({COMPARE}); "
+               "run from a source checkout")
+    if not gpu_available():
+        _usage("evolve bench needs a CUDA GPU (none found); use `evolve eval` on CPU")
+    cmd = [sys.executable, str(COMPARE), *[str(f.resolve()) for f in files],
+           "--target", target, "--suite", suite, "--peers", peers]
+    if out is not None:
+        cmd += ["--out", str(out.resolve())]
+    raise typer.Exit(subprocess.call(cmd))
+
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("bench")(bench)

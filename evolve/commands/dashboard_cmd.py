@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -44,8 +45,9 @@ def dashboard(
     if not runs.exists():
         typer.echo(f"note: {runs} does not exist yet; the dashboard will wait for runs there", err=True)
     env = dict(os.environ, **{ENV_RUNS: str(runs)})
-    typer.echo(f"dashboard on http://localhost:{port} over {runs} (Ctrl-C to stop)", err=True)
+    typer.echo(f"dashboard on http://{address or 'localhost'}:{port} over {runs} (Ctrl-C to stop)", err=True)
     proc = subprocess.Popen(build_command(runs, port, headless, address), env=env)
+    signal.signal(signal.SIGTERM, lambda *_: proc.terminate())  # don't orphan the server
     try:
         code = proc.wait()
     except KeyboardInterrupt:
@@ -56,7 +58,7 @@ def dashboard(
             proc.kill()
             code = proc.wait()
         code = 0
-    raise typer.Exit(code)
+    raise typer.Exit(0 if code < 0 else code)  # < 0: stopped by a signal we forwarded
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from evaluator import (EvalOptions, EvalResult, UsageError, compare_candidates, evaluate,
@@ -37,7 +38,7 @@ def render(res: EvalResult, console: Console) -> None:
                 "max err", "err/torch"):
         table.add_column(col, justify="left" if col == "shape" else "right")
     for s in res.shapes:
-        table.add_row(s.name, _fmt(s.ms, ".4g"), _fmt(s.tflops, ".4g"), _fmt(s.baseline_ms, ".4g"),
+        table.add_row(escape(s.name), _fmt(s.ms, ".4g"), _fmt(s.tflops, ".4g"), _fmt(s.baseline_ms, ".4g"),
                       _fmt(s.speedup, ".3f"), _fmt(s.error, ".2e"), _fmt(s.error_ratio, ".2f"))
     if res.shapes:
         console.print(table)
@@ -56,9 +57,9 @@ def render(res: EvalResult, console: Console) -> None:
                                                      "  [yellow]NOT GPU performance[/]"))
     else:
         f = res.failure
-        where = f" [{f.shape}]" if f and f.shape else ""
-        console.print(f"[bold red]rejected[/] {f.cls if f else '?'}{where}: "
-                      f"{(f.message if f else '').splitlines()[0] if f and f.message else ''}")
+        where = escape(f" [{f.shape}]") if f and f.shape else ""
+        first = f.message.splitlines()[0] if f and f.message else ""
+        console.print(f"[bold red]rejected[/] {f.cls if f else '?'}{where}: {escape(first)}")
 
 
 def register(app: typer.Typer) -> None:

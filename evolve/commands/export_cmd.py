@@ -26,7 +26,8 @@ def _numbers_table(report: ExportReport) -> Table:
     fmt = lambda x, spec: format(x, spec) if isinstance(x, (int, float)) else "-"  # noqa: E731
     for s in res.shapes:
         rec = recorded.get((s.B, s.Hq, s.Hkv, s.S, s.D, s.causal, s.dtype))
-        t.add_row(s.name, fmt(s.ms, ".4f"), fmt(s.tflops, ".2f"), fmt(s.baseline_ms, ".4f"),
+        label = f"B{s.B} H{s.Hq}/{s.Hkv} S{s.S} D{s.D}{' causal' if s.causal else ''} {s.dtype}"
+        t.add_row(label, fmt(s.ms, ".4f"), fmt(s.tflops, ".3g"), fmt(s.baseline_ms, ".4f"),
                   fmt(s.speedup, ".3f"), fmt(rec.ms if rec else None, ".4f"))
     return t
 
@@ -44,30 +45,27 @@ def export(
 ) -> None:
     """Export the best (or a chosen) candidate as a module needing only torch and triton,
     then re-verify the written file through the evaluator in a fresh process."""
-    console = Console()
-    err = Console(stderr=True)
-
     def written(path: Path, meta: ExportMeta) -> None:
-        console.print(f"wrote {path} (run {meta.run}, candidate {meta.candidate_id}, "
-                      f"depth {meta.depth}); re-verifying through the evaluator ...",
-                      markup=False, highlight=False)
+        typer.echo(f"wrote {path} (run {meta.run}, candidate {meta.candidate_id}, depth {meta.depth}); "
+                   "re-verifying it through the evaluator ...")
 
     try:
         report = export_candidate(run, out, runs_dir=runs_dir, candidate_id=candidate, suite=suite,
                                   force=force, timeout_s=timeout, on_written=written)
     except VerificationFailed as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        typer.echo(f"error: {exc}", err=True)
         if exc.result is not None and exc.result.log_tail:
-            err.print(exc.result.log_tail[-2000:], markup=False, highlight=False)
+            typer.echo(exc.result.log_tail[-2000:], err=True)
         raise typer.Exit(exc.code)
     except ExportError as exc:
-        err.print(f"error: {exc}", markup=False, highlight=False)
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.code)
     v = report.verification
-    console.print(_numbers_table(report))
-    console.print(f"re-verified: {v.validation.get('passed')}/{v.validation.get('checked')} validation "
-                  f"checks passed, score {v.score:.4f} ({v.primary_baseline}); "
-                  f"try: python {report.out} --selftest", markup=False, highlight=False)
+    Console(width=120).print(_numbers_table(report))
+    score = f"{v.score:.4f}" if v.score is not None else "n/a"
+    typer.echo(f"re-verified: {v.validation.get('passed')}/{v.validation.get('checked')} validation "
+               f"checks passed, score {score} ({v.primary_baseline}); "
+               f"try: python {report.out} --selftest")
 
 
 def register(app: typer.Typer) -> None:

@@ -16,6 +16,7 @@ import triton.language as tl
 
 EXPECTED = 'forbidden'
 GPU_ONLY = True
+RUNTIME_PIPELINE = "timing_anomaly"  # static check bypassed, on a GPU
 
 @triton.jit
 def _attn_fwd(Q, K, V, O, sm_scale, S,

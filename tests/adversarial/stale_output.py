@@ -3,7 +3,9 @@
 ``torch.empty`` output; the grid covers only the first half of the query blocks, so the
 rest is whatever the allocator hands back (the reference's output in a naive harness).
 Statically clean. Expected: ``unwritten`` (the worker poisons the allocator with NaN,
-then with a second value, right before each call).
+then with a second value, right before each call). ``nonfinite`` is also accepted: the
+checker reports it when a single-call check, whose poison is NaN, is judged before the
+check that is run twice.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import triton.language as tl
 
 EXPECTED = 'unwritten'
 GPU_ONLY = False
+ALSO_ACCEPTED = ("nonfinite",)
 
 @triton.jit
 def _attn_fwd(Q, K, V, O, sm_scale, S,

@@ -1,0 +1,136 @@
+"""The adversarial suite: every cheating candidate in tests/adversarial/ is rejected with its
+expected class, and the honest controls pass.
+
+Each file declares, as module-level literals (read with ``ast``; the files are never
+imported here):
+
+* ``EXPECTED`` - the class ``evaluate(path, "gqa", "smoke")`` must give ("ok" = pass);
+* ``GPU_ONLY`` - the hack needs CUDA;
+* ``RUNTIME`` (optional) - the outcome under the runtime guard alone, i.e. when the
+  static check is bypassed (tests/guard_harness.py; "forbidden" or "contract");
+* ``RUNTIME_PIPELINE`` (optional) - the class of ``evaluate(..., static_check=False)``
+  when that differs from RUNTIME (GPU-only routes such as the side stream);
+* ``ALSO_ACCEPTED`` (optional) - further classes that are equally right, with the
+  reason in the file's docstring.
+
+Three tiers keep CI short: the static check over every file (instant), the guard over
+the RUNTIME files (one process, a fork per file), and full evaluations only for the
+candidates the static check cannot reject (plus the honest controls).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evaluator.static_check import check_source
+
+ROOT = Path(__file__).resolve().parent.parent
+ADV = ROOT / "tests" / "adversarial"
+HARNESS = ROOT / "tests" / "guard_harness.py"
+HAS_CUDA = __import__("torch").cuda.is_available()
+
+
+def _meta(path: Path) -> dict:
+    tree = ast.parse(path.read_text())
+    meta = {"EXPECTED": None, "GPU_ONLY": False, "RUNTIME": None, "RUNTIME_PIPELINE": None,
+            "ALSO_ACCEPTED": (),
+            "doc": ast.get_docstring(tree) or "", "path": path}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id in meta:
+                meta[node.targets[0].id] = ast.literal_eval(node.value)
+    return meta
+
+
+CASES = {p.stem: _meta(p) for p in sorted(ADV.glob("*.py"))}
+STATIC_CLEAN = [n for n, m in CASES.items() if m["EXPECTED"] != "forbidden"]
+GUARDED = [n for n, m in CASES.items() if m["RUNTIME"] or m["EXPECTED"] == "ok"]
+
+
+def _gpu_mark(name: str) -> list:
+    return [pytest.mark.gpu] if CASES[name]["GPU_ONLY"] else []
+
+
+def test_suite_composition():
+    cheats = [n for n, m in CASES.items() if m["EXPECTED"] != "ok"]
+    assert len(cheats) >= 15, cheats
+    assert CASES["honest_plain"]["EXPECTED"] == "ok" and CASES["honest_slow"]["EXPECTED"] == "ok"
+    from evaluator import FAILURE_CLASSES
+
+    for name, m in CASES.items():
+        src = m["path"].read_text()
+        assert m["EXPECTED"] == "ok" or m["EXPECTED"] in FAILURE_CLASSES, name
+        assert "@triton.jit" in src and "def attention(" in src, name
+        assert m["doc"], f"{name}: the header docstring must name the hack and the expected class"
+        if m["EXPECTED"] != "ok":
+            assert f"``{m['EXPECTED']}``" in m["doc"], f"{name}: docstring does not name {m['EXPECTED']}"
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_static_tier(name):
+    m = CASES[name]
+    found = check_source(m["path"].read_text(), m["path"].name)
+    if m["EXPECTED"] == "forbidden":
+        assert found, f"{name} passed the static check"
+    else:
+        assert found == [], f"{name}: unexpected violations {found}"
+
+
+@pytest.fixture(scope="module")
+def guard_outcomes(tmp_path_factory):
+    names = [n for n in GUARDED if not CASES[n]["GPU_ONLY"] or HAS_CUDA]
+    base = tmp_path_factory.mktemp("guard")
+    r = subprocess.run([sys.executable, str(HARNESS), str(base), *(str(CASES[n]["path"]) for n in names)],
+                       capture_output=True, text=True, timeout=900, cwd=ROOT)
+    out = {}
+    for line in r.stdout.splitlines():
+        if line.startswith("{"):
+            d = json.loads(line)
+            out[Path(d["file"]).stem] = d
+    assert set(out) == set(names), r.stderr[-3000:]
+    return out
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_gpu_mark(n)) for n in GUARDED])
+def test_guard_tier(name, guard_outcomes):
+    m = CASES[name]
+    want = m["RUNTIME"] or "ok"
+    got = guard_outcomes[name]
+    assert got["outcome"] == want, got
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=_gpu_mark(n)) for n in STATIC_CLEAN])
+def test_full_evaluation(name):
+    from evaluator import evaluate
+
+    m = CASES[name]
+    res = evaluate(m["path"], target="gqa", suite="smoke")
+    if m["EXPECTED"] == "ok":
+        assert res.status == "ok", (res.failure, res.log_tail[-2000:])
+        assert res.score is not None and res.score > 0
+    else:
+        assert res.status == "rejected", f"{name} was accepted (score {res.score})"
+        assert res.failure.cls in (m["EXPECTED"], *m["ALSO_ACCEPTED"]), (res.failure, res.log_tail[-1500:])
+    assert res.env.get("isolation")
+
+
+RUNTIME_ON_GPU = [n for n, m in CASES.items() if m["RUNTIME_PIPELINE"] or (m["RUNTIME"] and m["RUNTIME"] != "ok")]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", RUNTIME_ON_GPU)
+def test_runtime_pipeline_gpu(name):
+    """On a GPU, the cheats the static check stops are also stopped by the real worker
+    (guard, contract and timing checks) when the static check is switched off."""
+    from evaluator import EvalOptions, evaluate
+
+    m = CASES[name]
+    res = evaluate(m["path"], target="gqa", suite="smoke", options=EvalOptions(static_check=False))
+    assert res.status == "rejected", f"{name} was accepted without the static check (score {res.score})"
+    assert res.failure.cls == (m["RUNTIME_PIPELINE"] or m["RUNTIME"]), (res.failure, res.log_tail[-1500:])

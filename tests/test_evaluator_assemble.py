@@ -1,0 +1,69 @@
+"""The parent's validation of the worker's (untrusted) report: forged or impossible numbers."""
+
+from __future__ import annotations
+
+import pytest
+
+from evaluator import assemble
+from evaluator.failures import CandidateFailure
+from evaluator.plan import build_plan
+from evaluator.targets import get_target
+
+
+def _plan():
+    return build_plan(get_target("gqa"), "quick", device="cuda", seed=5, baselines=["cudnn", "flash"])
+
+
+def _report(plan, ms, wall=None, base=1.0):
+    timing, baselines = [], []
+    for e in plan["timed"]:
+        timing.append({"idx": e["idx"], "sides": [{"ms": [ms], "wall": [wall or [5.0, 4.9, 5]]}]})
+        baselines.append({"idx": e["idx"], "times": {"cudnn": [base], "flash": [None]}})
+    return {"timing": timing, "baselines": baselines, "env": {"gpu": "NVIDIA H100 80GB HBM3", "x": 1}}
+
+
+def test_honest_numbers_build_shapes_and_score():
+    plan = _plan()
+    rep = _report(plan, 2.0)
+    base = assemble.baseline_times(rep, plan)
+    assert assemble.pick_primary(base, ["cudnn", "flash"]) == "cudnn"
+    cand = assemble.side_times(rep, plan, 0)
+    shapes, per_pass = assemble.build_shapes(plan, cand, base, "cudnn", {}, "NVIDIA H100", "cuda")
+    assert len(shapes) == 4 and all(s.speedup == 0.5 for s in shapes)
+    assert per_pass == [pytest.approx(0.5)]
+    assert set(assemble.clean_env(rep)) >= {"gpu", "torch", "triton"} and "x" not in assemble.clean_env(rep)
+
+
+def test_beyond_peak_is_implausible():
+    plan = _plan()
+    rep = _report(plan, 1e-4)  # 1e-4 ms for a 4k-token shape: millions of TFLOP/s
+    cand = assemble.side_times(rep, plan, 0)
+    with pytest.raises(CandidateFailure) as e:
+        assemble.build_shapes(plan, cand, assemble.baseline_times(rep, plan), "cudnn", {},
+                              "NVIDIA H100 80GB HBM3", "cuda")
+    assert e.value.cls == "implausible"
+
+
+@pytest.mark.parametrize("ms", [0.0, -1.0, float("nan"), "fast", None])
+def test_forged_times_rejected(ms):
+    plan = _plan()
+    with pytest.raises(CandidateFailure) as e:
+        assemble.side_times(_report(plan, ms), plan, 0)
+    assert e.value.cls == "implausible"
+
+
+def test_hidden_work_is_a_timing_anomaly():
+    plan = _plan()
+    with pytest.raises(CandidateFailure) as e:
+        assemble.side_times(_report(plan, 2.0, wall=[12.0, 0.05, 5]), plan, 0)
+    assert e.value.cls == "timing_anomaly"
+
+
+def test_forged_failure_records():
+    assert assemble.worker_failure({"failure": None}) is None
+    assert assemble.worker_failure({"failure": {"class": "ok!", "message": "x"}}).cls == "forbidden"
+    assert assemble.worker_failure({"failure": "bad"}).cls == "forbidden"
+    f = assemble.worker_failure({"failure": {"class": "contract", "message": "m" * 10000}})
+    assert f.cls == "contract" and len(f.message) <= 4000
+    with pytest.raises(CandidateFailure):
+        assemble.side_times({"timing": []}, _plan(), 0)

@@ -1,0 +1,86 @@
+"""The evolution loop on CPU: a real run (the shared fixture) and the loop's safety bounds."""
+
+from __future__ import annotations
+
+import random
+
+from fixture_run import FIXTURE_CANDIDATES, copy_fixture_run
+from lineage_checks import assert_consistent
+from rich.console import Console
+
+from evolve.config import read_run_toml
+from evolve.loop import (
+    MAX_CONSECUTIVE_DUPLICATES,
+    MAX_CONSECUTIVE_NONE,
+    MAX_CONSECUTIVE_OPERATOR_ERRORS,
+    Budget,
+    EvolutionLoop,
+)
+from evolve.operators.base import Proposal
+from evolve.progress import PlainProgress, ProgressState
+from evolve.run import RunHandle
+
+
+def test_fixture_run_is_a_complete_lineage(fixture_run):
+    run = assert_consistent(fixture_run)
+    cands = run.store.candidates()
+    assert len(cands) == FIXTURE_CANDIDATES
+    assert all(c.operator == "offline" for c in cands[1:])
+    for c in cands[1:]:
+        ch = c.changes
+        assert set(ch) == {"knobs", "recipes", "crossover_with"}
+        assert ch["knobs"] or ch["recipes"]
+        assert c.hypothesis and c.suite == "smoke" and c.device == "interpreter"
+    kinds = [e.kind for e in run.store.events()]
+    assert kinds[0] == "start" and "seed" in kinds and kinds[-1] == "stop"
+    assert kinds.count("new_best") >= 1
+    assert run.store.run().status == "stopped"  # the candidate budget was reached
+    config, fingerprint = read_run_toml(fixture_run / "run.toml")
+    assert config.operator == "offline" and config.suite == "smoke" and config.rng_seed == 7
+    assert fingerprint["gpu_available"] is False and "torch" in fingerprint
+    assert "OPENAI_API_KEY" not in (fixture_run / "run.toml").read_text()
+    assert not (fixture_run / "run.lock").exists()
+    assert "NOT GPU performance" in (fixture_run / "logs" / "start.stdout").read_text()
+
+
+class _Scripted:
+    """An operator that misbehaves in one chosen way, to check the loop's bounds."""
+
+    def __init__(self, mode: str):
+        self.name, self.mode, self.calls = "scripted", mode, 0
+
+    def propose(self, ctx):
+        self.calls += 1
+        if self.mode == "none":
+            return None
+        if self.mode == "raise":
+            raise RuntimeError("operator bug")
+        return Proposal(source=ctx.parent_source, hypothesis="same again", changes={},
+                        parent_id=ctx.parent.id, operator="scripted")
+
+
+def _loop(run_dir, mode):
+    run = RunHandle.open(run_dir)
+    op = _Scripted(mode)
+    state = ProgressState(run.name, "gqa", "scripted", 99)
+    loop = EvolutionLoop(run, op, PlainProgress(state, Console(quiet=True)), Budget(99))
+    loop.rng = random.Random(0)
+    return run, op, loop.run_loop()
+
+
+def test_loop_ends_cleanly_on_misbehaving_operators(fixture_run, tmp_path_factory):
+    base = tmp_path_factory.getbasetemp()
+    run, op, out = _loop(copy_fixture_run(base, "nones"), "none")
+    assert out.status == "finished" and op.calls == MAX_CONSECUTIVE_NONE
+    assert "produced nothing" in out.reason
+
+    run, op, out = _loop(copy_fixture_run(base, "dups"), "dup")
+    assert out.status == "finished" and "duplicate" in out.reason
+    assert len(run.store.events("duplicate")) == MAX_CONSECUTIVE_DUPLICATES
+    assert len(run.store.candidates()) == FIXTURE_CANDIDATES  # nothing evaluated twice
+
+    run, op, out = _loop(copy_fixture_run(base, "errors"), "raise")
+    assert out.status == "finished" and op.calls == MAX_CONSECUTIVE_OPERATOR_ERRORS
+    errs = run.store.events("operator_error")
+    assert len(errs) == MAX_CONSECUTIVE_OPERATOR_ERRORS
+    assert "RuntimeError: operator bug" in errs[0].message

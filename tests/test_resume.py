@@ -1,0 +1,120 @@
+"""Crash safety: Ctrl-C and SIGKILL in the middle of an evaluation, then `evolve resume`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from fixture_run import FIXTURE_CANDIDATES, cli_env, copy_fixture_run, evolve_cmd
+from lineage_checks import assert_consistent
+
+from evolve.run import RunHandle
+
+
+def _descendants(pid: int) -> list[int]:
+    """All live descendants of pid (the evaluator's worker runs in its own session)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="utf-8") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def _start_resume(run_dir: Path, budget: int) -> subprocess.Popen:
+    return subprocess.Popen(evolve_cmd("resume", str(run_dir), "--max-candidates", str(budget)),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=cli_env(), start_new_session=True)
+
+
+def _wait_for_evaluation(proc: subprocess.Popen, run_dir: Path, cid: int, timeout: float = 900):
+    """Wait until candidate `cid` is committed and its evaluator worker is running."""
+    ref = run_dir / "kernels" / ".git" / "refs" / "candidates" / str(cid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"loop ended early:\n{proc.stdout.read()}"
+        if ref.exists() and _descendants(proc.pid):
+            time.sleep(3)  # well inside the evaluation (tens of seconds in the interpreter)
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"candidate {cid} never started evaluating")
+
+
+def test_ctrl_c_stops_cleanly_and_leaves_an_orphan(fixture_run, tmp_path_factory):
+    run_dir = copy_fixture_run(tmp_path_factory.getbasetemp(), "sigint")
+    proc = _start_resume(run_dir, FIXTURE_CANDIDATES + 2)
+    _wait_for_evaluation(proc, run_dir, FIXTURE_CANDIDATES)
+    workers = _descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "evolve resume" in out
+    time.sleep(1)
+    assert not [p for p in workers if os.path.exists(f"/proc/{p}")], "worker left running"
+    run = RunHandle.open(run_dir)
+    assert run.store.run().status == "stopped"
+    assert run.effective_status() == "stopped"
+    # the cut-short candidate is a commit without a row: resume will evaluate it again
+    assert FIXTURE_CANDIDATES in run.repo.candidate_refs()
+    assert run.store.get_candidate(FIXTURE_CANDIDATES) is None
+    assert run.store.events()[-1].kind == "stop"
+    assert not (run_dir / "run.lock").exists()
+
+
+def test_sigkill_mid_evaluation_then_resume_loses_nothing(fixture_run, tmp_path_factory):
+    run_dir = copy_fixture_run(tmp_path_factory.getbasetemp(), "sigkill")
+    target = FIXTURE_CANDIDATES + 2
+    proc = _start_resume(run_dir, target)
+    _wait_for_evaluation(proc, run_dir, FIXTURE_CANDIDATES)
+
+    # a second loop on the same run is refused while the first one lives
+    second = subprocess.run(evolve_cmd("resume", str(run_dir)), capture_output=True, text=True,
+                            env=cli_env(), timeout=120)
+    assert second.returncode == 2 and "in use" in second.stderr
+
+    victims = _descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGKILL)
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=60)
+
+    run = RunHandle.open(run_dir)
+    assert run.store.run().status == "running"  # as the killed loop left it
+    assert run.effective_status() == "interrupted"  # ... but nobody is running it
+    assert FIXTURE_CANDIDATES in run.repo.candidate_refs()
+    assert run.store.get_candidate(FIXTURE_CANDIDATES) is None
+    orphan_source = run.repo.source_at(FIXTURE_CANDIDATES)
+    run.close()
+
+    status = subprocess.run(evolve_cmd("status", str(run_dir)), capture_output=True, text=True,
+                            env=cli_env(), timeout=120)
+    assert status.returncode == 0 and "interrupted" in status.stdout
+
+    done = subprocess.run(evolve_cmd("resume", str(run_dir)), capture_output=True, text=True,
+                          env=cli_env(), timeout=1500)
+    assert done.returncode == 0, done.stdout + done.stderr
+    run = assert_consistent(run_dir)
+    cands = run.store.candidates()
+    assert len(cands) == target
+    recovered = run.store.events("orphan_recovered")
+    assert [e.candidate_id for e in recovered] == [FIXTURE_CANDIDATES]
+    assert run.repo.source_at(FIXTURE_CANDIDATES) == orphan_source
+    kinds = [e.kind for e in run.store.events()]
+    assert "warning" in kinds  # "run was found dead (interrupted)"
+    assert run.store.run().status == "stopped"
