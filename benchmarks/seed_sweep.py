@@ -12,6 +12,13 @@
     SDPA-flash and FlexAttention (evaluator/baselines.py) in this process; prints the best
     CONFIG per class and a final table; the JSON is rewritten after every step, so a run
     cut short still leaves its numbers. One failing config/shape is reported and skipped.
+
+Budget: FlexAttention compiles once per suite shape (~5-10 s each), so a full run can
+exceed 5 minutes. Split it into calls, e.g.
+    python benchmarks/seed_sweep.py benchmarks/results/sweep-check.json --no-tune
+    python benchmarks/seed_sweep.py benchmarks/results/sweep-gqa.json --no-check --seeds gqa.py
+    python benchmarks/seed_sweep.py benchmarks/results/sweep-mha.json --no-check --seeds mha.py
+(add --no-flex to drop FlexAttention, --max-configs N to time only the first N variants).
 """
 
 from __future__ import annotations
@@ -81,9 +88,10 @@ class Sweep:
                      "correctness": [], "configs": {}, "baselines": {}, "best": {},
                      "suggested_config": {}, "errors": []}
         import triton
+        from triton.testing import do_bench
 
         self.data["triton"] = triton.__version__
-        self.do_bench = __import__("triton.testing", fromlist=["do_bench"]).do_bench
+        self.do_bench = do_bench
 
     def save(self) -> None:
         self.out.parent.mkdir(parents=True, exist_ok=True)
@@ -261,6 +269,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", default="gqa_naive.py,gqa.py,mha.py")
     ap.add_argument("--no-flex", action="store_true", help="skip FlexAttention (slow compiles)")
     ap.add_argument("--no-check", action="store_true", help="skip part (a), correctness")
+    ap.add_argument("--no-tune", action="store_true", help="skip part (b), configs + timing")
     ap.add_argument("--max-configs", type=int, default=7)
     ap.add_argument("--kinds", default="gaussian,large_rows,needle")
     args = ap.parse_args(argv)
@@ -290,8 +299,9 @@ def main(argv=None) -> int:
             ok = sweep.correctness(name, mod)
             print(f"-- {name}: {'ALL PASS' if ok else 'FAILURES'} ({time.time() - t0:.0f}s)",
                   flush=True)
-    print("\n== (b) configs on the default suites", flush=True)
-    for name in (s for s in seeds if s in TUNED and s in mods):
+    if not args.no_tune:
+        print("\n== (b) configs on the default suites", flush=True)
+    for name in (s for s in seeds if s in TUNED and s in mods and not args.no_tune):
         target = sweep.tg.get_target("mha" if name == "mha.py" else "gqa")
         suite = target.suite("default")
         sweep.baselines(suite)

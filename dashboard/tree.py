@@ -74,7 +74,8 @@ def lineage_chart(cands: pd.DataFrame, best_id: int | None = None) -> alt.LayerC
     color = alt.condition("datum.status == 'ok'",
                           alt.Color("score_color:Q", scale=alt.Scale(scheme="viridis"), title="score"),
                           alt.value("#d62728"))
-    node_layer = alt.Chart(nodes).mark_point(filled=True, size=220, stroke="black").encode(
+    big = len(nodes) > 80  # smaller marks and no id labels when the tree gets crowded
+    node_layer = alt.Chart(nodes).mark_point(filled=True, size=60 if big else 220, stroke="black").encode(
         x=x, y=y, color=color,
         shape=alt.Shape("status:N", scale=alt.Scale(domain=["ok", "rejected"], range=["circle", "cross"]),
                         title="status"),
@@ -84,7 +85,8 @@ def lineage_chart(cands: pd.DataFrame, best_id: int | None = None) -> alt.LayerC
                  "operator:N", "failure_class:N", "hypothesis:N"],
     ).add_params(pick)
     labels = alt.Chart(nodes).mark_text(dy=-14, fontSize=10, color="#333").encode(x=x, y=y, text="label:N")
-    return alt.layer(edge_layer, node_layer, labels).properties(height=height, title="Lineage tree")
+    layers = [edge_layer, node_layer] + ([] if big else [labels])
+    return alt.layer(*layers).properties(height=height, title="Lineage tree")
 
 
 def selected_id(state: object) -> int | None:

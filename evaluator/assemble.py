@@ -35,7 +35,9 @@ def worker_failure(report: dict[str, Any]) -> CandidateFailure | None:
     if cls not in FAILURE_CLASSES:
         return CandidateFailure("forbidden", f"unknown failure class {cls[:40]!r} in the worker report")
     shape = f.get("shape")
-    return CandidateFailure(cls, str(f.get("message", ""))[:4000], str(shape)[:200] if shape else None)
+    side = f.get("side") if f.get("side") in (0, 1) else None
+    return CandidateFailure(cls, str(f.get("message", ""))[:4000], str(shape)[:200] if shape else None,
+                            side)
 
 
 def clean_env(report: dict[str, Any]) -> dict[str, Any]:

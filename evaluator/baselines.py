@@ -34,6 +34,13 @@ def _flex() -> Callable:
     import torch
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
+    import torch._dynamo.config as dynamo_config
+
+    # one compiled graph per suite shape: lift the default limit of 8 recompilations,
+    # past which dynamo would silently fall back to eager flex_attention (slow, huge memory)
+    for knob in ("recompile_limit", "cache_size_limit"):
+        if hasattr(dynamo_config, knob):
+            setattr(dynamo_config, knob, max(64, getattr(dynamo_config, knob)))
     compiled = torch.compile(flex_attention, dynamic=False)
     masks: dict[tuple[int, str], object] = {}
 

@@ -21,7 +21,7 @@ from typing import Any
 from evaluator.correctness import classify_repeat, compare
 from evaluator.failures import CandidateFailure
 from evaluator.inputs import make_inputs, torch_dtype
-from evaluator.plan import shape_of, timed_seed
+from evaluator.plan import shape_of, timed_kind, timed_seed
 from evaluator.reference import reference, torch_lowp
 from evaluator.targets import Shape
 
@@ -90,8 +90,8 @@ class Checker:
                 raise CandidateFailure("forbidden", "timing record missing from the worker report", shape.name)
             for spec in entry["samples"]:
                 rows = spec["rows"]
-                q, k, v = make_inputs(shape, timed_seed(self.plan["seed"], entry["idx"], spec["pass"],
-                                                        spec["call"]), "gaussian", self.tdev)
+                args = (self.plan["seed"], entry["idx"], spec["pass"], spec["call"])
+                q, k, v = make_inputs(shape, timed_seed(*args), timed_kind(*args), self.tdev)
                 ref = reference(q, k, v, causal=shape.causal, sm_scale=shape.scale, rows=rows)
                 low = torch_lowp(q, k, v, causal=shape.causal, sm_scale=shape.scale, rows=rows)
                 expect = (shape.B, shape.Hq, len(rows), shape.D)
@@ -101,7 +101,7 @@ class Checker:
                     st = compare(out, ref, low, shape.dtype)
                     if not st.ok:
                         raise CandidateFailure(st.cls, f"re-check of a timed output: {st.message}",
-                                               shape.name)
+                                               shape.name, side)
                     self.timed.setdefault(side * 100000 + entry["idx"], []).append(
                         {"error": st.max_err, "error_ratio": st.ratio})
                 del q, k, v
@@ -134,7 +134,7 @@ def _answer(chk: Checker, cmd: str, out_dir: Path) -> dict[str, Any]:
         else:
             raise ValueError(f"unknown checker command {cmd!r}")
     except CandidateFailure as f:
-        verdict["failure"] = {"class": f.cls, "message": f.message, "shape": f.shape}
+        verdict["failure"] = {"class": f.cls, "message": f.message, "shape": f.shape, "side": f.side}
     except Exception as exc:  # noqa: BLE001 - the checker's own error is an evaluator bug
         import traceback
 

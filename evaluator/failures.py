@@ -52,13 +52,14 @@ FAILURE_CLASSES: dict[str, str] = {
 class CandidateFailure(Exception):
     """Raised inside the evaluator when the candidate fails; carries the class."""
 
-    def __init__(self, cls: str, message: str, shape: str | None = None):
+    def __init__(self, cls: str, message: str, shape: str | None = None, side: int | None = None):
         if cls not in FAILURE_CLASSES:
             raise ValueError(f"unknown failure class {cls!r}")
         super().__init__(f"{cls}: {message}")
         self.cls = cls
         self.message = message
         self.shape = shape
+        self.side = side  # compare mode: 0 = challenger, 1 = champion
 
 
 _CUDA_FAULT_MARKERS = (

@@ -124,7 +124,10 @@ def _asker(frame: Any) -> str:
 
 def _check_write(pol: _Policy, event: str, path: Any) -> None:
     p = _abspath(path)
-    if p is None or p == os.devnull or _under(p, pol.scratch):
+    if p is None or p == os.devnull:
+        return
+    real = os.path.realpath(p)   # a symlink inside scratch may point outside
+    if _under(real, pol.scratch):
         return
     _deny(pol, event, f"write outside the scratch directory: {p}")
 

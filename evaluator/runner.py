@@ -217,7 +217,8 @@ def _verdict_failure(verdict: dict[str, Any] | None, private: Path) -> Candidate
                                 + spawn.tail(private / "checker.log", 1500))
     f = verdict.get("failure")
     if f:
-        return CandidateFailure(f["class"], f["message"], f.get("shape"))
+        return CandidateFailure(f["class"], f["message"], f.get("shape"),
+                                f.get("side") if f.get("side") in (0, 1) else None)
     return None
 
 
@@ -347,7 +348,8 @@ def compare_candidates(challenger_path: str | Path, champion_path: str | Path, t
             fail = f
     if fail is not None:
         return CompareResult(None, None, None, 0.0, False,
-                             failure={"side": "unknown", "class": fail.cls, "message": fail.message},
+                             failure={"side": {0: "challenger", 1: "champion"}.get(fail.side, "unknown"),
+                                      "class": fail.cls, "message": fail.message},
                              device=prep.device, timing=timing, wall_s=time.monotonic() - t0)
     ratio, noise, better = decide([r["challenger"] for r in rounds_out],
                                   [r["champion"] for r in rounds_out], scores[0], scores[1])

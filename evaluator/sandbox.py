@@ -33,6 +33,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -174,15 +175,21 @@ def _unshare_argv(cmd: list[str], scratch: Path, ro: list[Path]) -> tuple[list[s
 
 @functools.lru_cache(maxsize=None)
 def _probe(mode: str) -> bool:
-    """Whether `mode` really works here (namespaces may be refused inside containers)."""
+    """Whether `mode` really confines here: namespaces may be refused inside containers and
+    a read-only remount may silently fail, so the probe writes inside and outside its
+    scratch directory and checks from outside that only the first write happened."""
     if mode == "none":
         return True
     if mode == "landlock":
         return landlock_abi() >= 1
-    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"evolve-probe-{os.getpid()}"
-    tmp.mkdir(parents=True, exist_ok=True)
+    base = Path(tempfile.mkdtemp(prefix="evolve-probe-"))
+    tmp, outside = base / "scratch", base / "outside"
+    tmp.mkdir()
+    outside.mkdir()
     try:
-        probe = [sys.executable, "-c", "open('probe', 'w').write('ok')"]
+        code = ("import sys\nopen('probe', 'w').write('ok')\n"
+                "try:\n    open(sys.argv[1], 'w').write('escaped')\nexcept OSError:\n    pass\n")
+        probe = [sys.executable, "-c", code, str(outside / "escaped")]
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp)}
         if mode == "bwrap":
             if not shutil.which("bwrap"):
@@ -196,11 +203,12 @@ def _probe(mode: str) -> bool:
         else:
             return False
         r = subprocess.run(argv, env=env, cwd=tmp, capture_output=True, timeout=60)
-        return r.returncode == 0 and (tmp / "probe").read_text() == "ok"
+        return (r.returncode == 0 and (tmp / "probe").read_text() == "ok"
+                and not (outside / "escaped").exists())
     except (OSError, subprocess.SubprocessError):
         return False
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def available_modes() -> list[str]:
@@ -302,20 +310,27 @@ def apply_in_process(scratch_dir: Path) -> str | None:
     if ruleset < 0:
         return None
     try:
-        _allow(libc, ruleset, Path(scratch_dir).resolve(), fs)
-        file_rights = _FS_WRITE_FILE | (_FS_TRUNCATE if abi >= 3 else 0)
-        for dev in ["/dev/null", "/dev/zero", "/dev/full", *map(str, sorted(Path("/dev").glob("nvidia*")))]:
-            if Path(dev).is_char_device():
-                _allow(libc, ruleset, Path(dev), file_rights)
-        for d in sorted(Path("/dev").glob("nvidia-caps*")):
-            if d.is_dir():
-                _allow(libc, ruleset, d, _FS_WRITE_FILE)
-        if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-            return None
-        if libc.syscall(_SYS_RESTRICT, ctypes.c_int(ruleset), ctypes.c_uint32(0)) != 0:
-            return None
+        return _restrict(libc, ruleset, Path(scratch_dir).resolve(), abi, fs, net, scoped)
+    except OSError:
+        return None
     finally:
         os.close(ruleset)
+
+
+def _restrict(libc: ctypes.CDLL, ruleset: int, scratch: Path, abi: int, fs: int, net: int,
+              scoped: int) -> str | None:
+    _allow(libc, ruleset, scratch, fs)
+    file_rights = _FS_WRITE_FILE | (_FS_TRUNCATE if abi >= 3 else 0)
+    for dev in ["/dev/null", "/dev/zero", "/dev/full", *map(str, sorted(Path("/dev").glob("nvidia*")))]:
+        if Path(dev).is_char_device():   # CUDA opens its device nodes read-write
+            _allow(libc, ruleset, Path(dev), file_rights)
+    for d in sorted(Path("/dev").glob("nvidia-caps*")):
+        if d.is_dir():
+            _allow(libc, ruleset, d, _FS_WRITE_FILE)
+    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        return None
+    if libc.syscall(_SYS_RESTRICT, ctypes.c_int(ruleset), ctypes.c_uint32(0)) != 0:
+        return None
     parts = ["fs"] + (["net"] if net else []) + (["scope"] if scoped else [])
     return f"landlock(abi{abi}:{','.join(parts)})"
 

@@ -1,7 +1,8 @@
 """Timing of one callable on one shape, inside the worker.
 
-GPU (``cuda-events``): for every call fresh inputs (new values from a per-call seed, new
-storage; the last ``rotate`` sets stay alive so addresses rotate too), an L2 flush
+GPU (``cuda-events``): for every call fresh inputs (new values from a per-call seed, the
+input kind drawn per call as well -- see ``plan.timed_kind`` --, new storage; the last
+``rotate`` sets stay alive so addresses rotate too), an L2 flush
 (writing a 256 MB buffer, > 2x the 50 MB L2 of H100/H200) before every timed call,
 ``warmup`` calls excluded, then ``rounds`` x ``calls`` timed calls with per-call CUDA
 events; the result is the median. A wall-clock cross check follows: ``wall_calls``

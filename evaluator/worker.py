@@ -36,7 +36,7 @@ from typing import Any
 from evaluator.correctness import POISON_SECOND
 from evaluator.failures import CandidateFailure, classify_exception, classify_text
 from evaluator.inputs import make_inputs, torch_dtype
-from evaluator.plan import shape_of, timed_seed
+from evaluator.plan import shape_of, timed_kind, timed_seed
 from evaluator.targets import Shape
 from evaluator.timing import BadOutput, TimingParams, time_call
 
@@ -74,8 +74,8 @@ class Worker:
         self.threads0 = (threading.active_count(), _task_count())
 
     # ---- helpers -------------------------------------------------------------------
-    def fail(self, cls: str, message: str, shape: str | None = None) -> None:
-        raise CandidateFailure(cls, message[:2000], shape)
+    def fail(self, cls: str, message: str, shape: str | None = None, side: int | None = None) -> None:
+        raise CandidateFailure(cls, message[:2000], shape, side)
 
     def _integrity(self, shape: Shape | None) -> None:
         if self.guard is not None:
@@ -129,7 +129,8 @@ class Worker:
 
     def _maker(self, idx: int, shape: Shape, p: int):
         seed = self.plan["seed"]
-        return lambda n: make_inputs(shape, timed_seed(seed, idx, p, n), "gaussian", self.tdev)
+        return lambda n: make_inputs(shape, timed_seed(seed, idx, p, n), timed_kind(seed, idx, p, n),
+                                     self.tdev)
 
     def import_candidates(self) -> None:
         from evaluator import guard
@@ -157,11 +158,11 @@ class Worker:
                 if cls == "runtime":
                     cls = "import"
                 self.fail(cls, f"importing the candidate raised {type(exc).__name__}: {exc}\n"
-                          + traceback.format_exc(limit=6))
+                          + traceback.format_exc(limit=6), side=i)
             self._integrity(None)
             fn = getattr(mod, "attention", None)
             if not callable(fn):
-                self.fail("contract", "the candidate defines no callable `attention`")
+                self.fail("contract", "the candidate defines no callable `attention`", side=i)
             self.fns.append(fn)
 
     def run_checks(self) -> None:
@@ -269,12 +270,14 @@ class Worker:
             t = time_call(self.fns[side], self._maker(entry["idx"], shape, p), causal=shape.causal,
                           kwargs=self._kw(shape), params=self.params, device=self.tdev,
                           sample=sample, after_call=lambda: self._integrity(shape))
-        except CandidateFailure:
+        except CandidateFailure as f:
+            f.side = side if f.side is None else f.side
             raise
         except BadOutput as exc:
-            self.fail("contract", str(exc), shape.name)
+            self.fail("contract", str(exc), shape.name, side)
         except BaseException as exc:  # noqa: BLE001
-            self.fail(classify_exception(exc), f"during timing: {type(exc).__name__}: {exc}", shape.name)
+            self.fail(classify_exception(exc), f"during timing: {type(exc).__name__}: {exc}", shape.name,
+                      side)
         out["ms"].append(t.ms)
         out["call_ms"].append(t.call_ms)
         out["wall"].append([t.wall_ms, t.wall_event_ms, self.params.wall_calls])
@@ -310,7 +313,7 @@ def main(argv: list[str] | None = None) -> None:
         w.run_timing()
         _stage("done")
     except CandidateFailure as f:
-        w.report["failure"] = {"class": f.cls, "message": f.message, "shape": f.shape}
+        w.report["failure"] = {"class": f.cls, "message": f.message, "shape": f.shape, "side": f.side}
         code = 3
     except BaseException as exc:  # noqa: BLE001 - an evaluator-side error before the candidate
         cls = classify_text(str(exc)) or "internal"

@@ -89,7 +89,9 @@ class Evaluations:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
             shutil.rmtree(src_dir, ignore_errors=True)
-        data = {k: getattr(res, k, None) for k in ("challenger_score", "champion_score", "ratio",
-                                                   "noise", "better", "per_round")}
+        data = res.to_dict() if hasattr(res, "to_dict") else {
+            k: getattr(res, k, None) for k in ("challenger_score", "champion_score", "ratio",
+                                               "noise", "better", "per_round")}
         data.update(challenger=challenger_cid, champion=champion_cid)
-        return RematchOutcome(better=bool(res.better), data=data)
+        better = bool(res.better) and not getattr(res, "failure", None)
+        return RematchOutcome(better=better, data=data)

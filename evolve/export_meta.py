@@ -42,6 +42,10 @@ class ShapeNumbers:
     speedup: float | None = None
     baselines: dict[str, float] = field(default_factory=dict)
 
+    def flops(self) -> float:
+        f = 4.0 * self.B * self.Hq * self.S * self.S * self.D
+        return f / 2 if self.causal else f
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ShapeNumbers":
         names = set(cls.__dataclass_fields__)
@@ -158,9 +162,10 @@ class ExportMeta:
         if not self.shapes:
             out.append("  (none recorded)")
         for s in self.shapes:
-            base = ", ".join(f"{k} {v:.4f} ms" for k, v in sorted(s.baselines.items())
-                             if isinstance(v, (int, float)))
-            out.append(f"  {s.name}: {_fmt(s.ms, '.4f')} ms, {_fmt(s.tflops, '.1f')} TFLOP/s, "
+            base = ", ".join(f"{k} {v:.4f} ms = {s.flops() / v / 1e9:.3g} TFLOP/s"
+                             for k, v in sorted(s.baselines.items())
+                             if isinstance(v, (int, float)) and v > 0)
+            out.append(f"  {s.name}:\n    kernel {_fmt(s.ms, '.4f')} ms = {_fmt(s.tflops, '.3g')} TFLOP/s, "
                        f"speedup {_fmt(s.speedup, '.3f')}" + (f" | {base}" if base else ""))
         out += ["", "Hypothesis chain (candidate first, seed last):"]
         out += [f"  {line}" for line in self.chain_lines()]

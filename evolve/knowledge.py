@@ -29,7 +29,7 @@ from pathlib import Path
 import sqlite_utils
 
 from evolve.knowledge_docs import Doc, KnowledgeError, doc_paths, load_docs
-from evolve.knowledge_lessons import Lesson, run_lessons, runs_under
+from evolve.knowledge_lessons import Lesson, readonly_uri, run_lessons, runs_under
 
 __all__ = ["Hit", "Doc", "KnowledgeError", "search", "read", "list_docs", "knowledge_dir"]
 
@@ -131,7 +131,7 @@ def _fingerprint(kdir: Path) -> str:
 
 def _is_complete(path: Path) -> bool:
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        conn = sqlite3.connect(readonly_uri(path), uri=True)
         try:
             row = conn.execute("select value from meta where key='complete'").fetchone()
         finally:
@@ -170,7 +170,7 @@ def _docs_index(kdir: Path) -> sqlite_utils.Database:
                 except OSError:
                     pass
     try:
-        return sqlite_utils.Database(sqlite3.connect(f"file:{path}?mode=ro", uri=True))
+        return sqlite_utils.Database(sqlite3.connect(readonly_uri(path), uri=True))
     except sqlite3.Error:
         return _memory_index(load_docs(kdir), [])
 
@@ -187,14 +187,10 @@ def _snippet(body: str, terms: list[str]) -> str:
     """The paragraph of `body` that mentions the most query terms (prefix-matched, so
     'packing' finds 'pack'), trimmed around its first match."""
     stems = [_stem(t) for t in terms]
-    best, best_score = "", -1
-    in_code = False
-    for para in re.split(r"\n\s*\n", body):
-        if para.lstrip().startswith("```"):
-            in_code = para.count("```") % 2 == 1
-            continue
-        if in_code:
-            in_code = para.count("```") % 2 == 0
+    best, best_score = "", -1.0
+    prose = re.sub(r"```.*?```", "\n\n", body, flags=re.S)  # code blocks make poor snippets
+    for para in re.split(r"\n\s*\n", prose):
+        if not para.strip():
             continue
         words = re.findall(r"[a-z0-9]+", _normalise(para).lower())
         score = sum(1 for s in stems if any(w.startswith(s) for w in words))

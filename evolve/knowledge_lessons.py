@@ -12,6 +12,7 @@ import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import sqlite_utils
 
@@ -119,10 +120,14 @@ def _knob(name: str, value: object) -> str:
     return f"{name}={value}"
 
 
+def readonly_uri(db_path: Path) -> str:
+    """SQLite URI opening db_path read-only (path percent-quoted: '#', '?' are safe)."""
+    return f"file:{quote(str(Path(db_path).resolve()))}?mode=ro"
+
+
 def _open_readonly(db_path: Path) -> sqlite_utils.Database:
-    uri = f"file:{db_path.resolve()}?mode=ro"
     try:
-        conn = sqlite3.connect(uri, uri=True, timeout=10)
+        conn = sqlite3.connect(readonly_uri(db_path), uri=True, timeout=10)
     except sqlite3.Error as exc:
         raise KnowledgeError(f"cannot open {db_path}: {exc}") from exc
     return sqlite_utils.Database(conn)

@@ -59,6 +59,9 @@ def _job(name: str):
     if name == "compare":
         return compare_candidates(CAND / "honest.py", CAND / "honest.py", "gqa", "smoke",
                                   EvalOptions(), rounds=2)
+    if name == "compare_bad":
+        return compare_candidates(CAND / "honest.py", CAND / "import_error.py", "gqa", "smoke",
+                                  EvalOptions(), rounds=2)
     if name == "aborts":
         return evaluate(CAND / "aborts.py", "gqa", "smoke", EvalOptions(static_check=False))
     timeout = 40.0 if name == "infinite_loop" else 600.0
@@ -67,7 +70,7 @@ def _job(name: str):
 
 @pytest.fixture(scope="module")
 def results():
-    names = ["cli_honest", "infinite_loop", "aa_repeat", "compare", "aborts", *EXPECTED]
+    names = ["cli_honest", "infinite_loop", "aa_repeat", "compare", "aborts", "compare_bad", *EXPECTED]
     names = list(dict.fromkeys(names))
     with ThreadPoolExecutor(max_workers=4) as pool:
         return dict(zip(names, pool.map(_job, names)))
@@ -126,6 +129,12 @@ def test_compare_same_kernel_is_not_better(results):
     assert cmp.challenger_score and cmp.champion_score
     assert len(cmp.per_round) == 2
     assert cmp.better is False or cmp.ratio > 1 + max(cmp.noise, 0.01)
+
+
+def test_compare_names_the_failing_side(results):
+    cmp = results["compare_bad"]
+    assert cmp.better is False and cmp.ratio is None
+    assert cmp.failure == {"side": "champion", "class": "import", "message": cmp.failure["message"]}
 
 
 def test_usage_errors_exit_2(tmp_path):

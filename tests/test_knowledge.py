@@ -262,6 +262,12 @@ def test_all_runs_flag_adds_earlier_runs(tmp_path):
     assert {h.id for h in rooted} == {h.id for h in both}
 
 
+def test_run_dir_with_odd_characters(tmp_path):
+    run = _make_run(tmp_path / "odd dir?", "run #2", RUN_ROWS[:2])
+    hits = search("warp specialization", k=5, run_dir=run, kind="lesson")
+    assert [h.id for h in hits] == ["run #2#1"]
+
+
 def test_missing_run_is_a_clear_error(tmp_path):
     with pytest.raises(KnowledgeError, match="no lineage.db"):
         search("gqa", run_dir=tmp_path / "nope")

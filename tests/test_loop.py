@@ -84,3 +84,31 @@ def test_loop_ends_cleanly_on_misbehaving_operators(fixture_run, tmp_path_factor
     errs = run.store.events("operator_error")
     assert len(errs) == MAX_CONSECUTIVE_OPERATOR_ERRORS
     assert "RuntimeError: operator bug" in errs[0].message
+
+
+def test_gpu_champion_rule_runs_a_real_rematch(fixture_run, tmp_path_factory):
+    """With a GPU, a higher score alone does not crown a candidate: an interleaved rematch
+    against the champion decides. The rule is exercised here with the real
+    compare_candidates in the interpreter (the loop is told gpu=True)."""
+    import dataclasses
+
+    run = RunHandle.open(copy_fixture_run(tmp_path_factory.getbasetemp(), "rematch"))
+    run.config.rematch_rounds = 2
+    champ = run.store.best()
+    other = next(c for c in run.store.candidates("ok") if c.id != champ.id)
+    # only the trigger is synthetic (a recorded score above the champion's)
+    challenger = dataclasses.replace(other, score=champ.score * 2)
+    state = ProgressState(run.name, "gqa", "offline", None)
+    loop = EvolutionLoop(run, _Scripted("none"), PlainProgress(state, Console(quiet=True)),
+                         Budget(), gpu=True)
+    loop.update_champion(challenger)
+    rematches = run.store.events("rematch")
+    assert len(rematches) == 1 and rematches[0].candidate_id == other.id
+    data = rematches[0].data_json
+    import json
+    verdict = json.loads(data)
+    assert verdict["champion"] == champ.id and len(verdict["per_round"]) == 2
+    if verdict["better"]:
+        assert run.store.best().id == other.id and run.repo.best_sha() == other.commit_sha
+    else:
+        assert run.store.best().id == champ.id and run.repo.best_sha() == champ.commit_sha

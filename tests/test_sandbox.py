@@ -263,3 +263,34 @@ def test_malicious_candidate_through_evaluate(mode, tmp_path, victim, trap, monk
     assert iso, res.env
     if mode == "none":
         assert iso.startswith("none")
+
+
+GUARD_PROBES = {
+    "symlink_escape": "import os\nos.symlink({outside!r}, 'link')\nopen('link/x', 'w').write('1')\n",
+    "toolchain_from_candidate": "import subprocess\nsubprocess.run(['gcc', '--version'], capture_output=True)\n",
+    "parent_environ": "import os\nopen('/proc/%d/environ' % os.getppid(), 'rb').read()\n",
+    "ld_preload": "import os\nos.environ['LD_PRELOAD'] = 'evil.so'\n",
+    "os_open_outside": "import os\nos.close(os.open({outside!r} + '/f', os.O_WRONLY | os.O_CREAT))\n",
+    "getframe": "import sys\nf = sys._getframe(0)\n",
+    "swallowed_violation": "try:\n    open({outside!r} + '/g', 'w')\nexcept BaseException:\n    pass\n",
+}
+ATTENTION_STUB = "\n\ndef attention(q, k, v, *, causal=False, sm_scale=None):\n    return q.clone()\n"
+
+
+def test_guard_denies_routes_around_the_sandbox(tmp_path):
+    """Under the guard alone (as in EVOLVE_SANDBOX=none), each probe is stopped and the
+    outside directory stays empty."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    files = []
+    for name, body in GUARD_PROBES.items():
+        f = tmp_path / f"{name}.py"
+        f.write_text(body.format(outside=str(outside)) + ATTENTION_STUB)
+        files.append(str(f))
+    r = subprocess.run([sys.executable, str(ROOT / "tests" / "guard_harness.py"), str(tmp_path / "s"), *files],
+                       capture_output=True, text=True, timeout=600, cwd=ROOT)
+    got = {Path(d["file"]).stem: d for d in map(json.loads, r.stdout.splitlines())}
+    assert set(got) == set(GUARD_PROBES), r.stderr[-2000:]
+    for name, d in got.items():
+        assert d["outcome"] == "forbidden", (name, d)
+    assert list(outside.iterdir()) == []

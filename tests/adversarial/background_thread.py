@@ -13,9 +13,10 @@ import triton
 import triton.language as tl
 import threading
 
-EXPECTED = 'forbidden'
+EXPECTED = "forbidden"
 GPU_ONLY = False
 RUNTIME = "forbidden"  # class when the static check is bypassed (runtime guard)
+
 
 @triton.jit
 def _attn_fwd(Q, K, V, O, sm_scale, S,

@@ -13,8 +13,9 @@ import torch
 import triton
 import triton.language as tl
 
-EXPECTED = 'mismatch'
+EXPECTED = "mismatch"
 GPU_ONLY = False
+
 
 @triton.jit
 def _attn_fwd(Q, K, V, O, sm_scale, S,

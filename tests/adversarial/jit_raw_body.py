@@ -13,9 +13,10 @@ import torch
 import triton
 import triton.language as tl
 
-EXPECTED = 'forbidden'
+EXPECTED = "forbidden"
 GPU_ONLY = False
 RUNTIME = "forbidden"  # class when the static check is bypassed (runtime guard)
+
 
 @triton.jit
 def _scores(a, b):

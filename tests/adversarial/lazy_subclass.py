@@ -14,9 +14,10 @@ import torch
 import triton
 import triton.language as tl
 
-EXPECTED = 'forbidden'
+EXPECTED = "forbidden"
 GPU_ONLY = False
 RUNTIME = "contract"
+
 
 @triton.jit
 def _attn_fwd(Q, K, V, O, sm_scale, S,

@@ -12,8 +12,9 @@ import torch
 import triton
 import triton.language as tl
 
-EXPECTED = 'mismatch'
+EXPECTED = "mismatch"
 GPU_ONLY = False
+
 
 @triton.jit
 def _mean_v(V, O, S, svb, svh, svs, sob, soh, sos, HQ: tl.constexpr, GROUP: tl.constexpr,

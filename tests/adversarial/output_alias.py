@@ -12,8 +12,9 @@ import torch
 import triton
 import triton.language as tl
 
-EXPECTED = 'contract'
+EXPECTED = "contract"
 GPU_ONLY = False
+
 
 @triton.jit
 def _attn_fwd(Q, K, V, O, sm_scale, S,

@@ -15,8 +15,9 @@ import torch
 import triton
 import triton.language as tl
 
-EXPECTED = 'forbidden'
+EXPECTED = "forbidden"
 GPU_ONLY = False
+
 
 @triton.jit
 def _attn_fwd(Q, K, V, O, sm_scale, S,

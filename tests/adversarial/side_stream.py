@@ -2,8 +2,9 @@
 
 Events recorded on the harness stream see ~0 us; the output is right after a device-wide
 sync. Expected: ``forbidden`` (static: torch.cuda.Stream / torch.cuda.stream); with the
-static check bypassed on a GPU: ``timing_anomaly`` (wall-clock vs event cross-check).
-GPU only (streams need CUDA).
+static check bypassed on a GPU: ``timing_anomaly`` (wall-clock vs event cross-check), or
+``mismatch`` / ``unwritten`` / ``nonfinite`` when a timed output is sampled before the
+side stream finished writing it. GPU only (streams need CUDA).
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import torch
 import triton
 import triton.language as tl
 
-EXPECTED = 'forbidden'
+EXPECTED = "forbidden"
 GPU_ONLY = True
 RUNTIME_PIPELINE = "timing_anomaly"  # static check bypassed, on a GPU
+RUNTIME_ALSO = ("mismatch", "unwritten", "nonfinite")
+
 
 @triton.jit
 def _attn_fwd(Q, K, V, O, sm_scale, S,

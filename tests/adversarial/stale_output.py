@@ -16,9 +16,10 @@ import torch
 import triton
 import triton.language as tl
 
-EXPECTED = 'unwritten'
+EXPECTED = "unwritten"
 GPU_ONLY = False
 ALSO_ACCEPTED = ("nonfinite",)
+
 
 @triton.jit
 def _attn_fwd(Q, K, V, O, sm_scale, S,

@@ -15,9 +15,10 @@ import triton.language as tl
 import socket
 import subprocess
 
-EXPECTED = 'forbidden'
+EXPECTED = "forbidden"
 GPU_ONLY = False
 RUNTIME = "forbidden"  # class when the static check is bypassed (runtime guard)
+
 
 @triton.jit
 def _attn_fwd(Q, K, V, O, sm_scale, S,

@@ -16,9 +16,10 @@ import time
 
 import triton.testing
 
-EXPECTED = 'forbidden'
+EXPECTED = "forbidden"
 GPU_ONLY = False
 RUNTIME = "forbidden"  # class when the static check is bypassed (runtime guard)
+
 
 @triton.jit
 def _attn_fwd(Q, K, V, O, sm_scale, S,
