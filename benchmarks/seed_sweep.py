@@ -42,22 +42,26 @@ VARIANTS = {
     "D128_NC": [("128x64 w4 s2", 128, 64, 4, 2, {}), ("128x64 w4 s3", 128, 64, 4, 3, {}),
                 ("128x64 w4 s2 flat", 128, 64, 4, 2, {"FLAT": 1}),
                 ("128x128 w8 s2", 128, 128, 8, 2, {}), ("64x64 w4 s3", 64, 64, 4, 3, {}),
-                ("128x32 w4 s4", 128, 32, 4, 4, {}), ("128x64 w8 s2", 128, 64, 8, 2, {})],
+                ("128x32 w4 s4", 128, 32, 4, 4, {}), ("128x64 w8 s2", 128, 64, 8, 2, {}),
+                ("128x64 w4 s2 host", 128, 64, 4, 2, {"HOST_DESC": 1})],
     "D128_C": [("128x64 w4 s2", 128, 64, 4, 2, {}), ("128x64 w4 s3", 128, 64, 4, 3, {}),
                ("128x64 w4 s2 rev", 128, 64, 4, 2, {"REVERSE_M": 1}),
                ("128x64 w4 s2 flat", 128, 64, 4, 2, {"FLAT": 1}),
                ("64x64 w4 s3", 64, 64, 4, 3, {}), ("128x32 w4 s4", 128, 32, 4, 4, {}),
-               ("128x64 w8 s2", 128, 64, 8, 2, {})],
+               ("128x64 w8 s2", 128, 64, 8, 2, {}),
+               ("128x64 w4 s2 host", 128, 64, 4, 2, {"HOST_DESC": 1})],
     "D64_NC": [("128x64 w4 s4", 128, 64, 4, 4, {}), ("128x64 w4 s3", 128, 64, 4, 3, {}),
                ("128x64 w4 s5", 128, 64, 4, 5, {}),
                ("128x64 w4 s4 flat", 128, 64, 4, 4, {"FLAT": 1}),
                ("64x64 w4 s4", 64, 64, 4, 4, {}), ("128x32 w4 s4", 128, 32, 4, 4, {}),
-               ("128x64 w8 s3", 128, 64, 8, 3, {})],
+               ("128x64 w8 s3", 128, 64, 8, 3, {}),
+               ("128x64 w4 s4 host", 128, 64, 4, 4, {"HOST_DESC": 1})],
     "D64_C": [("128x64 w4 s3", 128, 64, 4, 3, {}), ("128x64 w4 s4", 128, 64, 4, 4, {}),
               ("128x64 w4 s3 rev", 128, 64, 4, 3, {"REVERSE_M": 1}),
               ("64x64 w4 s4", 64, 64, 4, 4, {}), ("64x32 w4 s4", 64, 32, 4, 4, {}),
               ("128x64 w4 s3 flat", 128, 64, 4, 3, {"FLAT": 1}),
-              ("128x64 w8 s3", 128, 64, 8, 3, {})],
+              ("128x64 w8 s3", 128, 64, 8, 3, {}),
+              ("128x64 w4 s3 host", 128, 64, 4, 3, {"HOST_DESC": 1})],
 }
 
 
@@ -69,7 +73,8 @@ def apply_variant(config: dict, cls: str, variant) -> dict:
     _, bm, bn, warps, stages, extra = variant
     new = dict(config)
     new.update({f"BLOCK_M_{cls}": bm, f"BLOCK_N_{cls}": bn, f"WARPS_{cls}": warps,
-                f"STAGES_{cls}": stages, f"FLAT_{cls}": extra.get("FLAT", 0)})
+                f"STAGES_{cls}": stages, f"FLAT_{cls}": extra.get("FLAT", 0),
+                f"HOST_DESC_{cls}": extra.get("HOST_DESC", 0)})
     if cls.endswith("_C"):
         new[f"REVERSE_M_{cls}"] = extra.get("REVERSE_M", 0)
     return new
@@ -270,7 +275,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-flex", action="store_true", help="skip FlexAttention (slow compiles)")
     ap.add_argument("--no-check", action="store_true", help="skip part (a), correctness")
     ap.add_argument("--no-tune", action="store_true", help="skip part (b), configs + timing")
-    ap.add_argument("--max-configs", type=int, default=7)
+    ap.add_argument("--max-configs", type=int, default=8)
     ap.add_argument("--kinds", default="gaussian,large_rows,needle")
     args = ap.parse_args(argv)
     args.kinds = args.kinds.split(",")

@@ -7,8 +7,8 @@ matters for some events, so the hook looks at the Python stack:
   remove, mkdir ...), sockets, ``os.system``/``exec*``/``spawn*``/``fork``/``kill``,
   subprocesses that are not Triton's toolchain started by Triton's own code;
 * denied while candidate code is anywhere on the stack: ctypes, tracing/profiling hooks,
-  frame listing, ``mmap``, signal handlers, reads of other processes' /proc entries and
-  of credential files;
+  frame listing, ``mmap``, signal handlers, reads of other processes' /proc entries, of
+  raw process memory (``/proc/self/mem``) and of credential files;
 * denied when candidate code is the direct caller: exec/compile, ``sys._getframe``,
   frame/code attribute access, ``gc`` heap walks, ``id()``, environment writes, and
   imports that the static check forbids.
@@ -28,6 +28,7 @@ _SECRET_FILE = re.compile(r"(^|/)(\.env(\.[\w-]+)?|[\w-]+\.env|\.netrc|\.git-cre
                           r"|credentials(\.json)?|id_(rsa|ed25519|ecdsa)(\.pub)?)$"
                           r"|/\.(ssh|aws|gnupg|docker|kube|azure)/|/\.config/(gh|gcloud|openai)/")
 _PROC_PID = re.compile(r"^/proc/(\d+)(/|$)")
+_PROC_MEM = re.compile(r"^/proc/(self|thread-self|\d+)/(task/\d+/)?(mem|pagemap|map_files)(/|$)")
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 # event -> how many leading arguments are paths that get modified
 _FS_EVENTS = {"os.rename": 2, "os.remove": 1, "os.rmdir": 1, "os.mkdir": 1, "os.chmod": 1,
@@ -142,6 +143,8 @@ def _audit(pol: _Policy, event: str, args: tuple, frame: Any) -> None:
             m = _PROC_PID.match(p)
             if m and int(m.group(1)) != os.getpid():
                 _deny(pol, event, f"another process's /proc entry: {p}")
+            if _PROC_MEM.match(p):
+                _deny(pol, event, f"raw process memory: {p}")
             if _SECRET_FILE.search(p):
                 _deny(pol, event, f"credential-like file: {p}")
         return

@@ -9,10 +9,12 @@ one; a forced mechanism that does not work here raises `SandboxUnavailable`):
 
 * ``bwrap``: bubblewrap with new network, PID, IPC and UTS namespaces, ``/`` bound
   read-only, a fresh ``/proc`` and ``/dev`` (plus the ``/dev/nvidia*`` nodes), tmpfs on
-  ``/tmp`` and on ``$HOME`` (credentials), the scratch directory the only writable bind.
+  ``/tmp`` and on ``$HOME`` (credentials), the scratch directory the only writable bind,
+  all capabilities dropped.
 * ``unshare``: util-linux ``unshare`` (root only) with new network, PID and mount
   namespaces; every mount is remounted read-only, the scratch directory bound writable
-  again, ``$HOME`` hidden under a tmpfs.
+  again, credential files and directories of ``$HOME`` hidden, capabilities dropped
+  with ``setpriv`` (when installed).
 * ``landlock``: no wrapper; the worker calls `apply_in_process`, which restricts writes
   to the scratch directory (and device nodes) and, on Landlock ABI >= 4, denies TCP
   bind/connect; on ABI >= 6 also signals and abstract UNIX sockets outside the sandbox.
@@ -128,6 +130,8 @@ def _bwrap_argv(cmd: list[str], scratch: Path, ro: list[Path]) -> list[str]:
             "--die-with-parent", "--new-session", "--ro-bind", "/", "/", "--dev", "/dev"]
     if os.geteuid() != 0:
         argv.insert(1, "--unshare-user")
+    else:
+        argv[1:1] = ["--cap-drop", "ALL"]   # root keeps every capability otherwise (remount rw)
     for node in sorted(Path("/dev").glob("nvidia*")):
         argv += ["--dev-bind", str(node), str(node)]
     argv += ["--proc", "/proc", "--tmpfs", "/tmp"]
@@ -159,6 +163,9 @@ for p in $EVOLVE_HIDE_DIRS; do mount -t tmpfs -o size=1m,ro tmpfs "$p"; done
 for p in $EVOLVE_HIDE_FILES; do mount --bind /dev/null "$p"; done
 unset EVOLVE_SCRATCH EVOLVE_HIDE_DIRS EVOLVE_HIDE_FILES
 cd -- "$PWD"   # re-enter the cwd through the new (writable) scratch mount
+if command -v setpriv >/dev/null 2>&1; then   # drop root's capabilities (no remount rw)
+  exec setpriv --bounding-set=-all --inh-caps=-all --no-new-privs -- "$@"
+fi
 exec "$@"
 """
 

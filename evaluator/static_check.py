@@ -19,6 +19,14 @@ makes the evaluation fail with class ``forbidden``. The rules (data in
 * no attribute assignment or deletion except on ``self`` (monkey-patching);
 * no 3-argument ``type()`` (dynamic classes).
 
+Decisions: ``os`` is banned outright (no environment reads: kernels need no
+configuration from outside, and the worker's environment is scrubbed anyway);
+``try/except`` is banned entirely (honest kernels do not need it, and it is the classic
+fallback route), ``try/finally`` is allowed; ``@`` is allowed only inside Triton
+kernels, where it is ``tl.dot``; ``open`` is banned even for reading; ``data_ptr`` and
+``id()`` are banned (address-keyed caches); ``torch.cuda`` is deny-by-default except for
+device queries.
+
 The runtime guard (evaluator/guard.py) enforces the important ones again at run time;
 this check exists so that cheating is obvious and cheap to reject.
 """

@@ -175,6 +175,24 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def check_resume_host(run: RunHandle) -> None:
+    """Refuse to mix scores from different hardware in one run."""
+    from evaluator import gpu_available
+
+    gpu = gpu_available()
+    if gpu != run.config.gpu:
+        made = "with a GPU" if run.config.gpu else "without a GPU (interpreter)"
+        raise UsageError(f"run {run.name} was made {made}; its scores are not comparable with "
+                         "this machine's: start a new run here")
+    if gpu:
+        from evolve.fingerprint import collect
+
+        now, then = collect(gpu).get("gpu"), run.fingerprint.get("gpu")
+        if then and now != then:
+            raise UsageError(f"run {run.name} was measured on {then}, this machine has {now}: "
+                             "start a new run here")
+
+
 def apply_resume_overrides(run: RunHandle, max_candidates: int | None,
                            max_minutes: float | None, max_usd: float | None) -> None:
     if max_candidates is not None:

@@ -98,6 +98,8 @@ class EvolutionLoop:
                 rng=self.rng, evaluate=self.evals.probe, brief=self.brief())
             try:
                 prop = self.operator.propose(ctx)
+                if prop is not None:
+                    self._check_parents(prop)
             except KeyboardInterrupt:
                 raise
             except Exception as e:  # an operator bug must not end the run
@@ -163,16 +165,19 @@ class EvolutionLoop:
         self.event("seed", f"seed {seed_file.name}: {cand.status}", 0,
                    {"score": cand.score, "failure_class": cand.failure_class})
 
+    def _check_parents(self, prop: Proposal) -> None:
+        for pid in (prop.parent_id, prop.parent2_id):
+            if pid is not None and self.store.get_candidate(pid) is None:
+                raise ValueError(f"proposal names unknown parent #{pid}")
+        if not isinstance(prop.source, str) or not prop.source.strip():
+            raise ValueError("proposal has no source")
+
     def add_proposal(self, prop: Proposal) -> Candidate:
+        self._check_parents(prop)
         parent = self.store.get_candidate(prop.parent_id)
-        if parent is None:
-            raise ValueError(f"proposal names unknown parent #{prop.parent_id}")
         parents = [parent.commit_sha]
         if prop.parent2_id is not None:
-            second = self.store.get_candidate(prop.parent2_id)
-            if second is None:
-                raise ValueError(f"proposal names unknown second parent #{prop.parent2_id}")
-            parents.append(second.commit_sha)
+            parents.append(self.store.get_candidate(prop.parent2_id).commit_sha)
         cid = max([self.store.next_candidate_id()] + [c + 1 for c in self.repo.candidate_refs()])
         p = Pending(cid=cid, source=prop.source, hypothesis=prop.hypothesis or "(none given)",
                     operator=prop.operator or self.operator.name, parent_id=prop.parent_id,

@@ -26,31 +26,38 @@ import math
 import torch
 import triton
 import triton.language as tl
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 # Keys are "<knob>_D<64|128>_<NC|C>": head-dim class (D <= 64 / D = 128), non-causal / causal.
 # FLAT: flattened 2-D [B*H*S, D] descriptors for the loads (else 3-D [B*H, S, D]);
+# HOST_DESC: descriptors built on the host (TensorDescriptor kernel arguments) instead of
+# in every program with tl.make_tensor_descriptor;
 # REVERSE_M: causal only, launch the longest query rows of a head first.
 CONFIG = {
     "BLOCK_M_D64_NC": 128,
     "BLOCK_N_D64_NC": 64,
     "WARPS_D64_NC": 4,
     "FLAT_D64_NC": 0,
+    "HOST_DESC_D64_NC": 0,
     "STAGES_D64_NC": 4,
     "BLOCK_M_D64_C": 128,
     "BLOCK_N_D64_C": 64,
     "WARPS_D64_C": 4,
     "FLAT_D64_C": 0,
+    "HOST_DESC_D64_C": 0,
     "REVERSE_M_D64_C": 0,
     "STAGES_D64_C": 3,
     "BLOCK_M_D128_NC": 128,
     "BLOCK_N_D128_NC": 64,
     "WARPS_D128_NC": 4,
     "FLAT_D128_NC": 0,
+    "HOST_DESC_D128_NC": 0,
     "STAGES_D128_NC": 2,
     "BLOCK_M_D128_C": 128,
     "BLOCK_N_D128_C": 64,
     "WARPS_D128_C": 4,
     "FLAT_D128_C": 0,
+    "HOST_DESC_D128_C": 0,
     "REVERSE_M_D128_C": 0,
     "STAGES_D128_C": 2,
 }
@@ -60,22 +67,26 @@ SEARCH_SPACE = {
     "BLOCK_N_D64_NC": [32, 64],
     "WARPS_D64_NC": [4, 8],
     "FLAT_D64_NC": [0, 1],
+    "HOST_DESC_D64_NC": [0, 1],
     "STAGES_D64_NC": [2, 3, 4, 5],
     "BLOCK_M_D64_C": [64, 128],
     "BLOCK_N_D64_C": [32, 64],
     "WARPS_D64_C": [4, 8],
     "FLAT_D64_C": [0, 1],
+    "HOST_DESC_D64_C": [0, 1],
     "REVERSE_M_D64_C": [0, 1],
     "STAGES_D64_C": [2, 3, 4, 5],
     "BLOCK_M_D128_NC": [64, 128],
     "BLOCK_N_D128_NC": [32, 64, 128],
     "WARPS_D128_NC": [4, 8],
     "FLAT_D128_NC": [0, 1],
+    "HOST_DESC_D128_NC": [0, 1],
     "STAGES_D128_NC": [1, 2, 3, 4],
     "BLOCK_M_D128_C": [64, 128],
     "BLOCK_N_D128_C": [32, 64],
     "WARPS_D128_C": [4, 8],
     "FLAT_D128_C": [0, 1],
+    "HOST_DESC_D128_C": [0, 1],
     "REVERSE_M_D128_C": [0, 1],
     "STAGES_D128_C": [1, 2, 3, 4],
 }
@@ -132,7 +143,7 @@ def _attn_inner(acc, l_i, m_i, q, desc_k, desc_v, kv_bh, offs_m, lo, hi, S, qk_s
 def _attn_fwd(Q, K, V, Out, qk_scale, BHq, BHkv, Hq, Hkv, S, G,
               HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
               CAUSAL: tl.constexpr, EVEN_N: tl.constexpr, REVERSE_M: tl.constexpr,
-              FLAT: tl.constexpr):
+              FLAT: tl.constexpr, HOST_DESC: tl.constexpr):
     # 1-D launch: program = (batch*Hq + q_head) * num_m + m_tile, so all query tiles of
     # one head run together and the q heads of one GQA group follow each other.
     num_m = tl.cdiv(S, BLOCK_M)
@@ -145,27 +156,33 @@ def _attn_fwd(Q, K, V, Out, qk_scale, BHq, BHkv, Hq, Hkv, S, G,
     kv_bh = off_b * Hkv + (bh % Hq) // G
 
     # contiguous [B*H, S, D] tensors; descriptors clip/zero-pad each sequence
-    head_stride = S * HEAD_DIM
-    if FLAT:
-        desc_q = tl.make_tensor_descriptor(Q, shape=[BHq * S, HEAD_DIM], strides=[HEAD_DIM, 1],
-                                           block_shape=[BLOCK_M, HEAD_DIM])
-        desc_k = tl.make_tensor_descriptor(K, shape=[BHkv * S, HEAD_DIM], strides=[HEAD_DIM, 1],
-                                           block_shape=[BLOCK_N, HEAD_DIM])
-        desc_v = tl.make_tensor_descriptor(V, shape=[BHkv * S, HEAD_DIM], strides=[HEAD_DIM, 1],
-                                           block_shape=[BLOCK_N, HEAD_DIM])
+    if HOST_DESC:  # Q/K/V/Out are TensorDescriptors made by the wrapper
+        desc_q = Q
+        desc_k = K
+        desc_v = V
+        desc_o = Out
     else:
-        desc_q = tl.make_tensor_descriptor(Q, shape=[BHq, S, HEAD_DIM],
+        head_stride = S * HEAD_DIM
+        if FLAT:
+            desc_q = tl.make_tensor_descriptor(Q, shape=[BHq * S, HEAD_DIM], strides=[HEAD_DIM, 1],
+                                               block_shape=[BLOCK_M, HEAD_DIM])
+            desc_k = tl.make_tensor_descriptor(K, shape=[BHkv * S, HEAD_DIM], strides=[HEAD_DIM, 1],
+                                               block_shape=[BLOCK_N, HEAD_DIM])
+            desc_v = tl.make_tensor_descriptor(V, shape=[BHkv * S, HEAD_DIM], strides=[HEAD_DIM, 1],
+                                               block_shape=[BLOCK_N, HEAD_DIM])
+        else:
+            desc_q = tl.make_tensor_descriptor(Q, shape=[BHq, S, HEAD_DIM],
+                                               strides=[head_stride, HEAD_DIM, 1],
+                                               block_shape=[1, BLOCK_M, HEAD_DIM])
+            desc_k = tl.make_tensor_descriptor(K, shape=[BHkv, S, HEAD_DIM],
+                                               strides=[head_stride, HEAD_DIM, 1],
+                                               block_shape=[1, BLOCK_N, HEAD_DIM])
+            desc_v = tl.make_tensor_descriptor(V, shape=[BHkv, S, HEAD_DIM],
+                                               strides=[head_stride, HEAD_DIM, 1],
+                                               block_shape=[1, BLOCK_N, HEAD_DIM])
+        desc_o = tl.make_tensor_descriptor(Out, shape=[BHq, S, HEAD_DIM],
                                            strides=[head_stride, HEAD_DIM, 1],
                                            block_shape=[1, BLOCK_M, HEAD_DIM])
-        desc_k = tl.make_tensor_descriptor(K, shape=[BHkv, S, HEAD_DIM],
-                                           strides=[head_stride, HEAD_DIM, 1],
-                                           block_shape=[1, BLOCK_N, HEAD_DIM])
-        desc_v = tl.make_tensor_descriptor(V, shape=[BHkv, S, HEAD_DIM],
-                                           strides=[head_stride, HEAD_DIM, 1],
-                                           block_shape=[1, BLOCK_N, HEAD_DIM])
-    desc_o = tl.make_tensor_descriptor(Out, shape=[BHq, S, HEAD_DIM],
-                                       strides=[head_stride, HEAD_DIM, 1],
-                                       block_shape=[1, BLOCK_M, HEAD_DIM])
 
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
     q = _load_tile(desc_q, bh, start_m * BLOCK_M, S, FLAT, BLOCK_M, HEAD_DIM)
@@ -197,7 +214,7 @@ def _attn_fwd(Q, K, V, Out, qk_scale, BHq, BHkv, Hq, Hkv, S, G,
 
     acc = acc / l_i[:, None]
     desc_o.store([bh, start_m * BLOCK_M, 0],
-                 acc.to(Out.dtype.element_ty).reshape(1, BLOCK_M, HEAD_DIM))
+                 acc.to(q.dtype).reshape(1, BLOCK_M, HEAD_DIM))
 
 
 def _tma_workspace(size: int, alignment: int, stream, device=None):
@@ -209,6 +226,21 @@ def _fit_stages(block_m: int, block_n: int, head_dim: int, stages: int, elem: in
     while stages > 1 and (block_m + 2 * stages * block_n) * head_dim * elem > _SMEM_BUDGET:
         stages -= 1
     return stages
+
+
+def _host_descriptors(q, k, v, out, block_m: int, block_n: int, flat: bool):
+    """Host-side TMA descriptors for contiguous q/k/v/out (same views as the in-kernel path)."""
+    B, Hq, S, D = q.shape
+    Hkv = k.shape[1]
+    if flat:
+        return (TensorDescriptor(q, [B * Hq * S, D], [D, 1], [block_m, D]),
+                TensorDescriptor(k, [B * Hkv * S, D], [D, 1], [block_n, D]),
+                TensorDescriptor(v, [B * Hkv * S, D], [D, 1], [block_n, D]),
+                TensorDescriptor(out, [B * Hq, S, D], [S * D, D, 1], [1, block_m, D]))
+    return (TensorDescriptor(q, [B * Hq, S, D], [S * D, D, 1], [1, block_m, D]),
+            TensorDescriptor(k, [B * Hkv, S, D], [S * D, D, 1], [1, block_n, D]),
+            TensorDescriptor(v, [B * Hkv, S, D], [S * D, D, 1], [1, block_n, D]),
+            TensorDescriptor(out, [B * Hq, S, D], [S * D, D, 1], [1, block_m, D]))
 
 
 def _dense(t: torch.Tensor) -> torch.Tensor:
@@ -250,14 +282,20 @@ def attention(q, k, v, *, causal: bool = False, sm_scale: float | None = None) -
     if causal:
         block_n = min(block_n, block_m)  # the causal split walks the band in BLOCK_N steps
     stages = _fit_stages(block_m, block_n, D, CONFIG["STAGES" + cls], q.element_size())
-    if q.is_cuda:
-        triton.set_allocator(functools.partial(_tma_workspace, device=q.device))
+    host = bool(CONFIG["HOST_DESC" + cls])
+    flat = bool(CONFIG["FLAT" + cls])
+    if host:
+        args = _host_descriptors(q, k, v, out, block_m, block_n, flat)
+    else:
+        args = (q, k, v, out)
+        if q.is_cuda:
+            triton.set_allocator(functools.partial(_tma_workspace, device=q.device))
 
     grid = (B * Hq * triton.cdiv(S, block_m),)
     _attn_fwd[grid](
-        q, k, v, out, float(sm_scale) * _LOG2E, B * Hq, B * Hkv, Hq, Hkv, S, Hq // Hkv,
+        *args, float(sm_scale) * _LOG2E, B * Hq, B * Hkv, Hq, Hkv, S, Hq // Hkv,
         HEAD_DIM=D, BLOCK_M=block_m, BLOCK_N=block_n, CAUSAL=causal, EVEN_N=S % block_n == 0,
-        REVERSE_M=causal and bool(CONFIG["REVERSE_M" + cls]), FLAT=bool(CONFIG["FLAT" + cls]),
+        REVERSE_M=causal and bool(CONFIG["REVERSE_M" + cls]), FLAT=flat, HOST_DESC=host,
         num_warps=CONFIG["WARPS" + cls], num_stages=stages,
     )
     return out

@@ -24,7 +24,7 @@ def run_one(cand: Path, scratch: Path) -> dict:
 
     from evaluator import guard
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = "cuda" if torch.cuda.is_available() else "cpu"   # asked in the child: no CUDA before fork
     g = torch.Generator(device="cpu").manual_seed(0)
     q, k, v = (torch.randn(1, h, 40, 32, generator=g).to(device, torch.float16) for h in (4, 2, 2))
     os.chdir(scratch)
@@ -57,10 +57,11 @@ def run_one(cand: Path, scratch: Path) -> dict:
 
 
 def main() -> None:
+    sys.dont_write_bytecode = True   # no __pycache__ next to the adversarial files
     base = Path(sys.argv[1]).resolve()
-    import torch  # noqa: F401  (imported once, before the forks; CUDA is not initialised here)
-    if not torch.cuda.is_available():
+    if not any(Path("/dev").glob("nvidia[0-9]*")):   # decided without touching CUDA before fork
         os.environ.setdefault("TRITON_INTERPRET", "1")
+    import torch  # noqa: F401  (imported once, before the forks; CUDA is not touched here)
     import triton  # noqa: F401
 
     for i, arg in enumerate(sys.argv[2:]):

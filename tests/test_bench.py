@@ -4,6 +4,7 @@ the seed sweep's config variants (GPU-only parts are exercised by the lead on a 
 from __future__ import annotations
 
 import ast
+import json
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -93,3 +94,24 @@ def test_sweep_variants_stay_inside_the_search_space(seed):
             assert set(new) == set(config)
             for key, value in new.items():
                 assert value in space[key], (cls, variant[0], key, value)
+
+
+@pytest.mark.gpu
+def test_compare_on_gpu_writes_json_and_svg(tmp_path):
+    rc = compare.main([str(REPO / "seeds" / "gqa.py"), "--target", "gqa", "--suite", "quick",
+                       "--peers", "cudnn", "--out", str(tmp_path)])
+    assert rc == 0
+    data = json.loads(next(tmp_path.glob("compare-gqa-quick-*.json")).read_text())
+    assert set(data["ms"]) == {"gqa", "SDPA-cuDNN"}
+    assert all(v is not None and v > 0 for v in data["ms"]["gqa"].values())
+    assert all(c["ok"] for c in data["checks"]["gqa"].values())
+    ET.fromstring(next(tmp_path.glob("compare-gqa-quick-*.svg")).read_text())
+
+
+@pytest.mark.gpu
+def test_seed_sweep_correctness_part_on_gpu(tmp_path):
+    out = tmp_path / "sweep.json"
+    assert seed_sweep.main([str(out), "--seeds", "gqa.py", "--no-tune", "--kinds", "gaussian"]) == 0
+    data = json.loads(out.read_text())
+    assert data["correctness"] and all(r["ok"] for r in data["correctness"])
+    assert not data["errors"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import random
 
 from fixture_run import FIXTURE_CANDIDATES, copy_fixture_run
@@ -90,8 +92,6 @@ def test_gpu_champion_rule_runs_a_real_rematch(fixture_run, tmp_path_factory):
     """With a GPU, a higher score alone does not crown a candidate: an interleaved rematch
     against the champion decides. The rule is exercised here with the real
     compare_candidates in the interpreter (the loop is told gpu=True)."""
-    import dataclasses
-
     run = RunHandle.open(copy_fixture_run(tmp_path_factory.getbasetemp(), "rematch"))
     run.config.rematch_rounds = 2
     champ = run.store.best()
@@ -104,9 +104,7 @@ def test_gpu_champion_rule_runs_a_real_rematch(fixture_run, tmp_path_factory):
     loop.update_champion(challenger)
     rematches = run.store.events("rematch")
     assert len(rematches) == 1 and rematches[0].candidate_id == other.id
-    data = rematches[0].data_json
-    import json
-    verdict = json.loads(data)
+    verdict = json.loads(rematches[0].data_json)
     assert verdict["champion"] == champ.id and len(verdict["per_round"]) == 2
     if verdict["better"]:
         assert run.store.best().id == other.id and run.repo.best_sha() == other.commit_sha

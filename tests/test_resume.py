@@ -34,6 +34,35 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _all_gone(pids: list[int], timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(_alive(p) for p in pids):
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def _describe(pids: list[int]) -> list[str]:
+    out = []
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            out.append(f"{p}: {cmd[:200]}")
+        except OSError:
+            pass
+    return out
+
+
 def _start_resume(run_dir: Path, budget: int) -> subprocess.Popen:
     return subprocess.Popen(evolve_cmd("resume", str(run_dir), "--max-candidates", str(budget)),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -62,8 +91,7 @@ def test_ctrl_c_stops_cleanly_and_leaves_an_orphan(fixture_run, tmp_path_factory
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
     assert "evolve resume" in out
-    time.sleep(1)
-    assert not [p for p in workers if os.path.exists(f"/proc/{p}")], "worker left running"
+    assert _all_gone(workers), f"evaluator processes left running: {_describe(workers)}"
     run = RunHandle.open(run_dir)
     assert run.store.run().status == "stopped"
     assert run.effective_status() == "stopped"

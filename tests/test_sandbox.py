@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -113,6 +114,8 @@ def parent_env():
     data = open("/proc/%d/environ" % os.getppid(), "rb").read()
     res["parent_env_has_key"] = b"OPENAI_API_KEY" in data
 attempt("parent_env", parent_env)
+caps = [l.split()[1] for l in open("/proc/self/status") if l.startswith("CapEff:")]
+res["cap_eff"] = int(caps[0], 16) if caps else None
 print(json.dumps(res))
 '''
 
@@ -177,6 +180,8 @@ def test_confined_script_cannot_leak_or_write(mode, tmp_path, victim, trap, monk
     _assert_untouched(victim, trap)
     assert out["socket"] != "done"
     assert out.get("parent_env_has_key") is not True
+    if mode == "bwrap" or (mode == "unshare" and shutil.which("setpriv")):
+        assert out["cap_eff"] == 0, "the sandboxed process kept capabilities (could remount rw)"
     if mode == "landlock":
         assert out["landlock"] and out["landlock"].startswith("landlock(")
         assert out["sentinel"] == "PermissionError" and out["evaluator"] == "PermissionError"
@@ -272,6 +277,7 @@ GUARD_PROBES = {
     "ld_preload": "import os\nos.environ['LD_PRELOAD'] = 'evil.so'\n",
     "os_open_outside": "import os\nos.close(os.open({outside!r} + '/f', os.O_WRONLY | os.O_CREAT))\n",
     "getframe": "import sys\nf = sys._getframe(0)\n",
+    "own_memory": "f = open('/proc/self/mem', 'rb')\n",
     "swallowed_violation": "try:\n    open({outside!r} + '/g', 'w')\nexcept BaseException:\n    pass\n",
 }
 ATTENTION_STUB = "\n\ndef attention(q, k, v, *, causal=False, sm_scale=None):\n    return q.clone()\n"

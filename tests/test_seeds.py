@@ -160,15 +160,18 @@ def test_random_search_space_configs_stay_correct(name):
     mod.CONFIG.update(default)
 
 
-def test_gqa_every_block_and_switch_combination_small():
-    """The tile/switch values that change the interpreter's code path, exhaustively (D=64)."""
+def test_gqa_every_switch_combination_small():
+    """Every switch combination (FLAT x HOST_DESC x REVERSE_M), cycling the tile shapes (D=64)."""
     mod = load_seed("gqa.py")
     space = mod.SEARCH_SPACE
-    for bm, bn, rev, flat in itertools.product(space["BLOCK_M_D64_C"], space["BLOCK_N_D64_C"],
-                                               space["REVERSE_M_D64_C"], space["FLAT_D64_C"]):
+    tiles = list(itertools.product(space["BLOCK_M_D64_C"], space["BLOCK_N_D64_C"]))
+    switches = itertools.product(space["REVERSE_M_D64_C"], space["FLAT_D64_C"],
+                                 space["HOST_DESC_D64_C"])
+    for i, (rev, flat, host) in enumerate(switches):
+        bm, bn = tiles[i % len(tiles)]
         mod.CONFIG.update({"BLOCK_M_D64_C": bm, "BLOCK_N_D64_C": bn, "BLOCK_M_D64_NC": bm,
                            "BLOCK_N_D64_NC": bn, "REVERSE_M_D64_C": rev, "FLAT_D64_C": flat,
-                           "FLAT_D64_NC": flat})
+                           "FLAT_D64_NC": flat, "HOST_DESC_D64_C": host, "HOST_DESC_D64_NC": host})
         for causal in (False, True):
             check(mod, 1, 2, 1, 100, 64, causal)
 

@@ -8,7 +8,14 @@ from typing import Optional
 import typer
 
 from evolve.config import AgentConfig, ConfigError
-from evolve.driver import StartOptions, UsageError, apply_resume_overrides, create_run, drive
+from evolve.driver import (
+    StartOptions,
+    UsageError,
+    apply_resume_overrides,
+    check_resume_host,
+    create_run,
+    drive,
+)
 from evolve.gitrepo import RepoError
 from evolve.paths import DEFAULT_RUNS_DIR
 from evolve.report import (
@@ -91,6 +98,7 @@ def resume(
     console = make_console()
     handle = _open(run, runs_dir)
     try:
+        check_resume_host(handle)
         apply_resume_overrides(handle, max_candidates, max_minutes, max_usd)
         code = drive(handle, console, resumed=True)
     except _USER_ERRORS as e:
