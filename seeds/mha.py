@@ -5,7 +5,9 @@ Same kernel family as seeds/gqa.py (one self-contained file, nothing shared at i
 * tensor descriptors (TMA on Hopper) built in the kernel with
   ``tl.make_tensor_descriptor``; Q/K/V/O are addressed as 3-D ``[B*H, S, D]``
   tensors so a ragged last tile is zero-padded per sequence (optionally the
-  flattened 2-D ``[B*H*S, D]`` view for the loads, ``FLAT_*``);
+  flattened 2-D ``[B*H*S, D]`` view for the loads, ``FLAT_*``; or host-built
+  ``TensorDescriptor`` arguments, ``HOST_DESC_*``); the same path runs in the
+  Triton interpreter on CPU (no pointer fallback is needed);
 * the softmax scale folded into one FMA with ``exp2`` (``qk_scale = sm_scale*log2 e``);
 * causal attention in two loops: unmasked tiles left of the diagonal, then the
   masked diagonal band; fully masked tiles are never visited;
@@ -39,7 +41,7 @@ CONFIG = {
     "BLOCK_M_D64_NC": 128,
     "BLOCK_N_D64_NC": 64,
     "WARPS_D64_NC": 4,
-    "FLAT_D64_NC": 0,
+    "FLAT_D64_NC": 1,
     "HOST_DESC_D64_NC": 0,
     "STAGES_D64_NC": 4,
     "BLOCK_M_D64_C": 128,
@@ -47,12 +49,12 @@ CONFIG = {
     "WARPS_D64_C": 4,
     "FLAT_D64_C": 0,
     "HOST_DESC_D64_C": 0,
-    "REVERSE_M_D64_C": 0,
+    "REVERSE_M_D64_C": 1,
     "STAGES_D64_C": 3,
     "BLOCK_M_D128_NC": 128,
     "BLOCK_N_D128_NC": 64,
     "WARPS_D128_NC": 4,
-    "FLAT_D128_NC": 0,
+    "FLAT_D128_NC": 1,
     "HOST_DESC_D128_NC": 0,
     "STAGES_D128_NC": 2,
     "BLOCK_M_D128_C": 128,

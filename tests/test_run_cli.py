@@ -89,3 +89,18 @@ def test_a_run_in_use_is_refused(fixture_run, tmp_path):
         res = _invoke("resume", str(copy))
         assert res.exit_code == 2 and "in use" in res.output
         assert RunHandle.open(copy).effective_status() == "stopped"
+
+
+def test_auto_operator_picks_agent_only_with_an_llm_endpoint(monkeypatch):
+    from evolve.config import AgentConfig
+    from evolve.driver import UsageError, resolve_operator
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    assert resolve_operator("auto", AgentConfig()) == "offline"
+    assert resolve_operator("auto", AgentConfig(base_url="http://127.0.0.1:9/v1")) == "agent"
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-not-stored")
+    assert resolve_operator("auto", AgentConfig()) == "agent"
+    assert resolve_operator("offline", AgentConfig()) == "offline"
+    with pytest.raises(UsageError):
+        resolve_operator("genetic", AgentConfig())
