@@ -123,6 +123,11 @@ def _asker(frame: Any) -> str:
     return frame.f_code.co_filename if frame is not None else ""
 
 
+def _is_import_machinery(frame: Any) -> bool:
+    name = frame.f_code.co_filename
+    return name.startswith("<frozen importlib") or "/importlib/" in name
+
+
 def _check_write(pol: _Policy, event: str, path: Any) -> None:
     p = _abspath(path)
     if p is None or p == os.devnull:
@@ -172,5 +177,7 @@ def _audit(pol: _Policy, event: str, args: tuple, frame: Any) -> None:
             if why:
                 _deny(pol, event, f"import {args[0]}: {why}")
         return
+    if event in ("exec", "compile") and frame is not None and _is_import_machinery(frame):
+        return   # the import system compiling/running a module's source: the import was vetted above
     if event in _DIRECT and _asker(frame) == pol.candidate:
         _deny(pol, event, "introspection / dynamic code from the candidate")

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +108,17 @@ def _prepare(paths: list[Path], target: str, suite: str | None) -> _Prepared:
     return _Prepared(tgt, suite, "cuda" if gpu else "interpreter", "cuda" if gpu else "cpu", sources)
 
 
+# CPython 3.11's AST constructor is not thread-safe ("AST constructor recursion depth
+# mismatch" when two threads parse at once); callers may evaluate from several threads.
+_PARSE_LOCK = threading.Lock()
+
+
 def _static(source: str, path: Path, enabled: bool) -> CandidateFailure | None:
+    with _PARSE_LOCK:
+        return _static_locked(source, path, enabled)
+
+
+def _static_locked(source: str, path: Path, enabled: bool) -> CandidateFailure | None:
     try:
         compile(source, str(path), "exec")
     except SyntaxError as exc:

@@ -142,6 +142,7 @@ class Worker:
             self.report["isolation_in_process"] = None
         else:
             self.report["isolation_in_process"] = sandbox.apply_in_process(self.scratch)
+        _preimport_kernel_libraries()
         self.threads0 = (threading.active_count(), _task_count())
         guard.install(scratch_dir=self.scratch, candidate_path=self.candidates[0])
         self.guard = guard
@@ -330,3 +331,17 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# Modules honest kernels import; loading them before the guard is armed keeps library
+# start-up work (source compiles, dataclass exec) out of the candidate's account.
+_KERNEL_LIBRARIES = ("math", "functools", "typing", "dataclasses", "triton", "triton.language",
+                     "triton.tools.tensor_descriptor")
+
+
+def _preimport_kernel_libraries() -> None:
+    for name in _KERNEL_LIBRARIES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
