@@ -345,3 +345,12 @@ def _preimport_kernel_libraries() -> None:
             importlib.import_module(name)
         except ImportError:
             pass
+    import torch
+
+    if torch.cuda.is_available():
+        # Triton creates its driver on the first launch, probing the platform with
+        # subprocesses (`file`, `ldconfig`); do it now, as trusted code.
+        from triton.runtime import driver
+
+        driver.active.get_current_device()
+        driver.active.get_current_stream()
