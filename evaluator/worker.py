@@ -352,5 +352,4 @@ def _preimport_kernel_libraries() -> None:
         # subprocesses (`file`, `ldconfig`); do it now, as trusted code.
         from triton.runtime import driver
 
-        driver.active.get_current_device()
-        driver.active.get_current_stream()
+        driver.active.get_current_stream(driver.active.get_current_device())
