@@ -340,6 +340,7 @@ _KERNEL_LIBRARIES = ("math", "functools", "typing", "dataclasses", "triton", "tr
 
 
 def _preimport_kernel_libraries() -> None:
+    sys.dont_write_bytecode = True   # library modules imported later must not write .pyc files
     for name in _KERNEL_LIBRARIES:
         try:
             importlib.import_module(name)
