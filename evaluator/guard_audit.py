@@ -37,7 +37,7 @@ _FS_EVENTS = {"os.rename": 2, "os.remove": 1, "os.rmdir": 1, "os.mkdir": 1, "os.
               "shutil.rmtree": 1, "shutil.copyfile": 2, "shutil.move": 2, "os.mkfifo": 1,
               "os.mknod": 1}
 _ALWAYS_PREFIX = ("socket.", "winreg.", "msvcrt.")
-_ALWAYS = {"os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty", "os.kill",
+_ALWAYS = {"os.system", "os.exec", "os.spawn", "os.fork", "os.forkpty", "os.kill",
            "os.killpg", "pty.spawn", "webbrowser.open", "urllib.Request", "http.client.connect",
            "ftplib.connect", "smtplib.connect", "imaplib.open", "poplib.connect",
            "telnetlib.Telnet.open", "os.setuid", "os.setgid", "signal.pthread_kill"}
@@ -157,7 +157,7 @@ def _audit(pol: _Policy, event: str, args: tuple, frame: Any) -> None:
         for a in args[:_FS_EVENTS[event]]:
             _check_write(pol, event, a)
         return
-    if event == "subprocess.Popen":
+    if event in ("subprocess.Popen", "os.posix_spawn"):   # subprocess may use posix_spawn
         exe = args[0] if args and args[0] else (args[1][0] if len(args) > 1 and args[1] else "")
         exe_s = os.fsdecode(exe) if isinstance(exe, (str, bytes, os.PathLike)) else str(exe)
         who = _asker(frame)
