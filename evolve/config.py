@@ -31,7 +31,7 @@ class AgentConfig:
     price_table: Path | None = None
     max_tool_calls: int = 40
     max_evaluations: int = 6
-    max_tokens: int = 200_000
+    max_tokens: int = 1_500_000  # per session, prompt + completion summed over requests
     stall_limit: int = 5
     request_timeout_s: float = 120
     max_retries: int = 4
