@@ -44,13 +44,6 @@ class ProcResult:
     candidate_started: bool = True
 
 
-@dataclass
-class _FallbackPlan:
-    argv: list[str]
-    env: dict[str, str]
-    isolation: str
-
-
 def scrubbed_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The calling environment minus secrets (``*_API_KEY``, tokens ...) and Python overrides."""
     env = {k: v for k, v in os.environ.items()
@@ -77,12 +70,9 @@ def worker_plan(request: dict[str, Any], dirs: dict[str, Path], scratch: Path, *
     req_path.write_text(json.dumps(request))
     cmd = boot_cmd("worker", req_path)
     read_only = [ROOT, Path(sys.prefix), Path(sys.base_prefix)]
-    try:
-        from evaluator import sandbox
-    except ImportError:  # H2's module not present: run unconfined and say so
-        plan = _FallbackPlan(cmd, scrubbed_env(), "none (evaluator.sandbox unavailable)")
-    else:
-        plan = sandbox.plan(cmd, scratch_dir=scratch, read_only_paths=read_only, gpu=gpu)
+    from evaluator import sandbox
+
+    plan = sandbox.plan(cmd, scratch_dir=scratch, read_only_paths=read_only, gpu=gpu)
     plan.env.update({
         "HOME": str(dirs["home"]), "TRITON_CACHE_DIR": str(dirs["triton_cache"]),
         "TMPDIR": str(dirs["tmp"]), "PYTHONDONTWRITEBYTECODE": "1",

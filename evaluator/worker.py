@@ -133,15 +133,10 @@ class Worker:
                                      self.tdev)
 
     def import_candidates(self) -> None:
-        from evaluator import guard
+        from evaluator import guard, sandbox
 
         _stage("confine")
-        try:
-            from evaluator import sandbox
-        except ImportError:
-            self.report["isolation_in_process"] = None
-        else:
-            self.report["isolation_in_process"] = sandbox.apply_in_process(self.scratch)
+        self.report["isolation_in_process"] = sandbox.apply_in_process(self.scratch)
         _preimport_kernel_libraries()
         self.threads0 = (threading.active_count(), _task_count())
         guard.install(scratch_dir=self.scratch, candidate_path=self.candidates[0])

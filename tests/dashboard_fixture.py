@@ -141,20 +141,15 @@ def _write_session(db: sqlite_utils.Database, sid: str, cid: int, pid: int, crea
 
 
 def fixture_run_dir(root: Path) -> Path:
-    """The real loop's fixture run (tests/fixture_run.py, helper H5) when it exists, else
-    the synthetic run above."""
-    try:
-        from fixture_run import make_fixture_run
-    except ImportError:
-        return make_synthetic_run(root)
+    """The real loop's fixture run (tests/fixture_run.py)."""
+    from fixture_run import make_fixture_run
+
     return Path(make_fixture_run(root))
 
 
 def private_runs_dir(root: Path) -> Path:
     """A runs directory of our own holding a copy of the fixture run (so tests may add runs
     beside it without touching the session's shared fixture)."""
-    try:
-        from fixture_run import copy_fixture_run
-    except ImportError:
-        return make_synthetic_run(Path(root) / "runs").parent
+    from fixture_run import copy_fixture_run
+
     return Path(copy_fixture_run(root, "fixture-gqa")).parent
