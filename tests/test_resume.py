@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -69,23 +70,35 @@ def _start_resume(run_dir: Path, budget: int) -> subprocess.Popen:
                             env=cli_env(), start_new_session=True)
 
 
-def _wait_for_evaluation(proc: subprocess.Popen, run_dir: Path, cid: int, timeout: float = 900):
-    """Wait until candidate `cid` is committed and its evaluator worker is running."""
-    ref = run_dir / "kernels" / ".git" / "refs" / "candidates" / str(cid)
+def _recorded(run_dir: Path) -> set[int]:
+    db = sqlite3.connect(f"file:{run_dir / 'lineage.db'}?mode=ro", uri=True, timeout=30)
+    try:
+        return {row[0] for row in db.execute("select id from candidates")}
+    finally:
+        db.close()
+
+
+def _wait_for_evaluation(proc: subprocess.Popen, run_dir: Path, timeout: float = 900) -> int:
+    """Wait until a candidate is committed, has no DB row yet, and its evaluator worker is
+    running; return its id. The caller signals at once: an evaluation lasts seconds even
+    on a quiet machine (worker start, torch import, interpreter), never milliseconds."""
+    refs = run_dir / "kernels" / ".git" / "refs" / "candidates"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"loop ended early:\n{proc.stdout.read()}"
-        if ref.exists() and _descendants(proc.pid):
-            time.sleep(3)  # well inside the evaluation (tens of seconds in the interpreter)
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"candidate {cid} never started evaluating")
+        committed = {int(p.name) for p in refs.iterdir()} if refs.exists() else set()
+        pending = committed - _recorded(run_dir)
+        if pending and _descendants(proc.pid):
+            time.sleep(0.3)
+            return max(pending)
+        time.sleep(0.2)
+    raise AssertionError("no candidate started evaluating")
 
 
 def test_ctrl_c_stops_cleanly_and_leaves_an_orphan(fixture_run, tmp_path_factory):
     run_dir = copy_fixture_run(tmp_path_factory.getbasetemp(), "sigint")
     proc = _start_resume(run_dir, FIXTURE_CANDIDATES + 2)
-    _wait_for_evaluation(proc, run_dir, FIXTURE_CANDIDATES)
+    cid = _wait_for_evaluation(proc, run_dir)
     workers = _descendants(proc.pid)
     os.killpg(proc.pid, signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
@@ -96,23 +109,24 @@ def test_ctrl_c_stops_cleanly_and_leaves_an_orphan(fixture_run, tmp_path_factory
     assert run.store.run().status == "stopped"
     assert run.effective_status() == "stopped"
     # the cut-short candidate is a commit without a row: resume will evaluate it again
-    assert FIXTURE_CANDIDATES in run.repo.candidate_refs()
-    assert run.store.get_candidate(FIXTURE_CANDIDATES) is None
+    assert cid in run.repo.candidate_refs()
+    assert run.store.get_candidate(cid) is None
     assert run.store.events()[-1].kind == "stop"
     assert not (run_dir / "run.lock").exists()
 
 
 def test_sigkill_mid_evaluation_then_resume_loses_nothing(fixture_run, tmp_path_factory):
     run_dir = copy_fixture_run(tmp_path_factory.getbasetemp(), "sigkill")
-    target = FIXTURE_CANDIDATES + 2
+    target = FIXTURE_CANDIDATES + 3
     proc = _start_resume(run_dir, target)
-    _wait_for_evaluation(proc, run_dir, FIXTURE_CANDIDATES)
+    _wait_for_evaluation(proc, run_dir)
 
     # a second loop on the same run is refused while the first one lives
     second = subprocess.run(evolve_cmd("resume", str(run_dir)), capture_output=True, text=True,
                             env=cli_env(), timeout=120)
     assert second.returncode == 2 and "in use" in second.stderr
 
+    cid = _wait_for_evaluation(proc, run_dir)   # the loop may have moved on meanwhile
     victims = _descendants(proc.pid)
     os.killpg(proc.pid, signal.SIGKILL)
     for pid in victims:
@@ -125,9 +139,9 @@ def test_sigkill_mid_evaluation_then_resume_loses_nothing(fixture_run, tmp_path_
     run = RunHandle.open(run_dir)
     assert run.store.run().status == "running"  # as the killed loop left it
     assert run.effective_status() == "interrupted"  # ... but nobody is running it
-    assert FIXTURE_CANDIDATES in run.repo.candidate_refs()
-    assert run.store.get_candidate(FIXTURE_CANDIDATES) is None
-    orphan_source = run.repo.source_at(FIXTURE_CANDIDATES)
+    assert cid in run.repo.candidate_refs()
+    assert run.store.get_candidate(cid) is None
+    orphan_source = run.repo.source_at(cid)
     run.close()
 
     status = subprocess.run(evolve_cmd("status", str(run_dir)), capture_output=True, text=True,
@@ -141,8 +155,8 @@ def test_sigkill_mid_evaluation_then_resume_loses_nothing(fixture_run, tmp_path_
     cands = run.store.candidates()
     assert len(cands) == target
     recovered = run.store.events("orphan_recovered")
-    assert [e.candidate_id for e in recovered] == [FIXTURE_CANDIDATES]
-    assert run.repo.source_at(FIXTURE_CANDIDATES) == orphan_source
+    assert [e.candidate_id for e in recovered] == [cid]
+    assert run.repo.source_at(cid) == orphan_source
     kinds = [e.kind for e in run.store.events()]
     assert "warning" in kinds  # "run was found dead (interrupted)"
     assert run.store.run().status == "stopped"
