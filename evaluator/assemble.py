@@ -18,6 +18,7 @@ from evaluator.failures import FAILURE_CLASSES, CandidateFailure
 from evaluator.noise import geomean
 from evaluator.plan import shape_of
 from evaluator.result import ShapeResult
+from evaluator.targets import Shape
 from evaluator.timing import wall_anomaly
 
 PLAUSIBLE_FRACTION = 0.9
@@ -78,8 +79,34 @@ def side_times(report: dict[str, Any], plan: dict[str, Any], side: int) -> dict[
     return out
 
 
+def covered_baselines(baseline_ms: Any, shapes: list[Shape], names: list[str]
+                      ) -> dict[int, dict[str, float]] | None:
+    """``{timed index: {baseline: ms}}`` from the caller's ``EvalOptions.baseline_ms`` when
+    it has a finite positive time of every requested baseline for every timed shape
+    (keyed by ``Shape.name``); None for partial coverage (then everything is timed)."""
+    if not isinstance(baseline_ms, dict) or not names or not shapes:
+        return None
+    out: dict[int, dict[str, float]] = {}
+    for idx, shape in enumerate(shapes):
+        row = baseline_ms.get(shape.name)
+        if not isinstance(row, dict):
+            return None
+        got = {n: _num(row.get(n)) for n in names}
+        if any(v is None for v in got.values()):
+            return None
+        out[idx] = got  # type: ignore[assignment]
+    return out
+
+
 def baseline_times(report: dict[str, Any], plan: dict[str, Any]) -> dict[int, dict[str, list[float | None]]]:
+    """Per timed index: ``{baseline: [ms per pass]}``. With cached baselines the numbers come
+    from the plan (the parent's own copy), never from the worker's report."""
     out: dict[int, dict[str, list[float | None]]] = {}
+    if plan.get("baselines_cached"):
+        for entry in plan["timed"]:
+            out[entry["idx"]] = {k: [_num(v)] * plan["passes"]
+                                 for k, v in entry.get("cached_baselines", {}).items()}
+        return out
     for rec in report.get("baselines", []):
         if isinstance(rec, dict) and isinstance(rec.get("times"), dict):
             out[rec.get("idx")] = {str(k): [_num(x) for x in v] for k, v in rec["times"].items()

@@ -155,6 +155,10 @@ def main(argv: list[str] | None = None) -> None:
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+    if req["plan"].get("device") == "cuda":
+        # create the CUDA context now, while the worker is busy (an allocation, no kernel:
+        # nothing runs on the GPU beside the worker's baseline timing)
+        torch.empty(1, device="cuda")
     chk = Checker(req["plan"], out_dir, int(req["n_sides"]))
     for line in sys.stdin:
         if not line.strip():

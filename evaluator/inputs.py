@@ -85,22 +85,30 @@ def make_inputs(shape: Shape, seed: int, kind: str = "gaussian", device: str = "
 
 def _plant_needles(q: "torch.Tensor", k: "torch.Tensor", shape: Shape,
                    gen: "torch.Generator", device: str) -> None:
-    """Align up to 4 keys per (batch, kv head) with chosen query rows (in place, fp32)."""
+    """Align up to 4 keys per (batch, kv head) with chosen query rows (in place, fp32).
+
+    Vectorised (no per-head host round trips): per (batch, kv head), ``n`` distinct query
+    rows and ``n`` distinct keys (stable argsort of uniform draws), a random query head of
+    the group for each; causal: a key after its row is redrawn uniformly in ``[0, row]``;
+    a key equal to an earlier needle's key of the same head is dropped."""
     import torch
 
-    S, G = shape.S, shape.G
+    B, Hkv, S, G = shape.B, shape.Hkv, shape.S, shape.G
     n = min(4, S)
-    for b in range(shape.B):
-        for hk in range(shape.Hkv):
-            rows = torch.randperm(S, generator=gen, device=device)[:n].tolist()
-            keys = torch.randperm(S, generator=gen, device=device)[:n].tolist()
-            heads = torch.randint(0, G, (n,), generator=gen, device=device).tolist()
-            used: set[int] = set()
-            for i, j, g in zip(rows, keys, heads):
-                if shape.causal and j > i:
-                    j = int(torch.randint(0, i + 1, (1,), generator=gen, device=device).item())
-                if j in used:
-                    continue
-                used.add(j)
-                qi = q[b, hk * G + g, i]
-                k[b, hk, j] = qi * (NEEDLE_SCORE / (float(qi.pow(2).sum()) * shape.scale))
+
+    def pick() -> "torch.Tensor":
+        u = torch.rand((B, Hkv, S), generator=gen, device=device)
+        return torch.sort(u, dim=-1, stable=True).indices[..., :n]
+
+    rows, keys = pick(), pick()
+    heads = torch.randint(0, G, (B, Hkv, n), generator=gen, device=device)
+    if shape.causal:
+        alt = (torch.rand((B, Hkv, n), generator=gen, device=device) * (rows + 1)).long()
+        keys = torch.where(keys > rows, torch.minimum(alt, rows), keys)
+    dup = (keys.unsqueeze(-1) == keys.unsqueeze(-2)).tril(-1).any(-1)
+    keep = ~dup
+    b_idx = torch.arange(B, device=device).view(B, 1, 1).expand(B, Hkv, n)[keep]
+    h_idx = torch.arange(Hkv, device=device).view(1, Hkv, 1).expand(B, Hkv, n)[keep]
+    i_idx, j_idx = rows[keep], keys[keep]
+    qi = q[b_idx, h_idx * G + heads[keep], i_idx]
+    k[b_idx, h_idx, j_idx] = qi * (NEEDLE_SCORE / (qi.pow(2).sum(-1, keepdim=True) * shape.scale))

@@ -16,19 +16,37 @@ from evaluator.targets import Shape, Target
 from evaluator.timing import TimingParams
 
 CPU_KIND_CYCLE = ("gaussian", "needle", "large_rows", "near_const_v")
+QUICK_ADVERSARIAL = ("needle", "large_rows", "near_const_v")
 SAMPLE_ROWS = 8
 SAMPLES_PER_SHAPE = 2
+MAX_SPECIALISATIONS = 256
+PRECOMPILE_LIMIT_S = 120.0
+
+
+def check_kinds(device: str, suite: str, i: int) -> list[str]:
+    """Input kinds checked on validation shape ``i``: GPU every kind (``quick``: gaussian plus
+    one adversarial kind, cycling), interpreter one kind per shape, cycling."""
+    if device != "cuda":
+        return [CPU_KIND_CYCLE[i % len(CPU_KIND_CYCLE)]]
+    if suite == "quick":
+        return ["gaussian", QUICK_ADVERSARIAL[i % len(QUICK_ADVERSARIAL)]]
+    return list(KINDS)
 
 
 def build_plan(target: Target, suite: str, *, device: str, seed: int, baselines: list[str],
-               repeat: int = 1, mode: str = "eval", rounds: int | None = None) -> dict[str, Any]:
+               repeat: int = 1, mode: str = "eval", rounds: int | None = None,
+               cached_baselines: dict[int, dict[str, float]] | None = None,
+               compile_threads: int = 0) -> dict[str, Any]:
+    """The plan. ``cached_baselines`` ({timed index: {baseline: ms}}, trusted numbers from
+    the caller) replaces the worker's baseline timing: the worker gets no baselines to time
+    and the parent's copy of the plan carries the numbers (assemble.baseline_times).
+    ``compile_threads`` > 0 turns the worker's GPU precompile stage on (precompile.py)."""
     rng = random.Random(derive_seed(seed, "plan"))
     checks = []
-    for i, shape in enumerate(target.validation_shapes(device)):
-        # GPU: every kind on every shape, first kind run twice (unwritten/determinism).
-        # Interpreter: one kind per shape, cycling, and only the first shape run twice.
-        kinds = list(KINDS) if device == "cuda" else [CPU_KIND_CYCLE[i % len(CPU_KIND_CYCLE)]]
-        for j, kind in enumerate(kinds):
+    for i, shape in enumerate(target.validation_shapes(device, suite)):
+        # GPU: the first kind of each shape run twice (unwritten/determinism).
+        # Interpreter: only the first shape run twice.
+        for j, kind in enumerate(check_kinds(device, suite, i)):
             twice = j == 0 if device == "cuda" else i == 0
             checks.append({"id": len(checks), "shape": shape.to_dict(), "kind": kind,
                            "seed": derive_seed(seed, "check", i, kind), "repeat": twice})
@@ -44,11 +62,20 @@ def build_plan(target: Target, suite: str, *, device: str, seed: int, baselines:
             for call in rng.sample(range(n_calls), min(SAMPLES_PER_SHAPE, n_calls)):
                 rows = sorted(rng.sample(range(shape.S), min(SAMPLE_ROWS, shape.S)))
                 samples.append({"pass": p, "call": call, "rows": rows})
-        timed.append({"idx": idx, "shape": shape.to_dict(), "samples": samples})
+        entry = {"idx": idx, "shape": shape.to_dict(), "samples": samples}
+        if cached_baselines is not None:
+            entry["cached_baselines"] = dict(cached_baselines[idx])
+        timed.append(entry)
+    precompile = None
+    if device == "cuda" and compile_threads > 0:
+        precompile = {"threads": int(compile_threads), "max_specs": MAX_SPECIALISATIONS,
+                      "limit_s": PRECOMPILE_LIMIT_S}
     return {
         "mode": mode, "target": target.name, "suite": suite, "device": device, "seed": seed,
-        "checks": checks, "timed": timed, "timing": asdict(params), "baselines": baselines,
-        "passes": passes,
+        "checks": checks, "timed": timed, "timing": asdict(params),
+        "baselines": [] if cached_baselines is not None else baselines,
+        "baselines_cached": cached_baselines is not None,
+        "baseline_names": list(baselines), "passes": passes, "precompile": precompile,
     }
 
 

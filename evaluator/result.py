@@ -70,6 +70,7 @@ class EvalResult:
     env: dict[str, Any] = field(default_factory=dict)
     wall_s: float = 0.0
     log_tail: str = ""
+    baselines_cached: bool = False  # baseline times given by the caller (EvalOptions.baseline_ms)
 
     @property
     def ok(self) -> bool:
@@ -97,6 +98,7 @@ class EvalResult:
             "env": self.env,
             "wall_s": self.wall_s,
             "log_tail": self.log_tail,
+            "baselines_cached": self.baselines_cached,
         }
         return d
 
@@ -126,6 +128,7 @@ class EvalResult:
             env=dict(d.get("env", {})),
             wall_s=float(d.get("wall_s", 0.0)),
             log_tail=str(d.get("log_tail", "")),
+            baselines_cached=bool(d.get("baselines_cached", False)),
         )
 
     @classmethod

@@ -6,7 +6,8 @@ sandbox with a wall-clock timeout (process-group SIGKILL -> ``timeout``); a dead
 (signal / no report) -> ``runtime``, or ``cuda_fault`` / ``oom`` when its log shows it;
 then the trusted checker (spawned after the worker exited) decides correctness; the
 result is assembled from validated numbers (assemble.py). The calling process never
-imports candidate code and never initialises CUDA.
+imports candidate code and never initialises CUDA. ``EvalOptions`` lives in options.py,
+stage announcements (``EvalOptions.on_stage``) in progress.py.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ from evaluator import assemble, spawn
 from evaluator.baselines import resolve
 from evaluator.failures import CandidateFailure, classify_text
 from evaluator.noise import CompareResult, decide, geomean
+from evaluator.options import EvalOptions, UsageError
 from evaluator.plan import build_plan
+from evaluator.progress import StageReporter
 from evaluator.result import GPU_TIMING, NOT_GPU_TIMING, EvalResult
 from evaluator.targets import UnknownTarget, get_target
 
@@ -54,27 +57,6 @@ def _nvidia_present() -> bool:
     import shutil as _sh
 
     return bool(glob.glob("/dev/nvidia*")) or _sh.which("nvidia-smi") is not None
-
-
-@dataclass
-class EvalOptions:
-    """Options of one evaluation (see docs/architecture.md). ``timeout_s`` counts from the
-    moment the candidate is imported (baselines are timed before, on their own allowance).
-    A given ``scratch_dir`` is kept, but everything the evaluation put into it is removed."""
-
-    timeout_s: float = 600.0
-    scratch_dir: Path | None = None
-    gpu: int | None = None
-    repeat: int = 1
-    baselines: tuple[str, ...] | None = None
-    log_path: Path | None = None
-    seed: int | None = None
-    static_check: bool = True  # tests only: exercise runtime classes the static check would catch
-    checker_timeout_s: float = 900.0
-
-
-class UsageError(ValueError):
-    """Bad arguments (missing file, unknown target/suite, GPU suite without GPU)."""
 
 
 @dataclass
@@ -144,6 +126,7 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dic
     private = Path(tempfile.mkdtemp(prefix="evolve-check-"))
     log_path = private / "worker.log"
     out: dict[str, Any] = {"report": {}, "verdict": None, "failure": None, "isolation": "none", "log": ""}
+    stage = StageReporter(options.on_stage)
     try:
         dirs = spawn.make_scratch(scratch)
         cand_paths = []
@@ -165,13 +148,15 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dic
             gpu=options.gpu, log_path=private / "checker.log")
         try:
             def phase1() -> CandidateFailure | None:
+                stage("checker")
                 verdict = checker.ask("checks", options.checker_timeout_s)
                 out["verdict"] = verdict
                 return _verdict_failure(verdict, private)
 
             proc = spawn.run_worker(sp.argv, env=sp.env, cwd=dirs["work"], timeout_s=options.timeout_s,
                                     log_path=log_path, phase1=dirs["out"] / "phase1.json",
-                                    on_phase1=phase1)
+                                    on_phase1=phase1,
+                                    on_stage=stage if options.on_stage is not None else None)
             out["log"] = proc.log_tail
             report = _read_report(dirs["out"] / "report.json")
             out["report"] = report or _read_report(dirs["out"] / "phase1.json")
@@ -194,6 +179,7 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dic
             if proc.returncode != 0 or not report or report.get("stage") != "done":
                 out["failure"] = _death(proc, report or out["report"])
                 return out
+            stage("checker")
             verdict = checker.ask("samples", options.checker_timeout_s)
             out["verdict"] = verdict or out["verdict"]
             out["failure"] = _verdict_failure(verdict, private)
@@ -280,8 +266,10 @@ def evaluate(path: str | Path, target: str = "gqa", suite: str | None = None,
                                    wall_s=time.monotonic() - t0, **kw)
     seed = options.seed if options.seed is not None else secrets.randbits(63)
     names = resolve(options.baselines, prep.tdev)
+    cached = assemble.covered_baselines(options.baseline_ms, prep.target.suite(prep.suite), names)
     plan = build_plan(prep.target, prep.suite, device=prep.tdev, seed=seed, baselines=names,
-                      repeat=max(1, int(options.repeat)))
+                      repeat=max(1, int(options.repeat)), cached_baselines=cached,
+                      compile_threads=options.resolved_compile_threads())
     run = _execute(prep, plan, options)
     report, verdict = run["report"], run["verdict"] or {}
     env = assemble.clean_env(report)
@@ -291,7 +279,7 @@ def evaluate(path: str | Path, target: str = "gqa", suite: str | None = None,
         env["driver"] = _driver_version()  # a file read, no CUDA init in this process
     inproc = report.get("isolation_in_process")
     env["isolation"] = run["isolation"] + (f" + {str(inproc)[:100]}" if inproc else "")
-    common = dict(env=env, log_tail=run["log"][-3000:], **kw)
+    common = dict(env=env, log_tail=run["log"][-3000:], baselines_cached=cached is not None, **kw)
     validation = {k: verdict.get(k) for k in ("checked", "passed", "max_error_ratio") if k in verdict}
     fail = run["failure"]
     if fail is None:
@@ -318,6 +306,7 @@ def compare_candidates(challenger_path: str | Path, champion_path: str | Path, t
                        suite: str | None = None, options: EvalOptions | None = None,
                        rounds: int = 5) -> CompareResult:
     """Interleaved re-measurement of two candidates in ONE worker on identical inputs.
+    ``options.baseline_ms`` is ignored: the comparison always times its baseline.
 
     Each round times every suite shape for both (who goes first alternates by round);
     timed outputs of both are re-checked by the checker. No validation checks are run
@@ -336,7 +325,8 @@ def compare_candidates(challenger_path: str | Path, champion_path: str | Path, t
     seed = options.seed if options.seed is not None else secrets.randbits(63)
     names = resolve(options.baselines or ("cudnn",), prep.tdev)[:1]
     plan = build_plan(prep.target, prep.suite, device=prep.tdev, seed=seed, baselines=names,
-                      repeat=max(2, rounds), mode="compare", rounds=1)
+                      repeat=max(2, rounds), mode="compare", rounds=1,
+                      compile_threads=options.resolved_compile_threads())
     plan["checks"] = []
     run = _execute(prep, plan, options)
     fail = run["failure"]

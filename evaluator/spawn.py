@@ -25,7 +25,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from evaluator.progress import LogFollower
 
 ROOT = Path(__file__).resolve().parent.parent
 _BOOT = "import sys; sys.path.insert(0, {root!r}); from evaluator.{mod} import main; main()"
@@ -90,7 +92,8 @@ def worker_plan(request: dict[str, Any], dirs: dict[str, Path], scratch: Path, *
 
 
 def run_worker(argv: list[str], *, env: dict[str, str], cwd: Path, timeout_s: float,
-               log_path: Path, phase1: Path, on_phase1) -> ProcResult:
+               log_path: Path, phase1: Path, on_phase1,
+               on_stage: Callable[[str], None] | None = None) -> ProcResult:
     """Run the worker in its own session with the correctness handshake.
 
     ``timeout_s`` counts from the moment the worker has finished timing the baselines
@@ -102,6 +105,10 @@ def run_worker(argv: list[str], *, env: dict[str, str], cwd: Path, timeout_s: fl
     None to release the worker into timing, or a failure to stop it. The time spent in
     ``on_phase1`` does not count against ``timeout_s``. The process group is SIGKILLed
     on timeout, on a failed phase 1, and after exit (stray children).
+
+    ``on_stage`` receives the stages the worker announces in its log, as they appear
+    (the loop follows the log; the worker announces ``awaiting-verdict`` before
+    ``phase1`` exists, so it is reported before ``on_phase1`` runs).
     """
     t0 = time.monotonic()
     deadline = t0 + timeout_s + BASELINE_ALLOWANCE_S
@@ -109,15 +116,20 @@ def run_worker(argv: list[str], *, env: dict[str, str], cwd: Path, timeout_s: fl
     released = False
     stopped = None
     timed_out = False
+    follower = LogFollower(log_path, on_stage) if on_stage is not None else None
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(argv, env=env, cwd=str(cwd), stdin=subprocess.PIPE, stdout=log,
                                 stderr=log, start_new_session=True)
         try:
             while proc.poll() is None:
+                if follower is not None:
+                    follower.poll()
                 if not started and (phase1.parent / "baselines.done").is_file():
                     started = True
                     deadline = time.monotonic() + timeout_s
                 if not released and phase1.is_file():
+                    if follower is not None:
+                        follower.poll()
                     pause = time.monotonic()
                     stopped = on_phase1()
                     deadline += time.monotonic() - pause
@@ -139,6 +151,8 @@ def run_worker(argv: list[str], *, env: dict[str, str], cwd: Path, timeout_s: fl
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 pass
+    if follower is not None and stopped is None:
+        follower.poll(final=True)
     res = ProcResult(proc.returncode, timed_out, time.monotonic() - t0, tail(log_path))
     res.stopped = stopped
     res.candidate_started = started or (phase1.parent / "baselines.done").is_file()

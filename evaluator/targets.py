@@ -12,7 +12,7 @@ validation set holds one non-contiguous case (a ``[B, S, H, D]`` tensor viewed a
 Suites (``Target.suite(name)``):
 
 * ``smoke``: tiny fp16 shapes for the CPU interpreter (bf16 ``tl.dot`` is wrong there).
-* ``quick``: 4 GPU shapes (bf16).
+* ``quick``: 4 GPU shapes (bf16); a pre-screen, never the basis of a recorded "ok".
 * ``default``: GPU shapes Hq/Hkv/D x S in {1024, 4096, 16384} (B*S = 16384 tokens)
   x causal in {no, yes}, bf16.
 
@@ -21,6 +21,8 @@ product: every S in {1, 17, 127, 1000, 3001}, B in 1..3, G in {1, 4, 7, 8} with
 Hkv = 1 (plus Hkv > 1 cases, which catch kv_head = q_head bugs), D in {64, 128},
 causal both ways and a non-default ``sm_scale`` each appear at least once. The
 interpreter uses a tiny subset (S <= 127, fp16) so a CPU smoke evaluation stays short.
+The ``quick`` suite checks only ``Target.quick_validation`` (5 GPU shapes: causal both
+ways, G > 1 and Hkv == Hq, odd S, D 64 and 128, fp16, a custom scale, a strided view).
 """
 
 from __future__ import annotations
@@ -99,6 +101,7 @@ class Target:
     baselines: tuple[str, ...] = ("cudnn", "flash", "flex")
     entry_point: str = "attention"
     extra: dict[str, Any] = field(default_factory=dict)
+    quick_validation: tuple[Shape, ...] = ()  # GPU checks of the quick suite (pre-screen only)
 
     def suite(self, name: str) -> list[Shape]:
         if name not in self.suites:
@@ -106,9 +109,14 @@ class Target:
                                    f"(known: {', '.join(self.suites)})")
         return list(self.suites[name])
 
-    def validation_shapes(self, device: str) -> list[Shape]:
-        """Shapes the correctness stage checks: ``cuda`` -> full covering set, else tiny set."""
-        return list(self.gpu_validation if device == "cuda" else self.cpu_validation)
+    def validation_shapes(self, device: str, suite: str | None = None) -> list[Shape]:
+        """Shapes the correctness stage checks: ``cuda`` -> full covering set (the small
+        ``quick_validation`` set when ``suite == "quick"``), else the tiny interpreter set."""
+        if device != "cuda":
+            return list(self.cpu_validation)
+        if suite == "quick" and self.quick_validation:
+            return list(self.quick_validation)
+        return list(self.gpu_validation)
 
     def primary_baseline(self, available: dict[str, float | None]) -> str | None:
         for name in ("cudnn", "flash", "flex", "sdpa-cpu"):
@@ -171,6 +179,15 @@ _GQA_GPU_VALIDATION = (
     Shape(2, 32, 8, 3001, 128, True, "float16", sm_scale=0.1),
     Shape(1, 2, 2, 17, 64, True, layout="bshd"),
 )
+# Quick suite (pre-screen): causal both ways, G = 4 / 7 and Hkv == Hq, odd S (17, 127, 1000),
+# D 64 and 128, one fp16, one custom scale, one transposed view; ~5 checks' worth of work.
+_GQA_QUICK_VALIDATION = (
+    Shape(1, 8, 2, 1000, 128, True),
+    Shape(2, 4, 4, 127, 64, False, "float16", sm_scale=0.3),
+    Shape(1, 7, 1, 17, 64, True),
+    Shape(1, 12, 3, 1000, 128, False, layout="bshd"),
+    Shape(2, 32, 8, 127, 128, False),
+)
 _GQA_CPU_VALIDATION = (
     Shape(1, 1, 1, 17, 64, False, "float16"),
     Shape(1, 4, 1, 127, 64, True, "float16"),
@@ -192,6 +209,7 @@ _TARGETS: dict[str, Target] = {
         suites={"smoke": _SMOKE_GQA, "quick": _GQA_QUICK, "default": _default_suite(_GQA_HEADS)},
         gpu_validation=_GQA_GPU_VALIDATION,
         cpu_validation=_GQA_CPU_VALIDATION,
+        quick_validation=_GQA_QUICK_VALIDATION,
     ),
     "mha": Target(
         name="mha",
@@ -199,6 +217,7 @@ _TARGETS: dict[str, Target] = {
         suites={"smoke": _SMOKE_MHA, "quick": _MHA_QUICK, "default": _default_suite(_MHA_HEADS)},
         gpu_validation=_mha_only(_GQA_GPU_VALIDATION),
         cpu_validation=_mha_only(_GQA_CPU_VALIDATION),
+        quick_validation=_mha_only(_GQA_QUICK_VALIDATION),
     ),
 }
 

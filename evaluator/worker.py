@@ -4,10 +4,15 @@ Run as ``python -I -c ... evaluator.worker.main() REQUEST`` by the runner, insid
 sandbox, cwd/HOME/TRITON_CACHE_DIR in the scratch dir. Order:
 
 1. import torch/triton, collect env info, time the baselines (before any candidate code
-   exists in the process, so it cannot tamper with them);
+   exists in the process, so it cannot tamper with them; none when the plan carries
+   cached baseline times given by the caller);
 2. ``sandbox.apply_in_process``, ``guard.install``; import the candidate(s);
-3. correctness calls on seeded inputs: a NaN-filled block of the output's size is
-   allocated and freed right before each call (the caching allocator hands it to
+   GPU: ``precompile`` -- the candidate's Triton specialisations for every validation and
+   timed shape are discovered without launches and compiled in a thread pool that is
+   gone before the next stage (precompile.py); Triton's ``jit_cache_hook`` must be unset
+   from then on (else ``forbidden``: tampering);
+3. correctness calls on seeded inputs: NaN-filled blocks of the output's size are
+   allocated and freed right before each call (the allocator hands one to
    ``torch.empty``), contract checks (exact ``torch.Tensor``, shape, dtype, device, no
    aliasing of an input's storage), inputs compared bit-for-bit with copies, the guard's
    integrity check; outputs saved raw for the checker; the first check of each shape is
@@ -23,6 +28,7 @@ and the runner decide. A failure it detects is written as the report's ``failure
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -33,6 +39,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from evaluator import precompile
 from evaluator.correctness import POISON_SECOND
 from evaluator.failures import CandidateFailure, classify_exception, classify_text
 from evaluator.inputs import make_inputs, torch_dtype
@@ -42,6 +49,7 @@ from evaluator.timing import BadOutput, TimingParams, time_call
 
 
 _REPORT: dict[str, Any] = {}
+_CPU_POISON_BLOCKS = 8
 _T0 = time.monotonic()
 
 
@@ -70,6 +78,8 @@ class Worker:
         self.report.update({"failure": None, "stage": "start", "checks": [], "timing": [],
                             "baselines": [], "threads": {}})
         self.fns: list[Any] = []
+        self.modules: list[Any] = []
+        self.hook_checks = False  # on once Triton's JIT module is held (before the guard)
         self.guard = None
         self.threads0 = (threading.active_count(), _task_count())
 
@@ -82,6 +92,13 @@ class Worker:
             msg = self.guard.check_integrity()
             if msg:
                 self.fail("forbidden", f"tampering detected: {msg}", shape.name if shape else None)
+        self._check_hook(shape)
+
+    def _check_hook(self, shape: Shape | None = None) -> None:
+        """Triton's jit_cache_hook skips launches when it returns True: it must stay unset."""
+        if self.hook_checks and precompile.hook_is_set():
+            self.fail("forbidden", "tampering detected: triton.knobs.runtime.jit_cache_hook is set",
+                      shape.name if shape else None)
 
     def _call(self, fn, q, k, v, shape: Shape):
         kwargs = {} if shape.sm_scale is None else {"sm_scale": shape.sm_scale}
@@ -104,6 +121,11 @@ class Worker:
         from evaluator.baselines import get_baseline
 
         _stage("baselines")
+        if not self.plan["baselines"]:
+            why = "given by the caller" if self.plan.get("baselines_cached") else "none requested"
+            print(f"[evaluator-worker] baselines: not timed ({why})", file=sys.stderr, flush=True)
+            return
+        t0 = time.monotonic()
         fns = {name: get_baseline(name) for name in self.plan["baselines"]}
         for entry in self.plan["timed"]:
             shape = shape_of(entry["shape"])
@@ -123,6 +145,8 @@ class Worker:
                         if classify_text(str(exc)) == "cuda_fault":
                             raise
             self.report["baselines"].append({"idx": entry["idx"], "times": rec})
+        print(f"[evaluator-worker] baselines: timed {', '.join(fns)} on {len(self.plan['timed'])} "
+              f"shapes in {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
 
     def _kw(self, shape: Shape) -> dict:
         return {} if shape.sm_scale is None else {"sm_scale": shape.sm_scale}
@@ -137,7 +161,8 @@ class Worker:
 
         _stage("confine")
         self.report["isolation_in_process"] = sandbox.apply_in_process(self.scratch)
-        _preimport_kernel_libraries()
+        precompile.preimport_kernel_libraries()
+        self.hook_checks = True
         self.threads0 = (threading.active_count(), _task_count())
         guard.install(scratch_dir=self.scratch, candidate_path=self.candidates[0])
         self.guard = guard
@@ -160,11 +185,41 @@ class Worker:
             if not callable(fn):
                 self.fail("contract", "the candidate defines no callable `attention`", side=i)
             self.fns.append(fn)
+            self.modules.append(mod)
+
+    def precompile(self) -> None:
+        """Compile every specialisation the checked and timed calls will need, in parallel
+        (GPU; best effort, see precompile.py). Discovery calls use their own empty inputs."""
+        _stage("precompile")
+        cfg = self.plan.get("precompile")
+        if self.tdev != "cuda" or not cfg:
+            why = "interpreter" if self.tdev != "cuda" else "off"
+            print(f"[evaluator-worker] precompile: skipped ({why})", file=sys.stderr, flush=True)
+            return
+        import torch
+
+        shapes = list(dict.fromkeys([shape_of(c["shape"]) for c in self.plan["checks"]]
+                                    + [shape_of(e["shape"]) for e in self.plan["timed"]]))
+        calls = [functools.partial(self._discovery_call, fn, shape) for fn in self.fns for shape in shapes]
+        namespaces = [vars(m) for m in self.modules]
+        stats = precompile.run(calls, namespaces, threads=int(cfg["threads"]),
+                               max_specs=int(cfg["max_specs"]), limit_s=float(cfg["limit_s"]))
+        print(stats.line(), file=sys.stderr, flush=True)
+        self.report["precompile"] = {"found": stats.found, "compiled": stats.compiled,
+                                     "seconds": round(stats.seconds, 3)}
+        torch.cuda.empty_cache()  # discovery's blocks go back: the NaN poison stays effective
+        self._threads(None)
+        self._integrity(None)
+
+    def _discovery_call(self, fn, shape: Shape) -> None:
+        q, k, v = precompile.empty_inputs(shape, self.tdev)
+        fn(q, k, v, causal=shape.causal, **self._kw(shape))
 
     def run_checks(self) -> None:
         import torch
 
         _stage("correctness")
+        self._check_hook()
         for chk in self.plan["checks"]:
             shape = shape_of(chk["shape"])
             q, k, v = make_inputs(shape, chk["seed"], chk["kind"], self.tdev)
@@ -189,8 +244,8 @@ class Worker:
         """Hand the correctness outputs to the parent and block until it releases us."""
         tmp = self.out_dir / "phase1.tmp"
         tmp.write_text(json.dumps(self.report, default=str))
+        _stage("awaiting-verdict")  # announced first: the parent reports it before the checker
         os.replace(tmp, self.out_dir / "phase1.json")
-        _stage("awaiting-verdict")
         line = sys.stdin.readline()
         if line.strip() != "go":
             raise CandidateFailure("internal", "the parent did not release the worker for timing")
@@ -201,8 +256,10 @@ class Worker:
         n = shape.B * shape.Hq * shape.S * shape.D
         dt = torch_dtype(shape.dtype)
         if self.tdev != "cuda":
-            block = torch.full((n,), value, dtype=dt)
-            del block
+            # several blocks: malloc hands out older free chunks of the same size first
+            # (earlier outputs, temporaries); poisoning them all leaves no stale one
+            blocks = [torch.full((n,), value, dtype=dt) for _ in range(_CPU_POISON_BLOCKS)]
+            del blocks
             return
         # Fill every cached free chunk that could serve an allocation of the output's size:
         # allocate poisoned blocks (best fit, like the candidate's torch.empty will) until
@@ -244,6 +301,7 @@ class Worker:
 
     def run_timing(self) -> None:
         _stage("timing")
+        self._check_hook()
         for entry in self.plan["timed"]:
             shape = shape_of(entry["shape"])
             rec: dict[str, Any] = {"idx": entry["idx"], "sides": []}
@@ -304,6 +362,7 @@ def main(argv: list[str] | None = None) -> None:
         w.time_baselines()
         (w.out_dir / "baselines.done").write_text("1")  # the candidate's timeout starts now
         w.import_candidates()
+        w.precompile()
         w.run_checks()
         w.await_verdict()
         w.run_timing()
@@ -327,25 +386,3 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     main()
 
-
-# Modules honest kernels import; loading them before the guard is armed keeps library
-# start-up work (source compiles, dataclass exec) out of the candidate's account.
-_KERNEL_LIBRARIES = ("math", "functools", "typing", "dataclasses", "triton", "triton.language",
-                     "triton.tools.tensor_descriptor")
-
-
-def _preimport_kernel_libraries() -> None:
-    sys.dont_write_bytecode = True   # library modules imported later must not write .pyc files
-    for name in _KERNEL_LIBRARIES:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
-    import torch
-
-    if torch.cuda.is_available():
-        # Triton creates its driver on the first launch, probing the platform with
-        # subprocesses (`file`, `ldconfig`); do it now, as trusted code.
-        from triton.runtime import driver
-
-        driver.active.get_current_stream(driver.active.get_current_device())

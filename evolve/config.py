@@ -70,6 +70,15 @@ class RunConfig:
     baselines: list[str] = field(default_factory=lambda: ["cudnn"])
     rematch_rounds: int = 5
     gpu: bool = False
+    # scale-out (see docs/architecture.md, "Orchestrator"): evaluation workers and proposers
+    executor: str = "local"  # "local" (one worker process per GPU) | "ray"
+    ray_address: str | None = None  # --executor ray: an existing cluster (None = local Ray)
+    gpus: list[int] | None = None  # GPU indices for evaluation workers (None = all visible)
+    proposers: int = 1  # variation sessions in flight at once
+    baseline_ttl_s: float = 600.0  # a worker reuses its cuDNN times for this long
+    prescreen: bool = True  # GPU + default suite: a quick-suite pre-screen before the full one
+    prescreen_ratio: float = 0.9  # quick geomean below ratio x champion's -> rejected "slow"
+    worker_grace_s: float = 4200.0  # a job running longer than timeout + this is "hung"
     agent: AgentConfig = field(default_factory=AgentConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console
 
 from evolve.config import AgentConfig, RunConfig
+from evolve.evaluation import Evaluations
 from evolve.loop import Budget, EvolutionLoop
 from evolve.operators import OperatorError, make_operator
 from evolve.paths import default_seed
@@ -43,6 +44,10 @@ class StartOptions:
     suite: str | None = None
     rng_seed: int | None = None
     agent: AgentConfig | None = None
+    proposers: int = 1
+    gpus: str | None = None  # "0,1" | "all" | None (all visible)
+    executor: str = "local"
+    ray_address: str | None = None
 
 
 def resolve_operator(requested: str, agent: AgentConfig) -> str:
@@ -52,6 +57,27 @@ def resolve_operator(requested: str, agent: AgentConfig) -> str:
         return requested
     llm = os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL") or agent.base_url
     return "agent" if llm else "offline"
+
+
+def check_scaleout(executor: str | None, ray_address: str | None, gpus: str | None,
+                   proposers: int | None) -> tuple[str | None, list[int] | None, int | None]:
+    """Validate --executor / --ray-address / --gpus / --proposers (None: not given).
+    Returns (executor, gpu indices or None for all visible, proposers)."""
+    from evolve.executors import ExecutorError, check_executor, parse_gpus, resolve_gpus
+
+    if proposers is not None and proposers < 1:
+        raise UsageError("--proposers must be at least 1")
+    try:
+        if executor is not None:
+            check_executor(executor)
+        if ray_address and executor not in (None, "ray"):
+            raise ExecutorError("--ray-address needs --executor ray")
+        parsed = parse_gpus(gpus) if gpus is not None else None
+        if parsed is not None and not (executor == "ray" and ray_address):
+            resolve_gpus(parsed)  # each index must be visible here (a cluster counts its own)
+    except ExecutorError as e:
+        raise UsageError(str(e)) from None
+    return executor, parsed, proposers
 
 
 def _check_target(target: str) -> None:
@@ -74,6 +100,8 @@ def create_run(opts: StartOptions, console: Console) -> RunHandle:
         raise UsageError(f"seed file {seed} not found")
     if opts.max_candidates is not None and opts.max_candidates < 1:
         raise UsageError("--max-candidates must be at least 1")
+    executor, gpus, proposers = check_scaleout(opts.executor, opts.ray_address, opts.gpus,
+                                               opts.proposers)
     gpu = gpu_available()
     suite = opts.suite or ("default" if gpu else "smoke")
     name = validate_name(opts.name) if opts.name else default_name(opts.target, operator)
@@ -82,7 +110,8 @@ def create_run(opts: StartOptions, console: Console) -> RunHandle:
                        rng_seed=opts.rng_seed if opts.rng_seed is not None
                        else secrets.randbelow(2**31),
                        max_candidates=opts.max_candidates, max_minutes=opts.max_minutes,
-                       gpu=gpu, agent=agent)
+                       gpu=gpu, agent=agent, executor=executor or "local",
+                       ray_address=opts.ray_address, gpus=gpus, proposers=proposers or 1)
     if (Path(opts.runs_dir) / name).exists():
         raise UsageError(f"run {name!r} already exists in {opts.runs_dir}; pick another --name "
                          "or use evolve resume")
@@ -106,7 +135,7 @@ def drive(run: RunHandle, console: Console, resumed: bool,
         store.set_run_status("running")
         store.add_event(Event(kind="resume" if resumed else "start",
                               message=f"pid {os.getpid()}, operator {cfg.operator}, "
-                              f"budget: {_budget_text(cfg)}"))
+                              f"budget: {_budget_text(cfg)}, {_scale_text(cfg)}"))
         if not cfg.gpu:
             console.print(NO_GPU_WARNING.format(suite=cfg.suite), style="yellow", markup=False,
                           highlight=False, soft_wrap=True)
@@ -115,12 +144,16 @@ def drive(run: RunHandle, console: Console, resumed: bool,
         except (OperatorError, ImportError) as e:
             store.set_run_status("stopped")
             raise UsageError(f"cannot use the {cfg.operator} operator: {e}") from None
+        evaluations = _evaluations(run)
         budget = Budget(cfg.max_candidates, cfg.max_minutes, cfg.agent.max_usd)
         state = ProgressState(run.name, cfg.target, cfg.operator, cfg.max_candidates)
         progress = make_progress(state, console, live)
         try:
             with progress:
-                outcome = EvolutionLoop(run, operator, progress, budget).run_loop()
+                outcome = EvolutionLoop(
+                    run, operator, progress, budget, evaluations,
+                    operator_factory=lambda view: make_operator(cfg.operator, view),
+                    proposers=cfg.proposers).run_loop()
         except KeyboardInterrupt:
             store.set_run_status("stopped")
             store.add_event(Event(kind="stop", message="interrupted by the user (Ctrl-C)"))
@@ -152,6 +185,19 @@ def drive(run: RunHandle, console: Console, resumed: bool,
         lock.release()
 
 
+def _evaluations(run: RunHandle) -> Evaluations:
+    """The run's evaluations on a started executor (its workers, one per GPU)."""
+    from evolve.executors import ExecutorError, executor_for
+
+    cfg = run.config
+    try:
+        ex = executor_for(cfg, run.paths.scratch, run.paths.logs)
+    except ExecutorError as e:
+        run.store.set_run_status("stopped")
+        raise UsageError(f"cannot start the {cfg.executor} executor: {e}") from None
+    return Evaluations(run, ex)
+
+
 def _budget_text(cfg: RunConfig) -> str:
     parts = []
     if cfg.max_candidates is not None:
@@ -161,6 +207,14 @@ def _budget_text(cfg: RunConfig) -> str:
     if cfg.agent.max_usd is not None:
         parts.append(f"${cfg.agent.max_usd:g}")
     return ", ".join(parts) or "none (Ctrl-C stops)"
+
+
+def _scale_text(cfg: RunConfig) -> str:
+    gpus = "all GPUs" if cfg.gpus is None else "GPUs " + ",".join(map(str, cfg.gpus))
+    if not cfg.gpu:
+        gpus = "one interpreter worker"
+    where = f" at {cfg.ray_address}" if cfg.ray_address else ""
+    return f"{cfg.proposers} proposer(s), {cfg.executor} executor{where} on {gpus}"
 
 
 def _run_arg(run: RunHandle) -> str:
@@ -194,7 +248,9 @@ def check_resume_host(run: RunHandle) -> None:
 
 
 def apply_resume_overrides(run: RunHandle, max_candidates: int | None,
-                           max_minutes: float | None, max_usd: float | None) -> None:
+                           max_minutes: float | None, max_usd: float | None,
+                           proposers: int | None = None, gpus: str | None = None,
+                           executor: str | None = None, ray_address: str | None = None) -> None:
     if max_candidates is not None:
         if max_candidates < 1:
             raise UsageError("--max-candidates must be at least 1")
@@ -203,5 +259,17 @@ def apply_resume_overrides(run: RunHandle, max_candidates: int | None,
         run.config.max_minutes = max_minutes
     if max_usd is not None:
         run.config.agent.max_usd = max_usd
+    executor, parsed, proposers = check_scaleout(
+        executor or (run.config.executor if ray_address else None), ray_address, gpus, proposers)
+    if executor is not None:
+        run.config.executor = executor
+        if executor != "ray":
+            run.config.ray_address = None
+    if ray_address is not None:
+        run.config.ray_address = ray_address
+    if gpus is not None:
+        run.config.gpus = parsed
+    if proposers is not None:
+        run.config.proposers = proposers
     run.save_config()
 

@@ -60,7 +60,7 @@ def verify_module(out: Path, target: str, suite: str | None, timeout_s: float,
     gpu = gpu_available()
     options = EvalOptions(timeout_s=timeout_s, static_check=False, log_path=log_path,
                           baselines=("cudnn",) if gpu else None)
-    return evaluate(out, target, suite or ("quick" if gpu else "smoke"), options)
+    return evaluate(out, target, suite or ("default" if gpu else "smoke"), options)
 
 
 def export_candidate(run: str | Path, out: Path, *, runs_dir: Path = Path("runs"),

@@ -26,6 +26,8 @@ class ProgressState:
     last_failure: str = ""
     cost_usd: float = 0.0
     started: float = field(default_factory=time.monotonic)
+    in_flight: dict[int, str] = field(default_factory=dict)  # candidate id -> hypothesis
+    worker_line: str = ""  # e.g. "local-gpu0 timing cand-12 | local-gpu1 idle"
 
     def elapsed(self) -> str:
         s = int(time.monotonic() - self.started)
@@ -34,6 +36,14 @@ class ProgressState:
 
 def _score(x: float | None) -> str:
     return "-" if x is None else f"{x:.4g}"
+
+
+def worker_line(workers: list) -> str:  # noqa: ANN001 - WorkerStatus objects
+    parts = []
+    for w in workers:
+        job = f" {w.job_id}" if w.job_id and w.state not in ("idle", "stopped") else ""
+        parts.append(f"{w.name} {w.state}{job}")
+    return " | ".join(parts)
 
 
 class PlainProgress:
@@ -50,10 +60,15 @@ class PlainProgress:
 
     def started(self, cid: int, what: str) -> None:
         self.state.current = f"#{cid} {what}"
+        self.state.in_flight[cid] = what
         self.console.print(f"[{self.state.elapsed()}] evaluating #{cid}: {what}", highlight=False,
                            markup=False, soft_wrap=True)
 
-    def finished(self, line: str, failure: str = "") -> None:
+    def workers(self, workers: list) -> None:  # noqa: ANN001 - WorkerStatus objects
+        self.state.worker_line = worker_line(workers)
+
+    def finished(self, line: str, failure: str = "", cid: int | None = None) -> None:
+        self.state.in_flight.pop(cid, None)
         self.state.last = line
         if failure:
             self.state.last_failure = failure
@@ -92,7 +107,10 @@ class LiveProgress(PlainProgress):
         t.add_row("candidates", f"{s.done}{budget}")
         t.add_row("best", f"#{s.best_id}  score {_score(s.best_score)}" if s.best_id is not None
                   else "-")
-        t.add_row("now", s.current or "-")
+        now = ", ".join(f"#{c}" for c in sorted(s.in_flight))
+        t.add_row("evaluating", now or "-")
+        if s.worker_line:
+            t.add_row("workers", s.worker_line)
         t.add_row("last", s.last or "-")
         t.add_row("last failure", s.last_failure or "-")
         if s.cost_usd:
@@ -103,8 +121,10 @@ class LiveProgress(PlainProgress):
 
     def started(self, cid: int, what: str) -> None:
         self.state.current = f"#{cid} {what}"
+        self.state.in_flight[cid] = what
 
-    def finished(self, line: str, failure: str = "") -> None:
+    def finished(self, line: str, failure: str = "", cid: int | None = None) -> None:
+        self.state.in_flight.pop(cid, None)
         self.state.last = line
         self.state.current = ""
         if failure:

@@ -85,6 +85,11 @@ def run_summary(run: RunHandle) -> Group:
     t.add_row("run", f"{rec.name}  ({run.paths.root})")
     t.add_row("target / suite", f"{rec.target} / {rec.suite}")
     t.add_row("operator", rec.operator + (f" ({rec.model})" if rec.model else ""))
+    cfg = run.config
+    t.add_row("scale-out", f"{cfg.proposers} proposer(s), {cfg.executor} executor"
+              + (f" at {cfg.ray_address}" if cfg.ray_address else "") + ", GPUs "
+              + ("all" if cfg.gpus is None else ",".join(map(str, cfg.gpus)))
+              + ("" if cfg.gpu else " (none here: one interpreter worker)"))
     t.add_row("status", run.effective_status())
     t.add_row("created", rec.created_at)
     t.add_row("elapsed", fmt_elapsed(elapsed_s(run)))
@@ -107,6 +112,24 @@ def run_summary(run: RunHandle) -> Group:
         ev.add_row(e.ts[:19], e.kind, "-" if e.candidate_id is None else str(e.candidate_id),
                    e.message[:100])
     return Group(t, ev)
+
+
+def workers_table(workers: list[dict[str, Any]]) -> Table:
+    """The evaluation workers' last utilisation snapshot (table `workers`)."""
+    t = Table(title="evaluation workers")
+    for col in ("worker", "gpu", "state", "job", "jobs", "busy %", "compile s", "timing s",
+                "idle s", "restarts"):
+        t.add_column(col, justify="left" if col in ("worker", "state", "job") else "right")
+    for w in workers:
+        busy, idle = float(w.get("busy_s") or 0.0), float(w.get("idle_s") or 0.0)
+        pct = f"{100 * busy / (busy + idle):.0f}" if busy + idle > 0 else "-"
+        active = w.get("state") not in ("idle", "stopped", "dead")
+        t.add_row(str(w.get("name")), "cpu" if w.get("gpu") is None else str(w.get("gpu")),
+                  str(w.get("state")), str(w.get("job_id") or "-") if active else "-",
+                  str(w.get("jobs_done") or 0), pct, f"{float(w.get('compile_s') or 0):.0f}",
+                  f"{float(w.get('timing_s') or 0):.0f}", f"{idle:.0f}",
+                  str(w.get("restarts") or 0))
+    return t
 
 
 def shapes_table(measurements: list[Measurement], title: str = "per shape") -> Table:

@@ -1,6 +1,7 @@
 """The lineage store: one run's lineage.db (SQLite through sqlite-utils, WAL mode).
 
-Every table is append-only except `runs` (status / updated_at). Failed candidates
+Every table is append-only except `runs` (status / updated_at) and `workers` (the
+evaluation workers' utilisation snapshot, upserted by the orchestrator). Failed candidates
 are kept with their failure class and message. See docs/architecture.md.
 """
 
@@ -54,6 +55,11 @@ _SCHEMA: dict[str, tuple[dict[str, type], str | None]] = {
     "events": ({"ts": str, "kind": str, "candidate_id": int, "message": str,
                 "data_json": str}, None),
 }
+
+_WORKER_COLUMNS: dict[str, type] = {
+    "name": str, "gpu": int, "state": str, "job_id": str, "pid": int, "jobs_done": int,
+    "restarts": int, "busy_s": float, "compile_s": float, "timing_s": float, "idle_s": float,
+    "updated": str}
 
 _INDEXES = [
     ("candidates", ["source_sha256"]),
@@ -231,6 +237,24 @@ class LineageStore:
             "SELECT failure_class, COUNT(*) FROM candidates WHERE failure_class IS NOT NULL "
             "GROUP BY failure_class ORDER BY COUNT(*) DESC").fetchall())
         return {"total": sum(by_status.values()), "by_status": by_status, "by_class": by_class}
+
+    # --- evaluation workers (a snapshot table, upserted; see evolve/executors) ---
+
+    def upsert_workers(self, rows: list[dict[str, Any]]) -> None:
+        """Replace the utilisation snapshot of the named workers (table `workers`)."""
+        if not rows:
+            return
+        clean = [{k: v for k, v in r.items() if k in _WORKER_COLUMNS} for r in rows]
+        with self.db.atomic():
+            if not self.db.table("workers").exists():
+                self.db.table("workers").create(_WORKER_COLUMNS, pk="name")
+            self.db.table("workers").upsert_all(clean, pk="name", alter=True)
+
+    def workers(self) -> list[dict[str, Any]]:
+        """The last utilisation snapshot of each worker ([] when the run never had one)."""
+        if not self.db.table("workers").exists():
+            return []
+        return [dict(r) for r in self.db.query("SELECT * FROM workers ORDER BY name")]
 
     def integrity_ok(self) -> bool:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

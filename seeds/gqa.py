@@ -34,13 +34,16 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 # FLAT: flattened 2-D [B*H*S, D] descriptors for the loads (else 3-D [B*H, S, D]);
 # HOST_DESC: descriptors built on the host (TensorDescriptor kernel arguments) instead of
 # in every program with tl.make_tensor_descriptor;
-# REVERSE_M: causal only, launch the longest query rows of a head first.
+# REVERSE_M: causal only, launch the longest query rows of a head first;
+# PERSIST: non-causal only, 0 = one program per query tile, k = k programs per SM looping
+# over the tiles (H200: +13 % at D=64 S=1024, -30..-50 % at D=128; benchmarks/results/).
 CONFIG = {
     "BLOCK_M_D64_NC": 128,
     "BLOCK_N_D64_NC": 64,
     "WARPS_D64_NC": 4,
     "FLAT_D64_NC": 1,
     "HOST_DESC_D64_NC": 0,
+    "PERSIST_D64_NC": 0,
     "STAGES_D64_NC": 4,
     "BLOCK_M_D64_C": 128,
     "BLOCK_N_D64_C": 64,
@@ -54,6 +57,7 @@ CONFIG = {
     "WARPS_D128_NC": 4,
     "FLAT_D128_NC": 1,
     "HOST_DESC_D128_NC": 0,
+    "PERSIST_D128_NC": 0,
     "STAGES_D128_NC": 2,
     "BLOCK_M_D128_C": 128,
     "BLOCK_N_D128_C": 64,
@@ -70,6 +74,7 @@ SEARCH_SPACE = {
     "WARPS_D64_NC": [4, 8],
     "FLAT_D64_NC": [0, 1],
     "HOST_DESC_D64_NC": [0, 1],
+    "PERSIST_D64_NC": [0, 1, 2],
     "STAGES_D64_NC": [2, 3, 4, 5],
     "BLOCK_M_D64_C": [64, 128],
     "BLOCK_N_D64_C": [32, 64],
@@ -83,6 +88,7 @@ SEARCH_SPACE = {
     "WARPS_D128_NC": [4, 8],
     "FLAT_D128_NC": [0, 1],
     "HOST_DESC_D128_NC": [0, 1],
+    "PERSIST_D128_NC": [0, 1, 2],
     "STAGES_D128_NC": [1, 2, 3, 4],
     "BLOCK_M_D128_C": [64, 128],
     "BLOCK_N_D128_C": [32, 64],
@@ -219,8 +225,62 @@ def _attn_fwd(Q, K, V, Out, qk_scale, BHq, BHkv, Hq, Hkv, S, G,
                  acc.to(q.dtype).reshape(1, BLOCK_M, HEAD_DIM))
 
 
+@triton.jit
+def _attn_fwd_persist(Q, K, V, Out, qk_scale, BHq, BHkv, Hq, Hkv, S, G, n_tiles,
+                      HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                      EVEN_N: tl.constexpr, FLAT: tl.constexpr, NUM_PROGS: tl.constexpr):
+    """Non-causal, persistent: program p takes work items p, p + NUM_PROGS, ... in order, so
+    the items in flight at any moment are adjacent (same heads, same GQA group: L2 reuse)."""
+    num_m = tl.cdiv(S, BLOCK_M)
+    pid = tl.program_id(0)
+    head_stride = S * HEAD_DIM
+    if FLAT:
+        desc_q = tl.make_tensor_descriptor(Q, shape=[BHq * S, HEAD_DIM], strides=[HEAD_DIM, 1],
+                                           block_shape=[BLOCK_M, HEAD_DIM])
+        desc_k = tl.make_tensor_descriptor(K, shape=[BHkv * S, HEAD_DIM], strides=[HEAD_DIM, 1],
+                                           block_shape=[BLOCK_N, HEAD_DIM])
+        desc_v = tl.make_tensor_descriptor(V, shape=[BHkv * S, HEAD_DIM], strides=[HEAD_DIM, 1],
+                                           block_shape=[BLOCK_N, HEAD_DIM])
+    else:
+        desc_q = tl.make_tensor_descriptor(Q, shape=[BHq, S, HEAD_DIM],
+                                           strides=[head_stride, HEAD_DIM, 1],
+                                           block_shape=[1, BLOCK_M, HEAD_DIM])
+        desc_k = tl.make_tensor_descriptor(K, shape=[BHkv, S, HEAD_DIM],
+                                           strides=[head_stride, HEAD_DIM, 1],
+                                           block_shape=[1, BLOCK_N, HEAD_DIM])
+        desc_v = tl.make_tensor_descriptor(V, shape=[BHkv, S, HEAD_DIM],
+                                           strides=[head_stride, HEAD_DIM, 1],
+                                           block_shape=[1, BLOCK_N, HEAD_DIM])
+    desc_o = tl.make_tensor_descriptor(Out, shape=[BHq, S, HEAD_DIM],
+                                       strides=[head_stride, HEAD_DIM, 1],
+                                       block_shape=[1, BLOCK_M, HEAD_DIM])
+    full = (S // BLOCK_N) * BLOCK_N
+    for tile in tl.range(pid, n_tiles, NUM_PROGS):
+        bh = tile // num_m
+        start_m = tile % num_m
+        kv_bh = (bh // Hq) * Hkv + (bh % Hq) // G
+        offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        q = _load_tile(desc_q, bh, start_m * BLOCK_M, S, FLAT, BLOCK_M, HEAD_DIM)
+        m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+        l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+        acc = tl.zeros([BLOCK_M, HEAD_DIM], dtype=tl.float32)
+        acc, l_i, m_i = _attn_inner(acc, l_i, m_i, q, desc_k, desc_v, kv_bh, offs_m,
+                                    0, full, S, qk_scale, 0, FLAT, BLOCK_N, HEAD_DIM)
+        if not EVEN_N:
+            acc, l_i, m_i = _attn_inner(acc, l_i, m_i, q, desc_k, desc_v, kv_bh, offs_m,
+                                        full, S, S, qk_scale, 2, FLAT, BLOCK_N, HEAD_DIM)
+        acc = acc / l_i[:, None]
+        desc_o.store([bh, start_m * BLOCK_M, 0],
+                     acc.to(q.dtype).reshape(1, BLOCK_M, HEAD_DIM))
+
+
 def _tma_workspace(size: int, alignment: int, stream, device=None):
     return torch.empty(size, dtype=torch.int8, device=device)
+
+
+@functools.lru_cache(maxsize=None)
+def _num_sms(device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def _fit_stages(block_m: int, block_n: int, head_dim: int, stages: int, elem: int) -> int:
@@ -293,6 +353,16 @@ def attention(q, k, v, *, causal: bool = False, sm_scale: float | None = None) -
         if q.is_cuda:
             triton.set_allocator(functools.partial(_tma_workspace, device=q.device))
 
+    persist = 0 if causal or host or not q.is_cuda else CONFIG.get("PERSIST" + cls, 0)
+    if persist:
+        n_tiles = B * Hq * triton.cdiv(S, block_m)
+        progs = min(n_tiles, _num_sms(q.device) * persist)
+        _attn_fwd_persist[(progs,)](
+            q, k, v, out, float(sm_scale) * _LOG2E, B * Hq, B * Hkv, Hq, Hkv, S, Hq // Hkv,
+            n_tiles, HEAD_DIM=D, BLOCK_M=block_m, BLOCK_N=block_n, EVEN_N=S % block_n == 0,
+            FLAT=flat, NUM_PROGS=progs,
+            num_warps=CONFIG["WARPS" + cls], num_stages=stages)
+        return out
     grid = (B * Hq * triton.cdiv(S, block_m),)
     _attn_fwd[grid](
         *args, float(sm_scale) * _LOG2E, B * Hq, B * Hkv, Hq, Hkv, S, Hq // Hkv,

@@ -39,7 +39,7 @@ def export(
                                             help="candidate id (default: the run's best)"),
     runs_dir: Path = typer.Option(DEFAULT_RUNS_DIR, "--runs-dir", help="directory holding run directories"),
     suite: Optional[str] = typer.Option(None, help="suite for the re-verification "
-                                        "(default: quick on a GPU, smoke on the CPU interpreter)"),
+                                        "(default: default on a GPU, smoke on the CPU interpreter)"),
     force: bool = typer.Option(False, "--force", help="overwrite an existing --out file"),
     timeout: float = typer.Option(600.0, help="re-verification timeout in seconds"),
 ) -> None:

@@ -26,6 +26,7 @@ from evolve.report import (
     runs_table,
     shapes_table,
     source_view,
+    workers_table,
 )
 from evolve.run import RunHandle
 from evolve.rundir import RunDirError, list_runs, resolve_run
@@ -33,6 +34,13 @@ from evolve.runlock import RunLockedError
 from evolve.store import StoreError
 
 RUNS_DIR_HELP = "directory holding run directories"
+PROPOSERS_HELP = ("variation sessions in flight at once, each from its own parent selection "
+                  "(agent sessions mostly wait on the LLM; default 1)")
+GPUS_HELP = ("GPUs for evaluation workers, one worker each: '0,1' or 'all' (default: all "
+             "visible GPUs; without a GPU one interpreter worker)")
+EXECUTOR_HELP = ("where evaluations run: local (a worker process per GPU) or ray (needs the "
+                 "package's ray extra)")
+RAY_ADDRESS_HELP = "--executor ray: address of an existing Ray cluster (default: a local Ray)"
 _USER_ERRORS = (UsageError, RunDirError, RunLockedError, ConfigError, StoreError, RepoError)
 
 
@@ -67,6 +75,10 @@ def start(
     max_usd: Optional[float] = typer.Option(None, help="agent: stop at this total cost"),
     prompts: Optional[Path] = typer.Option(None, help="agent: prompt directory override"),
     price_table: Optional[Path] = typer.Option(None, help="agent: price table file"),
+    proposers: int = typer.Option(1, help=PROPOSERS_HELP),
+    gpus: Optional[str] = typer.Option(None, help=GPUS_HELP),
+    executor: str = typer.Option("local", help=EXECUTOR_HELP),
+    ray_address: Optional[str] = typer.Option(None, help=RAY_ADDRESS_HELP),
 ) -> None:
     """Start a new evolution run (Ctrl-C stops it; `evolve resume` continues it)."""
     console = make_console()
@@ -75,7 +87,9 @@ def start(
                         price_table=price_table.resolve() if price_table else None)
     opts = StartOptions(target=target, operator=operator, seed=seed, name=name,
                         runs_dir=runs_dir, max_candidates=max_candidates,
-                        max_minutes=max_minutes, suite=suite, rng_seed=rng_seed, agent=agent)
+                        max_minutes=max_minutes, suite=suite, rng_seed=rng_seed, agent=agent,
+                        proposers=proposers, gpus=gpus, executor=executor,
+                        ray_address=ray_address)
     try:
         run = create_run(opts, console)
         console.print(f"run {run.name}: {run.paths.root} (operator {run.config.operator}, "
@@ -93,13 +107,18 @@ def resume(
         None, help="new candidate budget: total in the run, seed included"),
     max_minutes: Optional[float] = typer.Option(None, help="minutes for this session"),
     max_usd: Optional[float] = typer.Option(None, help="agent: new total cost cap"),
+    proposers: Optional[int] = typer.Option(None, help=PROPOSERS_HELP + "; overrides the run's"),
+    gpus: Optional[str] = typer.Option(None, help=GPUS_HELP + "; overrides the run's"),
+    executor: Optional[str] = typer.Option(None, help=EXECUTOR_HELP + "; overrides the run's"),
+    ray_address: Optional[str] = typer.Option(None, help=RAY_ADDRESS_HELP),
 ) -> None:
     """Continue a stopped or killed run: cut-short evaluations are redone, nothing doubled."""
     console = make_console()
     handle = _open(run, runs_dir)
     try:
         check_resume_host(handle)
-        apply_resume_overrides(handle, max_candidates, max_minutes, max_usd)
+        apply_resume_overrides(handle, max_candidates, max_minutes, max_usd, proposers=proposers,
+                               gpus=gpus, executor=executor, ray_address=ray_address)
         code = drive(handle, console, resumed=True)
     except _USER_ERRORS as e:
         _fail(str(e))
@@ -124,7 +143,11 @@ def status(
             return
         console.print(runs_table(handles))
         return
-    console.print(run_summary(_open(run, runs_dir)))
+    handle = _open(run, runs_dir)
+    console.print(run_summary(handle))
+    workers = handle.store.workers()
+    if workers:
+        console.print(workers_table(workers))
 
 
 def best(

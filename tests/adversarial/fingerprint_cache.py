@@ -15,6 +15,7 @@ import triton
 import triton.language as tl
 
 EXPECTED = "mismatch"
+ALSO_ACCEPTED = ("nonfinite",)  # GPU: the precompile discovery calls fill its cache with garbage
 GPU_ONLY = False
 
 

@@ -1,0 +1,67 @@
+"""``EvalOptions`` (see docs/architecture.md) and ``UsageError``."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+MAX_COMPILE_THREADS = 8
+
+
+@dataclass
+class EvalOptions:
+    """Options of one evaluation (see docs/architecture.md). ``timeout_s`` counts from the
+    moment the candidate is imported (baselines are timed before, on their own allowance).
+    A given ``scratch_dir`` is kept, but everything the evaluation put into it is removed.
+
+    ``baseline_ms``: ``{shape name: {baseline name: ms}}`` measured earlier on this GPU by
+    trusted code; when it covers every timed shape for the requested baselines the worker
+    times no baseline and the result has ``baselines_cached`` (``evaluate`` only).
+    ``compile_threads``: threads of the GPU precompile stage (None: min(8, CPUs); 0: off).
+    ``on_stage``: called in the calling process with each stage name as the evaluation
+    proceeds (exceptions swallowed); not serialised by ``to_dict``.
+    """
+
+    timeout_s: float = 600.0
+    scratch_dir: Path | None = None
+    gpu: int | None = None
+    repeat: int = 1
+    baselines: tuple[str, ...] | None = None
+    log_path: Path | None = None
+    seed: int | None = None
+    static_check: bool = True  # tests only: exercise runtime classes the static check would catch
+    checker_timeout_s: float = 900.0
+    baseline_ms: dict[str, dict[str, float]] | None = None
+    compile_threads: int | None = None
+    on_stage: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The options as JSON-able data, without ``on_stage`` (use this, not ``asdict``)."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.name == "on_stage":
+                continue
+            v = getattr(self, f.name)
+            if isinstance(v, Path):
+                v = str(v)
+            elif isinstance(v, tuple):
+                v = list(v)
+            elif isinstance(v, dict):
+                v = {str(k): dict(x) if isinstance(x, dict) else x for k, x in v.items()}
+            out[f.name] = v
+        return out
+
+    def resolved_compile_threads(self) -> int:
+        if self.compile_threads is not None:
+            return max(0, int(self.compile_threads))
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cpus = os.cpu_count() or 1
+        return max(1, min(MAX_COMPILE_THREADS, cpus))
+
+
+class UsageError(ValueError):
+    """Bad arguments (missing file, unknown target/suite, GPU suite without GPU)."""

@@ -1,0 +1,112 @@
+"""What flows between the orchestrator and the evaluation executors.
+
+The orchestrator (the single writer of the lineage DB and the git repo) turns work into
+`EvalJob`s and hands them to an `Executor`. An executor runs each job on one of its
+workers (one per GPU: a local process, or a Ray actor) with `evolve.jobs.run_job`, and
+resolves the job's future with a `JobResult`. Workers never touch the run's DB or repo:
+everything they need travels inside the job (the sources as text), everything they
+produce travels back inside the result (plain, JSON-able data).
+"""
+
+from __future__ import annotations
+
+import abc
+from concurrent.futures import Future
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+JOB_KINDS = ("candidate", "probe", "rematch")
+WORKER_STATES = ("starting", "idle", "compile", "timing", "busy", "dead", "stopped")
+
+
+class ExecutorError(Exception):
+    """An executor cannot start (no such GPU, Ray missing or unreachable, ...)."""
+
+
+@dataclass
+class EvalJob:
+    job_id: str                    # unique in the run: "cand-12", "probe-ab12cd", "rematch-12-vs-3"
+    kind: str                      # one of JOB_KINDS
+    target: str
+    suite: str
+    source: str                    # candidate / probe / challenger source text
+    champion_source: str | None = None   # rematch only
+    rounds: int = 5                # rematch only
+    timeout_s: float = 600.0
+    baselines: list[str] = field(default_factory=lambda: ["cudnn"])
+    prescreen: dict[str, Any] | None = None  # candidate only; see evolve.jobs
+    attempt: int = 0               # re-queues so far (a job is re-queued at most once)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "EvalJob":
+        return cls(**d)
+
+
+@dataclass
+class JobResult:
+    job_id: str
+    kind: str
+    worker: str                    # e.g. "local-gpu0", "ray-actor-1"
+    gpu: int | None
+    data: dict[str, Any]           # EvalResult.to_dict() / CompareResult.to_dict()
+    log: str = ""                  # the evaluation log text (worker + checker)
+    seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage group
+    lost: str | None = None        # set when the job failed because its worker died twice
+    error: str | None = None       # run_job could not evaluate (evaluator usage error / bug)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "JobResult":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclass
+class WorkerStatus:
+    name: str
+    gpu: int | None
+    state: str                     # one of WORKER_STATES
+    job_id: str | None = None
+    jobs_done: int = 0
+    restarts: int = 0
+    busy_s: float = 0.0
+    compile_s: float = 0.0
+    timing_s: float = 0.0
+    idle_s: float = 0.0
+    updated: str = ""              # ISO time of the last change
+    pid: int | None = None         # the worker's process id (local executor), if any
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Executor(abc.ABC):
+    """Runs EvalJobs on its workers; thread-safe `submit`."""
+
+    name: str = "executor"
+
+    @abc.abstractmethod
+    def submit(self, job: EvalJob) -> "Future[JobResult]":
+        """Queue a job; the future resolves with its JobResult (never raises for a candidate's
+        fault: a rejected candidate is a normal result). A worker that dies or hangs is
+        replaced and its job re-queued once; a second loss resolves the future with a
+        JobResult whose `lost` says why (the orchestrator records class `internal`)."""
+
+    @abc.abstractmethod
+    def workers(self) -> list[WorkerStatus]:
+        """A snapshot of every worker's state and utilisation counters."""
+
+    @property
+    @abc.abstractmethod
+    def capacity(self) -> int:
+        """How many jobs can run at once (the number of workers)."""
+
+    @abc.abstractmethod
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop the workers; pending futures are cancelled."""

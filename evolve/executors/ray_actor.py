@@ -1,0 +1,171 @@
+"""The Ray executor's actor: one evaluation worker (one GPU, or one interpreter worker).
+
+This module runs on the cluster's nodes; it imports Ray only through the executor that
+wraps `EvalActor` with `ray.remote`. An actor runs one job at a time (`run`, the default
+concurrency group of size 1) with `evolve.jobs.run_job`; `status` and `kill_children`
+run in the "control" group so the orchestrator can ask what a busy actor is doing
+(compile or timing), which processes it has started (the orchestrator remembers them), and
+clean up its evaluator processes before killing it. `reap` (a plain Ray task pinned to the
+actor's node) kills the remembered processes of an actor that died on its own: the
+evaluator's processes run in their own sessions and would otherwise outlive it.
+
+GPU: Ray gives a GPU actor one GPU by setting CUDA_VISIBLE_DEVICES (e.g. "3") before the
+actor starts. The evaluator sets CUDA_VISIBLE_DEVICES=<gpu> for its own processes (which
+replaces the variable: the index counts from the node's physical GPUs, not from the
+actor's view), so the actor passes Ray's physical index (3), never 0; when Ray's value is
+not a plain index (a GPU UUID, MIG), it passes None and the evaluator's processes inherit
+the actor's CUDA_VISIBLE_DEVICES unchanged. A CPU actor passes None (the interpreter).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import os
+import socket
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+CONTROL_GROUP = "control"
+CONCURRENCY_GROUPS = {CONTROL_GROUP: 1}
+
+
+def load_runner(runner: Any) -> Callable[..., Any]:
+    """None -> evolve.jobs.run_job; "module:function" -> that function; a callable as is."""
+    if runner is None:
+        from evolve.jobs import run_job
+        return run_job
+    if isinstance(runner, str):
+        module, _, name = runner.partition(":")
+        return getattr(importlib.import_module(module), name or "run_job")
+    return runner
+
+
+def assigned_gpu(gpu_actor: bool) -> int | None:
+    """The physical GPU index Ray gave this actor (see the module docstring)."""
+    if not gpu_actor:
+        return None
+    parts = [p.strip() for p in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if p.strip()]
+    if len(parts) == 1 and parts[0].isdigit():
+        return int(parts[0])
+    return None
+
+
+def node_workdir(workdir: str | None, driver_host: str, name: str) -> Path:
+    """The run's scratch directory on the orchestrator's own host; elsewhere a directory
+    under the node's temp dir (the orchestrator's paths mean nothing there)."""
+    if workdir and socket.gethostname() == driver_host:
+        return Path(workdir)
+    tag = hashlib.sha256(f"{driver_host}:{workdir}".encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / "evolve-ray" / f"{driver_host}-{tag}" / name
+
+
+def _stage_group(stage: str) -> str | None:
+    try:
+        from evolve.jobs import stage_group
+    except ImportError:
+        return "busy"
+    return stage_group(stage)
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+class EvalActor:
+    """One evaluation worker; constructed on its node by Ray."""
+
+    def __init__(self, name: str, runner: Any = None, workdir: str | None = None,
+                 driver_host: str = "", baseline_ttl_s: float = 600.0, gpu_actor: bool = False):
+        self.name = name
+        self.gpu = assigned_gpu(gpu_actor)
+        self.runner = load_runner(runner)
+        self.workdir = node_workdir(workdir, driver_host, name)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            from evolve.jobs import BaselineCache
+            self.cache: Any = BaselineCache(baseline_ttl_s)
+        except ImportError:
+            self.cache = None
+        try:
+            params = inspect.signature(self.runner).parameters
+            var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
+            self.accepts = {k for k in ("on_stage", "baseline_cache", "worker", "compile_threads")
+                            if var_kw or k in params}
+        except (TypeError, ValueError):
+            self.accepts = set()
+        self._lock = threading.Lock()
+        self._job: str | None = None
+        self._group: str | None = None
+
+    def ready(self) -> dict[str, Any]:
+        import evolve
+
+        try:
+            import ray
+            node_id = ray.get_runtime_context().get_node_id()
+        except Exception:
+            node_id = None
+        return {"pid": os.getpid(), "host": socket.gethostname(), "node_id": node_id, "gpu": self.gpu,
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                "cpus": _cpus(), "workdir": str(self.workdir),
+                "evolve": str(Path(evolve.__file__).resolve().parent)}
+
+    def run(self, job: dict[str, Any], compile_threads: int | None = None) -> dict[str, Any]:
+        """Run one job (an EvalJob dict); the JobResult as a dict."""
+        from evolve.executors.base import EvalJob
+
+        ej = EvalJob.from_dict(job)
+        with self._lock:
+            self._job, self._group = ej.job_id, "busy"
+
+        def on_stage(stage: str, *_: Any, **__: Any) -> None:
+            with self._lock:
+                self._group = _stage_group(stage) or "busy"
+
+        kw: dict[str, Any] = {"on_stage": on_stage, "baseline_cache": self.cache,
+                              "worker": self.name, "compile_threads": compile_threads}
+        if compile_threads is None:
+            kw.pop("compile_threads")
+        try:
+            res = self.runner(ej, self.gpu, self.workdir,
+                              **{k: v for k, v in kw.items() if k in self.accepts})
+        finally:
+            with self._lock:
+                self._job, self._group = None, None
+        return res.to_dict() if hasattr(res, "to_dict") else dict(res)
+
+    def status(self) -> dict[str, Any]:
+        """(control group) The running job, its stage group (compile / timing / busy) and
+        this actor's live descendants [(pid, start time)]."""
+        from evolve.executors.procs import descendants
+
+        with self._lock:
+            out: dict[str, Any] = {"job_id": self._job, "group": self._group}
+        out["procs"] = descendants(os.getpid()) if out["job_id"] else []
+        return out
+
+    def kill_children(self) -> int:
+        """(control group) SIGKILL this actor's descendants (the evaluator's sandboxed
+        processes run in their own sessions); how many there were."""
+        from evolve.executors.procs import descendants, kill_procs
+
+        procs = descendants(os.getpid())
+        kill_procs(procs)
+        return len(procs)
+
+
+def reap(procs: list[Any]) -> int:
+    """(a Ray task on the dead actor's node) SIGKILL those of `procs` [(pid, start time)]
+    that still live; a recycled pid (other start time) is left alone."""
+    from evolve.executors.procs import alive, kill_procs
+
+    live = [tuple(p) for p in procs if alive(tuple(p))]
+    kill_procs(live)
+    return len(live)
