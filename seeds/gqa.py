@@ -2,12 +2,13 @@
 
 What makes it fast (see knowledge/ and docs/architecture.md for the contract):
 
-* tensor descriptors (TMA on Hopper) built in the kernel with
-  ``tl.make_tensor_descriptor``; Q/K/V/O are addressed as 3-D ``[B*H, S, D]``
-  tensors so a ragged last tile is zero-padded per sequence (optionally the
-  flattened 2-D ``[B*H*S, D]`` view for the loads, ``FLAT_*``; or host-built
-  ``TensorDescriptor`` arguments, ``HOST_DESC_*``); the same path runs in the
-  Triton interpreter on CPU (no pointer fallback is needed);
+* tensor descriptors (TMA on Hopper) built once on the host (``TensorDescriptor``
+  kernel arguments, ``HOST_DESC_*``; building them in every program with
+  ``tl.make_tensor_descriptor`` is the other setting and costs 5-14 % at short
+  sequences); Q/K/V/O are addressed as 3-D ``[B*H, S, D]`` tensors so a ragged last
+  tile is zero-padded per sequence (optionally the flattened 2-D ``[B*H*S, D]`` view
+  for the loads, ``FLAT_*``); the same path runs in the Triton interpreter on CPU
+  (no pointer fallback is needed);
 * the softmax scale folded into one FMA with ``exp2`` (``qk_scale = sm_scale*log2 e``);
 * causal attention in two loops: unmasked tiles left of the diagonal, then the
   masked diagonal band; fully masked tiles are never visited;
@@ -33,37 +34,39 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 # Keys are "<knob>_D<64|128>_<NC|C>": head-dim class (D <= 64 / D = 128), non-causal / causal.
 # FLAT: flattened 2-D [B*H*S, D] descriptors for the loads (else 3-D [B*H, S, D]);
 # HOST_DESC: descriptors built on the host (TensorDescriptor kernel arguments) instead of
-# in every program with tl.make_tensor_descriptor;
+# in every program with tl.make_tensor_descriptor (on by default: +5..14 % per class on the
+# H200/H100 sweeps, most at S=1024 where each program is short; benchmarks/results/);
 # REVERSE_M: causal only, launch the longest query rows of a head first;
-# PERSIST: non-causal only, 0 = one program per query tile, k = k programs per SM looping
-# over the tiles (H200: +13 % at D=64 S=1024, -30..-50 % at D=128; benchmarks/results/).
+# PERSIST: non-causal, in-kernel descriptors only: 0 = one program per query tile, k = k
+# programs per SM looping over the tiles (H200: +13 % at D=64 S=1024 over in-kernel
+# descriptors, -30..-50 % at D=128; host descriptors without it did better).
 CONFIG = {
-    "BLOCK_M_D64_NC": 128,
+    "BLOCK_M_D64_NC": 64,
     "BLOCK_N_D64_NC": 64,
     "WARPS_D64_NC": 4,
     "FLAT_D64_NC": 1,
-    "HOST_DESC_D64_NC": 0,
+    "HOST_DESC_D64_NC": 1,
     "PERSIST_D64_NC": 0,
     "STAGES_D64_NC": 4,
-    "BLOCK_M_D64_C": 128,
+    "BLOCK_M_D64_C": 64,
     "BLOCK_N_D64_C": 64,
     "WARPS_D64_C": 4,
     "FLAT_D64_C": 0,
-    "HOST_DESC_D64_C": 0,
+    "HOST_DESC_D64_C": 1,
     "REVERSE_M_D64_C": 1,
     "STAGES_D64_C": 3,
     "BLOCK_M_D128_NC": 128,
     "BLOCK_N_D128_NC": 64,
     "WARPS_D128_NC": 4,
-    "FLAT_D128_NC": 1,
-    "HOST_DESC_D128_NC": 0,
+    "FLAT_D128_NC": 0,
+    "HOST_DESC_D128_NC": 1,
     "PERSIST_D128_NC": 0,
     "STAGES_D128_NC": 2,
     "BLOCK_M_D128_C": 128,
     "BLOCK_N_D128_C": 64,
     "WARPS_D128_C": 4,
     "FLAT_D128_C": 0,
-    "HOST_DESC_D128_C": 0,
+    "HOST_DESC_D128_C": 1,
     "REVERSE_M_D128_C": 0,
     "STAGES_D128_C": 2,
 }
