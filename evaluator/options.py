@@ -22,6 +22,9 @@ class EvalOptions:
     ``compile_threads``: threads of the GPU precompile stage (None: min(8, CPUs); 0: off).
     ``on_stage``: called in the calling process with each stage name as the evaluation
     proceeds (exceptions swallowed); not serialised by ``to_dict``.
+    ``prestarted``: a ``prestart.Prestarted`` handle; used when live and started for this
+    evaluation's GPU / interpreter setting and no ``scratch_dir`` is given, else a fresh
+    worker is spawned; consumed (closed) either way; not serialised by ``to_dict``.
     """
 
     timeout_s: float = 600.0
@@ -36,12 +39,13 @@ class EvalOptions:
     baseline_ms: dict[str, dict[str, float]] | None = None
     compile_threads: int | None = None
     on_stage: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
+    prestarted: Any = field(default=None, repr=False, compare=False)  # prestart.Prestarted
 
     def to_dict(self) -> dict[str, Any]:
         """The options as JSON-able data, without ``on_stage`` (use this, not ``asdict``)."""
         out: dict[str, Any] = {}
         for f in fields(self):
-            if f.name == "on_stage":
+            if f.name in ("on_stage", "prestarted"):
                 continue
             v = getattr(self, f.name)
             if isinstance(v, Path):

@@ -119,11 +119,30 @@ def _static_locked(source: str, path: Path, enabled: bool) -> CandidateFailure |
 
 
 def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dict[str, Any]:
-    """Run worker then checker. Returns a dict with report, verdict, failure, isolation, log."""
+    """Run worker then checker. Returns a dict with report, verdict, failure, isolation, log.
+    ``options.prestarted`` is used when it fits (prestart.py) and closed in any case."""
+    handle = options.prestarted
+    if handle is not None and (options.scratch_dir is not None
+                               or not handle.usable(options.gpu, prep.device != "cuda")):
+        handle.close()  # dead, used, or started for another GPU / interpreter setting
+        handle = None
+    return _execute_in(prep, plan, options, handle)
+
+
+def _consume_spare(options: EvalOptions) -> None:
+    """A pre-started worker serves one evaluation at most, whatever happened to it."""
+    if options.prestarted is not None:
+        options.prestarted.close()
+
+
+def _execute_in(prep: _Prepared, plan: dict[str, Any], options: EvalOptions, spare) -> dict[str, Any]:
     own_scratch = options.scratch_dir is None
-    scratch = Path(tempfile.mkdtemp(prefix="evolve-eval-")) if own_scratch else Path(options.scratch_dir)
+    if spare is not None:  # its worker already runs in its scratch; its log is in private
+        scratch, private = spare.scratch, spare.private
+    else:
+        scratch = Path(tempfile.mkdtemp(prefix="evolve-eval-")) if own_scratch else Path(options.scratch_dir)
+        private = Path(tempfile.mkdtemp(prefix="evolve-check-"))
     scratch.mkdir(parents=True, exist_ok=True)
-    private = Path(tempfile.mkdtemp(prefix="evolve-check-"))
     log_path = private / "worker.log"
     out: dict[str, Any] = {"report": {}, "verdict": None, "failure": None, "isolation": "none", "log": ""}
     stage = StageReporter(options.on_stage)
@@ -136,13 +155,15 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dic
             cand_paths.append(str(dst))
         request = {"plan": plan, "scratch": str(scratch), "out_dir": str(dirs["out"]),
                    "candidates": cand_paths}
-        try:
-            sp = spawn.worker_plan(request, dirs, scratch, interpreter=prep.device != "cuda",
-                                   gpu=options.gpu)
-        except Exception as exc:  # noqa: BLE001
-            out["failure"] = CandidateFailure("sandbox", f"cannot set up the sandbox: {exc}")
-            return out
-        out["isolation"] = sp.isolation
+        sp = None
+        if spare is None:
+            try:
+                sp = spawn.worker_plan(request, dirs, scratch, interpreter=prep.device != "cuda",
+                                       gpu=options.gpu)
+            except Exception as exc:  # noqa: BLE001
+                out["failure"] = CandidateFailure("sandbox", f"cannot set up the sandbox: {exc}")
+                return out
+        out["isolation"] = sp.isolation if sp is not None else spare.isolation
         checker = spawn.CheckerSession(
             {"plan": plan, "out_dir": str(dirs["out"]), "n_sides": len(prep.sources)}, private,
             gpu=options.gpu, log_path=private / "checker.log")
@@ -153,10 +174,12 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dic
                 out["verdict"] = verdict
                 return _verdict_failure(verdict, private)
 
-            proc = spawn.run_worker(sp.argv, env=sp.env, cwd=dirs["work"], timeout_s=options.timeout_s,
-                                    log_path=log_path, phase1=dirs["out"] / "phase1.json",
-                                    on_phase1=phase1,
-                                    on_stage=stage if options.on_stage is not None else None)
+            kw = dict(timeout_s=options.timeout_s, log_path=log_path, phase1=dirs["out"] / "phase1.json",
+                      on_phase1=phase1, on_stage=stage if options.on_stage is not None else None)
+            if spare is not None:  # the request goes through its stdin, never to disk
+                proc = spawn.drive_worker(spare.proc, request=spare.request_line(request), **kw)
+            else:
+                proc = spawn.run_worker(sp.argv, env=sp.env, cwd=dirs["work"], **kw)
             out["log"] = proc.log_tail
             report = _read_report(dirs["out"] / "report.json")
             out["report"] = report or _read_report(dirs["out"] / "phase1.json")
@@ -257,6 +280,13 @@ def evaluate(path: str | Path, target: str = "gqa", suite: str | None = None,
              options: EvalOptions | None = None) -> EvalResult:
     """Evaluate one candidate file; see docs/architecture.md for the result contract."""
     options = options or EvalOptions()
+    try:
+        return _evaluate(path, target, suite, options)
+    finally:
+        _consume_spare(options)
+
+
+def _evaluate(path: str | Path, target: str, suite: str | None, options: EvalOptions) -> EvalResult:
     t0 = time.monotonic()
     prep = _prepare([Path(path)], target, suite)
     kw = {"device": prep.device, "timing": GPU_TIMING if prep.device == "cuda" else NOT_GPU_TIMING}
@@ -313,6 +343,14 @@ def compare_candidates(challenger_path: str | Path, champion_path: str | Path, t
     (both are assumed to have passed ``evaluate`` already).
     """
     options = options or EvalOptions()
+    try:
+        return _compare(challenger_path, champion_path, target, suite, options, rounds)
+    finally:
+        _consume_spare(options)
+
+
+def _compare(challenger_path: str | Path, champion_path: str | Path, target: str,
+             suite: str | None, options: EvalOptions, rounds: int) -> CompareResult:
     t0 = time.monotonic()
     prep = _prepare([Path(challenger_path), Path(champion_path)], target, suite)
     timing = GPU_TIMING if prep.device == "cuda" else NOT_GPU_TIMING

@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,7 +62,7 @@ def make_scratch(base: Path) -> dict[str, Path]:
     return dirs
 
 
-def boot_cmd(module: str, arg: Path) -> list[str]:
+def boot_cmd(module: str, arg: Path | str) -> list[str]:
     return [sys.executable, "-I", "-c", _BOOT.format(root=str(ROOT), mod=module), str(arg)]
 
 
@@ -70,7 +71,15 @@ def worker_plan(request: dict[str, Any], dirs: dict[str, Path], scratch: Path, *
     """Write the request and wrap the worker command with the sandbox; returns the plan."""
     req_path = scratch / "request.json"
     req_path.write_text(json.dumps(request))
-    cmd = boot_cmd("worker", req_path)
+    return sandbox_plan(boot_cmd("worker", req_path), dirs, scratch, interpreter=interpreter,
+                        gpu=gpu)
+
+
+def sandbox_plan(cmd: list[str], dirs: dict[str, Path], scratch: Path, *, interpreter: bool,
+                 gpu: int | None):
+    """``cmd`` wrapped with the sandbox, with the worker's environment (private HOME,
+    TRITON_CACHE_DIR and TMPDIR in scratch, TRITON_INTERPRET on/off, CUDA_VISIBLE_DEVICES,
+    no secrets). Shared by ``worker_plan`` and pre-started workers (prestart.py)."""
     read_only = [ROOT, Path(sys.prefix), Path(sys.base_prefix)]
     from evaluator import sandbox
 
@@ -94,7 +103,21 @@ def worker_plan(request: dict[str, Any], dirs: dict[str, Path], scratch: Path, *
 def run_worker(argv: list[str], *, env: dict[str, str], cwd: Path, timeout_s: float,
                log_path: Path, phase1: Path, on_phase1,
                on_stage: Callable[[str], None] | None = None) -> ProcResult:
-    """Run the worker in its own session with the correctness handshake.
+    """Start the worker in its own session and drive it (``drive_worker``)."""
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(argv, env=env, cwd=str(cwd), stdin=subprocess.PIPE, stdout=log,
+                                stderr=log, start_new_session=True)
+    return drive_worker(proc, timeout_s=timeout_s, log_path=log_path, phase1=phase1,
+                        on_phase1=on_phase1, on_stage=on_stage)
+
+
+def drive_worker(proc: subprocess.Popen, *, timeout_s: float, log_path: Path, phase1: Path,
+                 on_phase1, on_stage: Callable[[str], None] | None = None,
+                 request: bytes | None = None) -> ProcResult:
+    """Drive a started worker (own session, stdin a pipe) through the correctness handshake.
+
+    ``request``: a pre-started worker's request line (prestart.py), written to its stdin
+    first (by a thread: a worker still importing must not block this loop's deadline).
 
     ``timeout_s`` counts from the moment the worker has finished timing the baselines
     (trusted code, before the candidate is imported); the baselines get
@@ -117,46 +140,57 @@ def run_worker(argv: list[str], *, env: dict[str, str], cwd: Path, timeout_s: fl
     stopped = None
     timed_out = False
     follower = LogFollower(log_path, on_stage) if on_stage is not None else None
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(argv, env=env, cwd=str(cwd), stdin=subprocess.PIPE, stdout=log,
-                                stderr=log, start_new_session=True)
-        try:
-            while proc.poll() is None:
+    writer = None
+    if request is not None:
+        writer = threading.Thread(target=_send, args=(proc, request), daemon=True)
+        writer.start()
+    try:
+        while proc.poll() is None:
+            if follower is not None:
+                follower.poll()
+            if not started and (phase1.parent / "baselines.done").is_file():
+                started = True
+                deadline = time.monotonic() + timeout_s
+            if not released and phase1.is_file():
                 if follower is not None:
                     follower.poll()
-                if not started and (phase1.parent / "baselines.done").is_file():
-                    started = True
-                    deadline = time.monotonic() + timeout_s
-                if not released and phase1.is_file():
-                    if follower is not None:
-                        follower.poll()
-                    pause = time.monotonic()
-                    stopped = on_phase1()
-                    deadline += time.monotonic() - pause
-                    released = True
-                    if stopped is not None:
-                        break
-                    try:
-                        proc.stdin.write(b"go\n")
-                        proc.stdin.close()
-                    except (BrokenPipeError, OSError):
-                        pass
-                if time.monotonic() > deadline:
-                    timed_out = True
+                pause = time.monotonic()
+                stopped = on_phase1()
+                deadline += time.monotonic() - pause
+                released = True
+                if stopped is not None:
                     break
-                time.sleep(0.05)
-        finally:
-            _kill_group(proc.pid)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
+                if writer is not None:
+                    writer.join(timeout=30)  # done: the worker read the request first
+                _send(proc, b"go\n", close=True)
+            if time.monotonic() > deadline:
+                timed_out = True
+                break
+            time.sleep(0.05)
+    finally:
+        _kill_group(proc.pid)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        if writer is not None:
+            writer.join(timeout=5)
     if follower is not None and stopped is None:
         follower.poll(final=True)
     res = ProcResult(proc.returncode, timed_out, time.monotonic() - t0, tail(log_path))
     res.stopped = stopped
     res.candidate_started = started or (phase1.parent / "baselines.done").is_file()
     return res
+
+
+def _send(proc: subprocess.Popen, data: bytes, close: bool = False) -> None:
+    try:
+        proc.stdin.write(data)
+        proc.stdin.flush()
+        if close:
+            proc.stdin.close()
+    except (BrokenPipeError, OSError, ValueError):
+        pass
 
 
 class CheckerSession:

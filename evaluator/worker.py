@@ -1,7 +1,8 @@
 """The worker process: untrusted once the candidate is imported.
 
 Run as ``python -I -c ... evaluator.worker.main() REQUEST`` by the runner, inside the
-sandbox, cwd/HOME/TRITON_CACHE_DIR in the scratch dir. Order:
+sandbox, cwd/HOME/TRITON_CACHE_DIR in the scratch dir (``-`` instead of REQUEST: pre-started,
+the request arrives on stdin after the imports, see prestart.py). Order:
 
 1. import torch/triton, collect env info, time the baselines (before any candidate code
    exists in the process, so it cannot tamper with them; none when the plan carries
@@ -342,16 +343,25 @@ class Worker:
 
 
 def main(argv: list[str] | None = None) -> None:
+    global _T0
     argv = sys.argv[1:] if argv is None else argv
-    req_path = Path(argv[0])
-    req = json.loads(req_path.read_text())
-    req_path.unlink()  # the plan (and its seed) is not left lying around for the candidate
+    prestarted = argv[0] == "-"
+    if prestarted:  # imports first, then the request from stdin (prestart.py)
+        from evaluator.prestart import await_request
+
+        req = await_request(_stage)
+        _T0 = time.monotonic()  # stage times count from the request, as in a fresh worker
+    else:
+        req_path = Path(argv[0])
+        req = json.loads(req_path.read_text())
+        req_path.unlink()  # the plan (and its seed) is not left lying around for the candidate
     scratch = Path(req["scratch"])
     out_dir = Path(req["out_dir"])
     w = Worker(req["plan"], scratch, out_dir, [Path(p) for p in req["candidates"]])
     code = 0
     try:
-        _stage("init")
+        if not prestarted:
+            _stage("init")
         import torch  # noqa: F401
         import triton  # noqa: F401
         from evaluator.env_info import collect

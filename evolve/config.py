@@ -79,6 +79,7 @@ class RunConfig:
     prescreen: bool = True  # GPU + default suite: a quick-suite pre-screen before the full one
     prescreen_ratio: float = 0.9  # quick geomean below ratio x champion's -> rejected "slow"
     worker_grace_s: float = 4200.0  # a job running longer than timeout + this is "hung"
+    prestart_workers: bool = True  # local workers pre-start the next evaluator worker
     agent: AgentConfig = field(default_factory=AgentConfig)
 
     def to_dict(self) -> dict[str, Any]:

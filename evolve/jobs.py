@@ -20,6 +20,12 @@ Pre-screen (`job.prescreen = {"suite": "quick", "champion_speedups": {shape: x},
 is its result; a quick geomean speedup below ratio x the champion's on the same shapes
 is recorded rejected with the loop-level class `slow`; otherwise the full evaluation
 follows and is the result.
+
+Pre-started evaluator workers (`spares=SparePool(...)`, evaluator/prestart.py): each
+candidate evaluation takes the pool's spare (Python + torch/triton already imported); the
+next one is started when that evaluation reaches `confine` (its imports overlap the
+compile stages, never the baseline timing) or, at the latest, when it ends. At most one
+spare per worker process; rematches do not use it.
 """
 
 from __future__ import annotations
@@ -95,6 +101,55 @@ class BaselineCache:
                         per.setdefault(str(s.get("name")), {})[n] = (float(ms), now)
 
 
+class SparePool:
+    """At most one pre-started evaluator worker for this process's next evaluation; its
+    scratch lies under `base` (this pool's own directory, removed by `close`)."""
+
+    def __init__(self, gpu: int | None, base: Path):
+        self.gpu, self.base = gpu, Path(base)
+        self.spare: Any = None
+        self.failures = 0
+        self._lock = threading.Lock()
+
+    def _interpreter(self) -> bool:
+        from evaluator import gpu_available
+        return not gpu_available()
+
+    def take(self) -> Any:
+        """Hand over the spare (the evaluation that gets it consumes it, see `on_stage`)."""
+        with self._lock:
+            spare, self.spare = self.spare, None
+        return spare
+
+    def on_stage(self, stage: str) -> None:
+        """Start the next spare when an evaluation reaches `confine` (after its baselines):
+        the new spare's imports (CPU only) overlap that evaluation's compile stages."""
+        if stage == "confine":
+            self.refill()
+
+    def refill(self) -> None:
+        """Start a spare when there is none (best effort: after 3 failed starts, give up)."""
+        from evaluator.prestart import Prestarted, PrestartError, PrestartUnsupported
+        with self._lock:
+            if self.spare is not None or self.failures >= 3:
+                return
+            try:
+                self.spare = Prestarted.start(self.gpu, self._interpreter(), base=self.base)
+            except PrestartUnsupported as e:
+                self.failures = 3  # not this host: no point retrying
+                print(f"[spares] off: {e}", flush=True)
+            except PrestartError as e:
+                self.failures += 1
+                print(f"[spares] {e}", flush=True)
+
+    def close(self) -> None:
+        with self._lock:
+            spare, self.spare = self.spare, None
+        if spare is not None:
+            spare.close()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
 class _StageClock:
     """Seconds per stage group from the evaluator's stage announcements."""
 
@@ -155,26 +210,37 @@ class _Runner:
     """One job's files, options and evaluator calls."""
 
     def __init__(self, job: EvalJob, gpu: int | None, root: Path, stages: _StageClock,
-                 cache: BaselineCache | None, compile_threads: int | None = None):
+                 cache: BaselineCache | None, compile_threads: int | None = None,
+                 spares: SparePool | None = None):
         self.job, self.gpu, self.root, self.stages, self.cache = job, gpu, root, stages, cache
-        self.compile_threads = compile_threads
+        self.compile_threads, self.spares = compile_threads, spares
         self.logs: list[str] = []
         self.n = 0
 
-    def options(self, cached: dict | None = None) -> Any:
+    def options(self, cached: dict | None = None, spare: Any = None) -> Any:
         from evaluator import EvalOptions
         self.n += 1
         kw: dict[str, Any] = dict(gpu=self.gpu, scratch_dir=self.root / f"scratch{self.n}",
                                   log_path=self.root / f"eval{self.n}.log",
                                   timeout_s=self.job.timeout_s,
                                   baselines=tuple(self.job.baselines) or None)
+        if spare is not None:  # it brings its own scratch dir (under the executor's workdir)
+            kw.update(scratch_dir=None, prestarted=spare)
         if _has_option("on_stage"):
             kw["on_stage"] = self.stages
+            if self.spares is not None:
+                kw["on_stage"] = self._on_stage
         if cached and _has_option("baseline_ms"):
             kw["baseline_ms"] = cached
         if self.compile_threads is not None and _has_option("compile_threads"):
             kw["compile_threads"] = self.compile_threads
         return EvalOptions(**kw)
+
+    def _on_stage(self, stage: str) -> None:
+        try:
+            self.spares.on_stage(stage)
+        finally:
+            self.stages(stage)
 
     def collect_log(self, title: str) -> None:
         path = self.root / f"eval{self.n}.log"
@@ -196,10 +262,15 @@ class _Runner:
             cached = self.cache.lookup(job.target, _suite_shapes(job.target, suite),
                                        list(job.baselines))
         path = self.source_file("kernel.py", job.source)
+        spare = self.spares.take() if self.spares is not None else None
         try:
-            res = evaluate(path, target=job.target, suite=suite, options=self.options(cached))
+            res = evaluate(path, target=job.target, suite=suite, options=self.options(cached, spare))
         finally:
+            if spare is not None:
+                spare.close()  # consumed by the evaluation; never reused
             self.collect_log(f"{job.job_id} suite {suite}")
+        if self.spares is not None:
+            self.spares.refill()  # no-op unless the evaluation stopped before `confine`
         data = res.to_dict()
         if self.cache is not None and data.get("status") == "ok":
             self.cache.update(job.target, data)
@@ -237,16 +308,18 @@ class _Runner:
 def run_job(job: EvalJob, gpu: int | None, workdir: Path,
             on_stage: Callable[[str], None] | None = None,
             baseline_cache: BaselineCache | None = None,
-            worker: str = "", compile_threads: int | None = None) -> JobResult:
+            worker: str = "", compile_threads: int | None = None,
+            spares: SparePool | None = None) -> JobResult:
     """Evaluate one job on `gpu` (None: the interpreter); see the module docstring.
     `compile_threads`: the evaluator's precompile threads (None: its default); a host
-    with several workers shares its CPUs between them."""
+    with several workers shares its CPUs between them. `spares`: this worker's pool of
+    pre-started evaluator workers (None: every evaluation spawns its own)."""
     t0 = time.monotonic()
     root = Path(workdir) / f"{job.job_id}.a{job.attempt}.{uuid.uuid4().hex[:8]}"
     root.mkdir(parents=True, exist_ok=False)
     stages = _StageClock(on_stage)
     r = _Runner(job, gpu, root, stages, None if job.kind == "rematch" else baseline_cache,
-                compile_threads)
+                compile_threads, spares)
     data: dict[str, Any] = {}
     error = None
     try:

@@ -100,7 +100,7 @@ def make_executor(name: str, gpus: Any, workdir: Path, *, ray_address: str | Non
                   **kw: Any) -> Executor:
     """A started executor with one worker per entry of `gpus` (None = interpreter worker;
     Ray also takes "all" / "auto"). Keywords: log_dir, grace_s, baseline_ttl_s, on_change,
-    runner (local: "module:function" imported in the worker)."""
+    runner (local: "module:function" imported in the worker), prestart (local only)."""
     check_executor(name)
     if name == "local":
         from evolve.executors.local import LocalExecutor
@@ -123,4 +123,5 @@ def executor_for(config: Any, workdir: Path, log_dir: Path, **kw: Any) -> Execut
         gpus = resolve_gpus(config.gpus)
     return make_executor(config.executor, gpus, workdir, ray_address=config.ray_address,
                          log_dir=log_dir, grace_s=config.worker_grace_s,
-                         baseline_ttl_s=config.baseline_ttl_s, **kw)
+                         baseline_ttl_s=config.baseline_ttl_s,
+                         prestart=getattr(config, "prestart_workers", True), **kw)

@@ -160,6 +160,8 @@ class _Slot:
                "--baseline-ttl", str(ex.baseline_ttl_s)]
         if ex.runner:
             cmd += ["--runner", ex.runner]
+        if not ex.prestart:
+            cmd.append("--no-prestart")
         if len(ex.slots) > 1:  # the workers share this host's CPUs for precompiling
             cmd += ["--compile-threads", str(max(1, min(8, _cpus() // len(ex.slots))))]
         env = dict(os.environ)
@@ -197,6 +199,8 @@ class _Slot:
                     f.close()
                 except OSError:
                     pass
+        # a killed worker could not remove its pre-started evaluator worker's scratch
+        shutil.rmtree(self.ex.workdir / f"spares-{self.status.name}", ignore_errors=True)
         with self._lock:
             self.status.pid = None
         self.proc, self.lines, self.known = None, None, []
@@ -317,13 +321,15 @@ class LocalExecutor(Executor):
     def __init__(self, gpus: list[int | None], workdir: Path, *, log_dir: Path | None = None,
                  grace_s: float = 4200.0, baseline_ttl_s: float = 600.0,
                  runner: str | None = None, start_timeout_s: float = 180.0,
-                 term_wait_s: float = 5.0, on_change=None):  # noqa: ANN001
+                 term_wait_s: float = 5.0, on_change=None,  # noqa: ANN001
+                 prestart: bool = True):
         if not gpus:
             raise ExecutorError("no evaluation workers: give at least one GPU (or None)")
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_dir = Path(log_dir) if log_dir else self.workdir
         self.grace_s, self.baseline_ttl_s, self.runner = grace_s, baseline_ttl_s, runner
+        self.prestart = prestart  # workers keep a pre-started evaluator worker (evolve.jobs)
         self.start_timeout_s, self.term_wait_s = start_timeout_s, term_wait_s
         self.on_change = on_change
         self.queue = _Queue()

@@ -8,7 +8,9 @@ stdout carries `{"event": "ready", "pid"}`, `{"event": "stage", "job_id", "stage
 Everything else the process prints goes to stderr (the executor's worker log), so the
 protocol stream stays clean. The worker exits at EOF on stdin, on SIGTERM (the
 evaluator's own cleanup kills its sandboxed processes on the way out) and when its
-parent (the orchestrator) dies.
+parent (the orchestrator) dies. Unless `--no-prestart`, the worker keeps one pre-started
+evaluator worker (evolve.jobs.SparePool) for its next evaluation and kills it on exit; a
+spare orphaned by a SIGKILL exits by itself when its stdin closes.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline-ttl", type=float, default=600.0)
     ap.add_argument("--compile-threads", type=int, default=None,
                     help="the evaluator's precompile threads (default: its own choice)")
+    ap.add_argument("--no-prestart", action="store_true",
+                    help="no pre-started evaluator worker (RunConfig.prestart_workers false)")
     args = ap.parse_args(argv)
     gpu = None if args.gpu in ("none", "") else int(args.gpu)
 
@@ -72,13 +76,18 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     from evolve.executors.base import EvalJob, JobResult
-    from evolve.jobs import BaselineCache, stage_group
+    from evolve.jobs import BaselineCache, SparePool, stage_group
 
     runner = _load_runner(args.runner)
     cache = BaselineCache(args.baseline_ttl)
     args.workdir.mkdir(parents=True, exist_ok=True)
+    params = inspect.signature(runner).parameters
+    spares = None if args.no_prestart or "spares" not in params else \
+        SparePool(gpu, args.workdir / f"spares-{args.name}")  # the executor removes it too
     emit({"event": "ready", "pid": os.getpid()})
     try:
+        if spares is not None:
+            spares.refill()  # the first job's evaluator worker imports while we wait
         for line in sys.stdin:
             if not line.strip():
                 continue
@@ -89,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
                       "group": stage_group(stage)})
 
             print(f"[worker {args.name}] job {job.job_id} (attempt {job.attempt})", flush=True)
-            kw = {"compile_threads": args.compile_threads} if args.compile_threads and \
-                "compile_threads" in inspect.signature(runner).parameters else {}
+            kw: dict[str, Any] = {"spares": spares} if spares is not None else {}
+            if args.compile_threads and "compile_threads" in params:
+                kw["compile_threads"] = args.compile_threads
             try:
                 res = runner(job, gpu, args.workdir, on_stage=on_stage, baseline_cache=cache,
                              worker=args.name, **kw)
@@ -102,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
             emit({"event": "result", "result": res.to_dict()})
     except KeyboardInterrupt:
         return 130
+    finally:
+        if spares is not None:  # normal exit, SIGTERM (also sent when the parent dies)
+            spares.close()
     return 0
 
 
