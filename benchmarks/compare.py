@@ -2,14 +2,24 @@
 
     python benchmarks/compare.py KERNEL.py [KERNEL.py ...] --target gqa [--suite default]
                                  [--out benchmarks/results] [--peers cudnn,flash,flex]
+                                 [--rounds 3] [--blocked]
 
 (also ``evolve bench FILE... --target T``). Uses the evaluator's timing protocol
 (evaluator/timing.py: fresh seeded inputs per call, L2 flush, warm-up, median of CUDA
-events) and its baseline providers (evaluator/baselines.py); peers are timed first.
+events) and its baseline providers (evaluator/baselines.py).
+Timing order is interleaved by default: for each shape every contestant (peers, then
+kernels) is timed back to back for ``--rounds`` rounds, round r starting at contestant
+r mod n, and a contestant's time on the shape is the median of its rounds (each round is
+one evaluator-protocol call). Why: on an H100 (2026-11-26) the same code timed second in
+one process, contestant by contestant, scored 1.5% lower against cuDNN (geomean over the
+24 gqa shapes 0.867 vs 0.880; the two files differed on 2 of them), presumably clock or
+thermal drift between the blocks, which biased the ratio against whatever came later. ``--blocked`` restores the old order
+(all shapes of the peers, then of each kernel in turn; one call per shape).
 Each kernel's first output on a shape is checked on sampled rows against the
-evaluator's reference with the evaluator's error rule. Prints TFLOP/s per shape, the
-ratio to cuDNN and geometric means; writes JSON and a standalone SVG bar chart to the
-output folder. Kernel files are trusted user files (imported here, not sandboxed).
+evaluator's reference with the evaluator's error rule, before any timing of the shape.
+Prints TFLOP/s per shape, the ratio to cuDNN and geometric means; writes JSON (with
+"order" and "rounds") and a standalone SVG bar chart to the output folder. Kernel
+files are trusted user files (imported here, not sandboxed).
 Exit codes: 0 done, 1 a kernel failed a check, 2 usage error / no GPU.
 """
 
@@ -18,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
+import statistics
 import sys
 import time
 import traceback
@@ -28,6 +39,18 @@ import bench_util as bu  # noqa: E402  (puts the repo root on sys.path)
 
 DEFAULT_OUT = bu.REPO / "benchmarks" / "results"
 SAMPLE_ROWS = 32
+DEFAULT_ROUNDS = 3
+
+
+def schedule(contestants: list, n_shapes: int, rounds: int) -> list[tuple[int, object]]:
+    """The interleaved timing order: (shape index, contestant) pairs, shape by shape.
+
+    Every contestant is timed ``rounds`` times per shape; round r runs the contestants in
+    rotated order starting at contestant r mod n, so over n rounds each one takes each
+    position once (and no contestant is always first or last)."""
+    n = len(contestants)
+    return [(i, contestants[(r + j) % n])
+            for i in range(n_shapes) for r in range(rounds) for j in range(n)]
 
 
 def _labels(paths: list[Path]) -> list[str]:
@@ -77,21 +100,40 @@ class Comparison:
         self.errors.append({"provider": who, "shape": shape.name, "error": msg,
                             "trace": traceback.format_exc()[-2000:]})
 
-    def run_peers(self) -> None:
+    def _load_peers(self) -> list[tuple[str, str, object]]:
+        """(display name, peer key, fn) of every peer available here."""
+        out = []
         for name in self.peers:
             try:
-                fn = self.bl.get_baseline(name)
+                out.append((bu.PEER_NAMES[name], name, self.bl.get_baseline(name)))
             except Exception as exc:  # noqa: BLE001 - a peer that is not available here
                 print(f"  {name}: unavailable ({type(exc).__name__}: {exc})", flush=True)
-                continue
-            times = self.ms.setdefault(bu.PEER_NAMES[name], {})
+        return out
+
+    def _load_kernel(self, label: str, path: Path):
+        """The kernel's attention(), or None (all shapes marked failed) if it cannot import."""
+        times = self.ms.setdefault(label, {})
+        checks = self.checks.setdefault(label, {})
+        try:
+            return bu.load_kernel(path, label).attention
+        except Exception as exc:  # noqa: BLE001
+            for shape in self.shapes:
+                times[shape.name] = None
+                checks[shape.name] = {"ok": False, "message": f"import failed: {exc}"}
+            self._error(label, self.shapes[0], exc)
+            return None
+
+    def run_peers(self) -> None:
+        """Blocked order: every shape of each peer in turn (used by --blocked, seed_tune.py)."""
+        for disp, name, fn in self._load_peers():
+            times = self.ms.setdefault(disp, {})
             for shape in self.shapes:
                 try:
                     times[shape.name] = self._time(fn, shape)
                 except Exception as exc:  # noqa: BLE001 - a backend may refuse a shape
                     times[shape.name] = None
                     self._error(name, shape, exc)
-                self._progress(bu.PEER_NAMES[name], shape, times[shape.name])
+                self._progress(disp, shape, times[shape.name])
 
     def check(self, fn, shape) -> dict:
         q, k, v = self._make(shape)(-100)
@@ -106,25 +148,59 @@ class Comparison:
         return {"ok": st.ok, "message": st.message, "max_err": st.max_err, "ratio": st.ratio}
 
     def run_kernel(self, label: str, path: Path) -> None:
-        times = self.ms.setdefault(label, {})
-        checks = self.checks.setdefault(label, {})
-        try:
-            mod = bu.load_kernel(path, label)
-        except Exception as exc:  # noqa: BLE001
-            for shape in self.shapes:
-                times[shape.name] = None
-                checks[shape.name] = {"ok": False, "message": f"import failed: {exc}"}
-            self._error(label, self.shapes[0], exc)
+        """Blocked order: check and time one kernel on every shape (used by --blocked)."""
+        fn = self._load_kernel(label, path)
+        if fn is None:
             return
+        times, checks = self.ms[label], self.checks[label]
         for shape in self.shapes:
             try:
-                checks[shape.name] = self.check(mod.attention, shape)
-                times[shape.name] = self._time(mod.attention, shape)
+                checks[shape.name] = self.check(fn, shape)
+                times[shape.name] = self._time(fn, shape)
             except Exception as exc:  # noqa: BLE001 - report, go on with the next shape
                 times[shape.name] = None
                 checks.setdefault(shape.name, {"ok": False, "message": type(exc).__name__})
                 self._error(label, shape, exc)
             self._progress(label, shape, times[shape.name], checks.get(shape.name))
+
+    def run_interleaved(self, kernels: list[tuple[str, Path]], rounds: int = DEFAULT_ROUNDS) -> None:
+        """Interleaved order (default): per shape, check the kernels, then time all
+        contestants back to back for ``rounds`` rotated rounds (see schedule()); a
+        contestant's time is the median of its rounds, None once any of its calls raised."""
+        # contestant: (display name, name for errors, fn, is_kernel)
+        cont = [(disp, name, fn, False) for disp, name, fn in self._load_peers()]
+        for disp, *_ in cont:  # peers first in ms (table, JSON, SVG), as in blocked order
+            self.ms.setdefault(disp, {})
+        for label, path in kernels:
+            fn = self._load_kernel(label, path)
+            if fn is not None:
+                cont.append((label, label, fn, True))
+        if not cont:
+            return
+        order = [c for _, c in schedule(list(range(len(cont))), 1, rounds)]  # same per shape
+        for shape in self.shapes:
+            live = set(range(len(cont)))
+            for c, (disp, name, fn, is_kernel) in enumerate(cont):
+                if is_kernel:
+                    try:
+                        self.checks[disp][shape.name] = self.check(fn, shape)
+                    except Exception as exc:  # noqa: BLE001 - report, skip its timing here
+                        self.checks[disp][shape.name] = {"ok": False, "message": type(exc).__name__}
+                        self._error(name, shape, exc)
+                        live.discard(c)
+            runs: dict[int, list[float]] = {c: [] for c in live}
+            for c in order:
+                if c not in live:
+                    continue
+                try:
+                    runs[c].append(self._time(cont[c][2], shape))
+                except Exception as exc:  # noqa: BLE001 - a backend may refuse a shape
+                    live.discard(c)
+                    self._error(cont[c][1], shape, exc)
+            for c, (disp, _, _, is_kernel) in enumerate(cont):
+                ms = statistics.median(runs[c]) if c in live and runs[c] else None
+                self.ms[disp][shape.name] = ms
+                self._progress(disp, shape, ms, self.checks[disp].get(shape.name) if is_kernel else None)
 
     def _progress(self, who: str, shape, ms, check=None) -> None:
         flag = "" if check is None else ("  ok" if check.get("ok") else "  CHECK FAILED")
@@ -181,7 +257,16 @@ def main(argv=None) -> int:
     ap.add_argument("--suite", default="default")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--peers", default="cudnn,flash,flex")
+    ap.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
+                    help="interleaved rounds per shape; each contestant's time is the median "
+                         f"of its rounds (default {DEFAULT_ROUNDS})")
+    ap.add_argument("--blocked", action="store_true",
+                    help="old order: all shapes of the peers, then of each kernel in turn "
+                         "(one call per shape; biased by clock drift, see the docstring)")
     args = ap.parse_args(argv)
+    if args.rounds < 1:
+        print("error: --rounds must be >= 1", file=sys.stderr)
+        return 2
     missing = [str(p) for p in args.kernels if not p.is_file()]
     if missing:
         print(f"error: kernel file not found: {', '.join(missing)}", file=sys.stderr)
@@ -208,13 +293,19 @@ def main(argv=None) -> int:
         return 2
     t0 = time.time()
     gpu = torch.cuda.get_device_name()
-    print(f"== {args.target}/{args.suite} on {gpu}: {len(cmp.shapes)} shapes", flush=True)
-    cmp.run_peers()
+    order, rounds = ("blocked", 1) if args.blocked else ("interleaved", args.rounds)
+    print(f"== {args.target}/{args.suite} on {gpu}: {len(cmp.shapes)} shapes, "
+          f"{order} order, {rounds} round(s)", flush=True)
     labels = _labels(args.kernels)
-    for label, path in zip(labels, args.kernels):
-        cmp.run_kernel(label, path)
+    if args.blocked:
+        cmp.run_peers()
+        for label, path in zip(labels, args.kernels):
+            cmp.run_kernel(label, path)
+    else:
+        cmp.run_interleaved(list(zip(labels, args.kernels)), rounds)
     print(f"\n{args.target}/{args.suite} on {gpu} - TFLOP/s (median of CUDA events, "
-          "evaluator protocol); '!' = failed the correctness check")
+          f"evaluator protocol; {order} order, median of {rounds} round(s)); "
+          "'!' = failed the correctness check")
     print(cmp.render(labels))
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -224,6 +315,7 @@ def main(argv=None) -> int:
     data = {"target": args.target, "suite": args.suite, "gpu": gpu, "torch": torch.__version__,
             "triton": triton.__version__, "created_at": stamp,
             "timing": "evaluator protocol: fresh inputs, L2 flush, median of CUDA events",
+            "order": order, "rounds": rounds,
             "kernels": {lab: str(p) for lab, p in zip(labels, args.kernels)},
             "shapes": [s.to_dict() | {"name": s.name, "flops": s.flops()} for s in cmp.shapes],
             "ms": cmp.ms, "tflops": cmp.tflops_table(), "checks": cmp.checks,

@@ -124,6 +124,11 @@ def drive(run: RunHandle, console: Console, resumed: bool,
     lock = RunLock(run.paths.lock)
     lock.acquire()
     prev_term = signal.signal(signal.SIGTERM, _raise_interrupt)
+    # A script's `evolve start ... &` inherits SIGINT ignored (non-interactive bash does
+    # that to background jobs) and Python then keeps ignoring it: `kill -INT` must still stop.
+    prev_int = signal.getsignal(signal.SIGINT)
+    if prev_int == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     cfg = run.config
     store = run.store
     try:
@@ -182,6 +187,8 @@ def drive(run: RunHandle, console: Console, resumed: bool,
         return 1 if outcome.failed else 0
     finally:
         signal.signal(signal.SIGTERM, prev_term)
+        if prev_int == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, prev_int)
         lock.release()
 
 

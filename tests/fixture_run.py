@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -54,8 +55,21 @@ def make_fixture_run(tmp_dir: Path) -> Path:
 
 def copy_fixture_run(tmp_dir: Path, dest_name: str) -> Path:
     """A private copy of the fixture run (for tests that resume or otherwise change it)."""
-    src = make_fixture_run(tmp_dir)
     dest = Path(tmp_dir) / "copies" / dest_name
     dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(src, dest)
+    return copy_run(make_fixture_run(tmp_dir), dest)
+
+
+def copy_run(src: Path, dest: Path) -> Path:
+    """Copy run directory ``src`` to ``dest`` (which must not exist) while others read it."""
+    # Other tests read the shared run meanwhile (a dashboard server, status commands): their
+    # SQLite -wal/-shm files come and go, so the database is copied with SQLite's backup.
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("lineage.db*"))
+    source = sqlite3.connect(f"file:{src / 'lineage.db'}?mode=ro", uri=True, timeout=30)
+    target = sqlite3.connect(dest / "lineage.db")
+    try:
+        source.backup(target)
+    finally:
+        target.close()
+        source.close()
     return dest

@@ -47,6 +47,9 @@ def test_evolve_bench_usage_errors():
     assert res.exit_code == 2 and "unknown target" in res.output
     res = CliRunner().invoke(app, ["bench", str(REPO / "seeds" / "gqa.py"), "--suite", "nope"])
     assert res.exit_code == 2 and "no suite" in res.output
+    res = CliRunner().invoke(app, ["bench", str(REPO / "seeds" / "gqa.py"), "--rounds", "0"])
+    assert res.exit_code == 2 and "--rounds" in res.output
+    assert compare.main([str(REPO / "seeds" / "gqa.py"), "--rounds", "0"]) == 2
 
 
 def test_compare_script_without_gpu_exits_2(capsys):
@@ -82,6 +85,67 @@ def test_compare_labels_are_unique():
     assert compare._labels(paths) == ["a/kernel", "b/kernel", "other"]
 
 
+@pytest.mark.parametrize("n,rounds", [(1, 3), (3, 3), (4, 3), (4, 8), (5, 1)])
+def test_compare_schedule_is_interleaved_and_rotated(n, rounds):
+    names = [f"c{i}" for i in range(n)]
+    order = compare.schedule(names, 2, rounds)
+    assert len(order) == 2 * n * rounds
+    assert [s for s, _ in order] == [0] * (n * rounds) + [1] * (n * rounds)  # shape by shape
+    for shape in (0, 1):
+        seq = [c for s, c in order if s == shape]
+        rounds_ = [seq[r * n:(r + 1) * n] for r in range(rounds)]
+        for r, block in enumerate(rounds_):
+            assert sorted(block) == names               # everyone once per round
+            assert block[0] == names[r % n]             # round r starts at contestant r mod n
+        for c in names:
+            assert seq.count(c) == rounds
+            positions = [block.index(c) for block in rounds_]
+            assert len(set(positions[:n])) == min(rounds, n)  # a new position every round
+            if rounds >= n:                                   # ... so each one is taken
+                assert set(positions) == set(range(n))
+
+
+def test_compare_interleaved_run_without_gpu(monkeypatch, capsys):
+    """run_interleaved on a fake Comparison: checks before timing, rotated rounds per shape,
+    median of rounds, peers first in ms, a failing contestant gets None on that shape."""
+    from types import SimpleNamespace as NS
+
+    calls = []
+    cmp = compare.Comparison.__new__(compare.Comparison)
+    cmp.shapes = [NS(name=f"s{i}", flops=lambda: 1e12) for i in range(2)]
+    cmp.peers = ["cudnn", "flash"]
+    cmp.ms, cmp.checks, cmp.errors = {}, {}, []
+    peer_fns = {"cudnn": lambda: "cudnn", "flash": lambda: "flash"}
+    cmp.bl = NS(get_baseline=lambda name: peer_fns[name])
+    kern = lambda: "k"  # noqa: E731
+    monkeypatch.setattr(compare.bu, "load_kernel", lambda path, label: NS(attention=kern))
+    ms = {"cudnn": [1.0, 3.0, 2.0], "flash": [5.0, 4.0, 6.0], "k": [2.0, 2.0, 9.0]}
+
+    def fake_time(fn, shape):
+        who = fn()
+        if who == "flash" and shape.name == "s1":
+            raise RuntimeError("refused")
+        calls.append(("time", shape.name, who))
+        return ms[who][calls.count(("time", shape.name, who)) - 1]
+
+    def fake_check(fn, shape):
+        calls.append(("check", shape.name, fn()))
+        return {"ok": True}
+
+    cmp._time, cmp.check = fake_time, fake_check
+    cmp.run_interleaved([("k", Path("k.py"))], rounds=3)
+    s0 = [c for c in calls if c[1] == "s0"]
+    assert s0[0] == ("check", "s0", "k")
+    assert [c[2] for c in s0[1:]] == ["cudnn", "flash", "k", "flash", "k", "cudnn",
+                                       "k", "cudnn", "flash"]
+    assert list(cmp.ms) == ["SDPA-cuDNN", "SDPA-flash", "k"]
+    assert cmp.ms["SDPA-cuDNN"] == {"s0": 2.0, "s1": 2.0}
+    assert cmp.ms["SDPA-flash"] == {"s0": 5.0, "s1": None}
+    assert cmp.ms["k"] == {"s0": 2.0, "s1": 2.0}
+    assert cmp.checks["k"] == {"s0": {"ok": True}, "s1": {"ok": True}}
+    assert [e["provider"] for e in cmp.errors] == ["flash"]
+
+
 @pytest.mark.parametrize("seed", seed_sweep.TUNED)
 def test_sweep_variants_stay_inside_the_search_space(seed):
     path = REPO / "seeds" / seed
@@ -103,6 +167,7 @@ def test_compare_on_gpu_writes_json_and_svg(tmp_path):
     assert rc == 0
     data = json.loads(next(tmp_path.glob("compare-gqa-quick-*.json")).read_text())
     assert set(data["ms"]) == {"gqa", "SDPA-cuDNN"}
+    assert data["order"] == "interleaved" and data["rounds"] == 3
     assert all(v is not None and v > 0 for v in data["ms"]["gqa"].values())
     assert all(c["ok"] for c in data["checks"]["gqa"].values())
     ET.fromstring(next(tmp_path.glob("compare-gqa-quick-*.svg")).read_text())

@@ -115,6 +115,24 @@ def test_ctrl_c_stops_cleanly_and_leaves_an_orphan(fixture_run, tmp_path_factory
     assert not (run_dir / "run.lock").exists()
 
 
+def test_sigint_to_a_background_loop_stops_it(fixture_run, tmp_path_factory):
+    """`evolve start ... &` in a script starts with SIGINT ignored (bash does that to
+    background jobs); `kill -INT <pid>` to the loop alone must still stop it cleanly."""
+    run_dir = copy_fixture_run(tmp_path_factory.getbasetemp(), "bg-sigint")
+    proc = subprocess.Popen(
+        evolve_cmd("resume", str(run_dir), "--max-candidates", str(FIXTURE_CANDIDATES + 2)),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env(),
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    _wait_for_evaluation(proc, run_dir)
+    workers = _descendants(proc.pid)
+    os.kill(proc.pid, signal.SIGINT)  # the loop only, not its process group
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert _all_gone(workers), f"evaluator processes left running: {_describe(workers)}"
+    assert RunHandle.open(run_dir).store.run().status == "stopped"
+
+
 def test_sigkill_mid_evaluation_then_resume_loses_nothing(fixture_run, tmp_path_factory):
     run_dir = copy_fixture_run(tmp_path_factory.getbasetemp(), "sigkill")
     target = FIXTURE_CANDIDATES + 3

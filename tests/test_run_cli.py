@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
+from fixture_run import copy_run
 from typer.testing import CliRunner
 
 from evolve.cli import build_app
@@ -84,7 +83,7 @@ def test_bad_input_is_one_line_and_exit_2(args, needle, fixture_run, tmp_path):
 
 def test_a_run_in_use_is_refused(fixture_run, tmp_path):
     copy = tmp_path / "inuse"
-    shutil.copytree(fixture_run, copy)
+    copy_run(fixture_run, copy)
     with RunLock(copy / "run.lock"):  # this (live) process holds the run
         res = _invoke("resume", str(copy))
         assert res.exit_code == 2 and "in use" in res.output

@@ -25,21 +25,35 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bench_util as bu  # noqa: E402
 
-# knob grids per class; every combination is timed (the rest of CONFIG stays as in the seed)
+# knob grids per class; every combination is timed (the rest of CONFIG stays as in the seed).
+# For a seed with a SHORT_S and "<knob>_<class>_S" tile knobs for shorter sequences, a class
+# ending in _S sweeps those on the short shapes and a plain class covers only the long ones.
+# These are session 10's grids, run on such a seed (results/2026-11-26-h100-session10/
+# gqa_before.py.txt); seeds/gqa.py has no _S knobs since they bought nothing on the H100.
+# Earlier grids (sessions 7-8: HOST_DESC, FLAT, PERSIST, ...; session 9: lazy rescaling and
+# exp2 emulation knobs, results/2026-11-26-h100-session9/gqa_swept.py.txt) are in git history.
 GRIDS: dict[str, list[dict[str, list[int]]]] = {
-    "D128_NC": [{"HOST_DESC": [0, 1], "FLAT": [0, 1], "WARPS": [4, 8], "PERSIST": [0]},
-                {"HOST_DESC": [0], "FLAT": [1], "WARPS": [4], "PERSIST": [1, 2]}],
-    "D128_C": [{"HOST_DESC": [0, 1], "FLAT": [0, 1], "WARPS": [4, 8], "REVERSE_M": [0, 1]}],
-    "D64_NC": [{"HOST_DESC": [0, 1], "WARPS": [4, 8], "STAGES": [3, 4], "PERSIST": [0]},
-               {"HOST_DESC": [0], "WARPS": [4, 8], "STAGES": [4], "PERSIST": [1, 2]},
-               {"BLOCK_M": [64], "HOST_DESC": [1], "WARPS": [4, 8], "STAGES": [3, 4]}],
-    "D64_C": [{"HOST_DESC": [0, 1], "WARPS": [4, 8], "STAGES": [3, 4], "REVERSE_M": [0, 1]},
-              {"BLOCK_M": [64], "HOST_DESC": [1], "WARPS": [4], "STAGES": [3, 4]}],
+    "D128_NC_S": [{"BLOCK_M": [128], "BLOCK_N": [64, 128], "WARPS": [4, 8], "STAGES": [2]},
+                  {"BLOCK_M": [128], "BLOCK_N": [64], "WARPS": [4], "STAGES": [3]},
+                  {"BLOCK_M": [64], "BLOCK_N": [64, 128], "WARPS": [4], "STAGES": [2, 3]}],
+    "D128_C_S": [{"BLOCK_M": [128], "BLOCK_N": [32, 64], "WARPS": [4, 8], "STAGES": [2]},
+                 {"BLOCK_M": [128], "BLOCK_N": [64], "WARPS": [4], "STAGES": [3]},
+                 {"BLOCK_M": [64], "BLOCK_N": [32, 64], "WARPS": [4], "STAGES": [2, 3]}],
+    "D128_NC": [{"BLOCK_N": [64, 128], "WARPS": [4, 8], "STAGES": [2, 3]}],
+    "D128_C": [{"BLOCK_M": [64, 128], "WARPS": [4, 8], "STAGES": [2, 3]}],
+    "D64_NC_S": [{"BLOCK_M": [64, 128], "WARPS": [4, 8], "STAGES": [3, 4]},
+                 {"BLOCK_M": [64], "BLOCK_N": [32], "WARPS": [4], "STAGES": [3, 4]}],
+    "D64_NC": [{"BLOCK_M": [64, 128], "WARPS": [4, 8], "STAGES": [3, 4]}],
+    "D64_C_S": [{"BLOCK_M": [64, 128], "WARPS": [4, 8], "STAGES": [3, 4]},
+                {"BLOCK_M": [64], "BLOCK_N": [32], "WARPS": [4], "STAGES": [3, 4]}],
+    "D64_C": [{"BLOCK_M": [64, 128], "WARPS": [4, 8], "STAGES": [3, 4]}],
 }
 
 
-def class_of(shape) -> str:
-    return ("D64" if shape.D <= 64 else "D128") + ("_C" if shape.causal else "_NC")
+def class_of(shape, short_s: int = 0) -> str:
+    """The sweep class of a shape: D<64|128>_<NC|C>, plus _S when S < short_s."""
+    base = ("D64" if shape.D <= 64 else "D128") + ("_C" if shape.causal else "_NC")
+    return base + "_S" if shape.S < short_s else base
 
 
 def configs(cls: str) -> list[dict[str, int]]:
@@ -62,19 +76,28 @@ def sweep(args) -> int:
     if bad:
         print(f"error: unknown class(es) {bad}; known {list(GRIDS)}", file=sys.stderr)
         return 2
+    mod = bu.load_kernel(args.seed, "seed")
+    short_s = int(getattr(mod, "SHORT_S", 0))
     cmp = Comparison(args.target, "default", ["cudnn"])
-    cmp.shapes = [s for s in cmp.shapes if class_of(s) in classes
+    cmp.shapes = [s for s in cmp.shapes if class_of(s, short_s) in classes
                   and (args.all_shapes or s.Hq == 32)]
     gpu = torch.cuda.get_device_name()
     print(f"== sweep {classes} on {gpu}: {len(cmp.shapes)} shapes", flush=True)
     cmp.run_peers()
     cudnn = cmp.ms[bu.PEER_NAMES["cudnn"]]
-    mod = bu.load_kernel(args.seed, "seed")
     base = dict(mod.CONFIG)
     results = []
     t0 = time.time()
+    import triton
+
+    def save():  # after every config, so a timeout keeps what was measured
+        Path(args.json).write_text(json.dumps({
+            "gpu": gpu, "torch": torch.__version__, "triton": triton.__version__,
+            "seed": str(args.seed), "shapes": [s.name for s in cmp.shapes], "cudnn_ms": cudnn,
+            "results": results, "wall_s": time.time() - t0}, indent=1))
+
     for cls in classes:
-        shapes = [s for s in cmp.shapes if class_of(s) == cls]
+        shapes = [s for s in cmp.shapes if class_of(s, short_s) == cls]
         for cfg in configs(cls):
             mod.CONFIG.clear()
             mod.CONFIG.update(base | cfg)
@@ -95,13 +118,10 @@ def sweep(args) -> int:
             print(f"  {cls:8s} {json.dumps(cfg):90s} {bu.fmt(row['ratio'], '.4f')}"
                   f"{'  (seed)' if row['is_seed'] else ''}{'' if row['ok'] else '  FAILED ' + str(row['error'])}",
                   flush=True)
+            save()
     mod.CONFIG.clear()
     mod.CONFIG.update(base)
-    import triton
-    Path(args.json).write_text(json.dumps({
-        "gpu": gpu, "torch": torch.__version__, "triton": triton.__version__,
-        "seed": str(args.seed), "shapes": [s.name for s in cmp.shapes], "cudnn_ms": cudnn,
-        "results": results, "wall_s": time.time() - t0}, indent=1))
+    save()
     return 0
 
 

@@ -1,4 +1,4 @@
-"""`evolve bench FILE... --target T [--suite default] [--out DIR]`.
+"""`evolve bench FILE... --target T [--suite default] [--out DIR] [--rounds 3] [--blocked]`.
 
 Runs benchmarks/compare.py in a child process: in ONE process on the current GPU it
 times the given kernel files and every available peer (SDPA-cuDNN, SDPA-flash,
@@ -34,6 +34,11 @@ def bench(
     out: Optional[Path] = typer.Option(None, "--out", help="folder for JSON + SVG "
                                        "(default: benchmarks/results/)"),
     peers: str = typer.Option("cudnn,flash,flex", "--peers", help="peers to time, comma separated"),
+    rounds: int = typer.Option(3, "--rounds", min=1, help="timing rounds per shape: every "
+                               "contestant is timed once per round, in rotated order, and "
+                               "keeps the median (clock drift hits all of them alike)"),
+    blocked: bool = typer.Option(False, "--blocked", help="time contestant by contestant "
+                                 "instead (the old order; biased against later contestants)"),
 ) -> None:
     """Time kernels beside SDPA-cuDNN, SDPA-flash and FlexAttention on this GPU."""
     from evaluator import gpu_available, get_target
@@ -54,7 +59,9 @@ def bench(
     if not gpu_available():
         _usage("evolve bench needs a CUDA GPU (none found); use `evolve eval` on CPU")
     cmd = [sys.executable, str(COMPARE), *[str(f.resolve()) for f in files],
-           "--target", target, "--suite", suite, "--peers", peers]
+           "--target", target, "--suite", suite, "--peers", peers, "--rounds", str(rounds)]
+    if blocked:
+        cmd.append("--blocked")
     if out is not None:
         cmd += ["--out", str(out.resolve())]
     raise typer.Exit(subprocess.call(cmd))
