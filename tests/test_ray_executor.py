@@ -7,6 +7,8 @@ jobs are killed; an existing (one-machine) cluster gets the orchestrator's code 
 from __future__ import annotations
 
 import json
+import os
+import re
 import socket
 import subprocess
 import sys
@@ -288,6 +290,21 @@ def test_an_existing_cluster_gets_the_orchestrators_code(tmp_path):
 
 # ------------------------------------------------------------------ end to end
 
+
+def _procs_under(path: Path) -> list[int]:
+    """Live processes whose cwd lies under `path`."""
+    out = []
+    for e in os.listdir("/proc"):
+        if e.isdigit():
+            try:
+                cwd = os.readlink(f"/proc/{e}/cwd")
+            except OSError:
+                continue
+            if cwd == str(path) or cwd.startswith(str(path) + "/"):
+                out.append(int(e))
+    return out
+
+
 @pytest.mark.slow  # ~1 min: a local Ray instance and 3 smoke evaluations
 def test_evolve_start_with_the_ray_executor(tmp_path):
     runs = tmp_path / "runs"
@@ -305,6 +322,15 @@ def test_evolve_start_with_the_ray_executor(tmp_path):
         assert workers[0]["state"] == "stopped" and workers[0]["jobs_done"] >= 3
     finally:
         run.close()
+    # the actor kept a pre-started evaluator worker: later evaluations used it, and the
+    # last one was stopped and its scratch removed when the run ended
+    logs = [p.read_text(errors="replace") for p in (runs / "rayrun" / "logs").glob("*.log")
+            if p.stem.isdigit()]
+    used = sum(bool(re.search(r"pre-started: request received", t)) for t in logs)
+    assert len(logs) >= 3 and used >= 2, f"pre-started workers used {used} times"
+    scratch = runs / "rayrun" / "scratch"
+    assert not list(scratch.glob("spares-*")), list(scratch.iterdir())
+    assert not _procs_under(runs / "rayrun")
     status = subprocess.run(evolve_cmd("status", str(runs / "rayrun")), capture_output=True,
                             text=True, env={**cli_env(), "COLUMNS": "200"}, timeout=120)
     assert status.returncode == 0, status.stderr

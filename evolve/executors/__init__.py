@@ -100,7 +100,7 @@ def make_executor(name: str, gpus: Any, workdir: Path, *, ray_address: str | Non
                   **kw: Any) -> Executor:
     """A started executor with one worker per entry of `gpus` (None = interpreter worker;
     Ray also takes "all" / "auto"). Keywords: log_dir, grace_s, baseline_ttl_s, on_change,
-    runner (local: "module:function" imported in the worker), prestart (local only)."""
+    runner (local: "module:function" imported in the worker), prestart (both executors)."""
     check_executor(name)
     if name == "local":
         from evolve.executors.local import LocalExecutor

@@ -82,7 +82,8 @@ class EvalActor:
     """One evaluation worker; constructed on its node by Ray."""
 
     def __init__(self, name: str, runner: Any = None, workdir: str | None = None,
-                 driver_host: str = "", baseline_ttl_s: float = 600.0, gpu_actor: bool = False):
+                 driver_host: str = "", baseline_ttl_s: float = 600.0, gpu_actor: bool = False,
+                 prestart: bool = False):
         self.name = name
         self.gpu = assigned_gpu(gpu_actor)
         self.runner = load_runner(runner)
@@ -96,13 +97,23 @@ class EvalActor:
         try:
             params = inspect.signature(self.runner).parameters
             var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
-            self.accepts = {k for k in ("on_stage", "baseline_cache", "worker", "compile_threads")
-                            if var_kw or k in params}
+            self.accepts = {k for k in ("on_stage", "baseline_cache", "worker", "compile_threads",
+                                        "spares") if var_kw or k in params}
         except (TypeError, ValueError):
             self.accepts = set()
         self._lock = threading.Lock()
         self._job: str | None = None
         self._group: str | None = None
+        # one pre-started evaluator worker for the next job (evolve.jobs.SparePool; it turns
+        # itself off where the sandbox has no pid namespace); its scratch: spares-<name>
+        self.spares: Any = None
+        if prestart and "spares" in self.accepts:
+            try:
+                from evolve.jobs import SparePool
+                self.spares = SparePool(self.gpu, self.workdir / f"spares-{name}")
+                self.spares.refill()
+            except ImportError:
+                self.spares = None
 
     def ready(self) -> dict[str, Any]:
         import evolve
@@ -130,9 +141,12 @@ class EvalActor:
                 self._group = _stage_group(stage) or "busy"
 
         kw: dict[str, Any] = {"on_stage": on_stage, "baseline_cache": self.cache,
-                              "worker": self.name, "compile_threads": compile_threads}
+                              "worker": self.name, "compile_threads": compile_threads,
+                              "spares": self.spares}
         if compile_threads is None:
             kw.pop("compile_threads")
+        if self.spares is None:
+            kw.pop("spares")
         try:
             res = self.runner(ej, self.gpu, self.workdir,
                               **{k: v for k, v in kw.items() if k in self.accepts})
@@ -153,12 +167,19 @@ class EvalActor:
 
     def kill_children(self) -> int:
         """(control group) SIGKILL this actor's descendants (the evaluator's sandboxed
-        processes run in their own sessions); how many there were."""
+        processes run in their own sessions, the pre-started spare too); how many."""
         from evolve.executors.procs import descendants, kill_procs
 
         procs = descendants(os.getpid())
         kill_procs(procs)
+        self.close_spares()
         return len(procs)
+
+    def close_spares(self) -> None:
+        """(control group) Stop the pre-started worker and remove its scratch (before a
+        planned kill; a spare whose actor died exits when its stdin closes)."""
+        if self.spares is not None:
+            self.spares.close()
 
 
 def reap(procs: list[Any]) -> int:

@@ -62,7 +62,8 @@ class RayExecutor(Executor):
                  compile_threads: int | None = None, on_change: Callable[[], None] | None = None,
                  log_dir: Path | str | None = None, poll_s: float = 0.2,
                  status_every_s: float = 1.0, kill_wait_s: float = 5.0,
-                 max_start_failures: int = 3, loopback: bool | None = None):
+                 max_start_failures: int = 3, loopback: bool | None = None,
+                 prestart: bool = True):
         self.workdir = Path(workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = Path(log_dir) / "workers-ray.log" if log_dir else None
@@ -71,6 +72,7 @@ class RayExecutor(Executor):
         self.compile_threads, self.on_change = compile_threads, on_change
         self.poll_s, self.status_every_s, self.kill_wait_s = poll_s, status_every_s, kill_wait_s
         self.max_start_failures = max_start_failures
+        self.prestart = prestart  # each actor keeps a pre-started evaluator worker (ray_actor)
 
         count, gpu_ids, mode = parse_gpus(gpus, n_workers)
         ship = address is not None if ship_code is None else ship_code
@@ -200,7 +202,7 @@ class RayExecutor(Executor):
         try:
             s.actor = self._actor_cls.options(**opts).remote(
                 s.name, self.runner, str(self.workdir), self.host, self.baseline_ttl_s,
-                s.gpu_actor)
+                s.gpu_actor, self.prestart)
             s.ready_ref = s.actor.ready.remote()
         except Exception as e:  # bad options, a runtime_env Ray refuses, ...
             self._start_failed(s, why(e))
@@ -367,7 +369,7 @@ class RayExecutor(Executor):
         return None
 
     def _kill(self, s: Slot, children: bool) -> None:
-        actor, known = s.actor, list(s.known.values())
+        actor, known, ready = s.actor, list(s.known.values()), s.status.pid is not None
         s.actor = s.ready_ref = s.job_ref = s.status_ref = None
         s.item, s.known = None, {}
         with self._lock:
@@ -375,10 +377,13 @@ class RayExecutor(Executor):
         if actor is None:
             return
         ray = self._ray
-        if children:  # best effort: a dead or truly hung actor does not answer
+        # best effort: a dead or truly hung actor does not answer; an idle one that started
+        # only stops its pre-started evaluator worker
+        method = "kill_children" if children else "close_spares" if ready and self.prestart else ""
+        if method:
             try:
-                ray.wait([actor.kill_children.options(concurrency_group=CONTROL_GROUP).remote()],
-                         timeout=self.kill_wait_s)
+                call = getattr(actor, method).options(concurrency_group=CONTROL_GROUP)
+                ray.wait([call.remote()], timeout=self.kill_wait_s)
             except Exception:
                 pass
         try:
