@@ -32,6 +32,20 @@ def evolve_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "evolve.cli", *args]
 
 
+def procs_under(path: Path) -> list[int]:
+    """Live processes whose cwd lies under `path` (what a run or a worker left running)."""
+    out = []
+    for e in os.listdir("/proc"):
+        if e.isdigit():
+            try:
+                cwd = os.readlink(f"/proc/{e}/cwd")
+            except OSError:
+                continue
+            if cwd == str(path) or cwd.startswith(str(path) + "/"):
+                out.append(int(e))
+    return out
+
+
 def make_fixture_run(tmp_dir: Path) -> Path:
     """The run directory of the session's fixture run (made on first use)."""
     if "run" in _CACHE and (_CACHE["run"] / "lineage.db").is_file():

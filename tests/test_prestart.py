@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fixture_run import cli_env, evolve_cmd
+from fixture_run import cli_env, evolve_cmd, procs_under
 
 from evaluator import EvalOptions, evaluate
 from evaluator.prestart import IDLE_EXIT, Prestarted, PrestartUnsupported
@@ -26,7 +26,7 @@ def _gone(h: Prestarted) -> None:
     """The handle's process has exited and both of its directories are removed."""
     assert h.proc is not None and h.proc.poll() is not None
     assert not h.scratch.exists() and not h.private.exists()
-    _wait_for(lambda: not _procs_under(h.scratch), timeout=30)  # the sandboxed child too
+    _wait_for(lambda: not procs_under(h.scratch), timeout=30)  # the sandboxed child too
 
 
 def _wait_for(pred, timeout: float = 120.0) -> None:
@@ -144,20 +144,6 @@ def test_options_and_config_fields():
     assert RunConfig.from_dict(d).prestart_workers is True
 
 
-def _procs_under(path: Path) -> list[int]:
-    """Live processes whose cwd lies under `path`."""
-    out = []
-    for e in os.listdir("/proc"):
-        if e.isdigit():
-            try:
-                cwd = os.readlink(f"/proc/{e}/cwd")
-            except OSError:
-                continue
-            if cwd == str(path) or cwd.startswith(str(path) + "/"):
-                out.append(int(e))
-    return out
-
-
 def test_run_job_consumes_the_pools_spare_and_starts_the_next_one(tmp_path):
     from evolve.executors import EvalJob
     from evolve.jobs import SparePool, run_job
@@ -194,7 +180,7 @@ def _start_worker_main(workdir: Path, tmp: Path, sandbox: str) -> tuple[subproce
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     assert b'"ready"' in proc.stdout.readline()
-    _wait_for(lambda: any(_procs_under(d) for d in workdir.glob("spares-t/evolve-spare-*")),
+    _wait_for(lambda: any(procs_under(d) for d in workdir.glob("spares-t/evolve-spare-*")),
               timeout=60)
     (spare,) = workdir.glob("spares-t/evolve-spare-*")
     return proc, spare
@@ -215,7 +201,7 @@ def test_a_workers_spare_dies_with_it(tmp_path, how, sandbox):
     else:
         proc.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
     proc.wait(timeout=60)
-    _wait_for(lambda: not _procs_under(tmp_path), timeout=60)
+    _wait_for(lambda: not procs_under(tmp_path), timeout=60)
     if how != "sigkill":
         assert proc.returncode == (0 if how == "eof" else 130)
         assert list(work.iterdir()) == [] and list(tmp.iterdir()) == []
@@ -237,7 +223,7 @@ def test_a_run_with_prestarted_workers_completes_and_leaves_nothing(tmp_path):
     assert sum(bool(RECEIVED.search(t)) for t in logs) >= 2, "pre-started workers were not used"
     worker_log = (run_dir / "logs" / "worker-local-cpu.log").read_text(errors="replace")
     assert "[spares]" not in worker_log, worker_log[-2000:]
-    _wait_for(lambda: not _procs_under(run_dir), timeout=30)  # no spare left running
+    _wait_for(lambda: not procs_under(run_dir), timeout=30)  # no spare left running
     scratch = run_dir / "scratch"
     assert not scratch.exists() or list(scratch.iterdir()) == []
 

@@ -7,7 +7,6 @@ jobs are killed; an existing (one-machine) cluster gets the orchestrator's code 
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from fixture_run import cli_env, evolve_cmd  # noqa: E402
+from fixture_run import cli_env, evolve_cmd, procs_under  # noqa: E402
 from lineage_checks import assert_consistent  # noqa: E402
 from ray_support import LoopbackCluster, pid_alive  # noqa: E402
 
@@ -291,20 +290,6 @@ def test_an_existing_cluster_gets_the_orchestrators_code(tmp_path):
 # ------------------------------------------------------------------ end to end
 
 
-def _procs_under(path: Path) -> list[int]:
-    """Live processes whose cwd lies under `path`."""
-    out = []
-    for e in os.listdir("/proc"):
-        if e.isdigit():
-            try:
-                cwd = os.readlink(f"/proc/{e}/cwd")
-            except OSError:
-                continue
-            if cwd == str(path) or cwd.startswith(str(path) + "/"):
-                out.append(int(e))
-    return out
-
-
 @pytest.mark.slow  # ~1 min: a local Ray instance and 3 smoke evaluations
 def test_evolve_start_with_the_ray_executor(tmp_path):
     runs = tmp_path / "runs"
@@ -330,7 +315,7 @@ def test_evolve_start_with_the_ray_executor(tmp_path):
     assert len(logs) >= 3 and used >= 2, f"pre-started workers used {used} times"
     scratch = runs / "rayrun" / "scratch"
     assert not list(scratch.glob("spares-*")), list(scratch.iterdir())
-    assert not _procs_under(runs / "rayrun")
+    assert not procs_under(runs / "rayrun")
     status = subprocess.run(evolve_cmd("status", str(runs / "rayrun")), capture_output=True,
                             text=True, env={**cli_env(), "COLUMNS": "200"}, timeout=120)
     assert status.returncode == 0, status.stderr
