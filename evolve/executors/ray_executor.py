@@ -40,16 +40,16 @@ import threading
 import time
 import weakref
 from concurrent.futures import Future
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
 from evolve.executors import ray_cluster
 from evolve.executors.base import EvalJob, Executor, ExecutorError, JobResult, WorkerStatus
 from evolve.executors.ray_actor import CONCURRENCY_GROUPS, CONTROL_GROUP, EvalActor, reap
-from evolve.executors.ray_slots import Item, Slot, now_iso, parse_gpus, set_exception, why
+from evolve.executors.ray_slots import (Item, Slot, error_result, lost_result, now_iso, parse_gpus,
+                                         set_exception, stop_actor, why)
 
-_HAS_ERROR = "error" in {f.name for f in fields(JobResult)}
 
 
 class RayExecutor(Executor):
@@ -279,7 +279,7 @@ class RayExecutor(Executor):
         try:
             data = self._ray.get(ref)
         except self._exc.RayTaskError as e:  # the runner raised: an evaluator/runner bug
-            self._finish(s, self._error_result(item.job, s, why(e)))
+            self._finish(s, error_result(item.job, s, why(e)))
         except Exception as e:  # RayActorError (died, killed, node lost), lost objects, ...
             self._lose(s, f"Ray worker {s.name} lost during job {item.job.job_id}: {why(e)}")
         else:
@@ -342,7 +342,7 @@ class RayExecutor(Executor):
                 self._queue.appendleft(Item(replace(item.job, attempt=item.job.attempt + 1),
                                              item.future))
         else:
-            item.future.set_result(self._lost(item.job, s, f"{why} (twice; the job was "
+            item.future.set_result(lost_result(item.job, s, f"{why} (twice; the job was "
                                                            "re-queued once)"))
 
     def _start_failed(self, s: Slot, why: str) -> None:
@@ -376,42 +376,9 @@ class RayExecutor(Executor):
             s.status.pid = None
         if actor is None:
             return
-        ray = self._ray
-        # best effort: a dead or truly hung actor does not answer; an idle one that started
-        # only stops its pre-started evaluator worker
         method = "kill_children" if children else "close_spares" if ready and self.prestart else ""
-        if method:
-            try:
-                call = getattr(actor, method).options(concurrency_group=CONTROL_GROUP)
-                ray.wait([call.remote()], timeout=self.kill_wait_s)
-            except Exception:
-                pass
-        try:
-            ray.kill(actor, no_restart=True)
-        except Exception:
-            pass
-        if children and known and s.node_id:  # what a dead actor left behind, on its node
-            try:
-                from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-                opts: dict[str, Any] = dict(num_cpus=0, max_retries=0, scheduling_strategy=
-                                            NodeAffinitySchedulingStrategy(s.node_id, soft=False))
-                self._reap.options(**opts).remote(known)
-            except Exception:
-                pass
-
-    def _lost(self, job: EvalJob, s: Slot | None, why: str) -> JobResult:
-        return JobResult(job_id=job.job_id, kind=job.kind, worker=s.name if s else "ray",
-                         gpu=s.status.gpu if s else None, data={}, lost=why)
-
-    def _error_result(self, job: EvalJob, s: Slot, why: str) -> JobResult:
-        res = JobResult(job_id=job.job_id, kind=job.kind, worker=s.name, gpu=s.status.gpu,
-                        data={}, log=why)
-        if _HAS_ERROR:
-            res.error = f"the runner raised on {s.name}: {why}"
-        else:
-            res.lost = f"the runner raised on {s.name}: {why}"
-        return res
+        stop_actor(self._ray, actor, method, self.kill_wait_s, self._reap,
+                   known if children else [], s.node_id)
 
     def _teardown(self) -> None:
         for s in self.slots:

@@ -1,13 +1,13 @@
 """Bookkeeping of the Ray executor on the orchestrator's side: one `Slot` per actor
 position (the live actor, its job in flight, its utilisation counters), the queued
-`Item`s, and the `gpus` argument."""
+`Item`s, the `gpus` argument, and helpers: stop an actor, build lost / error results."""
 
 from __future__ import annotations
 
 import re
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from typing import Any
 
@@ -120,3 +120,52 @@ def set_exception(fut: Future, exc: BaseException) -> None:
         fut.set_exception(exc)
     except Exception:
         pass
+
+
+def stop_actor(ray: Any, actor: Any, method: str, wait_s: float, reap_task: Any,
+               known: list, node_id: str | None) -> None:
+    """Best effort, in this order: call the actor's `method` in its control group
+    ("kill_children": a lost or hung actor's evaluator processes; "close_spares": an idle
+    actor's pre-started worker; "": nothing), waiting at most `wait_s` (a dead or truly hung
+    actor does not answer); kill the actor; then, when `known` processes [(pid, start
+    time)] were remembered, a `reap_task` on its node kills what a dead actor left behind."""
+    from evolve.executors.ray_actor import CONTROL_GROUP
+
+    if method:
+        try:
+            call = getattr(actor, method).options(concurrency_group=CONTROL_GROUP)
+            ray.wait([call.remote()], timeout=wait_s)
+        except Exception:
+            pass
+    try:
+        ray.kill(actor, no_restart=True)
+    except Exception:
+        pass
+    if known and node_id:
+        try:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            opts: dict[str, Any] = dict(num_cpus=0, max_retries=0, scheduling_strategy=
+                                        NodeAffinitySchedulingStrategy(node_id, soft=False))
+            reap_task.options(**opts).remote(known)
+        except Exception:
+            pass
+
+
+def lost_result(job: EvalJob, s: Slot | None, why: str) -> JobResult:
+    return JobResult(job_id=job.job_id, kind=job.kind, worker=s.name if s else "ray",
+                     gpu=s.status.gpu if s else None, data={}, lost=why)
+
+
+_HAS_ERROR = "error" in {f.name for f in fields(JobResult)}
+
+
+def error_result(job: EvalJob, s: Slot, why: str) -> JobResult:
+    """The runner raised: an error result (the worker lives on), not a lost job."""
+    res = JobResult(job_id=job.job_id, kind=job.kind, worker=s.name, gpu=s.status.gpu,
+                    data={}, log=why)
+    if _HAS_ERROR:
+        res.error = f"the runner raised on {s.name}: {why}"
+    else:
+        res.lost = f"the runner raised on {s.name}: {why}"
+    return res
