@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from evolve.store import champion_id
+
 DB_NAME = "lineage.db"
 KERNELS_DIR = "kernels"
 KERNEL_FILE = "kernel.py"
@@ -68,6 +70,7 @@ class RunSnapshot:
     sessions: list[dict[str, Any]]
     agent_steps: list[dict[str, Any]]
     events: list[dict[str, Any]]
+    champion_id: int | None = None  # evolve.store.champion_id, read in the same transaction
 
     @property
     def name(self) -> str:
@@ -159,6 +162,7 @@ def read_snapshot(run_dir: Path) -> RunSnapshot:
             sessions=_rows(conn, "sessions", present, "started_at"),
             agent_steps=_rows(conn, "agent_steps", present, "session_id, step"),
             events=_rows(conn, "events", present, "ts"),
+            champion_id=champion_id(conn) if "events" in present else None,
         )
         conn.execute("COMMIT")
         return snap
@@ -197,7 +201,7 @@ def run_gpu(snap: RunSnapshot) -> str:
 def summarize(snap: RunSnapshot, now: datetime | None = None) -> RunSummary:
     cands = snap.candidates
     ok = [c for c in cands if c.get("status") == "ok" and _finite(c.get("score"))]
-    best = max(ok, key=lambda c: c["score"], default=None)
+    best = next((c for c in ok if c["id"] == snap.champion_id), None)
     seed = next((c for c in cands if c["id"] == 0), None)
     start = parse_time(snap.run.get("created_at"))
     if snap.run.get("status") == "running":

@@ -8,6 +8,7 @@ are kept with their failure class and message. See docs/architecture.md.
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,20 @@ _INDEXES = [
     ("agent_steps", ["session_id"]),
     ("events", ["kind"]),
 ]
+
+
+def champion_id(conn: sqlite3.Connection) -> int | None:
+    """The run's champion: the ONE definition used by the loop, the CLI, export, the dashboard
+    and the agent's brief. It is the candidate of the latest `new_best` event (a GPU challenger
+    gets one only after winning its rematch), else the seed (#0) when it is ok, else None.
+    The highest single score is not the champion (it may have lost its rematch)."""
+    row = conn.execute(
+        "SELECT candidate_id FROM events WHERE kind = 'new_best' AND candidate_id IS NOT NULL "
+        "ORDER BY rowid DESC LIMIT 1").fetchone()
+    if row is not None:
+        return int(row[0])
+    seed = conn.execute("SELECT status FROM candidates WHERE id = 0").fetchone()
+    return 0 if seed is not None and seed[0] == "ok" else None
 
 
 class LineageStore:
@@ -173,14 +188,9 @@ class LineageStore:
                                [sha256]).fetchone() is not None
 
     def best(self) -> Candidate | None:
-        """The champion: the candidate of the latest `new_best` event, else the seed if ok."""
-        row = self.db.execute(
-            "SELECT candidate_id FROM events WHERE kind = 'new_best' AND candidate_id IS NOT NULL "
-            "ORDER BY rowid DESC LIMIT 1").fetchone()
-        if row is not None:
-            return self.get_candidate(int(row[0]))
-        seed = self.get_candidate(0)
-        return seed if seed is not None and seed.ok else None
+        """The champion (see `champion_id`)."""
+        cid = champion_id(self.db.conn)
+        return None if cid is None else self.get_candidate(cid)
 
     # --- events --------------------------------------------------------------
 
