@@ -78,8 +78,8 @@ class RunConfig:
     baseline_ttl_s: float = 600.0  # a worker reuses its cuDNN times for this long
     prescreen: bool = True  # GPU + default suite: a quick-suite pre-screen before the full one
     prescreen_ratio: float = 0.9  # quick geomean below ratio x champion's -> rejected "slow"
-    worker_grace_s: float = 4200.0  # a job running longer than timeout + this is "hung"
-    prestart_workers: bool = True  # local workers pre-start the next evaluator worker
+    worker_grace_s: float = 4200.0  # Ray: a job running longer than timeout + this is "hung"
+    prestart_workers: bool = True  # each worker slot pre-starts the next evaluator worker
     agent: AgentConfig = field(default_factory=AgentConfig)
 
     def to_dict(self) -> dict[str, Any]:

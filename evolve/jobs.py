@@ -1,4 +1,5 @@
-"""Running one EvalJob on one GPU (trusted code; executed inside an evaluation worker).
+"""Running one EvalJob on one GPU (trusted code, run by an executor's slot: a thread of the
+orchestrator for the local executor, a Ray actor for Ray).
 
     result = run_job(job, gpu, workdir, on_stage=None, baseline_cache=None)   # JobResult
 
@@ -11,8 +12,8 @@ evaluator error (bad suite, ...) comes back in `JobResult.error`. The directory 
 is removed.
 
 Baseline cache (one per worker, i.e. per GPU): the cuDNN times a worker measured for a
-target's shapes are reused for `ttl_s` seconds through `EvalOptions.baseline_ms` (when
-the evaluator has that option), never for rematches. Results that measured their
+target's shapes are reused for `ttl_s` seconds through `EvalOptions.baseline_ms`, never
+for rematches. Results that measured their
 baselines (`baselines_cached` false) refresh the cache.
 
 Pre-screen (`job.prescreen = {"suite": "quick", "champion_speedups": {shape: x},
@@ -25,12 +26,11 @@ Pre-started evaluator workers (`spares=SparePool(...)`, evaluator/prestart.py): 
 candidate evaluation takes the pool's spare (Python + torch/triton already imported); the
 next one is started when that evaluation reaches `confine` (its imports overlap the
 compile stages, never the baseline timing) or, at the latest, when it ends. At most one
-spare per worker process; rematches do not use it.
+spare per slot; rematches do not use it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import shutil
 import threading
@@ -40,6 +40,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+from evaluator import (CompareResult, EvalOptions, EvalResult, Failure, Prestarted,
+                       PrestartError, PrestartUnsupported, compare_candidates, evaluate,
+                       geomean, get_target, gpu_available)
 from evolve.executors.base import EvalJob, JobResult
 
 COMPILE_STAGES = ("setup", "confine", "import", "precompile", "correctness", "checker",
@@ -52,14 +55,7 @@ def stage_group(stage: str) -> str | None:
     """'compile' or 'timing' for a stage the evaluator announces (None for 'done')."""
     if stage in TIMING_STAGES:
         return "timing"
-    if stage == "done":
-        return None
-    return "compile"
-
-
-def _has_option(name: str) -> bool:
-    from evaluator import EvalOptions
-    return name in {f.name for f in dataclasses.fields(EvalOptions)}
+    return None if stage == "done" else "compile"
 
 
 class BaselineCache:
@@ -78,42 +74,34 @@ class BaselineCache:
         with self._lock:
             per = self._data.get(target, {})
             for s in shapes:
-                row = per.get(s, {})
-                got = {}
-                for n in names:
-                    hit = row.get(n)
-                    if hit is None or now - hit[1] > self.ttl_s:
-                        return None
-                    got[n] = hit[0]
-                out[s] = got
+                hits = [per.get(s, {}).get(n) for n in names]
+                if any(h is None or now - h[1] > self.ttl_s for h in hits):
+                    return None
+                out[s] = {n: h[0] for n, h in zip(names, hits)}
         return out or None
 
-    def update(self, target: str, result: dict[str, Any]) -> None:
+    def update(self, target: str, result: EvalResult) -> None:
         """Remember the baselines a result measured itself."""
-        if result.get("baselines_cached") or result.get("device") not in ("cuda", "interpreter"):
+        if result.baselines_cached or result.device not in ("cuda", "interpreter"):
             return
         now = self.clock()
         with self._lock:
             per = self._data.setdefault(target, {})
-            for s in result.get("shapes") or []:
-                for n, ms in (s.get("baselines") or {}).items():
+            for s in result.shapes:
+                for n, ms in s.baselines.items():
                     if isinstance(ms, (int, float)) and math.isfinite(ms) and ms > 0:
-                        per.setdefault(str(s.get("name")), {})[n] = (float(ms), now)
+                        per.setdefault(s.name, {})[n] = (float(ms), now)
 
 
 class SparePool:
     """At most one pre-started evaluator worker for this process's next evaluation; its
     scratch lies under `base` (this pool's own directory, removed by `close`)."""
 
-    def __init__(self, gpu: int | None, base: Path):
-        self.gpu, self.base = gpu, Path(base)
+    def __init__(self, gpu: int | None, base: Path, log: Callable[[str], None] = print):
+        self.gpu, self.base, self.log = gpu, Path(base), log
         self.spare: Any = None
         self.failures = 0
         self._lock = threading.Lock()
-
-    def _interpreter(self) -> bool:
-        from evaluator import gpu_available
-        return not gpu_available()
 
     def take(self) -> Any:
         """Hand over the spare (the evaluation that gets it consumes it, see `on_stage`)."""
@@ -129,18 +117,17 @@ class SparePool:
 
     def refill(self) -> None:
         """Start a spare when there is none (best effort: after 3 failed starts, give up)."""
-        from evaluator.prestart import Prestarted, PrestartError, PrestartUnsupported
         with self._lock:
             if self.spare is not None or self.failures >= 3:
                 return
             try:
-                self.spare = Prestarted.start(self.gpu, self._interpreter(), base=self.base)
+                self.spare = Prestarted.start(self.gpu, not gpu_available(), base=self.base)
             except PrestartUnsupported as e:
                 self.failures = 3  # not this host: no point retrying
-                print(f"[spares] off: {e}", flush=True)
+                self.log(f"[spares] off: {e}")
             except PrestartError as e:
                 self.failures += 1
-                print(f"[spares] {e}", flush=True)
+                self.log(f"[spares] {e}")
 
     def close(self) -> None:
         with self._lock:
@@ -178,29 +165,23 @@ class _StageClock:
 
 
 def _suite_shapes(target: str, suite: str) -> list[str]:
-    from evaluator import get_target
     try:
         return [s.name for s in get_target(target).suite(suite)]
-    except Exception:
+    except Exception:  # an unknown suite: evaluate() says so
         return []
 
 
-def _geomean(xs: list[float]) -> float | None:
-    xs = [x for x in xs if x and x > 0 and math.isfinite(x)]
-    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
-
-
-def prescreen_verdict(quick: dict[str, Any], prescreen: dict[str, Any]) -> str | None:
+def prescreen_verdict(quick: EvalResult, prescreen: dict[str, Any]) -> str | None:
     """The `slow` message when the quick result is below the bar, else None."""
     champ = {k: float(v) for k, v in (prescreen.get("champion_speedups") or {}).items()
              if v is not None}
-    mine = {s.get("name"): s.get("speedup") for s in quick.get("shapes") or []}
+    mine = {s.name: s.speedup for s in quick.shapes}
     common = [n for n in mine if n in champ and mine[n]]
     if not common:
         return None
     ratio = float(prescreen.get("ratio", 0.9))
-    q = _geomean([float(mine[n]) for n in common])
-    c = _geomean([champ[n] for n in common])
+    q = geomean([float(mine[n]) for n in common])
+    c = geomean([champ[n] for n in common])
     if q is None or c is None or q >= ratio * c:
         return None
     return f"quick pre-screen: {q:.2f} < {ratio:g} x champion {c:.2f}"
@@ -210,35 +191,25 @@ class _Runner:
     """One job's files, options and evaluator calls."""
 
     def __init__(self, job: EvalJob, gpu: int | None, root: Path, stages: _StageClock,
-                 cache: BaselineCache | None, compile_threads: int | None = None,
-                 spares: SparePool | None = None):
+                 cache: BaselineCache | None, compile_threads: int | None,
+                 spares: SparePool | None):
         self.job, self.gpu, self.root, self.stages, self.cache = job, gpu, root, stages, cache
         self.compile_threads, self.spares = compile_threads, spares
         self.logs: list[str] = []
         self.n = 0
 
-    def options(self, cached: dict | None = None, spare: Any = None) -> Any:
-        from evaluator import EvalOptions
+    def options(self, cached: dict | None = None, spare: Prestarted | None = None) -> EvalOptions:
         self.n += 1
-        kw: dict[str, Any] = dict(gpu=self.gpu, scratch_dir=self.root / f"scratch{self.n}",
-                                  log_path=self.root / f"eval{self.n}.log",
-                                  timeout_s=self.job.timeout_s,
-                                  baselines=tuple(self.job.baselines) or None)
-        if spare is not None:  # it brings its own scratch dir (under the executor's workdir)
-            kw.update(scratch_dir=None, prestarted=spare)
-        if _has_option("on_stage"):
-            kw["on_stage"] = self.stages
-            if self.spares is not None:
-                kw["on_stage"] = self._on_stage
-        if cached and _has_option("baseline_ms"):
-            kw["baseline_ms"] = cached
-        if self.compile_threads is not None and _has_option("compile_threads"):
-            kw["compile_threads"] = self.compile_threads
-        return EvalOptions(**kw)
+        return EvalOptions(gpu=self.gpu, timeout_s=self.job.timeout_s,
+                           scratch_dir=None if spare else self.root / f"scratch{self.n}",
+                           prestarted=spare, log_path=self.root / f"eval{self.n}.log",
+                           baselines=tuple(self.job.baselines) or None, baseline_ms=cached,
+                           compile_threads=self.compile_threads, on_stage=self._on_stage)
 
     def _on_stage(self, stage: str) -> None:
         try:
-            self.spares.on_stage(stage)
+            if self.spares is not None:
+                self.spares.on_stage(stage)
         finally:
             self.stages(stage)
 
@@ -254,8 +225,7 @@ class _Runner:
         path.write_text(text, encoding="utf-8")
         return path
 
-    def evaluate(self, suite: str) -> dict[str, Any]:
-        from evaluator import evaluate
+    def evaluate(self, suite: str) -> EvalResult:
         job = self.job
         cached = None
         if self.cache is not None:
@@ -271,38 +241,32 @@ class _Runner:
             self.collect_log(f"{job.job_id} suite {suite}")
         if self.spares is not None:
             self.spares.refill()  # no-op unless the evaluation stopped before `confine`
-        data = res.to_dict()
-        if self.cache is not None and data.get("status") == "ok":
-            self.cache.update(job.target, data)
-        return data
+        if self.cache is not None and res.ok:
+            self.cache.update(job.target, res)
+        return res
 
-    def candidate(self) -> dict[str, Any]:
+    def candidate(self) -> EvalResult:
         pre = self.job.prescreen
         if not pre:
             return self.evaluate(self.job.suite)
         quick = self.evaluate(str(pre.get("suite", "quick")))
-        if quick.get("status") != "ok":
+        if not quick.ok:
             return quick
         slow = prescreen_verdict(quick, pre)
-        if slow is not None:
-            return {**quick, "status": "rejected", "score": None,
-                    "failure": {"class": SLOW_CLASS, "message": slow, "shape": None}}
-        return self.evaluate(self.job.suite)
+        if slow is None:
+            return self.evaluate(self.job.suite)
+        quick.status, quick.score, quick.failure = "rejected", None, Failure(SLOW_CLASS, slow)
+        return quick
 
-    def rematch(self) -> dict[str, Any]:
-        from evaluator import compare_candidates
+    def rematch(self) -> CompareResult:
         job = self.job
         chal = self.source_file("challenger.py", job.source)
         champ = self.source_file("champion.py", job.champion_source or "")
         try:
-            res = compare_candidates(chal, champ, job.target, job.suite, self.options(),
-                                     rounds=job.rounds)
+            return compare_candidates(chal, champ, job.target, job.suite, self.options(),
+                                      rounds=job.rounds)
         finally:
             self.collect_log("")
-        if hasattr(res, "to_dict"):
-            return res.to_dict()
-        return {k: getattr(res, k, None) for k in ("challenger_score", "champion_score", "ratio",
-                                                   "noise", "better", "per_round", "failure")}
 
 
 def run_job(job: EvalJob, gpu: int | None, workdir: Path,
@@ -323,7 +287,7 @@ def run_job(job: EvalJob, gpu: int | None, workdir: Path,
     data: dict[str, Any] = {}
     error = None
     try:
-        data = r.rematch() if job.kind == "rematch" else r.candidate()
+        data = (r.rematch() if job.kind == "rematch" else r.candidate()).to_dict()
     except Exception as e:  # the evaluator refused the job (usage error) or broke
         error = f"{type(e).__name__}: {e}"[:2000]
         r.logs.append(traceback.format_exc()[-4000:])

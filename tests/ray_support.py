@@ -18,7 +18,7 @@ from evolve.executors.base import EvalJob, JobResult
 
 
 def runner(job: EvalJob, gpu, workdir: Path, on_stage=None, baseline_cache=None,
-           worker: str = "", compile_threads=None) -> JobResult:
+           worker: str = "", compile_threads=None, spares=None) -> JobResult:
     """By job.source: "sleep:S" sleeps S seconds (announcing a compile, then a timing
     stage) with a child process in its own session (as the evaluator's are) whose pid it
     writes to workdir/<job_id>.a<attempt>.child; "die" kills its own process; "raise"
@@ -31,7 +31,7 @@ def runner(job: EvalJob, gpu, workdir: Path, on_stage=None, baseline_cache=None,
     if not src.startswith("sleep:"):
         from evolve.jobs import run_job
         return run_job(job, gpu, workdir, on_stage=on_stage, baseline_cache=baseline_cache,
-                       worker=worker, compile_threads=compile_threads)
+                       worker=worker, compile_threads=compile_threads, spares=spares)
     t0 = time.monotonic()
     seconds = float(src.split(":", 1)[1])
     child = subprocess.Popen(["sleep", "600"], start_new_session=True)

@@ -1,5 +1,4 @@
-"""Helpers for tests/test_scaleout.py: a slow job runner for the local executor's workers
-(imported inside the worker processes as `tests.scaleout_support:sleepy_runner`)."""
+"""Helpers for tests/test_scaleout.py: a slow job runner for the local executor's slots."""
 
 from __future__ import annotations
 
@@ -10,8 +9,11 @@ from evolve.executors.base import EvalJob, JobResult
 
 
 def sleepy_runner(job: EvalJob, gpu, workdir: Path, on_stage=None, baseline_cache=None,
-                  worker: str = "", **kw) -> JobResult:
-    """Sleeps for float(job.source) seconds, announcing a compile then a timing stage."""
+                  worker: str = "", compile_threads=None, spares=None) -> JobResult:
+    """Sleeps for float(job.source) seconds, announcing a compile then a timing stage;
+    source "raise" raises (a runner bug)."""
+    if job.source == "raise":
+        raise RuntimeError("a runner bug")
     t0 = time.monotonic()
     seconds = float(job.source)
     if on_stage:

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import os
 import subprocess
 import sys
@@ -99,8 +98,7 @@ def check_executor(name: str) -> None:
 def make_executor(name: str, gpus: Any, workdir: Path, *, ray_address: str | None = None,
                   **kw: Any) -> Executor:
     """A started executor with one worker per entry of `gpus` (None = interpreter worker;
-    Ray also takes "all" / "auto"). Keywords: log_dir, grace_s, baseline_ttl_s, on_change,
-    runner (local: "module:function" imported in the worker), prestart (both executors)."""
+    Ray also takes "all" / "auto"); `kw` goes to LocalExecutor / RayExecutor."""
     check_executor(name)
     if name == "local":
         from evolve.executors.local import LocalExecutor
@@ -109,19 +107,17 @@ def make_executor(name: str, gpus: Any, workdir: Path, *, ray_address: str | Non
         from evolve.executors.ray_executor import RayExecutor
     except ImportError as e:
         raise ExecutorError(f"--executor ray is unavailable ({e}): {RAY_HINT}") from None
-    accepted = inspect.signature(RayExecutor).parameters
-    ray_kw = {k: v for k, v in kw.items() if k in accepted and k != "runner"}
-    return RayExecutor(ray_address, None if gpus == [None] else gpus, workdir, **ray_kw)
+    return RayExecutor(ray_address, None if gpus == [None] else gpus, workdir, **kw)
 
 
-def executor_for(config: Any, workdir: Path, log_dir: Path, **kw: Any) -> Executor:
+def executor_for(config: Any, workdir: Path, log_dir: Path) -> Executor:
     """The executor a run's configuration (RunConfig) asks for. A Ray cluster
     (`ray_address`) counts its own GPUs: --gpus is not checked against this machine."""
-    if config.executor == "ray" and config.ray_address:
-        gpus: Any = config.gpus if config.gpus is not None else "auto"
-    else:
-        gpus = resolve_gpus(config.gpus)
-    return make_executor(config.executor, gpus, workdir, ray_address=config.ray_address,
-                         log_dir=log_dir, grace_s=config.worker_grace_s,
-                         baseline_ttl_s=config.baseline_ttl_s,
-                         prestart=getattr(config, "prestart_workers", True), **kw)
+    kw = dict(log_dir=log_dir, baseline_ttl_s=config.baseline_ttl_s,
+              prestart=config.prestart_workers)
+    if config.executor != "ray":
+        return make_executor("local", resolve_gpus(config.gpus), workdir, **kw)
+    gpus: Any = resolve_gpus(config.gpus) if not config.ray_address else \
+        config.gpus if config.gpus is not None else "auto"
+    return make_executor("ray", gpus, workdir, ray_address=config.ray_address,
+                         grace_s=config.worker_grace_s, **kw)

@@ -11,12 +11,17 @@ produce travels back inside the result (plain, JSON-able data).
 from __future__ import annotations
 
 import abc
+import threading
+import time
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
+
+from evolve.records import utc_now
 
 JOB_KINDS = ("candidate", "probe", "rematch")
 WORKER_STATES = ("starting", "idle", "compile", "timing", "busy", "dead", "stopped")
+_BUSY = ("busy", "compile", "timing")
 
 
 class ExecutorError(Exception):
@@ -62,6 +67,13 @@ class JobResult:
         return asdict(self)
 
     @classmethod
+    def failed(cls, job: EvalJob, worker: str, gpu: int | None, *, lost: str | None = None,
+               error: str | None = None) -> "JobResult":
+        """A job that produced no evaluation: its worker was lost, or the runner raised."""
+        return cls(job_id=job.job_id, kind=job.kind, worker=worker, gpu=gpu, data={},
+                   lost=lost, error=error, log=error or "")
+
+    @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "JobResult":
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
@@ -84,6 +96,52 @@ class WorkerStatus:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class WorkerSlot:
+    """One worker position (a local thread or a Ray actor): its status and its utilisation
+    counters, kept by both executors the same way. A state change returns True; seconds
+    accrue to the state the slot was in (busy = compile + timing + busy)."""
+
+    def __init__(self, name: str, gpu: int | None):
+        self.status = WorkerStatus(name=name, gpu=gpu, state="starting", updated=utc_now())
+        self._since = time.monotonic()
+        self._lock = threading.Lock()
+
+    def _account(self) -> None:
+        now = time.monotonic()
+        dt, self._since = now - self._since, now
+        s = self.status
+        if s.state == "idle":
+            s.idle_s += dt
+        elif s.state in _BUSY:
+            s.busy_s += dt
+            s.compile_s += dt if s.state == "compile" else 0.0
+            s.timing_s += dt if s.state == "timing" else 0.0
+
+    def set(self, state: str, job_id: str | None = None, keep_job: bool = False) -> bool:
+        with self._lock:
+            self._account()
+            s = self.status
+            changed = state != s.state or (not keep_job and job_id != s.job_id)
+            s.state = state
+            if not keep_job:
+                s.job_id = job_id
+            if changed:
+                s.updated = utc_now()
+            return changed
+
+    def count(self, done: int = 0, restarts: int = 0, **where: int | None) -> None:
+        """Add to jobs_done / restarts; `pid=` / `gpu=` set where the worker lives."""
+        with self._lock:
+            s = self.status
+            s.jobs_done, s.restarts = s.jobs_done + done, s.restarts + restarts
+            s.pid, s.gpu = where.get("pid", s.pid), where.get("gpu", s.gpu)
+
+    def snapshot(self) -> WorkerStatus:
+        with self._lock:
+            self._account()
+            return replace(self.status)
 
 
 class Executor(abc.ABC):

@@ -1,17 +1,15 @@
-"""Process-tree helpers for the local executor (Linux /proc; no extra dependencies).
+"""Process-tree helpers for the executors (Linux /proc; no extra dependencies).
 
-A worker process's evaluations run in their own sessions (the evaluator's sandbox), so
-killing the worker's process group is not enough: the executor remembers the worker's
-descendants and kills them too. A pid is identified with its start time so that a
-recycled pid is never killed by mistake.
+The evaluator runs each evaluation in its own session (the sandbox), so killing a process
+group is not enough to abandon a job: an executor finds the descendants of the process
+that ran it (this one, or a Ray actor) and kills them. A pid is identified with its start
+time so that a recycled pid is never killed by mistake.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import time
 
 Proc = tuple[int, int]  # (pid, start time in clock ticks)
 
@@ -65,25 +63,9 @@ def kill_procs(procs: list[Proc]) -> None:
                 pass
 
 
-def stop_tree(proc: subprocess.Popen, known: list[Proc], term_wait_s: float = 5.0) -> None:
-    """SIGTERM the worker (its evaluator cleans up its sandboxed processes), then SIGKILL
-    the worker, its group and every descendant seen now or earlier."""
-    tree = known + descendants(proc.pid)
-    if proc.poll() is None:
-        try:
-            proc.send_signal(signal.SIGTERM)
-        except OSError:
-            pass
-        deadline = time.monotonic() + term_wait_s
-        while proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-    for kill in (os.killpg, os.kill):
-        try:
-            kill(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError, OSError):
-            pass
-    kill_procs(tree)
+def host_cpus() -> int:
+    """CPUs this process may use (the executors share them between their slots)."""
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

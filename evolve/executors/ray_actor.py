@@ -19,9 +19,7 @@ the actor's CUDA_VISIBLE_DEVICES unchanged. A CPU actor passes None (the interpr
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import inspect
 import os
 import socket
 import tempfile
@@ -29,14 +27,18 @@ import threading
 from pathlib import Path
 from typing import Any, Callable
 
+from evolve.executors.procs import alive, descendants, host_cpus, kill_procs
+from evolve.jobs import BaselineCache, SparePool, run_job, stage_group
+from evolve.records import sha256_text
+
 CONTROL_GROUP = "control"
 CONCURRENCY_GROUPS = {CONTROL_GROUP: 1}
 
 
-def load_runner(runner: Any) -> Callable[..., Any]:
-    """None -> evolve.jobs.run_job; "module:function" -> that function; a callable as is."""
+def load_runner(runner: str | Callable[..., Any] | None) -> Callable[..., Any]:
+    """None -> evolve.jobs.run_job; "module:function" -> that function (run_job's
+    signature); a callable as is."""
     if runner is None:
-        from evolve.jobs import run_job
         return run_job
     if isinstance(runner, str):
         module, _, name = runner.partition(":")
@@ -59,23 +61,8 @@ def node_workdir(workdir: str | None, driver_host: str, name: str) -> Path:
     under the node's temp dir (the orchestrator's paths mean nothing there)."""
     if workdir and socket.gethostname() == driver_host:
         return Path(workdir)
-    tag = hashlib.sha256(f"{driver_host}:{workdir}".encode()).hexdigest()[:10]
+    tag = sha256_text(f"{driver_host}:{workdir}")[:10]
     return Path(tempfile.gettempdir()) / "evolve-ray" / f"{driver_host}-{tag}" / name
-
-
-def _stage_group(stage: str) -> str | None:
-    try:
-        from evolve.jobs import stage_group
-    except ImportError:
-        return "busy"
-    return stage_group(stage)
-
-
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 class EvalActor:
@@ -89,31 +76,15 @@ class EvalActor:
         self.runner = load_runner(runner)
         self.workdir = node_workdir(workdir, driver_host, name)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        try:
-            from evolve.jobs import BaselineCache
-            self.cache: Any = BaselineCache(baseline_ttl_s)
-        except ImportError:
-            self.cache = None
-        try:
-            params = inspect.signature(self.runner).parameters
-            var_kw = any(p.kind is p.VAR_KEYWORD for p in params.values())
-            self.accepts = {k for k in ("on_stage", "baseline_cache", "worker", "compile_threads",
-                                        "spares") if var_kw or k in params}
-        except (TypeError, ValueError):
-            self.accepts = set()
+        self.cache = BaselineCache(baseline_ttl_s)
         self._lock = threading.Lock()
         self._job: str | None = None
         self._group: str | None = None
         # one pre-started evaluator worker for the next job (evolve.jobs.SparePool; it turns
         # itself off where the sandbox has no pid namespace); its scratch: spares-<name>
-        self.spares: Any = None
-        if prestart and "spares" in self.accepts:
-            try:
-                from evolve.jobs import SparePool
-                self.spares = SparePool(self.gpu, self.workdir / f"spares-{name}")
-                self.spares.refill()
-            except ImportError:
-                self.spares = None
+        self.spares = SparePool(self.gpu, self.workdir / f"spares-{name}") if prestart else None
+        if self.spares is not None:
+            self.spares.refill()
 
     def ready(self) -> dict[str, Any]:
         import evolve
@@ -125,7 +96,7 @@ class EvalActor:
             node_id = None
         return {"pid": os.getpid(), "host": socket.gethostname(), "node_id": node_id, "gpu": self.gpu,
                 "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-                "cpus": _cpus(), "workdir": str(self.workdir),
+                "cpus": host_cpus(), "workdir": str(self.workdir),
                 "evolve": str(Path(evolve.__file__).resolve().parent)}
 
     def run(self, job: dict[str, Any], compile_threads: int | None = None) -> dict[str, Any]:
@@ -136,30 +107,22 @@ class EvalActor:
         with self._lock:
             self._job, self._group = ej.job_id, "busy"
 
-        def on_stage(stage: str, *_: Any, **__: Any) -> None:
+        def on_stage(stage: str) -> None:
             with self._lock:
-                self._group = _stage_group(stage) or "busy"
+                self._group = stage_group(stage) or "busy"
 
-        kw: dict[str, Any] = {"on_stage": on_stage, "baseline_cache": self.cache,
-                              "worker": self.name, "compile_threads": compile_threads,
-                              "spares": self.spares}
-        if compile_threads is None:
-            kw.pop("compile_threads")
-        if self.spares is None:
-            kw.pop("spares")
         try:
-            res = self.runner(ej, self.gpu, self.workdir,
-                              **{k: v for k, v in kw.items() if k in self.accepts})
+            res = self.runner(ej, self.gpu, self.workdir, on_stage=on_stage,
+                              baseline_cache=self.cache, worker=self.name,
+                              compile_threads=compile_threads, spares=self.spares)
         finally:
             with self._lock:
                 self._job, self._group = None, None
-        return res.to_dict() if hasattr(res, "to_dict") else dict(res)
+        return res.to_dict()
 
     def status(self) -> dict[str, Any]:
         """(control group) The running job, its stage group (compile / timing / busy) and
         this actor's live descendants [(pid, start time)]."""
-        from evolve.executors.procs import descendants
-
         with self._lock:
             out: dict[str, Any] = {"job_id": self._job, "group": self._group}
         out["procs"] = descendants(os.getpid()) if out["job_id"] else []
@@ -168,8 +131,6 @@ class EvalActor:
     def kill_children(self) -> int:
         """(control group) SIGKILL this actor's descendants (the evaluator's sandboxed
         processes run in their own sessions, the pre-started spare too); how many."""
-        from evolve.executors.procs import descendants, kill_procs
-
         procs = descendants(os.getpid())
         kill_procs(procs)
         self.close_spares()
@@ -185,8 +146,34 @@ class EvalActor:
 def reap(procs: list[Any]) -> int:
     """(a Ray task on the dead actor's node) SIGKILL those of `procs` [(pid, start time)]
     that still live; a recycled pid (other start time) is left alone."""
-    from evolve.executors.procs import alive, kill_procs
-
     live = [tuple(p) for p in procs if alive(tuple(p))]
     kill_procs(live)
     return len(live)
+
+
+def stop_actor(ray: Any, actor: Any, method: str, wait_s: float, reap_task: Any,
+               known: list, node_id: str | None) -> None:
+    """Best effort, in this order: call the actor's `method` in its control group
+    ("kill_children": a lost or hung actor's evaluator processes; "close_spares": an idle
+    actor's pre-started worker; "": nothing), waiting at most `wait_s` (a dead or truly hung
+    actor does not answer); kill the actor; then, when `known` processes [(pid, start
+    time)] were remembered, a `reap_task` on its node kills what a dead actor left behind."""
+    if method:
+        try:
+            call = getattr(actor, method).options(concurrency_group=CONTROL_GROUP)
+            ray.wait([call.remote()], timeout=wait_s)
+        except Exception:
+            pass
+    try:
+        ray.kill(actor, no_restart=True)
+    except Exception:
+        pass
+    if known and node_id:
+        try:
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            opts: dict[str, Any] = dict(num_cpus=0, max_retries=0, scheduling_strategy=
+                                        NodeAffinitySchedulingStrategy(node_id, soft=False))
+            reap_task.options(**opts).remote(known)
+        except Exception:
+            pass

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -238,3 +239,42 @@ def ship_runtime_env(staging: Path) -> dict[str, Any]:
         src = Path(mod.__file__).resolve().parent
         shutil.copytree(src, staging / src.name, ignore=ignore)
     return {"working_dir": str(staging), "excludes": list(SHIP_EXCLUDES)}
+
+
+def ray_gpus(gpus: Any, n_workers: int | None) -> tuple[int, list[int] | None, str]:
+    """The executor's `gpus` argument (see RayExecutor): (worker count, local GPU
+    indices or None, mode: gpu / cpu / all / auto)."""
+    if isinstance(gpus, str):
+        g = gpus.strip().lower()
+        if g in ("all", "auto"):
+            return 0, None, g
+        if g in ("", "none", "cpu"):
+            gpus = None
+        else:
+            try:
+                gpus = [int(p) for p in g.split(",")]
+            except ValueError:
+                raise ExecutorError(f"gpus: {gpus!r} is not a GPU count, a list of "
+                                    "indices, 'all' or 'auto'") from None
+    if gpus is None or gpus == 0 or gpus == [None]:
+        n = 1 if n_workers is None else int(n_workers)
+        if n < 1:
+            raise ExecutorError("the Ray executor needs at least one worker")
+        return n, None, "cpu"
+    if isinstance(gpus, int):
+        if gpus < 0:
+            raise ExecutorError(f"gpus: {gpus} is not a GPU count")
+        return gpus, None, "gpu"
+    ids = [int(g) for g in gpus]
+    if len(set(ids)) != len(ids) or any(g < 0 for g in ids):
+        raise ExecutorError(f"gpus: {ids} has a repeated or negative index")
+    return len(ids), ids, "gpu"
+
+
+def why(e: BaseException) -> str:
+    """One line about a Ray error: its first line and its last (where the cause is)."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip() or type(e).__name__
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    keep = [ln for ln in lines if not ln.startswith(("File ", "^", "Traceback"))] or lines
+    head, tail = keep[0], keep[-1]
+    return f"{type(e).__name__}: " + (head if head == tail else f"{head} | ... | {tail}")[:600]

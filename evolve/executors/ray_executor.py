@@ -40,15 +40,57 @@ import threading
 import time
 import weakref
 from concurrent.futures import Future
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from evolve.executors import ray_cluster
-from evolve.executors.base import EvalJob, Executor, ExecutorError, JobResult, WorkerStatus
-from evolve.executors.ray_actor import CONCURRENCY_GROUPS, CONTROL_GROUP, EvalActor, reap
-from evolve.executors.ray_slots import (Item, Slot, error_result, lost_result, now_iso, parse_gpus,
-                                         set_exception, stop_actor, why)
+from evolve.executors.base import EvalJob, Executor, ExecutorError, JobResult, WorkerSlot, \
+    WorkerStatus
+from evolve.executors.ray_actor import (CONCURRENCY_GROUPS, CONTROL_GROUP, EvalActor, reap,
+                                        stop_actor)
+from evolve.executors.ray_cluster import ray_gpus, why
+from evolve.records import utc_now
+
+
+@dataclass
+class Item:
+    job: EvalJob
+    future: "Future[JobResult]"
+
+
+class Slot(WorkerSlot):
+    """One actor position: the live actor (replaced when lost), its job in flight."""
+
+    def __init__(self, name: str, gpu_actor: bool):
+        super().__init__(name, None)
+        self.name, self.gpu_actor = name, gpu_actor
+        self.actor: Any = None
+        self.ready_ref: Any = None
+        self.started_at = 0.0
+        self.failures = 0          # consecutive failed starts
+        self.given_up: str | None = None
+        self.item: Item | None = None
+        self.job_ref: Any = None
+        self.deadline = 0.0
+        self.limit = 0.0
+        self.status_ref: Any = None
+        self.polled = 0.0
+        self.host = ""
+        self.node_id: str | None = None
+        self.cpus = 1
+        self.known: dict[int, tuple[int, int]] = {}  # the actor's descendants seen while busy
+
+
+def set_exception(fut: Future, exc: BaseException) -> None:
+    if fut.done():
+        return
+    try:
+        if not fut.running():
+            fut.set_running_or_notify_cancel()
+        fut.set_exception(exc)
+    except Exception:
+        pass
 
 
 
@@ -74,7 +116,7 @@ class RayExecutor(Executor):
         self.max_start_failures = max_start_failures
         self.prestart = prestart  # each actor keeps a pre-started evaluator worker (ray_actor)
 
-        count, gpu_ids, mode = parse_gpus(gpus, n_workers)
+        count, gpu_ids, mode = ray_gpus(gpus, n_workers)
         ship = address is not None if ship_code is None else ship_code
         self.conn = ray_cluster.connect(address, gpu_ids=gpu_ids, gpu_actors=mode != "cpu",
                                         num_cpus=self._local_cpus(count, mode), loopback=loopback,
@@ -132,11 +174,7 @@ class RayExecutor(Executor):
         return fut
 
     def workers(self) -> list[WorkerStatus]:
-        with self._lock:
-            now = time.monotonic()
-            for s in self.slots:
-                s.account(now)
-            return [replace(s.status) for s in self.slots]
+        return [s.snapshot() for s in self.slots]
 
     @property
     def capacity(self) -> int:
@@ -265,8 +303,7 @@ class RayExecutor(Executor):
         s.ready_ref, s.failures = None, 0
         s.host, s.cpus = str(info.get("host") or ""), int(info.get("cpus") or 1)
         s.node_id = info.get("node_id")
-        with self._lock:
-            s.status.gpu, s.status.pid = info.get("gpu"), info.get("pid")
+        s.count(pid=info.get("pid"), gpu=info.get("gpu"))
         self._log(f"{s.name} ready: pid {info.get('pid')} on {s.host}, gpu {info.get('gpu')} "
                   f"(CUDA_VISIBLE_DEVICES={info.get('cuda_visible_devices')}), "
                   f"code {info.get('evolve')}")
@@ -279,7 +316,8 @@ class RayExecutor(Executor):
         try:
             data = self._ray.get(ref)
         except self._exc.RayTaskError as e:  # the runner raised: an evaluator/runner bug
-            self._finish(s, error_result(item.job, s, why(e)))
+            self._finish(s, JobResult.failed(item.job, s.name, s.status.gpu,
+                                             error=f"the runner raised on {s.name}: {why(e)}"))
         except Exception as e:  # RayActorError (died, killed, node lost), lost objects, ...
             self._lose(s, f"Ray worker {s.name} lost during job {item.job.job_id}: {why(e)}")
         else:
@@ -318,8 +356,7 @@ class RayExecutor(Executor):
 
     def _finish(self, s: Slot, res: JobResult) -> None:
         item, s.item, s.job_ref, s.status_ref = s.item, None, None, None
-        with self._lock:
-            s.status.jobs_done += 1
+        s.count(done=1)
         self._set(s, "idle")
         if item is not None and not item.future.done():
             item.future.set_result(res)
@@ -330,8 +367,7 @@ class RayExecutor(Executor):
         self._log(why)
         item = s.item
         self._kill(s, children=True)
-        with self._lock:
-            s.status.restarts += 1
+        s.count(restarts=1)
         self._set(s, "dead")
         if item is None or item.future.done():
             return
@@ -342,8 +378,8 @@ class RayExecutor(Executor):
                 self._queue.appendleft(Item(replace(item.job, attempt=item.job.attempt + 1),
                                              item.future))
         else:
-            item.future.set_result(lost_result(item.job, s, f"{why} (twice; the job was "
-                                                           "re-queued once)"))
+            item.future.set_result(JobResult.failed(item.job, s.name, s.status.gpu,
+                                                    lost=f"{why} (twice; re-queued once)"))
 
     def _start_failed(self, s: Slot, why: str) -> None:
         s.failures += 1
@@ -372,8 +408,7 @@ class RayExecutor(Executor):
         actor, known, ready = s.actor, list(s.known.values()), s.status.pid is not None
         s.actor = s.ready_ref = s.job_ref = s.status_ref = None
         s.item, s.known = None, {}
-        with self._lock:
-            s.status.pid = None
+        s.count(pid=None)
         if actor is None:
             return
         method = "kill_children" if children else "close_spares" if ready and self.prestart else ""
@@ -392,9 +427,7 @@ class RayExecutor(Executor):
     # --- bookkeeping ----------------------------------------------------------------
 
     def _set(self, s: Slot, state: str, job_id: str | None = None, keep_job: bool = False) -> None:
-        with self._lock:
-            changed = s.set(state, job_id, keep_job)
-        if changed and self.on_change is not None:
+        if s.set(state, job_id, keep_job) and self.on_change is not None:
             try:
                 self.on_change()
             except Exception:
@@ -406,6 +439,6 @@ class RayExecutor(Executor):
         try:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "a", encoding="utf-8") as f:
-                f.write(f"{now_iso()} {line}\n")
+                f.write(f"{utc_now()} {line}\n")
         except OSError:
             pass
