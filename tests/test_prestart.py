@@ -168,43 +168,52 @@ def test_run_job_consumes_the_pools_spare_and_starts_the_next_one(tmp_path):
     assert not (tmp_path / "spares").exists()
 
 
-def _start_worker_main(workdir: Path, tmp: Path, sandbox: str) -> tuple[subprocess.Popen, Path]:
-    """A local executor worker process (interpreter) and the directory of its spare; its
-    temp dir (where private dirs go) is `tmp`."""
+_EXECUTOR = """
+import sys
+from pathlib import Path
+from evolve.executors.local import LocalExecutor
+ex = LocalExecutor([None], Path(sys.argv[1]), log_dir=Path(sys.argv[2]))
+print("ready", flush=True)
+sys.stdin.readline()
+ex.shutdown()
+"""
+
+
+def _start_executor(workdir: Path, tmp: Path, sandbox: str) -> tuple[subprocess.Popen, Path]:
+    """A process holding a local executor (one interpreter slot) and the directory of its
+    slot's spare; its temp dir (where private dirs go) is `tmp`."""
     import sys
 
     tmp.mkdir()
     env = {**cli_env(), "PYTHONPATH": str(ROOT), "EVOLVE_SANDBOX": sandbox, "TMPDIR": str(tmp)}
-    cmd = [sys.executable, "-m", "evolve.executors.worker_main", "--name", "t", "--gpu", "none",
-           "--workdir", str(workdir)]
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-c", _EXECUTOR, str(workdir), str(tmp / "logs")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, env=env, start_new_session=True)
-    assert b'"ready"' in proc.stdout.readline()
-    _wait_for(lambda: any(procs_under(d) for d in workdir.glob("spares-t/evolve-spare-*")),
+    assert b"ready" in proc.stdout.readline()
+    _wait_for(lambda: any(procs_under(d) for d in workdir.glob("spares-local-cpu/evolve-spare-*")),
               timeout=60)
-    (spare,) = workdir.glob("spares-t/evolve-spare-*")
+    (spare,) = workdir.glob("spares-local-cpu/evolve-spare-*")
     return proc, spare
 
 
-@pytest.mark.parametrize("how,sandbox", [("eof", "auto"), ("sigterm", "auto"),
-                                         ("sigkill", "auto")])
-def test_a_workers_spare_dies_with_it(tmp_path, how, sandbox):
-    """Normal exit and SIGTERM (also what a dead orchestrator causes): the worker kills its
-    spare and removes its directories; SIGKILL: bwrap's --die-with-parent, or without a
-    wrapper the orphaned spare exits at stdin EOF once its imports are done (its dirs stay
-    until `resume` / the executor clean up)."""
+@pytest.mark.parametrize("how", ["shutdown", "sigkill"])
+def test_a_slots_spare_dies_with_its_executor(tmp_path, how):
+    """shutdown(): the slot kills its spare and removes its directories; SIGKILL of the
+    orchestrator: bwrap's --die-with-parent, or without a wrapper the orphaned spare exits
+    at stdin EOF once its imports are done (its dirs stay until `resume` cleans up)."""
     work, tmp = tmp_path / "work", tmp_path / "tmp"
-    proc, spare = _start_worker_main(work, tmp, sandbox)
-    assert [p.name for p in tmp.iterdir()][0].startswith("evolve-check-")  # the spare's private dir
-    if how == "eof":
-        proc.stdin.close()
+    proc, spare = _start_executor(work, tmp, "auto")
+    assert any(p.name.startswith("evolve-check-") for p in tmp.iterdir())  # the spare's private dir
+    if how == "shutdown":
+        proc.stdin.write(b"\n")
+        proc.stdin.flush()
     else:
-        proc.send_signal(signal.SIGTERM if how == "sigterm" else signal.SIGKILL)
+        proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     _wait_for(lambda: not procs_under(tmp_path), timeout=60)
-    if how != "sigkill":
-        assert proc.returncode == (0 if how == "eof" else 130)
-        assert list(work.iterdir()) == [] and list(tmp.iterdir()) == []
+    if how == "shutdown":
+        assert proc.returncode == 0
+        assert list(work.iterdir()) == [] and [p.name for p in tmp.iterdir()] == ["logs"]
 
 
 @pytest.mark.slow  # ~30-60 s: 3 smoke evaluations through the loop and a local worker
