@@ -48,6 +48,10 @@ class CompareResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CompareResult":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
 
 def decide(challenger_rounds: list[float | None], champion_rounds: list[float | None],
            challenger_score: float | None, champion_score: float | None) -> tuple[float | None, float, bool]:

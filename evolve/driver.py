@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.console import Console
 
+from evaluator import UsageError  # bad user input: one line on stderr, exit code 2
 from evolve.config import AgentConfig, RunConfig
 from evolve.evaluation import Evaluations
 from evolve.loop import Budget, EvolutionLoop
@@ -26,10 +27,6 @@ from evolve.runlock import RunLock
 
 NO_GPU_WARNING = ("warning: no CUDA GPU: candidates run in the Triton interpreter on the "
                   "'{suite}' suite; scores are CPU wall-clock ratios, NOT GPU performance")
-
-
-class UsageError(Exception):
-    """Bad user input: reported as one line, exit code 2."""
 
 
 @dataclass
@@ -81,10 +78,10 @@ def check_scaleout(executor: str | None, ray_address: str | None, gpus: str | No
 
 
 def _check_target(target: str) -> None:
-    from evaluator import get_target
+    from evaluator import UnknownTarget, get_target
     try:
         get_target(target)
-    except Exception as e:  # the evaluator's own error type for an unknown target
+    except UnknownTarget as e:
         raise UsageError(f"unknown target {target!r}: {e}") from None
 
 

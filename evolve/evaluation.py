@@ -2,10 +2,11 @@
 
 The orchestrator never imports candidate code: a job carries the source text to a worker
 (`evolve.jobs.run_job` writes it to a file and hands the path to the evaluator, which runs
-it in an isolated process). Results come back as plain dicts (`EvalData` wraps one);
-the orchestrator writes each job's log to `logs/<id>.log` (probes: `logs/probe-*.log`).
-A job lost twice by its worker, or one the evaluator refused, becomes a rejection of
-class `internal`.
+it in an isolated process). A `JobResult` comes back; this module writes its log
+(`logs/<id>.log`; probes: `logs/probe-*.log`; rematches: `logs/rematch-<a>-vs-<b>.log`)
+and turns it into the evaluator's own result type: an `EvalResult` (a job lost twice by
+its worker, or one the evaluator refused, becomes a rejection of class `internal`) or a
+`CompareResult` for a rematch.
 """
 
 from __future__ import annotations
@@ -14,70 +15,30 @@ import itertools
 import threading
 import uuid
 from concurrent.futures import Future
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from evaluator import CompareResult, EvalResult
 from evolve.executors.base import EvalJob, Executor, JobResult
+from evolve.records import Candidate
 from evolve.run import RunHandle
 
 
 class JobError(RuntimeError):
-    """An operator-requested evaluation could not be run (evaluator refused it, worker lost)."""
+    """An evaluation produced no result (the evaluator refused it, its worker was lost)."""
 
 
-class EvalData:
-    """A result dict (EvalResult.to_dict() shape) with the attributes the loop reads."""
-
-    def __init__(self, data: dict[str, Any]):
-        self.data = data
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.data
-
-    @property
-    def status(self) -> str:
-        return str(self.data.get("status"))
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    @property
-    def score(self) -> float | None:
-        return self.data.get("score")
-
-    @property
-    def failure(self) -> Any:
-        from evaluator import Failure
-        return Failure.from_dict(self.data.get("failure"))
-
-
-@dataclass
-class RematchOutcome:
-    better: bool
-    data: dict[str, Any]
-
-
-def internal(job: EvalJob, message: str) -> dict[str, Any]:
-    """The result dict recorded for a job that produced no evaluation."""
-    return {"status": "rejected", "failure": {"class": "internal", "message": message[:2000],
-                                              "shape": None},
-            "score": None, "target": job.target, "suite": job.suite, "device": "",
-            "timing": "", "shapes": [], "validation": {}, "repeats": [], "env": {},
-            "wall_s": 0.0, "log_tail": ""}
-
-
-def result_data(job: EvalJob, res: JobResult) -> dict[str, Any]:
+def _why_none(res: JobResult) -> str | None:
     if res.lost:
-        return internal(job, f"evaluation worker lost: {res.lost}")
+        return f"evaluation worker lost: {res.lost}"
     if res.error or not res.data:
-        return internal(job, f"evaluation failed: {res.error or 'no result'}")
-    return res.data
+        return f"evaluation failed: {res.error or 'no result'}"
+    return None
 
 
 class Evaluations:
     """Submits a run's evaluations (candidates, operator probes, rematches) to its executor.
-    Thread-safe: proposer threads submit probes while the orchestrator submits candidates."""
+    Thread-safe: proposer threads run probes while the orchestrator submits candidates."""
 
     def __init__(self, run: RunHandle, executor: Executor | None = None):
         self.run = run
@@ -105,74 +66,15 @@ class Evaluations:
         if ex is not None:
             ex.shutdown(wait=wait)
 
-    def job(self, kind: str, job_id: str, source: str, suite: str | None = None,
-            **kw: Any) -> EvalJob:
+    def _submit(self, kind: str, name: str, source: str, suite: str | None = None,
+                **kw: Any) -> "Future[JobResult]":
         cfg = self.run.config
-        return EvalJob(job_id=job_id, kind=kind, target=cfg.target, suite=suite or cfg.suite,
-                       source=source, timeout_s=float(cfg.eval_timeout_s),
-                       baselines=list(cfg.baselines), **kw)
+        return self.executor.submit(EvalJob(
+            job_id=f"{name}-{next(self._counter)}", kind=kind, target=cfg.target,
+            suite=suite or cfg.suite, source=source, timeout_s=float(cfg.eval_timeout_s),
+            baselines=list(cfg.baselines), **kw))
 
-    # --- candidates ------------------------------------------------------------
-
-    def submit_candidate(self, cid: int, source: str,
-                         prescreen: dict[str, Any] | None = None) -> tuple[EvalJob, Future]:
-        log = self.run.paths.eval_log(cid)
-        if log.exists():  # an earlier attempt (killed, or retried): keep it aside
-            log.replace(log.with_suffix(f".earlier-{uuid.uuid4().hex[:6]}.log"))
-        job = self.job("candidate", f"cand-{cid}-{next(self._counter)}", source,
-                       prescreen=prescreen)
-        return job, self.executor.submit(job)
-
-    def finish_candidate(self, cid: int, job: EvalJob, res: JobResult) -> EvalData:
-        """The candidate's result; its log goes to logs/<cid>.log."""
-        self._write_log(self.run.paths.eval_log(cid), res)
-        return EvalData(result_data(job, res))
-
-    def candidate(self, cid: int, source: str,
-                  prescreen: dict[str, Any] | None = None) -> EvalData:
-        job, fut = self.submit_candidate(cid, source, prescreen)
-        return self.finish_candidate(cid, job, fut.result())
-
-    # --- operator probes -------------------------------------------------------
-
-    def probe(self, source: str, suite: str) -> EvalData:
-        """An operator-requested evaluation (the agent's evaluate tool); blocks its caller."""
-        name = f"probe-{uuid.uuid4().hex[:8]}-{next(self._counter)}"
-        job = self.job("probe", name, source, suite)
-        res = self.executor.submit(job).result()
-        self._write_log(self.run.paths.logs / f"{name}.log", res)
-        if res.lost or res.error or not res.data:
-            raise JobError(res.lost or res.error or "no result")
-        return EvalData(res.data)
-
-    # --- rematches ---------------------------------------------------------------
-
-    def submit_rematch(self, challenger_cid: int, champion_cid: int, challenger_source: str,
-                       champion_source: str) -> tuple[EvalJob, Future]:
-        name = f"rematch-{challenger_cid}-vs-{champion_cid}"
-        job = self.job("rematch", f"{name}-{next(self._counter)}", challenger_source,
-                       champion_source=champion_source, rounds=int(self.run.config.rematch_rounds))
-        return job, self.executor.submit(job)
-
-    def finish_rematch(self, challenger_cid: int, champion_cid: int, job: EvalJob,
-                       res: JobResult) -> RematchOutcome:
-        self._write_log(self.run.paths.logs / f"rematch-{challenger_cid}-vs-{champion_cid}.log",
-                        res)
-        if res.lost or res.error or not res.data:
-            raise JobError(res.lost or res.error or "no result")
-        data = dict(res.data)
-        data.update(challenger=challenger_cid, champion=champion_cid)
-        better = bool(data.get("better")) and not data.get("failure")
-        return RematchOutcome(better=better, data=data)
-
-    def rematch(self, challenger_cid: int, champion_cid: int) -> RematchOutcome:
-        """Interleaved re-measurement of the challenger against the champion (blocks)."""
-        repo = self.run.repo
-        job, fut = self.submit_rematch(challenger_cid, champion_cid,
-                                       repo.source_at(challenger_cid), repo.source_at(champion_cid))
-        return self.finish_rematch(challenger_cid, champion_cid, job, fut.result())
-
-    def _write_log(self, path, res: JobResult) -> None:  # noqa: ANN001
+    def _write_log(self, path: Path, res: JobResult) -> None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             text = res.log or ""
@@ -181,3 +83,52 @@ class Evaluations:
             path.write_text(text, encoding="utf-8")
         except OSError:
             pass
+
+    # --- candidates --------------------------------------------------------------
+
+    def submit_candidate(self, c: Candidate,
+                         prescreen: dict[str, Any] | None = None) -> "Future[JobResult]":
+        log = self.run.paths.eval_log(c.id)
+        if log.exists():  # an earlier attempt (killed, or retried): keep it aside
+            log.replace(log.with_suffix(f".earlier-{uuid.uuid4().hex[:6]}.log"))
+        return self._submit("candidate", f"cand-{c.id}", c.source, prescreen=prescreen)
+
+    def candidate_result(self, c: Candidate, res: JobResult) -> EvalResult:
+        """The candidate's evaluation; its log goes to logs/<id>.log."""
+        self._write_log(self.run.paths.eval_log(c.id), res)
+        why = _why_none(res)
+        if why is None:
+            return EvalResult.from_dict(res.data)
+        cfg = self.run.config
+        return EvalResult.rejected(cfg.target, cfg.suite, "internal", why[:2000], device="",
+                                   timing="")
+
+    # --- operator probes -----------------------------------------------------------
+
+    def probe(self, source: str, suite: str) -> EvalResult:
+        """An operator-requested evaluation (the agent's evaluate tool); blocks its caller."""
+        name = f"probe-{uuid.uuid4().hex[:8]}"
+        res = self._submit("probe", name, source, suite).result()
+        self._write_log(self.run.paths.logs / f"{name}.log", res)
+        why = _why_none(res)
+        if why is not None:
+            raise JobError(why)
+        return EvalResult.from_dict(res.data)
+
+    # --- rematches -----------------------------------------------------------------
+
+    def submit_rematch(self, challenger: Candidate, champion: Candidate) -> "Future[JobResult]":
+        repo = self.run.repo
+        return self._submit("rematch", f"rematch-{challenger.id}-vs-{champion.id}",
+                            repo.source_at(challenger.id),
+                            champion_source=repo.source_at(champion.id),
+                            rounds=int(self.run.config.rematch_rounds))
+
+    def rematch_result(self, challenger: Candidate, champion: Candidate,
+                       res: JobResult) -> CompareResult:
+        self._write_log(self.run.paths.logs / f"rematch-{challenger.id}-vs-{champion.id}.log",
+                        res)
+        why = _why_none(res)
+        if why is not None:
+            raise JobError(why)
+        return CompareResult.from_dict(res.data)

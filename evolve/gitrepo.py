@@ -3,6 +3,11 @@
 One commit of `kernel.py` per candidate; its git parents are its lineage parents
 (crossover: first parent = primary). Refs: refs/candidates/<id>, refs/heads/best
 (HEAD points at best, and the working tree holds the best kernel).
+
+A candidate's commit message is its hypothesis plus trailers with everything known before
+its evaluation (operator, parents, depth, session, tokens, changes), so that `evolve
+resume` can rebuild the `Candidate` from git alone (`candidate_at`) when the process died
+between the commit and the DB row.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import git
 from git import Actor, Blob, Commit, IndexFile
 from git.index.typ import BaseIndexEntry
 from gitdb import IStream
+
+from evolve.records import Candidate
 
 KERNEL_FILE = "kernel.py"
 _AUTHOR = Actor("evolve", "evolve@localhost")
@@ -74,6 +81,31 @@ class KernelRepo:
                                          head=False, author=_AUTHOR, committer=_AUTHOR)
         git.Reference.create(self.repo, f"{_REF_PREFIX}{int(cid)}", commit, force=True)
         return commit.hexsha
+
+    def commit(self, c: Candidate, parents: list[str]) -> Candidate:
+        """Commit a numbered candidate (`Candidate.committed`); it comes back with its sha."""
+        c.commit_sha = self.commit_candidate(c.id, c.source, parents, candidate_message(c))
+        return c
+
+    def candidate_at(self, cid: int) -> Candidate:
+        """The candidate of a commit, as it was before its evaluation (an orphan ref)."""
+        t = self.trailers_of(cid)
+        msg = self.message_of(cid).splitlines()
+        first = msg[0].split(": ", 1)[1] if msg and ": " in msg[0] else ""
+        body: list[str] = []
+        for line in msg[2:]:
+            if line.split(": ", 1)[0] in t:
+                break
+            body.append(line)
+        opt = lambda v: int(v) if v not in (None, "", "None") else None  # noqa: E731
+        return Candidate(
+            parent_id=opt(t.get("Parent-Id")), source=self.source_at(cid),
+            hypothesis="\n".join(body).strip() or first, changes_json=t.get("Changes", "{}"),
+            operator=t.get("Operator", "unknown"), parent2_id=opt(t.get("Parent2-Id")),
+            session_id=t.get("Session-Id") or None, tokens_in=int(t.get("Tokens-In", 0)),
+            tokens_out=int(t.get("Tokens-Out", 0)), cost_usd=float(t.get("Cost-Usd", 0.0)),
+            variation_seconds=float(t.get("Variation-Seconds", 0.0)),
+        ).committed(cid, int(t.get("Depth", 0)), self._commit_of(cid).hexsha)
 
     def set_best(self, cid: int) -> None:
         """Move refs/heads/best (= HEAD) to the candidate and check its kernel.py out."""
@@ -154,3 +186,12 @@ def commit_message(cid: int, hypothesis: str, trailers: dict[str, object]) -> st
         lines += [body, ""]
     lines += [f"{k}: {str(v).replace(chr(10), ' ')}" for k, v in trailers.items() if v is not None]
     return "\n".join(lines) + "\n"
+
+
+def candidate_message(c: Candidate) -> str:
+    return commit_message(c.id, c.hypothesis, {
+        "Candidate-Id": c.id, "Operator": c.operator, "Parent-Id": c.parent_id,
+        "Parent2-Id": c.parent2_id, "Depth": c.depth, "Session-Id": c.session_id,
+        "Tokens-In": c.tokens_in or None, "Tokens-Out": c.tokens_out or None,
+        "Cost-Usd": repr(c.cost_usd) if c.cost_usd else None,
+        "Variation-Seconds": f"{c.variation_seconds:.3f}", "Changes": c.changes_json})

@@ -1,49 +1,52 @@
 """The evolution loop (the orchestrator): seed, then select -> vary -> dedup -> evaluate ->
 record, with N proposers and one evaluation worker per GPU working at once.
 
-The orchestrator thread is the run's single writer (SQLite and git). Proposers
-(`evolve/proposers.py`) run `operator.propose(ctx)` in threads for contexts the
-orchestrator built, and post their DB writes back; evaluations run on the executor's
-workers and complete in any order. Without an operator factory (tests, library use) the
-one operator is called inline in the orchestrator thread.
+The orchestrator thread is the run's single writer (SQLite and git) and reads one inbox of
+typed messages: what proposer threads send (`evolve/proposers.py`: contexts wanted,
+writes, proposals) and what the executor's futures say when they finish (`Evaluated`,
+`RematchDone`). Every evaluation, the seed's included, takes this one path. Without an
+operator factory (tests, library use) the one operator is called inline.
+
+Intake: a proposer gets a context (parents chosen by `selection`, their sources read here)
+only while the candidate budget has room for it (committed + ready + in flight <
+max_candidates) and fewer than `proposers` deduplicated children wait for a worker. What
+comes back is counted (operator errors, empty proposals, duplicates of recorded or
+in-flight sources; 5 / 5 / 20 in a row finish the run) or queued as ready.
 
 Write order for one candidate (crash safety): (1) git commit + refs/candidates/<id> (only
 when a worker slot is free: at most `capacity` candidates are committed and unrecorded),
-(2) evaluate, (3) one SQLite transaction with the candidate and its measurements,
-(4) move refs/heads/best. `reconcile()` (run first on every start/resume) records any
-candidate ref without a DB row by evaluating it again, so nothing is lost or doubled.
+(2) evaluate, (3) one SQLite row with the candidate and its evaluation, (4) the champion
+rule (`evolve/champion.py`) moves refs/heads/best. `reconcile()` (run first on every
+start/resume) records any candidate ref without a DB row by evaluating it again, so
+nothing is lost or doubled. An `internal` rejection (the evaluator's fault, never the
+candidate's) is evaluated once more.
 """
 
 from __future__ import annotations
 
-import json
 import queue
 import random
 import shutil
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from evolve.champion import ChampionMixin
-from evolve.evaluation import EvalData, Evaluations
-from evolve.executors.base import EvalJob
-from evolve.intake import (  # noqa: F401 - re-exported
-    MAX_CONSECUTIVE_DUPLICATES,
-    MAX_CONSECUTIVE_NONE,
-    MAX_CONSECUTIVE_OPERATOR_ERRORS,
-    IntakeMixin,
-    LoopOutcome,
-)
-from evolve.operators.base import Operator, Proposal
+from evolve.champion import Champion
+from evolve.evaluation import Evaluations
+from evolve.operators.base import Operator, VariationContext
 from evolve.progress import PlainProgress
-from evolve.proposers import ProposerPool
-from evolve.records import Candidate, Event, utc_now
-from evolve.recording import Pending, pending_from_commit, sha256_text, to_records
+from evolve.proposers import (EventPosted, Exited, Fatal, Proposed, ProposerPool, SessionPosted,
+                              Want, propose)
+from evolve.records import Candidate, sha256_text
 from evolve.run import RunHandle
-from evolve.selection import SelectionPolicy
+from evolve.selection import SelectionPolicy, select_parents
 
 WORKERS_SNAPSHOT_S = 2.0
+MAX_CONSECUTIVE_NONE = 5
+MAX_CONSECUTIVE_DUPLICATES = 20
+MAX_CONSECUTIVE_OPERATOR_ERRORS = 5
 
 
 @dataclass
@@ -54,25 +57,31 @@ class Budget:
 
 
 @dataclass
-class _InFlight:
-    pending: Pending
-    job: EvalJob
-    future: Any
-    retried: bool = False
+class LoopOutcome:
+    status: str  # "stopped" (budget) | "finished" (nothing more to do)
+    reason: str
+    failed: bool = False  # the run could not proceed at all (the seed was rejected)
 
 
-class EvolutionLoop(ChampionMixin, IntakeMixin):
+@dataclass(frozen=True)
+class Evaluated:
+    cid: int
+    future: Future
+
+
+@dataclass(frozen=True)
+class RematchDone:
+    future: Future
+
+
+class EvolutionLoop:
     def __init__(self, run: RunHandle, operator: Operator, progress: PlainProgress,
                  budget: Budget, evaluations: Evaluations | None = None,
                  gpu: bool | None = None, *,
                  operator_factory: Callable[[Any], Operator] | None = None,
                  proposers: int | None = None):
-        self.run = run
-        self.store = run.store
-        self.repo = run.repo
-        self.operator = operator
-        self.progress = progress
-        self.budget = budget
+        self.run, self.store, self.repo = run, run.store, run.repo
+        self.operator, self.progress, self.budget = operator, progress, budget
         self.evals = evaluations or Evaluations(run)
         self.gpu = run.config.gpu if gpu is None else gpu
         cfg = run.config
@@ -81,10 +90,13 @@ class EvolutionLoop(ChampionMixin, IntakeMixin):
         self.t0 = time.monotonic()
         self.factory = operator_factory
         self.n_proposers = max(1, int(proposers or cfg.proposers or 1)) if operator_factory else 1
-        self.inbox: queue.Queue[tuple] = queue.Queue()
+        self.inbox: queue.Queue[Any] = queue.Queue()
+        self.champion = Champion(run, self.evals, self.gpu,
+                                 lambda f: self.inbox.put(RematchDone(f)), progress.note)
         self.pool: ProposerPool | None = None
-        self.ready: list[Proposal] = []  # deduplicated proposals not committed yet
-        self.in_flight: dict[int, _InFlight] = {}  # committed candidates being evaluated
+        self.ready: list[Candidate] = []  # deduplicated children not committed yet
+        self.in_flight: dict[int, Candidate] = {}  # committed candidates being evaluated
+        self.retried: set[int] = set()  # evaluated again after an `internal` rejection
         self.shas: set[str] = set()  # sources ready or in flight
         self.waiting: list[int] = []  # proposer slots waiting for a context
         self.busy: set[int] = set()  # proposer slots in propose()
@@ -93,19 +105,6 @@ class EvolutionLoop(ChampionMixin, IntakeMixin):
         self.next_cid = 0
         self.nones = self.dups = self.errors = 0
         self._snap_t = 0.0
-        self.init_champion()
-
-    # --- logging -------------------------------------------------------------
-
-    def log(self, line: str) -> None:
-        with open(self.run.paths.run_log, "a", encoding="utf-8") as f:
-            f.write(f"{utc_now()} {line}\n")
-
-    def event(self, kind: str, message: str = "", cid: int | None = None,
-              data: dict[str, Any] | None = None) -> None:
-        self.store.add_event(Event(kind=kind, message=message, candidate_id=cid,
-                                   data_json=json.dumps(data or {}, default=str)))
-        self.log(f"[{kind}] {'#' + str(cid) + ' ' if cid is not None else ''}{message}")
 
     # --- main ----------------------------------------------------------------
 
@@ -132,8 +131,7 @@ class EvolutionLoop(ChampionMixin, IntakeMixin):
 
     def _orchestrate(self) -> LoopOutcome:
         if self.factory is not None:
-            self.pool = ProposerPool(self.n_proposers, self.factory, self.run, self.inbox,
-                                     self.evals.probe)
+            self.pool = ProposerPool(self.n_proposers, self.factory, self.run, self.inbox)
             self.pool.start()
         else:
             self.waiting = [0]
@@ -145,59 +143,67 @@ class EvolutionLoop(ChampionMixin, IntakeMixin):
                     self._set_stop(LoopOutcome("stopped", reason))
             if self.stop is not None and self._drained():
                 return self.stop
-            handed = self._hand_out()
+            self._read_inbox(block=not self._hand_out())
+
+    def _read_inbox(self, block: bool) -> None:
+        try:
+            msg = self.inbox.get(timeout=0.5) if block else self.inbox.get_nowait()
+        except queue.Empty:
+            msg = None
+        while msg is not None:
+            self._handle(msg)
             try:
-                msg = self.inbox.get_nowait() if handed else self.inbox.get(timeout=0.5)
+                msg = self.inbox.get_nowait()
             except queue.Empty:
                 msg = None
-            while msg is not None:
-                self._handle(msg)
-                try:
-                    msg = self.inbox.get_nowait()
-                except queue.Empty:
-                    msg = None
-            self._snapshot_workers()
+        self._snapshot_workers()
+
+    def drain(self) -> None:
+        """Handle messages until no evaluation or rematch is in flight (seed, orphans)."""
+        while self.in_flight or self.champion.busy:
+            self._read_inbox(block=True)
 
     def _drained(self) -> bool:
-        return not self.in_flight and self.rematch is None and not self.busy
+        return not self.in_flight and not self.champion.busy and not self.busy
 
     def _set_stop(self, outcome: LoopOutcome) -> None:
         if self.stop is not None:
             return
         self.stop = outcome
-        for prop in self.ready:  # not committed: nothing to undo
-            self.shas.discard(sha256_text(prop.source))
-            self.log(f"[dropped] proposal from #{prop.parent_id} ({outcome.reason})")
+        for child in self.ready:  # not committed: nothing to undo
+            self.shas.discard(sha256_text(child.source))
+            self.run.log(f"[dropped] proposal from #{child.parent_id} ({outcome.reason})")
         self.ready = []
         if self.pool is not None:
             for slot in self.waiting:
                 self.pool.give(slot, None)
         self.waiting = []
 
-    def _handle(self, msg: tuple) -> None:
-        kind = msg[0]
-        if kind == "write":
-            getattr(self.store, msg[1])(*msg[2])
-        elif kind == "want":
+    def _handle(self, msg: Any) -> None:
+        if isinstance(msg, EventPosted):
+            self.store.add_event(msg.event)
+        elif isinstance(msg, SessionPosted):
+            self.store.record_session(msg.record, msg.steps)
+        elif isinstance(msg, Want):
             if self.stop is not None and self.pool is not None:
-                self.pool.give(msg[1], None)
+                self.pool.give(msg.slot, None)
             else:
-                self.waiting.append(msg[1])
-        elif kind == "proposal":
-            self._on_outcome(msg[1])
-        elif kind == "done":
-            self._on_done(msg[1])
-        elif kind == "rematch":
-            self.on_rematch_done()
-        elif kind == "fatal":
-            self.busy.discard(msg[1])
-            self.dead.add(msg[1])
-            self.event("operator_error", f"proposer {msg[1]} failed: {msg[2]}"[:500], None,
-                       {"traceback": msg[3]})
+                self.waiting.append(msg.slot)
+        elif isinstance(msg, Proposed):
+            self._on_proposed(msg)
+        elif isinstance(msg, Evaluated):
+            self._on_evaluated(msg)
+        elif isinstance(msg, RematchDone):
+            self.champion.finish(msg.future)
+        elif isinstance(msg, Fatal):
+            self.busy.discard(msg.slot)
+            self.dead.add(msg.slot)
+            self.run.event("operator_error", f"proposer {msg.slot} failed: {msg.message}"[:500],
+                           None, {"traceback": msg.trace})
             if len(self.dead) >= self.n_proposers:
-                self._set_stop(LoopOutcome("finished", f"every proposer failed ({msg[2]})"))
-        elif kind == "exit":
-            self.busy.discard(msg[1])
+                self._set_stop(LoopOutcome("finished", f"every proposer failed ({msg.message})"))
+        elif isinstance(msg, Exited):
+            self.busy.discard(msg.slot)
 
     def budget_reached(self) -> str | None:
         b = self.budget
@@ -212,90 +218,153 @@ class EvolutionLoop(ChampionMixin, IntakeMixin):
                 return f"cost budget reached (${cost:.4f} of ${b.max_usd:g})"
         return None
 
-    def brief(self) -> dict[str, Any]:
-        best = self.store.best()
-        return {"best_id": best.id if best else None, "best_score": best.score if best else None,
-                "candidates": self.store.next_candidate_id(), "gpu": self.gpu}
+    # --- intake: contexts out, children in -------------------------------------------
 
-    # --- one candidate ---------------------------------------------------------
+    def _may_propose(self) -> bool:
+        if self.stop is not None or len(self.ready) >= self.n_proposers:
+            return False
+        b = self.budget
+        planned = self.next_cid + len(self.ready) + len(self.busy)
+        return b.max_candidates is None or planned < b.max_candidates
+
+    def _hand_out(self) -> bool:
+        """Give waiting proposers a context each (inline: propose once); True if any."""
+        handed = False
+        while self.waiting and self._may_propose():
+            slot = self.waiting.pop(0)
+            ctx = self._context()
+            handed = True
+            if self.pool is not None:
+                self.busy.add(slot)
+                self.pool.give(slot, ctx)
+                continue
+            self._on_proposed(propose(self.operator, ctx))
+            self.waiting.append(slot)
+            break
+        return handed
+
+    def _context(self) -> VariationContext:
+        parent, second = select_parents(self.store.candidates("ok"), self.rng, self.policy)
+        best = self.store.best()
+        # a proposer thread gets its own rng and puts its own view of the run in `run`
+        rng = random.Random(self.rng.getrandbits(63)) if self.pool else self.rng
+        return VariationContext(
+            parent=parent, parent_source=self.repo.source_at(parent.id), second=second,
+            second_source=self.repo.source_at(second.id) if second else None, run=self.run,
+            rng=rng, evaluate=self.evals.probe,
+            brief={"best_id": best.id if best else None,
+                   "best_score": best.score if best else None,
+                   "candidates": self.store.next_candidate_id(), "gpu": self.gpu})
+
+    def _on_proposed(self, p: Proposed) -> None:
+        self.busy.discard(p.slot)
+        child, error, trace = p.child, p.error, p.trace
+        if error is None and child is not None:
+            error = self._invalid(child)
+        if error is not None:
+            self.errors += 1
+            self.run.event("operator_error", error[:500], p.parent_id, {"traceback": trace})
+            self.progress.note(f"operator error ({self.errors}/{MAX_CONSECUTIVE_OPERATOR_ERRORS}):"
+                               f" {error}"[:300])
+            if self.errors >= MAX_CONSECUTIVE_OPERATOR_ERRORS:
+                self._set_stop(LoopOutcome("finished", f"the operator failed {self.errors} "
+                                           "times in a row"))
+            return
+        self.errors = 0
+        if child is None:
+            self.nones += 1
+            self.run.log(f"[no-proposal] parent #{p.parent_id}: {p.reason}")
+            if self.nones >= MAX_CONSECUTIVE_NONE:
+                self._set_stop(LoopOutcome("finished", f"the {self.operator.name} operator "
+                                           f"produced nothing {self.nones} times in a row "
+                                           f"({p.reason})"))
+            return
+        self.nones = 0
+        sha = sha256_text(child.source)
+        if sha in self.shas or self.store.has_source(sha):
+            self.dups += 1
+            self.run.event("duplicate", f"proposal from #{child.parent_id} repeats an evaluated "
+                           "source", child.parent_id, {"source_sha256": sha,
+                                                       "hypothesis": child.hypothesis})
+            if self.dups >= MAX_CONSECUTIVE_DUPLICATES:
+                self._set_stop(LoopOutcome("finished", f"{self.dups} duplicate proposals in a "
+                                           "row: the search space looks exhausted"))
+            return
+        self.dups = 0
+        if self.stop is not None:
+            self.run.log(f"[dropped] proposal from #{child.parent_id} ({self.stop.reason})")
+            return
+        child.variation_seconds = child.variation_seconds or p.seconds
+        self.ready.append(child)
+        self.shas.add(sha)
+
+    def _invalid(self, child: Candidate) -> str | None:
+        for pid in (child.parent_id, child.parent2_id):
+            if pid is not None and self.store.get_candidate(pid) is None:
+                return f"ValueError: proposal names unknown parent #{pid}"
+        if not isinstance(child.source, str) or not child.source.strip():
+            return "ValueError: proposal has no source"
+        return None
+
+    # --- one candidate: commit, evaluate, record ----------------------------------------
 
     def add_seed(self) -> None:
         seed_file = Path(self.run.config.seed_file)
-        p = Pending(cid=0, source=seed_file.read_text(encoding="utf-8"),
-                    hypothesis=f"seed kernel {seed_file.name}", operator="seed",
-                    changes={"seed_file": str(seed_file)})
-        p.commit_sha = self.repo.commit_candidate(0, p.source, [], p.message())
-        self.log(f"[commit] #0 {p.commit_sha[:10]} seed")
-        cand = self.evaluate_and_record(p)
-        self.event("seed", f"seed {seed_file.name}: {cand.status}", 0,
-                   {"score": cand.score, "failure_class": cand.failure_class})
+        seed = Candidate.proposed(None, seed_file.read_text(encoding="utf-8"),
+                                  f"seed kernel {seed_file.name}",
+                                  {"seed_file": str(seed_file)}, "seed").committed(0, 0)
+        self.repo.commit(seed, [])
+        self.run.log(f"[commit] #0 {seed.commit_sha[:10]} seed")
+        self._submit(seed)
+        self.drain()
+        cand = self.store.get_candidate(0)
+        self.run.event("seed", f"seed {seed_file.name}: {cand.status}", 0,
+                       {"score": cand.score, "failure_class": cand.failure_class})
 
-    def _commit(self, prop: Proposal) -> Pending:
-        parent = self.store.get_candidate(prop.parent_id)
+    def _commit(self, child: Candidate) -> Candidate:
+        parent = self.store.get_candidate(child.parent_id)
         parents = [parent.commit_sha]
-        if prop.parent2_id is not None:
-            parents.append(self.store.get_candidate(prop.parent2_id).commit_sha)
-        cid = self.next_cid
+        if child.parent2_id is not None:
+            parents.append(self.store.get_candidate(child.parent2_id).commit_sha)
+        child.hypothesis = child.hypothesis or "(none given)"
+        c = self.repo.commit(child.committed(self.next_cid, parent.depth + 1), parents)
         self.next_cid += 1
-        p = Pending(cid=cid, source=prop.source, hypothesis=prop.hypothesis or "(none given)",
-                    operator=prop.operator or self.operator.name, parent_id=prop.parent_id,
-                    parent2_id=prop.parent2_id, changes=prop.changes or {},
-                    session_id=prop.session_id, tokens_in=prop.tokens_in,
-                    tokens_out=prop.tokens_out, cost_usd=prop.cost_usd,
-                    variation_seconds=prop.variation_seconds, depth=parent.depth + 1)
-        p.commit_sha = self.repo.commit_candidate(cid, p.source, parents, p.message())
-        self.log(f"[commit] #{cid} {p.commit_sha[:10]} parents {parents}")
-        return p
+        self.run.log(f"[commit] #{c.id} {c.commit_sha[:10]} parents {parents}")
+        return c
 
     def _dispatch(self) -> None:
-        """Commit and submit ready proposals while a worker slot is free."""
-        if self.stop is not None or not self.ready:
+        """Commit and submit ready children while a worker slot is free."""
+        if self.stop is not None:
             return
-        capacity = self.evals.executor.capacity
-        while self.ready and len(self.in_flight) < capacity:
+        while self.ready and len(self.in_flight) < self.evals.executor.capacity:
             self._submit(self._commit(self.ready.pop(0)))
 
-    def _submit(self, p: Pending, retried: bool = False) -> None:
-        job, fut = self.evals.submit_candidate(p.cid, p.source, self.prescreen())
-        self.in_flight[p.cid] = _InFlight(p, job, fut, retried)
-        fut.add_done_callback(lambda f, cid=p.cid: self.inbox.put(("done", cid)))
-        first = p.hypothesis.splitlines()[0] if p.hypothesis else ""
-        self.progress.started(p.cid, first[:100])
+    def _submit(self, c: Candidate) -> None:
+        fut = self.evals.submit_candidate(c, self.champion.prescreen())
+        self.in_flight[c.id] = c
+        fut.add_done_callback(lambda f, cid=c.id: self.inbox.put(Evaluated(cid, f)))
+        self.progress.started(c.id, c.hypothesis.splitlines()[0][:100] if c.hypothesis else "")
 
-    def _on_done(self, cid: int) -> None:
-        f = self.in_flight.pop(cid)
-        result = self.evals.finish_candidate(cid, f.job, f.future.result())
-        if not f.retried and self._internal(cid, result):
-            self._submit(f.pending, retried=True)
+    def _on_evaluated(self, msg: Evaluated) -> None:
+        c = self.in_flight.pop(msg.cid)
+        result = self.evals.candidate_result(c, msg.future.result())
+        if result.failure is not None and result.failure.cls == "internal" \
+                and c.id not in self.retried:
+            self.retried.add(c.id)
+            self.run.event("warning", f"internal evaluator error on #{c.id}, evaluating again: "
+                           f"{result.failure.message}"[:500], c.id)
+            self._submit(c)
             return
-        self._record(f.pending, result, wait=False)
+        self._record(c.with_result(result))
 
-    def _internal(self, cid: int, result: EvalData) -> bool:
-        """An evaluator fault is never the candidate's: it gets one more try."""
-        if result.ok or result.failure is None or result.failure.cls != "internal":
-            return False
-        self.event("warning", f"internal evaluator error on #{cid}, evaluating again: "
-                   f"{result.failure.message}"[:500], cid)
-        return True
-
-    def evaluate_and_record(self, p: Pending) -> Candidate:
-        """Evaluate and record one committed candidate, blocking (seed, orphans)."""
-        first = p.hypothesis.splitlines()[0] if p.hypothesis else ""
-        self.progress.started(p.cid, first[:100])
-        result = self.evals.candidate(p.cid, p.source, self.prescreen())
-        if self._internal(p.cid, result):
-            result = self.evals.candidate(p.cid, p.source, self.prescreen())
-        return self._record(p, result, wait=True)
-
-    def _record(self, p: Pending, result: Any, wait: bool) -> Candidate:
-        cand, rows = to_records(p, result)
-        self.store.add_candidate(cand, rows)
-        self.shas.discard(p.source_sha256)
-        self.log(f"[recorded] #{cand.id} {cand.status} score={cand.score} "
-                 f"failure={cand.failure_class}")
-        self.update_champion(cand, wait=wait)
+    def _record(self, cand: Candidate) -> None:
+        self.store.add_candidate(cand)
+        self.shas.discard(cand.source_sha256)
+        self.run.log(f"[recorded] #{cand.id} {cand.status} score={cand.score} "
+                     f"failure={cand.failure_class}")
+        self.champion.consider(cand)
         self._refresh_progress()
-        first = p.hypothesis.splitlines()[0] if p.hypothesis else ""
+        first = cand.hypothesis.splitlines()[0] if cand.hypothesis else ""
         if cand.ok:
             self.progress.finished(f"#{cand.id} ok score {cand.score:.4g} ({first[:60]})",
                                    cid=cand.id)
@@ -303,7 +372,6 @@ class EvolutionLoop(ChampionMixin, IntakeMixin):
             fail = f"#{cand.id} {cand.failure_class}: {(cand.failure_message or '')[:160]}"
             self.progress.finished(f"#{cand.id} rejected ({cand.failure_class})", fail,
                                    cid=cand.id)
-        return cand
 
     def _refresh_progress(self) -> None:
         s = self.progress.state
@@ -325,7 +393,7 @@ class EvolutionLoop(ChampionMixin, IntakeMixin):
             self.store.upsert_workers([w.to_dict() for w in workers])
             self.progress.workers(workers)
         except Exception as e:  # utilisation is informative: never stop the run for it
-            self.log(f"[warning] workers snapshot failed: {type(e).__name__}: {e}")
+            self.run.log(f"[warning] workers snapshot failed: {type(e).__name__}: {e}")
 
     def _shutdown(self, abandon: bool) -> None:
         """Stop the proposers, apply their last writes, stop the executor."""
@@ -337,11 +405,11 @@ class EvolutionLoop(ChampionMixin, IntakeMixin):
                 msg = self.inbox.get_nowait()
             except queue.Empty:
                 break
-            if msg[0] == "write":
+            if isinstance(msg, (EventPosted, SessionPosted)):
                 try:
                     self._handle(msg)
                 except Exception as e:
-                    self.log(f"[warning] a proposer's write failed: {e}")
+                    self.run.log(f"[warning] a proposer's write failed: {e}")
         ex = self.evals.current
         self.evals.shutdown(wait=not abandon)
         if ex is not None:
@@ -358,18 +426,20 @@ class EvolutionLoop(ChampionMixin, IntakeMixin):
         refs = self.repo.candidate_refs()
         recorded = self.store.candidate_ids()
         for cid in sorted(set(refs) - recorded):
-            p = pending_from_commit(self.repo, cid)
-            self.event("orphan_recovered", f"candidate #{cid} had a commit but no record: "
-                       "evaluating it again", cid, {"commit": p.commit_sha})
+            c = self.repo.candidate_at(cid)
+            self.run.event("orphan_recovered", f"candidate #{cid} had a commit but no record: "
+                           "evaluating it again", cid, {"commit": c.commit_sha})
             self.progress.note(f"recovering #{cid} (its evaluation was cut short)")
-            cand = self.evaluate_and_record(p)
+            self._submit(c)
+            self.drain()
             if cid == 0:
-                self.event("seed", f"seed: {cand.status}", 0, {"score": cand.score,
-                                                               "failure_class": cand.failure_class})
+                cand = self.store.get_candidate(0)
+                self.run.event("seed", f"seed: {cand.status}", 0,
+                               {"score": cand.score, "failure_class": cand.failure_class})
         for cid in sorted(recorded - set(refs)):
             cand = self.store.get_candidate(cid)
             self.repo.restore_ref(cid, cand.commit_sha)
-            self.event("warning", f"restored missing ref of #{cid}", cid)
+            self.run.event("warning", f"restored missing ref of #{cid}", cid)
         best = self.store.best()
         if best is not None and self.repo.best_sha() != best.commit_sha:
             self.repo.set_best(best.id)

@@ -1,19 +1,34 @@
-"""Records kept in a run's lineage.db (one dataclass per table; see docs/architecture.md)."""
+"""Records kept in a run's lineage.db (one dataclass per table; see docs/architecture.md),
+and the one `Candidate` that goes from an operator's proposal to its row.
+
+A candidate is born in an operator (`parent_id`, `source`, `hypothesis`, `changes`, and
+what the variation cost), gets its `id`, `depth` and `commit_sha` when the orchestrator
+commits it, and its evaluation (`with_result(EvalResult)`) before it is recorded. Its
+per-shape numbers live once, in `result_json` (`EvalResult.to_dict()`; `evaluation`).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from typing import Any
+
+from evaluator import EvalResult
 
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 class _Row:
-    """Mixin: to/from a flat sqlite row; `*_json` columns hold JSON text."""
+    """Base of the records: to/from a flat sqlite row; `*_json` columns hold JSON text."""
 
     def to_row(self) -> dict[str, Any]:
         return asdict(self)  # type: ignore[call-overload]
@@ -24,31 +39,50 @@ class _Row:
         return cls(**{k: v for k, v in row.items() if k in names})
 
 
+def _finite(x: Any) -> float | None:
+    return float(x) if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
 @dataclass
 class Candidate(_Row):
-    id: int
     parent_id: int | None
-    parent2_id: int | None
-    operator: str  # "seed" | "offline" | "agent"
-    commit_sha: str
-    source_sha256: str
-    status: str  # "ok" | "rejected"
-    score: float | None
-    failure_class: str | None
-    failure_message: str | None
-    hypothesis: str
+    source: str = field(default="", repr=False)  # the kernel text (git keeps it, not the DB)
+    hypothesis: str = ""
     changes_json: str = "{}"
-    suite: str = ""
-    device: str = ""
-    eval_seconds: float = 0.0
-    variation_seconds: float = 0.0
+    operator: str = ""  # "seed" | "offline" | "agent" | ...
+    parent2_id: int | None = None
+    session_id: str | None = None
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float = 0.0
-    session_id: str | None = None
+    variation_seconds: float = 0.0
+    # set when committed
+    id: int = -1
     depth: int = 0
-    created_at: str = field(default_factory=utc_now)
+    commit_sha: str = ""
+    source_sha256: str = ""
+    # set when evaluated
+    status: str = "pending"  # "pending" | "ok" | "rejected"
+    score: float | None = None
+    failure_class: str | None = None
+    failure_message: str | None = None
+    suite: str = ""
+    device: str = ""
+    eval_seconds: float = 0.0
     result_json: str = "{}"
+    created_at: str = field(default_factory=utc_now, compare=False)
+
+    @classmethod
+    def proposed(cls, parent_id: int, source: str, hypothesis: str, changes: dict[str, Any],
+                 operator: str, **kw: Any) -> "Candidate":
+        """What an operator returns: a child, not yet numbered, committed or evaluated."""
+        return cls(parent_id=parent_id, source=source, hypothesis=hypothesis, operator=operator,
+                   changes_json=json.dumps(changes, sort_keys=True, default=str), **kw)
+
+    def to_row(self) -> dict[str, Any]:
+        row = asdict(self)
+        del row["source"]
+        return row
 
     @property
     def ok(self) -> bool:
@@ -62,25 +96,23 @@ class Candidate(_Row):
     def result(self) -> dict[str, Any]:
         return json.loads(self.result_json or "{}")
 
+    @property
+    def evaluation(self) -> EvalResult | None:
+        """The recorded evaluation (per-shape numbers in `.shapes`); None before one."""
+        d = self.result
+        return EvalResult.from_dict(d) if d.get("status") in ("ok", "rejected") else None
 
-@dataclass
-class Measurement(_Row):
-    candidate_id: int
-    shape: str
-    B: int
-    Hq: int
-    Hkv: int
-    S: int
-    D: int
-    causal: bool
-    dtype: str
-    ms: float | None
-    tflops: float | None
-    baseline_ms: float | None
-    speedup: float | None
-    error: float | None
-    error_ratio: float | None
-    baselines_json: str = "{}"
+    def committed(self, cid: int, depth: int, commit_sha: str = "") -> "Candidate":
+        return replace(self, id=cid, depth=depth, commit_sha=commit_sha,
+                       source_sha256=sha256_text(self.source))
+
+    def with_result(self, res: EvalResult) -> "Candidate":
+        f = res.failure
+        return replace(self, status=res.status, score=_finite(res.score) if res.ok else None,
+                       failure_class=f.cls if f else None, failure_message=f.message if f else None,
+                       suite=res.suite, device=res.device, eval_seconds=float(res.wall_s or 0.0),
+                       result_json=json.dumps(res.to_dict(), default=lambda o: None),
+                       created_at=utc_now())
 
 
 @dataclass

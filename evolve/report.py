@@ -11,7 +11,8 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
 
-from evolve.records import Candidate, Measurement
+from evaluator import ShapeResult
+from evolve.records import Candidate
 from evolve.run import RunHandle
 
 
@@ -132,12 +133,12 @@ def workers_table(workers: list[dict[str, Any]]) -> Table:
     return t
 
 
-def shapes_table(measurements: list[Measurement], title: str = "per shape") -> Table:
+def shapes_table(shapes: list[ShapeResult], title: str = "per shape") -> Table:
     t = Table(title=title)
     for col in ("shape", "ms", "baseline ms", "speedup", "TFLOP/s", "max err", "err ratio"):
         t.add_column(col, justify="left" if col == "shape" else "right")
-    for m in measurements:
-        t.add_row(m.shape, _num(m.ms), _num(m.baseline_ms), _num(m.speedup), _num(m.tflops),
+    for m in shapes:
+        t.add_row(m.name, _num(m.ms), _num(m.baseline_ms), _num(m.speedup), _num(m.tflops),
                   _num(m.error, ".3g"), _num(m.error_ratio, ".3g"))
     return t
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from evolve.config import RunConfig, read_run_toml, write_run_toml
 from evolve.gitrepo import KernelRepo
-from evolve.records import RunRecord
+from evolve.records import Event, RunRecord, utc_now
 from evolve.rundir import RunDirError, RunPaths, validate_name
 from evolve.runlock import holder_alive
 from evolve.store import LineageStore
@@ -45,15 +45,34 @@ class RunHandle:
         return cls(paths, store, repo, config, fingerprint)
 
     @classmethod
-    def open(cls, root: Path | RunPaths) -> "RunHandle":
+    def open(cls, root: Path | RunPaths, writable: bool = True) -> "RunHandle":
+        """Open a run; `writable` (start/resume) also makes its logs/ and scratch/."""
         paths = root if isinstance(root, RunPaths) else RunPaths(Path(root).resolve())
         if not paths.exists():
             raise RunDirError(f"{paths.root} is not a run directory")
         config, fingerprint = read_run_toml(paths.config)
         store = LineageStore.open(paths.db)
         repo = KernelRepo.open(paths.kernels)
-        paths.make_dirs()
+        if writable:
+            paths.make_dirs()
         return cls(paths, store, repo, config, fingerprint)
+
+    @property
+    def writer(self) -> LineageStore:
+        """What an operator writes through (evolve.operators.base.Writer)."""
+        return self.store
+
+    def log(self, line: str) -> None:
+        """A line in logs/run.log."""
+        with open(self.paths.run_log, "a", encoding="utf-8") as f:
+            f.write(f"{utc_now()} {line}\n")
+
+    def event(self, kind: str, message: str = "", cid: int | None = None,
+              data: dict[str, Any] | None = None) -> None:
+        """An event row, mirrored in logs/run.log."""
+        self.store.add_event(Event(kind=kind, message=message, candidate_id=cid,
+                                   data_json=json.dumps(data or {}, default=str)))
+        self.log(f"[{kind}] {'#' + str(cid) + ' ' if cid is not None else ''}{message}")
 
     def save_config(self) -> None:
         write_run_toml(self.paths.config, self.config, self.fingerprint)

@@ -18,7 +18,6 @@ from evolve.records import (
     AgentStep,
     Candidate,
     Event,
-    Measurement,
     RunRecord,
     SessionRecord,
     utc_now,
@@ -42,10 +41,6 @@ _SCHEMA: dict[str, tuple[dict[str, type], str | None]] = {
                     "variation_seconds": float, "tokens_in": int, "tokens_out": int,
                     "cost_usd": float, "session_id": str, "depth": int, "created_at": str,
                     "result_json": str}, "id"),
-    "measurements": ({"candidate_id": int, "shape": str, "B": int, "Hq": int, "Hkv": int,
-                      "S": int, "D": int, "causal": int, "dtype": str, "ms": float,
-                      "tflops": float, "baseline_ms": float, "speedup": float, "error": float,
-                      "error_ratio": float, "baselines_json": str}, None),
     "sessions": ({"id": str, "parent_id": int, "parent2_id": int, "operator": str,
                   "model": str, "outcome": str, "candidate_id": int, "reason": str,
                   "tool_calls": int, "evaluations": int, "tokens_in": int, "tokens_out": int,
@@ -65,7 +60,6 @@ _WORKER_COLUMNS: dict[str, type] = {
 _INDEXES = [
     ("candidates", ["source_sha256"]),
     ("candidates", ["status"]),
-    ("measurements", ["candidate_id"]),
     ("agent_steps", ["session_id"]),
     ("events", ["kind"]),
 ]
@@ -143,21 +137,15 @@ class LineageStore:
         row = self.db.execute("SELECT MAX(id) FROM candidates").fetchone()
         return 0 if row[0] is None else int(row[0]) + 1
 
-    def add_candidate(self, c: Candidate, measurements: list[Measurement]) -> None:
-        """Insert a candidate and its measurements in one transaction (never twice)."""
+    def add_candidate(self, c: Candidate) -> None:
+        """Insert an evaluated candidate (never twice); its per-shape numbers are in
+        `result_json` (runs made before that also have a `measurements` table, unused)."""
+        if c.status not in ("ok", "rejected") or c.id < 0:
+            raise StoreError(f"candidate {c.id} is not evaluated ({c.status})")
         with self.db.atomic():
             if self.db.execute("SELECT 1 FROM candidates WHERE id = ?", [c.id]).fetchone():
                 raise StoreError(f"candidate {c.id} is already recorded")
             self.db.table("candidates").insert(c.to_row())
-            rows = []
-            for m in measurements:
-                if m.candidate_id != c.id:
-                    raise StoreError(f"measurement for {m.candidate_id} given with candidate {c.id}")
-                row = m.to_row()
-                row["causal"] = int(bool(row["causal"]))
-                rows.append(row)
-            if rows:
-                self.db.table("measurements").insert_all(rows)
 
     def get_candidate(self, cid: int) -> Candidate | None:
         rows = list(self.db.query("SELECT * FROM candidates WHERE id = ?", [int(cid)]))
@@ -172,16 +160,6 @@ class LineageStore:
 
     def candidate_ids(self) -> set[int]:
         return {int(r[0]) for r in self.db.execute("SELECT id FROM candidates").fetchall()}
-
-    def measurements(self, cid: int) -> list[Measurement]:
-        rows = self.db.query("SELECT * FROM measurements WHERE candidate_id = ? ORDER BY rowid",
-                             [int(cid)])
-        out = []
-        for r in rows:
-            r = dict(r)
-            r["causal"] = bool(r["causal"])
-            out.append(Measurement.from_row(r))
-        return out
 
     def has_source(self, sha256: str) -> bool:
         return self.db.execute("SELECT 1 FROM candidates WHERE source_sha256 = ? LIMIT 1",
@@ -207,15 +185,12 @@ class LineageStore:
 
     # --- agent sessions ------------------------------------------------------
 
-    def record_session(self, s: SessionRecord) -> None:
+    def record_session(self, s: SessionRecord, steps: list[AgentStep] | tuple = ()) -> None:
+        """An agent session and its steps, in one transaction."""
         with self.db.atomic():
             self.db.table("sessions").insert(s.to_row())
-
-    def add_agent_steps(self, steps: list[AgentStep]) -> None:
-        if not steps:
-            return
-        with self.db.atomic():
-            self.db.table("agent_steps").insert_all([s.to_row() for s in steps])
+            if steps:
+                self.db.table("agent_steps").insert_all([a.to_row() for a in steps])
 
     def sessions(self) -> list[SessionRecord]:
         return [SessionRecord.from_row(r)

@@ -32,7 +32,7 @@ def assert_consistent(run_dir: Path) -> RunHandle:
             assert c.parent_id < c.id and c.depth == by_id[c.parent_id].depth + 1
         assert c.status in ("ok", "rejected")
         if c.ok:
-            assert c.score is not None and c.score > 0 and store.measurements(c.id)
+            assert c.score is not None and c.score > 0 and c.evaluation.shapes
         else:
             assert c.failure_class and c.score is None
         assert c.result["status"] == c.status

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from evolve.gitrepo import KernelRepo, RepoError, commit_message
-from evolve.recording import Pending, pending_from_commit
+from evolve.records import Candidate
 
 
 def test_lineage_commits_refs_and_best(tmp_path):
@@ -41,16 +41,15 @@ def test_lineage_commits_refs_and_best(tmp_path):
         KernelRepo.open(tmp_path / "nothing")
 
 
-def test_pending_roundtrips_through_the_commit_message(tmp_path):
+def test_a_candidate_roundtrips_through_its_commit_message(tmp_path):
     repo = KernelRepo.init(tmp_path / "k")
     seed = repo.commit_candidate(0, "s\n", [], commit_message(0, "seed", {}))
-    p = Pending(cid=3, source="y = 3\n", hypothesis="BLOCK_N 64 -> 128: bigger tiles\n\nmore",
-                operator="agent", parent_id=0, parent2_id=None,
-                changes={"knobs": {"BLOCK_N": {"from": 64, "to": 128}}, "recipes": []},
-                session_id="sess-1", tokens_in=120, tokens_out=30, cost_usd=0.0125,
-                variation_seconds=4.5, depth=1)
-    p.commit_sha = repo.commit_candidate(3, p.source, [seed], p.message())
-    q = pending_from_commit(repo, 3)
-    assert q == p
+    c = Candidate(parent_id=0, source="y = 3\n", operator="agent",
+                  hypothesis="BLOCK_N 64 -> 128: bigger tiles\n\nmore",
+                  changes_json='{"knobs": {"BLOCK_N": {"from": 64, "to": 128}}, "recipes": []}',
+                  session_id="sess-1", tokens_in=120, tokens_out=30, cost_usd=0.0125,
+                  variation_seconds=4.5).committed(3, depth=1)
+    c = repo.commit(c, [seed])
+    assert repo.candidate_at(3) == c and c.commit_sha and c.status == "pending"
     assert repo.message_of(3).startswith("candidate 3: BLOCK_N 64 -> 128: bigger tiles\n")
     assert repo.trailers_of(3)["Operator"] == "agent"

@@ -18,7 +18,7 @@ from evolve.loop import (
     Budget,
     EvolutionLoop,
 )
-from evolve.operators.base import Proposal
+from evolve.records import Candidate
 from evolve.progress import PlainProgress, ProgressState
 from evolve.run import RunHandle
 
@@ -49,7 +49,7 @@ class _Scripted:
     """An operator that misbehaves in one chosen way, to check the loop's bounds."""
 
     def __init__(self, mode: str):
-        self.name, self.mode, self.calls = "scripted", mode, 0
+        self.name, self.mode, self.calls, self.last_reason = "scripted", mode, 0, ""
 
     def propose(self, ctx):
         self.calls += 1
@@ -57,8 +57,7 @@ class _Scripted:
             return None
         if self.mode == "raise":
             raise RuntimeError("operator bug")
-        return Proposal(source=ctx.parent_source, hypothesis="same again", changes={},
-                        parent_id=ctx.parent.id, operator="scripted")
+        return Candidate.proposed(ctx.parent.id, ctx.parent_source, "same again", {}, "scripted")
 
 
 def _loop(run_dir, mode):
@@ -101,7 +100,10 @@ def test_gpu_champion_rule_runs_a_real_rematch(fixture_run, tmp_path_factory):
     state = ProgressState(run.name, "gqa", "offline", None)
     loop = EvolutionLoop(run, _Scripted("none"), PlainProgress(state, Console(quiet=True)),
                          Budget(), gpu=True)
-    loop.update_champion(challenger)
+    loop.champion.consider(challenger)
+    assert loop.champion.busy  # the rematch runs on the executor, like any job
+    loop.drain()
+    loop._shutdown(abandon=False)
     rematches = run.store.events("rematch")
     assert len(rematches) == 1 and rematches[0].candidate_id == other.id
     verdict = json.loads(rematches[0].data_json)

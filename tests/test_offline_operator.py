@@ -23,7 +23,7 @@ from evolve.operators.offline import OfflineOperator
 from evolve.operators.recipes import RECIPES, applicable
 from evolve.paths import SEEDS_DIR
 from evolve.records import Candidate, RunRecord
-from evolve.recording import sha256_text
+from evolve.records import sha256_text
 from evolve.store import LineageStore
 
 NAIVE = (SEEDS_DIR / "gqa_naive.py").read_text()

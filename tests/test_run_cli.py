@@ -41,9 +41,26 @@ def test_best_prints_the_champion_and_its_shapes(fixture_run):
     res = _invoke("best", str(fixture_run))
     assert res.exit_code == 0, res.output
     assert f"candidate #{best.id}" in res.output and f"{best.score:.4g}" in res.output
-    for m in run.store.measurements(best.id):
-        assert m.shape.split()[0] in res.output
+    shapes = best.evaluation.shapes
+    assert shapes
+    for m in shapes:
+        assert m.name.split()[0] in res.output
         assert f"{m.ms:.4g}" in res.output
+
+
+def test_read_only_commands_create_nothing_in_a_run(fixture_run, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "copy"
+    shutil.copytree(fixture_run, run_dir)
+    shutil.rmtree(run_dir / "logs")
+    shutil.rmtree(run_dir / "scratch", ignore_errors=True)
+    before = sorted(p.name for p in run_dir.iterdir())
+    for args in (("status", str(run_dir)), ("best", str(run_dir)), ("show", str(run_dir), "1")):
+        res = _invoke(*args)
+        assert res.exit_code == 0, res.output
+    after = sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("lineage.db-"))
+    assert after == before and not (run_dir / "logs").exists()
 
 
 def test_show_prints_source_diff_and_evaluation(fixture_run):

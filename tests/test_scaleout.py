@@ -207,19 +207,19 @@ def test_noise_gate_skips_a_rematch_and_prescreen_uses_the_champion(fixture_run,
     other = next(c for c in run.store.candidates("ok") if c.id != champ.id)
     run.store.add_event(Event(kind="rematch", message="earlier", candidate_id=other.id,
                               data_json=json.dumps({"noise": 0.25, "better": False})))
-    assert loop.last_noise() == 0.25
-    loop.update_champion(dataclasses.replace(other, score=champ.score * 1.2))  # within noise
+    assert loop.champion.last_noise() == 0.25
+    loop.champion.consider(dataclasses.replace(other, score=champ.score * 1.2))  # within noise
+    assert not loop.champion.busy
     assert len(run.store.events("rematch")) == 1 and run.store.best().id == champ.id
     assert "rematch-skipped" in run.paths.run_log.read_text()
-    assert loop.prescreen() is None  # smoke suite: no pre-screen
+    assert loop.champion.prescreen() is None  # smoke suite: no pre-screen
     run.config.suite = "default"
-    pre = loop.prescreen()
+    pre = loop.champion.prescreen()
     assert pre["suite"] == "quick" and pre["ratio"] == 0.9
-    assert pre["champion_speedups"] == {m.shape: m.speedup
-                                        for m in run.store.measurements(champ.id)}
+    assert pre["champion_speedups"] == {s.name: s.speedup for s in champ.evaluation.shapes}
+    assert len(pre["champion_speedups"]) >= 2
     run.config.prescreen = False
-    loop._prescreen_cache = None
-    assert loop.prescreen() is None
+    assert loop.champion.prescreen() is None
 
 
 # ------------------------------------------------------------------ proposers

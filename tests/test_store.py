@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import sqlite3
 
 import pytest
 
-from evolve.records import AgentStep, Candidate, Event, Measurement, RunRecord, SessionRecord
+from evaluator import EvalResult
+from evolve.records import AgentStep, Candidate, Event, RunRecord, SessionRecord
 from evolve.store import LineageStore, StoreError
 
 
@@ -21,10 +22,15 @@ def _cand(cid, parent=None, status="ok", score=1.0, session=None, cost=0.0, sha=
                      tokens_in=10 if cost else 0, tokens_out=5 if cost else 0)
 
 
-def _meas(cid, shape="S=64"):
-    return Measurement(candidate_id=cid, shape=shape, B=1, Hq=4, Hkv=2, S=64, D=64, causal=True,
-                       dtype="float16", ms=1.5, tflops=0.1, baseline_ms=0.5, speedup=0.33,
-                       error=1e-3, error_ratio=0.5, baselines_json=json.dumps({"cudnn": 0.5}))
+def _evaluated(cid, shapes=("a", "b")):
+    """An ok candidate with a real EvalResult (two shapes) as its evaluation."""
+    res = EvalResult.from_dict({
+        "status": "ok", "target": "gqa", "suite": "smoke", "score": 0.33, "device": "interpreter",
+        "shapes": [{"name": n, "B": 1, "Hq": 4, "Hkv": 2, "S": 64, "D": 64, "causal": True,
+                    "dtype": "float16", "ms": 1.5, "baseline_ms": 0.5, "speedup": 0.33,
+                    "baselines": {"cudnn": 0.5}} for n in shapes]})
+    return Candidate.proposed(None, "x = 0\n", "h", {"k": 1}, "seed").committed(cid, 0, "f" * 40) \
+        .with_result(res)
 
 
 @pytest.fixture
@@ -52,42 +58,53 @@ def test_create_open_and_wal(tmp_path, store):
         store.set_run_status("bogus")
 
 
-def test_candidates_and_measurements_roundtrip(store):
+def test_candidates_roundtrip_with_their_evaluation(store):
     assert store.next_candidate_id() == 0
-    store.add_candidate(_cand(0), [_meas(0, "a"), _meas(0, "b")])
-    store.add_candidate(_cand(1, parent=0, status="rejected"), [])
+    store.add_candidate(_evaluated(0))
+    store.add_candidate(_cand(1, parent=0, status="rejected"))
     assert store.next_candidate_id() == 2
     c1 = store.get_candidate(1)
     assert c1.parent_id == 0 and c1.failure_class == "mismatch" and not c1.ok
     assert [c.id for c in store.candidates("ok")] == [0]
     assert [c.id for c in store.candidates()] == [0, 1]
-    ms = store.measurements(0)
-    assert [m.shape for m in ms] == ["a", "b"] and ms[0].causal is True
-    assert ms[0] == _meas(0, "a")
-    assert store.has_source("src1") and not store.has_source("nope")
+    c0 = store.get_candidate(0)
+    assert c0 == dataclasses.replace(_evaluated(0), source="")  # git keeps the source
+    assert c0.score == 0.33 and c0.changes == {"k": 1} and c0.suite == "smoke"
+    shapes = c0.evaluation.shapes  # per-shape numbers: stored once, in result_json
+    assert [m.name for m in shapes] == ["a", "b"] and shapes[0].causal is True
+    assert shapes[0].baselines == {"cudnn": 0.5}
+    assert c0.source_sha256 == _evaluated(0).source_sha256
+    assert store.has_source(c0.source_sha256) and not store.has_source("nope")
     assert store.get_candidate(9) is None
     counts = store.counts()
     assert counts["total"] == 2 and counts["by_class"] == {"mismatch": 1}
 
 
-def test_add_candidate_is_one_transaction_and_never_twice(store):
-    store.add_candidate(_cand(0), [_meas(0)])
-    with pytest.raises(StoreError):
-        store.add_candidate(_cand(0), [_meas(0)])
-    # a bad measurement aborts the whole write: neither the row nor its measurements land
-    with pytest.raises(StoreError):
-        store.add_candidate(_cand(1, parent=0), [_meas(1), _meas(7)])
-    assert store.get_candidate(1) is None and store.measurements(1) == []
-    n = store.db.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
-    assert n == 1
+def test_add_candidate_never_twice_and_only_evaluated(store):
+    store.add_candidate(_evaluated(0))
+    with pytest.raises(StoreError, match="already recorded"):
+        store.add_candidate(_evaluated(0))
+    pending = Candidate.proposed(0, "y = 1\n", "h", {}, "offline").committed(1, 1)
+    with pytest.raises(StoreError, match="not evaluated"):
+        store.add_candidate(pending)
+    assert store.get_candidate(1) is None
     assert store.integrity_ok()
+
+
+def test_a_run_made_with_a_measurements_table_still_opens(tmp_path, store):
+    store.add_candidate(_evaluated(0))
+    store.db.execute("CREATE TABLE measurements (candidate_id INTEGER, shape TEXT)")
+    store.db.conn.commit()
+    old = LineageStore.open(store.path)
+    assert old.get_candidate(0).evaluation.shapes[0].name == "a"
+    old.close()
 
 
 def test_best_follows_new_best_events(store):
     assert store.best() is None
-    store.add_candidate(_cand(0, score=1.0), [])
+    store.add_candidate(_cand(0, score=1.0))
     assert store.best().id == 0  # falls back to the seed
-    store.add_candidate(_cand(1, parent=0, score=3.0), [])
+    store.add_candidate(_cand(1, parent=0, score=3.0))
     assert store.best().id == 0  # a higher score alone is not a champion
     store.add_event(Event(kind="new_best", candidate_id=1, message="won"))
     store.add_event(Event(kind="rematch", candidate_id=2, message="lost"))
@@ -97,18 +114,17 @@ def test_best_follows_new_best_events(store):
 
 
 def test_sessions_steps_and_totals(store):
+    steps = [AgentStep(session_id="s1", step=i, role="assistant", tool="t",
+                       arguments_json="{}", result_summary=str(i)) for i in (1, 0)]
     store.record_session(SessionRecord(id="s1", parent_id=0, parent2_id=None, operator="agent",
                                        model="m", outcome="submitted", candidate_id=1,
-                                       tokens_in=100, tokens_out=40, cost_usd=0.25))
+                                       tokens_in=100, tokens_out=40, cost_usd=0.25), steps)
     store.record_session(SessionRecord(id="s2", parent_id=0, parent2_id=None, operator="agent",
                                        model="m", outcome="gave_up", tokens_in=7, tokens_out=3,
                                        cost_usd=0.05))
-    store.add_agent_steps([AgentStep(session_id="s1", step=i, role="assistant", tool="t",
-                                     arguments_json="{}", result_summary=str(i))
-                           for i in (1, 0)])
     # a candidate of session s1 repeats the session's cost: it must not count twice
-    store.add_candidate(_cand(1, session="s1", cost=0.25), [])
-    store.add_candidate(_cand(2, cost=0.5), [])  # cost outside any session
+    store.add_candidate(_cand(1, session="s1", cost=0.25))
+    store.add_candidate(_cand(2, cost=0.5))  # cost outside any session
     assert [s.id for s in store.sessions()] == ["s1", "s2"]
     assert [s.step for s in store.agent_steps("s1")] == [0, 1]
     t = store.totals()
@@ -120,8 +136,9 @@ def test_schema_matches_architecture(store):
     cols = {r[1] for r in store.db.execute("PRAGMA table_info(candidates)").fetchall()}
     assert {"id", "parent_id", "parent2_id", "commit_sha", "source_sha256", "failure_class",
             "changes_json", "result_json", "depth"} <= cols
-    for table in ("runs", "candidates", "measurements", "sessions", "agent_steps", "events"):
+    for table in ("runs", "candidates", "sessions", "agent_steps", "events"):
         assert store.db.table(table).exists()
+    assert not store.db.table("measurements").exists()  # per-shape numbers: in result_json
     conn = sqlite3.connect(store.path)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()

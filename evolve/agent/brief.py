@@ -7,7 +7,7 @@ from typing import Any
 from evolve.agent import supervisor
 from evolve.agent.budget import SessionBudget
 from evolve.agent.prompts import Prompts, render
-from evolve.agent.render import candidate_line, failure_line, one_line, result_of, shapes_table
+from evolve.agent.render import candidate_line, failure_line, one_line, shapes_table
 
 CPU_NOTE = ("Device: no GPU here. `evaluate` runs the CPU interpreter smoke suite "
             "(TRITON_INTERPRET=1, tiny shapes): it checks correctness only; its timings and "
@@ -47,10 +47,7 @@ def _failures(store: Any, n: int = 5) -> str:
 
 
 def _parent_shapes(store: Any, parent: Any) -> str:
-    rows = [m.to_row() for m in store.measurements(parent.id)]
-    if not rows:
-        rows = result_of(parent).get("shapes", [])
-    text = shapes_table(rows)
+    text = shapes_table(parent.result.get("shapes", []))
     if parent.status != "ok":
         text += f"\n(the parent was rejected: {parent.failure_class}: " \
                 f"{one_line(parent.failure_message, 200)})"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import difflib
-import hashlib
 from typing import Any
 
-from evolve.agent.render import candidate_line, eval_text, failure_line, result_of, shapes_table
-from evolve.agent.state import EvalNote, SessionState
+from evolve.agent.render import candidate_line, eval_text, failure_line, shapes_table
+from evolve.agent.state import SessionState
 from evolve.agent.tools import Tool, ToolError, ToolRegistry
+from evolve.records import sha256_text
 
 KERNEL_LIMIT = 20000
 KNOWLEDGE_LIMIT = 8000
@@ -17,10 +17,6 @@ KNOWLEDGE_LIMIT = 8000
 def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
     return {"type": "object", "properties": props, "required": required or [],
             "additionalProperties": False}
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # ---------------------------------------------------------------- lineage tools
@@ -54,8 +50,7 @@ def show_candidate(st: SessionState, a: dict[str, Any]) -> str:
     lines = [candidate_line(c), f"hypothesis: {c.hypothesis}"]
     if c.status != "ok":
         lines.append(f"failure: {c.failure_class}: {c.failure_message}")
-    shapes = [m.to_row() for m in run.store.measurements(c.id)] or result_of(c).get("shapes", [])
-    lines.append(shapes_table(shapes))
+    lines.append(shapes_table(c.result.get("shapes", [])))
     try:
         src = run.repo.source_at(c.id)
     except Exception as e:  # RepoError and git errors: report, do not crash
@@ -172,12 +167,10 @@ def evaluate(st: SessionState, a: dict[str, Any]) -> str:
         suite = st.suite
     st.budget.evaluations += 1
     res = st.ctx.evaluate(st.source, suite)
-    d = res.to_dict() if hasattr(res, "to_dict") else dict(res)
-    fail = d.get("failure") or {}
-    st.evals.append(EvalNote(d.get("status", "?"), fail.get("class"), d.get("score"),
-                             _sha(st.source)))
+    st.evals.append(res)
+    st.evaluated_sha = sha256_text(st.source)
     left = st.budget.evaluations_left()
-    return (note + eval_text(d, st.ctx.parent.score)
+    return (note + eval_text(res.to_dict(), st.ctx.parent.score)
             + f"\n({left} evaluation{'s' if left != 1 else ''} left in this session)")
 
 

@@ -1,16 +1,15 @@
 """AgentOperator: one variation = one agent session on a working copy of the parent.
 
     op = AgentOperator(run)            # reads run.config.agent (an AgentConfig)
-    proposal = op.propose(ctx)         # Proposal, or None (gave up / budget / error)
+    child = op.propose(ctx)            # a Candidate, or None (gave up / budget / error)
 
 The session and its steps are recorded through the store before propose() returns;
-the Proposal carries `session_id`, and the loop writes it into the candidate's row
+the Candidate carries `session_id`, and the loop writes it into the candidate's row
 (`candidates.session_id = sessions.id` links a candidate to its transcript).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from typing import Any
@@ -23,8 +22,8 @@ from evolve.agent.pricing import PriceTable, PriceTableError
 from evolve.agent.prompts import PromptError, Prompts
 from evolve.agent.session import Session, SessionResult
 from evolve.agent.state import SessionState
-from evolve.operators.base import OperatorError, Proposal, VariationContext
-from evolve.records import Event
+from evolve.operators.base import OperatorError, VariationContext
+from evolve.records import Candidate, Event, sha256_text
 
 
 class AgentOperator:
@@ -48,10 +47,10 @@ class AgentOperator:
         self.last_reason = ""  # why the last propose() returned None (the loop logs it)
 
     def _event(self, kind: str, message: str, data: dict[str, Any]) -> None:
-        self.run.store.add_event(Event(kind=kind, message=message,
+        self.run.writer.add_event(Event(kind=kind, message=message,
                                        data_json=json.dumps(data, default=str)))
 
-    def propose(self, ctx: VariationContext) -> Proposal | None:
+    def propose(self, ctx: VariationContext) -> Candidate | None:
         run, cfg = self.run, self.cfg
         spent = float(run.store.totals().get("cost_usd") or 0.0)
         run_budget = RunBudget(cfg.model, self.prices, cfg.max_usd, spent)
@@ -76,8 +75,7 @@ class AgentOperator:
         t0 = time.monotonic()
         result = session.run()
         self.last = result
-        run.store.record_session(result.record)
-        run.store.add_agent_steps(result.steps)
+        run.writer.record_session(result.record, result.steps)
         rec = result.record
         if rec.outcome == "error":
             self._event("operator_error", f"agent session {rec.id}: {rec.reason}",
@@ -87,22 +85,21 @@ class AgentOperator:
         if rec.outcome != "submitted":
             self.last_reason = f"session {rec.id} ended {rec.outcome}: {rec.reason}"[:300]
             return None
-        return Proposal(
-            source=state.source, hypothesis=state.hypothesis,
-            changes=self._changes(state, plateau is not None), parent_id=ctx.parent.id,
+        return Candidate.proposed(
+            ctx.parent.id, state.source, state.hypothesis,
+            self._changes(state, plateau is not None), self.name,
             parent2_id=ctx.second.id if ctx.second is not None else None,
-            operator=self.name, session_id=rec.id, tokens_in=rec.tokens_in,
+            session_id=rec.id, tokens_in=rec.tokens_in,
             tokens_out=rec.tokens_out, cost_usd=rec.cost_usd,
             variation_seconds=round(time.monotonic() - t0, 3))
 
     @staticmethod
     def _changes(state: SessionState, plateau: bool) -> dict[str, Any]:
-        sha = hashlib.sha256(state.source.encode()).hexdigest()
         last = state.evals[-1] if state.evals else None
-        verified = bool(last and last.source_sha == sha and last.status == "ok")
+        verified = bool(last and last.ok and state.evaluated_sha == sha256_text(state.source))
         return {"agent": {
             "edits": state.edits,
-            "evaluations": [e.status if e.status == "ok" else f"{e.status}:{e.failure_class}"
+            "evaluations": [e.status if e.ok or not e.failure else f"{e.status}:{e.failure.cls}"
                             for e in state.evals],
             "verified": verified,
             "knowledge": list(state.knowledge_read),

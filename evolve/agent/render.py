@@ -3,7 +3,6 @@ results, per-shape tables, one-line candidate summaries."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 
@@ -74,10 +73,3 @@ def candidate_line(c: Any, best_id: int | None = None) -> str:
 def failure_line(c: Any) -> str:
     return (f"#{c.id} {c.failure_class or '?'} (parent #{c.parent_id}, {c.operator}): "
             f"{one_line(c.failure_message, 240)} | tried: {one_line(c.hypothesis, 120)}")
-
-
-def result_of(c: Any) -> dict[str, Any]:
-    try:
-        return json.loads(c.result_json or "{}")
-    except ValueError:
-        return {}

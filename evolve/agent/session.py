@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from evolve.agent.budget import BudgetExhausted, RunBudget, SessionBudget
+from evolve.agent.budget import BudgetExhausted, RunBudget
 from evolve.agent.client import AgentAPIError, ChatClient
 from evolve.agent.state import SessionState
 from evolve.agent.tools import ToolRegistry

@@ -5,17 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from evaluator import EvalResult
 from evolve.agent.budget import SessionBudget
-
-
-@dataclass
-class EvalNote:
-    """One evaluation the agent ran (kept for the proposal's changes and the critique)."""
-
-    status: str
-    failure_class: str | None
-    score: float | None
-    source_sha: str
 
 
 @dataclass
@@ -30,7 +21,8 @@ class SessionState:
     hypothesis: str = ""
     reason: str = ""
     edits: int = 0
-    evals: list[EvalNote] = field(default_factory=list)
+    evals: list[EvalResult] = field(default_factory=list)  # the agent's evaluations
+    evaluated_sha: str = ""  # sha256 of the source the last of them evaluated
     knowledge_read: list[str] = field(default_factory=list)
 
     @property

@@ -38,8 +38,8 @@ PROPOSERS_HELP = ("variation sessions in flight at once, each from its own paren
                   "(agent sessions mostly wait on the LLM; default 1)")
 GPUS_HELP = ("GPUs for evaluation workers, one worker each: '0,1' or 'all' (default: all "
              "visible GPUs; without a GPU one interpreter worker)")
-EXECUTOR_HELP = ("where evaluations run: local (a worker process per GPU) or ray (needs the "
-                 "package's ray extra)")
+EXECUTOR_HELP = ("where evaluations run: local (a thread per GPU here) or ray (an actor per "
+                 "GPU; needs the package's ray extra)")
 RAY_ADDRESS_HELP = "--executor ray: address of an existing Ray cluster (default: a local Ray)"
 _USER_ERRORS = (UsageError, RunDirError, RunLockedError, ConfigError, StoreError, RepoError)
 
@@ -49,9 +49,10 @@ def _fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _open(run: str, runs_dir: Path) -> RunHandle:
+def _open(run: str, runs_dir: Path, writable: bool = False) -> RunHandle:
+    """Open a run; a read-only command (status/best/show) creates nothing in it."""
     try:
-        return RunHandle.open(resolve_run(run, runs_dir))
+        return RunHandle.open(resolve_run(run, runs_dir), writable=writable)
     except _USER_ERRORS as e:
         _fail(str(e))
         raise  # unreachable
@@ -114,7 +115,7 @@ def resume(
 ) -> None:
     """Continue a stopped or killed run: cut-short evaluations are redone, nothing doubled."""
     console = make_console()
-    handle = _open(run, runs_dir)
+    handle = _open(run, runs_dir, writable=True)
     try:
         check_resume_host(handle)
         apply_resume_overrides(handle, max_candidates, max_minutes, max_usd, proposers=proposers,
@@ -161,7 +162,8 @@ def best(
     if champ is None:
         _fail(f"run {handle.name} has no correct candidate yet", 1)
     console.print(candidate_panel(champ))
-    console.print(shapes_table(handle.store.measurements(champ.id)))
+    ev = champ.evaluation
+    console.print(shapes_table(ev.shapes if ev else []))
 
 
 def show(
@@ -182,9 +184,9 @@ def show(
         console.print(diff_view(handle.repo.diff(cand.parent_id, cid)))
     console.rule(f"evaluation of #{cid}")
     console.print(candidate_panel(cand))
-    meas = handle.store.measurements(cid)
-    if meas:
-        console.print(shapes_table(meas))
+    ev = cand.evaluation
+    if ev and ev.shapes:
+        console.print(shapes_table(ev.shapes))
     log_tail = cand.result.get("log_tail")
     if not cand.ok and log_tail:
         console.rule("worker log (tail)")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from evolve.operators.base import Operator, OperatorError, Proposal, VariationContext
+from evolve.operators.base import Operator, OperatorError, VariationContext
 
 if TYPE_CHECKING:  # pragma: no cover
     from evolve.run import RunHandle
 
 OPERATORS = ("offline", "agent")
 
-__all__ = ["Operator", "OperatorError", "Proposal", "VariationContext", "make_operator",
+__all__ = ["Operator", "OperatorError", "VariationContext", "make_operator",
            "OPERATORS"]
 
 

@@ -6,11 +6,21 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
-from evolve.records import Candidate
+from evolve.records import AgentStep, Candidate, Event, SessionRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     from evaluator import EvalResult
+    from evolve.proposers import RunView
     from evolve.run import RunHandle
+
+
+class Writer(Protocol):
+    """What an operator may write to the run (`ctx.run.writer`): events and agent sessions.
+    The orchestrator's own store is one; a proposer thread's `PostingWriter` is another."""
+
+    def add_event(self, e: Event) -> None: ...
+
+    def record_session(self, s: SessionRecord, steps: list[AgentStep]) -> None: ...
 
 
 class OperatorError(Exception):
@@ -23,28 +33,16 @@ class VariationContext:
     parent_source: str
     second: Candidate | None
     second_source: str | None
-    run: "RunHandle"
+    run: "RunHandle | RunView"  # a proposer thread's view of the run (evolve.proposers)
     rng: random.Random
     evaluate: Callable[[str, str], "EvalResult"]  # (source text, suite) -> real evaluation
     brief: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class Proposal:
-    source: str
-    hypothesis: str
-    changes: dict[str, Any]
-    parent_id: int
-    parent2_id: int | None = None
-    operator: str = "offline"
-    session_id: str | None = None
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost_usd: float = 0.0
-    variation_seconds: float = 0.0
-
-
 class Operator(Protocol):
+    """`propose` returns a child (`Candidate.proposed(...)`), or None with `last_reason`
+    saying why; an exception is an operator error (the loop counts them)."""
     name: str
+    last_reason: str
 
-    def propose(self, ctx: VariationContext) -> Proposal | None: ...
+    def propose(self, ctx: VariationContext) -> Candidate | None: ...

@@ -12,7 +12,7 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
-from evolve.operators.base import Proposal, VariationContext
+from evolve.operators.base import VariationContext
 from evolve.operators.config_edit import (
     ConfigEditError,
     read_config,
@@ -20,7 +20,7 @@ from evolve.operators.config_edit import (
     rewrite_config,
 )
 from evolve.operators.recipes import RECIPES
-from evolve.recording import sha256_text
+from evolve.records import Candidate, sha256_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from evolve.run import RunHandle
@@ -72,7 +72,7 @@ class OfflineOperator:
 
     # --- protocol ----------------------------------------------------------------
 
-    def propose(self, ctx: VariationContext) -> Proposal | None:
+    def propose(self, ctx: VariationContext) -> Candidate | None:
         """A child of ctx.parent (crossover when ctx.second is given) not seen in this run."""
         t0 = time.monotonic()
         store = ctx.run.store if ctx.run is not None else None
@@ -88,7 +88,7 @@ class OfflineOperator:
 
     # --- one child ---------------------------------------------------------------
 
-    def _one(self, ctx: VariationContext) -> Proposal | None:
+    def _one(self, ctx: VariationContext) -> Candidate | None:
         rng = ctx.rng
         if ctx.second is not None and ctx.second_source is not None:
             prop = self.crossover(ctx.parent_source, ctx.second_source, ctx.parent.id,
@@ -106,7 +106,7 @@ class OfflineOperator:
             self.last_reason = "the parent has no SEARCH_SPACE knobs and no applicable recipe"
         return prop
 
-    def mutate(self, source: str, parent_id: int, rng: random.Random) -> Proposal | None:
+    def mutate(self, source: str, parent_id: int, rng: random.Random) -> Candidate | None:
         config, space = read_config(source), read_search_space(source)
         knobs = [k for k, vals in space.items()
                  if k in config and any(v != config[k] for v in vals)]
@@ -120,12 +120,12 @@ class OfflineOperator:
             return None
         parts = [f"{k} {config[k]} -> {v}: {knob_rationale(k, config[k], v)}"
                  for k, v in updates.items()]
-        return Proposal(source=child, hypothesis="; ".join(parts),
-                        changes=_changes({k: (config[k], v) for k, v in updates.items()}),
-                        parent_id=parent_id, operator=self.name)
+        return Candidate.proposed(parent_id, child, "; ".join(parts),
+                                  _changes({k: (config[k], v) for k, v in updates.items()}),
+                                  self.name)
 
     def crossover(self, source: str, second_source: str, parent_id: int, second_id: int,
-                  rng: random.Random) -> Proposal | None:
+                  rng: random.Random) -> Candidate | None:
         """The primary parent's source with a mix of both parents' knob values."""
         mine, theirs = read_config(source), read_config(second_source)
         space = read_search_space(source)
@@ -144,20 +144,20 @@ class OfflineOperator:
         moved = ", ".join(f"{k} {mine[k]} -> {theirs[k]}" for k in take)
         hyp = (f"crossover #{parent_id} x #{second_id}: take {moved} from #{second_id} "
                f"(combine knob settings that worked in two lineages)")
-        return Proposal(source=child, hypothesis=hyp,
-                        changes=_changes({k: (mine[k], theirs[k]) for k in take},
-                                         crossover_with=second_id),
-                        parent_id=parent_id, parent2_id=second_id, operator=self.name)
+        return Candidate.proposed(parent_id, child, hyp,
+                                  _changes({k: (mine[k], theirs[k]) for k in take},
+                                           crossover_with=second_id),
+                                  self.name, parent2_id=second_id)
 
-    def recipe(self, source: str, parent_id: int, rng: random.Random) -> Proposal | None:
+    def recipe(self, source: str, parent_id: int, rng: random.Random) -> Candidate | None:
         names = list(RECIPES)
         rng.shuffle(names)
         for name in names:
             child = RECIPES[name].apply(source)
             if child is not None:
-                return Proposal(source=child, hypothesis=f"{name}: {RECIPES[name].rationale}",
-                                changes=_changes({}, recipes=[name]), parent_id=parent_id,
-                                operator=self.name)
+                return Candidate.proposed(parent_id, child,
+                                          f"{name}: {RECIPES[name].rationale}",
+                                          _changes({}, recipes=[name]), self.name)
         return None
 
 
