@@ -19,11 +19,10 @@ from evolve.evaluation import Evaluations
 from evolve.loop import Budget, EvolutionLoop
 from evolve.operators import OperatorError, make_operator
 from evolve.paths import default_seed
-from evolve.progress import ProgressState, make_progress
+from evolve.display import ProgressState, make_progress
 from evolve.records import Event
-from evolve.rundir import default_name, validate_name
-from evolve.run import RunHandle
-from evolve.runlock import RunLock
+from evolve.run import RunHandle, default_name, validate_name
+from evolve.lock import RunLock
 
 NO_GPU_WARNING = ("warning: no CUDA GPU: candidates run in the Triton interpreter on the "
                   "'{suite}' suite; scores are CPU wall-clock ratios, NOT GPU performance")

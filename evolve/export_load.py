@@ -13,7 +13,7 @@ from evaluator.targets import UnknownTarget
 from evolve.export_meta import Ancestor, Envelope, ExportMeta, ShapeNumbers
 from evolve.gitrepo import KernelRepo, RepoError
 from evolve.records import Candidate
-from evolve.rundir import RunDirError, resolve_run
+from evolve.run import RunDirError, resolve_run
 from evolve.store import LineageStore, StoreError
 
 BENCH_SUITES = ("quick", "default")

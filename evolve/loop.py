@@ -36,7 +36,7 @@ from typing import Any, Callable
 from evolve.champion import Champion
 from evolve.evaluation import Evaluations
 from evolve.operators.base import Operator, VariationContext
-from evolve.progress import PlainProgress
+from evolve.display import PlainProgress
 from evolve.proposers import (EventPosted, Exited, Fatal, Proposed, ProposerPool, SessionPosted,
                               Want, propose)
 from evolve.records import Candidate, sha256_text

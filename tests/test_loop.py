@@ -19,7 +19,7 @@ from evolve.loop import (
     EvolutionLoop,
 )
 from evolve.records import Candidate
-from evolve.progress import PlainProgress, ProgressState
+from evolve.display import PlainProgress, ProgressState
 from evolve.run import RunHandle
 
 

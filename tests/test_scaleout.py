@@ -184,7 +184,7 @@ def _gpu_loop(run_dir):
     from rich.console import Console
 
     from evolve.loop import Budget, EvolutionLoop
-    from evolve.progress import PlainProgress, ProgressState
+    from evolve.display import PlainProgress, ProgressState
     from evolve.run import RunHandle
     from tests.test_loop import _Scripted
 

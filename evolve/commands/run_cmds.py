@@ -28,9 +28,8 @@ from evolve.report import (
     source_view,
     workers_table,
 )
-from evolve.run import RunHandle
-from evolve.rundir import RunDirError, list_runs, resolve_run
-from evolve.runlock import RunLockedError
+from evolve.run import RunDirError, RunHandle, list_runs, resolve_run
+from evolve.lock import RunLockedError
 from evolve.store import StoreError
 
 RUNS_DIR_HELP = "directory holding run directories"
