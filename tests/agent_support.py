@@ -34,7 +34,7 @@ def make_run(tmp: Path, base_url: str, **agent_kw: Any) -> RunHandle:
     run.store.add_candidate(Candidate(
         id=0, parent_id=None, parent2_id=None, operator="seed", commit_sha=sha,
         source_sha256=hashlib.sha256(src.encode()).hexdigest(), status="ok", score=None,
-        failure_class=None, failure_message=None, hypothesis="seed kernel"), [])
+        failure_class=None, failure_message=None, hypothesis="seed kernel"))
     return run
 
 

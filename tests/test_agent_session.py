@@ -212,7 +212,7 @@ def test_supervisor_note_after_stall(tmp_path):
                 id=cid, parent_id=0, parent2_id=None, operator="agent", commit_sha=sha,
                 source_sha256=hashlib.sha256(s2.encode()).hexdigest(), status="rejected",
                 score=None, failure_class="compile", failure_message="out of shared memory",
-                hypothesis=hyp), [])
+                hypothesis=hyp))
         AgentOperator(run).propose(_ctx(run, brief={"focus": "long sequences"}))
         srv.assert_clean()
 

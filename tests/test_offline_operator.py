@@ -119,7 +119,7 @@ def test_propose_skips_sources_already_in_the_run(tmp_path):
     first = op.propose(ctx)
     c = _cand(1)
     c.source_sha256 = sha256_text(first.source)
-    store.add_candidate(c, [])
+    store.add_candidate(c)
     for _ in range(10):
         assert op.propose(ctx).source != first.source
 
