@@ -82,7 +82,7 @@ def _take_sample(out, rows: list[int]):
     return torch.Tensor.index_select(out, 2, idx).clone()
 
 
-def _time_cpu(fn, make, causal, kwargs, p, sample, check, after_call) -> TimingRecord:
+def _warm_up(fn, make, causal, kwargs, p, check, after_call) -> None:
     for i in range(p.warmup):
         q, k, v = make(-1 - i)
         out = fn(q, k, v, causal=causal, **kwargs)
@@ -90,6 +90,10 @@ def _time_cpu(fn, make, causal, kwargs, p, sample, check, after_call) -> TimingR
             _check_out(out, q)
         if after_call:
             after_call()
+
+
+def _time_cpu(fn, make, causal, kwargs, p, sample, check, after_call) -> TimingRecord:
+    _warm_up(fn, make, causal, kwargs, p, check, after_call)
     times, samples, keep = [], [], []
     for n in range(p.rounds * p.calls):
         q, k, v = make(n)
@@ -110,13 +114,7 @@ def _time_cuda(fn, make, causal, kwargs, p, sample, check, after_call) -> Timing
     import torch
 
     flush_buf = torch.empty(FLUSH_BYTES // 4, dtype=torch.int32, device="cuda")
-    for i in range(p.warmup):
-        q, k, v = make(-1 - i)
-        out = fn(q, k, v, causal=causal, **kwargs)
-        if check:
-            _check_out(out, q)
-        if after_call:
-            after_call()
+    _warm_up(fn, make, causal, kwargs, p, check, after_call)
     torch.cuda.synchronize()
     times: list[float] = []
     samples: list[dict[str, Any]] = []

@@ -7,7 +7,6 @@ are kept with their failure class and message. See docs/architecture.md.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -147,16 +146,19 @@ class LineageStore:
                 raise StoreError(f"candidate {c.id} is already recorded")
             self.db.table("candidates").insert(c.to_row())
 
+    def _select(self, record: Any, table: str, order: str, **where: Any) -> list[Any]:
+        """Records of `table` in `order` whose columns equal the non-None `where` values."""
+        where = {k: v for k, v in where.items() if v is not None}
+        cond = " WHERE " + " AND ".join(f"{k} = ?" for k in where) if where else ""
+        rows = self.db.query(f"SELECT * FROM {table}{cond} ORDER BY {order}", list(where.values()))
+        return [record.from_row(r) for r in rows]
+
     def get_candidate(self, cid: int) -> Candidate | None:
-        rows = list(self.db.query("SELECT * FROM candidates WHERE id = ?", [int(cid)]))
-        return Candidate.from_row(rows[0]) if rows else None
+        rows = self._select(Candidate, "candidates", "id", id=int(cid))
+        return rows[0] if rows else None
 
     def candidates(self, status: str | None = None) -> list[Candidate]:
-        if status is None:
-            rows = self.db.query("SELECT * FROM candidates ORDER BY id")
-        else:
-            rows = self.db.query("SELECT * FROM candidates WHERE status = ? ORDER BY id", [status])
-        return [Candidate.from_row(r) for r in rows]
+        return self._select(Candidate, "candidates", "id", status=status)
 
     def candidate_ids(self) -> set[int]:
         return {int(r[0]) for r in self.db.execute("SELECT id FROM candidates").fetchall()}
@@ -177,11 +179,7 @@ class LineageStore:
             self.db.table("events").insert(e.to_row())
 
     def events(self, kind: str | None = None) -> list[Event]:
-        if kind is None:
-            rows = self.db.query("SELECT * FROM events ORDER BY rowid")
-        else:
-            rows = self.db.query("SELECT * FROM events WHERE kind = ? ORDER BY rowid", [kind])
-        return [Event.from_row(r) for r in rows]
+        return self._select(Event, "events", "rowid", kind=kind)
 
     # --- agent sessions ------------------------------------------------------
 
@@ -193,13 +191,10 @@ class LineageStore:
                 self.db.table("agent_steps").insert_all([a.to_row() for a in steps])
 
     def sessions(self) -> list[SessionRecord]:
-        return [SessionRecord.from_row(r)
-                for r in self.db.query("SELECT * FROM sessions ORDER BY started_at, rowid")]
+        return self._select(SessionRecord, "sessions", "started_at, rowid")
 
     def agent_steps(self, session_id: str) -> list[AgentStep]:
-        rows = self.db.query("SELECT * FROM agent_steps WHERE session_id = ? ORDER BY step, rowid",
-                             [session_id])
-        return [AgentStep.from_row(r) for r in rows]
+        return self._select(AgentStep, "agent_steps", "step, rowid", session_id=session_id)
 
     # --- totals --------------------------------------------------------------
 
@@ -244,6 +239,3 @@ class LineageStore:
     def integrity_ok(self) -> bool:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
-
-def dumps(d: dict[str, Any]) -> str:
-    return json.dumps(d, sort_keys=True, default=str)

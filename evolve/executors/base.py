@@ -148,6 +148,7 @@ class Executor(abc.ABC):
     """Runs EvalJobs on its workers; thread-safe `submit`."""
 
     name: str = "executor"
+    slots: list[WorkerSlot]  # one per worker (GPU)
 
     @abc.abstractmethod
     def submit(self, job: EvalJob) -> "Future[JobResult]":
@@ -156,14 +157,14 @@ class Executor(abc.ABC):
         replaced and its job re-queued once; a second loss resolves the future with a
         JobResult whose `lost` says why (the orchestrator records class `internal`)."""
 
-    @abc.abstractmethod
     def workers(self) -> list[WorkerStatus]:
         """A snapshot of every worker's state and utilisation counters."""
+        return [s.snapshot() for s in self.slots]
 
     @property
-    @abc.abstractmethod
     def capacity(self) -> int:
         """How many jobs can run at once (the number of workers)."""
+        return len(self.slots)
 
     @abc.abstractmethod
     def shutdown(self, wait: bool = True) -> None:

@@ -24,8 +24,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Callable
 
-from evolve.executors.base import EvalJob, Executor, ExecutorError, JobResult, WorkerSlot, \
-    WorkerStatus
+from evolve.executors.base import EvalJob, Executor, ExecutorError, JobResult, WorkerSlot
 from evolve.executors.procs import descendants, host_cpus, kill_procs
 from evolve.jobs import BaselineCache, SparePool, run_job, stage_group
 from evolve.records import utc_now
@@ -135,13 +134,6 @@ class LocalExecutor(Executor):
         fut: Future[JobResult] = Future()
         self.queue.put((job, fut))
         return fut
-
-    def workers(self) -> list[WorkerStatus]:
-        return [s.snapshot() for s in self.slots]
-
-    @property
-    def capacity(self) -> int:
-        return len(self.slots)
 
     def shutdown(self, wait: bool = True) -> None:
         first = not self.closed

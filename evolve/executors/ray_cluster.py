@@ -92,20 +92,19 @@ def _first_line(e: BaseException) -> str:
 def _environ(changes: dict[str, str | None]) -> Iterator[None]:
     """Temporarily set (or, with None, remove) environment variables; the processes that
     ray.init starts inherit them."""
+    def apply(values: dict[str, str | None]) -> None:
+        for k, v in values.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
     old = {k: os.environ.get(k) for k in changes}
     try:
-        for k, v in changes.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        apply(changes)
         yield
     finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        apply(old)
 
 
 @contextlib.contextmanager

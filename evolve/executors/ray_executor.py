@@ -45,8 +45,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from evolve.executors import ray_cluster
-from evolve.executors.base import EvalJob, Executor, ExecutorError, JobResult, WorkerSlot, \
-    WorkerStatus
+from evolve.executors.base import EvalJob, Executor, ExecutorError, JobResult, WorkerSlot
 from evolve.executors.ray_actor import (CONCURRENCY_GROUPS, CONTROL_GROUP, EvalActor, reap,
                                         stop_actor)
 from evolve.executors.ray_cluster import ray_gpus, why
@@ -172,13 +171,6 @@ class RayExecutor(Executor):
             set_exception(fut, ExecutorError(dead))
         self._wake.set()
         return fut
-
-    def workers(self) -> list[WorkerStatus]:
-        return [s.snapshot() for s in self.slots]
-
-    @property
-    def capacity(self) -> int:
-        return len(self.slots)
 
     def shutdown(self, wait: bool = True) -> None:
         with self._lock:
