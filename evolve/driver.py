@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import signal
@@ -127,6 +126,10 @@ def drive(run: RunHandle, console: Console, resumed: bool,
         signal.signal(signal.SIGINT, signal.default_int_handler)
     cfg = run.config
     store = run.store
+
+    def say(text: str, style: str | None = None) -> None:
+        console.print(text, style=style, markup=False, highlight=False, soft_wrap=True)
+
     try:
         if resumed:
             found = store.run().status
@@ -138,8 +141,7 @@ def drive(run: RunHandle, console: Console, resumed: bool,
                               message=f"pid {os.getpid()}, operator {cfg.operator}, "
                               f"budget: {_budget_text(cfg)}, {_scale_text(cfg)}"))
         if not cfg.gpu:
-            console.print(NO_GPU_WARNING.format(suite=cfg.suite), style="yellow", markup=False,
-                          highlight=False, soft_wrap=True)
+            say(NO_GPU_WARNING.format(suite=cfg.suite), style="yellow")
         try:
             operator = make_operator(cfg.operator, run)
         except (OperatorError, ImportError) as e:
@@ -158,28 +160,23 @@ def drive(run: RunHandle, console: Console, resumed: bool,
         except KeyboardInterrupt:
             store.set_run_status("stopped")
             store.add_event(Event(kind="stop", message="interrupted by the user (Ctrl-C)"))
-            console.print(f"stopped by Ctrl-C. Resume with: evolve resume {_run_arg(run)}",
-                          markup=False, highlight=False, soft_wrap=True)
+            say(f"stopped by Ctrl-C. Resume with: evolve resume {run.paths.root}")
             return 130
         except Exception as e:
             store.set_run_status("stopped")
-            store.add_event(Event(kind="stop", message=f"error: {type(e).__name__}: {e}"[:500],
-                                  data_json=_json({"traceback": traceback.format_exc()[-4000:]})))
-            console.print(f"error: {type(e).__name__}: {e}", style="red", markup=False,
-                          highlight=False, soft_wrap=True)
-            console.print(f"the run is consistent; resume with: evolve resume {_run_arg(run)}",
-                          markup=False, highlight=False, soft_wrap=True)
+            run.event("stop", f"error: {type(e).__name__}: {e}"[:500], None,
+                      {"traceback": traceback.format_exc()[-4000:]})
+            say(f"error: {type(e).__name__}: {e}", style="red")
+            say(f"the run is consistent; resume with: evolve resume {run.paths.root}")
             return 1
         store.set_run_status(outcome.status)
         store.add_event(Event(kind="stop", message=outcome.reason))
         best = store.best()
-        console.print(f"{outcome.reason}. {store.counts()['total']} candidates; best "
-                      + (f"#{best.id} score {best.score:.4g}" if best else "none")
-                      + f". Run directory: {run.paths.root}", markup=False, highlight=False,
-                      soft_wrap=True)
+        say(f"{outcome.reason}. {store.counts()['total']} candidates; best "
+            + (f"#{best.id} score {best.score:.4g}" if best else "none")
+            + f". Run directory: {run.paths.root}")
         if outcome.status == "stopped":
-            console.print(f"continue with: evolve resume {_run_arg(run)} --max-candidates N",
-                          markup=False, highlight=False, soft_wrap=True)
+            say(f"continue with: evolve resume {run.paths.root} --max-candidates N")
         return 1 if outcome.failed else 0
     finally:
         signal.signal(signal.SIGTERM, prev_term)
@@ -218,14 +215,6 @@ def _scale_text(cfg: RunConfig) -> str:
         gpus = "one interpreter worker"
     where = f" at {cfg.ray_address}" if cfg.ray_address else ""
     return f"{cfg.proposers} proposer(s), {cfg.executor} executor{where} on {gpus}"
-
-
-def _run_arg(run: RunHandle) -> str:
-    return str(run.paths.root)
-
-
-def _json(d: dict[str, Any]) -> str:
-    return json.dumps(d, default=str)
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
