@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from evolve.executors.base import EvalJob, Executor, ExecutorError, JobResult, WorkerStatus
+from evolve.executors.ray_cluster import RAY_HINT
 
 EXECUTORS = ("local", "ray")
-RAY_HINT = "pip install '.[ray]'"
 
 __all__ = ["EXECUTORS", "EvalJob", "Executor", "ExecutorError", "JobResult", "WorkerStatus",
            "make_executor", "executor_for", "parse_gpus", "resolve_gpus", "visible_gpus",

@@ -48,6 +48,7 @@ from evolve.executors import ray_cluster
 from evolve.executors.base import EvalJob, Executor, ExecutorError, JobResult, WorkerSlot
 from evolve.executors.ray_actor import (CONCURRENCY_GROUPS, CONTROL_GROUP, EvalActor, reap,
                                         stop_actor)
+from evolve.executors.procs import host_cpus
 from evolve.executors.ray_cluster import ray_gpus, why
 from evolve.records import utc_now
 
@@ -90,7 +91,6 @@ def set_exception(fut: Future, exc: BaseException) -> None:
         fut.set_exception(exc)
     except Exception:
         pass
-
 
 
 class RayExecutor(Executor):
@@ -148,14 +148,9 @@ class RayExecutor(Executor):
         ref = weakref.ref(self)
         atexit.register(lambda: ref() is not None and ref().shutdown(wait=False))
 
-    def _local_cpus(self, count: int, mode: str) -> int | None:
-        import os
-        try:
-            have = len(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            have = os.cpu_count() or 1
+    def _local_cpus(self, count: int, mode: str) -> int:
         need = int(count * self.cpus_per_worker + 0.999) if mode in ("cpu", "gpu") else 0
-        return max(have, need, 1)
+        return max(host_cpus(), need, 1)
 
     # --- the Executor interface -----------------------------------------------------
 
@@ -266,11 +261,12 @@ class RayExecutor(Executor):
         return max(1, min(8, s.cpus // same)) if same > 1 else None
 
     def _wait(self) -> None:
-        refs: dict[Any, tuple[Slot, str]] = {}
+        refs: dict[Any, tuple[Slot, Callable[[Slot, Any], None]]] = {}
         for s in self.slots:
-            for ref, kind in ((s.ready_ref, "ready"), (s.job_ref, "job"), (s.status_ref, "status")):
+            for ref, on in ((s.ready_ref, self._on_ready), (s.job_ref, self._on_job),
+                            (s.status_ref, self._on_status)):
                 if ref is not None:
-                    refs[ref] = (s, kind)
+                    refs[ref] = (s, on)
         if not refs:
             self._wake.wait(self.poll_s)
             self._wake.clear()
@@ -281,8 +277,8 @@ class RayExecutor(Executor):
             more, _ = ray.wait(rest, num_returns=len(rest), timeout=0)
             ready += more
         for ref in ready:
-            s, kind = refs[ref]
-            getattr(self, f"_on_{kind}")(s, ref)
+            s, on = refs[ref]
+            on(s, ref)
 
     def _on_ready(self, s: Slot, ref: Any) -> None:
         if ref is not s.ready_ref:
