@@ -25,7 +25,7 @@ from ray_support import LoopbackCluster, pid_alive  # noqa: E402
 from evolve.executors import ray_cluster  # noqa: E402
 from evolve.executors.base import EvalJob, ExecutorError  # noqa: E402
 from evolve.executors.ray_executor import RayExecutor  # noqa: E402
-from evolve.executors.ray_slots import parse_gpus  # noqa: E402
+from evolve.executors.ray_cluster import ray_gpus  # noqa: E402
 from evolve.paths import REPO_ROOT, default_seed  # noqa: E402
 
 CANDIDATES = REPO_ROOT / "tests" / "candidates"
@@ -62,7 +62,7 @@ def _restarts(ex: RayExecutor) -> int:
 # ------------------------------------------------------------------ no Ray needed
 
 def test_gpus_argument_and_address_parsing():
-    parse = parse_gpus
+    parse = ray_gpus
     assert parse(None, None) == (1, None, "cpu")
     assert parse(None, 3) == (3, None, "cpu")
     assert parse([None], None) == (1, None, "cpu")

@@ -135,7 +135,7 @@ def status(
         handles = []
         for paths in list_runs(runs_dir):
             try:
-                handles.append(RunHandle.open(paths))
+                handles.append(RunHandle.open(paths, writable=False))
             except _USER_ERRORS as e:
                 console.print(f"skipping {paths.root}: {e}", markup=False, highlight=False)
         if not handles:
