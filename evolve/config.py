@@ -72,7 +72,7 @@ class RunConfig:
     rematch_rounds: int = 5
     gpu: bool = False
     # scale-out (see docs/architecture.md, "Orchestrator"): evaluation workers and proposers
-    executor: str = "local"  # "local" (one worker process per GPU) | "ray"
+    executor: str = "local"  # "local" (a thread per GPU in the orchestrator) | "ray"
     ray_address: str | None = None  # --executor ray: an existing cluster (None = local Ray)
     gpus: list[int] | None = None  # GPU indices for evaluation workers (None = all visible)
     proposers: int = 1  # variation sessions in flight at once
