@@ -23,41 +23,28 @@ class RunDirError(Exception):
     """A run directory is missing, malformed, or a run name is invalid."""
 
 
-@dataclass(frozen=True)
 class RunPaths:
-    root: Path
+    """The files of one run directory (equal when the roots are)."""
 
-    @property
-    def name(self) -> str:
-        return self.root.name
+    def __init__(self, root: Path):
+        self.root = Path(root)
+        self.name = self.root.name
+        self.db = self.root / "lineage.db"
+        self.kernels = self.root / "kernels"  # the git repository
+        self.config = self.root / "run.toml"
+        self.logs = self.root / "logs"
+        self.scratch = self.root / "scratch"
+        self.lock = self.root / "run.lock"
+        self.run_log = self.logs / "run.log"
 
-    @property
-    def db(self) -> Path:
-        return self.root / "lineage.db"
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunPaths) and other.root == self.root
 
-    @property
-    def kernels(self) -> Path:
-        return self.root / "kernels"
+    def __hash__(self) -> int:
+        return hash(self.root)
 
-    @property
-    def config(self) -> Path:
-        return self.root / "run.toml"
-
-    @property
-    def logs(self) -> Path:
-        return self.root / "logs"
-
-    @property
-    def scratch(self) -> Path:
-        return self.root / "scratch"
-
-    @property
-    def lock(self) -> Path:
-        return self.root / "run.lock"
-
-    @property
-    def run_log(self) -> Path:
-        return self.logs / "run.log"
+    def __repr__(self) -> str:
+        return f"RunPaths({str(self.root)!r})"
 
     def eval_log(self, cid: int) -> Path:
         return self.logs / f"{cid}.log"
