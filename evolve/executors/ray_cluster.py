@@ -82,12 +82,6 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
                             "or leave --ray-address out for a local Ray") from None
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip() or type(e).__name__
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    return (lines[-1] if "Traceback" in lines[0] else lines[0])[:400]
-
-
 @contextlib.contextmanager
 def _environ(changes: dict[str, str | None]) -> Iterator[None]:
     """Temporarily set (or, with None, remove) environment variables; the processes that
@@ -152,7 +146,7 @@ def connect(address: str | None, *, gpu_ids: list[int] | None = None, gpu_actors
             with contextlib.suppress(Exception):
                 ray.shutdown()
             raise ExecutorError(f"cannot connect to the Ray cluster at {address}: "
-                                f"{_first_line(e)}") from None
+                                f"{why(e)}") from None
         finally:
             if staging is not None:  # uploaded by ray.init
                 shutil.rmtree(staging, ignore_errors=True)
@@ -183,7 +177,7 @@ def connect(address: str | None, *, gpu_ids: list[int] | None = None, gpu_actors
         with contextlib.suppress(Exception):
             ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
-        raise ExecutorError(f"cannot start a local Ray instance: {_first_line(e)}") from None
+        raise ExecutorError(f"cannot start a local Ray instance: {why(e)}") from None
     return Connection(ray, owned=True, local=True, address=None, temp_dir=temp, environ=before)
 
 
