@@ -2,8 +2,8 @@
 
 The orchestrator (the single writer of the lineage DB and the git repo) turns work into
 `EvalJob`s and hands them to an `Executor`. An executor runs each job on one of its
-workers (one per GPU: a local process, or a Ray actor) with `evolve.jobs.run_job`, and
-resolves the job's future with a `JobResult`. Workers never touch the run's DB or repo:
+workers (one `WorkerSlot` per GPU: a thread here, or a Ray actor) with
+`evolve.jobs.run_job`, and resolves the job's future with a `JobResult`. Workers never touch the run's DB or repo:
 everything they need travels inside the job (the sources as text), everything they
 produce travels back inside the result (plain, JSON-able data).
 """
@@ -92,7 +92,7 @@ class WorkerStatus:
     timing_s: float = 0.0
     idle_s: float = 0.0
     updated: str = ""              # ISO time of the last change
-    pid: int | None = None         # the worker's process id (local executor), if any
+    pid: int | None = None         # the process running the jobs (local: the orchestrator)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -153,7 +153,7 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     def submit(self, job: EvalJob) -> "Future[JobResult]":
         """Queue a job; the future resolves with its JobResult (never raises for a candidate's
-        fault: a rejected candidate is a normal result). A worker that dies or hangs is
+        fault: a rejected candidate is a normal result). A Ray actor that dies or hangs is
         replaced and its job re-queued once; a second loss resolves the future with a
         JobResult whose `lost` says why (the orchestrator records class `internal`)."""
 
