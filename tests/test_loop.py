@@ -112,3 +112,51 @@ def test_gpu_champion_rule_runs_a_real_rematch(fixture_run, tmp_path_factory):
         assert run.store.best().id == other.id and run.repo.best_sha() == other.commit_sha
     else:
         assert run.store.best().id == champ.id and run.repo.best_sha() == champ.commit_sha
+
+
+class _LosingExecutor:
+    """An executor whose every job is lost (as a Ray actor that dies twice would be)."""
+
+    name, slots = "losing", []
+    capacity = 1
+
+    def __init__(self) -> None:
+        self.jobs = []
+
+    def submit(self, job):
+        from concurrent.futures import Future
+
+        from evolve.executors.base import JobResult
+        self.jobs.append(job)
+        fut = Future()
+        fut.set_result(JobResult.failed(job, "w0", None, lost="actor died (twice)"))
+        return fut
+
+    def workers(self):
+        return []
+
+    def shutdown(self, wait=True):
+        pass
+
+
+def test_an_internal_rejection_is_evaluated_once_more_then_recorded(fixture_run,
+                                                                   tmp_path_factory):
+    from evolve.evaluation import Evaluations
+
+    run = RunHandle.open(copy_fixture_run(tmp_path_factory.getbasetemp(), "internal"))
+    ex = _LosingExecutor()
+    state = ProgressState(run.name, "gqa", "scripted", None)
+    loop = EvolutionLoop(run, _Scripted("none"), PlainProgress(state, Console(quiet=True)),
+                         Budget(), Evaluations(run, ex))
+    child = Candidate.proposed(0, run.repo.source_at(0) + "\n# changed\n", "h", {}, "scripted")
+    loop.next_cid = run.store.next_candidate_id()
+    loop.ready.append(child)
+    loop._dispatch()
+    loop.drain()
+    cand = run.store.get_candidate(loop.next_cid - 1)
+    assert [j.job_id.rsplit("-", 1)[0] for j in ex.jobs] == [f"cand-{cand.id}"] * 2
+    assert cand.status == "rejected" and cand.failure_class == "internal"
+    assert "worker lost: actor died (twice)" in cand.failure_message
+    warnings = [e for e in run.store.events("warning") if e.candidate_id == cand.id]
+    assert len(warnings) == 1 and "evaluating again" in warnings[0].message
+    assert "[evolve] worker lost" in run.paths.eval_log(cand.id).read_text()
