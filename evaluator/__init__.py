@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from evaluator.failures import FAILURE_CLASSES, CandidateFailure
 from evaluator.noise import CompareResult
+from evaluator.noise import geomean, spread
 from evaluator.result import EvalResult, Failure, ShapeResult
 from evaluator.runner import EvalOptions, UsageError, compare_candidates, evaluate, gpu_available
 from evaluator.targets import Shape, Target, UnknownTarget, get_target, list_targets
@@ -15,5 +16,5 @@ from evaluator.targets import Shape, Target, UnknownTarget, get_target, list_tar
 __all__ = [
     "evaluate", "EvalOptions", "EvalResult", "ShapeResult", "Failure", "FAILURE_CLASSES",
     "get_target", "list_targets", "Target", "Shape", "compare_candidates", "CompareResult",
-    "gpu_available", "UsageError", "UnknownTarget", "CandidateFailure",
+    "gpu_available", "UsageError", "UnknownTarget", "CandidateFailure", "geomean", "spread",
 ]

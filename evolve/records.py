@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
@@ -137,3 +138,8 @@ class RunRecord(_Row):
     updated_at: str = field(default_factory=utc_now)
     config_json: str = "{}"
     fingerprint_json: str = "{}"
+
+
+def sha256_text(text: str) -> str:
+    """SHA-256 hex digest of a text (UTF-8): candidate sources, index keys."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
