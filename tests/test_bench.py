@@ -62,11 +62,22 @@ def test_compare_script_without_gpu_exits_2(capsys):
 def test_numbers_and_table():
     assert bench_util.tflops(2e12, 1000.0) == pytest.approx(2.0)
     assert bench_util.tflops(1e12, None) is None
-    assert bench_util.geomean([1.0, 4.0, None]) == pytest.approx(2.0)
-    assert bench_util.geomean([None]) is None
     text = bench_util.table(["shape", "a"], [["S=1", "1.0"], ["S=1000", "22.5"]])
     lines = text.splitlines()
     assert len(lines) == 4 and len({len(ln) for ln in lines}) == 1
+
+
+def test_gpu_runner_usage_and_tools_exist():
+    """benchmarks/gpu/run.sh: unknown subcommands print the usage (exit 2) before any setup,
+    and every script it calls is in the tree."""
+    import re
+    import subprocess
+    runner = REPO / "benchmarks" / "gpu" / "run.sh"
+    res = subprocess.run(["bash", str(runner), "nope"], capture_output=True, text=True, cwd=REPO)
+    assert res.returncode == 2 and "compare [KERNEL...]" in res.stdout
+    scripts = set(re.findall(r"benchmarks/[\w/]+\.py", runner.read_text()))
+    assert len(scripts) >= 5 and all((REPO / s).is_file() for s in scripts), scripts
+    assert not list((REPO / "benchmarks").rglob("session*.sh"))
 
 
 def test_svg_chart_is_valid_and_has_one_bar_per_value():

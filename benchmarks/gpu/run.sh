@@ -22,9 +22,12 @@
 # their JSON as they go). A device machine is held at most 30 minutes: split a session into
 # calls, e.g. `env`, `compare`, then `offline seeds/gqa_naive.py 20 naive 10`.
 set -u
-. "$(dirname "$0")/setup.sh" || exit 1
-OUT=${OUT:-/tmp/out}
 cmd=${1:-}; shift || true
+case "$cmd" in
+  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|offline|tests)
+    . "$(dirname "$0")/setup.sh" || exit 1; OUT=${OUT:-/tmp/out} ;;
+  *) sed -n '2,24p' "$0"; exit 2 ;;
+esac
 case "$cmd" in
   env)
     nvidia-smi --query-gpu=index,name,driver_version,clocks.max.sm,power.limit --format=csv | tee "$OUT/gpu.txt"
@@ -66,6 +69,4 @@ case "$cmd" in
     (cd "$runs/$name" && tar czf "$OUT/kernels_$name.tgz" kernels run.toml) ;;
   tests)
     timeout 580 python3 -m pytest -q -m gpu tests 2>&1 | tee "$OUT/pytest_gpu.log" | tail -n 30 ;;
-  *)
-    sed -n '2,24p' "$0"; exit 2 ;;
 esac
