@@ -15,8 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from evolve.cli import build_app
-from evolve.export import ExportError, write_module
-from evolve.export_load import load_candidate
+from evolve.export import ExportError, load_candidate, write_module
 from evolve.export_rename import RenameError, rename_entrypoint, split_future_imports
 from export_fixture import HYPOTHESIS_2, KERNEL, make_export_run
 from fixture_run import FIXTURE_NAME, make_fixture_run

@@ -41,8 +41,7 @@ def bench(
                                  "instead (the old order; biased against later contestants)"),
 ) -> None:
     """Time kernels beside SDPA-cuDNN, SDPA-flash and FlexAttention on this GPU."""
-    from evaluator import gpu_available, get_target
-    from evaluator.targets import UnknownTarget
+    from evaluator import UnknownTarget, get_target, gpu_available
 
     missing = [str(f) for f in files if not f.is_file()]
     if missing:

@@ -18,8 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from evaluator import (EvalOptions, EvalResult, UsageError, compare_candidates, evaluate,
-                       list_targets)
-from evaluator.noise import spread
+                       list_targets, spread)
 
 
 def _usage(msg: str) -> None:
@@ -31,15 +30,19 @@ def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
-def render(res: EvalResult, console: Console) -> None:
-    """Human-readable table of one evaluation result."""
+def render(res: EvalResult, console: Console, recorded: dict[str, float | None] | None = None,
+           recorded_label: str = "recorded ms") -> None:
+    """Human-readable table of one evaluation result; `recorded` adds a column of earlier
+    times by shape name (`evolve export` shows the run's numbers beside its re-verification)."""
     table = Table(title=f"{res.target} / {res.suite} on {res.device} ({res.timing})")
-    for col in ("shape", "ms", "TFLOP/s", f"{res.primary_baseline or 'baseline'} ms", "speedup",
-                "max err", "err/torch"):
+    cols = ["shape", "ms", "TFLOP/s", f"{res.primary_baseline or 'baseline'} ms", "speedup",
+            "max err", "err/torch"] + ([recorded_label] if recorded is not None else [])
+    for col in cols:
         table.add_column(col, justify="left" if col == "shape" else "right")
     for s in res.shapes:
+        extra = [_fmt((recorded or {}).get(s.name), ".4g")] if recorded is not None else []
         table.add_row(escape(s.name), _fmt(s.ms, ".4g"), _fmt(s.tflops, ".4g"), _fmt(s.baseline_ms, ".4g"),
-                      _fmt(s.speedup, ".3f"), _fmt(s.error, ".2e"), _fmt(s.error_ratio, ".2f"))
+                      _fmt(s.speedup, ".3f"), _fmt(s.error, ".2e"), _fmt(s.error_ratio, ".2f"), *extra)
     if res.shapes:
         console.print(table)
     v = res.validation
