@@ -29,9 +29,6 @@ from evolve.records import Candidate, sha256_text
 from evolve.rundir import RunDirError, resolve_run
 from evolve.store import LineageStore, StoreError
 
-__all__ = ["ExportError", "ExportFailed", "VerificationFailed", "ExportReport", "Loaded",
-           "export_candidate", "load_candidate", "write_module", "render_module"]
-
 BENCH_SUITES = ("quick", "default")
 TEMPLATE = "export_module.py.tmpl"
 
@@ -52,12 +49,6 @@ class VerificationFailed(ExportFailed):
     def __init__(self, message: str, result: EvalResult):
         super().__init__(message)
         self.result = result
-
-
-@dataclass(frozen=True)
-class Loaded:
-    meta: ExportMeta
-    source: str
 
 
 @dataclass(frozen=True)
@@ -100,7 +91,7 @@ def envelope_for(target: str, result: EvalResult, verify_device: str) -> Envelop
 
 
 def load_candidate(run: str | Path, runs_dir: Path, candidate_id: int | None,
-                   verify_device: str) -> Loaded:
+                   verify_device: str) -> ExportMeta:
     """The candidate (default: the run's champion) and all the export needs, read-only."""
     try:
         paths = resolve_run(run, runs_dir)
@@ -140,9 +131,9 @@ def load_candidate(run: str | Path, runs_dir: Path, candidate_id: int | None,
         bench = {name: [{"B": s.B, "Hq": s.Hq, "Hkv": s.Hkv, "S": s.S, "D": s.D, "causal": s.causal}
                         for s in tgt.suite(name)]
                  for name in BENCH_SUITES if name in tgt.suites}
-        meta = ExportMeta(run=paths.name, target=target, candidate=cand, result=result,
-                          lineage=_lineage(store, cand), envelope=envelope, bench_shapes=bench)
-        return Loaded(meta, source)
+        return ExportMeta(run=paths.name, target=target, candidate=cand, source=source,
+                          result=result, lineage=_lineage(store, cand), envelope=envelope,
+                          bench_shapes=bench)
     finally:
         store.close()
 
@@ -173,6 +164,7 @@ def _fill(meta: ExportMeta, kernel_source: str, kernel_name: str, future: list[s
         provenance=fmt(meta.provenance()),
         envelope=fmt(meta.envelope),
         envelope_text=envelope_text(meta.envelope),
+        envelope_text_repr=repr(envelope_text(meta.envelope)),
         bench_shapes=fmt(meta.bench_shapes),
         bench_default=repr(suite if suite in meta.bench_shapes
                            else ("quick" if "quick" in meta.bench_shapes else "all")),
@@ -185,10 +177,10 @@ def _fill(meta: ExportMeta, kernel_source: str, kernel_name: str, future: list[s
     )
 
 
-def render_module(source: str, meta: ExportMeta) -> str:
+def render_module(meta: ExportMeta) -> str:
     """The text of the exported module: candidate source verbatim (entry point renamed,
     `from __future__` lines moved to the top) between a provenance header and a wrapper."""
-    renamed, kernel_name = rename_entrypoint(source)
+    renamed, kernel_name = rename_entrypoint(meta.source)
     future, body = split_future_imports(renamed)
     wrapper_names = _top_level_names(ast.parse(_fill(meta, "pass\n", kernel_name, [])))
     clash = sorted(_top_level_names(ast.parse(body)) & (wrapper_names - {kernel_name}))
@@ -204,7 +196,7 @@ def render_module(source: str, meta: ExportMeta) -> str:
 
 # ----------------------------------------------------------------------------- write, verify
 
-def write_module(source: str, meta: ExportMeta, out: Path, *, force: bool = False) -> Path:
+def write_module(meta: ExportMeta, out: Path, *, force: bool = False) -> Path:
     """Render and write the module (no verification). Refuses to overwrite unless `force`."""
     out = Path(out)
     if out.suffix != ".py":
@@ -214,19 +206,11 @@ def write_module(source: str, meta: ExportMeta, out: Path, *, force: bool = Fals
     if out.exists() and not force:
         raise ExportError(f"{out} already exists (pass --force to overwrite it)")
     try:
-        text = render_module(source, meta)
+        text = render_module(meta)
     except RenameError as exc:
         raise ExportFailed(f"cannot embed candidate {meta.candidate_id}: {exc}") from None
     out.write_text(text, encoding="utf-8")
     return out
-
-
-def verify_module(out: Path, target: str, suite: str | None, timeout_s: float) -> EvalResult:
-    """Evaluate the written module like a candidate, static check skipped (see module doc)."""
-    gpu = gpu_available()
-    options = EvalOptions(timeout_s=timeout_s, static_check=False,
-                          baselines=("cudnn",) if gpu else None)
-    return evaluate(out, target, suite or ("default" if gpu else "smoke"), options)
 
 
 def export_candidate(run: str | Path, out: Path, *, runs_dir: Path = Path("runs"),
@@ -237,13 +221,15 @@ def export_candidate(run: str | Path, out: Path, *, runs_dir: Path = Path("runs"
 
     On any failure after the file was written, that file (and nothing else) is removed
     and `ExportError` (no verification possible here) or `VerificationFailed` is raised."""
-    out = Path(out)
-    loaded = load_candidate(run, runs_dir, candidate_id, "cuda" if gpu_available() else "interpreter")
-    write_module(loaded.source, loaded.meta, out, force=force)
+    out, gpu = Path(out), gpu_available()
+    meta = load_candidate(run, runs_dir, candidate_id, "cuda" if gpu else "interpreter")
+    write_module(meta, out, force=force)
     if on_written is not None:
-        on_written(out, loaded.meta)
+        on_written(out, meta)
+    # the module is evaluated like a candidate, static check skipped (see module doc)
+    options = EvalOptions(timeout_s=timeout_s, static_check=False, baselines=("cudnn",) if gpu else None)
     try:
-        result = verify_module(out, loaded.meta.target, suite, timeout_s)
+        result = evaluate(out, meta.target, suite or ("default" if gpu else "smoke"), options)
     except UsageError as exc:
         out.unlink(missing_ok=True)
         raise ExportError(f"re-verification not possible: {exc}; the file was removed") from None
@@ -256,4 +242,4 @@ def export_candidate(run: str | Path, out: Path, *, runs_dir: Path = Path("runs"
         why = f"{f.cls}: {f.message}" + (f" [{f.shape}]" if f.shape else "") if f else "unknown failure"
         raise VerificationFailed(f"re-verification of {out} failed ({why}); the file was removed",
                                  result)
-    return ExportReport(out=out, meta=loaded.meta, verification=result)
+    return ExportReport(out=out, meta=meta, verification=result)

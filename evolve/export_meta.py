@@ -44,6 +44,7 @@ class ExportMeta:
     run: str
     target: str
     candidate: Candidate
+    source: str  # the candidate's kernel source, from the run's git
     result: EvalResult  # the stored evaluation (candidates.result_json)
     lineage: list[Candidate]  # candidate first, seed last
     envelope: Envelope

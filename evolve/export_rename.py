@@ -89,27 +89,10 @@ def _references(tree: ast.Module, name: str) -> list[ast.Name]:
     return found
 
 
-def _all_identifiers(tree: ast.Module) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            names.add(node.id)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, ast.arg):
-            names.add(node.arg)
-        elif isinstance(node, ast.alias):
-            names.add(node.asname or node.name.split(".")[0])
-        elif isinstance(node, ast.Attribute):
-            names.add(node.attr)
-    return names
-
-
-def free_name(tree: ast.Module, wanted: str) -> str:
-    """`wanted`, or `wanted_2`, ... whichever the source does not use yet."""
-    used = _all_identifiers(tree)
+def free_name(source: str, wanted: str) -> str:
+    """`wanted`, or `wanted_2`, ... whichever the source text does not contain as a word."""
     name, i = wanted, 1
-    while name in used:
+    while re.search(rf"\b{name}\b", source):
         i += 1
         name = f"{wanted}_{i}"
     return name
@@ -128,7 +111,7 @@ def rename_entrypoint(source: str, new: str = "_kernel_attention") -> tuple[str,
     for node in ast.walk(tree):
         if isinstance(node, (ast.Global, ast.Nonlocal)) and ENTRY in node.names:
             raise RenameError("candidate declares `global attention`; refusing to rename it")
-    new = free_name(tree, new)
+    new = free_name(source, new)
     lines = source.splitlines(keepends=True)
     edits: list[tuple[int, int, int]] = []  # (line index, char column, length)
     for d in defs:

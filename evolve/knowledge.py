@@ -20,7 +20,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlite_utils
@@ -63,7 +63,6 @@ class Doc:
     sources: list[str]
     body: str
     path: Path
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -180,7 +179,7 @@ def load_doc(path: Path) -> Doc:
     as_list = lambda key: [meta[key]] if isinstance(meta[key], str) else list(meta[key])  # noqa: E731
     return Doc(id=path.stem, title=meta["title"], tags=as_list("tags"),
                applies_to=as_list("applies_to"), sources=as_list("sources"), body=body,
-               path=path, extra={k: v for k, v in meta.items() if k not in REQUIRED_KEYS})
+               path=path)
 
 
 def list_docs() -> list[Doc]:

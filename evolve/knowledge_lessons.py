@@ -62,36 +62,27 @@ def outcome_text(status: str, score: float | None, parent_score: float | None,
 
 
 def changes_text(changes_json: str | None) -> str:
-    """Flatten `{"knobs": {...}, "recipes": [...]}` (or anything JSON) to one line."""
-    if not changes_json:
-        return ""
+    """`{"knobs": {"BLOCK_M": {"from": 128, "to": 64}}, "recipes": [...]}` (or any JSON)
+    as one line: 'knobs BLOCK_M 128 -> 64; recipes swap_grid_order'."""
     try:
-        data = json.loads(changes_json)
+        data = json.loads(changes_json or "{}")
     except ValueError:
-        return " ".join(changes_json.split())[:300]
-    if not data:
-        return ""
-    parts: list[str] = []
-    if isinstance(data, dict):
-        knobs = data.get("knobs")
-        if isinstance(knobs, dict) and knobs:
-            parts.append("knobs " + ", ".join(_knob(k, v) for k, v in knobs.items()))
-        recipes = data.get("recipes")
-        if isinstance(recipes, list) and recipes:
-            parts.append("recipes " + ", ".join(str(r) for r in recipes))
-        rest = {k: v for k, v in data.items()
-                if k not in ("knobs", "recipes") and v not in (None, "", [], {})}
-        if rest:
-            parts.append(json.dumps(rest, sort_keys=True))
-    else:
-        parts.append(json.dumps(data))
+        return " ".join(str(changes_json).split())[:300]
+    if not isinstance(data, dict):
+        return json.dumps(data)[:600]
+    parts = []
+    for key, value in data.items():
+        if value in (None, "", [], {}):
+            continue
+        if key == "knobs" and isinstance(value, dict):
+            value = ", ".join(f"{k} {v['from']} -> {v['to']}" if isinstance(v, dict) and {"from", "to"} <= set(v)
+                              else f"{k}={v}" for k, v in value.items())
+        elif key == "recipes" and isinstance(value, list):
+            value = ", ".join(map(str, value))
+        else:
+            value = json.dumps(value, sort_keys=True)
+        parts.append(f"{key} {value}")
     return "; ".join(parts)[:600]
-
-
-def _knob(name: str, value: object) -> str:
-    if isinstance(value, dict) and set(value) >= {"from", "to"}:
-        return f"{name} {value['from']} -> {value['to']}"
-    return f"{name}={value}"
 
 
 def run_lessons(run_dir: Path) -> list[Entry]:

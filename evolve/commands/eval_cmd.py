@@ -19,11 +19,7 @@ from rich.table import Table
 
 from evaluator import (EvalOptions, EvalResult, UsageError, compare_candidates, evaluate,
                        list_targets, spread)
-
-
-def _usage(msg: str) -> None:
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(2)
+from evolve.commands import usage_error
 
 
 def _fmt(x: float | None, spec: str) -> str:
@@ -83,9 +79,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Evaluate one candidate kernel in an isolated worker and print the result."""
         if not file.is_file():
-            _usage(f"candidate file not found: {file}")
+            usage_error(f"candidate file not found: {file}")
         if against is not None and not against.is_file():
-            _usage(f"champion file not found: {against}")
+            usage_error(f"champion file not found: {against}")
         names = tuple(b.strip() for b in baselines.split(",") if b.strip()) if baselines else None
         opts = EvalOptions(timeout_s=timeout, gpu=gpu, repeat=repeat, baselines=names, seed=seed)
         try:
@@ -95,7 +91,7 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(0 if cmp.failure is None else 1)
             res = evaluate(file, target, suite, opts)
         except (UsageError, ValueError) as exc:
-            _usage(str(exc))
+            usage_error(str(exc))
         if as_json:
             sys.stdout.write(json.dumps(res.to_dict(), indent=2, default=str) + "\n")
         else:
