@@ -23,7 +23,7 @@ from typing import Callable
 from evaluator import (EvalOptions, EvalResult, UnknownTarget, UsageError, evaluate,
                        get_target, gpu_available)
 from evolve.export_meta import Envelope, ExportMeta, envelope_text
-from evolve.export_rename import RenameError, rename_entrypoint, split_future_imports
+from evolve.export_rename import RenameError, bound_names, rename_entrypoint, split_future_imports
 from evolve.gitrepo import KernelRepo, RepoError
 from evolve.records import Candidate, sha256_text
 from evolve.rundir import RunDirError, resolve_run
@@ -140,19 +140,6 @@ def load_candidate(run: str | Path, runs_dir: Path, candidate_id: int | None,
 
 # ----------------------------------------------------------------------------- render
 
-def _top_level_names(tree: ast.Module) -> set[str]:
-    names: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            names.update((a.asname or a.name).split(".")[0] for a in node.names)
-        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
-    return names
-
-
 def _fill(meta: ExportMeta, kernel_source: str, kernel_name: str, future: list[str]) -> str:
     fmt = lambda obj: pprint.pformat(obj, width=100, sort_dicts=False)  # noqa: E731
     doc = meta.docstring_text().replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
@@ -169,7 +156,7 @@ def _fill(meta: ExportMeta, kernel_source: str, kernel_name: str, future: list[s
         bench_default=repr(suite if suite in meta.bench_shapes
                            else ("quick" if "quick" in meta.bench_shapes else "all")),
         run=meta.run,
-        candidate_id=str(meta.candidate_id),
+        candidate_id=str(meta.candidate.id),
         kernel_name=kernel_name,
         kernel_source=kernel_source.rstrip("\n") + "\n",
         op_name=repr(meta.op_name()),
@@ -182,8 +169,8 @@ def render_module(meta: ExportMeta) -> str:
     `from __future__` lines moved to the top) between a provenance header and a wrapper."""
     renamed, kernel_name = rename_entrypoint(meta.source)
     future, body = split_future_imports(renamed)
-    wrapper_names = _top_level_names(ast.parse(_fill(meta, "pass\n", kernel_name, [])))
-    clash = sorted(_top_level_names(ast.parse(body)) & (wrapper_names - {kernel_name}))
+    wrapper_names = bound_names(ast.parse(_fill(meta, "pass\n", kernel_name, [])).body)
+    clash = sorted(bound_names(ast.parse(body).body) & (wrapper_names - {kernel_name}))
     if clash:
         raise RenameError(f"candidate defines names the export wrapper needs: {', '.join(clash)}")
     text = _fill(meta, body, kernel_name, future)
@@ -208,7 +195,7 @@ def write_module(meta: ExportMeta, out: Path, *, force: bool = False) -> Path:
     try:
         text = render_module(meta)
     except RenameError as exc:
-        raise ExportFailed(f"cannot embed candidate {meta.candidate_id}: {exc}") from None
+        raise ExportFailed(f"cannot embed candidate {meta.candidate.id}: {exc}") from None
     out.write_text(text, encoding="utf-8")
     return out
 

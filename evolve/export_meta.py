@@ -52,10 +52,6 @@ class ExportMeta:
     exported_at: str = field(
         default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
 
-    @property
-    def candidate_id(self) -> int:
-        return self.candidate.id
-
     def op_name(self) -> str:
         safe = "".join(c if c.isalnum() else "_" for c in self.run).strip("_") or "run"
         return f"evolved::attention_{'r' if safe[0].isdigit() else ''}{safe}_{self.candidate.id}"

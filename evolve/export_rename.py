@@ -14,7 +14,7 @@ class RenameError(ValueError):
     """The candidate source cannot be embedded (no entry point, syntax error, ...)."""
 
 
-def _bound_names(body: list[ast.stmt], args: ast.arguments | None = None) -> set[str]:
+def bound_names(body: list[ast.stmt], args: ast.arguments | None = None) -> set[str]:
     """Names bound directly in one scope (not descending into nested functions/classes)."""
     bound: set[str] = set()
     declared_global: set[str] = set()
@@ -57,18 +57,18 @@ def _references(tree: ast.Module, name: str) -> list[ast.Name]:
             for outer in node.decorator_list + node.args.defaults + [
                     d for d in node.args.kw_defaults if d is not None]:
                 walk(outer, shadowed)
-            inner = shadowed or name in _bound_names(node.body, node.args)
+            inner = shadowed or name in bound_names(node.body, node.args)
             for stmt in node.body:
                 walk(stmt, inner)
             return
         if isinstance(node, ast.Lambda):
-            inner = shadowed or name in _bound_names([], node.args)
+            inner = shadowed or name in bound_names([], node.args)
             walk(node.body, inner)
             return
         if isinstance(node, ast.ClassDef):
             for outer in node.decorator_list + node.bases + [kw.value for kw in node.keywords]:
                 walk(outer, shadowed)
-            in_class = shadowed or name in _bound_names(node.body)
+            in_class = shadowed or name in bound_names(node.body)
             for stmt in node.body:
                 # methods do not see class-level names
                 walk(stmt, shadowed if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef))

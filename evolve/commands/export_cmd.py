@@ -28,7 +28,7 @@ def export(
     """Export the best (or a chosen) candidate as a module needing only torch and triton,
     then re-verify the written file through the evaluator in a fresh process."""
     def written(path: Path, meta: ExportMeta) -> None:
-        typer.echo(f"wrote {path} (run {meta.run}, candidate {meta.candidate_id}, depth "
+        typer.echo(f"wrote {path} (run {meta.run}, candidate {meta.candidate.id}, depth "
                    f"{meta.candidate.depth}); re-verifying it through the evaluator ...")
 
     try:
