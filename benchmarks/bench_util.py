@@ -49,13 +49,6 @@ def tflops(flops: float, ms: float | None) -> float | None:
     return flops / (ms * 1e-3) / 1e12
 
 
-def geomean(values) -> float | None:
-    vals = [v for v in values if v is not None and v > 0]
-    if not vals:
-        return None
-    return math.exp(sum(math.log(v) for v in vals) / len(vals))
-
-
 def fmt(value: float | None, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 

@@ -49,7 +49,7 @@ def main() -> int:
     from evaluator.correctness import EPS, compare
     from evaluator.inputs import KINDS, derive_seed, make_inputs
     from evaluator.reference import reference, torch_lowp
-    from evaluator.targets import get_target
+    from evaluator import get_target
 
     torch.backends.cuda.matmul.allow_tf32 = False
     attention = _load(Path(args.kernel))

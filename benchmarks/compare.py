@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import bench_util as bu  # noqa: E402  (puts the repo root on sys.path)
+from evaluator import geomean  # noqa: E402
 
 DEFAULT_OUT = bu.REPO / "benchmarks" / "results"
 SAMPLE_ROWS = 32
@@ -218,8 +219,8 @@ class Comparison:
         out = {}
         for who, vals in tf.items():
             ratios = [v / c if v and c else None for v, c in zip(vals, cudnn or [None] * len(vals))]
-            out[who] = {"geomean_tflops": bu.geomean(vals),
-                        "geomean_vs_cudnn": bu.geomean(ratios) if cudnn else None,
+            out[who] = {"geomean_tflops": geomean(vals),
+                        "geomean_vs_cudnn": geomean(ratios) if cudnn else None,
                         "shapes_timed": sum(v is not None for v in vals)}
         return out
 

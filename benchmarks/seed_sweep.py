@@ -32,6 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import bench_util as bu  # noqa: E402  (puts the repo root on sys.path)
+from evaluator import geomean  # noqa: E402
 
 SEEDS_DIR = bu.REPO / "seeds"
 TUNED = ("gqa.py", "mha.py")
@@ -236,7 +237,7 @@ class Sweep:
                 continue
             ratios = [(self.data["baselines"].get(s.name, {}).get("cudnn") or m) / m
                       for s, m in zip(shapes, ms)]
-            scores[label] = bu.geomean(ratios)
+            scores[label] = geomean(ratios)
         for label, score in sorted(scores.items(), key=lambda kv: -kv[1]):
             print(f"    {label:20s} geomean x cuDNN {score:.3f}", flush=True)
         return max(scores, key=scores.get) if scores else None
@@ -264,7 +265,7 @@ def report(sweep: Sweep, seed_name: str, suite) -> None:
     print(f"\n== {seed_name}: best config per class (TFLOP/s, do_bench median, {data['gpu']})")
     print(bu.table(["shape", "config", seed_name, "cuDNN", "flash", "flex", "x cuDNN",
                     "> flash & flex"], rows))
-    gm = bu.geomean(ratios)
+    gm = geomean(ratios)
     print(f"geomean vs cuDNN: {bu.fmt(gm, '.3f')}   ahead of flash and flex on every shape: "
           f"{'yes' if ahead else 'NO'}")
     print(f"suggested CONFIG for seeds/{seed_name}:\n{json.dumps(data['suggested_config'][seed_name], indent=4)}")

@@ -14,7 +14,7 @@ class RenameError(ValueError):
     """The candidate source cannot be embedded (no entry point, syntax error, ...)."""
 
 
-def _bound_names(body: list[ast.stmt], args: ast.arguments | None = None) -> set[str]:
+def bound_names(body: list[ast.stmt], args: ast.arguments | None = None) -> set[str]:
     """Names bound directly in one scope (not descending into nested functions/classes)."""
     bound: set[str] = set()
     declared_global: set[str] = set()
@@ -57,18 +57,18 @@ def _references(tree: ast.Module, name: str) -> list[ast.Name]:
             for outer in node.decorator_list + node.args.defaults + [
                     d for d in node.args.kw_defaults if d is not None]:
                 walk(outer, shadowed)
-            inner = shadowed or name in _bound_names(node.body, node.args)
+            inner = shadowed or name in bound_names(node.body, node.args)
             for stmt in node.body:
                 walk(stmt, inner)
             return
         if isinstance(node, ast.Lambda):
-            inner = shadowed or name in _bound_names([], node.args)
+            inner = shadowed or name in bound_names([], node.args)
             walk(node.body, inner)
             return
         if isinstance(node, ast.ClassDef):
             for outer in node.decorator_list + node.bases + [kw.value for kw in node.keywords]:
                 walk(outer, shadowed)
-            in_class = shadowed or name in _bound_names(node.body)
+            in_class = shadowed or name in bound_names(node.body)
             for stmt in node.body:
                 # methods do not see class-level names
                 walk(stmt, shadowed if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef))
@@ -89,27 +89,10 @@ def _references(tree: ast.Module, name: str) -> list[ast.Name]:
     return found
 
 
-def _all_identifiers(tree: ast.Module) -> set[str]:
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name):
-            names.add(node.id)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            names.add(node.name)
-        elif isinstance(node, ast.arg):
-            names.add(node.arg)
-        elif isinstance(node, ast.alias):
-            names.add(node.asname or node.name.split(".")[0])
-        elif isinstance(node, ast.Attribute):
-            names.add(node.attr)
-    return names
-
-
-def free_name(tree: ast.Module, wanted: str) -> str:
-    """`wanted`, or `wanted_2`, ... whichever the source does not use yet."""
-    used = _all_identifiers(tree)
+def free_name(source: str, wanted: str) -> str:
+    """`wanted`, or `wanted_2`, ... whichever the source text does not contain as a word."""
     name, i = wanted, 1
-    while name in used:
+    while re.search(rf"\b{name}\b", source):
         i += 1
         name = f"{wanted}_{i}"
     return name
@@ -128,7 +111,7 @@ def rename_entrypoint(source: str, new: str = "_kernel_attention") -> tuple[str,
     for node in ast.walk(tree):
         if isinstance(node, (ast.Global, ast.Nonlocal)) and ENTRY in node.names:
             raise RenameError("candidate declares `global attention`; refusing to rename it")
-    new = free_name(tree, new)
+    new = free_name(source, new)
     lines = source.splitlines(keepends=True)
     edits: list[tuple[int, int, int]] = []  # (line index, char column, length)
     for d in defs:

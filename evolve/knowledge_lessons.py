@@ -1,61 +1,35 @@
-"""Lessons learned by runs: one searchable record per evaluated candidate.
+"""Lessons learned by runs: one searchable `Entry` per evaluated candidate.
 
 A lesson is read from the `candidates` table of a run's `lineage.db` (schema in
-docs/architecture.md). The database is opened read-only: the orchestrator is its only
-writer, so lessons are never stored there; `evolve.knowledge` indexes them in an
-in-memory FTS table at query time.
+docs/architecture.md), opened read-only: the orchestrator is its only writer, so lessons
+are never stored there; `evolve.knowledge.search` indexes them with the documents.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-import sqlite_utils
-
-from evolve.knowledge_docs import KnowledgeError
+from evolve.knowledge import Entry, KnowledgeError
 
 LINEAGE_DB = "lineage.db"
 
 
-@dataclass
-class Lesson:
-    run: str
-    candidate_id: int
-    parent_id: int | None
-    operator: str
-    status: str
-    score: float | None
-    failure_class: str | None
-    hypothesis: str
-    outcome: str
-    changes: str
-
-    @property
-    def id(self) -> str:
-        return f"{self.run}#{self.candidate_id}"
-
-    @property
-    def title(self) -> str:
-        first = (self.hypothesis.strip().splitlines() or [""])[0]
-        return f"candidate {self.candidate_id} ({self.operator}): {first}"[:160]
-
-    @property
-    def tags(self) -> str:
-        parts = [self.operator, self.status]
-        if self.failure_class:
-            parts.append(self.failure_class)
-        return " ".join(parts)
-
-    @property
-    def body(self) -> str:
-        text = f"{self.hypothesis.strip()}\nOutcome: {self.outcome}"
-        if self.changes:
-            text += f"\nChanges: {self.changes}"
-        return text
+def lesson(run: str, row: dict, parent_score: float | None) -> Entry:
+    """The lesson of one candidates row: its hypothesis, outcome and changes."""
+    hypothesis = str(row.get("hypothesis") or "").strip()
+    operator, status = str(row.get("operator") or ""), str(row.get("status") or "")
+    first = (hypothesis.splitlines() or [""])[0]
+    outcome = outcome_text(status, row.get("score"), parent_score, row.get("failure_class"),
+                           row.get("failure_message"), row.get("parent_id"),
+                           str(row.get("device") or ""), str(row.get("suite") or ""))
+    changes = changes_text(row.get("changes_json"))
+    return Entry(kind="lesson", key=f"{run}#{row['id']}", run=run,
+                 title=f"candidate {row['id']} ({operator}): {first}"[:160],
+                 tags=" ".join(x for x in (operator, status, row.get("failure_class")) if x),
+                 body=f"{hypothesis}\nOutcome: {outcome}" + (f"\nChanges: {changes}" if changes else ""))
 
 
 def outcome_text(status: str, score: float | None, parent_score: float | None,
@@ -88,81 +62,49 @@ def outcome_text(status: str, score: float | None, parent_score: float | None,
 
 
 def changes_text(changes_json: str | None) -> str:
-    """Flatten `{"knobs": {...}, "recipes": [...]}` (or anything JSON) to one line."""
-    if not changes_json:
-        return ""
+    """`{"knobs": {"BLOCK_M": {"from": 128, "to": 64}}, "recipes": [...]}` (or any JSON)
+    as one line: 'knobs BLOCK_M 128 -> 64; recipes swap_grid_order'."""
     try:
-        data = json.loads(changes_json)
+        data = json.loads(changes_json or "{}")
     except ValueError:
-        return " ".join(changes_json.split())[:300]
-    if not data:
-        return ""
-    parts: list[str] = []
-    if isinstance(data, dict):
-        knobs = data.get("knobs")
-        if isinstance(knobs, dict) and knobs:
-            parts.append("knobs " + ", ".join(_knob(k, v) for k, v in knobs.items()))
-        recipes = data.get("recipes")
-        if isinstance(recipes, list) and recipes:
-            parts.append("recipes " + ", ".join(str(r) for r in recipes))
-        rest = {k: v for k, v in data.items()
-                if k not in ("knobs", "recipes") and v not in (None, "", [], {})}
-        if rest:
-            parts.append(json.dumps(rest, sort_keys=True))
-    else:
-        parts.append(json.dumps(data))
+        return " ".join(str(changes_json).split())[:300]
+    if not isinstance(data, dict):
+        return json.dumps(data)[:600]
+    parts = []
+    for key, value in data.items():
+        if value in (None, "", [], {}):
+            continue
+        if key == "knobs" and isinstance(value, dict):
+            value = ", ".join(f"{k} {v['from']} -> {v['to']}" if isinstance(v, dict) and {"from", "to"} <= set(v)
+                              else f"{k}={v}" for k, v in value.items())
+        elif key == "recipes" and isinstance(value, list):
+            value = ", ".join(map(str, value))
+        else:
+            value = json.dumps(value, sort_keys=True)
+        parts.append(f"{key} {value}")
     return "; ".join(parts)[:600]
 
 
-def _knob(name: str, value: object) -> str:
-    if isinstance(value, dict) and set(value) >= {"from", "to"}:
-        return f"{name} {value['from']} -> {value['to']}"
-    return f"{name}={value}"
-
-
-def readonly_uri(db_path: Path) -> str:
-    """SQLite URI opening db_path read-only (path percent-quoted: '#', '?' are safe)."""
-    return f"file:{quote(str(Path(db_path).resolve()))}?mode=ro"
-
-
-def _open_readonly(db_path: Path) -> sqlite_utils.Database:
-    try:
-        conn = sqlite3.connect(readonly_uri(db_path), uri=True, timeout=10)
-    except sqlite3.Error as exc:
-        raise KnowledgeError(f"cannot open {db_path}: {exc}") from exc
-    return sqlite_utils.Database(conn)
-
-
-def run_lessons(run_dir: Path) -> list[Lesson]:
+def run_lessons(run_dir: Path) -> list[Entry]:
     """All lessons of one run directory (one per candidates row)."""
     db_path = Path(run_dir) / LINEAGE_DB
     if not db_path.is_file():
         raise KnowledgeError(f"no {LINEAGE_DB} in run directory {run_dir}")
-    db = _open_readonly(db_path)
+    # read-only URI, path percent-quoted ('#', '?' in a folder name are safe)
+    uri = f"file:{quote(str(db_path.resolve()))}?mode=ro"
     try:
-        if "candidates" not in db.table_names():
-            return []
-        rows = list(db.query("select * from candidates order by id"))
+        conn = sqlite3.connect(uri, uri=True, timeout=10)
+        conn.row_factory = sqlite3.Row
+        try:
+            has = conn.execute("select 1 from sqlite_master where name='candidates'").fetchone()
+            rows = [dict(r) for r in conn.execute("select * from candidates order by id")] if has else []
+        finally:
+            conn.close()
     except sqlite3.Error as exc:
         raise KnowledgeError(f"cannot read candidates of {db_path}: {exc}") from exc
-    finally:
-        db.conn.close()
     scores = {r["id"]: r.get("score") for r in rows}
     run = Path(run_dir).resolve().name
-    lessons = []
-    for r in rows:
-        parent = r.get("parent_id")
-        lessons.append(Lesson(
-            run=run, candidate_id=int(r["id"]), parent_id=parent,
-            operator=str(r.get("operator") or ""), status=str(r.get("status") or ""),
-            score=r.get("score"), failure_class=r.get("failure_class"),
-            hypothesis=str(r.get("hypothesis") or ""),
-            outcome=outcome_text(str(r.get("status") or ""), r.get("score"),
-                                 scores.get(parent), r.get("failure_class"),
-                                 r.get("failure_message"), parent,
-                                 str(r.get("device") or ""), str(r.get("suite") or "")),
-            changes=changes_text(r.get("changes_json"))))
-    return lessons
+    return [lesson(run, r, scores.get(r.get("parent_id"))) for r in rows]
 
 
 def runs_under(runs_root: Path) -> list[Path]:

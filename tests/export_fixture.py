@@ -13,7 +13,7 @@ from pathlib import Path
 
 from evolve.config import RunConfig
 from evolve.gitrepo import commit_message
-from evolve.records import Candidate, Event, Measurement
+from evolve.records import Candidate, Event
 from evolve.run import RunHandle
 
 DATA = Path(__file__).parent / "data"
@@ -41,7 +41,8 @@ def make_export_run(runs_dir: Path, name: str = "gqa-export-fixture") -> Path:
         (1, 0, "offline", "ok", 0.030, _variant(32), "BLOCK_M 16 -> 32", {}),
         (2, 1, "agent", "ok", RESULT["score"], KERNEL, HYPOTHESIS_2, RESULT),
         (3, 2, "agent", "rejected", None, _variant(128), "BLOCK 128 everywhere", {}),
-        (4, 2, "agent", "ok", 0.020, _broken(), "return fp32 (recorded ok on purpose)", {}),
+        (4, 2, "agent", "ok", 0.020, _broken(), "return fp32 (recorded ok on purpose)",
+         {**RESULT, "score": 0.020}),
     ]
     shas: dict[int, str] = {}
     depths: dict[int, int] = {}
@@ -58,13 +59,7 @@ def make_export_run(runs_dir: Path, name: str = "gqa-export-fixture") -> Path:
                       failure_message="max |out-ref| too large" if status == "rejected" else None,
                       hypothesis=hyp, suite="smoke", device="interpreter", depth=depth,
                       result_json=json.dumps(result))
-        ms = [Measurement(candidate_id=cid, shape=s["name"], B=s["B"], Hq=s["Hq"], Hkv=s["Hkv"],
-                          S=s["S"], D=s["D"], causal=s["causal"], dtype=s["dtype"], ms=s["ms"],
-                          tflops=s["tflops"], baseline_ms=s["baseline_ms"], speedup=s["speedup"],
-                          error=s["error"], error_ratio=s["error_ratio"],
-                          baselines_json=json.dumps(s["baselines"]))
-              for s in result.get("shapes", [])]
-        h.store.add_candidate(c, ms)
+        h.store.add_candidate(c)  # per-shape numbers live in result_json only
     h.repo.set_best(2)
     h.store.add_event(Event(kind="new_best", candidate_id=2, message="fixture"))
     h.store.set_run_status("finished")

@@ -20,6 +20,8 @@ from evaluator.plan import build_plan
 from evaluator.progress import STAGES, LogFollower, StageReporter
 from evaluator.targets import Shape
 
+from candidates.make import path as cand
+
 CAND = Path(__file__).parent / "candidates"
 SMOKE = [s.name for s in get_target("gqa").suite("smoke")]
 OK_STAGES = ["init", "baselines", "confine", "import", "precompile", "correctness",
@@ -56,7 +58,7 @@ def _job(name: str, tmp: Path):
         res = evaluate(CAND / "honest.py", "gqa", "smoke",
                        EvalOptions(baseline_ms={SMOKE[0]: {"sdpa-cpu": 5.0}}, **opts))
     elif name == "mismatch":
-        res = evaluate(CAND / "wrong_numbers.py", "gqa", "smoke", EvalOptions(**opts))
+        res = evaluate(cand("wrong_numbers"), "gqa", "smoke", EvalOptions(**opts))
     elif name == "import_error":
         res = evaluate(CAND / "import_error.py", "gqa", "smoke", EvalOptions(**opts))
     elif name == "hook":

@@ -18,7 +18,9 @@ import pytest
 
 from evaluator import EvalOptions, EvalResult, compare_candidates, evaluate
 
-CAND = Path(__file__).parent / "candidates"
+from candidates.make import PATCHES, source
+from candidates.make import path as cand
+
 ROOT = Path(__file__).resolve().parent.parent
 
 # candidate -> accepted failure classes
@@ -45,7 +47,7 @@ EXPECTED = {
 
 def _cli_honest() -> tuple[int, str, str]:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    r = subprocess.run([sys.executable, "-m", "evolve.cli", "eval", str(CAND / "honest.py"),
+    r = subprocess.run([sys.executable, "-m", "evolve.cli", "eval", str(cand("honest")),
                         "--target", "gqa", "--suite", "smoke", "--json"],
                        capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     return r.returncode, r.stdout, r.stderr
@@ -55,17 +57,17 @@ def _job(name: str):
     if name == "cli_honest":
         return _cli_honest()
     if name == "aa_repeat":
-        return evaluate(CAND / "honest.py", "gqa", "smoke", EvalOptions(repeat=2))
+        return evaluate(cand("honest"), "gqa", "smoke", EvalOptions(repeat=2))
     if name == "compare":
-        return compare_candidates(CAND / "honest.py", CAND / "honest.py", "gqa", "smoke",
+        return compare_candidates(cand("honest"), cand("honest"), "gqa", "smoke",
                                   EvalOptions(), rounds=2)
     if name == "compare_bad":
-        return compare_candidates(CAND / "honest.py", CAND / "import_error.py", "gqa", "smoke",
+        return compare_candidates(cand("honest"), cand("import_error"), "gqa", "smoke",
                                   EvalOptions(), rounds=2)
     if name == "aborts":
-        return evaluate(CAND / "aborts.py", "gqa", "smoke", EvalOptions(static_check=False))
+        return evaluate(cand("aborts"), "gqa", "smoke", EvalOptions(static_check=False))
     timeout = 40.0 if name == "infinite_loop" else 600.0
-    return evaluate(CAND / f"{name}.py", "gqa", "smoke", EvalOptions(timeout_s=timeout))
+    return evaluate(cand(name), "gqa", "smoke", EvalOptions(timeout_s=timeout))
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +76,22 @@ def results():
     names = list(dict.fromkeys(names))
     with ThreadPoolExecutor(max_workers=4) as pool:
         return dict(zip(names, pool.map(_job, names)))
+
+
+def test_generated_candidates_are_honest_py_patched():
+    """Every broken candidate in the table is covered by EXPECTED or the GPU tests, compiles,
+    and differs from honest.py only where its patch says."""
+    honest = cand("honest").read_text()
+    gpu_only = {"gpu_illegal_address", "gpu_oom"}
+    assert set(PATCHES) <= set(EXPECTED) | gpu_only
+    for name in PATCHES:
+        src = source(name)
+        compile(src, f"{name}.py", "exec")
+        assert src != honest and cand(name).read_text() == src
+        body = honest[honest.index('"""', 3) + 3:]
+        for old, new in PATCHES[name][1]:
+            body = body.replace(old, new)
+        assert src.endswith(body)
 
 
 def test_honest_cli_json_ok(results):
@@ -112,7 +130,7 @@ def test_abort_is_runtime(results):
 
 
 def test_forbidden_by_static_check():
-    res = evaluate(CAND / "aborts.py", "gqa", "smoke")
+    res = evaluate(cand("aborts"), "gqa", "smoke")
     assert res.status == "rejected" and res.failure.cls == "forbidden"
     assert "os" in res.failure.message
 
@@ -141,13 +159,13 @@ def test_usage_errors_exit_2(tmp_path):
     r = subprocess.run([sys.executable, "-m", "evolve.cli", "eval", str(tmp_path / "missing.py")],
                        capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 2 and "not found" in r.stderr and r.stdout == ""
-    r = subprocess.run([sys.executable, "-m", "evolve.cli", "eval", str(CAND / "honest.py"),
+    r = subprocess.run([sys.executable, "-m", "evolve.cli", "eval", str(cand("honest")),
                         "--target", "nope"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.returncode == 2 and "unknown target" in r.stderr
 
 
 def test_syntax_error_cli_exit_1():
-    r = subprocess.run([sys.executable, "-m", "evolve.cli", "eval", str(CAND / "syntax_error.py"),
+    r = subprocess.run([sys.executable, "-m", "evolve.cli", "eval", str(cand("syntax_error")),
                         "--suite", "smoke", "--json"], capture_output=True, text=True, cwd=ROOT,
                        timeout=120)
     assert r.returncode == 1

@@ -10,7 +10,8 @@ import pytest
 
 from evaluator import EvalOptions, compare_candidates, evaluate, get_target
 
-CAND = Path(__file__).parent / "candidates"
+from candidates.make import path as cand
+
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 
 pytestmark = pytest.mark.gpu
@@ -22,15 +23,15 @@ pytestmark = pytest.mark.gpu
     ("gpu_oom", {"oom"}, 600.0),
 ])
 def test_fault_is_contained_and_next_evaluation_works(name, cls, timeout):
-    bad = evaluate(CAND / f"{name}.py", "gqa", "smoke", EvalOptions(timeout_s=timeout, baselines=("cudnn",)))
+    bad = evaluate(cand(name), "gqa", "smoke", EvalOptions(timeout_s=timeout, baselines=("cudnn",)))
     assert bad.status == "rejected" and bad.failure.cls in cls, bad.to_json()
-    good = evaluate(CAND / "honest.py", "gqa", "smoke", EvalOptions(baselines=("cudnn",)))
+    good = evaluate(cand("honest"), "gqa", "smoke", EvalOptions(baselines=("cudnn",)))
     assert good.ok, good.to_json()
     assert good.device == "cuda" and good.timing == "cuda-events"
 
 
 def test_honest_quick_suite_plausible():
-    res = evaluate(CAND / "honest.py", "gqa", "quick", EvalOptions(baselines=("cudnn", "flash")))
+    res = evaluate(cand("honest"), "gqa", "quick", EvalOptions(baselines=("cudnn", "flash")))
     assert res.ok, res.to_json()
     assert res.primary_baseline == "cudnn"
     assert res.env["gpu"] and res.env["driver"]
@@ -48,7 +49,7 @@ def test_broken_kernels_rejected_on_gpu():
     for name, cls in (("ignores_causal", {"mismatch"}), ("assumes_mha", {"mismatch"}),
                       ("unwritten", {"unwritten", "nonfinite", "mismatch"}),
                       ("wrong_numbers", {"mismatch"}), ("nondeterministic", {"nondeterministic"})):
-        res = evaluate(CAND / f"{name}.py", "gqa", "smoke", EvalOptions(baselines=("cudnn",)))
+        res = evaluate(cand(name), "gqa", "smoke", EvalOptions(baselines=("cudnn",)))
         assert res.status == "rejected" and res.failure.cls in cls, (name, res.failure)
 
 

@@ -15,8 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from evolve.cli import build_app
-from evolve.export import ExportError, write_module
-from evolve.export_load import load_candidate
+from evolve.export import ExportError, load_candidate, write_module
 from evolve.export_rename import RenameError, rename_entrypoint, split_future_imports
 from export_fixture import HYPOTHESIS_2, KERNEL, make_export_run
 from fixture_run import FIXTURE_NAME, make_fixture_run
@@ -50,9 +49,9 @@ def runs_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def exported(runs_dir, tmp_path_factory) -> Path:
     """The best candidate written as a module (no re-verification: that is tested below)."""
-    loaded = load_candidate("gqa-export-fixture", runs_dir, None, "interpreter")
+    meta = load_candidate("gqa-export-fixture", runs_dir, None, "interpreter")
     out = tmp_path_factory.mktemp("elsewhere") / "evolved_attn.py"
-    return write_module(loaded.source, loaded.meta, out)
+    return write_module(meta, out)
 
 
 @pytest.fixture(scope="module")
@@ -140,11 +139,11 @@ def test_module_embeds_the_kernel_and_provenance(exported: Path):
 
 
 def test_write_module_refuses_bad_out(runs_dir, exported):
-    loaded = load_candidate("gqa-export-fixture", runs_dir, None, "interpreter")
+    meta = load_candidate("gqa-export-fixture", runs_dir, None, "interpreter")
     with pytest.raises(ExportError, match="already exists"):
-        write_module(loaded.source, loaded.meta, exported)
+        write_module(meta, exported)
     with pytest.raises(ExportError, match=r"\.py"):
-        write_module(loaded.source, loaded.meta, exported.with_suffix(".txt"))
+        write_module(meta, exported.with_suffix(".txt"))
 
 
 def test_cli_export_of_the_real_fixture_run_reverifies(real_export):

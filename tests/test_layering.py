@@ -10,9 +10,7 @@ from pathlib import Path
 import evaluator
 
 ROOT = Path(__file__).resolve().parent.parent
-# files whose owner switches them to `from evaluator import ...` in the same merge
-# (export_load, bench_cmd: UnknownTarget; eval_cmd: spread); empty this set then
-PENDING = {"evolve/export_load.py", "evolve/commands/bench_cmd.py", "evolve/commands/eval_cmd.py"}
+PENDING: set[str] = set()
 
 
 def _imports(path: Path):

@@ -87,16 +87,32 @@ def test_loop_ends_cleanly_on_misbehaving_operators(fixture_run, tmp_path_factor
     assert "RuntimeError: operator bug" in errs[0].message
 
 
+SLOWED = """
+
+_attention_once = attention
+
+
+def attention(q, k, v, *, causal=False, sm_scale=None):  # twice the work: a known loser
+    _attention_once(q, k, v, causal=causal, sm_scale=sm_scale)
+    return _attention_once(q, k, v, causal=causal, sm_scale=sm_scale)
+"""
+
+
 def test_gpu_champion_rule_runs_a_real_rematch(fixture_run, tmp_path_factory):
-    """With a GPU, a higher score alone does not crown a candidate: an interleaved rematch
-    against the champion decides. The rule is exercised here with the real
-    compare_candidates in the interpreter (the loop is told gpu=True)."""
+    """With a GPU, a higher recorded score alone does not crown a candidate: an interleaved
+    rematch against the champion decides. Here the real compare_candidates runs in the
+    interpreter (the loop is told gpu=True) with a challenger that does the champion's work
+    twice: whatever score it had recorded, it must lose."""
     run = RunHandle.open(copy_fixture_run(tmp_path_factory.getbasetemp(), "rematch"))
     run.config.rematch_rounds = 2
     champ = run.store.best()
-    other = next(c for c in run.store.candidates("ok") if c.id != champ.id)
-    # only the trigger is synthetic (a recorded score above the champion's)
-    challenger = dataclasses.replace(other, score=champ.score * 2)
+    cid = run.store.next_candidate_id()
+    src = run.repo.source_at(champ.commit_sha) + SLOWED
+    challenger = run.repo.commit(dataclasses.replace(
+        Candidate.proposed(champ.id, src, "the champion, twice", {}, "test"),
+        score=champ.score * 2, status="ok", suite=champ.suite, device=champ.device)
+        .committed(cid, champ.depth + 1), [champ.commit_sha])
+    run.store.add_candidate(challenger)
     state = ProgressState(run.name, "gqa", "offline", None)
     loop = EvolutionLoop(run, _Scripted("none"), PlainProgress(state, Console(quiet=True)),
                          Budget(), gpu=True)
@@ -105,13 +121,11 @@ def test_gpu_champion_rule_runs_a_real_rematch(fixture_run, tmp_path_factory):
     loop.drain()
     loop._shutdown(abandon=False)
     rematches = run.store.events("rematch")
-    assert len(rematches) == 1 and rematches[0].candidate_id == other.id
+    assert len(rematches) == 1 and rematches[0].candidate_id == cid
     verdict = json.loads(rematches[0].data_json)
     assert verdict["champion"] == champ.id and len(verdict["per_round"]) == 2
-    if verdict["better"]:
-        assert run.store.best().id == other.id and run.repo.best_sha() == other.commit_sha
-    else:
-        assert run.store.best().id == champ.id and run.repo.best_sha() == champ.commit_sha
+    assert verdict["better"] is False and verdict["ratio"] < 0.8, verdict
+    assert run.store.best().id == champ.id and run.repo.best_sha() == champ.commit_sha
 
 
 class _LosingExecutor:

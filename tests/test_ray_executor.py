@@ -27,6 +27,7 @@ from evolve.executors.base import EvalJob, ExecutorError  # noqa: E402
 from evolve.executors.ray_executor import RayExecutor  # noqa: E402
 from evolve.executors.ray_cluster import ray_gpus  # noqa: E402
 from evolve.paths import REPO_ROOT, default_seed  # noqa: E402
+from candidates.make import source  # noqa: E402
 
 CANDIDATES = REPO_ROOT / "tests" / "candidates"
 RUNNER = "tests.ray_support:runner"
@@ -153,7 +154,7 @@ class TestLocalRay:
     def test_real_evaluations_on_two_actors(self, ex):
         assert ex.capacity == 2 and not ex.gpu_workers
         jobs = [_job("honest", default_seed("gqa").read_text()),
-                _job("mismatch", (CANDIDATES / "wrong_numbers.py").read_text()),
+                _job("mismatch", source("wrong_numbers")),
                 _job("syntax", (CANDIDATES / "syntax_error.py").read_text())]
         futs = {j.job_id: ex.submit(j) for j in jobs}
         res = {k: f.result(timeout=600) for k, f in futs.items()}

@@ -24,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bench_util as bu  # noqa: E402
+from evaluator import geomean  # noqa: E402
 
 # knob grids per class; every combination is timed (the rest of CONFIG stays as in the seed).
 # For a seed with a SHORT_S and "<knob>_<class>_S" tile knobs for shorter sequences, a class
@@ -112,7 +113,7 @@ def sweep(args) -> int:
                     row["error"] = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
                     break
             ratios = [cudnn[n] / m for n, m in row["ms"].items() if m and cudnn.get(n)]
-            row["ratio"] = bu.geomean(ratios) if row["ok"] and len(ratios) == len(shapes) else None
+            row["ratio"] = geomean(ratios) if row["ok"] and len(ratios) == len(shapes) else None
             row["is_seed"] = all(base.get(k) == v for k, v in cfg.items())
             results.append(row)
             print(f"  {cls:8s} {json.dumps(cfg):90s} {bu.fmt(row['ratio'], '.4f')}"

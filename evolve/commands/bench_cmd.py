@@ -18,13 +18,10 @@ from typing import List, Optional
 
 import typer
 
+from evolve.commands import usage_error
+
 REPO = Path(__file__).resolve().parents[2]
 COMPARE = REPO / "benchmarks" / "compare.py"
-
-
-def _usage(msg: str) -> None:
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(2)
 
 
 def bench(
@@ -41,23 +38,22 @@ def bench(
                                  "instead (the old order; biased against later contestants)"),
 ) -> None:
     """Time kernels beside SDPA-cuDNN, SDPA-flash and FlexAttention on this GPU."""
-    from evaluator import gpu_available, get_target
-    from evaluator.targets import UnknownTarget
+    from evaluator import UnknownTarget, get_target, gpu_available
 
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
-        _usage(f"kernel file not found: {', '.join(missing)}")
+        usage_error(f"kernel file not found: {', '.join(missing)}")
     try:
         tgt = get_target(target)
     except UnknownTarget as exc:
-        _usage(str(exc.args[0]))
+        usage_error(str(exc.args[0]))
     if suite not in tgt.suites:
-        _usage(f"target {target} has no suite {suite!r} (known: {', '.join(tgt.suites)})")
+        usage_error(f"target {target} has no suite {suite!r} (known: {', '.join(tgt.suites)})")
     if not COMPARE.is_file():
-        _usage(f"benchmarks/compare.py not found next to the package ({COMPARE}); "
+        usage_error(f"benchmarks/compare.py not found next to the package ({COMPARE}); "
                "run from a source checkout")
     if not gpu_available():
-        _usage("evolve bench needs a CUDA GPU (none found); use `evolve eval` on CPU")
+        usage_error("evolve bench needs a CUDA GPU (none found); use `evolve eval` on CPU")
     cmd = [sys.executable, str(COMPARE), *[str(f.resolve()) for f in files],
            "--target", target, "--suite", suite, "--peers", peers, "--rounds", str(rounds)]
     if blocked:

@@ -18,28 +18,27 @@ from rich.markup import escape
 from rich.table import Table
 
 from evaluator import (EvalOptions, EvalResult, UsageError, compare_candidates, evaluate,
-                       list_targets)
-from evaluator.noise import spread
-
-
-def _usage(msg: str) -> None:
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(2)
+                       list_targets, spread)
+from evolve.commands import usage_error
 
 
 def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
-def render(res: EvalResult, console: Console) -> None:
-    """Human-readable table of one evaluation result."""
+def render(res: EvalResult, console: Console, recorded: dict[str, float | None] | None = None,
+           recorded_label: str = "recorded ms") -> None:
+    """Human-readable table of one evaluation result; `recorded` adds a column of earlier
+    times by shape name (`evolve export` shows the run's numbers beside its re-verification)."""
     table = Table(title=f"{res.target} / {res.suite} on {res.device} ({res.timing})")
-    for col in ("shape", "ms", "TFLOP/s", f"{res.primary_baseline or 'baseline'} ms", "speedup",
-                "max err", "err/torch"):
+    cols = ["shape", "ms", "TFLOP/s", f"{res.primary_baseline or 'baseline'} ms", "speedup",
+            "max err", "err/torch"] + ([recorded_label] if recorded is not None else [])
+    for col in cols:
         table.add_column(col, justify="left" if col == "shape" else "right")
     for s in res.shapes:
+        extra = [_fmt((recorded or {}).get(s.name), ".4g")] if recorded is not None else []
         table.add_row(escape(s.name), _fmt(s.ms, ".4g"), _fmt(s.tflops, ".4g"), _fmt(s.baseline_ms, ".4g"),
-                      _fmt(s.speedup, ".3f"), _fmt(s.error, ".2e"), _fmt(s.error_ratio, ".2f"))
+                      _fmt(s.speedup, ".3f"), _fmt(s.error, ".2e"), _fmt(s.error_ratio, ".2f"), *extra)
     if res.shapes:
         console.print(table)
     v = res.validation
@@ -80,9 +79,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Evaluate one candidate kernel in an isolated worker and print the result."""
         if not file.is_file():
-            _usage(f"candidate file not found: {file}")
+            usage_error(f"candidate file not found: {file}")
         if against is not None and not against.is_file():
-            _usage(f"champion file not found: {against}")
+            usage_error(f"champion file not found: {against}")
         names = tuple(b.strip() for b in baselines.split(",") if b.strip()) if baselines else None
         opts = EvalOptions(timeout_s=timeout, gpu=gpu, repeat=repeat, baselines=names, seed=seed)
         try:
@@ -92,7 +91,7 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(0 if cmp.failure is None else 1)
             res = evaluate(file, target, suite, opts)
         except (UsageError, ValueError) as exc:
-            _usage(str(exc))
+            usage_error(str(exc))
         if as_json:
             sys.stdout.write(json.dumps(res.to_dict(), indent=2, default=str) + "\n")
         else:

@@ -11,12 +11,8 @@ import typer
 from rich.console import Console
 from rich.markdown import Markdown
 
+from evolve.commands import usage_error
 from evolve.knowledge import KnowledgeError, list_docs, read, search
-
-
-def _usage_error(message: str) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=2)
 
 
 def search_cmd(
@@ -30,7 +26,7 @@ def search_cmd(
     try:
         hits = search(query, k, run_dir=run, all_runs=all_runs)
     except KnowledgeError as exc:
-        raise _usage_error(str(exc)) from None
+        usage_error(str(exc))
     if as_json:
         typer.echo(json.dumps([asdict(h) for h in hits], indent=2))
         return
@@ -52,7 +48,7 @@ def show_cmd(
     try:
         d = read(doc)
     except KnowledgeError as exc:
-        raise _usage_error(str(exc)) from None
+        usage_error(str(exc))
     header = (f"# {d.title}\n\nid: {d.id} | tags: {', '.join(d.tags)} | "
               f"applies to: {', '.join(d.applies_to)}\n")
     sources = "\n## Sources\n\n" + "\n".join(f"- {s}" for s in d.sources) + "\n"
@@ -68,7 +64,7 @@ def list_cmd() -> None:
     try:
         docs = list_docs()
     except KnowledgeError as exc:
-        raise _usage_error(str(exc)) from None
+        usage_error(str(exc))
     for d in docs:
         typer.echo(f"{d.id:40s} {d.title}")
 

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The one GPU runner: every number cited in benchmarks/results/README.md comes from one of
+# these subcommands, run from the repository root on a GPU machine (e.g. the device tool:
+# `bash benchmarks/gpu/run.sh compare`). Results go to $OUT (default /tmp/out).
+#
+#   env                          card, driver, clocks, torch/triton/cuDNN versions (gpu.txt)
+#   compare [KERNEL...]          kernels beside cuDNN/flash/Flex in one process, interleaved,
+#                                2 rounds (default kernel seeds/gqa.py): the seed-vs-peers table
+#   eval KERNEL [SUITE] [REPEAT] `evolve eval` with cuDNN only (REPEAT > 1: A/A spread)
+#   eval-all KERNEL              `evolve eval` with every peer timed in the worker
+#   eval-speed KERNEL...         evaluation wall time as a run sees it (eval_speed.json)
+#   sweep CLASSES [KERNEL]       per-class knob sweep of a seed, then merge the winners into
+#                                $OUT/merged.py (sweep.json, merge.txt); e.g. D128_NC,D64_C
+#   calibrate [KERNEL]           the correctness rule's margin: kernel error / torch error
+#   seed-check                   every seed on every validation shape, bf16 and fp16
+#   offline SEED MINUTES NAME [RNG_SEED]
+#                                an offline run in the foreground, then its stats
+#                                (stats_NAME.json, lineage_NAME.db, kernels_NAME.tgz)
+#   tests                        the GPU tests (pytest -m gpu)
+#
+# Long steps are cut by `timeout` so that a partial JSON still comes back (the tools rewrite
+# their JSON as they go). A device machine is held at most 30 minutes: split a session into
+# calls, e.g. `env`, `compare`, then `offline seeds/gqa_naive.py 20 naive 10`.
+set -u
+cmd=${1:-}; shift || true
+case "$cmd" in
+  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|offline|tests)
+    . "$(dirname "$0")/setup.sh" || exit 1; OUT=${OUT:-/tmp/out} ;;
+  *) sed -n '2,24p' "$0"; exit 2 ;;
+esac
+case "$cmd" in
+  env)
+    nvidia-smi --query-gpu=index,name,driver_version,clocks.max.sm,power.limit --format=csv | tee "$OUT/gpu.txt"
+    python3 -c "import torch,triton;print(torch.__version__,triton.__version__,torch.backends.cudnn.version())" \
+        | tee -a "$OUT/gpu.txt" ;;
+  compare)
+    [ $# -gt 0 ] || set -- seeds/gqa.py
+    timeout 500 python3 benchmarks/compare.py "$@" --target gqa --rounds 2 --out "$OUT/compare" \
+        2>&1 | tee "$OUT/compare.log" | tail -n 40 ;;
+  eval)
+    file=$1; suite=${2:-default}; rep=${3:-1}
+    /usr/bin/time -f "wall %e s" python3 -m evolve eval "$file" --target gqa --suite "$suite" \
+        --baselines cudnn --repeat "$rep" --json > "$OUT/eval_$suite.json" 2>> "$OUT/eval_times.txt"
+    python3 -c "import json,sys;d=json.load(open(sys.argv[1]));print(d['status'],d['score'],d['repeats'])" \
+        "$OUT/eval_$suite.json"; tail -n 1 "$OUT/eval_times.txt" ;;
+  eval-all)
+    python3 -m evolve eval "$1" --target gqa --suite default --json > "$OUT/eval_default_all.json"
+    python3 -c "import json,sys;d=json.load(open(sys.argv[1]));print(d['status'],d['score'])" \
+        "$OUT/eval_default_all.json" ;;
+  eval-speed)
+    timeout 500 python3 benchmarks/gpu/eval_speed.py "$@" --json "$OUT/eval_speed.json" 2>&1 | tee "$OUT/eval_speed.log" ;;
+  sweep)
+    classes=$1; seed=${2:-seeds/gqa.py}
+    timeout 400 python3 benchmarks/gpu/seed_tune.py sweep --classes "$classes" --seed "$seed" \
+        --json "$OUT/sweep.json" > "$OUT/sweep.log" 2>&1; tail -n 40 "$OUT/sweep.log"
+    python3 benchmarks/gpu/seed_tune.py merge "$OUT/sweep.json" --seed "$seed" --min-gain 0.005 \
+        --write "$OUT/merged.py" | tee "$OUT/merge.txt" ;;
+  calibrate)
+    python3 benchmarks/calibrate_tolerance.py --kernel "${1:-seeds/gqa.py}" --json "$OUT/calibrate.json" \
+        2>&1 | tee "$OUT/calibrate.log" | tail -n 30 ;;
+  seed-check)
+    timeout 500 python3 benchmarks/seed_sweep.py "$OUT/seed_sweep.json" --no-tune 2>&1 | tee "$OUT/seed_sweep.log" | tail -n 20 ;;
+  offline)
+    seed=$1; minutes=$2; name=$3; rng=${4:-7}; runs=/root/runs
+    python3 -m evolve start --target gqa --operator offline --runs-dir $runs --rng-seed "$rng" \
+        --seed "$seed" --name "$name" --max-minutes "$minutes" > "$OUT/$name.log" 2>&1 < /dev/null
+    python3 benchmarks/gpu/run_stats.py "$runs/$name" --json "$OUT/stats_$name.json" | tail -n 14
+    cp "$runs/$name/lineage.db" "$OUT/lineage_$name.db"
+    (cd "$runs/$name" && tar czf "$OUT/kernels_$name.tgz" kernels run.toml) ;;
+  tests)
+    timeout 580 python3 -m pytest -q -m gpu tests 2>&1 | tee "$OUT/pytest_gpu.log" | tail -n 30 ;;
+esac
