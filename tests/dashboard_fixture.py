@@ -78,7 +78,9 @@ def make_synthetic_run(root: Path, name: str = "gqa-synth", status: str = "finis
     shapes = shapes or (GPU_SHAPES[:2] if flex else CPU_SHAPES)
     run_dir = Path(root) / name
     (run_dir / "logs").mkdir(parents=True)
-    (run_dir / "run.toml").write_text(f'name = "{name}"\ntarget = "gqa"\n')
+    gpu = "NVIDIA H100 80GB HBM3" if flex else None
+    (run_dir / "run.toml").write_text(f'[run]\nname = "{stored_name or name}"\ntarget = "gqa"\noperator = "agent"\n'
+                                      f'suite = "smoke"\nseed_file = "seeds/gqa.py"\nrng_seed = 0\n' + (f'\n[fingerprint]\ngpu = "{gpu}"\n' if gpu else ""))
     repo = git.Repo.init(run_dir / "kernels")
     with repo.config_writer() as cw:
         cw.set_value("user", "name", "fixture").set_value("user", "email", "fixture@example.invalid")
@@ -137,7 +139,7 @@ def make_synthetic_run(root: Path, name: str = "gqa-synth", status: str = "finis
             if ch == cid:
                 ratio = 1.0505317048116145 if won else 0.9986529677431233
                 events.append(Event(kind="rematch", candidate_id=cid, ts=created.isoformat(),
-                                    message=f"#{cid} vs #{champ}: " + ("wins" if won else "does not beat the champion"),
+                                    message=f"#{cid} vs #{champ}: " + ("wins" if won else f"loses (ratio {ratio})"),
                                     data_json=json.dumps({"challenger": cid, "champion": champ, "better": won,
                                                           "ratio": ratio, "noise": 0.03})))
                 if won:
