@@ -18,10 +18,15 @@ def kind(df: pd.DataFrame) -> pd.Series:
     return df["status"].where(df["status"] == "ok", df["prescreen"].map({True: KINDS[1], False: KINDS[2]}))
 
 
-def _x(x_axis: str) -> alt.X:
+def _x(x_axis: str, df: pd.DataFrame | None = None) -> alt.X:
+    """The x axis; given the whole candidates frame, its domain spans all of them (so that two
+    charts over parts of it line up)."""
     if x_axis == "time":
-        return alt.X("created_at:T", title="time (UTC)")
-    return alt.X("id:Q", title="candidate id", axis=alt.Axis(tickMinStep=1, format="d"))
+        ts = df["created_at"].dropna() if df is not None else []
+        scale = alt.Scale(domain=[t.isoformat() for t in (ts.min(), ts.max())]) if len(ts) else alt.Undefined
+        return alt.X("created_at:T", title="time (UTC)", scale=scale)
+    scale = alt.Scale(domain=[int(df["id"].min()), int(df["id"].max())]) if df is not None and len(df) else alt.Undefined
+    return alt.X("id:Q", title="candidate id", axis=alt.Axis(tickMinStep=1, format="d"), scale=scale)
 
 
 def tooltip() -> list:
@@ -39,19 +44,19 @@ def reference_lines(data: RunData) -> pd.DataFrame:
 
 
 def trajectory_chart(data: RunData, x_axis: str = "index", color_by: str = "status",
-                     show_baselines: bool = True) -> alt.VConcatChart:
+                     show_baselines: bool = True) -> alt.LayerChart:
     """Every measured score (pre-screen quick scores as triangles) on an auto-scaled axis, the
-    champion as a step line, rematch wins/losses ringed; rejections without a score in a strip
-    below, one row per failure class; optional baseline/FlexAttention reference lines."""
+    champion as a step line, rematch wins/losses ringed; optional baseline/FlexAttention lines.
+    Rejections without a score are drawn by `unscored_chart`."""
     df = data.candidates.copy()
     df["kind"] = kind(df)
-    x = _x(x_axis)
+    x = _x(x_axis, df)
     y = alt.Y("measured:Q", title="score (x baseline, higher is better)", scale=alt.Scale(zero=False))
     color = (alt.Color("kind:N", scale=KIND_COLORS, title="candidate", legend=alt.Legend(orient="right"))
              if color_by == "status" else alt.Color("operator:N", title="operator"))
     scored = df.dropna(subset=["measured"])
     points = alt.Chart(scored).mark_point(filled=True, size=70, opacity=0.85).encode(
-        x=x, y=y, color=color, shape=alt.Shape("kind:N", scale=KIND_SHAPES, title="outcome"), tooltip=tooltip())
+        x=x, y=y, color=color, shape=alt.Shape("kind:N", scale=KIND_SHAPES, title="candidate"), tooltip=tooltip())
     champ = alt.Chart(df.dropna(subset=["champion_score"])).mark_line(
         interpolate="step-after", color="#2ca02c", strokeWidth=2).encode(
         x=x, y=alt.Y("champion_score:Q"), tooltip=[alt.Tooltip("champion:Q", title="champion"),
@@ -72,14 +77,19 @@ def trajectory_chart(data: RunData, x_axis: str = "index", color_by: str = "stat
             y="y:Q", tooltip=[alt.Tooltip("label:N", title="reference")]))
         layers.append(alt.Chart(refs).mark_text(align="left", dx=4, dy=-6, color="#555").encode(
             y="y:Q", x=alt.value(2), text="label:N"))
-    main = alt.layer(*layers).properties(height=360, title="Score trajectory")
+    return alt.layer(*layers).properties(height=360, title="Score trajectory")
+
+
+def unscored_chart(data: RunData, x_axis: str = "index") -> alt.Chart | None:
+    """Rejections without any measured score, one row per failure class, on the trajectory's x."""
+    df = data.candidates.copy()
+    df["kind"] = kind(df)
     unscored = df[df["measured"].isna()]
     if unscored.empty:
-        return alt.vconcat(main)
-    strip = alt.Chart(unscored).mark_point(shape="cross", filled=True, size=80, color=KIND_COLORS.range[2]).encode(
-        x=x, y=alt.Y("failure_class:N", title="rejected, no score"), tooltip=tooltip()).properties(height=24 * max(
-            2, unscored["failure_class"].nunique()))
-    return alt.vconcat(main, strip)
+        return None
+    return alt.Chart(unscored).mark_point(shape="cross", filled=True, size=80, color=KIND_COLORS.range[2]).encode(
+        x=_x(x_axis, df), y=alt.Y("failure_class:N", title=None), tooltip=tooltip()).properties(
+        height=28 * max(2, unscored["failure_class"].nunique()), title="Rejected without a score")
 
 
 def failures_chart(data: RunData, x_axis: str = "index") -> alt.Chart:
@@ -153,9 +163,10 @@ def throughput_charts(data: RunData) -> alt.HConcatChart:
     """Candidates recorded per minute, and each candidate's evaluation time, over time."""
     df = data.candidates.dropna(subset=["created_at"]).copy()
     df["kind"] = kind(df)
-    x = alt.X("created_at:T", title="time (UTC)")
+    x = alt.X("created_at:T", title="time (UTC)", axis=alt.Axis(format="%H:%M"))
     rate = alt.Chart(df).mark_bar().encode(
-        x=alt.X("yearmonthdatehoursminutes(created_at):T", title="time (UTC, per minute)"),
+        x=alt.X("yearmonthdatehoursminutes(created_at):T", title="time (UTC, per minute)",
+                axis=alt.Axis(format="%H:%M")),
         y=alt.Y("count():Q", title="candidates recorded"), color=alt.Color("kind:N", scale=KIND_COLORS, title="candidate"),
         tooltip=[alt.Tooltip("yearmonthdatehoursminutes(created_at):T", title="minute", format="%H:%M"),
                  alt.Tooltip("count():Q", title="candidates")]).properties(title="Throughput", height=240)
@@ -179,14 +190,15 @@ def workers_chart(workers: pd.DataFrame) -> alt.Chart:
                         scale=alt.Scale(domain=["compile", "timing", "other busy", "idle"],
                                         range=["#9467bd", "#1f77b4", "#aec7e8", "#dddddd"])),
         tooltip=[alt.Tooltip("name:N", title="worker"), alt.Tooltip("activity:N", title="activity"),
-                 alt.Tooltip("seconds:Q", format=".0f", title="seconds")]).properties(height=50 + 30 * len(workers))
+                 alt.Tooltip("seconds:Q", format=".0f", title="seconds")]).properties(height=90 + 30 * len(workers))
 
 
 def heatmap_chart(shapes: pd.DataFrame) -> alt.Chart:
     """Speedup per shape (rows) x candidate (columns), diverging around 1.0 = baseline."""
     return alt.Chart(shapes).mark_rect().encode(
-        x=alt.X("candidate_id:O", title="candidate id"), y=alt.Y("short:N", title="shape", sort=None),
+        x=alt.X("candidate_id:O", title="candidate id"),
+        y=alt.Y("short:N", title="shape", sort=None, axis=alt.Axis(labelOverlap=False)),
         color=alt.Color("speedup:Q", title="speedup", scale=alt.Scale(scheme="redblue", domainMid=1.0)),
         tooltip=[alt.Tooltip("candidate_id:Q", title="candidate"), alt.Tooltip("name:N", title="shape"),
                  alt.Tooltip("speedup:Q", format=".3f", title="speedup"), alt.Tooltip("ms:Q", format=".4f", title="ms"),
-                 alt.Tooltip("suite:N", title="suite")]).properties(height=18 * shapes["short"].nunique() + 40)
+                 alt.Tooltip("suite:N", title="suite")]).properties(height=26 * shapes["short"].nunique() + 40)

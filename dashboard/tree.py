@@ -7,6 +7,8 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
+from dashboard.charts import KIND_COLORS, KIND_SHAPES, kind, tooltip
+
 SELECTION = "node"
 
 
@@ -49,13 +51,12 @@ def layout(cands: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         for pid, kind in ((r.parent_id, "parent"), (r.parent2_id, "crossover")):
             if pd.notna(pid) and int(pid) in pos:
                 px, py = pos[int(pid)]
-                edges.append({"x": px, "y": py, "x2": r.x, "y2": r.y, "kind": kind,
+                edges.append({"x": px, "y": py, "x2": r.x, "y2": r.y, "edge": kind,
                               "from": int(pid), "to": int(r.id)})
-    return nodes, pd.DataFrame(edges, columns=["x", "y", "x2", "y2", "kind", "from", "to"])
+    return nodes, pd.DataFrame(edges, columns=["x", "y", "x2", "y2", "edge", "from", "to"])
 
 
 def lineage_chart(cands: pd.DataFrame, best_id: int | None = None) -> alt.LayerChart:
-    from dashboard.charts import KIND_COLORS, KIND_SHAPES, kind, tooltip
 
     nodes, edges = layout(cands)
     nodes["kind"] = kind(nodes)
@@ -65,24 +66,25 @@ def lineage_chart(cands: pd.DataFrame, best_id: int | None = None) -> alt.LayerC
     height = min(900, max(260, 28 * leaves))
     x = alt.X("x:Q", title="depth (generations from the seed)", axis=alt.Axis(tickMinStep=1))
     y = alt.Y("y:Q", axis=None, scale=alt.Scale(reverse=True, padding=12))
-    dash = alt.StrokeDash("kind:N", title="edge", scale=alt.Scale(domain=["parent", "crossover"],
+    dash = alt.StrokeDash("edge:N", title="edge", scale=alt.Scale(domain=["parent", "crossover"],
                                                                   range=[[1, 0], [5, 4]]))
     edge_layer = alt.Chart(edges).mark_rule(color="#999", strokeWidth=1.4).encode(
         x=x, y=y, x2="x2:Q", y2="y2:Q", strokeDash=dash,
         tooltip=[alt.Tooltip("from:Q", title="parent"), alt.Tooltip("to:Q", title="child"),
-                 alt.Tooltip("kind:N", title="edge")])
+                 alt.Tooltip("edge:N", title="edge")])
     pick = alt.selection_point(name=SELECTION, fields=["id"], on="click", clear="dblclick")
     big = len(nodes) > 80  # smaller marks and no id labels when the tree gets crowded
-    node_layer = alt.Chart(nodes).mark_point(filled=True, size=50 if big else 160, stroke="black").encode(
+    node_layer = alt.Chart(nodes).mark_point(filled=True, size=50 if big else 160).encode(
         x=x, y=y, color=alt.Color("kind:N", scale=KIND_COLORS, title="candidate"),
         shape=alt.Shape("kind:N", scale=KIND_SHAPES, title="candidate"),
-        strokeWidth=alt.condition("datum.best", alt.value(2.5), alt.value(0)),
         opacity=alt.condition(pick, alt.value(1.0), alt.value(0.55)), tooltip=tooltip(),
     ).add_params(pick)
+    ring = alt.Chart(nodes[nodes["best"]]).mark_point(size=420, filled=False, color="black", strokeWidth=2.5).encode(
+        x=x, y=y, tooltip=[alt.Tooltip("id:Q", title="champion")])
     # the id sits just right of its own node, vertically centred on it
     labels = alt.Chart(nodes).mark_text(align="left", baseline="middle", dx=9, fontSize=10, color="#333").encode(
         x=x, y=y, text="label:N")
-    layers = [edge_layer, node_layer] + ([] if big else [labels])
+    layers = [edge_layer, ring, node_layer] + ([] if big else [labels])
     return alt.layer(*layers).properties(height=height, title="Lineage tree")
 
 

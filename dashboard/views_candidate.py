@@ -69,6 +69,11 @@ def read_score(data: dd.RunData, cid: int) -> tuple[float | None, bool]:
     return (None if pd.isna(row["measured"]) else float(row["measured"])), bool(row["prescreen"])
 
 
+def full(table: pd.DataFrame) -> int:
+    """A dataframe height showing every row (no inner scrolling)."""
+    return 35 * (len(table) + 1) + 3
+
+
 def shape_table(data: dd.RunData, cid: int) -> pd.DataFrame:
     m = data.shapes
     return m[m["candidate_id"] == cid][SHAPE_COLUMNS] if not m.empty else pd.DataFrame(columns=SHAPE_COLUMNS)
@@ -80,7 +85,7 @@ def shapes(data: dd.RunData, cid: int) -> None:
     if table.empty:
         st.caption("No per-shape results (a candidate rejected before timing has none).")
         return
-    st.dataframe(table, hide_index=True, width="stretch", column_config=SHAPE_CONFIG)
+    st.dataframe(table, hide_index=True, width="stretch", column_config=SHAPE_CONFIG, height=full(table))
     result = json_dict(data.snapshot.candidate(cid).get("result_json"))
     if result.get("timing"):
         st.caption(f"suite {result.get('suite')} · timing: {result['timing']} · primary baseline: "
@@ -103,13 +108,14 @@ def compare(data: dd.RunData) -> None:
     for col, cid, table in ((cols[0], left, a), (cols[1], right, b)):
         score, pre = read_score(data, cid)
         col.metric(f"#{cid} " + ("pre-screen score" if pre else "score"), dd.fmt_score(score))
-        col.dataframe(table, hide_index=True, width="stretch", column_config=SHAPE_CONFIG) if not table.empty \
-            else col.caption("no per-shape results")
+        side = table[["short", "ms", "speedup", "tflops"]]  # what fits half the page
+        col.dataframe(side, hide_index=True, width="stretch", column_config=SHAPE_CONFIG, height=full(side)) \
+            if not table.empty else col.caption("no per-shape results")
     if not a.empty and not b.empty:
         both = a[["short", "speedup"]].merge(b[["short", "speedup"]], on="short", suffixes=(" A", " B"))
         both["B / A"] = both["speedup B"] / both["speedup A"]
         st.markdown("#### Per shape, B against A")
-        st.dataframe(both, hide_index=True, width="stretch", column_config={
+        st.dataframe(both, hide_index=True, width="stretch", height=full(both), column_config={
             "short": "shape", **{k: NUMBER(k, format="%.3f") for k in ("speedup A", "speedup B", "B / A")}})
     st.markdown("#### Source diff A -> B")
     try:

@@ -27,7 +27,7 @@ def lost_rematch(data: RunData, cid: int | None) -> bool:
 
 def headline(data: RunData) -> None:
     s = data.summary
-    cols = st.columns(7)
+    cols = st.columns([1.6, 1, 1, 1.6, 1.2, 1.3] + ([1.1] if s.cost_usd else []))
     cols[0].metric("status", s.status)
     cols[1].metric("candidates", f"{s.candidates}")
     cols[2].metric("rejected", f"{s.rejected}")
@@ -36,7 +36,8 @@ def headline(data: RunData) -> None:
                    "latest challenger that won its rematch (what `evolve best` prints and export uses)")
     cols[4].metric("seed score", fmt_score(s.seed_score))
     cols[5].metric("elapsed", fmt_elapsed(s.elapsed_s))
-    cols[6].metric("LLM cost", f"${s.cost_usd:.2f}")
+    if s.cost_usd:
+        cols[6].metric("LLM cost", f"${s.cost_usd:.2f}")
     notes = [f"target **{s.record.target}** · operator **{s.record.operator}** · model **{s.record.model or '–'}** · "
              f"suite **{s.record.suite}** · GPU **{s.gpu}** · device **{s.device or '–'}**"]
     if s.top_id is not None and s.top_id != s.best_id:
@@ -67,6 +68,9 @@ def trajectory(data: RunData) -> None:
                    "below the baseline's 1.0. Tick the box to draw them.")
     with st.container(key="trajectory"):
         st.altair_chart(charts.trajectory_chart(data, x_axis, color_by, show_base), width="stretch")
+        strip = charts.unscored_chart(data, x_axis)
+        if strip is not None:
+            st.altair_chart(strip, width="stretch")
     st.caption("green step line = the champion; ringed = a rematch won (green) or lost (black); triangles = "
                "`slow` rejections at the geomean speedup their quick pre-screen measured (quick shapes only). "
                + data.flex.note)

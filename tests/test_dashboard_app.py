@@ -193,7 +193,7 @@ def test_tree_layout_and_selection_state(synthetic_runs):
     nodes, edges = tree.layout(data.candidates)
     depth = dict(zip(nodes["id"], nodes["x"]))
     assert depth == {0: 0, 1: 1, 2: 1, 3: 2, 4: 3, 5: 3, 6: 3, 7: 3}
-    assert set(map(tuple, edges[edges["kind"] == "crossover"][["from", "to"]].values)) == {(1, 4)}
+    assert set(map(tuple, edges[edges["edge"] == "crossover"][["from", "to"]].values)) == {(1, 4)}
     assert len(edges) == 8  # 7 parent edges + 1 crossover
     assert tree.selected_id({"selection": {tree.SELECTION: [{"id": 3}]}}) == 3
     assert tree.selected_id({"selection": {tree.SELECTION: []}}) is None
@@ -245,9 +245,9 @@ def test_trajectory_plots_prescreen_scores_autoscaled_with_rematches(synthetic_r
                 if r.get("measured") is not None and "kind" in r}
     assert measured[6] == (pytest.approx(QUICK), "pre-screen (quick shapes)")  # the `slow` one, not at 0
     assert measured[7] == (0.0701, "ok") and 2 not in measured and 5 not in measured
-    strip = spec["datasets"][spec["vconcat"][1]["data"]["name"]]  # rejected without a score
-    assert sorted(r["id"] for r in strip) == [2, 5]
-    main = spec["vconcat"][0]["layer"]
+    strip = charts.unscored_chart(data).to_dict()  # rejected without a score: a strip below
+    assert sorted(r["id"] for rows in strip["datasets"].values() for r in rows) == [2, 5]
+    main = spec["layer"]
     assert main[1]["encoding"]["y"]["scale"] == {"zero": False}
     rematch = [r for rows in datasets for r in rows if "rematch" in r]
     assert {(r["challenger"], r["rematch"]) for r in rematch} == {
