@@ -20,7 +20,7 @@ import streamlit as st  # noqa: E402
 from dashboard import data as dd  # noqa: E402
 from dashboard import live, views_activity, views_candidate, views_run, views_runs  # noqa: E402
 from dashboard.settings import runs_dir_from_args  # noqa: E402
-from evolve.read import RunNotReady  # noqa: E402
+from evolve.read import RunNotReady, list_runs  # noqa: E402
 
 VIEW_PARAM = {"Overview": "overview", "Candidate": "candidate", "Compare candidates": "compare",
               "Per shape": "shapes", "Activity": "activity", "Failures & cost": "failures", "Runs": "runs"}
@@ -80,7 +80,7 @@ def main() -> None:
     st.set_page_config(page_title="evolve dashboard", layout="wide")
     runs_dir = runs_dir_from_args(sys.argv[1:], dict(os.environ))
     state_from_url()
-    runs = dd.list_runs(runs_dir)
+    runs = list_runs(runs_dir)  # not cached: one small query per run
     run, view, live_on = sidebar(runs, runs_dir)
     st.title("Kernel evolution dashboard")
     if not runs_dir.is_dir():

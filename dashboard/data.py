@@ -172,11 +172,6 @@ def candidate_diff(data: RunData, cid: int) -> str | None:
     return read.unified_diff(old, new, f"candidate {pid}/kernel.py", f"candidate {cid}/kernel.py")
 
 
-def list_runs(runs_dir: Path) -> list[read.RunSummary]:
-    """Summaries of every run under runs_dir (not cached: one small query per run)."""
-    return read.list_runs(runs_dir)
-
-
 def fmt_score(x: Any) -> str:
     return f"{x:.4g}" if isinstance(x, (int, float)) and math.isfinite(x) else "–"
 

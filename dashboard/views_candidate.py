@@ -21,10 +21,6 @@ SHAPE_CONFIG = {"short": st.column_config.TextColumn("shape", help="B x Hq/Hkv, 
                 "error": NUMBER("max error", format="%.2e"), "error_ratio": NUMBER("error ratio", format="%.2f")}
 
 
-def _on_parent(pid: int) -> None:
-    open_candidate(pid)
-
-
 def view(data: dd.RunData) -> None:
     cands = data.candidates
     if cands.empty:
@@ -49,7 +45,7 @@ def view(data: dd.RunData) -> None:
     if parents:
         pcols = st.columns(len(parents) + 2)
         for i, p in enumerate(parents):
-            pcols[i].button(f"open parent #{int(p)}", key=f"open_parent_{i}", on_click=_on_parent, args=(int(p),))
+            pcols[i].button(f"open parent #{int(p)}", key=f"open_parent_{i}", on_click=open_candidate, args=(int(p),))
     st.markdown(f"**Hypothesis.** {c.get('hypothesis') or '–'}")
     if c["status"] != "ok":
         st.error(f"**{c.get('failure_class') or 'rejected'}**: {c.get('failure_message') or '(no message)'}")

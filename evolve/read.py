@@ -320,15 +320,3 @@ def unified_diff(parent_source: str, source: str, parent_label: str, label: str)
     lines = difflib.unified_diff(parent_source.splitlines(keepends=True), source.splitlines(keepends=True),
                                  fromfile=parent_label, tofile=label, n=3)
     return "".join(lines)
-
-
-def candidate_diff(run_dir: Path, snap: RunSnapshot, cid: int) -> str | None:
-    """Unified diff of kernel.py against the candidate's primary parent (None for the seed)."""
-    cand = snap.candidate(cid)
-    pid = cand.get("parent_id")
-    if pid is None:
-        return None
-    parent = snap.candidate(int(pid))
-    old = candidate_source(run_dir, parent.get("commit_sha"), int(pid))
-    new = candidate_source(run_dir, cand.get("commit_sha"), cid)
-    return unified_diff(old, new, f"candidate {pid}/kernel.py", f"candidate {cid}/kernel.py")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from datetime import datetime
 from typing import Any
 
 from rich import box
@@ -14,6 +13,7 @@ from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
 
+from evolve import read
 from evolve.read import short_shape
 from evolve.records import Candidate
 from evolve.run import RunHandle
@@ -41,36 +41,18 @@ def make_console(stderr: bool = False) -> Console:
     return console
 
 
-def _parse(ts: str | None) -> datetime | None:
-    try:
-        return datetime.fromisoformat(ts) if ts else None
-    except ValueError:
-        return None
-
-
 def elapsed_s(run: RunHandle) -> float:
-    """Wall time from the run's creation to its latest activity (now, while running)."""
-    rec = run.store.run()
-    start = _parse(rec.created_at)
-    if start is None:
+    """Wall time from the run's creation to its latest activity (now, while a live loop runs):
+    the same rule as the dashboard's (evolve.read.summarize)."""
+    try:
+        return read.summarize(read.read_snapshot(run.paths.root)).elapsed_s or 0.0
+    except read.RunNotReady:
         return 0.0
-    if run.effective_status() == "running":
-        return (datetime.now(start.tzinfo) - start).total_seconds()
-    stamps = [rec.updated_at] + [e.ts for e in run.store.events()[-1:]]
-    cands = run.store.candidates()
-    if cands:
-        stamps.append(cands[-1].created_at)
-    ends = [t for t in (_parse(s) for s in stamps) if t is not None]
-    return max(0.0, (max(ends) - start).total_seconds()) if ends else 0.0
 
 
 def fmt_elapsed(seconds: float) -> str:
     s = int(seconds)
     return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-def fmt_score(x: float | None) -> str:
-    return "-" if x is None else f"{x:.4g}"
 
 
 def _num(x: Any, spec: str = ".4g") -> str:
@@ -93,7 +75,7 @@ def runs_table(runs: list[RunHandle]) -> Table:
         best = run.store.best()
         t.add_row(run_label(run), rec.target, rec.operator, run.effective_status(),
                   str(run.store.counts()["total"]), f"#{best.id}" if best else "-",
-                  fmt_score(best.score if best else None), fmt_elapsed(elapsed_s(run)))
+                  _num(best.score if best else None), fmt_elapsed(elapsed_s(run)))
     return t
 
 
@@ -121,7 +103,7 @@ def run_summary(run: RunHandle) -> Group:
     t.add_row("candidates", f"{counts['total']} ({by_status})")
     if counts["by_class"]:
         t.add_row("failures", ", ".join(f"{k} {v}" for k, v in counts["by_class"].items()))
-    t.add_row("best", f"#{best.id} score {fmt_score(best.score)}" if best else "-")
+    t.add_row("best", f"#{best.id} score {_num(best.score)}" if best else "-")
     if totals["tokens_in"] or totals["cost_usd"]:
         t.add_row("tokens / cost", f"{totals['tokens_in']} in, {totals['tokens_out']} out, "
                   f"${totals['cost_usd']:.4f}")
@@ -176,7 +158,7 @@ def candidate_panel(c: Candidate) -> Panel:
     parents = "-" if c.parent_id is None else f"#{c.parent_id}" + (
         f" x #{c.parent2_id}" if c.parent2_id is not None else "")
     t.add_row("parents", parents)
-    t.add_row("status", c.status + (f"  score {fmt_score(c.score)}" if c.ok else ""))
+    t.add_row("status", c.status + (f"  score {_num(c.score)}" if c.ok else ""))
     if not c.ok:
         t.add_row("failure", f"{c.failure_class}: {c.failure_message or ''}")
     t.add_row("hypothesis", c.hypothesis)

@@ -344,7 +344,9 @@ def test_reader_summary_and_diff(tmp_path):
     assert (s.candidates, s.ok, s.rejected, s.best_id, s.best_score, s.seed_score) == (8, 5, 3, 3, 0.0633, 0.0421)
     assert (s.top_id, s.top_score) == (7, 0.0701)  # the highest single score lost its rematch
     assert s.elapsed_s == 4800.0 and s.cost_usd == pytest.approx(0.02)
-    diff = read.candidate_diff(run, read.read_snapshot(run), 4)
+    from dashboard.data import candidate_diff, load_run
+
+    diff = candidate_diff(load_run(run), 4)
     assert '-CONFIG = {"BLOCK_M": 128' in diff and '+CONFIG = {"BLOCK_M": 96' in diff
     with pytest.raises(read.RunNotReady, match="no lineage.db"):
         read.read_snapshot(tmp_path)
