@@ -30,7 +30,7 @@ def _x(x_axis: str, df: pd.DataFrame | None = None) -> alt.X:
 
 
 def tooltip() -> list:
-    return [alt.Tooltip("id:Q", title="candidate"), alt.Tooltip("operator:N", title="operator"),
+    return [alt.Tooltip("id:Q", title="candidate id"), alt.Tooltip("operator:N", title="operator"),
             alt.Tooltip("kind:N", title="outcome"), alt.Tooltip("measured:Q", format=".4g", title="score"),
             alt.Tooltip("failure_class:N", title="failure class"), TIME,
             alt.Tooltip("hypothesis:N", title="hypothesis")]
@@ -154,7 +154,7 @@ def compare_chart(runs: list[RunData]) -> alt.Chart:
     return alt.Chart(df.dropna(subset=["champion_score"])).mark_line(interpolate="step-after", point=True).encode(
         x=alt.X("id:Q", title="candidate id", axis=alt.Axis(format="d", tickMinStep=1)),
         y=alt.Y("champion_score:Q", title="champion's score", scale=alt.Scale(zero=False)),
-        color=alt.Color("run:N"), tooltip=[alt.Tooltip("run:N", title="run"), alt.Tooltip("id:Q", title="candidate"),
+        color=alt.Color("run:N"), tooltip=[alt.Tooltip("run:N", title="run"), alt.Tooltip("id:Q", title="candidate id"),
                                            alt.Tooltip("champion_score:Q", format=".4g", title="champion's score")],
     ).properties(height=300, title="Champion's score")
 
@@ -173,7 +173,7 @@ def throughput_charts(data: RunData) -> alt.HConcatChart:
     evals = alt.Chart(df).mark_point(filled=True).encode(
         x=x, y=alt.Y("eval_seconds:Q", title="evaluation time (s)"), color=alt.Color("kind:N", scale=KIND_COLORS),
         shape=alt.Shape("kind:N", scale=KIND_SHAPES, legend=None),
-        tooltip=[alt.Tooltip("id:Q", title="candidate"), alt.Tooltip("eval_seconds:Q", format=".1f", title="seconds"),
+        tooltip=[alt.Tooltip("id:Q", title="candidate id"), alt.Tooltip("eval_seconds:Q", format=".1f", title="seconds"),
                  alt.Tooltip("kind:N", title="outcome"), TIME]).properties(title="Evaluation time", height=240)
     return alt.hconcat(rate, evals)
 

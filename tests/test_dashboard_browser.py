@@ -111,7 +111,10 @@ def test_overview_draws_trajectory_and_lineage_tree(server, runs_dir, browser):
     # clicking a node of the lineage tree opens that candidate
     nodes = ".st-key-lineage path[aria-roledescription=point]"
     assert browser.evaluate(f"document.querySelectorAll('{nodes}').length") >= 2
-    browser.click(nodes, index=1)  # nodes are drawn in id order: this is candidate 1
+    node1 = browser.evaluate(f"Array.from(document.querySelectorAll('{nodes}'))"
+                             ".findIndex(e => (e.getAttribute('aria-label') || '').includes('candidate id: 1;'))")
+    assert node1 >= 0
+    browser.click(nodes, index=node1)
     browser.wait_for("Array.from(document.querySelectorAll('h3')).some(h => h.innerText.trim() == 'Candidate 1')",
                      timeout=60)
     assert "view=candidate" in browser.evaluate("location.search")
