@@ -5,17 +5,12 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from dashboard.data import RunData
+from dashboard.data import KINDS, RunData
 
-# How each candidate is drawn, the same in the trajectory and the lineage tree (and their legends).
-KINDS = ["ok", "pre-screen (quick shapes)", "rejected"]
+# How each kind of candidate is drawn, the same in every chart and legend.
 KIND_COLORS = alt.Scale(domain=KINDS, range=["#1f77b4", "#ff7f0e", "#d62728"])
 KIND_SHAPES = alt.Scale(domain=KINDS, range=["circle", "triangle-up", "cross"])
 TIME = alt.Tooltip("created_at:T", format="%H:%M:%S", title="time (UTC)")
-
-
-def kind(df: pd.DataFrame) -> pd.Series:
-    return df["status"].where(df["status"] == "ok", df["prescreen"].map({True: KINDS[1], False: KINDS[2]}))
 
 
 def _x(x_axis: str, df: pd.DataFrame | None = None) -> alt.X:
@@ -48,8 +43,7 @@ def trajectory_chart(data: RunData, x_axis: str = "index", color_by: str = "stat
     """Every measured score (pre-screen quick scores as triangles) on an auto-scaled axis, the
     champion as a step line, rematch wins/losses ringed; optional baseline/FlexAttention lines.
     Rejections without a score are drawn by `unscored_chart`."""
-    df = data.candidates.copy()
-    df["kind"] = kind(df)
+    df = data.candidates
     x = _x(x_axis, df)
     y = alt.Y("measured:Q", title="score (x baseline, higher is better)", scale=alt.Scale(zero=False))
     color = (alt.Color("kind:N", scale=KIND_COLORS, title="candidate", legend=alt.Legend(orient="right"))
@@ -82,8 +76,7 @@ def trajectory_chart(data: RunData, x_axis: str = "index", color_by: str = "stat
 
 def unscored_chart(data: RunData, x_axis: str = "index") -> alt.Chart | None:
     """Rejections without any measured score, one row per failure class, on the trajectory's x."""
-    df = data.candidates.copy()
-    df["kind"] = kind(df)
+    df = data.candidates
     unscored = df[df["measured"].isna()]
     if unscored.empty:
         return None
@@ -161,8 +154,7 @@ def compare_chart(runs: list[RunData]) -> alt.Chart:
 
 def throughput_charts(data: RunData) -> alt.HConcatChart:
     """Candidates recorded per minute, and each candidate's evaluation time, over time."""
-    df = data.candidates.dropna(subset=["created_at"]).copy()
-    df["kind"] = kind(df)
+    df = data.candidates.dropna(subset=["created_at"])
     x = alt.X("created_at:T", title="time (UTC)", axis=alt.Axis(format="%H:%M"))
     rate = alt.Chart(df).mark_bar().encode(
         x=alt.X("yearmonthdatehoursminutes(created_at):T", title="time (UTC, per minute)",

@@ -14,6 +14,7 @@ import streamlit as st
 
 from evolve import read
 
+KINDS = ["ok", "pre-screen (quick shapes)", "rejected"]
 CANDIDATE_COLUMNS = ["id", "parent_id", "parent2_id", "operator", "status", "score", "failure_class",
                      "failure_message", "hypothesis", "depth", "created_at", "tokens_in", "tokens_out",
                      "cost_usd", "session_id", "eval_seconds", "variation_seconds", "commit_sha"]
@@ -109,7 +110,8 @@ def _positive(x: Any) -> bool:
 
 def with_champion(cands: pd.DataFrame, snap: read.RunSnapshot) -> pd.DataFrame:
     """Adds champion (the champion's id after each candidate, from the `new_best` events in id
-    order; the seed until the first), champion_score, and measured/prescreen (read.measured_score)."""
+    order; the seed until the first), champion_score, measured/prescreen (read.measured_score)
+    and kind (one of KINDS: how charts draw the candidate)."""
     df = cands.sort_values("id").copy()
     crowned = {int(e["candidate_id"]) for e in snap.events
                if e.get("kind") == "new_best" and e.get("candidate_id") is not None}
@@ -125,6 +127,7 @@ def with_champion(cands: pd.DataFrame, snap: read.RunSnapshot) -> pd.DataFrame:
     measured = [read.measured_score(c) for c in sorted(snap.candidates, key=lambda c: c["id"])]
     df["measured"] = [m[0] for m in measured]
     df["prescreen"] = [m[1] for m in measured]
+    df["kind"] = df["status"].where(df["status"] == "ok", df["prescreen"].map({True: KINDS[1], False: KINDS[2]}))
     return df
 
 

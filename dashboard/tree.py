@@ -7,7 +7,7 @@ from __future__ import annotations
 import altair as alt
 import pandas as pd
 
-from dashboard.charts import KIND_COLORS, KIND_SHAPES, kind, tooltip
+from dashboard.charts import KIND_COLORS, KIND_SHAPES, tooltip
 
 SELECTION = "node"
 
@@ -59,7 +59,6 @@ def layout(cands: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 def lineage_chart(cands: pd.DataFrame, best_id: int | None = None) -> alt.LayerChart:
 
     nodes, edges = layout(cands)
-    nodes["kind"] = kind(nodes)
     nodes["label"] = nodes["id"].astype(int).astype(str)
     nodes["best"] = nodes["id"] == best_id
     leaves = max(1, int(nodes["y"].max()) + 1) if len(nodes) else 1
