@@ -95,7 +95,7 @@ def failures_chart(data: RunData, x_axis: str = "index") -> alt.Chart:
                      ("yearmonthdatehours", "hour") if span_h < 72 else ("yearmonthdate", "day"))
         x = alt.X(f"{unit}(created_at):T", title=f"time (UTC, per {per})")
     else:
-        x = alt.X("id:Q", bin=alt.Bin(maxbins=30, minstep=1), title="candidate index",
+        x = alt.X("id:Q", bin=alt.Bin(maxbins=30, minstep=1), title="candidate id",
                   axis=alt.Axis(format="d"))
     return alt.Chart(df).mark_bar().encode(
         x=x, y=alt.Y("count():Q", title="failed candidates"),
@@ -137,7 +137,7 @@ def spend_charts(data: RunData) -> alt.HConcatChart:
 
 
 def compare_chart(runs: list[RunData]) -> alt.Chart:
-    """Best-so-far of several runs against candidate index, one colour per run."""
+    """The champion's score of several runs against candidate id, one colour per run."""
     frames = []
     for d in runs:
         df = d.candidates[["id", "champion_score"]].copy()

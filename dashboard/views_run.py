@@ -147,10 +147,12 @@ def failures_and_cost(data: RunData) -> None:
             st.altair_chart(charts.failures_chart(data, x_axis), width="stretch")
         counts = failed.groupby("failure_class").agg(count=("id", "size"), last=("id", "max")).reset_index()
         counts["share"] = counts["count"] / len(cands)
+        names = {"failure_class": "failure class", "failure_message": "message", "last": "last id"}
         st.dataframe(counts.sort_values("count", ascending=False), hide_index=True,
-                     column_config={"share": st.column_config.NumberColumn(format="percent")})
+                     column_config={"share": st.column_config.NumberColumn(format="percent"), **names})
         recent = failed.sort_values("id", ascending=False).head(20)
-        st.dataframe(recent[["id", "operator", "failure_class", "failure_message"]], hide_index=True)
+        st.dataframe(recent[["id", "operator", "failure_class", "failure_message"]], hide_index=True,
+                     column_config=names)
     st.subheader("Tokens and cost")
     spend = charts.spend_frame(data)
     if spend.empty or (spend["tokens"].iloc[-1] == 0 and spend["usd"].iloc[-1] == 0):
