@@ -18,20 +18,22 @@ if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts only dash
 import streamlit as st  # noqa: E402
 
 from dashboard import data as dd  # noqa: E402
-from dashboard import live, views_candidate, views_run, views_runs  # noqa: E402
+from dashboard import live, views_activity, views_candidate, views_run, views_runs  # noqa: E402
 from dashboard.settings import runs_dir_from_args  # noqa: E402
-from evolve.read import RunNotReady  # noqa: E402
+from evolve.read import RunNotReady, list_runs  # noqa: E402
 
-VIEWS = ["Overview", "Candidate", "Failures & cost", "Runs"]
-VIEW_PARAM = {"Overview": "overview", "Candidate": "candidate", "Failures & cost": "failures", "Runs": "runs"}
+VIEW_PARAM = {"Overview": "overview", "Candidate": "candidate", "Compare candidates": "compare",
+              "Per shape": "shapes", "Activity": "activity", "Failures & cost": "failures", "Runs": "runs"}
+VIEWS = list(VIEW_PARAM)
+URL_KEY = "_url"  # the query string this session last wrote
 
 
-def init_state_from_url() -> None:
-    """First script run of a session: view/run/candidate from the URL's query string."""
-    if "_initialised" in st.session_state:
-        return
-    st.session_state["_initialised"] = True
+def state_from_url() -> None:
+    """view/run/candidate from the URL's query string, on the first run of a session and whenever
+    the URL is not the one this session last wrote (the browser's Back/Forward)."""
     qp = st.query_params
+    if dict(qp) == st.session_state.get(URL_KEY):
+        return
     by_param = {v: k for k, v in VIEW_PARAM.items()}
     if qp.get("view") in by_param:
         st.session_state[views_run.VIEW_KEY] = by_param[qp["view"]]
@@ -48,21 +50,22 @@ def sync_url(run: str | None, view: str) -> None:
     if view == "Candidate" and isinstance(st.session_state.get(views_run.CANDIDATE_KEY), int):
         wanted["candidate"] = str(st.session_state[views_run.CANDIDATE_KEY])
     if dict(st.query_params) != wanted:
-        st.query_params.from_dict(wanted)
+        st.query_params.from_dict(wanted)  # a new browser history entry
+    st.session_state[URL_KEY] = wanted
 
 
 def sidebar(runs: list, runs_dir: Path) -> tuple[str | None, str, bool]:
     sb = st.sidebar
     sb.title("evolve")
-    names = [r.name for r in runs]
+    names = [r.name for r in runs]  # folder names: unique, and what the CLI takes
     run = None
     if names:
         if st.session_state.get(views_runs.RUN_KEY) not in names:
             running = [r.name for r in runs if r.status == "running"]
             st.session_state[views_runs.RUN_KEY] = (running or names)[-1]
-        status = {r.name: r.status for r in runs}
-        run = sb.selectbox("run", names, key=views_runs.RUN_KEY,
-                           format_func=lambda n: f"{n} ({status.get(n, '?')})")
+        label = {r.name: f"{r.label} · {r.status}" for r in runs}
+        run = sb.selectbox("run", names, key=views_runs.RUN_KEY, format_func=label.get,
+                           help="run folder (the name stored in its DB beside it when different) · status")
     if st.session_state.get(views_run.VIEW_KEY) not in VIEWS:
         st.session_state[views_run.VIEW_KEY] = VIEWS[0]
     view = sb.radio("view", VIEWS, key=views_run.VIEW_KEY)
@@ -76,8 +79,8 @@ def sidebar(runs: list, runs_dir: Path) -> tuple[str | None, str, bool]:
 def main() -> None:
     st.set_page_config(page_title="evolve dashboard", layout="wide")
     runs_dir = runs_dir_from_args(sys.argv[1:], dict(os.environ))
-    init_state_from_url()
-    runs = dd.list_runs(runs_dir)
+    state_from_url()
+    runs = list_runs(runs_dir)  # not cached: one small query per run
     run, view, live_on = sidebar(runs, runs_dir)
     st.title("Kernel evolution dashboard")
     if not runs_dir.is_dir():
@@ -106,13 +109,10 @@ def main() -> None:
         if live_on:
             live.watch(runs_dir, summary.path)
         return
-    st.header(summary.name)
-    if view == "Overview":
-        views_run.overview(data)
-    elif view == "Candidate":
-        views_candidate.view(data)
-    else:
-        views_run.failures_and_cost(data)
+    st.header(summary.label)
+    {"Overview": views_run.overview, "Candidate": views_candidate.view, "Compare candidates": views_candidate.compare,
+     "Per shape": views_run.per_shape, "Activity": views_activity.view,
+     "Failures & cost": views_run.failures_and_cost}[view](data)
     sync_url(run, view)
     if data.live and live_on:
         live.watch(runs_dir, summary.path)

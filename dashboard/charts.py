@@ -1,39 +1,38 @@
-"""Altair charts: score trajectory, failure classes and LLM spend over time, run comparison."""
+"""Altair charts: score trajectory, failures, spend, throughput, workers, per-shape heat map, runs."""
 
 from __future__ import annotations
 
 import altair as alt
 import pandas as pd
 
-from dashboard.data import RunData
+from dashboard.data import KINDS, RunData
 
-FAIL_Y = 0.0  # failed candidates have no score: drawn as crosses on the x axis
-STATUS_COLORS = alt.Scale(domain=["ok", "rejected"], range=["#1f77b4", "#d62728"])
+# How each kind of candidate is drawn, the same in every chart and legend.
+KIND_COLORS = alt.Scale(domain=KINDS, range=["#1f77b4", "#ff7f0e", "#d62728"])
+KIND_SHAPES = alt.Scale(domain=KINDS, range=["circle", "triangle-up", "cross"])
+TIME = alt.Tooltip("created_at:T", format="%H:%M:%S", title="time (UTC)")
 
 
-def _x(x_axis: str) -> alt.X:
+def _x(x_axis: str, df: pd.DataFrame | None = None) -> alt.X:
+    """The x axis; given the whole candidates frame, its domain spans all of them (so that two
+    charts over parts of it line up)."""
     if x_axis == "time":
-        return alt.X("created_at:T", title="time (UTC)")
-    return alt.X("id:Q", title="candidate index", axis=alt.Axis(tickMinStep=1, format="d"))
+        ts = df["created_at"].dropna() if df is not None else []
+        scale = alt.Scale(domain=[t.isoformat() for t in (ts.min(), ts.max())]) if len(ts) else alt.Undefined
+        return alt.X("created_at:T", title="time (UTC)", scale=scale)
+    scale = alt.Scale(domain=[int(df["id"].min()), int(df["id"].max())]) if df is not None and len(df) else alt.Undefined
+    return alt.X("id:Q", title="candidate id", axis=alt.Axis(tickMinStep=1, format="d"), scale=scale)
 
 
-def _color(color_by: str) -> alt.Color:
-    if color_by == "status":
-        return alt.Color("status:N", scale=STATUS_COLORS, title="status")
-    return alt.Color("operator:N", title="operator")
+def tooltip() -> list:
+    return [alt.Tooltip("id:Q", title="candidate id"), alt.Tooltip("operator:N", title="operator"),
+            alt.Tooltip("kind:N", title="outcome"), alt.Tooltip("measured:Q", format=".4g", title="score"),
+            alt.Tooltip("failure_class:N", title="failure class"), TIME,
+            alt.Tooltip("hypothesis:N", title="hypothesis")]
 
 
-def _tooltip() -> list:
-    return [alt.Tooltip("id:Q", title="candidate"), "operator:N", "status:N",
-            alt.Tooltip("score:Q", format=".4g"), "failure_class:N",
-            alt.Tooltip("created_at:T", format="%H:%M:%S"), "hypothesis:N"]
-
-
-def _reference_rules(data: RunData) -> pd.DataFrame:
+def reference_lines(data: RunData) -> pd.DataFrame:
     rows = [{"y": 1.0, "label": f"{data.primary_baseline} baseline = 1.0", "kind": "baseline"}]
-    seed = data.candidates.loc[data.candidates["id"] == 0, "score"]
-    if len(seed) and pd.notna(seed.iloc[0]):
-        rows.append({"y": float(seed.iloc[0]), "label": f"seed {seed.iloc[0]:.4g}", "kind": "seed"})
     if data.flex.ratio is not None:
         rows.append({"y": data.flex.ratio, "label": f"FlexAttention {data.flex.ratio:.3f}", "kind": "flex"})
     return pd.DataFrame(rows)
@@ -41,32 +40,49 @@ def _reference_rules(data: RunData) -> pd.DataFrame:
 
 def trajectory_chart(data: RunData, x_axis: str = "index", color_by: str = "status",
                      show_baselines: bool = True) -> alt.LayerChart:
-    """Every candidate's score; failures as red crosses at 0; best-so-far as a step line;
-    seed, baseline (=1.0) and measured FlexAttention as horizontal reference lines."""
-    df = data.candidates.copy()
-    df["plot_score"] = df["score"].where(df["status"] == "ok", FAIL_Y)
-    x = _x(x_axis)
-    y = alt.Y("plot_score:Q", title="score (x baseline, higher is better)")
-    ok = alt.Chart(df[df["status"] == "ok"]).mark_circle(size=90, opacity=0.85).encode(
-        x=x, y=y, color=_color(color_by), tooltip=_tooltip())
-    failed = alt.Chart(df[df["status"] != "ok"]).mark_point(shape="cross", size=110, filled=True).encode(
-        x=x, y=y, color=_color(color_by) if color_by == "operator" else alt.value("#d62728"),
-        tooltip=_tooltip())
-    best = alt.Chart(df.dropna(subset=["best_so_far"])).mark_line(
+    """Every measured score (pre-screen quick scores as triangles) on an auto-scaled axis, the
+    champion as a step line, rematch wins/losses ringed; optional baseline/FlexAttention lines.
+    Rejections without a score are drawn by `unscored_chart`."""
+    df = data.candidates
+    x = _x(x_axis, df)
+    y = alt.Y("measured:Q", title="score (x baseline, higher is better)", scale=alt.Scale(zero=False))
+    color = (alt.Color("kind:N", scale=KIND_COLORS, title="candidate", legend=alt.Legend(orient="right"))
+             if color_by == "status" else alt.Color("operator:N", title="operator"))
+    scored = df.dropna(subset=["measured"])
+    points = alt.Chart(scored).mark_point(filled=True, size=70, opacity=0.85).encode(
+        x=x, y=y, color=color, shape=alt.Shape("kind:N", scale=KIND_SHAPES, title="candidate"), tooltip=tooltip())
+    champ = alt.Chart(df.dropna(subset=["champion_score"])).mark_line(
         interpolate="step-after", color="#2ca02c", strokeWidth=2).encode(
-        x=x, y=alt.Y("best_so_far:Q"), tooltip=[alt.Tooltip("best_so_far:Q", format=".4g", title="best so far")])
-    layers = [best, ok, failed]
-    refs = _reference_rules(data)
-    if not show_baselines:
-        refs = refs[refs["kind"] == "seed"]
-    if not refs.empty:
-        dash = alt.StrokeDash("kind:N", scale=alt.Scale(domain=["baseline", "seed", "flex"],
-                                                       range=[[6, 3], [2, 2], [8, 2, 2, 2]]), legend=None)
-        rules = alt.Chart(refs).mark_rule(color="#7f7f7f").encode(y="y:Q", strokeDash=dash, tooltip=["label:N"])
-        text = alt.Chart(refs).mark_text(align="left", dx=4, dy=-6, color="#555").encode(
-            y="y:Q", x=alt.value(2), text="label:N")
-        layers += [rules, text]
-    return alt.layer(*layers).properties(height=380, title="Score trajectory")
+        x=x, y=alt.Y("champion_score:Q"), tooltip=[alt.Tooltip("champion:Q", title="champion"),
+                                                  alt.Tooltip("champion_score:Q", format=".4g", title="champion score")])
+    layers = [champ, points]
+    if not data.rematches.empty:
+        rm = data.rematches.merge(df[["id", "measured", "created_at"]], left_on="challenger", right_on="id")
+        rm["rematch"] = rm["won"].map({True: "won its rematch", False: "lost its rematch"})
+        layers.append(alt.Chart(rm).mark_point(size=320, strokeWidth=2.5, filled=False).encode(
+            x=x, y=y, stroke=alt.Stroke("rematch:N", title="rematch", scale=alt.Scale(
+                domain=["won its rematch", "lost its rematch"], range=["#2ca02c", "#000000"])),
+            tooltip=[alt.Tooltip("challenger:Q", title="challenger"), alt.Tooltip("champion:Q", title="against"),
+                     alt.Tooltip("rematch:N", title="result"), alt.Tooltip("ratio:Q", format=".3f", title="ratio"),
+                     alt.Tooltip("noise:Q", format=".3f", title="noise")]))
+    refs = reference_lines(data)
+    if show_baselines:
+        layers.append(alt.Chart(refs).mark_rule(color="#7f7f7f", strokeDash=[6, 3]).encode(
+            y="y:Q", tooltip=[alt.Tooltip("label:N", title="reference")]))
+        layers.append(alt.Chart(refs).mark_text(align="left", dx=4, dy=-6, color="#555").encode(
+            y="y:Q", x=alt.value(2), text="label:N"))
+    return alt.layer(*layers).properties(height=360, title="Score trajectory")
+
+
+def unscored_chart(data: RunData, x_axis: str = "index") -> alt.Chart | None:
+    """Rejections without any measured score, one row per failure class, on the trajectory's x."""
+    df = data.candidates
+    unscored = df[df["measured"].isna()]
+    if unscored.empty:
+        return None
+    return alt.Chart(unscored).mark_point(shape="cross", filled=True, size=80, color=KIND_COLORS.range[2]).encode(
+        x=_x(x_axis, df), y=alt.Y("failure_class:N", title=None), tooltip=tooltip()).properties(
+        height=28 * max(2, unscored["failure_class"].nunique()), title="Rejected without a score")
 
 
 def failures_chart(data: RunData, x_axis: str = "index") -> alt.Chart:
@@ -79,12 +95,13 @@ def failures_chart(data: RunData, x_axis: str = "index") -> alt.Chart:
                      ("yearmonthdatehours", "hour") if span_h < 72 else ("yearmonthdate", "day"))
         x = alt.X(f"{unit}(created_at):T", title=f"time (UTC, per {per})")
     else:
-        x = alt.X("id:Q", bin=alt.Bin(maxbins=30, minstep=1), title="candidate index",
+        x = alt.X("id:Q", bin=alt.Bin(maxbins=30, minstep=1), title="candidate id",
                   axis=alt.Axis(format="d"))
     return alt.Chart(df).mark_bar().encode(
         x=x, y=alt.Y("count():Q", title="failed candidates"),
         color=alt.Color("failure_class:N", title="failure class"),
-        tooltip=["failure_class:N", "count():Q"]).properties(height=260, title="Failure classes over time")
+        tooltip=[alt.Tooltip("failure_class:N", title="failure class"),
+                 alt.Tooltip("count():Q", title="candidates")]).properties(height=260, title="Failure classes over time")
 
 
 def spend_frame(data: RunData) -> pd.DataFrame:
@@ -109,24 +126,71 @@ def spend_charts(data: RunData) -> alt.HConcatChart:
     x = alt.X("ts:T", title="time (UTC)")
     tokens = alt.Chart(df).mark_line(point=True, interpolate="step-after").encode(
         x=x, y=alt.Y("tokens:Q", title="tokens (in + out), cumulative"),
-        tooltip=[alt.Tooltip("ts:T", format="%H:%M:%S"), "tokens:Q"]).properties(title="Tokens", height=240)
+        tooltip=[alt.Tooltip("ts:T", format="%H:%M:%S", title="time (UTC)"),
+                 alt.Tooltip("tokens:Q", title="tokens so far")]).properties(title="Tokens", height=240)
     usd = alt.Chart(df).mark_line(point=True, color="#ff7f0e", interpolate="step-after").encode(
         x=x, y=alt.Y("usd:Q", title="USD, cumulative"),
-        tooltip=[alt.Tooltip("ts:T", format="%H:%M:%S"), alt.Tooltip("usd:Q", format="$.4f")]).properties(
+        tooltip=[alt.Tooltip("ts:T", format="%H:%M:%S", title="time (UTC)"),
+                 alt.Tooltip("usd:Q", format="$.4f", title="USD so far")]).properties(
         title="Cost", height=240)
     return alt.hconcat(tokens, usd)
 
 
 def compare_chart(runs: list[RunData]) -> alt.Chart:
-    """Best-so-far of several runs against candidate index, one colour per run."""
+    """The champion's score of several runs against candidate id, one colour per run."""
     frames = []
     for d in runs:
-        df = d.candidates[["id", "best_so_far", "score", "status"]].copy()
+        df = d.candidates[["id", "champion_score"]].copy()
         df["run"] = d.summary.name
         frames.append(df)
     df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    return alt.Chart(df.dropna(subset=["best_so_far"])).mark_line(interpolate="step-after", point=True).encode(
-        x=alt.X("id:Q", title="candidate index", axis=alt.Axis(format="d", tickMinStep=1)),
-        y=alt.Y("best_so_far:Q", title="best score so far"),
-        color=alt.Color("run:N"), tooltip=["run:N", "id:Q", alt.Tooltip("best_so_far:Q", format=".4g")],
-    ).properties(height=300, title="Best score so far")
+    return alt.Chart(df.dropna(subset=["champion_score"])).mark_line(interpolate="step-after", point=True).encode(
+        x=alt.X("id:Q", title="candidate id", axis=alt.Axis(format="d", tickMinStep=1)),
+        y=alt.Y("champion_score:Q", title="champion's score", scale=alt.Scale(zero=False)),
+        color=alt.Color("run:N"), tooltip=[alt.Tooltip("run:N", title="run"), alt.Tooltip("id:Q", title="candidate id"),
+                                           alt.Tooltip("champion_score:Q", format=".4g", title="champion's score")],
+    ).properties(height=300, title="Champion's score")
+
+
+def throughput_charts(data: RunData) -> alt.HConcatChart:
+    """Candidates recorded per minute, and each candidate's evaluation time, over time."""
+    df = data.candidates.dropna(subset=["created_at"])
+    x = alt.X("created_at:T", title="time (UTC)", axis=alt.Axis(format="%H:%M"))
+    rate = alt.Chart(df).mark_bar().encode(
+        x=alt.X("yearmonthdatehoursminutes(created_at):T", title="time (UTC, per minute)",
+                axis=alt.Axis(format="%H:%M")),
+        y=alt.Y("count():Q", title="candidates recorded"), color=alt.Color("kind:N", scale=KIND_COLORS, title="candidate"),
+        tooltip=[alt.Tooltip("yearmonthdatehoursminutes(created_at):T", title="minute", format="%H:%M"),
+                 alt.Tooltip("count():Q", title="candidates")]).properties(title="Throughput", height=240)
+    evals = alt.Chart(df).mark_point(filled=True).encode(
+        x=x, y=alt.Y("eval_seconds:Q", title="evaluation time (s)"), color=alt.Color("kind:N", scale=KIND_COLORS),
+        shape=alt.Shape("kind:N", scale=KIND_SHAPES, legend=None),
+        tooltip=[alt.Tooltip("id:Q", title="candidate id"), alt.Tooltip("eval_seconds:Q", format=".1f", title="seconds"),
+                 alt.Tooltip("kind:N", title="outcome"), TIME]).properties(title="Evaluation time", height=240)
+    return alt.hconcat(rate, evals)
+
+
+def workers_chart(workers: pd.DataFrame) -> alt.Chart:
+    """Each worker's cumulative seconds by activity, from its last snapshot."""
+    long = workers.melt(id_vars=["name"], value_vars=["compile_s", "timing_s", "other_busy_s", "idle_s"],
+                        var_name="activity", value_name="seconds")
+    long["activity"] = long["activity"].map({"compile_s": "compile", "timing_s": "timing",
+                                             "other_busy_s": "other busy", "idle_s": "idle"})
+    return alt.Chart(long).mark_bar().encode(
+        y=alt.Y("name:N", title="worker"), x=alt.X("seconds:Q", stack="normalize", title="share of its time"),
+        color=alt.Color("activity:N", sort=["compile", "timing", "other busy", "idle"], title="activity",
+                        scale=alt.Scale(domain=["compile", "timing", "other busy", "idle"],
+                                        range=["#9467bd", "#1f77b4", "#aec7e8", "#dddddd"])),
+        tooltip=[alt.Tooltip("name:N", title="worker"), alt.Tooltip("activity:N", title="activity"),
+                 alt.Tooltip("seconds:Q", format=".0f", title="seconds")]).properties(height=90 + 30 * len(workers))
+
+
+def heatmap_chart(shapes: pd.DataFrame) -> alt.Chart:
+    """Speedup per shape (rows) x candidate (columns), diverging around 1.0 = baseline."""
+    return alt.Chart(shapes).mark_rect().encode(
+        x=alt.X("candidate_id:O", title="candidate id"),
+        y=alt.Y("short:N", title="shape", sort=None, axis=alt.Axis(labelOverlap=False)),
+        color=alt.Color("speedup:Q", title="speedup", scale=alt.Scale(scheme="redblue", domainMid=1.0)),
+        tooltip=[alt.Tooltip("candidate_id:Q", title="candidate"), alt.Tooltip("name:N", title="shape"),
+                 alt.Tooltip("speedup:Q", format=".3f", title="speedup"), alt.Tooltip("ms:Q", format=".4f", title="ms"),
+                 alt.Tooltip("suite:N", title="suite")]).properties(height=26 * shapes["short"].nunique() + 40)

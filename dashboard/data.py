@@ -3,7 +3,6 @@ per run until lineage.db changes (its size/mtime signature is part of the cache 
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ import streamlit as st
 
 from evolve import read
 
+KINDS = ["ok", "pre-screen (quick shapes)", "rejected"]
 CANDIDATE_COLUMNS = ["id", "parent_id", "parent2_id", "operator", "status", "score", "failure_class",
                      "failure_message", "hypothesis", "depth", "created_at", "tokens_in", "tokens_out",
                      "cost_usd", "session_id", "eval_seconds", "variation_seconds", "commit_sha"]
@@ -34,10 +34,12 @@ class RunData:
     summary: read.RunSummary
     snapshot: read.RunSnapshot
     candidates: pd.DataFrame
-    measurements: pd.DataFrame
+    shapes: pd.DataFrame  # one row per (candidate, shape), from each result_json's `shapes`
     sessions: pd.DataFrame
     steps: pd.DataFrame
     events: pd.DataFrame
+    rematches: pd.DataFrame  # one row per `rematch` event: challenger, champion, ratio, noise, won
+    workers: pd.DataFrame
     primary_baseline: str
     flex: FlexReference
 
@@ -55,17 +57,31 @@ def _frame(rows: list[dict[str, Any]], columns: list[str] | None = None) -> pd.D
     return df
 
 
-def _result(c: dict[str, Any]) -> dict[str, Any]:
-    try:
-        value = json.loads(c.get("result_json") or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+def shape_rows(snap: read.RunSnapshot) -> list[dict[str, Any]]:
+    """Per-shape numbers of every candidate, as stored once in its result_json."""
+    rows = []
+    for c in snap.candidates:
+        for sh in read.result_of(c).get("shapes") or []:
+            rows.append({**{k: v for k, v in sh.items() if k != "baselines"}, "candidate_id": c["id"],
+                         "short": read.short_shape(sh), "suite": read.result_of(c).get("suite"),
+                         "baselines": sh.get("baselines") or {}})
+    return rows
+
+
+def rematch_rows(snap: read.RunSnapshot) -> list[dict[str, Any]]:
+    rows = []
+    for e in snap.events:
+        if e.get("kind") == "rematch":
+            d = read.json_dict(e.get("data_json"))
+            rows.append({"ts": e.get("ts"), "challenger": e.get("candidate_id"), "champion": d.get("champion"),
+                         "won": bool(d.get("better")), "ratio": d.get("ratio"), "noise": d.get("noise"),
+                         "message": e.get("message")})
+    return rows
 
 
 def primary_baseline(snap: read.RunSnapshot) -> str:
     for c in reversed(snap.candidates):
-        name = _result(c).get("primary_baseline")
+        name = read.result_of(c).get("primary_baseline")
         if name:
             return str(name)
     return "cudnn"
@@ -75,12 +91,8 @@ def flex_reference(snap: read.RunSnapshot) -> FlexReference:
     """Geomean over shapes of primary_baseline_ms / flex_ms per evaluation, then the median
     over evaluations; None (with the reason) when the run never timed FlexAttention."""
     per_eval: dict[int, list[float]] = {}
-    for m in snap.measurements:
-        try:
-            baselines = json.loads(m.get("baselines_json") or "{}")
-        except ValueError:
-            continue
-        flex, base = baselines.get("flex"), m.get("baseline_ms")
+    for m in shape_rows(snap):
+        flex, base = m["baselines"].get("flex"), m.get("baseline_ms")
         if _positive(flex) and _positive(base):
             per_eval.setdefault(int(m["candidate_id"]), []).append(math.log(base / flex))
     if not per_eval:
@@ -96,11 +108,26 @@ def _positive(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
 
 
-def with_best_so_far(cands: pd.DataFrame) -> pd.DataFrame:
-    """Adds best_so_far: the running max of ok scores in id order (NaN before the first)."""
+def with_champion(cands: pd.DataFrame, snap: read.RunSnapshot) -> pd.DataFrame:
+    """Adds champion (the champion's id after each candidate, from the `new_best` events in id
+    order; the seed until the first), champion_score, measured/prescreen (read.measured_score)
+    and kind (one of KINDS: how charts draw the candidate)."""
     df = cands.sort_values("id").copy()
-    ok_score = df["score"].where(df["status"] == "ok")
-    df["best_so_far"] = pd.to_numeric(ok_score, errors="coerce").cummax()
+    crowned = {int(e["candidate_id"]) for e in snap.events
+               if e.get("kind") == "new_best" and e.get("candidate_id") is not None}
+    score = dict(zip(df["id"], df["score"]))
+    champ, champs = None, []
+    for cid, status in zip(df["id"], df["status"]):
+        if int(cid) in crowned or (champ is None and cid == 0 and status == "ok"):
+            champ = int(cid)
+        champs.append(champ)
+    df["champion"] = champs
+    df["champion_score"] = [score.get(c) if c is not None else None for c in champs]
+    df["champion_score"] = pd.to_numeric(df["champion_score"], errors="coerce")
+    measured = [read.measured_score(c) for c in sorted(snap.candidates, key=lambda c: c["id"])]
+    df["measured"] = [m[0] for m in measured]
+    df["prescreen"] = [m[1] for m in measured]
+    df["kind"] = df["status"].where(df["status"] == "ok", df["prescreen"].map({True: KINDS[1], False: KINDS[2]}))
     return df
 
 
@@ -111,12 +138,13 @@ def _load(run_dir: str, signature: tuple[int, ...]) -> RunData:  # signature: ca
     if not cands.empty:
         cands["created_at"] = pd.to_datetime(cands["created_at"], utc=True, errors="coerce", format="ISO8601")
         cands["score"] = pd.to_numeric(cands["score"], errors="coerce")
-        cands = with_best_so_far(cands)
+        cands = with_champion(cands, snap)
         cands["failure_class"] = cands["failure_class"].fillna("")
     return RunData(
         summary=read.summarize(snap), snapshot=snap, candidates=cands,
-        measurements=_frame(snap.measurements), sessions=_frame(snap.sessions),
+        shapes=_frame(shape_rows(snap)), sessions=_frame(snap.sessions),
         steps=_frame(snap.agent_steps), events=_frame(snap.events),
+        rematches=_frame(rematch_rows(snap)), workers=_frame(snap.workers),
         primary_baseline=primary_baseline(snap), flex=flex_reference(snap),
     )
 
@@ -145,11 +173,6 @@ def candidate_diff(data: RunData, cid: int) -> str | None:
     pid = int(c["parent_id"])
     old, new = candidate_source(data, pid), candidate_source(data, cid)
     return read.unified_diff(old, new, f"candidate {pid}/kernel.py", f"candidate {cid}/kernel.py")
-
-
-def list_runs(runs_dir: Path) -> list[read.RunSummary]:
-    """Summaries of every run under runs_dir (not cached: one small query per run)."""
-    return read.list_runs(runs_dir)
 
 
 def fmt_score(x: Any) -> str:

@@ -1,11 +1,13 @@
 """Lineage tree: a tidy layout (x = depth, y = leaf order of the primary-parent tree) drawn
 with Altair; solid rules for parent edges, dashed rules for crossover (second-parent) edges,
-nodes coloured by score, failed nodes as red crosses, and a point selection on the nodes."""
+nodes drawn as in the trajectory (ok, pre-screen, rejected), the champion ringed, and a point selection on the nodes."""
 
 from __future__ import annotations
 
 import altair as alt
 import pandas as pd
+
+from dashboard.charts import KIND_COLORS, KIND_SHAPES, tooltip
 
 SELECTION = "node"
 
@@ -49,43 +51,39 @@ def layout(cands: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         for pid, kind in ((r.parent_id, "parent"), (r.parent2_id, "crossover")):
             if pd.notna(pid) and int(pid) in pos:
                 px, py = pos[int(pid)]
-                edges.append({"x": px, "y": py, "x2": r.x, "y2": r.y, "kind": kind,
+                edges.append({"x": px, "y": py, "x2": r.x, "y2": r.y, "edge": kind,
                               "from": int(pid), "to": int(r.id)})
-    return nodes, pd.DataFrame(edges, columns=["x", "y", "x2", "y2", "kind", "from", "to"])
+    return nodes, pd.DataFrame(edges, columns=["x", "y", "x2", "y2", "edge", "from", "to"])
 
 
 def lineage_chart(cands: pd.DataFrame, best_id: int | None = None) -> alt.LayerChart:
+
     nodes, edges = layout(cands)
-    nodes = nodes[["id", "x", "y", "score", "status", "operator", "failure_class", "hypothesis"]].copy()
     nodes["label"] = nodes["id"].astype(int).astype(str)
     nodes["best"] = nodes["id"] == best_id
-    # Vega-Lite drops marks whose colour field is null; rejected nodes are painted red by the
-    # condition below, so any number will do for their colour field.
-    nodes["score_color"] = nodes["score"].fillna(nodes["score"].min() if nodes["score"].notna().any() else 0)
     leaves = max(1, int(nodes["y"].max()) + 1) if len(nodes) else 1
     height = min(900, max(260, 28 * leaves))
     x = alt.X("x:Q", title="depth (generations from the seed)", axis=alt.Axis(tickMinStep=1))
     y = alt.Y("y:Q", axis=None, scale=alt.Scale(reverse=True, padding=12))
-    dash = alt.StrokeDash("kind:N", title="edge", scale=alt.Scale(domain=["parent", "crossover"],
+    dash = alt.StrokeDash("edge:N", title="edge", scale=alt.Scale(domain=["parent", "crossover"],
                                                                   range=[[1, 0], [5, 4]]))
     edge_layer = alt.Chart(edges).mark_rule(color="#999", strokeWidth=1.4).encode(
-        x=x, y=y, x2="x2:Q", y2="y2:Q", strokeDash=dash, tooltip=["from:Q", "to:Q", "kind:N"])
+        x=x, y=y, x2="x2:Q", y2="y2:Q", strokeDash=dash,
+        tooltip=[alt.Tooltip("from:Q", title="parent"), alt.Tooltip("to:Q", title="child"),
+                 alt.Tooltip("edge:N", title="edge")])
     pick = alt.selection_point(name=SELECTION, fields=["id"], on="click", clear="dblclick")
-    color = alt.condition("datum.status == 'ok'",
-                          alt.Color("score_color:Q", scale=alt.Scale(scheme="viridis"), title="score"),
-                          alt.value("#d62728"))
     big = len(nodes) > 80  # smaller marks and no id labels when the tree gets crowded
-    node_layer = alt.Chart(nodes).mark_point(filled=True, size=60 if big else 220, stroke="black").encode(
-        x=x, y=y, color=color,
-        shape=alt.Shape("status:N", scale=alt.Scale(domain=["ok", "rejected"], range=["circle", "cross"]),
-                        title="status"),
-        strokeWidth=alt.condition("datum.best", alt.value(2.5), alt.value(0)),
-        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.55)),
-        tooltip=[alt.Tooltip("id:Q", title="candidate"), "status:N", alt.Tooltip("score:Q", format=".4g"),
-                 "operator:N", "failure_class:N", "hypothesis:N"],
+    node_layer = alt.Chart(nodes).mark_point(filled=True, size=50 if big else 160).encode(
+        x=x, y=y, color=alt.Color("kind:N", scale=KIND_COLORS, title="candidate"),
+        shape=alt.Shape("kind:N", scale=KIND_SHAPES, title="candidate"),
+        opacity=alt.condition(pick, alt.value(1.0), alt.value(0.55)), tooltip=tooltip(),
     ).add_params(pick)
-    labels = alt.Chart(nodes).mark_text(dy=-14, fontSize=10, color="#333").encode(x=x, y=y, text="label:N")
-    layers = [edge_layer, node_layer] + ([] if big else [labels])
+    ring = alt.Chart(nodes[nodes["best"]]).mark_point(size=420, filled=False, color="black", strokeWidth=2.5).encode(
+        x=x, y=y, tooltip=[alt.Tooltip("id:Q", title="champion")])
+    # the id sits just right of its own node, vertically centred on it
+    labels = alt.Chart(nodes).mark_text(align="left", baseline="middle", dx=9, fontSize=10, color="#333").encode(
+        x=x, y=y, text="label:N")
+    layers = [edge_layer, ring, node_layer] + ([] if big else [labels])
     return alt.layer(*layers).properties(height=height, title="Lineage tree")
 
 

@@ -1,9 +1,8 @@
-"""The candidate view: numbers, hypothesis, failure, per-shape table, source, diff against
-the parent, and the agent transcript of the session that produced it."""
+"""The candidate view (numbers, hypothesis, failure, per-shape table, source, diff against the
+parent, the agent transcript of its session) and the two-candidate comparison."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pandas as pd
@@ -11,14 +10,15 @@ import streamlit as st
 
 from dashboard import data as dd
 from dashboard.views_run import CANDIDATE_KEY, candidate_labels, open_candidate
-from evolve.read import RunNotReady
+from evolve.read import RunNotReady, json_dict, unified_diff
 
-SHAPE_COLUMNS = ["shape", "B", "Hq", "Hkv", "S", "D", "causal", "dtype", "ms", "tflops", "baseline_ms",
-                 "speedup", "error", "error_ratio"]
-
-
-def _on_parent(pid: int) -> None:
-    open_candidate(pid)
+SHAPE_COLUMNS = ["short", "ms", "baseline_ms", "speedup", "tflops", "error", "error_ratio"]
+NUMBER = st.column_config.NumberColumn
+SHAPE_CONFIG = {"short": st.column_config.TextColumn("shape", help="B x Hq/Hkv, head dim, sequence length, "
+                                                     "c = causal"),
+                "ms": NUMBER("ms", format="%.4f"), "baseline_ms": NUMBER("baseline ms", format="%.4f"),
+                "tflops": NUMBER("TFLOP/s", format="%.1f"), "speedup": NUMBER("speedup", format="%.3f"),
+                "error": NUMBER("max error", format="%.2e"), "error_ratio": NUMBER("error ratio", format="%.2f")}
 
 
 def view(data: dd.RunData) -> None:
@@ -36,7 +36,8 @@ def view(data: dd.RunData) -> None:
     st.subheader(f"Candidate {cid}")
     cols = st.columns(5)
     cols[0].metric("status", c["status"])
-    cols[1].metric("score", dd.fmt_score(c.get("score")))
+    score, pre = read_score(data, int(cid))
+    cols[1].metric("pre-screen score" if pre else "score", dd.fmt_score(score))
     cols[2].metric("operator", c.get("operator") or "–")
     cols[3].metric("depth", c.get("depth", 0))
     cols[4].metric("eval time", f"{float(c.get('eval_seconds') or 0):.1f} s")
@@ -44,11 +45,11 @@ def view(data: dd.RunData) -> None:
     if parents:
         pcols = st.columns(len(parents) + 2)
         for i, p in enumerate(parents):
-            pcols[i].button(f"open parent #{int(p)}", key=f"open_parent_{i}", on_click=_on_parent, args=(int(p),))
+            pcols[i].button(f"open parent #{int(p)}", key=f"open_parent_{i}", on_click=open_candidate, args=(int(p),))
     st.markdown(f"**Hypothesis.** {c.get('hypothesis') or '–'}")
     if c["status"] != "ok":
         st.error(f"**{c.get('failure_class') or 'rejected'}**: {c.get('failure_message') or '(no message)'}")
-    changes = _loads(c.get("changes_json"))
+    changes = json_dict(c.get("changes_json"))
     if changes:
         with st.expander("changes (operator's record)"):
             st.json(changes)
@@ -59,34 +60,67 @@ def view(data: dd.RunData) -> None:
     transcript(data, c)
 
 
-def _loads(text: Any) -> dict[str, Any]:
-    try:
-        v = json.loads(text or "{}")
-    except (TypeError, ValueError):
-        return {}
-    return v if isinstance(v, dict) else {}
+def read_score(data: dd.RunData, cid: int) -> tuple[float | None, bool]:
+    row = data.candidates[data.candidates["id"] == cid].iloc[0]
+    return (None if pd.isna(row["measured"]) else float(row["measured"])), bool(row["prescreen"])
+
+
+def full(table: pd.DataFrame) -> int:
+    """A dataframe height showing every row (no inner scrolling)."""
+    return 35 * (len(table) + 1) + 3
+
+
+def shape_table(data: dd.RunData, cid: int) -> pd.DataFrame:
+    m = data.shapes
+    return m[m["candidate_id"] == cid][SHAPE_COLUMNS] if not m.empty else pd.DataFrame(columns=SHAPE_COLUMNS)
 
 
 def shapes(data: dd.RunData, cid: int) -> None:
     st.markdown("#### Per-shape results")
-    m = data.measurements
-    rows = m[m["candidate_id"] == cid] if not m.empty else m
-    if rows.empty:
-        st.caption("No per-shape measurements (a rejected candidate is not timed).")
+    table = shape_table(data, cid)
+    if table.empty:
+        st.caption("No per-shape results (a candidate rejected before timing has none).")
         return
-    table = rows[[c for c in SHAPE_COLUMNS if c in rows.columns]].copy()
-    if "baselines_json" in rows.columns:
-        base = [_loads(t) for t in rows["baselines_json"]]
-        for name in sorted({k for b in base for k in b}):
-            table[f"{name} ms"] = [b.get(name) for b in base]
-    fmt = st.column_config.NumberColumn
-    st.dataframe(table, hide_index=True, column_config={
-        "ms": fmt("ms", format="%.4f"), "baseline_ms": fmt("baseline ms", format="%.4f"),
-        "tflops": fmt("TFLOP/s", format="%.3f"), "speedup": fmt("speedup", format="%.3f"),
-        "error": fmt("max error", format="%.2e"), "error_ratio": fmt("error ratio", format="%.2f")})
-    result = _loads(data.snapshot.candidate(cid).get("result_json"))
+    st.dataframe(table, hide_index=True, width="stretch", column_config=SHAPE_CONFIG, height=full(table))
+    result = json_dict(data.snapshot.candidate(cid).get("result_json"))
     if result.get("timing"):
-        st.caption(f"timing: {result['timing']} · primary baseline: {result.get('primary_baseline')}")
+        st.caption(f"suite {result.get('suite')} · timing: {result['timing']} · primary baseline: "
+                   f"{result.get('primary_baseline')}")
+
+
+def compare(data: dd.RunData) -> None:
+    """Two candidates side by side: per-shape tables and the source diff between them."""
+    cands = data.candidates
+    if cands.empty:
+        st.info("No candidates recorded yet.")
+        return
+    labels = candidate_labels(cands)
+    ids = list(labels)
+    cols = st.columns(2)
+    left = cols[0].selectbox("candidate A", ids, format_func=labels.get, key="cmp_a",
+                             index=ids.index(data.summary.best_id) if data.summary.best_id in ids else 0)
+    right = cols[1].selectbox("candidate B", ids, format_func=labels.get, key="cmp_b", index=len(ids) - 1)
+    a, b = shape_table(data, left), shape_table(data, right)
+    for col, cid, table in ((cols[0], left, a), (cols[1], right, b)):
+        score, pre = read_score(data, cid)
+        col.metric(f"#{cid} " + ("pre-screen score" if pre else "score"), dd.fmt_score(score))
+        side = table[["short", "ms", "speedup", "tflops"]]  # what fits half the page
+        col.dataframe(side, hide_index=True, width="stretch", column_config=SHAPE_CONFIG, height=full(side)) \
+            if not table.empty else col.caption("no per-shape results")
+    if not a.empty and not b.empty:
+        both = a[["short", "speedup"]].merge(b[["short", "speedup"]], on="short", suffixes=(" A", " B"))
+        both["B / A"] = both["speedup B"] / both["speedup A"]
+        st.markdown("#### Per shape, B against A")
+        st.dataframe(both, hide_index=True, width="stretch", height=full(both), column_config={
+            "short": "shape", **{k: NUMBER(k, format="%.3f") for k in ("speedup A", "speedup B", "B / A")}})
+    st.markdown("#### Source diff A -> B")
+    try:
+        diff = unified_diff(dd.candidate_source(data, left), dd.candidate_source(data, right),
+                            f"candidate {left}/kernel.py", f"candidate {right}/kernel.py")
+    except RunNotReady as e:
+        st.warning(str(e))
+        return
+    st.code(diff, language="diff") if diff else st.caption("The two sources are identical.")
 
 
 def code(data: dd.RunData, cid: int) -> None:
@@ -131,7 +165,7 @@ def transcript(data: dd.RunData, c: dict[str, Any]) -> None:
         head = (f"step {int(r.step)} · {r.role}{tool} · {int(r.tokens_in or 0):,} in / "
                 f"{int(r.tokens_out or 0):,} out · {float(r.latency_s or 0):.1f} s")
         with st.expander(head, expanded=False):
-            args = _loads(r.arguments_json)
+            args = json_dict(r.arguments_json)
             if args:
                 st.json(args)
             st.text(r.result_summary or "")

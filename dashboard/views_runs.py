@@ -16,11 +16,11 @@ RUN_KEY = "run"
 
 def runs_frame(runs: list[RunSummary]) -> pd.DataFrame:
     return pd.DataFrame([{
-        "run": r.name, "target": r.target, "operator": r.operator, "model": r.model or "–",
-        "status": r.status, "candidates": r.candidates, "rejected": r.rejected,
-        "best score": r.best_score, "best id": r.best_id, "seed score": r.seed_score,
+        "run": r.name, "stored name": r.record.name, "target": r.record.target, "operator": r.record.operator,
+        "model": r.record.model or "–", "status": r.status, "candidates": r.candidates, "rejected": r.rejected,
+        "champion score": r.best_score, "champion": r.best_id, "seed score": r.seed_score,
         "elapsed": dd.fmt_elapsed(r.elapsed_s), "GPU": r.gpu or "–", "cost USD": r.cost_usd,
-        "started": r.created_at, "note": r.problem or "",
+        "started": r.record.created_at, "note": r.problem or "",
     } for r in runs])
 
 
@@ -37,13 +37,14 @@ def _on_table_select() -> None:
 
 def view(runs: list[RunSummary], runs_dir: Path) -> None:
     st.subheader("Runs")
-    st.caption(f"runs directory: `{runs_dir}` · select a row to open that run")
+    st.caption(f"runs directory: `{runs_dir}` · runs are named by their folder (what `evolve status RUN` "
+               "takes) · select a row to open that run")
     frame = runs_frame(runs)
     st.session_state["_run_names"] = list(frame["run"])
     with st.container(key="runs"):
         st.dataframe(frame, hide_index=True, key="runs_table", on_select=_on_table_select,
                      selection_mode="single-row", column_config={
-                         "best score": st.column_config.NumberColumn(format="%.4g"),
+                         "champion score": st.column_config.NumberColumn(format="%.4g"),
                          "seed score": st.column_config.NumberColumn(format="%.4g"),
                          "cost USD": st.column_config.NumberColumn(format="$%.2f")})
     ready = [r.name for r in runs if r.ready]
@@ -60,7 +61,7 @@ def view(runs: list[RunSummary], runs_dir: Path) -> None:
     cols = st.columns(2)
     for col, name in zip(cols, picked):
         with col:
-            st.markdown(f"#### {name}")
+            st.markdown(f"#### {by_name[name].label}")
             try:
                 d = dd.load_run(by_name[name].path)
             except RunNotReady as e:
@@ -69,10 +70,11 @@ def view(runs: list[RunSummary], runs_dir: Path) -> None:
             loaded.append(d)
             s = d.summary
             m = st.columns(3)
-            m[0].metric("best", dd.fmt_score(s.best_score))
+            m[0].metric("champion", dd.fmt_score(s.best_score))
             m[1].metric("candidates", s.candidates)
             m[2].metric("rejected", s.rejected)
-            st.caption(f"{s.target} · {s.operator} · {s.model or '–'} · {s.gpu} · {dd.fmt_elapsed(s.elapsed_s)}")
+            st.caption(f"{s.record.target} · {s.record.operator} · {s.record.model or '–'} · {s.gpu} · "
+                       f"{dd.fmt_elapsed(s.elapsed_s)}")
             if not d.candidates.empty:
                 st.altair_chart(charts.trajectory_chart(d, "index", "status", False), width="stretch")
     if len(loaded) == 2:

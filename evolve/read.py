@@ -12,17 +12,19 @@ import difflib
 import json
 import math
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from evolve.records import RunRecord
+from evolve.lock import holder_alive
 from evolve.store import champion_id
 
 DB_NAME = "lineage.db"
 KERNELS_DIR = "kernels"
 KERNEL_FILE = "kernel.py"
-TABLES = ("runs", "candidates", "measurements", "sessions", "agent_steps", "events")
+LOCK_FILE = "run.lock"
 
 
 class RunNotReady(Exception):
@@ -31,22 +33,23 @@ class RunNotReady(Exception):
 
 @dataclass
 class RunSummary:
-    """One row of the runs table."""
+    """One row of the runs table. A run is identified by its FOLDER name (``name``); the name
+    stored in its DB is ``record.name``. ``status`` is the effective one: a DB that says
+    ``running`` while no live process holds run.lock is ``interrupted``, stopped at
+    ``stopped_at``."""
 
     name: str
     path: Path
-    target: str = ""
-    operator: str = ""
-    model: str = ""
-    suite: str = ""
+    record: RunRecord = field(default_factory=lambda: run_record({}))
     status: str = ""
-    created_at: str = ""
-    updated_at: str = ""
+    stopped_at: datetime | None = None
     candidates: int = 0
     ok: int = 0
     rejected: int = 0
-    best_score: float | None = None
+    best_score: float | None = None  # the champion's (evolve.store.champion_id)
     best_id: int | None = None
+    top_id: int | None = None  # the highest single score: not the champion when it lost a rematch
+    top_score: float | None = None
     seed_score: float | None = None
     elapsed_s: float | None = None
     gpu: str = ""
@@ -58,6 +61,12 @@ class RunSummary:
     def ready(self) -> bool:
         return self.problem is None
 
+    @property
+    def label(self) -> str:
+        """Folder name, with the stored name beside it when they differ."""
+        stored = self.record.name
+        return self.name if not stored or stored == self.name else f"{self.name} ({stored})"
+
 
 @dataclass
 class RunSnapshot:
@@ -66,15 +75,15 @@ class RunSnapshot:
     path: Path
     run: dict[str, Any]
     candidates: list[dict[str, Any]]
-    measurements: list[dict[str, Any]]
     sessions: list[dict[str, Any]]
     agent_steps: list[dict[str, Any]]
     events: list[dict[str, Any]]
+    workers: list[dict[str, Any]]
     champion_id: int | None = None  # evolve.store.champion_id, read in the same transaction
 
     @property
     def name(self) -> str:
-        return str(self.run.get("name") or self.path.name)
+        return self.path.name  # the folder: what `evolve status/best/show RUN` takes
 
     def candidate(self, cid: int) -> dict[str, Any]:
         for c in self.candidates:
@@ -158,10 +167,10 @@ def read_snapshot(run_dir: Path) -> RunSnapshot:
             path=run_dir,
             run=runs[-1],
             candidates=_rows(conn, "candidates", present, "id"),
-            measurements=_rows(conn, "measurements", present, "candidate_id, rowid"),
             sessions=_rows(conn, "sessions", present, "started_at"),
             agent_steps=_rows(conn, "agent_steps", present, "session_id, step"),
             events=_rows(conn, "events", present, "ts"),
+            workers=_rows(conn, "workers", present, "name"),
             champion_id=champion_id(conn) if "events" in present else None,
         )
         conn.execute("COMMIT")
@@ -173,7 +182,7 @@ def read_snapshot(run_dir: Path) -> RunSnapshot:
         conn.close()
 
 
-def _json(text: Any) -> dict[str, Any]:
+def json_dict(text: Any) -> dict[str, Any]:
     if isinstance(text, dict):
         return text
     try:
@@ -185,39 +194,53 @@ def _json(text: Any) -> dict[str, Any]:
 
 def run_gpu(snap: RunSnapshot) -> str:
     """The GPU named by the run's fingerprint or, failing that, by its latest evaluation."""
-    fp = _json(snap.run.get("fingerprint_json"))
+    fp = json_dict(snap.run.get("fingerprint_json"))
     for key in ("gpu", "gpu_name"):
         if fp.get(key):
             return str(fp[key])
     if isinstance(fp.get("env"), dict) and fp["env"].get("gpu"):
         return str(fp["env"]["gpu"])
     for c in reversed(snap.candidates):
-        gpu = _json(c.get("result_json")).get("env", {}).get("gpu")
+        gpu = json_dict(c.get("result_json")).get("env", {}).get("gpu")
         if gpu:
             return str(gpu)
     return "none (CPU)"
+
+
+def run_record(row: dict[str, Any]) -> RunRecord:
+    """The runs row as a RunRecord (columns a half-written DB lacks are empty)."""
+    blank = dict.fromkeys(("name", "target", "operator", "model", "suite", "status"), "")
+    return RunRecord.from_row({**blank, **{k: v for k, v in row.items() if v is not None}})
+
+
+def stopped_at(snap: RunSnapshot) -> datetime | None:
+    """When the run last did something: the latest of updated_at, events, candidates, workers."""
+    stamps = [snap.run.get("updated_at")] + [e.get("ts") for e in snap.events[-1:]]
+    stamps += [c.get("created_at") for c in snap.candidates[-1:]] + [w.get("updated") for w in snap.workers]
+    times = [t for t in map(parse_time, stamps) if t is not None]
+    return max(times) if times else None
 
 
 def summarize(snap: RunSnapshot, now: datetime | None = None) -> RunSummary:
     cands = snap.candidates
     ok = [c for c in cands if c.get("status") == "ok" and _finite(c.get("score"))]
     best = next((c for c in ok if c["id"] == snap.champion_id), None)
+    top = max(ok, key=lambda c: c["score"], default=None)
     seed = next((c for c in cands if c["id"] == 0), None)
+    status = str(snap.run.get("status") or "")
+    if status == "running" and not holder_alive(snap.path / LOCK_FILE):
+        status = "interrupted"  # the DB says running, but no live process holds the lock
     start = parse_time(snap.run.get("created_at"))
-    if snap.run.get("status") == "running":
-        end = now or datetime.now(timezone.utc)
-    else:
-        end = parse_time(snap.run.get("updated_at"))
+    end = (now or datetime.now(timezone.utc)) if status == "running" else stopped_at(snap)
     elapsed = (end - start).total_seconds() if start and end else None
     cost = sum(float(s.get("cost_usd") or 0) for s in snap.sessions) if snap.sessions else \
         sum(float(c.get("cost_usd") or 0) for c in cands)
     return RunSummary(
-        name=snap.name, path=snap.path, target=str(snap.run.get("target") or ""),
-        operator=str(snap.run.get("operator") or ""), model=str(snap.run.get("model") or ""),
-        suite=str(snap.run.get("suite") or ""), status=str(snap.run.get("status") or ""),
-        created_at=str(snap.run.get("created_at") or ""), updated_at=str(snap.run.get("updated_at") or ""),
+        name=snap.name, path=snap.path, record=run_record(snap.run), status=status,
+        stopped_at=None if status == "running" else end,
         candidates=len(cands), ok=len(ok), rejected=sum(c.get("status") == "rejected" for c in cands),
         best_score=best["score"] if best else None, best_id=best["id"] if best else None,
+        top_id=top["id"] if top else None, top_score=top["score"] if top else None,
         seed_score=seed.get("score") if seed else None, elapsed_s=elapsed, gpu=run_gpu(snap),
         device=str(cands[-1].get("device") or "") if cands else "", cost_usd=cost,
     )
@@ -236,6 +259,31 @@ def list_runs(runs_dir: Path) -> list[RunSummary]:
 
 def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def result_of(c: dict[str, Any]) -> dict[str, Any]:
+    """A candidate row's stored EvalResult dict (result_json; {} when absent)."""
+    return json_dict(c.get("result_json"))
+
+
+def measured_score(c: dict[str, Any]) -> tuple[float | None, bool]:
+    """(score, pre-screen?): an ok candidate's score, or for a `slow` rejection the geomean
+    speedup its quick pre-screen measured (over the quick shapes only); else (None, False)."""
+    if c.get("status") == "ok" and _finite(c.get("score")):
+        return float(c["score"]), False
+    speedups = [s.get("speedup") for s in result_of(c).get("shapes") or []]
+    if c.get("failure_class") == "slow" and speedups and all(_finite(x) and x > 0 for x in speedups):
+        return math.exp(sum(map(math.log, speedups)) / len(speedups)), True
+    return None, False
+
+
+def short_shape(s: dict[str, Any]) -> str:
+    """`16x32/8 d128 1k c`: B x Hq/Hkv, head dim, sequence length, c = causal (dtype unless bf16)."""
+    n = int(s.get("S") or 0)
+    length = f"{n // 1024}k" if n >= 1024 and n % 1024 == 0 else str(n)
+    dtype = {"bfloat16": "", "float16": " fp16", "float32": " fp32"}.get(str(s.get("dtype")), f" {s.get('dtype')}")
+    return (f"{s.get('B')}x{s.get('Hq')}/{s.get('Hkv')} d{s.get('D')} {length}"
+            + (" c" if s.get("causal") else "") + dtype)
 
 
 # ---- kernels/ git repository (read-only) ---------------------------------------------
@@ -272,15 +320,3 @@ def unified_diff(parent_source: str, source: str, parent_label: str, label: str)
     lines = difflib.unified_diff(parent_source.splitlines(keepends=True), source.splitlines(keepends=True),
                                  fromfile=parent_label, tofile=label, n=3)
     return "".join(lines)
-
-
-def candidate_diff(run_dir: Path, snap: RunSnapshot, cid: int) -> str | None:
-    """Unified diff of kernel.py against the candidate's primary parent (None for the seed)."""
-    cand = snap.candidate(cid)
-    pid = cand.get("parent_id")
-    if pid is None:
-        return None
-    parent = snap.candidate(int(pid))
-    old = candidate_source(run_dir, parent.get("commit_sha"), int(pid))
-    new = candidate_source(run_dir, cand.get("commit_sha"), cid)
-    return unified_diff(old, new, f"candidate {pid}/kernel.py", f"candidate {cid}/kernel.py")

@@ -3,48 +3,51 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import os
+import re
 from typing import Any
 
+from rich import box
 from rich.console import Console, Group
 from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
 
-from evaluator import ShapeResult
+from evolve import read
+from evolve.read import short_shape
 from evolve.records import Candidate
 from evolve.run import RunHandle
 
+LONG_FLOAT = re.compile(r"\d+\.\d{5,}")
+
+
+def _compact(table: Table) -> Table:
+    """No vertical borders and one space between columns: tables fit 80 columns."""
+    table.box, table.padding, table.pad_edge, table.collapse_padding = box.SIMPLE_HEAD, (0, 1), False, True
+    return table
+
+
+def round_floats(text: str) -> str:
+    """`ratio 1.0505317048116145` -> `ratio 1.051` (messages stored by older runs)."""
+    return LONG_FLOAT.sub(lambda m: f"{float(m.group()):.4g}", text)
+
 
 def make_console(stderr: bool = False) -> Console:
-    """A console; off a terminal (pipes, tests) wide enough that tables and lines stay whole."""
+    """A console as wide as the terminal (or $COLUMNS); off a terminal without $COLUMNS (pipes),
+    160 columns so that lines stay whole."""
     console = Console(stderr=stderr)
-    if not console.is_terminal:
+    if not console.is_terminal and not os.environ.get("COLUMNS"):
         console = Console(stderr=stderr, width=160)
     return console
 
 
-def _parse(ts: str | None) -> datetime | None:
-    try:
-        return datetime.fromisoformat(ts) if ts else None
-    except ValueError:
-        return None
-
-
 def elapsed_s(run: RunHandle) -> float:
-    """Wall time from the run's creation to its latest activity (now, while running)."""
-    rec = run.store.run()
-    start = _parse(rec.created_at)
-    if start is None:
+    """Wall time from the run's creation to its latest activity (now, while a live loop runs):
+    the same rule as the dashboard's (evolve.read.summarize)."""
+    try:
+        return read.summarize(read.read_snapshot(run.paths.root)).elapsed_s or 0.0
+    except read.RunNotReady:
         return 0.0
-    if run.effective_status() == "running":
-        return (datetime.now(start.tzinfo) - start).total_seconds()
-    stamps = [rec.updated_at] + [e.ts for e in run.store.events()[-1:]]
-    cands = run.store.candidates()
-    if cands:
-        stamps.append(cands[-1].created_at)
-    ends = [t for t in (_parse(s) for s in stamps) if t is not None]
-    return max(0.0, (max(ends) - start).total_seconds()) if ends else 0.0
 
 
 def fmt_elapsed(seconds: float) -> str:
@@ -52,25 +55,27 @@ def fmt_elapsed(seconds: float) -> str:
     return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def fmt_score(x: float | None) -> str:
-    return "-" if x is None else f"{x:.4g}"
-
-
 def _num(x: Any, spec: str = ".4g") -> str:
     return "-" if x is None else format(x, spec)
 
 
+def run_label(run: RunHandle) -> str:
+    """The run's folder (what `evolve status/best/show RUN` takes), the stored name beside it."""
+    folder, stored = run.paths.root.name, run.store.run().name
+    return folder if stored == folder else f"{folder} ({stored})"
+
+
 def runs_table(runs: list[RunHandle]) -> Table:
-    t = Table(title="runs", show_lines=False)
-    for col in ("name", "target", "operator", "status", "candidates", "best", "best score",
+    t = _compact(Table(title="runs", show_lines=False))
+    for col in ("run", "target", "operator", "status", "candidates", "best", "best score",
                 "elapsed"):
         t.add_column(col, justify="right" if col in ("candidates", "best score") else "left")
     for run in runs:
         rec = run.store.run()
         best = run.store.best()
-        t.add_row(rec.name, rec.target, rec.operator, run.effective_status(),
+        t.add_row(run_label(run), rec.target, rec.operator, run.effective_status(),
                   str(run.store.counts()["total"]), f"#{best.id}" if best else "-",
-                  fmt_score(best.score if best else None), fmt_elapsed(elapsed_s(run)))
+                  _num(best.score if best else None), fmt_elapsed(elapsed_s(run)))
     return t
 
 
@@ -83,7 +88,7 @@ def run_summary(run: RunHandle) -> Group:
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold cyan", justify="right")
     t.add_column()
-    t.add_row("run", f"{rec.name}  ({run.paths.root})")
+    t.add_row("run", f"{run_label(run)}  {run.paths.root}")
     t.add_row("target / suite", f"{rec.target} / {rec.suite}")
     t.add_row("operator", rec.operator + (f" ({rec.model})" if rec.model else ""))
     cfg = run.config
@@ -98,7 +103,7 @@ def run_summary(run: RunHandle) -> Group:
     t.add_row("candidates", f"{counts['total']} ({by_status})")
     if counts["by_class"]:
         t.add_row("failures", ", ".join(f"{k} {v}" for k, v in counts["by_class"].items()))
-    t.add_row("best", f"#{best.id} score {fmt_score(best.score)}" if best else "-")
+    t.add_row("best", f"#{best.id} score {_num(best.score)}" if best else "-")
     if totals["tokens_in"] or totals["cost_usd"]:
         t.add_row("tokens / cost", f"{totals['tokens_in']} in, {totals['tokens_out']} out, "
                   f"${totals['cost_usd']:.4f}")
@@ -106,40 +111,42 @@ def run_summary(run: RunHandle) -> Group:
     t.add_row("software", f"torch {fp.get('torch', '?')}, triton {fp.get('triton', '?')}, "
               f"python {fp.get('python', '?')}")
     events = run.store.events()[-5:]
-    ev = Table(title="last events", show_header=True)
+    ev = _compact(Table(title="last events", show_header=True))
     for col in ("time", "kind", "id", "message"):
-        ev.add_column(col)
+        ev.add_column(col, no_wrap=col != "message")
     for e in events:
-        ev.add_row(e.ts[:19], e.kind, "-" if e.candidate_id is None else str(e.candidate_id),
-                   e.message[:100])
+        ev.add_row(e.ts[11:19], e.kind, "-" if e.candidate_id is None else str(e.candidate_id),
+                   round_floats(e.message))
     return Group(t, ev)
 
 
 def workers_table(workers: list[dict[str, Any]]) -> Table:
     """The evaluation workers' last utilisation snapshot (table `workers`)."""
-    t = Table(title="evaluation workers")
-    for col in ("worker", "gpu", "state", "job", "jobs", "busy %", "compile s", "timing s",
-                "idle s", "restarts"):
-        t.add_column(col, justify="left" if col in ("worker", "state", "job") else "right")
+    t = _compact(Table(title="evaluation workers, last snapshot (times in s)"))
+    for col in ("worker", "state", "job", "jobs", "busy%", "compile", "timing", "idle", "restarts"):
+        t.add_column(col, justify="left" if col in ("worker", "state", "job") else "right",
+                     no_wrap=col != "job", overflow="fold")
     for w in workers:
         busy, idle = float(w.get("busy_s") or 0.0), float(w.get("idle_s") or 0.0)
         pct = f"{100 * busy / (busy + idle):.0f}" if busy + idle > 0 else "-"
         active = w.get("state") not in ("idle", "stopped", "dead")
-        t.add_row(str(w.get("name")), "cpu" if w.get("gpu") is None else str(w.get("gpu")),
-                  str(w.get("state")), str(w.get("job_id") or "-") if active else "-",
+        name, gpu = str(w.get("name")), w.get("gpu")
+        name += "" if gpu is None or f"gpu{gpu}" in name else f" (gpu {gpu})"
+        t.add_row(name, str(w.get("state")), str(w.get("job_id") or "-") if active else "-",
                   str(w.get("jobs_done") or 0), pct, f"{float(w.get('compile_s') or 0):.0f}",
-                  f"{float(w.get('timing_s') or 0):.0f}", f"{idle:.0f}",
-                  str(w.get("restarts") or 0))
+                  f"{float(w.get('timing_s') or 0):.0f}", f"{idle:.0f}", str(w.get("restarts") or 0))
     return t
 
 
-def shapes_table(shapes: list[ShapeResult], title: str = "per shape") -> Table:
-    t = Table(title=title)
-    for col in ("shape", "ms", "baseline ms", "speedup", "TFLOP/s", "max err", "err ratio"):
-        t.add_column(col, justify="left" if col == "shape" else "right")
+def shapes_table(shapes: list[dict[str, Any]], title: str = "per shape") -> Table:
+    """Per-shape rows of a result (EvalResult.to_dict()["shapes"]); shape = B x Hq/Hkv, head dim,
+    sequence length, c = causal."""
+    t = _compact(Table(title=f"{title} (B x Hq/Hkv dD S, c = causal)"))
+    for col in ("shape", "ms", "base ms", "speedup", "TFLOP/s", "max err", "err ratio"):
+        t.add_column(col, justify="left" if col == "shape" else "right", no_wrap=True)
     for m in shapes:
-        t.add_row(m.name, _num(m.ms), _num(m.baseline_ms), _num(m.speedup), _num(m.tflops),
-                  _num(m.error, ".3g"), _num(m.error_ratio, ".3g"))
+        t.add_row(short_shape(m), _num(m.get("ms")), _num(m.get("baseline_ms")), _num(m.get("speedup")),
+                  _num(m.get("tflops"), ".4g"), _num(m.get("error"), ".3g"), _num(m.get("error_ratio"), ".3g"))
     return t
 
 
@@ -151,7 +158,7 @@ def candidate_panel(c: Candidate) -> Panel:
     parents = "-" if c.parent_id is None else f"#{c.parent_id}" + (
         f" x #{c.parent2_id}" if c.parent2_id is not None else "")
     t.add_row("parents", parents)
-    t.add_row("status", c.status + (f"  score {fmt_score(c.score)}" if c.ok else ""))
+    t.add_row("status", c.status + (f"  score {_num(c.score)}" if c.ok else ""))
     if not c.ok:
         t.add_row("failure", f"{c.failure_class}: {c.failure_message or ''}")
     t.add_row("hypothesis", c.hypothesis)

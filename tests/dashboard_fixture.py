@@ -1,22 +1,31 @@
-"""A synthetic run directory for the dashboard tests: lineage.db written with sqlite-utils
-following docs/architecture.md, and a kernels/ git repo (one commit per candidate, git
-parents = lineage parents). Numbers are fixture values, not measurements; the real-loop
-fixture (tests/fixture_run.py) is used where it exists."""
+"""A synthetic run directory for the dashboard and CLI-output tests: lineage.db written with
+sqlite-utils following docs/architecture.md (per-shape numbers only in result_json), and a
+kernels/ git repo (one commit per candidate, git parents = lineage parents). Numbers are
+fixture values, not measurements; the real-loop fixture (tests/fixture_run.py) is used where
+it exists. The plan has what a real GPU run shows: a `slow` rejection with its quick
+pre-screen score, and a highest single score (#7) that lost its rematch (champion: #3)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import socket
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import git
 import sqlite_utils
 
-from evolve.records import AgentStep, Candidate, Event, Measurement, RunRecord, SessionRecord
+from evolve.records import AgentStep, Candidate, Event, RunRecord, SessionRecord
 
 T0 = datetime(2026, 11, 26, 3, 0, tzinfo=timezone.utc)
-SHAPES = [("S=64 causal", 64, True), ("S=128", 128, False)]
+# (B, Hq, Hkv, S, D, causal)
+CPU_SHAPES = [(1, 4, 2, 64, 64, True), (1, 4, 2, 128, 64, False)]
+GPU_SHAPES = [(b, hq, hkv, s, d, c) for hq, hkv, d in ((32, 8, 128), (64, 8, 128), (28, 4, 128), (32, 8, 64))
+              for b, s in ((16, 1024), (4, 4096), (1, 16384)) for c in (False, True)]  # 24, as the default suite
+QUICK = 0.0459  # the `slow` candidate's pre-screen score (geomean over its quick shapes)
+# rematches: (challenger, champion, won)
+REMATCHES = [(1, 0, True), (3, 1, True), (7, 3, False)]
 
 # id, parent, parent2, operator, status, score, failure class, failure message, block_m
 PLAN = [
@@ -27,6 +36,8 @@ PLAN = [
     (3, 1, None, "agent", "ok", 0.0633, None, None, 128),
     (4, 3, 1, "offline", "ok", 0.0588, None, None, 96),
     (5, 3, None, "agent", "rejected", None, "compile", "triton.CompilationError: dot shape", 8),
+    (6, 3, None, "offline", "rejected", None, "slow", f"quick pre-screen: {QUICK} < 0.9 x champion 0.0633", 16),
+    (7, 3, None, "offline", "ok", 0.0701, None, None, 64),
 ]
 
 KERNEL = '''"""Fixture kernel {cid}."""
@@ -42,29 +53,34 @@ def attention(q, k, v, *, causal=False, sm_scale=None):
 '''
 
 
-def _shape_rows(cid: int, score: float, flex: bool) -> tuple[list[dict], list[dict]]:
-    meas, shapes = [], []
-    for i, (name, s, causal) in enumerate(SHAPES):
+def _shapes(score: float, flex: bool, shapes: list[tuple]) -> list[dict]:
+    """EvalResult.to_dict()["shapes"] for a candidate scoring `score` on every shape."""
+    dtype = "bfloat16" if flex else "float16"
+    out = []
+    for i, (b, hq, hkv, s, d, causal) in enumerate(shapes):
         base = 0.30 * (i + 1)
         ms = base / score
-        baselines = {"cudnn": base, "flex": base * 1.25} if flex else {"sdpa-cpu": base}
-        flops = 4 * 1 * 4 * s * s * 64 / (2 if causal else 1)
-        row = dict(candidate_id=cid, shape=name, B=1, Hq=4, Hkv=2, S=s, D=64, causal=causal,
-                   dtype="float16", ms=ms, tflops=flops / (ms * 1e-3) / 1e12, baseline_ms=base,
-                   speedup=base / ms, error=1e-3 * (i + 1), error_ratio=0.9,
-                   baselines_json=json.dumps(baselines))
-        meas.append(Measurement.from_row(row).to_row())
-        d = {k: v for k, v in row.items() if k not in ("candidate_id", "shape", "baselines_json")}
-        shapes.append({"name": name, **d, "baselines": baselines})
-    return meas, shapes
+        flops = 4 * b * hq * s * s * d / (2 if causal else 1)
+        out.append({"name": f"B={b} Hq={hq} Hkv={hkv} S={s} D={d} {'causal' if causal else 'noncausal'} {dtype}",
+                    "B": b, "Hq": hq, "Hkv": hkv, "S": s, "D": d, "causal": causal, "dtype": dtype,
+                    "ms": ms, "tflops": flops / (ms * 1e-3) / 1e12, "baseline_ms": base, "speedup": base / ms,
+                    "error": 1e-3 * (i + 1), "error_ratio": 0.9,
+                    "baselines": {"cudnn": base, "flex": base * 1.25} if flex else {"sdpa-cpu": base}})
+    return out
 
 
 def make_synthetic_run(root: Path, name: str = "gqa-synth", status: str = "finished",
-                       flex: bool = False, n: int | None = None) -> Path:
-    """Write a run with the first ``n`` candidates of PLAN (all by default)."""
+                       flex: bool = False, n: int | None = None, shapes: list[tuple] | None = None,
+                       stored_name: str | None = None) -> Path:
+    """Write a run with the first ``n`` candidates of PLAN (all by default) in folder `name`
+    (its DB says `stored_name`, the folder's name by default). A `running` run gets no
+    run.lock: call `hold_lock` to make it live."""
+    shapes = shapes or (GPU_SHAPES[:2] if flex else CPU_SHAPES)
     run_dir = Path(root) / name
     (run_dir / "logs").mkdir(parents=True)
-    (run_dir / "run.toml").write_text(f'name = "{name}"\ntarget = "gqa"\n')
+    gpu = "NVIDIA H100 80GB HBM3" if flex else None
+    (run_dir / "run.toml").write_text(f'[run]\nname = "{stored_name or name}"\ntarget = "gqa"\noperator = "agent"\n'
+                                      f'suite = "smoke"\nseed_file = "seeds/gqa.py"\nrng_seed = 0\n' + (f'\n[fingerprint]\ngpu = "{gpu}"\n' if gpu else ""))
     repo = git.Repo.init(run_dir / "kernels")
     with repo.config_writer() as cw:
         cw.set_value("user", "name", "fixture").set_value("user", "email", "fixture@example.invalid")
@@ -73,7 +89,7 @@ def make_synthetic_run(root: Path, name: str = "gqa-synth", status: str = "finis
     plan = PLAN[: n if n is not None else len(PLAN)]
     end = T0 + timedelta(minutes=10 * len(plan))
     db["runs"].insert(RunRecord(
-        name=name, target="gqa", operator="agent", model="fixture-model", suite="smoke",
+        name=stored_name or name, target="gqa", operator="agent", model="fixture-model", suite="smoke",
         status=status, created_at=T0.isoformat(), updated_at=end.isoformat(),
         config_json=json.dumps({"max_candidates": len(plan)}),
         fingerprint_json=json.dumps({"gpu": "NVIDIA H100 80GB HBM3" if flex else None}),
@@ -91,10 +107,12 @@ def make_synthetic_run(root: Path, name: str = "gqa-synth", status: str = "finis
         git.Reference.create(repo, f"refs/candidates/{cid}", commit)
         depth[cid] = 0 if pid is None else depth[pid] + 1
         created = T0 + timedelta(minutes=10 * cid + 5)
-        meas, shapes = _shape_rows(cid, score, flex) if score else ([], [])
+        suite = "quick" if fcls == "slow" else "smoke"
+        rows = _shapes(score or QUICK, flex, shapes[:1]) if fcls == "slow" else _shapes(score, flex, shapes) \
+            if score else []
         failure = {"class": fcls, "message": fmsg, "shape": None} if fcls else None
-        result = {"status": st, "failure": failure, "score": score, "target": "gqa", "suite": "smoke",
-                  "device": "cuda" if flex else "interpreter", "shapes": shapes,
+        result = {"status": st, "failure": failure, "score": score, "target": "gqa", "suite": suite,
+                  "device": "cuda" if flex else "interpreter", "shapes": rows,
                   "primary_baseline": "cudnn" if flex else "sdpa-cpu",
                   "env": {"gpu": "NVIDIA H100 80GB HBM3" if flex else None}}
         session = f"s{cid}" if op == "agent" else None
@@ -105,21 +123,42 @@ def make_synthetic_run(root: Path, name: str = "gqa-synth", status: str = "finis
             source_sha256=hashlib.sha256(src.encode()).hexdigest(), status=st, score=score,
             failure_class=fcls, failure_message=fmsg,
             hypothesis=f"BLOCK_M={block_m} should suit the smoke shapes better",
-            changes_json=json.dumps({"knobs": {"BLOCK_M": block_m}}), suite="smoke",
+            changes_json=json.dumps({"knobs": {"BLOCK_M": block_m}}), suite=suite,
             device=result["device"], eval_seconds=3.5 + cid, variation_seconds=1.0,
             tokens_in=tokens[0], tokens_out=tokens[1], cost_usd=cost, session_id=session,
             depth=depth[cid], created_at=created.isoformat(), result_json=json.dumps(result),
         ).to_row(), pk="id")
-        if meas:
-            db["measurements"].insert_all(meas)
         if session:
             _write_session(db, session, cid, pid, created, tokens, cost)
-        db["events"].insert(Event(kind="seed" if cid == 0 else "warning",
-                                  message=f"candidate {cid} recorded", candidate_id=cid,
-                                  ts=created.isoformat()).to_row())
-    repo.create_head("best", repo.commit(shas[max((p for p in plan if p[5]), key=lambda p: p[5])[0]]))
+        events = [Event(kind="seed" if cid == 0 else "warning", message=f"candidate {cid} recorded",
+                        candidate_id=cid, ts=created.isoformat())]
+        if cid == 0:
+            events.append(Event(kind="new_best", message="first correct candidate", candidate_id=0,
+                                ts=created.isoformat()))
+        for ch, champ, won in REMATCHES:
+            if ch == cid:
+                ratio = 1.0505317048116145 if won else 0.9986529677431233
+                events.append(Event(kind="rematch", candidate_id=cid, ts=created.isoformat(),
+                                    message=f"#{cid} vs #{champ}: " + ("wins" if won else f"loses (ratio {ratio})"),
+                                    data_json=json.dumps({"challenger": cid, "champion": champ, "better": won,
+                                                          "ratio": ratio, "noise": 0.03})))
+                if won:
+                    events.append(Event(kind="new_best", candidate_id=cid, ts=created.isoformat(),
+                                        message=f"won the rematch against #{champ} (ratio {ratio})"))
+        db["events"].insert_all(e.to_row() for e in events)
+    db["workers"].insert({"name": "local-gpu0" if flex else "local-cpu", "gpu": 0 if flex else None,
+                          "state": "idle", "job_id": None, "pid": None, "jobs_done": len(plan), "restarts": 0,
+                          "busy_s": 500.0, "compile_s": 300.0, "timing_s": 150.0, "idle_s": 100.0,
+                          "updated": end.isoformat()}, pk="name")
+    champion = max(c for c in (0, 1, 3) if c < len(plan))
+    repo.create_head("best", repo.commit(shas[champion]))
     db.conn.close()
     return run_dir
+
+
+def hold_lock(run_dir: Path, pid: int) -> None:
+    """run.lock naming a live process on this host: the run is live."""
+    (Path(run_dir) / "run.lock").write_text(json.dumps({"pid": pid, "hostname": socket.gethostname()}))
 
 
 def _write_session(db: sqlite_utils.Database, sid: str, cid: int, pid: int, created: datetime,

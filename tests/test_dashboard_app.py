@@ -3,18 +3,17 @@ run reader (evolve/read.py) and the `evolve dashboard` command line."""
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
 from pathlib import Path
 
 import pytest
 import sqlite_utils
 from streamlit.testing.v1 import AppTest
-from typer.testing import CliRunner
 
-from dashboard_fixture import fixture_run_dir, make_synthetic_run
+from dashboard_fixture import QUICK, fixture_run_dir, hold_lock, make_synthetic_run
 from evolve import read
-from evolve.cli import build_app
-from evolve.commands.dashboard_cmd import APP, build_command
 
 APP_FILE = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 
@@ -30,15 +29,19 @@ def synthetic_runs(tmp_path_factory) -> Path:
     """Two synthetic runs (one live with FlexAttention timings) with agent sessions."""
     root = tmp_path_factory.mktemp("synth")
     make_synthetic_run(root, name="cpu-run")
-    make_synthetic_run(root, name="gpu-run", flex=True, status="running")
+    gpu = make_synthetic_run(root, name="gpu-run", flex=True, status="running")
+    hold_lock(gpu, os.getpid())  # this test process holds the run: it is live
     return root
 
 
 def db_numbers(run_dir: Path) -> dict:
-    """The fixture's numbers straight from SQLite (independent of evolve.read)."""
+    """The fixture's numbers straight from SQLite (independent of evolve.read). The best is the
+    champion: the candidate of the latest `new_best` event (the seed before any), NOT the
+    highest single score, which may have lost its rematch."""
     con = sqlite3.connect(f"file:{run_dir / 'lineage.db'}?mode=ro", uri=True)
     try:
-        best = con.execute("SELECT id, score FROM candidates WHERE status='ok' ORDER BY score DESC LIMIT 1").fetchone()
+        best = con.execute("SELECT c.id, c.score FROM candidates c WHERE c.id = coalesce((SELECT candidate_id "
+                           "FROM events WHERE kind='new_best' ORDER BY rowid DESC LIMIT 1), 0)").fetchone()
         seed = con.execute("SELECT score FROM candidates WHERE id=0").fetchone()
         n = con.execute("SELECT count(*) FROM candidates").fetchone()[0]
         rejected = con.execute("SELECT count(*) FROM candidates WHERE status='rejected'").fetchone()[0]
@@ -75,12 +78,12 @@ def test_overview_shows_fixture_numbers(fixture_run, monkeypatch):
     nums = db_numbers(fixture_run)
     at = app(fixture_run.parent, monkeypatch, run=fixture_run.name)
     m = metrics(at)
-    assert m[f"best score (#{nums['best_id']})"] == f"{nums['best']:.4g}"
+    assert m[f"best: champion #{nums['best_id']}"] == f"{nums['best']:.4g}"
     assert m["rejected"] == str(nums["rejected"])
     assert m["seed score"] == f"{nums['seed']:.4g}"
     assert m["candidates"] == str(nums["n"])
     assert m["status"] == nums["status"]
-    assert at.header[0].value == fixture_run.name
+    assert at.header[0].value.startswith(fixture_run.name)
     assert [s.value for s in at.subheader] == ["Trajectory", "Lineage tree"]
     # CPU run: no FlexAttention timing, said in words rather than drawn
     assert "FlexAttention was not timed in this run" in texts(at)
@@ -96,7 +99,8 @@ def test_candidate_view_source_diff_and_shapes(fixture_run, monkeypatch):
     assert "def attention" in src
     assert src.rstrip() == read.candidate_source(fixture_run, None, nums["best_id"]).rstrip()
     con = sqlite3.connect(f"file:{fixture_run / 'lineage.db'}?mode=ro", uri=True)
-    ms = [r[0] for r in con.execute("SELECT ms FROM measurements WHERE candidate_id=?", (nums["best_id"],))]
+    result = con.execute("SELECT result_json FROM candidates WHERE id=?", (nums["best_id"],)).fetchone()[0]
+    ms = [sh["ms"] for sh in json.loads(result)["shapes"]]
     child, parent = con.execute("SELECT id, parent_id FROM candidates WHERE parent_id IS NOT NULL "
                                 "ORDER BY id DESC LIMIT 1").fetchone()
     con.close()
@@ -130,7 +134,8 @@ def test_runs_view_table_and_compare(synthetic_runs, monkeypatch):
     table = at.dataframe[0].value
     assert list(table["run"]) == ["cpu-run", "gpu-run"]
     assert list(table["GPU"]) == ["none (CPU)", "NVIDIA H100 80GB HBM3"]
-    assert list(table["candidates"]) == [6, 6]
+    assert list(table["candidates"]) == [8, 8]
+    assert list(table["champion"]) == [3, 3]
     assert at.multiselect(key="compare").value == ["cpu-run", "gpu-run"]
     assert [m.value for m in at.markdown if m.value.startswith("####")] == ["#### cpu-run", "#### gpu-run"]
 
@@ -151,16 +156,17 @@ def test_transcript_of_an_agent_candidate(synthetic_runs, monkeypatch):
 
 def test_flex_reference_is_measured_not_invented(synthetic_runs, monkeypatch):
     at = app(synthetic_runs, monkeypatch, run="gpu-run")
-    # fixture: flex_ms = 1.25 * cudnn_ms on every shape -> ratio 0.8 over 4 ok evaluations
-    assert "FlexAttention = 0.800 x baseline (median of 4 evaluations in this run)" in texts(at)
+    # fixture: flex_ms = 1.25 * cudnn_ms on every shape -> ratio 0.8 over the 6 timed evaluations
+    assert "FlexAttention = 0.800 x baseline (median of 6 evaluations in this run)" in texts(at)
     assert at.sidebar.radio(key="view").value == "Overview"
     assert "● live: watching for new candidates" in [c.value for c in at.sidebar.caption]
+    assert metrics(at)["status"] == "running"
 
 
 def test_failures_and_spend_of_an_agent_run(synthetic_runs, monkeypatch):
     at = app(synthetic_runs, monkeypatch, run="cpu-run", view="failures")
     counts = at.dataframe[0].value
-    assert dict(zip(counts["failure_class"], counts["count"])) == {"compile": 1, "mismatch": 1}
+    assert dict(zip(counts["failure_class"], counts["count"])) == {"compile": 1, "mismatch": 1, "slow": 1}
     assert "**15,000** tokens, **$0.0200** over 3 sessions" in texts(at)
     assert list(at.dataframe[2].value["id"]) == ["s2", "s3", "s5"]
     at.radio(key="fail_x").set_value("time").run()
@@ -186,14 +192,95 @@ def test_tree_layout_and_selection_state(synthetic_runs):
     data = load_run(synthetic_runs / "cpu-run")
     nodes, edges = tree.layout(data.candidates)
     depth = dict(zip(nodes["id"], nodes["x"]))
-    assert depth == {0: 0, 1: 1, 2: 1, 3: 2, 4: 3, 5: 3}
-    assert set(map(tuple, edges[edges["kind"] == "crossover"][["from", "to"]].values)) == {(1, 4)}
-    assert len(edges) == 6  # 5 parent edges + 1 crossover
+    assert depth == {0: 0, 1: 1, 2: 1, 3: 2, 4: 3, 5: 3, 6: 3, 7: 3}
+    assert set(map(tuple, edges[edges["edge"] == "crossover"][["from", "to"]].values)) == {(1, 4)}
+    assert len(edges) == 8  # 7 parent edges + 1 crossover
     assert tree.selected_id({"selection": {tree.SELECTION: [{"id": 3}]}}) == 3
     assert tree.selected_id({"selection": {tree.SELECTION: []}}) is None
     spec = tree.lineage_chart(data.candidates, data.summary.best_id).to_dict()
     params = spec.get("params", []) + [p for layer in spec["layer"] for p in layer.get("params", [])]
     assert [p["select"]["type"] for p in params if p["name"] == tree.SELECTION] == ["point"]
+
+
+# ---- the truth: champion, liveness, run identity, every measured score (issue 18) ------
+
+def test_champion_is_best_and_the_highest_score_is_labelled(synthetic_runs, monkeypatch):
+    at = app(synthetic_runs, monkeypatch, run="cpu-run")
+    assert metrics(at)["best: champion #3"] == "0.0633"
+    assert not any("#7" in label for label in metrics(at))
+    assert "highest single score: #7 0.0701 (lost its rematch)" in texts(at)
+    at = app(synthetic_runs, monkeypatch, run="cpu-run", view="candidate")
+    assert at.subheader[0].value == "Candidate 3"  # opens on the champion
+
+
+def test_running_db_without_a_live_lock_is_interrupted(tmp_path, monkeypatch):
+    make_synthetic_run(tmp_path, name="dead", status="running")
+    at = app(tmp_path, monkeypatch)
+    assert metrics(at)["status"] == "interrupted"
+    assert "last activity 2026-11-26 04:20:00 UTC" in texts(at)  # the worker snapshot's time
+    assert not any("● live" in c.value for c in at.sidebar.caption)
+    assert read.summarize(read.read_snapshot(tmp_path / "dead")).elapsed_s == 4800.0  # not "forever"
+
+
+def test_runs_are_folders_even_with_one_stored_name(tmp_path, monkeypatch):
+    make_synthetic_run(tmp_path, name="a-first", stored_name="gqa", n=3)
+    make_synthetic_run(tmp_path, name="b-second", stored_name="gqa", n=6)
+    at = app(tmp_path, monkeypatch, view="runs")
+    table = at.dataframe[0].value
+    assert list(table["run"]) == ["a-first", "b-second"] and list(table["stored name"]) == ["gqa", "gqa"]
+    at = app(tmp_path, monkeypatch, run="b-second")
+    assert at.header[0].value == "b-second (gqa)" and metrics(at)["candidates"] == "6"
+    at.sidebar.selectbox(key="run").set_value("a-first").run()
+    assert at.header[0].value == "a-first (gqa)" and metrics(at)["candidates"] == "3"
+
+
+def test_trajectory_plots_prescreen_scores_autoscaled_with_rematches(synthetic_runs):
+    from dashboard import charts
+    from dashboard.data import load_run
+
+    data = load_run(synthetic_runs / "cpu-run")
+    spec = charts.trajectory_chart(data).to_dict()
+    datasets = spec["datasets"].values()
+    measured = {r["id"]: (r["measured"], r["kind"]) for rows in datasets for r in rows
+                if r.get("measured") is not None and "kind" in r}
+    assert measured[6] == (pytest.approx(QUICK), "pre-screen (quick shapes)")  # the `slow` one, not at 0
+    assert measured[7] == (0.0701, "ok") and 2 not in measured and 5 not in measured
+    strip = charts.unscored_chart(data).to_dict()  # rejected without a score: a strip below
+    assert sorted(r["id"] for rows in strip["datasets"].values() for r in rows) == [2, 5]
+    main = spec["layer"]
+    assert main[1]["encoding"]["y"]["scale"] == {"zero": False}
+    rematch = [r for rows in datasets for r in rows if "rematch" in r]
+    assert {(r["challenger"], r["rematch"]) for r in rematch} == {
+        (1, "won its rematch"), (3, "won its rematch"), (7, "lost its rematch")}
+    assert list(data.candidates["champion"]) == [0, 1, 1, 3, 3, 3, 3, 3]
+
+
+def test_browser_back_returns_to_the_view_in_the_url(synthetic_runs, monkeypatch):
+    at = app(synthetic_runs, monkeypatch, run="cpu-run")
+    at.selectbox(key="tree_pick").set_value(4).run()  # as a click on node 4
+    assert at.query_params["view"] in ("candidate", ["candidate"])
+    at.query_params["view"] = "overview"  # what the browser's Back sends (popstate -> rerun)
+    at.query_params.pop("candidate", None)
+    at.run()
+    assert at.sidebar.radio(key="view").value == "Overview"
+    assert [sub.value for sub in at.subheader] == ["Trajectory", "Lineage tree"]
+
+
+def test_new_views_compare_shapes_activity(synthetic_runs, monkeypatch):
+    at = app(synthetic_runs, monkeypatch, run="gpu-run", view="compare")
+    assert (at.selectbox(key="cmp_a").value, at.selectbox(key="cmp_b").value) == (3, 7)
+    both = at.dataframe[2].value
+    assert list(both["short"]) == ["16x32/8 d128 1k", "16x32/8 d128 1k c"]
+    assert list(both["B / A"]) == pytest.approx([0.0701 / 0.0633] * 2)
+    assert at.code[0].language == "diff" and '+CONFIG = {"BLOCK_M": 64' in at.code[0].value
+    at = app(synthetic_runs, monkeypatch, run="gpu-run", view="shapes")
+    assert at.radio(key="heat_suite").options == ["quick", "smoke"]
+    at = app(synthetic_runs, monkeypatch, run="gpu-run", view="activity")
+    subs = [sub.value for sub in at.subheader]
+    assert subs == ["Evaluation workers", "Throughput and evaluation time", "Rematches", "Starts, stops and warnings"]
+    rematches = at.dataframe[1].value
+    assert list(zip(rematches["challenger"], rematches["result"])) == [(1, "won"), (3, "won"), (7, "lost")]
+    assert at.dataframe[0].value["busy %"].iloc[0] == pytest.approx(83.3)
 
 
 # ---- empty, missing and half-written run directories -----------------------------------
@@ -254,9 +341,12 @@ def test_reader_is_read_only_and_sees_a_consistent_snapshot(tmp_path):
 def test_reader_summary_and_diff(tmp_path):
     run = make_synthetic_run(tmp_path)
     s = read.summarize(read.read_snapshot(run))
-    assert (s.candidates, s.ok, s.rejected, s.best_id, s.best_score, s.seed_score) == (6, 4, 2, 3, 0.0633, 0.0421)
-    assert s.elapsed_s == 3600.0 and s.cost_usd == pytest.approx(0.02)
-    diff = read.candidate_diff(run, read.read_snapshot(run), 4)
+    assert (s.candidates, s.ok, s.rejected, s.best_id, s.best_score, s.seed_score) == (8, 5, 3, 3, 0.0633, 0.0421)
+    assert (s.top_id, s.top_score) == (7, 0.0701)  # the highest single score lost its rematch
+    assert s.elapsed_s == 4800.0 and s.cost_usd == pytest.approx(0.02)
+    from dashboard.data import candidate_diff, load_run
+
+    diff = candidate_diff(load_run(run), 4)
     assert '-CONFIG = {"BLOCK_M": 128' in diff and '+CONFIG = {"BLOCK_M": 96' in diff
     with pytest.raises(read.RunNotReady, match="no lineage.db"):
         read.read_snapshot(tmp_path)
@@ -264,20 +354,6 @@ def test_reader_summary_and_diff(tmp_path):
 
 
 # ---- evolve dashboard -------------------------------------------------------------------
-
-def test_dashboard_command_line(tmp_path):
-    cmd = build_command(tmp_path, 8999, True)
-    assert cmd[1:4] == ["-m", "streamlit", "run"] and cmd[4] == str(APP) and Path(cmd[4]).is_file()
-    assert cmd[cmd.index("--server.port") + 1] == "8999"
-    assert cmd[cmd.index("--server.headless") + 1] == "true"
-    assert cmd[-3:] == ["--", "--runs", str(tmp_path)]
-    f = tmp_path / "file"
-    f.write_text("x")
-    res = CliRunner().invoke(build_app(), ["dashboard", "--runs", str(f)])
-    assert res.exit_code == 2
-    res = CliRunner().invoke(build_app(), ["dashboard", "--port", "70000"])
-    assert res.exit_code == 2
-
 
 def test_app_reads_runs_dir_from_args_then_env():
     from dashboard.settings import ENV_RUNS, runs_dir_from_args

@@ -1,6 +1,9 @@
 """The real dashboard server (`evolve dashboard --headless`) loaded in headless Chromium:
-the trajectory chart and the lineage tree are drawn, a screenshot is saved to
-test-artifacts/dashboard.png, and a live run's new candidate appears without a reload."""
+the trajectory chart and the lineage tree are drawn, a node click opens its candidate and the
+browser's Back returns to the overview, a screenshot is saved to test-artifacts/dashboard.png,
+a live run's new candidate appears without a reload, the champion (not the highest single
+score, which lost its rematch) is shown as best, and a run whose DB says `running` with no
+live process is shown interrupted."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import pytest
 import sqlite_utils
 
 from browser_cdp import Browser, find_chromium
-from dashboard_fixture import make_synthetic_run, private_runs_dir
+from dashboard_fixture import hold_lock, make_synthetic_run, private_runs_dir
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM = find_chromium()
@@ -41,7 +44,9 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def runs_dir(tmp_path_factory) -> Path:
     runs = private_runs_dir(tmp_path_factory.mktemp("browser-runs"))
-    make_synthetic_run(runs, name="zz-live", status="running", n=5)
+    hold_lock(make_synthetic_run(runs, name="zz-live", status="running", n=5), os.getpid())
+    make_synthetic_run(runs, name="lost-rematch", flex=True)
+    make_synthetic_run(runs, name="dead", status="running")  # no run.lock: its loop is gone
     return runs
 
 
@@ -87,7 +92,7 @@ def browser():
 
 
 def test_overview_draws_trajectory_and_lineage_tree(server, runs_dir, browser):
-    run = next(p.name for p in sorted(runs_dir.iterdir()) if (p / "lineage.db").exists() and p.name != "zz-live")
+    run = "fixture-gqa"
     browser.goto(f"{server}/?run={run}&view=overview")
     browser.wait_for(" && ".join([CHART_DRAWN.format(key="trajectory"), CHART_DRAWN.format(key="lineage"),
                                   NOT_RUNNING]), timeout=120)
@@ -106,9 +111,37 @@ def test_overview_draws_trajectory_and_lineage_tree(server, runs_dir, browser):
     # clicking a node of the lineage tree opens that candidate
     nodes = ".st-key-lineage path[aria-roledescription=point]"
     assert browser.evaluate(f"document.querySelectorAll('{nodes}').length") >= 2
-    browser.click(nodes, index=1)  # nodes are drawn in id order: this is candidate 1
+    node1 = browser.evaluate(f"Array.from(document.querySelectorAll('{nodes}'))"
+                             ".findIndex(e => (e.getAttribute('aria-label') || '').includes('candidate id: 1;'))")
+    assert node1 >= 0
+    browser.click(nodes, index=node1)
     browser.wait_for("Array.from(document.querySelectorAll('h3')).some(h => h.innerText.trim() == 'Candidate 1')",
                      timeout=60)
+    assert "view=candidate" in browser.evaluate("location.search")
+    browser.evaluate("history.back()")  # the browser's Back button
+    browser.wait_for(CHART_DRAWN.format(key="lineage") + " && " + NOT_RUNNING, timeout=60)
+    assert "view=overview" in browser.evaluate("location.search")
+    assert not browser.evaluate("Array.from(document.querySelectorAll('h3')).some(h => h.innerText.startsWith('Candidate'))")
+
+
+METRIC = ("Array.from(document.querySelectorAll('[data-testid=stMetric]')).map(m => m.innerText.replace(/\\s+/g, ' '))"
+          ".join(' | ')")
+
+
+def test_champion_is_best_not_the_highest_single_score(server, browser):
+    browser.goto(f"{server}/?run=lost-rematch&view=overview")
+    browser.wait_for(f"{METRIC}.includes('best: champion #3 0.0633') && " + CHART_DRAWN.format(key="trajectory"),
+                     timeout=120)
+    metrics = browser.evaluate(METRIC)
+    assert "#7" not in metrics and "0.0701" not in metrics
+    assert "highest single score: #7 0.0701 (lost its rematch)" in browser.evaluate("document.body.innerText")
+
+
+def test_running_db_without_a_live_process_is_interrupted(server, browser):
+    browser.goto(f"{server}/?run=dead&view=overview")
+    browser.wait_for(f"{METRIC}.includes('status interrupted')", timeout=120)
+    text = browser.evaluate("document.body.innerText")
+    assert "no live process holds run.lock" in text and "● live" not in text
 
 
 def test_live_run_refreshes_by_itself(server, runs_dir, browser):

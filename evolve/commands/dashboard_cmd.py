@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.request
+import webbrowser
 from pathlib import Path
 
 import typer
@@ -14,27 +20,68 @@ from evolve.paths import DEFAULT_RUNS_DIR
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
 ENV_RUNS = "EVOLVE_RUNS_DIR"  # read by dashboard/app.py when no `-- --runs` is given
+NO_AUTH_WARNING = ("warning: the dashboard has no authentication: anyone who can reach {addr}:{port} "
+                   "can read every run, kernel sources and the agent transcripts")
 
 
-def build_command(runs: Path, port: int, headless: bool, address: str | None = None) -> list[str]:
-    """The `streamlit run` command line for the dashboard."""
-    cmd = [sys.executable, "-m", "streamlit", "run", str(APP),
-           "--server.port", str(port), "--server.headless", "true" if headless else "false",
-           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-           "--client.toolbarMode", "minimal"]
-    if address:
-        cmd += ["--server.address", address]
-    return cmd + ["--", "--runs", str(runs)]
+def build_command(runs: Path, port: int, address: str = "127.0.0.1") -> list[str]:
+    """The `streamlit run` command line: everything Streamlit would otherwise ask or read from the
+    user's home is given here (headless: no e-mail prompt, no browser, no usage statistics)."""
+    return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", address,
+            "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--server.fileWatcherType", "none", "--client.toolbarMode", "minimal", "--", "--runs", str(runs)]
+
+
+def is_loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def port_taken(address: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((address, port))
+        except OSError:
+            return True
+    return False
+
+
+def can_open_browser() -> bool:
+    """Only for a person at a terminal with a display (never under nohup, a service or ssh)."""
+    display = sys.platform == "darwin" or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return display and sys.stdin.isatty()
+
+
+def _open_when_up(url: str, proc: subprocess.Popen) -> None:
+    for _ in range(120):
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=1):
+                webbrowser.open(url)
+                return
+        except OSError:
+            if proc.poll() is not None:
+                return
+            time.sleep(0.5)
 
 
 def dashboard(
     runs: Path = typer.Option(DEFAULT_RUNS_DIR, "--runs", help="directory holding run directories "
                               "(or one run directory)"),
     port: int = typer.Option(8501, "--port", min=1, max=65535, help="port to serve on"),
-    headless: bool = typer.Option(False, "--headless", help="don't open a browser"),
-    address: str = typer.Option(None, "--address", help="address to bind (streamlit's default if unset)"),
+    address: str = typer.Option("127.0.0.1", "--address", help="address to listen on; any other than "
+                                "loopback exposes every run (no authentication): prefer an SSH tunnel, "
+                                "ssh -L 8501:localhost:8501 HOST"),
+    headless: bool = typer.Option(False, "--headless", help="never open a browser (by default one is "
+                                  "opened only when there is a display and stdin is a terminal)"),
 ) -> None:
-    """Watch runs in a browser: trajectory, lineage tree, candidates, failures and cost."""
+    """Watch runs in a browser: trajectory, lineage, candidates, workers, failures and cost.
+    Serves on 127.0.0.1 only unless --address says otherwise; never asks anything."""
     runs = runs.expanduser().resolve()
     if runs.exists() and not runs.is_dir():
         typer.echo(f"error: --runs {runs} is a file, not a directory", err=True)
@@ -42,11 +89,20 @@ def dashboard(
     if not APP.is_file():
         typer.echo(f"error: dashboard app not found at {APP}", err=True)
         raise typer.Exit(2)
+    if port_taken(address, port):
+        typer.echo(f"error: cannot listen on {address}:{port}: the port is in use or the address is not "
+                   "this machine's (choose another with --port / --address)", err=True)
+        raise typer.Exit(2)
+    if not is_loopback(address):
+        typer.echo(NO_AUTH_WARNING.format(addr=address, port=port), err=True)
     if not runs.exists():
         typer.echo(f"note: {runs} does not exist yet; the dashboard will wait for runs there", err=True)
     env = dict(os.environ, **{ENV_RUNS: str(runs)})
-    typer.echo(f"dashboard on http://{address or 'localhost'}:{port} over {runs} (Ctrl-C to stop)", err=True)
-    proc = subprocess.Popen(build_command(runs, port, headless, address), env=env)
+    url = f"http://{'localhost' if is_loopback(address) else address}:{port}"
+    typer.echo(f"dashboard on {url} over {runs} (Ctrl-C to stop)", err=True)
+    proc = subprocess.Popen(build_command(runs, port, address), env=env, stdin=subprocess.DEVNULL)
+    if not headless and can_open_browser():
+        threading.Thread(target=_open_when_up, args=(url, proc), daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())  # don't orphan the server
     try:
         code = proc.wait()

@@ -161,8 +161,7 @@ def best(
     if champ is None:
         _fail(f"run {handle.name} has no correct candidate yet", 1)
     console.print(candidate_panel(champ))
-    ev = champ.evaluation
-    console.print(shapes_table(ev.shapes if ev else []))
+    console.print(shapes_table(champ.result.get("shapes") or []))
 
 
 def show(
@@ -183,9 +182,9 @@ def show(
         console.print(diff_view(handle.repo.diff(cand.parent_id, cid)))
     console.rule(f"evaluation of #{cid}")
     console.print(candidate_panel(cand))
-    ev = cand.evaluation
-    if ev and ev.shapes:
-        console.print(shapes_table(ev.shapes))
+    shapes = cand.result.get("shapes") or []
+    if shapes:
+        console.print(shapes_table(shapes, "per shape" + (" (quick pre-screen)" if cand.suite == "quick" else "")))
     log_tail = cand.result.get("log_tail")
     if not cand.ok and log_tail:
         console.rule("worker log (tail)")
