@@ -10,9 +10,9 @@ python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', tr
 for what in "$@"; do
   t0=$(date +%s)
   case $what in
-    check) python3 benchmarks/gpu/gluon_bench.py check seeds/gqa_gluon.py ${KERNELS:-} --out $D > $D/check.log 2>&1
+    check) timeout ${CHECK_TIMEOUT:-240} python3 benchmarks/gpu/gluon_bench.py check seeds/gqa_gluon.py ${KERNELS:-} --out $D > $D/check.log 2>&1
            echo "check rc=$?"; grep -v '^ok' $D/check.log | tail -40 ;;
-    compare) python3 benchmarks/compare.py seeds/gqa_gluon.py ${KERNELS:-} seeds/gqa.py --peers ${PEERS:-cudnn,flash} \
+    compare) timeout ${COMPARE_TIMEOUT:-300} python3 benchmarks/compare.py seeds/gqa_gluon.py ${KERNELS:-} seeds/gqa.py --peers ${PEERS:-cudnn,flash} \
                --rounds ${ROUNDS:-3} --out $D > $D/compare.log 2>&1
            echo "compare rc=$?"; grep -v '^  ' $D/compare.log | tail -45 ;;
     evalquick) python3 -m evolve eval seeds/gqa_gluon.py --suite quick > $D/eval_quick.log 2>&1
@@ -21,7 +21,7 @@ for what in "$@"; do
            echo "eval default rc=$?"; python3 -c "
 import json; r = json.load(open('$D/eval_default.json'))
 print(r['status'], r['failure'], 'score', r['score'], r['primary_baseline'], r['validation'])" ;;
-    sweep) python3 benchmarks/gpu/gluon_bench.py sweep seeds/gqa_gluon.py --configs "$CONFIGS" --suite ${SUITE:-default} --out $D > $D/sweep.log 2>&1
+    sweep) timeout ${SWEEP_TIMEOUT:-300} python3 benchmarks/gpu/gluon_bench.py sweep seeds/gqa_gluon.py --configs "$CONFIGS" --suite ${SUITE:-default} --out $D > $D/sweep.log 2>&1
            echo "sweep rc=$?"; tail -${SWEEP_TAIL:-12} $D/sweep.log ;;
   esac
   echo "[$what took $(( $(date +%s) - t0 )) s]"
