@@ -21,7 +21,7 @@ memory, mbarriers, TMA copies and asynchronous warpgroup MMAs. This kernel uses 
 
 It needs a CUDA GPU of compute capability 9.x: neither the Triton interpreter nor other
 architectures run it. Contract: ``attention(q, k, v, *, causal=False, sm_scale=None)``;
-q ``[B, Hq, S, D]``, k/v ``[B, Hkv, S, D]``, fp16/bf16, D in {64, 128}, any strides;
+q ``[B, Hq, S, D]``, k/v ``[B, Hkv, S, D]``, fp16/bf16, D in {16, 32, 64, 128}, any strides;
 returns a new tensor like q.
 """
 
@@ -416,8 +416,8 @@ def attention(q, k, v, *, causal: bool = False, sm_scale: float | None = None) -
         raise ValueError("k and v must be [B, Hkv, S, D] matching q")
     if Hq % Hkv != 0:
         raise ValueError("Hq must be a multiple of Hkv")
-    if D not in (64, 128):
-        raise ValueError("head dim must be 64 or 128")
+    if D not in (16, 32, 64, 128):
+        raise ValueError("head dim must be 16, 32, 64 or 128")
     if q.dtype not in (torch.float16, torch.bfloat16) or k.dtype != q.dtype or v.dtype != q.dtype:
         raise ValueError("q, k, v must share one dtype, float16 or bfloat16")
     if not q.is_cuda or torch.cuda.get_device_capability(q.device)[0] != 9:
