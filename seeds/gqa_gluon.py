@@ -39,55 +39,64 @@ from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 # Keys are "<knob>_D<64|128>_<NC|C>": head-dim class and non-causal / causal.
 # WS: warp-specialized kernel (a one-warp TMA producer + two consumer warpgroups of
 # BLOCK_M/2 rows each, registers moved from producer to consumers: CONSUMER_REGS /
-# LOADER_REGS; WARPS is then ignored) instead of all warps doing everything;
+# LOADER_REGS; WARPS is then ignored) instead of all warps doing everything; PINGPONG (WS
+# only): the two consumer warpgroups take turns issuing their GEMMs;
 # BLOCK_M query rows per program (WS 0: one or two warpgroups, WARPS 4 or 8); BLOCK_N keys
 # per K/V tile; STAGES K/V tiles in the shared-memory ring; REVERSE_M (causal): longest
 # query rows first.
 CONFIG = {
     "WS_D64_NC": 0,
+    "PINGPONG_D64_NC": 0,
     "BLOCK_M_D64_NC": 64,
     "BLOCK_N_D64_NC": 128,
     "WARPS_D64_NC": 4,
     "STAGES_D64_NC": 2,
     "WS_D64_C": 0,
+    "PINGPONG_D64_C": 0,
     "BLOCK_M_D64_C": 64,
     "BLOCK_N_D64_C": 128,
     "WARPS_D64_C": 4,
     "STAGES_D64_C": 2,
     "REVERSE_M_D64_C": 1,
     "WS_D128_NC": 1,
+    "PINGPONG_D128_NC": 0,
     "BLOCK_M_D128_NC": 128,
     "BLOCK_N_D128_NC": 128,
     "WARPS_D128_NC": 8,
     "STAGES_D128_NC": 2,
     "WS_D128_C": 1,
+    "PINGPONG_D128_C": 0,
     "BLOCK_M_D128_C": 128,
     "BLOCK_N_D128_C": 128,
     "WARPS_D128_C": 8,
     "STAGES_D128_C": 2,
     "REVERSE_M_D128_C": 1,
-    "CONSUMER_REGS": 240,
-    "LOADER_REGS": 24,
+    "CONSUMER_REGS": 232,
+    "LOADER_REGS": 40,
 }
 
 SEARCH_SPACE = {
     "WS_D64_NC": [0, 1],
+    "PINGPONG_D64_NC": [0, 1],
     "BLOCK_M_D64_NC": [64, 128],
     "BLOCK_N_D64_NC": [64, 128],
     "WARPS_D64_NC": [4, 8],
     "STAGES_D64_NC": [2, 3, 4],
     "WS_D64_C": [0, 1],
+    "PINGPONG_D64_C": [0, 1],
     "BLOCK_M_D64_C": [64, 128],
     "BLOCK_N_D64_C": [64, 128],
     "WARPS_D64_C": [4, 8],
     "STAGES_D64_C": [2, 3, 4],
     "REVERSE_M_D64_C": [0, 1],
     "WS_D128_NC": [0, 1],
+    "PINGPONG_D128_NC": [0, 1],
     "BLOCK_M_D128_NC": [64, 128],
     "BLOCK_N_D128_NC": [64, 128],
     "WARPS_D128_NC": [4, 8],
     "STAGES_D128_NC": [2, 3, 4],
     "WS_D128_C": [0, 1],
+    "PINGPONG_D128_C": [0, 1],
     "BLOCK_M_D128_C": [64, 128],
     "BLOCK_N_D128_C": [64, 128],
     "WARPS_D128_C": [4, 8],
@@ -271,10 +280,24 @@ def _ws_loader(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bars, k_bars, v
 
 
 @gluon.jit
-def _ws_consumer(q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, out_ptr, qk_scale,
-                 S, Hq, Hkv, G, num_m, causal, reverse_m, WG: gl.constexpr):
+def _take_turn(turn_bars, WG: gl.constexpr, k, pingpong):
+    """Ping-pong: wait until the other consumer warpgroup issued its GEMMs of turn k (-1)."""
+    mbarrier.wait(turn_bars.index(WG), k & 1, pred=pingpong != 0)
+
+
+@gluon.jit
+def _pass_turn(turn_bars, WG: gl.constexpr, pingpong):
+    """Ping-pong: this warpgroup issued its GEMMs; the other one may issue now."""
+    mbarrier.arrive(turn_bars.index(1 - WG), count=1, pred=pingpong != 0)
+
+
+@gluon.jit
+def _ws_consumer(q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, turn_bars, out_ptr, qk_scale,
+                 S, Hq, Hkv, G, num_m, causal, reverse_m, pingpong, WG: gl.constexpr):
     """One consumer warpgroup (4 warps): rows [WG*HALF, (WG+1)*HALF) of the query tile.
-    Tile sizes come from the shared-memory shapes (partitions get no constexpr arguments)."""
+    Tile sizes come from the shared-memory shapes (partitions get no constexpr arguments).
+    ``pingpong``: the two consumer warpgroups take turns issuing their GEMMs (an mbarrier
+    handshake, ``turn_bars``), so the softmax of one overlaps the GEMMs of the other."""
     HALF: gl.constexpr = q_smem.shape[1]
     HEAD_DIM: gl.constexpr = q_smem.shape[2]
     STAGES: gl.constexpr = k_smem.shape[0]
@@ -300,9 +323,13 @@ def _ws_consumer(q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, out
     acc = gl.zeros([HALF, HEAD_DIM], gl.float32, layout=o_layout)
     s_zero = gl.zeros([HALF, BLOCK_N], gl.float32, layout=s_layout)
 
+    if WG == 1:
+        mbarrier.arrive(turn_bars.index(0), count=1, pred=pingpong != 0)   # warpgroup 0 starts
     mbarrier.wait(q_bars.index(WG), 0)
     mbarrier.wait(k_bars.index(0), 0)
+    _take_turn(turn_bars, WG, 0, pingpong)
     s = warpgroup_mma(q, k_smem.index(0).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+    _pass_turn(turn_bars, WG, pingpong)
     s = warpgroup_mma_wait(0, deps=(s,))
     p, m_i, l_i, alpha = _softmax_tile(s, m_i, l_i, 0, limit, mask_from, qk_scale,
                                        BLOCK_N, col_s)
@@ -311,9 +338,11 @@ def _ws_consumer(q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, out
         slot = j % STAGES
         prev = (j - 1) % STAGES
         mbarrier.wait(k_bars.index(slot), (j // STAGES) & 1)
-        s = warpgroup_mma(q, k_smem.index(slot).permute((1, 0)), s_zero, use_acc=False, is_async=True)
         mbarrier.wait(v_bars.index(prev), ((j - 1) // STAGES) & 1)
+        _take_turn(turn_bars, WG, j, pingpong)
+        s = warpgroup_mma(q, k_smem.index(slot).permute((1, 0)), s_zero, use_acc=False, is_async=True)
         acc = warpgroup_mma(p_op, v_smem.index(prev), acc, is_async=True)
+        _pass_turn(turn_bars, WG, pingpong)
         s = warpgroup_mma_wait(1, deps=(s,))
         p, m_i, l_i, alpha = _softmax_tile(s, m_i, l_i, j * BLOCK_N, limit, mask_from, qk_scale,
                                            BLOCK_N, col_s)
@@ -324,7 +353,9 @@ def _ws_consumer(q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, out
         p_op = gl.convert_layout(p.to(dtype), p_layout)
     last = (n_tiles - 1) % STAGES
     mbarrier.wait(v_bars.index(last), ((n_tiles - 1) // STAGES) & 1)
+    _take_turn(turn_bars, WG, n_tiles, pingpong)
     acc = warpgroup_mma(p_op, v_smem.index(last), acc, is_async=True)
+    _pass_turn(turn_bars, WG, pingpong)
     acc = warpgroup_mma_wait(0, deps=(acc,))
     mbarrier.arrive(empty_bars.index(last), count=1)
 
@@ -339,26 +370,26 @@ def _ws_consumer(q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, out
 
 
 @gluon.jit
-def _ws_consumer0(q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, out_ptr, qk_scale,
-                  S, Hq, Hkv, G, num_m, causal, reverse_m):
+def _ws_consumer0(q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, turn_bars, out_ptr, qk_scale,
+                  S, Hq, Hkv, G, num_m, causal, reverse_m, pingpong):
     WG: gl.constexpr = 0
-    _ws_consumer(q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, out_ptr, qk_scale,
-                 S, Hq, Hkv, G, num_m, causal, reverse_m, WG)
+    _ws_consumer(q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, turn_bars, out_ptr, qk_scale,
+                 S, Hq, Hkv, G, num_m, causal, reverse_m, pingpong, WG)
 
 
 @gluon.jit
-def _ws_consumer1(q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, out_ptr, qk_scale,
-                  S, Hq, Hkv, G, num_m, causal, reverse_m):
+def _ws_consumer1(q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, turn_bars, out_ptr, qk_scale,
+                  S, Hq, Hkv, G, num_m, causal, reverse_m, pingpong):
     WG: gl.constexpr = 1
-    _ws_consumer(q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, out_ptr, qk_scale,
-                 S, Hq, Hkv, G, num_m, causal, reverse_m, WG)
+    _ws_consumer(q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, turn_bars, out_ptr, qk_scale,
+                 S, Hq, Hkv, G, num_m, causal, reverse_m, pingpong, WG)
 
 
 @gluon.jit
 def _attn_fwd_ws(desc_q, desc_k, desc_v, out_ptr, qk_scale, S, Hq, Hkv, G, num_m,
                  HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
                  STAGES: gl.constexpr, CAUSAL: gl.constexpr, REVERSE_M: gl.constexpr,
-                 CONSUMER_REGS: gl.constexpr, LOADER_REGS: gl.constexpr):
+                 PINGPONG: gl.constexpr, CONSUMER_REGS: gl.constexpr, LOADER_REGS: gl.constexpr):
     """Warp-specialized: two consumer warpgroups (half of the query tile each; the default
     partition and one worker) and a one-warp TMA producer, with register re-allocation."""
     dtype: gl.constexpr = desc_q.dtype
@@ -370,15 +401,17 @@ def _attn_fwd_ws(desc_q, desc_k, desc_v, out_ptr, qk_scale, S, Hq, Hkv, G, num_m
     k_bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     v_bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     empty_bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    turn_bars = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     for i in gl.static_range(2):
         mbarrier.init(q_bars.index(i), count=1)
+        mbarrier.init(turn_bars.index(i), count=1)
     for i in gl.static_range(STAGES):
         mbarrier.init(k_bars.index(i), count=1)
         mbarrier.init(v_bars.index(i), count=1)
         mbarrier.init(empty_bars.index(i), count=2)   # one arrival per consumer warpgroup
     fence_async_shared()
-    cargs = (q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, out_ptr, qk_scale,
-             S, Hq, Hkv, G, num_m, CAUSAL, REVERSE_M)   # constexprs arrive as int32 scalars
+    cargs = (q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, turn_bars, out_ptr, qk_scale,
+             S, Hq, Hkv, G, num_m, CAUSAL, REVERSE_M, PINGPONG)   # constexprs arrive as int32 scalars
     largs = (desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars,
              S, Hq, Hkv, G, num_m, CAUSAL, REVERSE_M)
     gl.warp_specialize([(_ws_consumer0, cargs), (_ws_consumer1, cargs), (_ws_loader, largs)],
@@ -450,7 +483,8 @@ def attention(q, k, v, *, causal: bool = False, sm_scale: float | None = None) -
     meta = dict(HEAD_DIM=D, BLOCK_M=block_m, BLOCK_N=block_n, STAGES=stages, CAUSAL=causal,
                 REVERSE_M=causal and bool(CONFIG.get("REVERSE_M" + cls, 0)))
     if ws:
-        _attn_fwd_ws[(B * Hq * num_m,)](*args, **meta, CONSUMER_REGS=CONFIG["CONSUMER_REGS"],
+        _attn_fwd_ws[(B * Hq * num_m,)](*args, **meta, PINGPONG=CONFIG["PINGPONG" + cls],
+                                        CONSUMER_REGS=CONFIG["CONSUMER_REGS"],
                                         LOADER_REGS=CONFIG["LOADER_REGS"], num_warps=4)
     else:
         _attn_fwd[(B * Hq * num_m,)](*args, **meta, NUM_WARPS=warps, num_warps=warps)

@@ -1,6 +1,6 @@
 """Correctness sweep and config timing for Gluon kernels on a GPU (trusted code, issue 20).
 
-    python benchmarks/gpu/gluon_bench.py check KERNEL.py [KERNEL.py ...] [--out DIR]
+    python benchmarks/gpu/gluon_bench.py check KERNEL.py [KERNEL.py ...] [--config JSON] [--out DIR]
     python benchmarks/gpu/gluon_bench.py sweep KERNEL.py --configs '[{"STAGES_D128_NC": 3}, ...]'
                                          [--shapes default|quick] [--out DIR]
 
@@ -48,7 +48,7 @@ def _cases(target):
     return out
 
 
-def check(paths: list[Path], out_dir: Path | None) -> int:
+def check(paths: list[Path], out_dir: Path | None, config: dict | None = None) -> int:
     import torch
 
     from evaluator import correctness, inputs, reference, targets
@@ -59,6 +59,8 @@ def check(paths: list[Path], out_dir: Path | None) -> int:
     rows = []
     for path in paths:
         mod = bu.load_kernel(path)
+        if config:
+            mod.CONFIG.update(config)   # checks a CONFIG variant (e.g. before making it the default)
         worst = 0.0
         for i, shape in enumerate(cases):
             for kind in KINDS:
@@ -160,6 +162,7 @@ def main(argv=None) -> int:
     c = sub.add_parser("check")
     c.add_argument("kernels", nargs="+", type=Path)
     c.add_argument("--out", type=Path)
+    c.add_argument("--config", default="{}", help="JSON dict of CONFIG overrides")
     s = sub.add_parser("sweep")
     s.add_argument("kernel", type=Path)
     s.add_argument("--configs", default="[{}]")
@@ -168,7 +171,7 @@ def main(argv=None) -> int:
     s.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
     if a.cmd == "check":
-        return check(a.kernels, a.out)
+        return check(a.kernels, a.out, json.loads(a.config))
     return sweep(a.kernel, json.loads(a.configs), a.suite, a.rounds, a.out)
 
 
