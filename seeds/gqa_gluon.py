@@ -27,7 +27,6 @@ returns a new tensor like q.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -41,22 +40,19 @@ from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 # WS: warp-specialized kernel (a one-warp TMA producer + two consumer warpgroups of
 # BLOCK_M/2 rows each, registers moved from producer to consumers: CONSUMER_REGS /
 # LOADER_REGS; WARPS is then ignored) instead of all warps doing everything; PINGPONG (WS
-# only): the two consumer warpgroups take turns issuing their GEMMs; PERSIST (WS only): one
-# program per SM looping over the work items (the next Q loads during the last PV);
+# only): the two consumer warpgroups take turns issuing their GEMMs;
 # BLOCK_M query rows per program (WS 0: one or two warpgroups, WARPS 4 or 8); BLOCK_N keys
 # per K/V tile; STAGES K/V tiles in the shared-memory ring; REVERSE_M (causal): longest
 # query rows first.
 CONFIG = {
     "WS_D64_NC": 0,
     "PINGPONG_D64_NC": 0,
-    "PERSIST_D64_NC": 0,
     "BLOCK_M_D64_NC": 64,
     "BLOCK_N_D64_NC": 128,
     "WARPS_D64_NC": 4,
     "STAGES_D64_NC": 2,
     "WS_D64_C": 0,
     "PINGPONG_D64_C": 0,
-    "PERSIST_D64_C": 0,
     "BLOCK_M_D64_C": 64,
     "BLOCK_N_D64_C": 128,
     "WARPS_D64_C": 4,
@@ -64,14 +60,12 @@ CONFIG = {
     "REVERSE_M_D64_C": 1,
     "WS_D128_NC": 1,
     "PINGPONG_D128_NC": 0,
-    "PERSIST_D128_NC": 0,
     "BLOCK_M_D128_NC": 128,
     "BLOCK_N_D128_NC": 128,
     "WARPS_D128_NC": 8,
     "STAGES_D128_NC": 2,
     "WS_D128_C": 1,
     "PINGPONG_D128_C": 0,
-    "PERSIST_D128_C": 0,
     "BLOCK_M_D128_C": 128,
     "BLOCK_N_D128_C": 128,
     "WARPS_D128_C": 8,
@@ -84,14 +78,12 @@ CONFIG = {
 SEARCH_SPACE = {
     "WS_D64_NC": [0, 1],
     "PINGPONG_D64_NC": [0, 1],
-    "PERSIST_D64_NC": [0, 1],
     "BLOCK_M_D64_NC": [64, 128],
     "BLOCK_N_D64_NC": [64, 128],
     "WARPS_D64_NC": [4, 8],
     "STAGES_D64_NC": [2, 3, 4],
     "WS_D64_C": [0, 1],
     "PINGPONG_D64_C": [0, 1],
-    "PERSIST_D64_C": [0, 1],
     "BLOCK_M_D64_C": [64, 128],
     "BLOCK_N_D64_C": [64, 128],
     "WARPS_D64_C": [4, 8],
@@ -99,14 +91,12 @@ SEARCH_SPACE = {
     "REVERSE_M_D64_C": [0, 1],
     "WS_D128_NC": [0, 1],
     "PINGPONG_D128_NC": [0, 1],
-    "PERSIST_D128_NC": [0, 1],
     "BLOCK_M_D128_NC": [64, 128],
     "BLOCK_N_D128_NC": [64, 128],
     "WARPS_D128_NC": [4, 8],
     "STAGES_D128_NC": [2, 3, 4],
     "WS_D128_C": [0, 1],
     "PINGPONG_D128_C": [0, 1],
-    "PERSIST_D128_C": [0, 1],
     "BLOCK_M_D128_C": [64, 128],
     "BLOCK_N_D128_C": [64, 128],
     "WARPS_D128_C": [4, 8],
@@ -149,13 +139,13 @@ def _softmax_tile(s, m_i, l_i, start_n, limit, mask_from, qk_scale,
 
 
 @gluon.jit
-def _tile_coords(tile, S, Hq, Hkv, G, num_m, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-                 CAUSAL, REVERSE_M):
-    """Work item ``tile``'s (batch*Hq + q_head, query tile, KV head, number of K/V tiles, first
-    masked column). Heads of one KV group are adjacent in tile order. CAUSAL/REVERSE_M may
+def _tile_coords(S, Hq, Hkv, G, num_m, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, CAUSAL, REVERSE_M):
+    """This program's (batch*Hq + q_head, query tile, KV head, number of K/V tiles, first
+    masked column). Heads of one KV group are adjacent in launch order. CAUSAL/REVERSE_M may
     be constexpr or runtime flags (warp-specialized partitions get no constexpr arguments)."""
-    bh = tile // num_m
-    start_m = tile % num_m
+    pid = gl.program_id(0)
+    bh = pid // num_m
+    start_m = pid % num_m
     if REVERSE_M:
         start_m = num_m - 1 - start_m
     kv_bh = (bh // Hq) * Hkv + (bh % Hq) // G
@@ -183,8 +173,8 @@ def _attn_fwd(desc_q, desc_k, desc_v, out_ptr, qk_scale, S, Hq, Hkv, G, num_m,
     col_s: gl.constexpr = gl.SliceLayout(0, s_layout)
     row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
 
-    bh, start_m, kv_bh, n_tiles, mask_from = _tile_coords(gl.program_id(0), S, Hq, Hkv, G, num_m,
-                                                          BLOCK_M, BLOCK_N, CAUSAL, REVERSE_M)
+    bh, start_m, kv_bh, n_tiles, mask_from = _tile_coords(S, Hq, Hkv, G, num_m, BLOCK_M, BLOCK_N,
+                                                          CAUSAL, REVERSE_M)
     q_row = bh * S + start_m * BLOCK_M
     kv_row = kv_bh * S
 
@@ -269,33 +259,24 @@ def _attn_fwd(desc_q, desc_k, desc_v, out_ptr, qk_scale, S, Hq, Hkv, G, num_m,
 
 @gluon.jit
 def _ws_loader(desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars,
-               S, Hq, Hkv, G, num_m, total, causal, reverse_m):
-    """Producer partition (one warp). For each work item of this program: the two Q halves
-    (once both consumers released the previous Q: ``q_bars[2]``), then the K/V tiles into the
-    ring; a slot is reused only after both consumer warpgroups arrived on its "empty" barrier.
-    Ring phases continue across work items (``it`` counts K/V tiles)."""
+               S, Hq, Hkv, G, num_m, causal, reverse_m):
+    """Producer partition (one warp): Q halves once, then K/V tiles into the ring; a slot is
+    reused only after both consumer warpgroups arrived on its "empty" barrier."""
     HALF: gl.constexpr = q_smem.shape[1]
     STAGES: gl.constexpr = k_smem.shape[0]
     BLOCK_N: gl.constexpr = k_smem.shape[1]
     BLOCK_M: gl.constexpr = 2 * HALF
-    it = 0
-    t_i = 0
-    for tile in range(gl.program_id(0), total, gl.num_programs(0)):
-        bh, start_m, kv_bh, n_tiles, mask_from = _tile_coords(tile, S, Hq, Hkv, G, num_m, BLOCK_M,
-                                                              BLOCK_N, causal, reverse_m)
-        q_row = bh * S + start_m * BLOCK_M
-        mbarrier.wait(q_bars.index(2), (t_i & 1) ^ 1)
-        for h in gl.static_range(2):
-            mbarrier.expect(q_bars.index(h), desc_q.block_type.nbytes)
-            tma.async_copy_global_to_shared(desc_q, [q_row + h * HALF, 0], q_bars.index(h),
-                                            q_smem.index(h))
-        kv_row = kv_bh * S
-        for j in range(n_tiles):
-            slot = it % STAGES
-            mbarrier.wait(empty_bars.index(slot), ((it // STAGES) & 1) ^ 1)
-            _issue_kv(desc_k, desc_v, k_smem, v_smem, k_bars, v_bars, kv_row + j * BLOCK_N, slot)
-            it += 1
-        t_i += 1
+    bh, start_m, kv_bh, n_tiles, mask_from = _tile_coords(S, Hq, Hkv, G, num_m, BLOCK_M, BLOCK_N,
+                                                          causal, reverse_m)
+    q_row = bh * S + start_m * BLOCK_M
+    for h in gl.static_range(2):
+        mbarrier.expect(q_bars.index(h), desc_q.block_type.nbytes)
+        tma.async_copy_global_to_shared(desc_q, [q_row + h * HALF, 0], q_bars.index(h), q_smem.index(h))
+    kv_row = kv_bh * S
+    for j in range(n_tiles):
+        slot = j % STAGES
+        mbarrier.wait(empty_bars.index(slot), ((j // STAGES) & 1) ^ 1)
+        _issue_kv(desc_k, desc_v, k_smem, v_smem, k_bars, v_bars, kv_row + j * BLOCK_N, slot)
 
 
 @gluon.jit
@@ -312,7 +293,7 @@ def _pass_turn(turn_bars, WG: gl.constexpr, pingpong):
 
 @gluon.jit
 def _ws_consumer(q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, turn_bars, out_ptr, qk_scale,
-                 S, Hq, Hkv, G, num_m, total, causal, reverse_m, pingpong, WG: gl.constexpr):
+                 S, Hq, Hkv, G, num_m, causal, reverse_m, pingpong, WG: gl.constexpr):
     """One consumer warpgroup (4 warps): rows [WG*HALF, (WG+1)*HALF) of the query tile.
     Tile sizes come from the shared-memory shapes (partitions get no constexpr arguments).
     ``pingpong``: the two consumer warpgroups take turns issuing their GEMMs (an mbarrier
@@ -332,107 +313,91 @@ def _ws_consumer(q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, tur
     row_s: gl.constexpr = gl.SliceLayout(1, s_layout)
     col_s: gl.constexpr = gl.SliceLayout(0, s_layout)
     row_o: gl.constexpr = gl.SliceLayout(1, o_layout)
-    TPW_D: gl.constexpr = HEAD_DIM // 8
-    out_layout: gl.constexpr = gl.BlockedLayout([1, 8], [32 // TPW_D, TPW_D], [4, 1], [1, 0])
+    bh, start_m, kv_bh, n_tiles, mask_from = _tile_coords(S, Hq, Hkv, G, num_m, BLOCK_M, BLOCK_N,
+                                                          causal, reverse_m)
     q = q_smem.index(WG)
+    offs_m = start_m * BLOCK_M + ROW0 + gl.arange(0, HALF, layout=row_s)
+    limit = gl.where(causal != 0, offs_m, S - 1)
+    m_i = gl.full([HALF], float("-inf"), gl.float32, layout=row_s)
+    l_i = gl.zeros([HALF], gl.float32, layout=row_s)
+    acc = gl.zeros([HALF, HEAD_DIM], gl.float32, layout=o_layout)
     s_zero = gl.zeros([HALF, BLOCK_N], gl.float32, layout=s_layout)
+
     if WG == 1:
         mbarrier.arrive(turn_bars.index(0), count=1, pred=pingpong != 0)   # warpgroup 0 starts
-    it = 0     # K/V tiles consumed by this program so far (ring slot and phase)
-    t_i = 0    # work items done by this program so far (Q phase)
-    for tile in range(gl.program_id(0), total, gl.num_programs(0)):
-        bh, start_m, kv_bh, n_tiles, mask_from = _tile_coords(tile, S, Hq, Hkv, G, num_m, BLOCK_M,
-                                                              BLOCK_N, causal, reverse_m)
-        turn0 = it + t_i    # each work item takes n_tiles + 1 turns
-        offs_m = start_m * BLOCK_M + ROW0 + gl.arange(0, HALF, layout=row_s)
-        limit = gl.where(causal != 0, offs_m, S - 1)
-        m_i = gl.full([HALF], float("-inf"), gl.float32, layout=row_s)
-        l_i = gl.zeros([HALF], gl.float32, layout=row_s)
-        acc = gl.zeros([HALF, HEAD_DIM], gl.float32, layout=o_layout)
-
-        mbarrier.wait(q_bars.index(WG), t_i & 1)
-        mbarrier.wait(k_bars.index(it % STAGES), (it // STAGES) & 1)
-        _take_turn(turn_bars, WG, turn0, pingpong)
-        s = warpgroup_mma(q, k_smem.index(it % STAGES).permute((1, 0)), s_zero, use_acc=False,
-                          is_async=True)
+    mbarrier.wait(q_bars.index(WG), 0)
+    mbarrier.wait(k_bars.index(0), 0)
+    _take_turn(turn_bars, WG, 0, pingpong)
+    s = warpgroup_mma(q, k_smem.index(0).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+    _pass_turn(turn_bars, WG, pingpong)
+    s = warpgroup_mma_wait(0, deps=(s,))
+    p, m_i, l_i, alpha = _softmax_tile(s, m_i, l_i, 0, limit, mask_from, qk_scale,
+                                       BLOCK_N, col_s)
+    p_op = gl.convert_layout(p.to(dtype), p_layout)
+    for j in range(1, n_tiles):
+        slot = j % STAGES
+        prev = (j - 1) % STAGES
+        mbarrier.wait(k_bars.index(slot), (j // STAGES) & 1)
+        mbarrier.wait(v_bars.index(prev), ((j - 1) // STAGES) & 1)
+        _take_turn(turn_bars, WG, j, pingpong)
+        s = warpgroup_mma(q, k_smem.index(slot).permute((1, 0)), s_zero, use_acc=False, is_async=True)
+        acc = warpgroup_mma(p_op, v_smem.index(prev), acc, is_async=True)
         _pass_turn(turn_bars, WG, pingpong)
-        s = warpgroup_mma_wait(0, deps=(s,))
-        # the last QK^T of the item is retired: Q may be overwritten with the next item's
-        mbarrier.arrive(q_bars.index(2), count=1, pred=n_tiles == 1)
-        p, m_i, l_i, alpha = _softmax_tile(s, m_i, l_i, 0, limit, mask_from, qk_scale,
+        s = warpgroup_mma_wait(1, deps=(s,))
+        p, m_i, l_i, alpha = _softmax_tile(s, m_i, l_i, j * BLOCK_N, limit, mask_from, qk_scale,
                                            BLOCK_N, col_s)
+        acc, p_op = warpgroup_mma_wait(0, deps=(acc, p_op))
+        # both wgmmas that read slot `prev` are retired: hand it back to the producer
+        mbarrier.arrive(empty_bars.index(prev), count=1)
+        acc = acc * gl.convert_layout(alpha, row_o)[:, None]
         p_op = gl.convert_layout(p.to(dtype), p_layout)
-        for j in range(1, n_tiles):
-            g = it + j
-            slot = g % STAGES
-            prev = (g - 1) % STAGES
-            mbarrier.wait(k_bars.index(slot), (g // STAGES) & 1)
-            mbarrier.wait(v_bars.index(prev), ((g - 1) // STAGES) & 1)
-            _take_turn(turn_bars, WG, turn0 + j, pingpong)
-            s = warpgroup_mma(q, k_smem.index(slot).permute((1, 0)), s_zero, use_acc=False,
-                              is_async=True)
-            acc = warpgroup_mma(p_op, v_smem.index(prev), acc, is_async=True)
-            _pass_turn(turn_bars, WG, pingpong)
-            s = warpgroup_mma_wait(1, deps=(s,))
-            mbarrier.arrive(q_bars.index(2), count=1, pred=j == n_tiles - 1)
-            p, m_i, l_i, alpha = _softmax_tile(s, m_i, l_i, j * BLOCK_N, limit, mask_from, qk_scale,
-                                               BLOCK_N, col_s)
-            acc, p_op = warpgroup_mma_wait(0, deps=(acc, p_op))
-            # both wgmmas that read slot `prev` are retired: hand it back to the producer
-            mbarrier.arrive(empty_bars.index(prev), count=1)
-            acc = acc * gl.convert_layout(alpha, row_o)[:, None]
-            p_op = gl.convert_layout(p.to(dtype), p_layout)
-        g_last = it + n_tiles - 1
-        last = g_last % STAGES
-        mbarrier.wait(v_bars.index(last), (g_last // STAGES) & 1)
-        _take_turn(turn_bars, WG, turn0 + n_tiles, pingpong)
-        acc = warpgroup_mma(p_op, v_smem.index(last), acc, is_async=True)
-        _pass_turn(turn_bars, WG, pingpong)
-        acc = warpgroup_mma_wait(0, deps=(acc,))
-        mbarrier.arrive(empty_bars.index(last), count=1)
+    last = (n_tiles - 1) % STAGES
+    mbarrier.wait(v_bars.index(last), ((n_tiles - 1) // STAGES) & 1)
+    _take_turn(turn_bars, WG, n_tiles, pingpong)
+    acc = warpgroup_mma(p_op, v_smem.index(last), acc, is_async=True)
+    _pass_turn(turn_bars, WG, pingpong)
+    acc = warpgroup_mma_wait(0, deps=(acc,))
+    mbarrier.arrive(empty_bars.index(last), count=1)
 
-        acc = acc / gl.convert_layout(l_i, row_o)[:, None]
-        o = gl.convert_layout(acc.to(dtype), out_layout)
-        rows = start_m * BLOCK_M + ROW0 + gl.arange(0, HALF, layout=gl.SliceLayout(1, out_layout))
-        cols = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, out_layout))
-        offs = (bh * S + rows).to(gl.int64)[:, None] * HEAD_DIM + cols[None, :]
-        gl.store(out_ptr + offs, o, mask=(rows < S)[:, None])
-        it += n_tiles
-        t_i += 1
+    acc = acc / gl.convert_layout(l_i, row_o)[:, None]
+    TPW_D: gl.constexpr = HEAD_DIM // 8
+    out_layout: gl.constexpr = gl.BlockedLayout([1, 8], [32 // TPW_D, TPW_D], [4, 1], [1, 0])
+    o = gl.convert_layout(acc.to(dtype), out_layout)
+    rows = start_m * BLOCK_M + ROW0 + gl.arange(0, HALF, layout=gl.SliceLayout(1, out_layout))
+    cols = gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, out_layout))
+    offs = (bh * S + rows).to(gl.int64)[:, None] * HEAD_DIM + cols[None, :]
+    gl.store(out_ptr + offs, o, mask=(rows < S)[:, None])
 
 
 @gluon.jit
 def _ws_consumer0(q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, turn_bars, out_ptr, qk_scale,
-                  S, Hq, Hkv, G, num_m, total, causal, reverse_m, pingpong):
+                  S, Hq, Hkv, G, num_m, causal, reverse_m, pingpong):
     WG: gl.constexpr = 0
     _ws_consumer(q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, turn_bars, out_ptr, qk_scale,
-                 S, Hq, Hkv, G, num_m, total, causal, reverse_m, pingpong, WG)
+                 S, Hq, Hkv, G, num_m, causal, reverse_m, pingpong, WG)
 
 
 @gluon.jit
 def _ws_consumer1(q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, turn_bars, out_ptr, qk_scale,
-                  S, Hq, Hkv, G, num_m, total, causal, reverse_m, pingpong):
+                  S, Hq, Hkv, G, num_m, causal, reverse_m, pingpong):
     WG: gl.constexpr = 1
     _ws_consumer(q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, turn_bars, out_ptr, qk_scale,
-                 S, Hq, Hkv, G, num_m, total, causal, reverse_m, pingpong, WG)
+                 S, Hq, Hkv, G, num_m, causal, reverse_m, pingpong, WG)
 
 
 @gluon.jit
-def _attn_fwd_ws(desc_q, desc_k, desc_v, out_ptr, qk_scale, S, Hq, Hkv, G, num_m, total,
+def _attn_fwd_ws(desc_q, desc_k, desc_v, out_ptr, qk_scale, S, Hq, Hkv, G, num_m,
                  HEAD_DIM: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
                  STAGES: gl.constexpr, CAUSAL: gl.constexpr, REVERSE_M: gl.constexpr,
                  PINGPONG: gl.constexpr, CONSUMER_REGS: gl.constexpr, LOADER_REGS: gl.constexpr):
     """Warp-specialized: two consumer warpgroups (half of the query tile each; the default
-    partition and one worker) and a one-warp TMA producer, with register re-allocation.
-    Work items ``program_id, program_id + num_programs, ... < total``: one per program, or
-    persistent (a grid of one program per SM)."""
+    partition and one worker) and a one-warp TMA producer, with register re-allocation."""
     dtype: gl.constexpr = desc_q.dtype
     HALF: gl.constexpr = BLOCK_M // 2
     q_smem = gl.allocate_shared_memory(dtype, [2, HALF, HEAD_DIM], desc_q.layout)
     k_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], desc_k.layout)
     v_smem = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], desc_v.layout)
-    # q_bars: [0], [1] the Q halves are loaded; [2] both consumers released Q
-    q_bars = gl.allocate_shared_memory(gl.int64, [3, 1], mbarrier.MBarrierLayout())
+    q_bars = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     k_bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     v_bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     empty_bars = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
@@ -440,23 +405,17 @@ def _attn_fwd_ws(desc_q, desc_k, desc_v, out_ptr, qk_scale, S, Hq, Hkv, G, num_m
     for i in gl.static_range(2):
         mbarrier.init(q_bars.index(i), count=1)
         mbarrier.init(turn_bars.index(i), count=1)
-    mbarrier.init(q_bars.index(2), count=2)
     for i in gl.static_range(STAGES):
         mbarrier.init(k_bars.index(i), count=1)
         mbarrier.init(v_bars.index(i), count=1)
         mbarrier.init(empty_bars.index(i), count=2)   # one arrival per consumer warpgroup
     fence_async_shared()
     cargs = (q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, turn_bars, out_ptr, qk_scale,
-             S, Hq, Hkv, G, num_m, total, CAUSAL, REVERSE_M, PINGPONG)   # constexprs arrive as int32
+             S, Hq, Hkv, G, num_m, CAUSAL, REVERSE_M, PINGPONG)   # constexprs arrive as int32 scalars
     largs = (desc_q, desc_k, desc_v, q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars,
-             S, Hq, Hkv, G, num_m, total, CAUSAL, REVERSE_M)
+             S, Hq, Hkv, G, num_m, CAUSAL, REVERSE_M)
     gl.warp_specialize([(_ws_consumer0, cargs), (_ws_consumer1, cargs), (_ws_loader, largs)],
                        [4, 1], [CONSUMER_REGS, LOADER_REGS])
-
-
-@functools.lru_cache(maxsize=None)
-def _num_sms(device) -> int:
-    return torch.cuda.get_device_properties(device).multi_processor_count
 
 
 def _fit_stages(block_m: int, block_n: int, head_dim: int, stages: int, elem: int) -> int:
@@ -524,9 +483,7 @@ def attention(q, k, v, *, causal: bool = False, sm_scale: float | None = None) -
     meta = dict(HEAD_DIM=D, BLOCK_M=block_m, BLOCK_N=block_n, STAGES=stages, CAUSAL=causal,
                 REVERSE_M=causal and bool(CONFIG.get("REVERSE_M" + cls, 0)))
     if ws:
-        total = B * Hq * num_m
-        progs = min(total, _num_sms(q.device)) if CONFIG["PERSIST" + cls] else total
-        _attn_fwd_ws[(progs,)](*args, total, **meta, PINGPONG=CONFIG["PINGPONG" + cls],
+        _attn_fwd_ws[(B * Hq * num_m,)](*args, **meta, PINGPONG=CONFIG["PINGPONG" + cls],
                                         CONSUMER_REGS=CONFIG["CONSUMER_REGS"],
                                         LOADER_REGS=CONFIG["LOADER_REGS"], num_warps=4)
     else:
