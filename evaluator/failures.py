@@ -6,6 +6,8 @@ pipeline meets them:
 ``syntax``           the file does not compile (``compile()`` in the parent)
 ``forbidden``        the static check or the runtime guard found a forbidden construct
                      (library attention, processes, file/network I/O, tampering ...)
+``needs_gpu``        the candidate can only run on a CUDA GPU (a Gluon kernel) and this
+                     machine has none: not a verdict on the kernel, evaluate it on a GPU
 ``import``           importing the candidate module raised
 ``compile``          a Triton kernel failed to compile on its first call
 ``runtime``          the candidate raised while running, or its process died
@@ -30,6 +32,7 @@ from __future__ import annotations
 FAILURE_CLASSES: dict[str, str] = {
     "syntax": "the file does not compile",
     "forbidden": "forbidden construct (static check or runtime guard)",
+    "needs_gpu": "the candidate runs on a CUDA GPU only (Gluon); none here",
     "import": "importing the candidate raised",
     "compile": "a Triton kernel failed to compile",
     "runtime": "the candidate raised or its process died",

@@ -1,7 +1,8 @@
 """``evaluate()`` and ``compare_candidates()``: the parent side of an evaluation.
 
 Parent steps: read the source; ``compile()`` (class ``syntax``); static check
-(``forbidden``); scratch dir; plan with a secret seed (``secrets``); the worker in the
+(``forbidden``); without a GPU, a candidate that only runs on one (Gluon) stops here with
+``needs_gpu``; scratch dir; plan with a secret seed (``secrets``); the worker in the
 sandbox with a wall-clock timeout (process-group SIGKILL -> ``timeout``); a dead worker
 (signal / no report) -> ``runtime``, or ``cuda_fault`` / ``oom`` when its log shows it;
 then the trusted checker (spawned after the worker exited) decides correctness; the
@@ -116,6 +117,20 @@ def _static_locked(source: str, path: Path, enabled: bool) -> CandidateFailure |
         msgs = "; ".join(f"line {v.line}: [{v.rule}] {v.message}" for v in bad[:8])
         return CandidateFailure("forbidden", msgs)
     return None
+
+
+def _needs_gpu(source: str, device: str) -> CandidateFailure | None:
+    """``needs_gpu`` when `source` cannot run on the interpreter and there is no GPU here."""
+    if device == "cuda":
+        return None
+    from evaluator.static_check import gpu_only_reason
+
+    with _PARSE_LOCK:
+        why = gpu_only_reason(source)
+    if why is None:
+        return None
+    return CandidateFailure("needs_gpu", f"this candidate needs a CUDA GPU and this machine has none: "
+                            f"{why}; evaluate it on a GPU machine (--suite quick or default)")
 
 
 def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dict[str, Any]:
@@ -290,7 +305,8 @@ def _evaluate(path: str | Path, target: str, suite: str | None, options: EvalOpt
     t0 = time.monotonic()
     prep = _prepare([Path(path)], target, suite)
     kw = {"device": prep.device, "timing": GPU_TIMING if prep.device == "cuda" else NOT_GPU_TIMING}
-    bad = _static(prep.sources[0][1], prep.sources[0][0], options.static_check)
+    bad = (_static(prep.sources[0][1], prep.sources[0][0], options.static_check)
+           or _needs_gpu(prep.sources[0][1], prep.device))
     if bad:
         return EvalResult.rejected(prep.target.name, prep.suite, bad.cls, bad.message, bad.shape,
                                    wall_s=time.monotonic() - t0, **kw)
@@ -355,7 +371,7 @@ def _compare(challenger_path: str | Path, champion_path: str | Path, target: str
     prep = _prepare([Path(challenger_path), Path(champion_path)], target, suite)
     timing = GPU_TIMING if prep.device == "cuda" else NOT_GPU_TIMING
     for side, (p, src) in zip(("challenger", "champion"), prep.sources):
-        bad = _static(src, p, options.static_check)
+        bad = _static(src, p, options.static_check) or _needs_gpu(src, prep.device)
         if bad:
             return CompareResult(None, None, None, 0.0, False,
                                  failure={"side": side, "class": bad.cls, "message": bad.message},

@@ -29,6 +29,10 @@ device queries.
 
 The runtime guard (evaluator/guard.py) enforces the important ones again at run time;
 this check exists so that cheating is obvious and cheap to reject.
+
+`gpu_only_reason(source)` is not a rule: it says why a (clean) candidate cannot run on the
+Triton interpreter (it imports a GPU-only module such as Gluon, ``GPU_ONLY_MODULES``), so
+that an evaluation without a GPU answers ``needs_gpu`` instead of starting a worker.
 """
 
 from __future__ import annotations
@@ -302,6 +306,28 @@ def _bound_names(tree: ast.AST) -> set[str]:
         elif isinstance(n, ast.alias):
             bound.add((n.asname or n.name).split(".")[0])
     return bound
+
+
+def gpu_only_reason(source: str) -> str | None:
+    """Why `source` can only run on a CUDA GPU (it imports a ``GPU_ONLY_MODULES`` module,
+    in any import form), or None. A source that does not parse gives None (the syntax
+    check answers it)."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+        else:
+            continue
+        for name in names:
+            hit = _prefix_rule(name, R.GPU_ONLY_MODULES)
+            if hit is not None:
+                return f"{hit[1]} (line {node.lineno}: imports {name})"
+    return None
 
 
 def check_source(source: str, filename: str = "candidate.py") -> list[Violation]:

@@ -86,29 +86,29 @@ KNOWN_BAD_IMPORTS: dict[str, str] = {
 }
 
 # Fully qualified names (and everything below them) a candidate may not reference.
+_CUBLAS = ("torch.matmul", "torch.mm", "torch.bmm", "torch.baddbmm", "torch.addmm", "torch.addbmm",
+           "torch.addmv", "torch.mv", "torch.dot", "torch.vdot", "torch.inner", "torch.outer",
+           "torch.tensordot", "torch.chain_matmul")
+_SIDE_STREAMS = ("torch.cuda.Stream", "torch.cuda.ExternalStream", "torch.cuda.stream",
+                 "torch.cuda.set_stream", "torch.cuda.StreamContext", "torch.Stream")
+_CUDA_GRAPHS = ("torch.cuda.graph", "torch.cuda.CUDAGraph", "torch.cuda.make_graphed_callables")
+_SOFTMAX = ("torch.softmax", "torch.log_softmax", "torch._softmax")
+
 DENIED_NAMES: dict[str, str] = {
     **{m: r for m, r in DENIED_MODULES.items()},
-    "torch.matmul": "torch matmul (cuBLAS)", "torch.mm": "torch matmul (cuBLAS)",
-    "torch.bmm": "torch matmul (cuBLAS)", "torch.baddbmm": "torch matmul (cuBLAS)",
-    "torch.addmm": "torch matmul (cuBLAS)", "torch.addbmm": "torch matmul (cuBLAS)",
-    "torch.addmv": "torch matmul (cuBLAS)", "torch.mv": "torch matmul (cuBLAS)",
-    "torch.dot": "torch matmul (cuBLAS)", "torch.vdot": "torch matmul (cuBLAS)",
-    "torch.inner": "torch matmul (cuBLAS)", "torch.outer": "torch matmul (cuBLAS)",
-    "torch.tensordot": "torch matmul (cuBLAS)", "torch.einsum": "torch einsum (cuBLAS)",
-    "torch.chain_matmul": "torch matmul (cuBLAS)", "torch.kron": "torch matmul",
-    "torch.softmax": "torch softmax", "torch.log_softmax": "torch softmax",
-    "torch._softmax": "torch softmax", "torch.cdist": "torch distance matmul",
+    **dict.fromkeys(_CUBLAS, "torch matmul (cuBLAS)"),
+    **dict.fromkeys(_SOFTMAX, "torch softmax"),
+    **dict.fromkeys(_SIDE_STREAMS, "side streams"),
+    **dict.fromkeys(_CUDA_GRAPHS, "CUDA graphs"),
+    "torch.einsum": "torch einsum (cuBLAS)", "torch.kron": "torch matmul",
+    "torch.cdist": "torch distance matmul",
     "torch.functional": "torch.functional (einsum, tensordot)",
     "torch.compile": "torch.compile is off limits",
     "torch.cuda": "only device queries of torch.cuda are allowed",
     "torch.cuda.jiterator": "runtime-compiled CUDA", "torch.package": "file I/O",
     "torch.serialization": "file I/O", "torch.classes": "custom classes",
     "triton.runtime.build": "Triton build internals (runs the C compiler)",
-    "torch.cuda.Stream": "side streams", "torch.cuda.ExternalStream": "side streams",
-    "torch.cuda.stream": "side streams", "torch.cuda.set_stream": "side streams",
-    "torch.cuda.StreamContext": "side streams", "torch.Stream": "side streams",
-    "torch.cuda.graph": "CUDA graphs", "torch.cuda.CUDAGraph": "CUDA graphs",
-    "torch.cuda.make_graphed_callables": "CUDA graphs", "torch.cuda.cudart": "raw CUDA runtime",
+    "torch.cuda.cudart": "raw CUDA runtime",
     "torch.cuda.caching_allocator_alloc": "raw allocations", "torch.cuda.memory": "allocator internals",
     "torch.cuda.Event": "events belong to the timing harness",
     "torch.Tensor._make_subclass": "tensor subclasses (lazy outputs)",
@@ -177,10 +177,22 @@ DENIED_DUNDER_DEFS: frozenset[str] = frozenset({
     "__reduce_ex__", "__array__", "__array_ufunc__", "__dlpack__", "__cuda_array_interface__",
 })
 
-# Decorators that mark a Triton kernel (inside one, ``a @ b`` is tl.dot on blocks).
+# Decorators that mark a Triton kernel (inside one, ``a @ b`` is tl.dot on blocks; a Gluon
+# kernel runs on the GPU only, like any other Triton kernel).
 TRITON_DECORATORS: frozenset[str] = frozenset({
     "triton.jit", "triton.autotune", "triton.heuristics", "triton.language.core.builtin",
+    "triton.experimental.gluon.jit",
 })
+
+# Modules whose kernels only run on a CUDA GPU: the Triton interpreter cannot execute them,
+# so a candidate importing one is answered ``needs_gpu`` on a machine without a GPU (it is
+# allowed, with the same rules as any candidate, everywhere else). Gluon
+# (``triton.experimental.gluon``: explicit layouts, shared memory, mbarriers, TMA, wgmma,
+# warp specialization) is a first-class candidate language.
+GPU_ONLY_MODULES: dict[str, str] = {
+    "triton.experimental.gluon": "Gluon kernels (triton.experimental.gluon) compile for NVIDIA "
+                                 "GPUs only; the Triton interpreter cannot run them",
+}
 
 # Limits that bound the check's own work.
 MAX_SOURCE_BYTES = 400_000
