@@ -13,6 +13,11 @@
 #                                $OUT/merged.py (sweep.json, merge.txt); e.g. D128_NC,D64_C
 #   calibrate [KERNEL]           the correctness rule's margin: kernel error / torch error
 #   seed-check                   every seed on every validation shape, bf16 and fp16
+#   check KERNEL... [CONFIG]     one kernel (e.g. the Gluon seed) on every GPU validation shape,
+#                                bf16+fp16, all input kinds (check.json); CONFIG: JSON overrides
+#   config-sweep KERNEL CONFIGS  the kernel with each CONFIG override (a JSON list) timed
+#                                against cuDNN (sweep.json); for tuning, not for citing
+#   ncu [S D [causal]]           Nsight Compute over the Gluon seed and cuDNN on one shape (ncu.txt)
 #   offline SEED MINUTES NAME [RNG_SEED]
 #                                an offline run in the foreground, then its stats
 #                                (stats_NAME.json, lineage_NAME.db, kernels_NAME.tgz)
@@ -24,9 +29,9 @@
 set -u
 cmd=${1:-}; shift || true
 case "$cmd" in
-  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|offline|tests)
+  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|offline|tests)
     . "$(dirname "$0")/setup.sh" || exit 1; OUT=${OUT:-/tmp/out} ;;
-  *) sed -n '2,24p' "$0"; exit 2 ;;
+  *) sed -n '2,29p' "$0"; exit 2 ;;
 esac
 case "$cmd" in
   env)
@@ -60,6 +65,19 @@ case "$cmd" in
         2>&1 | tee "$OUT/calibrate.log" | tail -n 30 ;;
   seed-check)
     timeout 500 python3 benchmarks/seed_sweep.py "$OUT/seed_sweep.json" --no-tune 2>&1 | tee "$OUT/seed_sweep.log" | tail -n 20 ;;
+  check)
+    config='{}'; case "${!#}" in \{*) config=${!#}; set -- "${@:1:$#-1}" ;; esac
+    timeout 300 python3 benchmarks/gpu/gluon_bench.py check "$@" --config "$config" --out "$OUT" \
+        > "$OUT/check.log" 2>&1; echo "check rc=$?"; grep -v '^ok' "$OUT/check.log" | tail -n 40 ;;
+  config-sweep)
+    timeout 400 python3 benchmarks/gpu/gluon_bench.py sweep "$1" --configs "$2" --out "$OUT" \
+        > "$OUT/sweep.log" 2>&1; echo "sweep rc=$?"; tail -n 12 "$OUT/sweep.log" ;;
+  ncu)
+    [ $# -gt 0 ] || set -- 16384 128
+    timeout 120 ncu --section SpeedOfLight --section ComputeWorkloadAnalysis --section WarpStateStats \
+        --section Occupancy --section LaunchStats -k regex:'attn_fwd|fmha|flash|cudnn|sm90' --launch-count 2 \
+        python3 benchmarks/gpu/gluon_profile.py "$@" > "$OUT/ncu.txt" 2>&1; echo "ncu rc=$?"
+    grep -E 'Duration|Compute \(SM\) Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy' "$OUT/ncu.txt" | head -n 20 ;;
   offline)
     seed=$1; minutes=$2; name=$3; rng=${4:-7}; runs=/root/runs
     python3 -m evolve start --target gqa --operator offline --runs-dir $runs --rng-seed "$rng" \
