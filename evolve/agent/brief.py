@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from evaluator import get_target
 from evolve.agent import supervisor
 from evolve.agent.budget import SessionBudget
 from evolve.agent.prompts import Prompts, render
-from evolve.agent.render import candidate_line, failure_line, one_line, shapes_table
+from evolve.agent.render import failure_lines, one_line, shapes_table, top_lines
 
 CPU_NOTE = ("Device: no GPU here. `evaluate` runs the CPU interpreter smoke suite "
             "(TRITON_INTERPRET=1, tiny shapes): it checks correctness only; its timings and "
@@ -17,36 +18,15 @@ GPU_NOTE = ("Device: a GPU. `evaluate` measures real kernel times against the ba
             "(cuDNN SDPA); the score is the geometric-mean speedup over the suite's shapes.")
 
 
-def _target_description(target: str) -> str:
-    try:
-        from evaluator import get_target
-        return get_target(target).description
-    except Exception:  # the evaluator package is optional for rendering
-        return f"attention forward ({target})"
-
-
 def system_prompt(prompts: Prompts, run: Any, parent_id: int) -> str:
     cfg = run.config
     return render(prompts.system, {
-        "target": cfg.target, "target_description": _target_description(cfg.target),
+        "target": cfg.target, "target_description": get_target(cfg.target).description,
         "parent_id": parent_id, "device_note": GPU_NOTE if cfg.gpu else CPU_NOTE,
     })
 
 
-def _best_scores(store: Any, n: int = 5) -> str:
-    best = store.best()
-    ok = sorted(store.candidates("ok"), key=lambda c: -(c.score or 0.0))[:n]
-    if not ok:
-        return "(no candidate has a score yet)"
-    return "\n".join(candidate_line(c, best.id if best else None) for c in ok)
-
-
-def _failures(store: Any, n: int = 5) -> str:
-    bad = store.candidates("rejected")[-n:]
-    return "\n".join(failure_line(c) for c in bad) if bad else "(no failures yet)"
-
-
-def _parent_shapes(store: Any, parent: Any) -> str:
+def _parent_shapes(parent: Any) -> str:
     text = shapes_table(parent.result.get("shapes", []))
     if parent.status != "ok":
         text += f"\n(the parent was rejected: {parent.failure_class}: " \
@@ -80,8 +60,9 @@ def session_brief(prompts: Prompts, ctx: Any, budget: SessionBudget, suite: str,
         "parent_operator": parent.operator, "parent_depth": parent.depth,
         "parent_hypothesis": one_line(parent.hypothesis, 400) or "(seed)",
         "parent_source": ctx.parent_source.rstrip("\n"),
-        "parent_shapes": _parent_shapes(store, parent),
-        "best_scores": _best_scores(store), "recent_failures": _failures(store),
+        "parent_shapes": _parent_shapes(parent),
+        "best_scores": "\n".join(top_lines(store, 5)) or "(no candidate has a score yet)",
+        "recent_failures": "\n".join(failure_lines(store, 5)) or "(no failures yet)",
         "second": second,
         "supervisor": supervisor.note(prompts.supervisor, plateau),
         "notes": _notes(ctx.brief),

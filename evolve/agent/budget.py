@@ -9,11 +9,7 @@ from evolve.agent.pricing import PriceTable
 
 
 class BudgetExhausted(Exception):
-    """A budget ran out; `kind` says which (tool_calls, evaluations, tokens, usd)."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
+    """A session budget (tool calls, tokens) or the run's USD budget ran out."""
 
 
 @dataclass
@@ -36,12 +32,12 @@ class SessionBudget:
 
     def check_tokens(self) -> None:
         if self.max_tokens and self.tokens >= self.max_tokens:
-            raise BudgetExhausted("tokens", f"session token budget used up "
+            raise BudgetExhausted(f"session token budget used up "
                                   f"({self.tokens} of {self.max_tokens})")
 
     def take_tool_call(self) -> None:
         if self.max_tool_calls and self.tool_calls >= self.max_tool_calls:
-            raise BudgetExhausted("tool_calls", f"session tool-call budget used up "
+            raise BudgetExhausted(f"session tool-call budget used up "
                                   f"({self.tool_calls} of {self.max_tool_calls})")
         self.tool_calls += 1
 
@@ -64,17 +60,17 @@ class RunBudget:
         self.model = model
         self.prices = prices
         self.max_usd = max_usd
-        self.spent_before = float(spent_before)
+        self.spent_before = spent_before
         self.priced = prices.lookup(model) is not None
 
     def cost(self, tokens_in: int, tokens_out: int) -> float | None:
         return self.prices.cost(self.model, tokens_in, tokens_out)
 
-    def check(self, session_cost: float | None = 0.0) -> None:
+    def check(self, session_cost: float = 0.0) -> None:
         """Raise when the run's spend reached max_usd (never for unpriced models)."""
         if self.max_usd is None or not self.priced:
             return
-        total = self.spent_before + (session_cost or 0.0)
+        total = self.spent_before + session_cost
         if total >= self.max_usd:
-            raise BudgetExhausted("usd", f"run budget of ${self.max_usd:.2f} reached "
+            raise BudgetExhausted(f"run budget of ${self.max_usd:.2f} reached "
                                   f"(${total:.4f} spent)")

@@ -1,12 +1,16 @@
-"""The agent's tools (names and arguments fixed by the spec) over a SessionState."""
+"""The agent's tools (names and arguments fixed by the spec) over a SessionState, the
+mutable state of one session: the working copy and what the tools did to it."""
 
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass, field
 from typing import Any
 
-from evolve.agent.render import candidate_line, eval_text, failure_line, shapes_table
-from evolve.agent.state import SessionState
+from evaluator import EvalResult
+from evolve.agent.budget import SessionBudget
+from evolve.agent.render import (candidate_line, eval_text, failure_lines, shapes_table,
+                                 top_lines)
 from evolve.agent.tools import Tool, ToolError, ToolRegistry
 from evolve.records import sha256_text
 
@@ -19,6 +23,27 @@ def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, 
             "additionalProperties": False}
 
 
+@dataclass
+class SessionState:
+    ctx: Any  # evolve.operators.base.VariationContext
+    source: str  # the working copy
+    budget: SessionBudget
+    suite: str  # the suite `evaluate` runs by default
+    gpu: bool = False
+    ended: bool = False
+    outcome: str | None = None  # "submitted" | "gave_up" once a tool ended the session
+    hypothesis: str = ""
+    reason: str = ""
+    edits: int = 0
+    evals: list[EvalResult] = field(default_factory=list)  # the agent's evaluations
+    evaluated_sha: str = ""  # sha256 of the source the last of them evaluated
+    knowledge_read: list[str] = field(default_factory=list)
+
+    @property
+    def run(self) -> Any:
+        return self.ctx.run
+
+
 # ---------------------------------------------------------------- lineage tools
 
 def lineage(st: SessionState, a: dict[str, Any]) -> str:
@@ -27,14 +52,13 @@ def lineage(st: SessionState, a: dict[str, Any]) -> str:
     best_id = best.id if best else None
     n = a["n"]
     if a["view"] == "top":
-        ok = sorted(store.candidates("ok"), key=lambda c: -(c.score or 0.0))[:n]
-        rows = [candidate_line(c, best_id) for c in ok]
+        rows = top_lines(store, n)
         title = f"top {len(rows)} candidates by score"
     elif a["view"] == "recent":
         rows = [candidate_line(c, best_id) for c in store.candidates()[-n:]]
         title = f"{len(rows)} most recent candidates"
     else:
-        rows = [failure_line(c) for c in store.candidates("rejected")[-n:]]
+        rows = failure_lines(store, n)
         title = f"{len(rows)} most recent failures"
     counts = store.counts()
     head = (f"{title} (run has {counts['total']} candidates; your parent is #{st.ctx.parent.id}"
@@ -175,7 +199,7 @@ def evaluate(st: SessionState, a: dict[str, Any]) -> str:
 
 
 def submit(st: SessionState, a: dict[str, Any]) -> str:
-    if st.source == st.parent_source:
+    if st.source == st.ctx.parent_source:
         raise ToolError("the working copy is identical to the parent; edit it first, "
                         "or give_up")
     st.ended, st.outcome, st.hypothesis = True, "submitted", a["hypothesis"].strip()
