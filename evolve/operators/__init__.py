@@ -18,8 +18,8 @@ __all__ = ["Operator", "OperatorError", "VariationContext", "make_operator",
 def make_operator(name: str, run: "RunHandle") -> Operator:
     if name == "offline":
         from evolve.operators.offline import OfflineOperator
-        return OfflineOperator(run)
+        return OfflineOperator()
     if name == "agent":
-        from evolve.agent.operator import AgentOperator  # written by the agent helper
+        from evolve.agent.operator import AgentOperator
         return AgentOperator(run)
     raise OperatorError(f"unknown operator {name!r} (choose from {', '.join(OPERATORS)})")

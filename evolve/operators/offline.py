@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from evolve.operators.base import VariationContext
 from evolve.operators.config_edit import (
@@ -21,9 +21,6 @@ from evolve.operators.config_edit import (
 )
 from evolve.operators.recipes import RECIPES
 from evolve.records import Candidate, sha256_text
-
-if TYPE_CHECKING:  # pragma: no cover
-    from evolve.run import RunHandle
 
 _WHY = {  # knob family -> (why raising it may help, why lowering it may help)
     "block_n": ("bigger key tiles amortise the online-softmax bookkeeping over more keys",
@@ -63,9 +60,7 @@ def _neighbour_or_random(rng: random.Random, allowed: list, current: Any) -> Any
 class OfflineOperator:
     name = "offline"
 
-    def __init__(self, run: "RunHandle | None" = None, recipe_prob: float = 0.3,
-                 max_tries: int = 12):
-        self.run = run
+    def __init__(self, recipe_prob: float = 0.3, max_tries: int = 12):
         self.recipe_prob = recipe_prob
         self.max_tries = max_tries
         self.last_reason = ""
@@ -75,12 +70,11 @@ class OfflineOperator:
     def propose(self, ctx: VariationContext) -> Candidate | None:
         """A child of ctx.parent (crossover when ctx.second is given) not seen in this run."""
         t0 = time.monotonic()
-        store = ctx.run.store if ctx.run is not None else None
         for _ in range(self.max_tries):
             prop = self._one(ctx)
             if prop is None:
                 break
-            if store is None or not store.has_source(sha256_text(prop.source)):
+            if not ctx.run.store.has_source(sha256_text(prop.source)):
                 prop.variation_seconds = time.monotonic() - t0
                 return prop
             self.last_reason = "every child tried was already evaluated in this run"
