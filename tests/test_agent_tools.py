@@ -17,7 +17,7 @@ SPEC_TOOLS = ["lineage", "show_candidate", "diff", "search_knowledge", "read_kno
 
 def test_exact_tool_names_and_schemas():
     reg = build_registry()
-    assert sorted(reg.names()) == sorted(SPEC_TOOLS)
+    assert sorted(reg.tools) == sorted(SPEC_TOOLS)
     for s in reg.schemas():
         assert s["type"] == "function"
         params = s["function"]["parameters"]
@@ -61,13 +61,13 @@ def test_truncate_marks_the_cut():
 
 def test_price_table(tmp_path):
     table = PriceTable.load()
-    assert table.cost("gpt-4.1-mini", 1_000_000, 0) == pytest.approx(0.40)
-    assert table.cost("gpt-4.1-mini-2025-04-14", 0, 1_000_000) == pytest.approx(1.60)
-    assert table.cost("o3-mini", 1000, 1000) is None  # not priced as o3
-    assert table.cost("my-local-llama", 10, 10) is None
+    assert table.lookup("gpt-4.1-mini").cost(1_000_000, 0) == pytest.approx(0.40)
+    assert table.lookup("gpt-4.1-mini-2025-04-14").cost(0, 1_000_000) == pytest.approx(1.60)
+    assert table.lookup("o3-mini") is None  # not priced as o3
+    assert table.lookup("my-local-llama") is None
     p = tmp_path / "prices.json"
     p.write_text(json.dumps({"m": {"input_per_mtok": 1, "output_per_mtok": 2}}))
-    assert PriceTable.load(p).cost("m", 500_000, 500_000) == pytest.approx(1.5)
+    assert PriceTable.load(p).lookup("m").cost(500_000, 500_000) == pytest.approx(1.5)
     p.write_text(json.dumps({"m": {"input_per_mtok": 1}}))
     with pytest.raises(PriceTableError, match="output_per_mtok"):
         PriceTable.load(p)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from evolve.agent.pricing import PriceTable
+from evolve.agent.pricing import Price
 
 
 class BudgetExhausted(Exception):
@@ -52,23 +52,20 @@ class SessionBudget:
                 f"{self.max_tokens} tokens (prompt + completion, summed over requests)")
 
 
+@dataclass
 class RunBudget:
     """USD over the whole run: what earlier sessions spent (from the store) + this one."""
 
-    def __init__(self, model: str, prices: PriceTable, max_usd: float | None,
-                 spent_before: float = 0.0):
-        self.model = model
-        self.prices = prices
-        self.max_usd = max_usd
-        self.spent_before = spent_before
-        self.priced = prices.lookup(model) is not None
+    price: Price | None  # None: the model is not in the price table, tokens are counted only
+    max_usd: float | None
+    spent_before: float = 0.0
 
-    def cost(self, tokens_in: int, tokens_out: int) -> float | None:
-        return self.prices.cost(self.model, tokens_in, tokens_out)
+    def cost(self, tokens_in: int, tokens_out: int) -> float:
+        return self.price.cost(tokens_in, tokens_out) if self.price is not None else 0.0
 
     def check(self, session_cost: float = 0.0) -> None:
         """Raise when the run's spend reached max_usd (never for unpriced models)."""
-        if self.max_usd is None or not self.priced:
+        if self.max_usd is None or self.price is None:
             return
         total = self.spent_before + session_cost
         if total >= self.max_usd:

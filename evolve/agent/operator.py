@@ -50,7 +50,7 @@ class AgentOperator:
     def propose(self, ctx: VariationContext) -> Candidate | None:
         run, cfg = self.run, self.cfg
         spent = float(run.store.totals().get("cost_usd") or 0.0)
-        run_budget = RunBudget(cfg.model, self.prices, cfg.max_usd, spent)
+        run_budget = RunBudget(self.prices.lookup(cfg.model), cfg.max_usd, spent)
         self.last_reason = ""
         try:
             run_budget.check()
@@ -67,7 +67,7 @@ class AgentOperator:
         brief, plateau = session_brief(self.prompts, ctx, budget, suite, cfg.stall_limit)
         session = Session(self.client, self.registry, state, run_budget,
                           system=system_prompt(self.prompts, run, ctx.parent.id), brief=brief,
-                          nudge=self.prompts.nudge, operator=self.name)
+                          nudge=self.prompts.nudge)
         t0 = time.monotonic()
         rec = session.run()
         run.writer.record_session(rec, session.steps)

@@ -5,13 +5,11 @@ other braces are left as they are (so code in a prompt needs no escaping)."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "prompts"
-FILES = {"system": "agent_system.md", "brief": "agent_brief.md",
-         "supervisor": "agent_supervisor.md", "nudge": "agent_nudge.md"}
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
 
@@ -26,6 +24,7 @@ def render(template: str, values: dict[str, Any]) -> str:
 
 @dataclass
 class Prompts:
+    """One field per prompt file: `system` is agent_system.md, and so on."""
     system: str
     brief: str
     supervisor: str
@@ -38,11 +37,11 @@ class Prompts:
         if override is not None and not override.is_dir():
             raise PromptError(f"prompts directory {override} does not exist")
         texts = {}
-        for key, name in FILES.items():
-            path = override / name if override is not None and (override / name).is_file() \
-                else DEFAULT_DIR / name
+        for f in fields(cls):
+            name = f"agent_{f.name}.md"
+            path = override / name if override and (override / name).is_file() else DEFAULT_DIR / name
             try:
-                texts[key] = path.read_text(encoding="utf-8")
+                texts[f.name] = path.read_text(encoding="utf-8")
             except OSError as e:
                 raise PromptError(f"cannot read prompt {path}: {e.strerror}") from None
         return cls(**texts)

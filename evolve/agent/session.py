@@ -24,14 +24,12 @@ LOW_WATER = 3  # warn the model when this few tool calls / evaluations remain
 
 class Session:
     def __init__(self, client: ChatClient, registry: ToolRegistry, state: SessionState,
-                 run_budget: RunBudget, *, system: str, brief: str, nudge: str,
-                 operator: str = "agent"):
+                 run_budget: RunBudget, *, system: str, brief: str, nudge: str):
         self.client = client
         self.registry = registry
         self.state = state
         self.run_budget = run_budget
         self.nudge = nudge
-        self.operator = operator
         self.id = f"s-{uuid.uuid4().hex[:12]}"
         self.messages: list[dict[str, Any]] = [{"role": "system", "content": system},
                                                {"role": "user", "content": brief}]
@@ -72,7 +70,7 @@ class Session:
         return SessionRecord(
             id=self.id, parent_id=st.ctx.parent.id,
             parent2_id=st.ctx.second.id if st.ctx.second is not None else None,
-            operator=self.operator, model=self.client.model, outcome=outcome, reason=reason,
+            operator="agent", model=self.client.model, outcome=outcome, reason=reason,
             tool_calls=b.tool_calls, evaluations=b.evaluations, tokens_in=b.tokens_in,
             tokens_out=b.tokens_out, cost_usd=round(self.cost, 6),
             started_at=started, ended_at=utc_now())
@@ -88,7 +86,7 @@ class Session:
                 usage = comp.usage
                 b.add_tokens(usage.tokens_in, usage.tokens_out)
                 self._last_prompt = usage.tokens_in
-                self.cost += self.run_budget.cost(usage.tokens_in, usage.tokens_out) or 0.0
+                self.cost += self.run_budget.cost(usage.tokens_in, usage.tokens_out)
                 self.messages.append(comp.as_message())
                 self._step(role="assistant", tool=None,
                            args={"tool_calls": [c.name for c in comp.tool_calls],

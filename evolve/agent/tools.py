@@ -103,9 +103,6 @@ class ToolRegistry:
     def __init__(self, tools: list[Tool]):
         self.tools = {t.name: t for t in tools}
 
-    def names(self) -> list[str]:
-        return list(self.tools)
-
     def schemas(self) -> list[dict[str, Any]]:
         return [t.schema() for t in self.tools.values()]
 
