@@ -43,8 +43,7 @@ def _notes(brief: dict[str, Any]) -> str:
     return "## Notes from the orchestrator\n\n" + "\n".join(items) + "\n" if items else ""
 
 
-def session_brief(prompts: Prompts, ctx: Any, budget: SessionBudget, suite: str,
-                  stall_limit: int) -> tuple[str, supervisor.Plateau | None]:
+def session_brief(prompts: Prompts, ctx: Any, budget: SessionBudget, stall_limit: int) -> tuple[str, supervisor.Plateau | None]:
     run, parent = ctx.run, ctx.parent
     store = run.store
     plateau = supervisor.detect(store, stall_limit)
@@ -66,6 +65,6 @@ def session_brief(prompts: Prompts, ctx: Any, budget: SessionBudget, suite: str,
         "second": second,
         "supervisor": supervisor.note(prompts.supervisor, plateau),
         "notes": _notes(ctx.brief),
-        "budgets": budget.describe(), "suite": suite,
+        "budgets": budget.describe(), "suite": run.config.suite,
     })
     return text, plateau

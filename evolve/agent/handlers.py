@@ -28,8 +28,6 @@ class SessionState:
     ctx: Any  # evolve.operators.base.VariationContext
     source: str  # the working copy
     budget: SessionBudget
-    suite: str  # the suite `evaluate` runs by default
-    gpu: bool = False
     ended: bool = False
     outcome: str | None = None  # "submitted" | "gave_up" once a tool ended the session
     hypothesis: str = ""
@@ -184,11 +182,12 @@ def evaluate(st: SessionState, a: dict[str, Any]) -> str:
     if st.budget.evaluations_left() <= 0:
         raise ToolError(f"evaluation budget used up ({st.budget.evaluations} of "
                         f"{st.budget.max_evaluations}); submit or give_up")
-    suite = a.get("suite") or st.suite
+    default = st.run.config.suite  # the run's suite ("smoke" without a GPU)
+    suite = a.get("suite") or default
     note = ""
-    if not st.gpu and suite != st.suite:
-        note = f"(no GPU here: ran the {st.suite} suite instead of {suite})\n"
-        suite = st.suite
+    if not st.run.config.gpu and suite != default:
+        note = f"(no GPU here: ran the {default} suite instead of {suite})\n"
+        suite = default
     st.budget.evaluations += 1
     res = st.ctx.evaluate(st.source, suite)
     st.evals.append(res)

@@ -61,10 +61,8 @@ class AgentOperator:
             self.exhausted = True
             return None
         budget = SessionBudget(cfg.max_tool_calls, cfg.max_evaluations, cfg.max_tokens)
-        suite = run.config.suite
-        state = SessionState(ctx=ctx, source=ctx.parent_source, budget=budget, suite=suite,
-                             gpu=run.config.gpu)
-        brief, plateau = session_brief(self.prompts, ctx, budget, suite, cfg.stall_limit)
+        state = SessionState(ctx=ctx, source=ctx.parent_source, budget=budget)
+        brief, plateau = session_brief(self.prompts, ctx, budget, cfg.stall_limit)
         session = Session(self.client, self.registry, state, run_budget,
                           system=system_prompt(self.prompts, run, ctx.parent.id), brief=brief,
                           nudge=self.prompts.nudge)

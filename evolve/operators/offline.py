@@ -83,19 +83,16 @@ class OfflineOperator:
     # --- one child ---------------------------------------------------------------
 
     def _one(self, ctx: VariationContext) -> Candidate | None:
-        rng = ctx.rng
-        if ctx.second is not None and ctx.second_source is not None:
-            prop = self.crossover(ctx.parent_source, ctx.second_source, ctx.parent.id,
-                                  ctx.second.id, rng)
-            if prop is not None:
-                return prop
-        if rng.random() < self.recipe_prob:
-            prop = self.recipe(ctx.parent_source, ctx.parent.id, rng)
-            if prop is not None:
-                return prop
-        prop = self.mutate(ctx.parent_source, ctx.parent.id, rng)
+        rng, source, pid = ctx.rng, ctx.parent_source, ctx.parent.id
+        prop = None
+        if ctx.second is not None:
+            prop = self.crossover(source, ctx.second_source, pid, ctx.second.id, rng)
+        if prop is None and rng.random() < self.recipe_prob:
+            prop = self.recipe(source, pid, rng)
+        if prop is None:
+            prop = self.mutate(source, pid, rng)
         if prop is None:  # no knobs to turn: a recipe is the only move left
-            prop = self.recipe(ctx.parent_source, ctx.parent.id, rng)
+            prop = self.recipe(source, pid, rng)
         if prop is None:
             self.last_reason = "the parent has no SEARCH_SPACE knobs and no applicable recipe"
         return prop
