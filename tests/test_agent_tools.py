@@ -9,7 +9,7 @@ import pytest
 from evolve.agent.handlers import build_registry
 from evolve.agent.pricing import PriceTable, PriceTableError
 from evolve.agent.prompts import Prompts, PromptError, render
-from evolve.agent.tools import truncate, validate, ToolError
+from evolve.agent.tools import Tool, ToolError, ToolRegistry, truncate, validate
 
 SPEC_TOOLS = ["lineage", "show_candidate", "diff", "search_knowledge", "read_knowledge",
               "read_kernel", "write_kernel", "edit_kernel", "evaluate", "submit", "give_up"]
@@ -53,9 +53,12 @@ def test_dispatch_turns_errors_into_text():
     assert not out.ok and "missing required argument(s): new" in out.text
 
 
-def test_truncate_marks_the_cut():
-    t = truncate("a" * 10000 + "TAIL", 6000)
-    assert len(t) < 6100 and t.endswith("TAIL") and "truncated 4004 of 10004" in t
+def test_dispatch_truncates_long_tool_output():
+    reg = ToolRegistry([Tool("big", "d", {"type": "object", "properties": {}},
+                             lambda st, a: "x" * 9000 + "END")])
+    out = reg.dispatch(None, "big", "")
+    assert out.ok and len(out.text) < 6100 and out.text.endswith("END")
+    assert "[... truncated 3003 of 9003 characters ...]" in out.text
     assert truncate("short", 6000) == "short"
 
 
@@ -85,12 +88,3 @@ def test_prompts_default_and_override(tmp_path):
     with pytest.raises(PromptError):
         Prompts.load(tmp_path / "missing")
     assert render("a {x} {y} {'k': 1} {{z}}", {"x": 1}) == "a 1 {y} {'k': 1} {{z}}"
-
-
-def test_dispatch_truncates_long_tool_output():
-    from evolve.agent.tools import Tool, ToolRegistry
-    reg = ToolRegistry([Tool("big", "d", {"type": "object", "properties": {}},
-                             lambda st, a: "x" * 9000 + "END")])
-    out = reg.dispatch(None, "big", "")
-    assert out.ok and len(out.text) < 6100 and out.text.endswith("END")
-    assert "[... truncated 3003 of 9003 characters ...]" in out.text

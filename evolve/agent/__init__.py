@@ -2,8 +2,8 @@
 
 Modules: client (openai client, retries, usage), tools (registry, schemas, validation,
 truncation), handlers (the tools and the session state they change), session (one
-session loop), budget, pricing, prompts, brief, supervisor (plateau notes), operator
-(AgentOperator.propose).
+session loop), budget, pricing, prompts (the files, the system prompt and the brief),
+supervisor (plateau detection), operator (AgentOperator.propose).
 """
 
 from evolve.agent.operator import AgentOperator

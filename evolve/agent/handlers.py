@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evaluator import EvalResult
+from evolve import knowledge
 from evolve.agent.budget import SessionBudget
 from evolve.agent.render import (candidate_line, eval_text, failure_lines, shapes_table,
                                  top_lines)
@@ -102,7 +103,6 @@ def diff(st: SessionState, a: dict[str, Any]) -> str:
 # -------------------------------------------------------------- knowledge tools
 
 def search_knowledge(st: SessionState, a: dict[str, Any]) -> str:
-    from evolve import knowledge
     try:
         hits = knowledge.search(a["query"], a["k"], run_dir=st.run.paths.root)
     except knowledge.KnowledgeError as e:
@@ -117,7 +117,6 @@ def search_knowledge(st: SessionState, a: dict[str, Any]) -> str:
 
 
 def read_knowledge(st: SessionState, a: dict[str, Any]) -> str:
-    from evolve import knowledge
     try:
         doc = knowledge.read(a["doc"])
     except knowledge.KnowledgeError as e:

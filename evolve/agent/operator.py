@@ -14,12 +14,11 @@ import json
 import time
 from typing import Any
 
-from evolve.agent.brief import session_brief, system_prompt
 from evolve.agent.budget import BudgetExhausted, RunBudget, SessionBudget
 from evolve.agent.client import ChatClient
 from evolve.agent.handlers import SessionState, build_registry
 from evolve.agent.pricing import PriceTable, PriceTableError
-from evolve.agent.prompts import PromptError, Prompts
+from evolve.agent.prompts import PromptError, Prompts, session_brief, system_prompt
 from evolve.agent.session import Session
 from evolve.operators.base import OperatorError, VariationContext
 from evolve.records import Candidate, Event, sha256_text

@@ -30,9 +30,9 @@ class Price:
         return (tokens_in * self.input_per_mtok + tokens_out * self.output_per_mtok) / 1e6
 
 
+@dataclass(frozen=True)
 class PriceTable:
-    def __init__(self, prices: dict[str, Price]):
-        self.prices = dict(prices)
+    prices: dict[str, Price]  # model name -> price
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> "PriceTable":

@@ -9,10 +9,7 @@ from evolve.operators.base import Operator, OperatorError, VariationContext
 if TYPE_CHECKING:  # pragma: no cover
     from evolve.run import RunHandle
 
-OPERATORS = ("offline", "agent")
-
-__all__ = ["Operator", "OperatorError", "VariationContext", "make_operator",
-           "OPERATORS"]
+__all__ = ["Operator", "OperatorError", "VariationContext", "make_operator"]
 
 
 def make_operator(name: str, run: "RunHandle") -> Operator:
@@ -22,4 +19,4 @@ def make_operator(name: str, run: "RunHandle") -> Operator:
     if name == "agent":
         from evolve.agent.operator import AgentOperator
         return AgentOperator(run)
-    raise OperatorError(f"unknown operator {name!r} (choose from {', '.join(OPERATORS)})")
+    raise OperatorError(f"unknown operator {name!r} (choose from offline, agent)")

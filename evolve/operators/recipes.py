@@ -50,12 +50,6 @@ def _is_jit(fn: ast.FunctionDef) -> bool:
     return False
 
 
-def _replace_lines(source: str, first: int, last: int, new_lines: list[str]) -> str:
-    """Replace 1-based lines first..last (inclusive) of source with new_lines."""
-    lines = source.splitlines(keepends=True)
-    return "".join(lines[:first - 1] + [ln + "\n" for ln in new_lines] + lines[last:])
-
-
 def _wrap_call(prefix: str, func: str, args: list[str], indent: str, width: int = 96) -> list[str]:
     """`prefix func(arg, arg, ...)` wrapped under the open parenthesis."""
     head = f"{indent}{prefix}{func}("
@@ -140,7 +134,8 @@ def _split_causal_loop(source: str) -> str | None:
         ic, ilo, ihi = params.index("CAUSAL"), params.index("lo"), params.index("hi")
         if args[ic] != "CAUSAL":
             continue
-        ind = source.splitlines()[stmt.lineno - 1][:stmt.col_offset]  # the statement's indent
+        lines = source.splitlines(keepends=True)
+        ind = lines[stmt.lineno - 1][:stmt.col_offset]  # the call statement's indent
         targets = ", ".join(ast.get_source_segment(source, t) for t in stmt.targets) + " = "
         off, diag = list(args), list(args)
         off[ihi], off[ic] = "split_n", "False"
@@ -153,7 +148,8 @@ def _split_causal_loop(source: str) -> str | None:
         new += _wrap_call(targets, call.func.id, diag, ind + "    ")
         new += [f"{ind}else:"]
         new += _wrap_call(targets, call.func.id, args, ind + "    ")
-        return _replace_lines(source, stmt.lineno, stmt.end_lineno, new)
+        return "".join(lines[:stmt.lineno - 1] + [ln + "\n" for ln in new]
+                       + lines[stmt.end_lineno:])
     return None
 
 
