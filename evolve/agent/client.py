@@ -31,21 +31,21 @@ class AgentAPIError(RuntimeError):
         self.attempts = attempts
 
 
-@dataclass
+@dataclass(frozen=True)
 class Usage:
     tokens_in: int = 0
     tokens_out: int = 0
     estimated: bool = False  # the server sent no usage; counted from text length
 
 
-@dataclass
+@dataclass(frozen=True)
 class ToolCall:
     id: str
     name: str
     arguments: str  # raw JSON text as the model sent it
 
 
-@dataclass
+@dataclass(frozen=True)
 class Completion:
     content: str | None
     tool_calls: list[ToolCall]

@@ -19,7 +19,7 @@ from evolve.agent.tools import ToolRegistry
 from evolve.records import AgentStep, SessionRecord, utc_now
 
 SUMMARY_LIMIT = 20000  # characters of a step's text kept in agent_steps
-LOW_WATER = 3  # warn the model when this few tool calls / evaluations remain
+LOW_WATER = 3  # warn the model when this few tool calls remain
 
 
 class Session:
@@ -116,22 +116,22 @@ class Session:
         st = self.state
         for i, call in enumerate(calls):
             if st.ended:
-                self._answer(call.id, call.name, call.arguments,
-                             "error: the session already ended", 0.0)
+                self._answer(call, "error: the session already ended")
                 continue
             try:
                 st.budget.take_tool_call()
             except BudgetExhausted as e:
                 for rest in calls[i:]:
-                    self._answer(rest.id, rest.name, rest.arguments, f"error: {e}", 0.0)
+                    self._answer(rest, f"error: {e}")
                 raise
             t = time.monotonic()
             out = self.registry.dispatch(st, call.name, call.arguments)
             text = out.text + ("" if st.ended else self._budget_note())
-            self._answer(call.id, call.name,
-                         out.arguments if out.arguments is not None else call.arguments,
-                         text, time.monotonic() - t)
+            self._answer(call, text, out.arguments, time.monotonic() - t)
 
-    def _answer(self, call_id: str, name: str, args: Any, text: str, latency: float) -> None:
-        self.messages.append({"role": "tool", "tool_call_id": call_id, "content": text})
-        self._step(role="tool", tool=name, args=args, summary=text, latency=latency)
+    def _answer(self, call: ToolCall, text: str, args: dict[str, Any] | None = None,
+                latency: float = 0.0) -> None:
+        # recorded with the parsed arguments when there are any, else the raw text sent
+        self.messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
+        self._step(role="tool", tool=call.name, args=call.arguments if args is None else args,
+                   summary=text, latency=latency)
