@@ -78,7 +78,8 @@ def test_config_read_and_rewrite_only_touches_the_values():
         rewrite_config("x = 1\n", {"BLOCK_N": 1})
     assert read_config("CONFIG = dict(a=1)\n") == {}
     # ast columns are UTF-8 bytes: a non-ASCII key before the value must not shift the splice
-    assert rewrite_config('CONFIG = {"é": 1, "B": 2}\n', {"B": 3}) == 'CONFIG = {"é": 1, "B": 3}\n'
+    out = rewrite_config('CONFIG = {"é": 1, "B": 2}\n', {"B": 3})
+    assert out == 'CONFIG = {"é": 1, "B": 3}\n'
 
 
 def test_mutation_changes_one_or_two_knobs_within_search_space():

@@ -47,7 +47,8 @@ class Prompts:
         texts = {}
         for f in fields(cls):
             name = f"agent_{f.name}.md"
-            path = override / name if override and (override / name).is_file() else DEFAULT_DIR / name
+            own = override / name if override else None
+            path = own if own is not None and own.is_file() else DEFAULT_DIR / name
             try:
                 texts[f.name] = path.read_text(encoding="utf-8")
             except OSError as e:
