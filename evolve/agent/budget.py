@@ -26,10 +26,6 @@ class SessionBudget:
     def tokens(self) -> int:
         return self.tokens_in + self.tokens_out
 
-    def add_tokens(self, tokens_in: int, tokens_out: int) -> None:
-        self.tokens_in += tokens_in
-        self.tokens_out += tokens_out
-
     def check_tokens(self) -> None:
         if self.max_tokens and self.tokens >= self.max_tokens:
             raise BudgetExhausted(f"session token budget used up "

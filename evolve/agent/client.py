@@ -63,10 +63,6 @@ class Completion:
         return msg
 
 
-def _estimate_tokens(text: str) -> int:
-    return max(1, len(text) // 4)
-
-
 class ChatClient:
     """One model endpoint: `complete(messages, tools)` with retries and usage."""
 
@@ -129,9 +125,10 @@ class ChatClient:
         if resp.usage is not None and resp.usage.prompt_tokens is not None:
             usage = Usage(int(resp.usage.prompt_tokens or 0), int(resp.usage.completion_tokens or 0))
         else:
-            prompt_text = json.dumps(messages)
+            # no usage from the server: about 4 characters a token
             out_text = (msg.content or "") + "".join(c.arguments for c in calls)
-            usage = Usage(_estimate_tokens(prompt_text), _estimate_tokens(out_text), estimated=True)
+            usage = Usage(max(1, len(json.dumps(messages)) // 4), max(1, len(out_text) // 4),
+                          estimated=True)
         return Completion(content=msg.content, tool_calls=calls, usage=usage, latency_s=latency,
                           attempts=attempt + 1)
 

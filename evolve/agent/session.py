@@ -84,7 +84,8 @@ class Session:
                 self.run_budget.check(self.cost)
                 comp = self.client.complete(self.messages, self.registry.schemas())
                 usage = comp.usage
-                b.add_tokens(usage.tokens_in, usage.tokens_out)
+                b.tokens_in += usage.tokens_in
+                b.tokens_out += usage.tokens_out
                 self._last_prompt = usage.tokens_in
                 self.cost += self.run_budget.cost(usage.tokens_in, usage.tokens_out)
                 self.messages.append(comp.as_message())
