@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import random
 from pathlib import Path
 from typing import Any, Callable
@@ -11,7 +10,7 @@ from evolve.config import AgentConfig, RunConfig
 from evolve.gitrepo import commit_message
 from evolve.operators.base import VariationContext
 from evolve.paths import default_seed
-from evolve.records import Candidate
+from evolve.records import Candidate, sha256_text
 from evolve.run import RunHandle
 
 SECRET = "sk-test-SECRET-123"
@@ -33,7 +32,7 @@ def make_run(tmp: Path, base_url: str, **agent_kw: Any) -> RunHandle:
     sha = run.repo.commit_candidate(0, src, [], commit_message(0, "seed", {"Operator": "seed"}))
     run.store.add_candidate(Candidate(
         id=0, parent_id=None, parent2_id=None, operator="seed", commit_sha=sha,
-        source_sha256=hashlib.sha256(src.encode()).hexdigest(), status="ok", score=None,
+        source_sha256=sha256_text(src), status="ok", score=None,
         failure_class=None, failure_message=None, hypothesis="seed kernel"))
     return run
 

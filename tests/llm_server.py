@@ -110,6 +110,15 @@ def last_tool_result(req: dict[str, Any]) -> str:
     return ""
 
 
+def has(*fragments: str) -> Check:
+    """A check: the newest tool result the model was shown contains every fragment."""
+    def check(req: dict[str, Any]) -> None:
+        out = last_tool_result(req)
+        for f in fragments:
+            assert f in out, f"{f!r} not in {out[:800]!r}"
+    return check
+
+
 class ScriptedLLM:
     def __init__(self, steps: list[Step] | None = None, *, loop_last: bool = False):
         self.steps: list[Step] = list(steps or [])
@@ -121,10 +130,6 @@ class ScriptedLLM:
         self._thread: threading.Thread | None = None
 
     # ---- script management -------------------------------------------------
-    def add(self, *steps: Step) -> None:
-        with self._lock:
-            self.steps.extend(steps)
-
     def _next(self) -> Step | None:
         with self._lock:
             if not self.steps:
@@ -161,9 +166,6 @@ class ScriptedLLM:
                     self.send_header(k, v)
                 self.end_headers()
                 self.wfile.write(data)
-
-            def do_GET(self) -> None:  # /v1/models, for clients that probe
-                self._send(200, {"object": "list", "data": [{"id": "scripted", "object": "model"}]}, {})
 
             def do_POST(self) -> None:
                 n = int(self.headers.get("Content-Length", "0"))

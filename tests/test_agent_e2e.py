@@ -12,7 +12,7 @@ import pytest
 
 from evolve.run import RunHandle
 from tests.agent_support import SECRET, config_edit, seed_source
-from tests.llm_server import ScriptedLLM, http_error, last_tool_result, tool_call
+from tests.llm_server import ScriptedLLM, has, http_error, tool_call
 
 LEAKY_KERNEL = '''
 import os
@@ -29,33 +29,25 @@ def attention(q, k, v, *, causal=False, sm_scale=None):
 '''
 
 
-def _has(*fragments):
-    def check(req):
-        out = last_tool_result(req)
-        for f in fragments:
-            assert f in out, f"{f!r} not in {out[:600]!r}"
-    return check
-
-
 def _script() -> list:
     old, new = config_edit(seed_source())
     return [
         # session 1: look around, consult knowledge, edit, submit (the loop evaluates it)
         http_error(500),
         tool_call("lineage", {"view": "top", "n": 5}, usage=(2100, 40)),
-        tool_call("read_kernel", {}, check=_has("#0 [best] ok"), usage=(2300, 20)),
+        tool_call("read_kernel", {}, check=has("#0 [best] ok"), usage=(2300, 20)),
         tool_call("search_knowledge", {"query": "online softmax exp2", "k": 3},
-                  check=_has("def attention"), usage=(7000, 30)),
-        tool_call("read_knowledge", {"doc": "fa2-online-softmax"}, check=_has("[doc]"),
+                  check=has("def attention"), usage=(7000, 30)),
+        tool_call("read_knowledge", {"doc": "fa2-online-softmax"}, check=has("[doc]"),
                   usage=(7400, 30)),
         tool_call("edit_kernel", {"old": old, "new": new}, usage=(9000, 60)),
         tool_call("submit", {"hypothesis": "BLOCK_N 64->32 (D64, non-causal): expect higher "
                                            "occupancy on short sequences"},
-                  check=_has("edited at line"), usage=(9100, 40)),
+                  check=has("edited at line"), usage=(9100, 40)),
         # session 2: a kernel that tries to dump the environment (the key must stay out)
         tool_call("write_kernel", {"source": LEAKY_KERNEL}, usage=(3000, 200)),
         tool_call("submit", {"hypothesis": "copy q (exfiltration attempt)"},
-                  check=_has("written:"), usage=(3300, 20)),
+                  check=has("written:"), usage=(3300, 20)),
     ]
 
 

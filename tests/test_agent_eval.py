@@ -6,21 +6,13 @@ import pytest
 
 from evolve.agent import AgentOperator
 from tests.agent_support import SECRET, config_edit, make_ctx, make_run, real_evaluate, seed_source
-from tests.llm_server import ScriptedLLM, last_tool_result, tool_call
+from tests.llm_server import ScriptedLLM, has, tool_call
 
 
 @pytest.fixture(autouse=True)
 def _env(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     monkeypatch.setenv("EVOLVE_AGENT_BACKOFF_S", "0.01")
-
-
-def _has(*fragments):
-    def check(req):
-        out = last_tool_result(req)
-        for f in fragments:
-            assert f in out, f"{f!r} not in {out[:800]!r}"
-    return check
 
 
 def test_repair_session_reads_edits_evaluates_fixes_and_submits(tmp_path):
@@ -31,17 +23,17 @@ def test_repair_session_reads_edits_evaluates_fixes_and_submits(tmp_path):
     broken = new.replace(",", "", 1) + "\n    BROKEN ="  # a syntax error the agent caused
     with ScriptedLLM([
         tool_call("read_kernel", {}),
-        tool_call("edit_kernel", {"old": old, "new": broken}, check=_has("def attention")),
-        tool_call("evaluate", {"suite": "smoke"}, check=_has("warning: the working copy has a "
+        tool_call("edit_kernel", {"old": old, "new": broken}, check=has("def attention")),
+        tool_call("evaluate", {"suite": "smoke"}, check=has("warning: the working copy has a "
                                                              "syntax error")),
         tool_call("edit_kernel", {"old": broken, "new": new},
-                  check=_has("status: rejected", "failure: syntax", "5 evaluations left")),
-        tool_call("evaluate", {}, check=_has("edited at line")),
+                  check=has("status: rejected", "failure: syntax", "5 evaluations left")),
+        tool_call("evaluate", {}, check=has("edited at line")),
         tool_call("diff", {"a": 0, "b": "working"},
-                  check=_has("status: ok", "validation:", "S=64", "4 evaluations left")),
+                  check=has("status: ok", "validation:", "S=64", "4 evaluations left")),
         tool_call("submit", {"hypothesis": "BLOCK_N 64->32 for D64 non-causal: more CTAs "
                                            "per SM; expect a small gain on short sequences"},
-                  check=_has('-    "BLOCK_N_D64_NC": 64,', '+    "BLOCK_N_D64_NC": 32,')),
+                  check=has('-    "BLOCK_N_D64_NC": 64,', '+    "BLOCK_N_D64_NC": 32,')),
     ]) as srv:
         run = make_run(tmp_path, srv.base_url)
         prop = AgentOperator(run).propose(make_ctx(run, real_evaluate(run)))
@@ -61,7 +53,7 @@ def test_evaluation_budget_is_enforced_without_running(tmp_path):
         raise AssertionError("the evaluation budget is 0")
     with ScriptedLLM([
         tool_call("evaluate", {}),
-        tool_call("give_up", {"reason": "cannot verify"}, check=_has("evaluation budget used up")),
+        tool_call("give_up", {"reason": "cannot verify"}, check=has("evaluation budget used up")),
     ]) as srv:
         run = make_run(tmp_path, srv.base_url, max_evaluations=0)
         assert AgentOperator(run).propose(make_ctx(run, must_not_run)) is None

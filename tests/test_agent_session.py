@@ -8,9 +8,10 @@ import json
 import pytest
 
 from evolve.agent import AgentOperator
+from evolve.operators.base import OperatorError
+from evolve.records import Candidate, sha256_text
 from tests.agent_support import SECRET, config_edit, make_ctx, make_run, seed_source
-from tests.llm_server import (ScriptedLLM, http_error, last_tool_result, multi_call, text,
-                              tool_call)
+from tests.llm_server import ScriptedLLM, has, http_error, multi_call, text, tool_call
 
 
 @pytest.fixture(autouse=True)
@@ -20,25 +21,19 @@ def _env(monkeypatch):
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
 
 
-def _has(fragment):
-    def check(req):
-        assert fragment in last_tool_result(req), last_tool_result(req)[:500]
-    return check
-
-
 def test_edit_and_submit_records_transcript_and_tokens(tmp_path):
     old, new = config_edit(seed_source())
     with ScriptedLLM([
         tool_call("lineage", {"view": "top", "n": 3}, content="Let me look around.",
                   usage=(1500, 40)),
-        tool_call("read_kernel", {}, check=_has("#0 [best] ok"), usage=(1800, 20)),
-        tool_call("edit_kernel", {"old": old, "new": new}, check=_has("def attention"),
+        tool_call("read_kernel", {}, check=has("#0 [best] ok"), usage=(1800, 20)),
+        tool_call("edit_kernel", {"old": old, "new": new}, check=has("def attention"),
                   usage=(6000, 60)),
-        tool_call("diff", {"a": 0, "b": "working"}, check=_has("edited at line"),
+        tool_call("diff", {"a": 0, "b": "working"}, check=has("edited at line"),
                   usage=(6100, 20)),
         tool_call("submit", {"hypothesis": "BLOCK_N 64->32 for D64: smaller tiles, "
                                            "expect fewer registers and more occupancy"},
-                  check=_has('+    "BLOCK_N_D64_NC": 32,'), usage=(6200, 30)),
+                  check=has('+    "BLOCK_N_D64_NC": 32,'), usage=(6200, 30)),
     ]) as srv:
         run = make_run(tmp_path, srv.base_url, model="gpt-4.1-mini")
         prop = AgentOperator(run).propose(make_ctx(run))
@@ -75,13 +70,13 @@ def test_edit_and_submit_records_transcript_and_tokens(tmp_path):
 def test_invalid_arguments_and_unknown_tools_go_back_to_the_model(tmp_path):
     with ScriptedLLM([
         tool_call("lineage", {"view": "best"}),
-        tool_call("edit_kernel", '{"old": "x", "new": ', check=_has("must be one of")),
-        tool_call("run_shell", {"cmd": "ls"}, check=_has("not valid JSON")),
+        tool_call("edit_kernel", '{"old": "x", "new": ', check=has("must be one of")),
+        tool_call("run_shell", {"cmd": "ls"}, check=has("not valid JSON")),
         tool_call("edit_kernel", {"old": "no such text", "new": "y"},
-                  check=_has("unknown tool 'run_shell'")),
-        tool_call("submit", {"hypothesis": "nothing"}, check=_has("was not found")),
-        tool_call("show_candidate", {"id": 99}, check=_has("identical to the parent")),
-        tool_call("give_up", {"reason": "no idea worth trying"}, check=_has("no candidate #99")),
+                  check=has("unknown tool 'run_shell'")),
+        tool_call("submit", {"hypothesis": "nothing"}, check=has("was not found")),
+        tool_call("show_candidate", {"id": 99}, check=has("identical to the parent")),
+        tool_call("give_up", {"reason": "no idea worth trying"}, check=has("no candidate #99")),
     ]) as srv:
         run = make_run(tmp_path, srv.base_url)
         prop = AgentOperator(run).propose(make_ctx(run))
@@ -149,7 +144,7 @@ def test_nudge_then_recovery(tmp_path):
 def test_tool_call_budget_stops_the_session(tmp_path):
     with ScriptedLLM([tool_call("read_kernel", {}),
                       multi_call([("lineage", {"view": "recent"}), ("read_kernel", {})],
-                                 check=_has("[budget: 1 tool call(s) left")),
+                                 check=has("[budget: 1 tool call(s) left")),
                       tool_call("give_up", {"reason": "never reached"})]) as srv:
         run = make_run(tmp_path, srv.base_url, max_tool_calls=2)
         assert AgentOperator(run).propose(make_ctx(run)) is None
@@ -196,9 +191,6 @@ def test_unpriced_model_counts_tokens_only(tmp_path):
 
 
 def test_supervisor_note_after_stall(tmp_path):
-    from tests.agent_support import make_ctx as _ctx
-    from evolve.records import Candidate
-    import hashlib
     with ScriptedLLM([
         tool_call("give_up", {"reason": "stop"},
                   check=lambda r: _assert_plateau(r["messages"][1]["content"])),
@@ -210,10 +202,10 @@ def test_supervisor_note_after_stall(tmp_path):
             sha = run.repo.commit_candidate(cid, s2, [run.repo.candidate_refs()[0]], "c")
             run.store.add_candidate(Candidate(
                 id=cid, parent_id=0, parent2_id=None, operator="agent", commit_sha=sha,
-                source_sha256=hashlib.sha256(s2.encode()).hexdigest(), status="rejected",
+                source_sha256=sha256_text(s2), status="rejected",
                 score=None, failure_class="compile", failure_message="out of shared memory",
                 hypothesis=hyp))
-        AgentOperator(run).propose(_ctx(run, brief={"focus": "long sequences"}))
+        AgentOperator(run).propose(make_ctx(run, brief={"focus": "long sequences"}))
         srv.assert_clean()
 
 
@@ -225,7 +217,6 @@ def _assert_plateau(brief):
 
 
 def test_bad_prompt_dir_is_a_clear_operator_error(tmp_path):
-    from evolve.operators.base import OperatorError
     run = make_run(tmp_path, "http://127.0.0.1:9/v1", prompts_dir=tmp_path / "nope")
     with pytest.raises(OperatorError, match="prompts directory .* does not exist"):
         AgentOperator(run)
@@ -239,7 +230,7 @@ def test_supervisor_points_only_at_unread_knowledge(tmp_path):
         assert "exp2-scale-folding" in unused and "fa2-online-softmax" not in unused
     with ScriptedLLM([
         tool_call("read_knowledge", {"doc": "fa2-online-softmax"}),
-        tool_call("give_up", {"reason": "nothing fits"}, check=_has("# ")),
+        tool_call("give_up", {"reason": "nothing fits"}, check=has("# ")),
         tool_call("give_up", {"reason": "stop"}, check=brief_check),
     ]) as srv:
         run = make_run(tmp_path, srv.base_url, stall_limit=1)

@@ -9,7 +9,7 @@ import pytest
 from evolve.agent.handlers import build_registry
 from evolve.agent.pricing import PriceTable, PriceTableError
 from evolve.agent.prompts import Prompts, PromptError, render
-from evolve.agent.tools import truncate, validate, ToolError
+from evolve.agent.tools import Tool, ToolError, ToolRegistry, truncate, validate
 
 SPEC_TOOLS = ["lineage", "show_candidate", "diff", "search_knowledge", "read_knowledge",
               "read_kernel", "write_kernel", "edit_kernel", "evaluate", "submit", "give_up"]
@@ -17,7 +17,7 @@ SPEC_TOOLS = ["lineage", "show_candidate", "diff", "search_knowledge", "read_kno
 
 def test_exact_tool_names_and_schemas():
     reg = build_registry()
-    assert sorted(reg.names()) == sorted(SPEC_TOOLS)
+    assert sorted(reg.tools) == sorted(SPEC_TOOLS)
     for s in reg.schemas():
         assert s["type"] == "function"
         params = s["function"]["parameters"]
@@ -53,21 +53,24 @@ def test_dispatch_turns_errors_into_text():
     assert not out.ok and "missing required argument(s): new" in out.text
 
 
-def test_truncate_marks_the_cut():
-    t = truncate("a" * 10000 + "TAIL", 6000)
-    assert len(t) < 6100 and t.endswith("TAIL") and "truncated 4004 of 10004" in t
+def test_dispatch_truncates_long_tool_output():
+    reg = ToolRegistry([Tool("big", "d", {"type": "object", "properties": {}},
+                             lambda st, a: "x" * 9000 + "END")])
+    out = reg.dispatch(None, "big", "")
+    assert out.ok and len(out.text) < 6100 and out.text.endswith("END")
+    assert "[... truncated 3003 of 9003 characters ...]" in out.text
     assert truncate("short", 6000) == "short"
 
 
 def test_price_table(tmp_path):
     table = PriceTable.load()
-    assert table.cost("gpt-4.1-mini", 1_000_000, 0) == pytest.approx(0.40)
-    assert table.cost("gpt-4.1-mini-2025-04-14", 0, 1_000_000) == pytest.approx(1.60)
-    assert table.cost("o3-mini", 1000, 1000) is None  # not priced as o3
-    assert table.cost("my-local-llama", 10, 10) is None
+    assert table.lookup("gpt-4.1-mini").cost(1_000_000, 0) == pytest.approx(0.40)
+    assert table.lookup("gpt-4.1-mini-2025-04-14").cost(0, 1_000_000) == pytest.approx(1.60)
+    assert table.lookup("o3-mini") is None  # not priced as o3
+    assert table.lookup("my-local-llama") is None
     p = tmp_path / "prices.json"
     p.write_text(json.dumps({"m": {"input_per_mtok": 1, "output_per_mtok": 2}}))
-    assert PriceTable.load(p).cost("m", 500_000, 500_000) == pytest.approx(1.5)
+    assert PriceTable.load(p).lookup("m").cost(500_000, 500_000) == pytest.approx(1.5)
     p.write_text(json.dumps({"m": {"input_per_mtok": 1}}))
     with pytest.raises(PriceTableError, match="output_per_mtok"):
         PriceTable.load(p)
@@ -85,12 +88,3 @@ def test_prompts_default_and_override(tmp_path):
     with pytest.raises(PromptError):
         Prompts.load(tmp_path / "missing")
     assert render("a {x} {y} {'k': 1} {{z}}", {"x": 1}) == "a 1 {y} {'k': 1} {{z}}"
-
-
-def test_dispatch_truncates_long_tool_output():
-    from evolve.agent.tools import Tool, ToolRegistry
-    reg = ToolRegistry([Tool("big", "d", {"type": "object", "properties": {}},
-                             lambda st, a: "x" * 9000 + "END")])
-    out = reg.dispatch(None, "big", "")
-    assert out.ok and len(out.text) < 6100 and out.text.endswith("END")
-    assert "[... truncated 3003 of 9003 characters ...]" in out.text

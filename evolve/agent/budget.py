@@ -5,15 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from evolve.agent.pricing import PriceTable
+from evolve.agent.pricing import Price
 
 
 class BudgetExhausted(Exception):
-    """A budget ran out; `kind` says which (tool_calls, evaluations, tokens, usd)."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
+    """A session budget (tool calls, tokens) or the run's USD budget ran out."""
 
 
 @dataclass
@@ -30,18 +26,14 @@ class SessionBudget:
     def tokens(self) -> int:
         return self.tokens_in + self.tokens_out
 
-    def add_tokens(self, tokens_in: int, tokens_out: int) -> None:
-        self.tokens_in += tokens_in
-        self.tokens_out += tokens_out
-
     def check_tokens(self) -> None:
         if self.max_tokens and self.tokens >= self.max_tokens:
-            raise BudgetExhausted("tokens", f"session token budget used up "
+            raise BudgetExhausted(f"session token budget used up "
                                   f"({self.tokens} of {self.max_tokens})")
 
     def take_tool_call(self) -> None:
         if self.max_tool_calls and self.tool_calls >= self.max_tool_calls:
-            raise BudgetExhausted("tool_calls", f"session tool-call budget used up "
+            raise BudgetExhausted(f"session tool-call budget used up "
                                   f"({self.tool_calls} of {self.max_tool_calls})")
         self.tool_calls += 1
 
@@ -56,25 +48,22 @@ class SessionBudget:
                 f"{self.max_tokens} tokens (prompt + completion, summed over requests)")
 
 
+@dataclass
 class RunBudget:
     """USD over the whole run: what earlier sessions spent (from the store) + this one."""
 
-    def __init__(self, model: str, prices: PriceTable, max_usd: float | None,
-                 spent_before: float = 0.0):
-        self.model = model
-        self.prices = prices
-        self.max_usd = max_usd
-        self.spent_before = float(spent_before)
-        self.priced = prices.lookup(model) is not None
+    price: Price | None  # None: the model is not in the price table, tokens are counted only
+    max_usd: float | None
+    spent_before: float = 0.0
 
-    def cost(self, tokens_in: int, tokens_out: int) -> float | None:
-        return self.prices.cost(self.model, tokens_in, tokens_out)
+    def cost(self, tokens_in: int, tokens_out: int) -> float:
+        return self.price.cost(tokens_in, tokens_out) if self.price is not None else 0.0
 
-    def check(self, session_cost: float | None = 0.0) -> None:
+    def check(self, session_cost: float = 0.0) -> None:
         """Raise when the run's spend reached max_usd (never for unpriced models)."""
-        if self.max_usd is None or not self.priced:
+        if self.max_usd is None or self.price is None:
             return
-        total = self.spent_before + (session_cost or 0.0)
+        total = self.spent_before + session_cost
         if total >= self.max_usd:
-            raise BudgetExhausted("usd", f"run budget of ${self.max_usd:.2f} reached "
+            raise BudgetExhausted(f"run budget of ${self.max_usd:.2f} reached "
                                   f"(${total:.4f} spent)")

@@ -12,7 +12,7 @@ import json
 import os
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import openai
@@ -31,29 +31,27 @@ class AgentAPIError(RuntimeError):
         self.attempts = attempts
 
 
-@dataclass
+@dataclass(frozen=True)
 class Usage:
     tokens_in: int = 0
     tokens_out: int = 0
     estimated: bool = False  # the server sent no usage; counted from text length
 
 
-@dataclass
+@dataclass(frozen=True)
 class ToolCall:
     id: str
     name: str
     arguments: str  # raw JSON text as the model sent it
 
 
-@dataclass
+@dataclass(frozen=True)
 class Completion:
     content: str | None
     tool_calls: list[ToolCall]
     usage: Usage
     latency_s: float
     attempts: int
-    finish_reason: str | None = None
-    raw_message: dict[str, Any] = field(default_factory=dict)
 
     def as_message(self) -> dict[str, Any]:
         """The assistant message to append to the conversation."""
@@ -65,25 +63,6 @@ class Completion:
         return msg
 
 
-def resolve_base_url(base_url: str | None) -> str | None:
-    return base_url or os.environ.get("OPENAI_BASE_URL") or None
-
-
-def make_openai(base_url: str | None, timeout_s: float) -> openai.OpenAI:
-    url = resolve_base_url(base_url)
-    key = os.environ.get("OPENAI_API_KEY")
-    if not key and not url:
-        raise ValueError("the agent operator needs OPENAI_API_KEY or an endpoint "
-                         "(--base-url / OPENAI_BASE_URL)")
-    # Local servers (vLLM, llama.cpp, ollama) accept any key; the client insists on one.
-    return openai.OpenAI(api_key=key or "not-needed", base_url=url,
-                         timeout=timeout_s, max_retries=0)
-
-
-def _estimate_tokens(text: str) -> int:
-    return max(1, len(text) // 4)
-
-
 class ChatClient:
     """One model endpoint: `complete(messages, tools)` with retries and usage."""
 
@@ -93,23 +72,26 @@ class ChatClient:
         if not model:
             raise ValueError("no model configured for the agent operator (--model)")
         self.model = model
-        self.max_retries = max(0, int(max_retries))
-        env_backoff = os.environ.get("EVOLVE_AGENT_BACKOFF_S")
+        self.max_retries = max(0, max_retries)
         if backoff_s is None:
-            backoff_s = float(env_backoff) if env_backoff else DEFAULT_BACKOFF_S
-        self.backoff_s = float(backoff_s)
+            backoff_s = float(os.environ.get("EVOLVE_AGENT_BACKOFF_S") or DEFAULT_BACKOFF_S)
+        self.backoff_s = backoff_s
         self._sleep = sleep
-        self._client = make_openai(base_url, timeout_s)
-        self.retries_used = 0
+        url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        key = os.environ.get("OPENAI_API_KEY")
+        if not key and not url:
+            raise ValueError("the agent operator needs OPENAI_API_KEY or an endpoint "
+                             "(--base-url / OPENAI_BASE_URL)")
+        # Local servers (vLLM, llama.cpp, ollama) accept any key; the client insists on one.
+        self._client = openai.OpenAI(api_key=key or "not-needed", base_url=url,
+                                     timeout=timeout_s, max_retries=0)
 
     def _delay(self, attempt: int, err: Exception) -> float:
         delay = self.backoff_s * (2 ** attempt) * (1 + 0.25 * random.random())
-        if isinstance(err, openai.APIStatusError):
-            ra = err.response.headers.get("retry-after") if err.response is not None else None
+        if isinstance(err, openai.APIStatusError):  # a 429 / 5xx may say how long to wait
             try:
-                if ra is not None:
-                    delay = max(delay, float(ra))
-            except ValueError:
+                delay = max(delay, float(err.response.headers.get("retry-after")))
+            except (TypeError, ValueError):
                 pass
         return min(delay, MAX_BACKOFF_S)
 
@@ -129,7 +111,6 @@ class ChatClient:
                                         attempt + 1) from None
                 self._sleep(self._delay(attempt, e))
                 attempt += 1
-                self.retries_used += 1
             except openai.APIStatusError as e:
                 raise AgentAPIError(_describe(e), attempt + 1) from None
             except openai.OpenAIError as e:
@@ -137,20 +118,19 @@ class ChatClient:
         latency = time.monotonic() - t0
         if not resp.choices:
             raise AgentAPIError("the model returned no choices", attempt + 1)
-        choice = resp.choices[0]
-        msg = choice.message
+        msg = resp.choices[0].message
         calls = [ToolCall(id=tc.id or f"call_{i}", name=tc.function.name,
                           arguments=tc.function.arguments or "")
                  for i, tc in enumerate(msg.tool_calls or []) if getattr(tc, "function", None)]
-        usage = Usage()
         if resp.usage is not None and resp.usage.prompt_tokens is not None:
             usage = Usage(int(resp.usage.prompt_tokens or 0), int(resp.usage.completion_tokens or 0))
         else:
-            prompt_text = json.dumps(messages)
+            # no usage from the server: about 4 characters a token
             out_text = (msg.content or "") + "".join(c.arguments for c in calls)
-            usage = Usage(_estimate_tokens(prompt_text), _estimate_tokens(out_text), estimated=True)
+            usage = Usage(max(1, len(json.dumps(messages)) // 4), max(1, len(out_text) // 4),
+                          estimated=True)
         return Completion(content=msg.content, tool_calls=calls, usage=usage, latency_s=latency,
-                          attempts=attempt + 1, finish_reason=choice.finish_reason)
+                          attempts=attempt + 1)
 
 
 def _describe(e: Exception) -> str:

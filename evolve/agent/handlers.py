@@ -1,12 +1,17 @@
-"""The agent's tools (names and arguments fixed by the spec) over a SessionState."""
+"""The agent's tools (names and arguments fixed by the spec) over a SessionState, the
+mutable state of one session: the working copy and what the tools did to it."""
 
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass, field
 from typing import Any
 
-from evolve.agent.render import candidate_line, eval_text, failure_line, shapes_table
-from evolve.agent.state import SessionState
+from evaluator import EvalResult
+from evolve import knowledge
+from evolve.agent.budget import SessionBudget
+from evolve.agent.render import (candidate_line, eval_text, failure_lines, shapes_table,
+                                 top_lines)
 from evolve.agent.tools import Tool, ToolError, ToolRegistry
 from evolve.records import sha256_text
 
@@ -19,6 +24,25 @@ def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, 
             "additionalProperties": False}
 
 
+@dataclass
+class SessionState:
+    ctx: Any  # evolve.operators.base.VariationContext
+    source: str  # the working copy
+    budget: SessionBudget
+    ended: bool = False
+    outcome: str | None = None  # "submitted" | "gave_up" once a tool ended the session
+    hypothesis: str = ""
+    reason: str = ""
+    edits: int = 0
+    evals: list[EvalResult] = field(default_factory=list)  # the agent's evaluations
+    evaluated_sha: str = ""  # sha256 of the source the last of them evaluated
+    knowledge_read: list[str] = field(default_factory=list)
+
+    @property
+    def run(self) -> Any:
+        return self.ctx.run
+
+
 # ---------------------------------------------------------------- lineage tools
 
 def lineage(st: SessionState, a: dict[str, Any]) -> str:
@@ -27,14 +51,13 @@ def lineage(st: SessionState, a: dict[str, Any]) -> str:
     best_id = best.id if best else None
     n = a["n"]
     if a["view"] == "top":
-        ok = sorted(store.candidates("ok"), key=lambda c: -(c.score or 0.0))[:n]
-        rows = [candidate_line(c, best_id) for c in ok]
+        rows = top_lines(store, n)
         title = f"top {len(rows)} candidates by score"
     elif a["view"] == "recent":
         rows = [candidate_line(c, best_id) for c in store.candidates()[-n:]]
         title = f"{len(rows)} most recent candidates"
     else:
-        rows = [failure_line(c) for c in store.candidates("rejected")[-n:]]
+        rows = failure_lines(store, n)
         title = f"{len(rows)} most recent failures"
     counts = store.counts()
     head = (f"{title} (run has {counts['total']} candidates; your parent is #{st.ctx.parent.id}"
@@ -80,7 +103,6 @@ def diff(st: SessionState, a: dict[str, Any]) -> str:
 # -------------------------------------------------------------- knowledge tools
 
 def search_knowledge(st: SessionState, a: dict[str, Any]) -> str:
-    from evolve import knowledge
     try:
         hits = knowledge.search(a["query"], a["k"], run_dir=st.run.paths.root)
     except knowledge.KnowledgeError as e:
@@ -95,7 +117,6 @@ def search_knowledge(st: SessionState, a: dict[str, Any]) -> str:
 
 
 def read_knowledge(st: SessionState, a: dict[str, Any]) -> str:
-    from evolve import knowledge
     try:
         doc = knowledge.read(a["doc"])
     except knowledge.KnowledgeError as e:
@@ -160,11 +181,12 @@ def evaluate(st: SessionState, a: dict[str, Any]) -> str:
     if st.budget.evaluations_left() <= 0:
         raise ToolError(f"evaluation budget used up ({st.budget.evaluations} of "
                         f"{st.budget.max_evaluations}); submit or give_up")
-    suite = a.get("suite") or st.suite
+    default = st.run.config.suite  # the run's suite ("smoke" without a GPU)
+    suite = a.get("suite") or default
     note = ""
-    if not st.gpu and suite != st.suite:
-        note = f"(no GPU here: ran the {st.suite} suite instead of {suite})\n"
-        suite = st.suite
+    if not st.run.config.gpu and suite != default:
+        note = f"(no GPU here: ran the {default} suite instead of {suite})\n"
+        suite = default
     st.budget.evaluations += 1
     res = st.ctx.evaluate(st.source, suite)
     st.evals.append(res)
@@ -175,7 +197,7 @@ def evaluate(st: SessionState, a: dict[str, Any]) -> str:
 
 
 def submit(st: SessionState, a: dict[str, Any]) -> str:
-    if st.source == st.parent_source:
+    if st.source == st.ctx.parent_source:
         raise ToolError("the working copy is identical to the parent; edit it first, "
                         "or give_up")
     st.ended, st.outcome, st.hypothesis = True, "submitted", a["hypothesis"].strip()

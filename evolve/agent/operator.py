@@ -14,14 +14,12 @@ import json
 import time
 from typing import Any
 
-from evolve.agent.brief import session_brief, system_prompt
 from evolve.agent.budget import BudgetExhausted, RunBudget, SessionBudget
 from evolve.agent.client import ChatClient
-from evolve.agent.handlers import build_registry
+from evolve.agent.handlers import SessionState, build_registry
 from evolve.agent.pricing import PriceTable, PriceTableError
-from evolve.agent.prompts import PromptError, Prompts
-from evolve.agent.session import Session, SessionResult
-from evolve.agent.state import SessionState
+from evolve.agent.prompts import PromptError, Prompts, session_brief, system_prompt
+from evolve.agent.session import Session
 from evolve.operators.base import OperatorError, VariationContext
 from evolve.records import Candidate, Event, sha256_text
 
@@ -29,21 +27,19 @@ from evolve.records import Candidate, Event, sha256_text
 class AgentOperator:
     name = "agent"
 
-    def __init__(self, run: Any, *, client: ChatClient | None = None,
-                 backoff_s: float | None = None):
+    def __init__(self, run: Any):
         self.run = run
         self.cfg = run.config.agent
         try:
             self.prompts = Prompts.load(self.cfg.prompts_dir)
             self.prices = PriceTable.load(self.cfg.price_table)
-            self.client = client or ChatClient(
-                self.cfg.model, self.cfg.base_url, timeout_s=float(self.cfg.request_timeout_s),
-                max_retries=int(self.cfg.max_retries), backoff_s=backoff_s)
+            self.client = ChatClient(self.cfg.model, self.cfg.base_url,
+                                     timeout_s=self.cfg.request_timeout_s,
+                                     max_retries=self.cfg.max_retries)
         except (PromptError, PriceTableError, ValueError) as e:
             raise OperatorError(str(e)) from None
         self.registry = build_registry()
         self.exhausted = False  # True once the run's USD budget is spent
-        self.last: SessionResult | None = None
         self.last_reason = ""  # why the last propose() returned None (the loop logs it)
 
     def _event(self, kind: str, message: str, data: dict[str, Any]) -> None:
@@ -53,7 +49,7 @@ class AgentOperator:
     def propose(self, ctx: VariationContext) -> Candidate | None:
         run, cfg = self.run, self.cfg
         spent = float(run.store.totals().get("cost_usd") or 0.0)
-        run_budget = RunBudget(cfg.model, self.prices, cfg.max_usd, spent)
+        run_budget = RunBudget(self.prices.lookup(cfg.model), cfg.max_usd, spent)
         self.last_reason = ""
         try:
             run_budget.check()
@@ -63,20 +59,15 @@ class AgentOperator:
                 self._event("warning", f"agent operator stopped: {e}", {"spent_usd": spent})
             self.exhausted = True
             return None
-        budget = SessionBudget(int(cfg.max_tool_calls), int(cfg.max_evaluations),
-                               int(cfg.max_tokens))
-        suite = run.config.suite
-        state = SessionState(ctx=ctx, source=ctx.parent_source, budget=budget, suite=suite,
-                             gpu=bool(run.config.gpu))
-        brief, plateau = session_brief(self.prompts, ctx, budget, suite, int(cfg.stall_limit))
+        budget = SessionBudget(cfg.max_tool_calls, cfg.max_evaluations, cfg.max_tokens)
+        state = SessionState(ctx=ctx, source=ctx.parent_source, budget=budget)
+        brief, plateau = session_brief(self.prompts, ctx, budget, cfg.stall_limit)
         session = Session(self.client, self.registry, state, run_budget,
                           system=system_prompt(self.prompts, run, ctx.parent.id), brief=brief,
-                          nudge=self.prompts.nudge, operator=self.name)
+                          nudge=self.prompts.nudge)
         t0 = time.monotonic()
-        result = session.run()
-        self.last = result
-        run.writer.record_session(result.record, result.steps)
-        rec = result.record
+        rec = session.run()
+        run.writer.record_session(rec, session.steps)
         if rec.outcome == "error":
             self._event("operator_error", f"agent session {rec.id}: {rec.reason}",
                         {"session_id": rec.id, "parent_id": rec.parent_id})

@@ -30,9 +30,9 @@ class Price:
         return (tokens_in * self.input_per_mtok + tokens_out * self.output_per_mtok) / 1e6
 
 
+@dataclass(frozen=True)
 class PriceTable:
-    def __init__(self, prices: dict[str, Price]):
-        self.prices = dict(prices)
+    prices: dict[str, Price]  # model name -> price
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> "PriceTable":
@@ -63,8 +63,3 @@ class PriceTable:
         best = max((k for k in self.prices if _SNAPSHOT.fullmatch(model[len(k):])
                     and model.startswith(k)), key=len, default=None)
         return self.prices[best] if best else None
-
-    def cost(self, model: str, tokens_in: int, tokens_out: int) -> float | None:
-        """USD for these tokens, or None when the model's price is unknown."""
-        price = self.lookup(model)
-        return None if price is None else price.cost(tokens_in, tokens_out)

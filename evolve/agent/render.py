@@ -73,3 +73,14 @@ def candidate_line(c: Any, best_id: int | None = None) -> str:
 def failure_line(c: Any) -> str:
     return (f"#{c.id} {c.failure_class or '?'} (parent #{c.parent_id}, {c.operator}): "
             f"{one_line(c.failure_message, 240)} | tried: {one_line(c.hypothesis, 120)}")
+
+
+def top_lines(store: Any, n: int) -> list[str]:
+    """The run's n best-scoring candidates, one line each, the best marked."""
+    best = store.best()
+    ok = sorted(store.candidates("ok"), key=lambda c: -(c.score or 0.0))[:n]
+    return [candidate_line(c, best.id if best else None) for c in ok]
+
+
+def failure_lines(store: Any, n: int) -> list[str]:
+    return [failure_line(c) for c in store.candidates("rejected")[-n:]]

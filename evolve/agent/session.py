@@ -10,44 +10,31 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from evolve.agent.budget import BudgetExhausted, RunBudget
-from evolve.agent.client import AgentAPIError, ChatClient
-from evolve.agent.state import SessionState
+from evolve.agent.client import AgentAPIError, ChatClient, ToolCall
+from evolve.agent.handlers import SessionState
 from evolve.agent.tools import ToolRegistry
 from evolve.records import AgentStep, SessionRecord, utc_now
 
 SUMMARY_LIMIT = 20000  # characters of a step's text kept in agent_steps
-LOW_WATER = 3  # warn the model when this few tool calls / evaluations remain
-
-
-@dataclass
-class SessionResult:
-    record: SessionRecord
-    steps: list[AgentStep]
-    state: SessionState
-    cost_usd: float | None
-    seconds: float
-    knowledge: list[str] = field(default_factory=list)
+LOW_WATER = 3  # warn the model when this few tool calls remain
 
 
 class Session:
     def __init__(self, client: ChatClient, registry: ToolRegistry, state: SessionState,
-                 run_budget: RunBudget, *, system: str, brief: str, nudge: str,
-                 operator: str = "agent"):
+                 run_budget: RunBudget, *, system: str, brief: str, nudge: str):
         self.client = client
         self.registry = registry
         self.state = state
         self.run_budget = run_budget
         self.nudge = nudge
-        self.operator = operator
         self.id = f"s-{uuid.uuid4().hex[:12]}"
         self.messages: list[dict[str, Any]] = [{"role": "system", "content": system},
                                                {"role": "user", "content": brief}]
         self.steps: list[AgentStep] = []
-        self.cost: float | None = 0.0 if run_budget.priced else None
+        self.cost = 0.0  # USD of this session (stays 0 for an unpriced model)
         self._last_prompt = 0  # prompt tokens of the latest request
         self._step(role="user", tool=None, args={}, summary=brief)
 
@@ -60,11 +47,6 @@ class Session:
                                       default=str),
             result_summary=summary[:SUMMARY_LIMIT], tokens_in=tokens_in,
             tokens_out=tokens_out, latency_s=round(latency, 4)))
-
-    def _add_cost(self, tokens_in: int, tokens_out: int) -> None:
-        c = self.run_budget.cost(tokens_in, tokens_out)
-        if c is not None:
-            self.cost = (self.cost or 0.0) + c
 
     def _budget_note(self) -> str:
         b = self.state.budget
@@ -80,82 +62,77 @@ class Session:
         return f"\n[budget: {', '.join(notes)}; finish with submit or give_up soon]"
 
     # --------------------------------------------------------------------- loop
-    def run(self) -> SessionResult:
-        t0 = time.monotonic()
+    def run(self) -> SessionRecord:
+        """Talk until the session ends; the record (steps are in `self.steps`)."""
         started = utc_now()
         outcome, reason = self._loop()
-        st = self.state
-        if st.ended:
-            outcome = st.outcome or outcome
-            reason = st.reason if st.outcome == "gave_up" else ""
-        b = st.budget
-        record = SessionRecord(
+        st, b = self.state, self.state.budget
+        return SessionRecord(
             id=self.id, parent_id=st.ctx.parent.id,
             parent2_id=st.ctx.second.id if st.ctx.second is not None else None,
-            operator=self.operator, model=self.client.model, outcome=outcome, reason=reason,
+            operator="agent", model=self.client.model, outcome=outcome, reason=reason,
             tool_calls=b.tool_calls, evaluations=b.evaluations, tokens_in=b.tokens_in,
-            tokens_out=b.tokens_out, cost_usd=round(self.cost or 0.0, 6),
+            tokens_out=b.tokens_out, cost_usd=round(self.cost, 6),
             started_at=started, ended_at=utc_now())
-        return SessionResult(record, self.steps, st, self.cost, time.monotonic() - t0,
-                             list(st.knowledge_read))
 
     def _loop(self) -> tuple[str, str]:
         st, b = self.state, self.state.budget
         nudged = False
-        while not st.ended:
-            try:
+        try:
+            while not st.ended:
                 b.check_tokens()
                 self.run_budget.check(self.cost)
-            except BudgetExhausted as e:
-                self._step(role="user", tool=None, args={}, summary=f"stopped: {e}")
-                return "budget", str(e)
-            try:
                 comp = self.client.complete(self.messages, self.registry.schemas())
-            except AgentAPIError as e:
-                self._step(role="user", tool=None, args={"attempts": e.attempts},
-                           summary=f"endpoint error: {e}")
-                return "error", str(e)
-            b.add_tokens(comp.usage.tokens_in, comp.usage.tokens_out)
-            self._last_prompt = comp.usage.tokens_in
-            self._add_cost(comp.usage.tokens_in, comp.usage.tokens_out)
-            self.messages.append(comp.as_message())
-            self._step(role="assistant", tool=None,
-                       args={"tool_calls": [c.name for c in comp.tool_calls],
-                             "attempts": comp.attempts, "usage_estimated": comp.usage.estimated},
-                       summary=comp.content or "", tokens_in=comp.usage.tokens_in,
-                       tokens_out=comp.usage.tokens_out, latency=comp.latency_s)
-            if not comp.tool_calls:
-                if nudged:
-                    return "no_tools", "the model answered twice without calling a tool"
-                nudged = True
-                self.messages.append({"role": "user", "content": self.nudge})
-                self._step(role="user", tool=None, args={}, summary=self.nudge)
-                continue
-            for i, call in enumerate(comp.tool_calls):
-                if st.ended:  # calls after submit/give_up are answered, not run
-                    self._answer(call.id, call.name, call.arguments,
-                                 "error: the session already ended", 0.0)
+                usage = comp.usage
+                b.tokens_in += usage.tokens_in
+                b.tokens_out += usage.tokens_out
+                self._last_prompt = usage.tokens_in
+                self.cost += self.run_budget.cost(usage.tokens_in, usage.tokens_out)
+                self.messages.append(comp.as_message())
+                self._step(role="assistant", tool=None,
+                           args={"tool_calls": [c.name for c in comp.tool_calls],
+                                 "attempts": comp.attempts, "usage_estimated": usage.estimated},
+                           summary=comp.content or "", tokens_in=usage.tokens_in,
+                           tokens_out=usage.tokens_out, latency=comp.latency_s)
+                if not comp.tool_calls:
+                    if nudged:
+                        return "no_tools", "the model answered twice without calling a tool"
+                    nudged = True
+                    self.messages.append({"role": "user", "content": self.nudge})
+                    self._step(role="user", tool=None, args={}, summary=self.nudge)
                     continue
-                try:
-                    b.take_tool_call()
-                except BudgetExhausted as e:
-                    for rest in comp.tool_calls[i:]:
-                        self._answer(rest.id, rest.name, rest.arguments, f"error: {e}", 0.0)
-                    return "budget", str(e)
-                t = time.monotonic()
-                out = self.registry.dispatch(st, call.name, call.arguments)
-                text = out.text + ("" if st.ended else self._budget_note())
-                self._answer(call.id, call.name,
-                             out.arguments if out.arguments is not None else call.arguments,
-                             text, time.monotonic() - t)
-            try:  # stop as soon as the spend crosses the line, not at the next request
-                self.run_budget.check(self.cost)
-            except BudgetExhausted as e:
-                if not st.ended:
-                    self._step(role="user", tool=None, args={}, summary=f"stopped: {e}")
-                    return "budget", str(e)
-        return st.outcome or "submitted", st.reason
+                self._run_calls(comp.tool_calls)
+        except BudgetExhausted as e:
+            self._step(role="user", tool=None, args={}, summary=f"stopped: {e}")
+            return "budget", str(e)
+        except AgentAPIError as e:
+            self._step(role="user", tool=None, args={"attempts": e.attempts},
+                       summary=f"endpoint error: {e}")
+            return "error", str(e)
+        return st.outcome, st.reason
 
-    def _answer(self, call_id: str, name: str, args: Any, text: str, latency: float) -> None:
-        self.messages.append({"role": "tool", "tool_call_id": call_id, "content": text})
-        self._step(role="tool", tool=name, args=args, summary=text, latency=latency)
+    def _run_calls(self, calls: list[ToolCall]) -> None:
+        """Run one response's tool calls in order; every call gets an answer, also those
+        after submit/give_up or past the tool-call budget (which then raises)."""
+        st = self.state
+        for i, call in enumerate(calls):
+            if st.ended:
+                self._answer(call, "error: the session already ended")
+                continue
+            try:
+                st.budget.take_tool_call()
+            except BudgetExhausted as e:
+                for rest in calls[i:]:
+                    self._answer(rest, f"error: {e}")
+                raise
+            t = time.monotonic()
+            out = self.registry.dispatch(st, call.name, call.arguments)
+            text = out.text + ("" if st.ended else self._budget_note())
+            self._answer(call, text, out.arguments, time.monotonic() - t)
+
+    def _answer(self, call: ToolCall, text: str, args: dict[str, Any] | None = None,
+                latency: float = 0.0) -> None:
+        # recorded with the parsed arguments when there are any, else the raw text sent
+        self.messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
+        self._step(role="tool", tool=call.name, args=call.arguments if args is None else args,
+                   summary=text, latency=latency)

@@ -1,8 +1,8 @@
 """The plateau supervisor (AVO's way out of stagnation).
 
-After `stall_limit` variations without a new best, the next session's brief says so,
-lists the directions tried since the best and their outcomes, and points at knowledge
-documents that no session has read yet.
+After `stall_limit` variations without a new best, the next session's brief says so
+(prompts.session_brief fills agent_supervisor.md), lists the directions tried since the
+best and their outcomes, and points at knowledge documents that no session has read yet.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from evolve.agent.prompts import render
+from evolve import knowledge
 from evolve.agent.render import one_line
 
 MAX_DIRECTIONS = 12
@@ -49,9 +49,8 @@ def knowledge_read(store: Any) -> set[str]:
 
 def _all_docs() -> list[tuple[str, str]]:
     try:
-        from evolve import knowledge
         return [(d.id, d.title) for d in knowledge.list_docs()]
-    except Exception:  # no knowledge base here: the note just has no pointers
+    except knowledge.KnowledgeError:  # no knowledge base here: the note just has no pointers
         return []
 
 
@@ -78,16 +77,3 @@ def detect(store: Any, stall_limit: int) -> Plateau | None:
     return Plateau(stalled, best.id if best else None, best.score if best else None,
                    directions[-MAX_DIRECTIONS:], unused)
 
-
-def note(template: str, plateau: Plateau | None) -> str:
-    """The supervisor section of the brief ('' when there is no plateau)."""
-    if plateau is None:
-        return ""
-    return render(template, {
-        "stalled": plateau.stalled,
-        "best_id": "-" if plateau.best_id is None else plateau.best_id,
-        "best_score": "-" if plateau.best_score is None else f"{plateau.best_score:.3f}",
-        "directions": "\n".join(f"- {d}" for d in plateau.directions) or "- (none recorded)",
-        "unused_knowledge": "\n".join(f"- {u}" for u in plateau.unused_knowledge)
-        or "- (every document has been read at least once; search for lessons instead)",
-    })

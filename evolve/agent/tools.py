@@ -103,9 +103,6 @@ class ToolRegistry:
     def __init__(self, tools: list[Tool]):
         self.tools = {t.name: t for t in tools}
 
-    def names(self) -> list[str]:
-        return list(self.tools)
-
     def schemas(self) -> list[dict[str, Any]]:
         return [t.schema() for t in self.tools.values()]
 
@@ -122,12 +119,8 @@ class ToolRegistry:
                                False, None)
         try:
             args = validate(tool.parameters, parsed)
-            text = tool.handler(state, args)
-            return ToolOutcome(truncate(text, tool.limit), True, args)
-        except ToolError as e:
-            return ToolOutcome(truncate(f"error: {e}", DEFAULT_LIMIT), False,
-                               parsed if isinstance(parsed, dict) else None)
-        except Exception as e:  # a bug in a tool must not end the run
-            return ToolOutcome(truncate(f"error: tool {name} failed internally "
-                                        f"({type(e).__name__}: {e})", DEFAULT_LIMIT), False,
-                               parsed if isinstance(parsed, dict) else None)
+            return ToolOutcome(truncate(tool.handler(state, args), tool.limit), True, args)
+        except Exception as e:  # a bug in a tool must not end the run either
+            text = f"error: {e}" if isinstance(e, ToolError) else \
+                f"error: tool {name} failed internally ({type(e).__name__}: {e})"
+            return ToolOutcome(truncate(text), False, parsed if isinstance(parsed, dict) else None)

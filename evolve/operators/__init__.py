@@ -9,17 +9,14 @@ from evolve.operators.base import Operator, OperatorError, VariationContext
 if TYPE_CHECKING:  # pragma: no cover
     from evolve.run import RunHandle
 
-OPERATORS = ("offline", "agent")
-
-__all__ = ["Operator", "OperatorError", "VariationContext", "make_operator",
-           "OPERATORS"]
+__all__ = ["Operator", "OperatorError", "VariationContext", "make_operator"]
 
 
 def make_operator(name: str, run: "RunHandle") -> Operator:
     if name == "offline":
         from evolve.operators.offline import OfflineOperator
-        return OfflineOperator(run)
+        return OfflineOperator()
     if name == "agent":
-        from evolve.agent.operator import AgentOperator  # written by the agent helper
+        from evolve.agent.operator import AgentOperator
         return AgentOperator(run)
-    raise OperatorError(f"unknown operator {name!r} (choose from {', '.join(OPERATORS)})")
+    raise OperatorError(f"unknown operator {name!r} (choose from offline, agent)")

@@ -1,7 +1,8 @@
 """Read and rewrite a kernel's module-level CONFIG / SEARCH_SPACE literals with `ast`.
 
-Rewrites splice only the changed value's source text, so comments and layout of the
-rest of the file stay as they were (diffs stay one line per knob).
+Rewrites splice only the changed value's source text (`splice`, also used by the
+recipes), so comments and layout of the rest of the file stay as they were (diffs stay
+one line per knob).
 """
 
 from __future__ import annotations
@@ -59,6 +60,19 @@ def rewrite_config(source: str, updates: dict[str, Any]) -> str:
     node = _module_dict(tree, "CONFIG")
     if node is None:
         raise ConfigEditError("no literal module-level CONFIG dict")
+    edits, found = [], set()
+    for k, v in zip(node.keys, node.values):
+        if isinstance(k, ast.Constant) and k.value in updates:
+            edits.append((v, _literal(updates[k.value])))
+            found.add(k.value)
+    missing = set(updates) - found
+    if missing:
+        raise ConfigEditError(f"CONFIG has no key(s) {sorted(missing)}")
+    return splice(source, edits)
+
+
+def splice(source: str, edits: list[tuple[ast.AST, str]]) -> str:
+    """`source` with each node's text (as parsed from this source) replaced."""
     lines = source.splitlines(keepends=True)
     offsets = [0]
     for line in lines:
@@ -66,19 +80,10 @@ def rewrite_config(source: str, updates: dict[str, Any]) -> str:
 
     def pos(lineno: int, col: int) -> int:
         # ast columns are UTF-8 byte offsets
-        line = lines[lineno - 1]
-        return offsets[lineno - 1] + len(line.encode("utf-8")[:col].decode("utf-8", "replace"))
+        return offsets[lineno - 1] + len(lines[lineno - 1].encode("utf-8")[:col].decode("utf-8"))
 
-    spans = []
-    found = set()
-    for k, v in zip(node.keys, node.values):
-        if isinstance(k, ast.Constant) and k.value in updates:
-            spans.append((pos(v.lineno, v.col_offset), pos(v.end_lineno, v.end_col_offset),
-                          _literal(updates[k.value])))
-            found.add(k.value)
-    missing = set(updates) - found
-    if missing:
-        raise ConfigEditError(f"CONFIG has no key(s) {sorted(missing)}")
+    spans = [(pos(n.lineno, n.col_offset), pos(n.end_lineno, n.end_col_offset), text)
+             for n, text in edits]
     out = source
     for start, end, text in sorted(spans, reverse=True):
         out = out[:start] + text + out[end:]

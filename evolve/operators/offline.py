@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from evolve.operators.base import VariationContext
 from evolve.operators.config_edit import (
@@ -21,9 +21,6 @@ from evolve.operators.config_edit import (
 )
 from evolve.operators.recipes import RECIPES
 from evolve.records import Candidate, sha256_text
-
-if TYPE_CHECKING:  # pragma: no cover
-    from evolve.run import RunHandle
 
 _WHY = {  # knob family -> (why raising it may help, why lowering it may help)
     "block_n": ("bigger key tiles amortise the online-softmax bookkeeping over more keys",
@@ -63,9 +60,7 @@ def _neighbour_or_random(rng: random.Random, allowed: list, current: Any) -> Any
 class OfflineOperator:
     name = "offline"
 
-    def __init__(self, run: "RunHandle | None" = None, recipe_prob: float = 0.3,
-                 max_tries: int = 12):
-        self.run = run
+    def __init__(self, recipe_prob: float = 0.3, max_tries: int = 12):
         self.recipe_prob = recipe_prob
         self.max_tries = max_tries
         self.last_reason = ""
@@ -75,12 +70,11 @@ class OfflineOperator:
     def propose(self, ctx: VariationContext) -> Candidate | None:
         """A child of ctx.parent (crossover when ctx.second is given) not seen in this run."""
         t0 = time.monotonic()
-        store = ctx.run.store if ctx.run is not None else None
         for _ in range(self.max_tries):
             prop = self._one(ctx)
             if prop is None:
                 break
-            if store is None or not store.has_source(sha256_text(prop.source)):
+            if not ctx.run.store.has_source(sha256_text(prop.source)):
                 prop.variation_seconds = time.monotonic() - t0
                 return prop
             self.last_reason = "every child tried was already evaluated in this run"
@@ -89,19 +83,16 @@ class OfflineOperator:
     # --- one child ---------------------------------------------------------------
 
     def _one(self, ctx: VariationContext) -> Candidate | None:
-        rng = ctx.rng
-        if ctx.second is not None and ctx.second_source is not None:
-            prop = self.crossover(ctx.parent_source, ctx.second_source, ctx.parent.id,
-                                  ctx.second.id, rng)
-            if prop is not None:
-                return prop
-        if rng.random() < self.recipe_prob:
-            prop = self.recipe(ctx.parent_source, ctx.parent.id, rng)
-            if prop is not None:
-                return prop
-        prop = self.mutate(ctx.parent_source, ctx.parent.id, rng)
+        rng, source, pid = ctx.rng, ctx.parent_source, ctx.parent.id
+        prop = None
+        if ctx.second is not None:
+            prop = self.crossover(source, ctx.second_source, pid, ctx.second.id, rng)
+        if prop is None and rng.random() < self.recipe_prob:
+            prop = self.recipe(source, pid, rng)
+        if prop is None:
+            prop = self.mutate(source, pid, rng)
         if prop is None:  # no knobs to turn: a recipe is the only move left
-            prop = self.recipe(ctx.parent_source, ctx.parent.id, rng)
+            prop = self.recipe(source, pid, rng)
         if prop is None:
             self.last_reason = "the parent has no SEARCH_SPACE knobs and no applicable recipe"
         return prop

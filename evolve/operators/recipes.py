@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from evolve.operators.config_edit import splice
+
 LOG2E = "1.4426950408889634"
 
 
@@ -39,28 +41,13 @@ class Recipe:
 # --- helpers -----------------------------------------------------------------
 
 def _is_jit(fn: ast.FunctionDef) -> bool:
+    """Decorated with (triton.)jit or (triton.)autotune, called or not."""
     for d in fn.decorator_list:
         target = d.func if isinstance(d, ast.Call) else d
-        if isinstance(target, ast.Attribute) and target.attr in ("jit", "autotune"):
-            return True
-        if isinstance(target, ast.Name) and target.id in ("jit", "autotune"):
+        name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", None)
+        if name in ("jit", "autotune"):
             return True
     return False
-
-
-def _functions(tree: ast.Module) -> dict[str, ast.FunctionDef]:
-    return {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-
-
-def _replace_lines(source: str, first: int, last: int, new_lines: list[str]) -> str:
-    """Replace 1-based lines first..last (inclusive) of source with new_lines."""
-    lines = source.splitlines(keepends=True)
-    return "".join(lines[:first - 1] + [ln + "\n" for ln in new_lines] + lines[last:])
-
-
-def _indent_of(source: str, lineno: int) -> str:
-    line = source.splitlines()[lineno - 1]
-    return line[: len(line) - len(line.lstrip())]
 
 
 def _wrap_call(prefix: str, func: str, args: list[str], indent: str, width: int = 96) -> list[str]:
@@ -122,7 +109,7 @@ def _fold_scale_exp2(source: str) -> str | None:
 def _split_causal_loop(source: str) -> str | None:
     """One masked loop up to the diagonal -> unmasked off-diagonal loop + masked band."""
     tree = ast.parse(source)
-    funcs = _functions(tree)
+    funcs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
     inner = {n: f for n, f in funcs.items() if _is_jit(f)
              and {"CAUSAL", "lo", "hi"} <= {a.arg for a in f.args.args}}
     for kname, kernel in funcs.items():
@@ -147,7 +134,8 @@ def _split_causal_loop(source: str) -> str | None:
         ic, ilo, ihi = params.index("CAUSAL"), params.index("lo"), params.index("hi")
         if args[ic] != "CAUSAL":
             continue
-        ind = _indent_of(source, stmt.lineno)
+        lines = source.splitlines(keepends=True)
+        ind = lines[stmt.lineno - 1][:stmt.col_offset]  # the call statement's indent
         targets = ", ".join(ast.get_source_segment(source, t) for t in stmt.targets) + " = "
         off, diag = list(args), list(args)
         off[ihi], off[ic] = "split_n", "False"
@@ -160,7 +148,8 @@ def _split_causal_loop(source: str) -> str | None:
         new += _wrap_call(targets, call.func.id, diag, ind + "    ")
         new += [f"{ind}else:"]
         new += _wrap_call(targets, call.func.id, args, ind + "    ")
-        return _replace_lines(source, stmt.lineno, stmt.end_lineno, new)
+        return "".join(lines[:stmt.lineno - 1] + [ln + "\n" for ln in new]
+                       + lines[stmt.end_lineno:])
     return None
 
 
@@ -183,23 +172,10 @@ def _swap_grid_order(source: str) -> str | None:
     axes = sorted(p.args[0].value for p in pids)
     if axes != [0, 1]:
         return None  # a 1-D / persistent grid, or axes used more than once
-    lines = source.splitlines(keepends=True)
-    offsets = [0]
-    for line in lines:
-        offsets.append(offsets[-1] + len(line))
-
-    def span(node: ast.AST) -> tuple[int, int]:
-        return (offsets[node.lineno - 1] + node.col_offset,
-                offsets[node.end_lineno - 1] + node.end_col_offset)
-
     a, b = elts[0], elts[1]
-    sa, sb = ast.get_source_segment(source, a), ast.get_source_segment(source, b)
-    edits = [(span(a), sb), (span(b), sa)]
-    for p in pids:
-        edits.append((span(p.args[0]), str(1 - p.args[0].value)))
-    out = source
-    for (start, end), text in sorted(edits, reverse=True):
-        out = out[:start] + text + out[end:]
+    edits = [(a, ast.get_source_segment(source, b)), (b, ast.get_source_segment(source, a))]
+    edits += [(p.args[0], str(1 - p.args[0].value)) for p in pids]
+    out = splice(source, edits)
     # keep a comment that documents the axes truthful
     return _AXES_COMMENT.sub(lambda m: f"{m.group(1)}axis 0 = {m.group(3)}, axis 1 = {m.group(2)}",
                              out)
@@ -223,7 +199,3 @@ RECIPES: dict[str, Recipe] = {
     )
 }
 
-
-def applicable(source: str) -> list[str]:
-    """Names of the recipes whose pattern is present in source."""
-    return [name for name, r in RECIPES.items() if r.apply(source) is not None]
