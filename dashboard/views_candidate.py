@@ -21,16 +21,20 @@ SHAPE_CONFIG = {"short": st.column_config.TextColumn("shape", help="B x Hq/Hkv, 
                 "error": NUMBER("max error", format="%.2e"), "error_ratio": NUMBER("error ratio", format="%.2f")}
 
 
-def view(data: dd.RunData) -> None:
-    cands = data.candidates
-    if cands.empty:
+def _labels(data: dd.RunData) -> dict[int, str]:
+    """Candidate labels by id for the pickers; {} (with a note) when none is recorded yet."""
+    if data.candidates.empty:
         st.info("No candidates recorded yet.")
+        return {}
+    return candidate_labels(data.candidates)
+
+
+def view(data: dd.RunData) -> None:
+    labels = _labels(data)
+    if not labels:
         return
-    labels = candidate_labels(cands)
-    if st.session_state.get(CANDIDATE_KEY) not in labels:
-        st.session_state[CANDIDATE_KEY] = data.summary.best_id if data.summary.best_id is not None else 0
-        if st.session_state[CANDIDATE_KEY] not in labels:
-            st.session_state[CANDIDATE_KEY] = next(iter(labels))
+    if st.session_state.get(CANDIDATE_KEY) not in labels:  # the champion, else the seed
+        st.session_state[CANDIDATE_KEY] = data.summary.best_id if data.summary.best_id in labels else next(iter(labels))
     cid = st.selectbox("candidate", list(labels), format_func=labels.get, key=CANDIDATE_KEY)
     c: dict[str, Any] = data.snapshot.candidate(int(cid))
     st.subheader(f"Candidate {cid}")
@@ -90,11 +94,9 @@ def shapes(data: dd.RunData, cid: int) -> None:
 
 def compare(data: dd.RunData) -> None:
     """Two candidates side by side: per-shape tables and the source diff between them."""
-    cands = data.candidates
-    if cands.empty:
-        st.info("No candidates recorded yet.")
+    labels = _labels(data)
+    if not labels:
         return
-    labels = candidate_labels(cands)
     ids = list(labels)
     cols = st.columns(2)
     left = cols[0].selectbox("candidate A", ids, format_func=labels.get, key="cmp_a",

@@ -17,13 +17,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from evolve.records import RunRecord
+from evolve.gitrepo import KernelRepo, RepoError
 from evolve.lock import holder_alive
+from evolve.records import RunRecord
 from evolve.store import champion_id
 
 DB_NAME = "lineage.db"
 KERNELS_DIR = "kernels"
-KERNEL_FILE = "kernel.py"
 LOCK_FILE = "run.lock"
 
 
@@ -288,32 +288,19 @@ def short_shape(s: dict[str, Any]) -> str:
 
 # ---- kernels/ git repository (read-only) ---------------------------------------------
 
-def _repo(run_dir: Path):  # type: ignore[no-untyped-def]
-    import git  # GitPython; imported lazily so the DB readers need no git
-
-    path = Path(run_dir) / KERNELS_DIR
-    if not (path / ".git").exists() and not (path / "HEAD").exists():
-        raise RunNotReady(f"run {Path(run_dir).name}: no kernels/ git repository yet")
-    try:
-        return git.Repo(path)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as e:
-        raise RunNotReady(f"run {Path(run_dir).name}: kernels/ is not a git repository ({e})") from e
-
-
-def candidate_source(run_dir: Path, commit_sha: str | None, cid: int | None = None) -> str:
+def candidate_source(run_dir: Path, commit_sha: str | None, cid: int) -> str:
     """kernel.py as committed for one candidate (by commit, else refs/candidates/<id>)."""
-    import git
-
-    repo = _repo(run_dir)
-    revs = [r for r in (commit_sha, f"refs/candidates/{cid}" if cid is not None else None) if r]
-    for rev in revs:
-        try:
-            blob = repo.commit(rev).tree / KERNEL_FILE
-            return blob.data_stream.read().decode("utf-8", errors="replace")
-        except (git.BadName, ValueError, KeyError):
-            continue
-    raise RunNotReady(f"run {Path(run_dir).name}: candidate {cid} has no commit in kernels/ "
-                      f"(looked for {', '.join(revs) or 'nothing'})")
+    name = Path(run_dir).name
+    try:
+        repo = KernelRepo.open(Path(run_dir) / KERNELS_DIR)
+    except RepoError as e:
+        raise RunNotReady(f"run {name}: no kernels/ git repository yet ({e})") from e
+    try:
+        return repo.source_at(commit_sha or cid)
+    except RepoError as e:
+        raise RunNotReady(f"run {name}: candidate {cid}: {e}") from e
+    finally:
+        repo.repo.close()
 
 
 def unified_diff(parent_source: str, source: str, parent_label: str, label: str) -> str:

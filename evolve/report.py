@@ -182,8 +182,3 @@ def source_view(source: str) -> Syntax:
 
 def diff_view(diff: str) -> Syntax:
     return Syntax(diff or "(no difference)", "diff", word_wrap=False)
-
-
-def print_all(console: Console, *items: Any) -> None:
-    for item in items:
-        console.print(item)

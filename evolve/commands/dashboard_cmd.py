@@ -19,7 +19,6 @@ import typer
 from evolve.paths import DEFAULT_RUNS_DIR
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
-ENV_RUNS = "EVOLVE_RUNS_DIR"  # read by dashboard/app.py when no `-- --runs` is given
 NO_AUTH_WARNING = ("warning: the dashboard has no authentication: anyone who can reach {addr}:{port} "
                    "can read every run, kernel sources and the agent transcripts")
 
@@ -97,10 +96,9 @@ def dashboard(
         typer.echo(NO_AUTH_WARNING.format(addr=address, port=port), err=True)
     if not runs.exists():
         typer.echo(f"note: {runs} does not exist yet; the dashboard will wait for runs there", err=True)
-    env = dict(os.environ, **{ENV_RUNS: str(runs)})
     url = f"http://{'localhost' if is_loopback(address) else address}:{port}"
     typer.echo(f"dashboard on {url} over {runs} (Ctrl-C to stop)", err=True)
-    proc = subprocess.Popen(build_command(runs, port, address), env=env, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(build_command(runs, port, address), stdin=subprocess.DEVNULL)
     if not headless and can_open_browser():
         threading.Thread(target=_open_when_up, args=(url, proc), daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())  # don't orphan the server
