@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from evolve.gitrepo import KernelRepo, RepoError
 from evolve.lock import holder_alive
@@ -128,17 +129,17 @@ def find_run_dirs(runs_dir: Path) -> list[Path]:
                   if p.is_dir() and ((p / DB_NAME).exists() or (p / "run.toml").exists()))
 
 
-def _connect(run_dir: Path) -> sqlite3.Connection:
+def connect(run_dir: Path) -> sqlite3.Connection:
+    """lineage.db of a run, opened read-only (rows as sqlite3.Row); RunNotReady when absent."""
     db = Path(run_dir) / DB_NAME
-    if not Path(run_dir).is_dir():
-        raise RunNotReady(f"{run_dir} is not a directory")
     if not db.is_file():
         raise RunNotReady(f"run {Path(run_dir).name}: no {DB_NAME} yet (the run is starting "
                           "or this is not a run directory)")
     if db.stat().st_size == 0:
         raise RunNotReady(f"run {Path(run_dir).name}: {DB_NAME} is still empty (the run is starting)")
     try:
-        conn = sqlite3.connect(f"file:{db.resolve()}?mode=ro", uri=True, timeout=5.0)
+        # read-only URI, path percent-quoted ('#', '?' in a folder name are safe)
+        conn = sqlite3.connect(f"file:{quote(str(db.resolve()))}?mode=ro", uri=True, timeout=5.0)
     except sqlite3.Error as e:
         raise RunNotReady(f"run {Path(run_dir).name}: cannot open {DB_NAME}: {e}") from e
     conn.row_factory = sqlite3.Row
@@ -154,7 +155,7 @@ def _rows(conn: sqlite3.Connection, table: str, present: set[str], order: str) -
 def read_snapshot(run_dir: Path) -> RunSnapshot:
     """All tables of one run as one consistent snapshot; RunNotReady when not readable."""
     run_dir = Path(run_dir)
-    conn = _connect(run_dir)
+    conn = connect(run_dir)
     try:
         conn.execute("BEGIN")  # one read transaction = one WAL snapshot
         present = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
