@@ -12,7 +12,6 @@ custom op); the runtime guard, the validation shapes and the trusted checker all
 from __future__ import annotations
 
 import ast
-import json
 import pprint
 from dataclasses import dataclass
 from importlib import resources
@@ -61,11 +60,10 @@ class ExportReport:
 # ----------------------------------------------------------------------------- load
 
 def _lineage(store: LineageStore, cand: Candidate) -> list[Candidate]:
-    chain: list[Candidate] = []
-    cur: Candidate | None = cand
-    while cur is not None and cur.id not in {c.id for c in chain}:
-        chain.append(cur)
-        cur = store.get_candidate(cur.parent_id) if cur.parent_id is not None else None
+    """The candidate, its parent, ..., the seed (a parent's id is always below its child's)."""
+    chain = [cand]
+    while chain[-1].parent_id is not None and (parent := store.get_candidate(chain[-1].parent_id)):
+        chain.append(parent)
     return chain
 
 
@@ -108,10 +106,9 @@ def load_candidate(run: str | Path, runs_dir: Path, candidate_id: int | None,
         if not cand.ok:
             raise ExportError(f"candidate {cand.id} was rejected ({cand.failure_class}: "
                               f"{cand.failure_message}); only accepted candidates can be exported")
-        try:
-            result = EvalResult.from_dict(json.loads(cand.result_json or "{}"))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ExportError(f"candidate {cand.id} has no stored evaluation result ({exc})") from None
+        result = cand.evaluation
+        if result is None:
+            raise ExportError(f"candidate {cand.id} has no stored evaluation result")
         try:
             repo = KernelRepo.open(paths.kernels)
             try:

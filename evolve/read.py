@@ -183,9 +183,8 @@ def read_snapshot(run_dir: Path) -> RunSnapshot:
         conn.close()
 
 
-def json_dict(text: Any) -> dict[str, Any]:
-    if isinstance(text, dict):
-        return text
+def json_dict(text: str | None) -> dict[str, Any]:
+    """A JSON column as a dict ({} when empty, garbled or not an object)."""
     try:
         value = json.loads(text or "{}")
     except (TypeError, ValueError):
@@ -195,12 +194,9 @@ def json_dict(text: Any) -> dict[str, Any]:
 
 def run_gpu(snap: RunSnapshot) -> str:
     """The GPU named by the run's fingerprint or, failing that, by its latest evaluation."""
-    fp = json_dict(snap.run.get("fingerprint_json"))
-    for key in ("gpu", "gpu_name"):
-        if fp.get(key):
-            return str(fp[key])
-    if isinstance(fp.get("env"), dict) and fp["env"].get("gpu"):
-        return str(fp["env"]["gpu"])
+    gpu = json_dict(snap.run.get("fingerprint_json")).get("gpu")  # evolve.fingerprint.collect
+    if gpu:
+        return str(gpu)
     for c in reversed(snap.candidates):
         gpu = json_dict(c.get("result_json")).get("env", {}).get("gpu")
         if gpu:
@@ -276,6 +272,14 @@ def measured_score(c: dict[str, Any]) -> tuple[float | None, bool]:
     if c.get("failure_class") == "slow" and speedups and all(_finite(x) and x > 0 for x in speedups):
         return math.exp(sum(map(math.log, speedups)) / len(speedups)), True
     return None, False
+
+
+def fmt_elapsed(seconds: float | None) -> str:
+    """`1:02:03` (hours:minutes:seconds), the same in the CLI and the dashboard; `-` when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    s = int(seconds)
+    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def short_shape(s: dict[str, Any]) -> str:

@@ -85,9 +85,6 @@ def dashboard(
     if runs.exists() and not runs.is_dir():
         typer.echo(f"error: --runs {runs} is a file, not a directory", err=True)
         raise typer.Exit(2)
-    if not APP.is_file():
-        typer.echo(f"error: dashboard app not found at {APP}", err=True)
-        raise typer.Exit(2)
     if port_taken(address, port):
         typer.echo(f"error: cannot listen on {address}:{port}: the port is in use or the address is not "
                    "this machine's (choose another with --port / --address)", err=True)
