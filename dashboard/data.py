@@ -3,6 +3,7 @@ per run until lineage.db changes (its size/mtime signature is part of the cache 
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,8 +169,9 @@ def candidate_source(data: RunData, cid: int) -> str:
 
 def source_diff(data: RunData, a: int, b: int) -> str:
     """Unified diff of candidate a's kernel.py against candidate b's ("" when identical)."""
-    return read.unified_diff(candidate_source(data, a), candidate_source(data, b),
-                             f"candidate {a}/kernel.py", f"candidate {b}/kernel.py")
+    old, new = candidate_source(data, a), candidate_source(data, b)
+    return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                        f"candidate {a}/kernel.py", f"candidate {b}/kernel.py"))
 
 
 def fmt_score(x: Any) -> str:

@@ -23,7 +23,7 @@ from evaluator import (EvalOptions, EvalResult, UnknownTarget, UsageError, evalu
                        get_target, gpu_available)
 from evolve.export_meta import Envelope, ExportMeta, envelope_text
 from evolve.export_rename import RenameError, bound_names, rename_entrypoint, split_future_imports
-from evolve.gitrepo import KernelRepo, RepoError
+from evolve.read import RunNotReady, candidate_source
 from evolve.records import Candidate, sha256_text
 from evolve.run import RunDirError, resolve_run
 from evolve.store import LineageStore, StoreError
@@ -110,13 +110,9 @@ def load_candidate(run: str | Path, runs_dir: Path, candidate_id: int | None,
         if result is None:
             raise ExportError(f"candidate {cand.id} has no stored evaluation result")
         try:
-            repo = KernelRepo.open(paths.kernels)
-            try:
-                source = repo.source_at(cand.commit_sha or cand.id)
-            finally:
-                repo.repo.close()
-        except RepoError as exc:
-            raise ExportError(f"kernel source of candidate {cand.id}: {exc}") from None
+            source = candidate_source(paths.root, cand.commit_sha, cand.id)
+        except RunNotReady as exc:
+            raise ExportError(str(exc)) from None
         if cand.source_sha256 and sha256_text(source) != cand.source_sha256:
             raise ExportError(f"candidate {cand.id}: the source in git does not match the "
                               "recorded sha256 (run directory damaged?)")

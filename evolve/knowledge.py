@@ -271,10 +271,6 @@ def _snippet(body: str, terms: list[str]) -> str:
     return _trim(best, stems)
 
 
-def _doc_entry(d: Doc) -> Entry:
-    return Entry("doc", d.id, d.title, " ".join(d.tags + d.applies_to), d.body)
-
-
 def _ranked(entries: list[Entry], terms: list[str]) -> list[tuple[float, Entry]]:
     """bm25 (title and tags weighted up) plus a small bonus for the share of query terms
     in the title or tags: on a corpus this small, terms found in more than half of the
@@ -319,7 +315,7 @@ def search(query: str, k: int = 5, *, run_dir: Path | None = None, all_runs: boo
             raise KnowledgeError(f"runs directory not found: {root}")
         run_dirs += [d for d in find_run_dirs(root) if (d / DB_NAME).is_file()
                      and not any(d.resolve() == r.resolve() for r in run_dirs)]
-    entries = [_doc_entry(d) for d in list_docs()]
+    entries = [Entry("doc", d.id, d.title, " ".join(d.tags + d.applies_to), d.body) for d in list_docs()]
     for d in run_dirs:
         entries += run_lessons(d)
     hits = [Hit(e.kind, e.key, e.title, _snippet(e.body, terms), score, e.run)

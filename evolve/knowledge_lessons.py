@@ -62,14 +62,8 @@ def outcome_text(status: str, score: float | None, parent_score: float | None,
 def changes_text(changes_json: str | None) -> str:
     """`{"knobs": {"BLOCK_M": {"from": 128, "to": 64}}, "recipes": [...]}` (or any JSON)
     as one line: 'knobs BLOCK_M 128 -> 64; recipes swap_grid_order'."""
-    try:
-        data = json.loads(changes_json or "{}")
-    except ValueError:
-        return " ".join(str(changes_json).split())[:300]
-    if not isinstance(data, dict):
-        return json.dumps(data)[:600]
     parts = []
-    for key, value in data.items():
+    for key, value in read.json_dict(changes_json).items():  # Candidate.proposed writes an object
         if value in (None, "", [], {}):
             continue
         if key == "knobs" and isinstance(value, dict):

@@ -8,7 +8,6 @@ busy raises :class:`RunNotReady` with a message meant for a human.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import sqlite3
@@ -45,7 +44,6 @@ class RunSummary:
     status: str = ""
     stopped_at: datetime | None = None
     candidates: int = 0
-    ok: int = 0
     rejected: int = 0
     best_score: float | None = None  # the champion's (evolve.store.champion_id)
     best_id: int | None = None
@@ -235,7 +233,7 @@ def summarize(snap: RunSnapshot, now: datetime | None = None) -> RunSummary:
     return RunSummary(
         name=snap.name, path=snap.path, record=run_record(snap.run), status=status,
         stopped_at=None if status == "running" else end,
-        candidates=len(cands), ok=len(ok), rejected=sum(c.get("status") == "rejected" for c in cands),
+        candidates=len(cands), rejected=sum(c.get("status") == "rejected" for c in cands),
         best_score=best["score"] if best else None, best_id=best["id"] if best else None,
         top_id=top["id"] if top else None, top_score=top["score"] if top else None,
         seed_score=seed.get("score") if seed else None, elapsed_s=elapsed, gpu=run_gpu(snap),
@@ -306,9 +304,3 @@ def candidate_source(run_dir: Path, commit_sha: str | None, cid: int) -> str:
         raise RunNotReady(f"run {name}: candidate {cid}: {e}") from e
     finally:
         repo.repo.close()
-
-
-def unified_diff(parent_source: str, source: str, parent_label: str, label: str) -> str:
-    lines = difflib.unified_diff(parent_source.splitlines(keepends=True), source.splitlines(keepends=True),
-                                 fromfile=parent_label, tofile=label, n=3)
-    return "".join(lines)

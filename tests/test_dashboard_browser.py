@@ -7,20 +7,14 @@ interrupted run are asserted on the same text in test_dashboard_app.py.)"""
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import sqlite_utils
 
 from browser_cdp import Browser, find_chromium
-from dashboard_fixture import hold_lock, make_synthetic_run, private_runs_dir
+from dashboard_fixture import (free_port, hold_lock, make_synthetic_run, private_runs_dir, start, stop,
+                               wait_healthy)
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 CHROMIUM = find_chromium()
@@ -34,12 +28,6 @@ CHART_DRAWN = ("document.querySelectorAll('.st-key-{key} .vega-embed canvas, "
 NOT_RUNNING = "!document.querySelector('[data-test-script-state=running]')"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def runs_dir(tmp_path_factory) -> Path:
     runs = private_runs_dir(tmp_path_factory.mktemp("browser-runs"))
@@ -50,33 +38,13 @@ def runs_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def server(runs_dir):
     port = free_port()
-    evolve = shutil.which("evolve")
-    cmd = ([evolve] if evolve else [sys.executable, "-m", "evolve"]) + [
-        "dashboard", "--runs", str(runs_dir), "--port", str(port), "--headless", "--address", "127.0.0.1"]
-    log = open(runs_dir / "server.log", "w")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("dashboard server did not come up:\n" + (runs_dir / "server.log").read_text())
-            time.sleep(0.5)
-        yield url
-    finally:
+    with open(runs_dir / "server.log", "w") as log:
+        proc = start(["--runs", str(runs_dir), "--port", str(port), "--headless"], runs_dir, out=log)
         try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=15)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+            wait_healthy(f"http://127.0.0.1:{port}", proc, 90.0)
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            stop(proc)
 
 
 @pytest.fixture()

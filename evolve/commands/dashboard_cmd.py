@@ -104,10 +104,10 @@ def dashboard(
     except KeyboardInterrupt:
         proc.terminate()
         try:
-            code = proc.wait(timeout=10)
+            proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
-            code = proc.wait()
+            proc.wait()
         code = 0
     raise typer.Exit(0 if code < 0 else code)  # < 0: stopped by a signal we forwarded
 
