@@ -60,7 +60,7 @@ def outcome_text(status: str, score: float | None, parent_score: float | None,
 
 
 def changes_text(changes_json: str | None) -> str:
-    """`{"knobs": {"BLOCK_M": {"from": 128, "to": 64}}, "recipes": [...]}` (or any JSON)
+    """`{"knobs": {"BLOCK_M": {"from": 128, "to": 64}}, "recipes": [...]}` (any JSON object)
     as one line: 'knobs BLOCK_M 128 -> 64; recipes swap_grid_order'."""
     parts = []
     for key, value in read.json_dict(changes_json).items():  # Candidate.proposed writes an object
