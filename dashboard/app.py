@@ -76,6 +76,36 @@ def sidebar(runs: list, runs_dir: Path) -> tuple[str | None, str, bool]:
     return run, view, live_on
 
 
+def page(runs: list, run: str | None, view: str, runs_dir: Path, live_on: bool) -> tuple[bool, Path | None]:
+    """Draw the chosen view; returns (whether the page waits for the run(s) to change, the run
+    directory to watch)."""
+    if not runs_dir.is_dir():
+        st.warning(f"The runs directory `{runs_dir}` does not exist yet. Start a run with "
+                   "`evolve start --target gqa`, or pass `--runs DIR`.")
+        return True, None
+    if not runs:
+        st.info(f"No runs in `{runs_dir}` yet. Start one with `evolve start --target gqa`; "
+                "this page refreshes when it appears.")
+        return True, None
+    summary = next(r for r in runs if r.name == run)
+    if view == "Runs":
+        views_runs.view(runs, runs_dir)
+        return any(r.status == "running" or not r.ready for r in runs), summary.path
+    try:
+        data = dd.load_run(summary.path)
+    except RunNotReady as e:
+        st.warning(f"Run **{summary.name}** cannot be shown yet: {e}")
+        return True, summary.path
+    st.header(summary.label)
+    {"Overview": views_run.overview, "Candidate": views_candidate.view, "Compare candidates": views_candidate.compare,
+     "Per shape": views_run.per_shape, "Activity": views_activity.view,
+     "Failures & cost": views_run.failures_and_cost}[view](data)
+    if data.live:
+        st.sidebar.caption("● live: watching for new candidates" if live_on else
+                           "live refresh paused")
+    return data.live, summary.path
+
+
 def main() -> None:
     st.set_page_config(page_title="evolve dashboard", layout="wide")
     runs_dir = runs_dir_from_args(sys.argv[1:], dict(os.environ))
@@ -83,42 +113,10 @@ def main() -> None:
     runs = list_runs(runs_dir)  # not cached: one small query per run
     run, view, live_on = sidebar(runs, runs_dir)
     st.title("Kernel evolution dashboard")
-    if not runs_dir.is_dir():
-        st.warning(f"The runs directory `{runs_dir}` does not exist yet. Start a run with "
-                   "`evolve start --target gqa`, or pass `--runs DIR`.")
-        if live_on:
-            live.watch(runs_dir, None)
-        return
-    if not runs:
-        st.info(f"No runs in `{runs_dir}` yet. Start one with `evolve start --target gqa`; "
-                "this page refreshes when it appears.")
-        if live_on:
-            live.watch(runs_dir, None)
-        return
-    summary = next(r for r in runs if r.name == run)
-    if view == "Runs":
-        views_runs.view(runs, runs_dir)
-        sync_url(run, view)
-        if live_on and any(r.status == "running" or not r.ready for r in runs):
-            live.watch(runs_dir, summary.path)
-        return
-    try:
-        data = dd.load_run(summary.path)
-    except RunNotReady as e:
-        st.warning(f"Run **{summary.name}** cannot be shown yet: {e}")
-        if live_on:
-            live.watch(runs_dir, summary.path)
-        return
-    st.header(summary.label)
-    {"Overview": views_run.overview, "Candidate": views_candidate.view, "Compare candidates": views_candidate.compare,
-     "Per shape": views_run.per_shape, "Activity": views_activity.view,
-     "Failures & cost": views_run.failures_and_cost}[view](data)
+    waiting, run_dir = page(runs, run, view, runs_dir, live_on)
     sync_url(run, view)
-    if data.live and live_on:
-        live.watch(runs_dir, summary.path)
-        st.sidebar.caption("● live: watching for new candidates")
-    elif data.live:
-        st.sidebar.caption("live refresh paused")
+    if waiting and live_on:
+        live.watch(runs_dir, run_dir)
 
 
 main()

@@ -107,11 +107,8 @@ def failures_chart(data: RunData, x_axis: str = "index") -> alt.Chart:
 def spend_frame(data: RunData) -> pd.DataFrame:
     """Cumulative tokens and USD over time: from agent sessions when there are any (they
     include sessions that gave up), else from the candidates."""
-    if not data.sessions.empty:
-        df = data.sessions.rename(columns={"ended_at": "ts"})[["ts", "tokens_in", "tokens_out", "cost_usd"]]
-    else:
-        df = data.candidates.rename(columns={"created_at": "ts"})[["ts", "tokens_in", "tokens_out", "cost_usd"]]
-    df = df.copy()
+    source, ts = (data.sessions, "ended_at") if not data.sessions.empty else (data.candidates, "created_at")
+    df = source.rename(columns={ts: "ts"})[["ts", "tokens_in", "tokens_out", "cost_usd"]].copy()
     df["ts"] = pd.to_datetime(df["ts"], utc=True, errors="coerce", format="ISO8601")
     df = df.dropna(subset=["ts"]).sort_values("ts")
     for c in ("tokens_in", "tokens_out", "cost_usd"):

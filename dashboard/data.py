@@ -3,6 +3,7 @@ per run until lineage.db changes (its size/mtime signature is part of the cache 
 
 from __future__ import annotations
 
+import difflib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,21 +167,13 @@ def candidate_source(data: RunData, cid: int) -> str:
     return _source(str(data.snapshot.path), c.get("commit_sha"), cid)
 
 
-def candidate_diff(data: RunData, cid: int) -> str | None:
-    c = data.snapshot.candidate(cid)
-    if c.get("parent_id") is None:
-        return None
-    pid = int(c["parent_id"])
-    old, new = candidate_source(data, pid), candidate_source(data, cid)
-    return read.unified_diff(old, new, f"candidate {pid}/kernel.py", f"candidate {cid}/kernel.py")
+def source_diff(data: RunData, a: int, b: int) -> str:
+    """Unified diff of candidate a's kernel.py against candidate b's ("" when identical)."""
+    old, new = candidate_source(data, a), candidate_source(data, b)
+    return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
+                                        f"candidate {a}/kernel.py", f"candidate {b}/kernel.py"))
 
 
 def fmt_score(x: Any) -> str:
     return f"{x:.4g}" if isinstance(x, (int, float)) and math.isfinite(x) else "–"
 
-
-def fmt_elapsed(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "–"
-    s = int(seconds)
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"

@@ -1,5 +1,5 @@
 """Where the dashboard looks for runs: `--runs DIR` after `--` on the streamlit command line,
-else the EVOLVE_RUNS_DIR environment variable (set by `evolve dashboard`), else ./runs."""
+else the EVOLVE_RUNS_DIR environment variable, else ./runs (`evolve dashboard` passes `--runs`)."""
 
 from __future__ import annotations
 

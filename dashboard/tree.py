@@ -90,9 +90,6 @@ def lineage_chart(cands: pd.DataFrame, best_id: int | None = None) -> alt.LayerC
 def selected_id(state: object) -> int | None:
     """The candidate id picked in the chart, from st.altair_chart's selection state."""
     try:
-        points = state["selection"][SELECTION]  # type: ignore[index]
-    except (KeyError, TypeError):
-        return None
-    if isinstance(points, list) and points and isinstance(points[0], dict) and "id" in points[0]:
-        return int(points[0]["id"])
-    return None
+        return int(state["selection"][SELECTION][0]["id"])  # type: ignore[index]
+    except (KeyError, TypeError, IndexError):
+        return None  # nothing picked (or the selection was cleared)

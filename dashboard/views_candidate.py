@@ -10,7 +10,7 @@ import streamlit as st
 
 from dashboard import data as dd
 from dashboard.views_run import CANDIDATE_KEY, candidate_labels, open_candidate
-from evolve.read import RunNotReady, json_dict, unified_diff
+from evolve.read import RunNotReady, json_dict, result_of
 
 SHAPE_COLUMNS = ["short", "ms", "baseline_ms", "speedup", "tflops", "error", "error_ratio"]
 NUMBER = st.column_config.NumberColumn
@@ -21,16 +21,21 @@ SHAPE_CONFIG = {"short": st.column_config.TextColumn("shape", help="B x Hq/Hkv, 
                 "error": NUMBER("max error", format="%.2e"), "error_ratio": NUMBER("error ratio", format="%.2f")}
 
 
-def view(data: dd.RunData) -> None:
-    cands = data.candidates
-    if cands.empty:
+def _labels(data: dd.RunData) -> dict[int, str]:
+    """Candidate labels by id for the pickers; {} (with a note) when none is recorded yet."""
+    if data.candidates.empty:
         st.info("No candidates recorded yet.")
+        return {}
+    return candidate_labels(data.candidates)
+
+
+def view(data: dd.RunData) -> None:
+    labels = _labels(data)
+    if not labels:
         return
-    labels = candidate_labels(cands)
-    if st.session_state.get(CANDIDATE_KEY) not in labels:
-        st.session_state[CANDIDATE_KEY] = data.summary.best_id if data.summary.best_id is not None else 0
-        if st.session_state[CANDIDATE_KEY] not in labels:
-            st.session_state[CANDIDATE_KEY] = next(iter(labels))
+    if st.session_state.get(CANDIDATE_KEY) not in labels:  # the champion, else the seed
+        best = data.summary.best_id
+        st.session_state[CANDIDATE_KEY] = best if best in labels else next(iter(labels))
     cid = st.selectbox("candidate", list(labels), format_func=labels.get, key=CANDIDATE_KEY)
     c: dict[str, Any] = data.snapshot.candidate(int(cid))
     st.subheader(f"Candidate {cid}")
@@ -82,7 +87,7 @@ def shapes(data: dd.RunData, cid: int) -> None:
         st.caption("No per-shape results (a candidate rejected before timing has none).")
         return
     st.dataframe(table, hide_index=True, width="stretch", column_config=SHAPE_CONFIG, height=full(table))
-    result = json_dict(data.snapshot.candidate(cid).get("result_json"))
+    result = result_of(data.snapshot.candidate(cid))
     if result.get("timing"):
         st.caption(f"suite {result.get('suite')} · timing: {result['timing']} · primary baseline: "
                    f"{result.get('primary_baseline')}")
@@ -90,11 +95,9 @@ def shapes(data: dd.RunData, cid: int) -> None:
 
 def compare(data: dd.RunData) -> None:
     """Two candidates side by side: per-shape tables and the source diff between them."""
-    cands = data.candidates
-    if cands.empty:
-        st.info("No candidates recorded yet.")
+    labels = _labels(data)
+    if not labels:
         return
-    labels = candidate_labels(cands)
     ids = list(labels)
     cols = st.columns(2)
     left = cols[0].selectbox("candidate A", ids, format_func=labels.get, key="cmp_a",
@@ -115,8 +118,7 @@ def compare(data: dd.RunData) -> None:
             "short": "shape", **{k: NUMBER(k, format="%.3f") for k in ("speedup A", "speedup B", "B / A")}})
     st.markdown("#### Source diff A -> B")
     try:
-        diff = unified_diff(dd.candidate_source(data, left), dd.candidate_source(data, right),
-                            f"candidate {left}/kernel.py", f"candidate {right}/kernel.py")
+        diff = dd.source_diff(data, left, right)
     except RunNotReady as e:
         st.warning(str(e))
         return
@@ -127,7 +129,8 @@ def code(data: dd.RunData, cid: int) -> None:
     src_tab, diff_tab = st.tabs(["source", "diff against parent"])
     try:
         src = dd.candidate_source(data, cid)
-        diff = dd.candidate_diff(data, cid)
+        parent = data.snapshot.candidate(cid).get("parent_id")
+        diff = None if parent is None else dd.source_diff(data, int(parent), cid)
     except (RunNotReady, KeyError) as e:
         src_tab.warning(str(e))
         diff_tab.warning(str(e))

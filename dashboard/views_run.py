@@ -7,7 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, tree
-from dashboard.data import RunData, fmt_elapsed, fmt_score
+from dashboard.data import RunData, fmt_score
+from evolve.read import fmt_elapsed
 
 VIEW_KEY = "view"
 CANDIDATE_KEY = "candidate"

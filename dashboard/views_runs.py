@@ -9,7 +9,7 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard import data as dd
-from evolve.read import RunNotReady, RunSummary
+from evolve.read import RunNotReady, RunSummary, fmt_elapsed
 
 RUN_KEY = "run"
 
@@ -19,16 +19,13 @@ def runs_frame(runs: list[RunSummary]) -> pd.DataFrame:
         "run": r.name, "stored name": r.record.name, "target": r.record.target, "operator": r.record.operator,
         "model": r.record.model or "–", "status": r.status, "candidates": r.candidates, "rejected": r.rejected,
         "champion score": r.best_score, "champion": r.best_id, "seed score": r.seed_score,
-        "elapsed": dd.fmt_elapsed(r.elapsed_s), "GPU": r.gpu or "–", "cost USD": r.cost_usd,
+        "elapsed": fmt_elapsed(r.elapsed_s), "GPU": r.gpu or "–", "cost USD": r.cost_usd,
         "started": r.record.created_at, "note": r.problem or "",
     } for r in runs])
 
 
 def _on_table_select() -> None:
-    state = st.session_state.get("runs_table")
-    rows = getattr(getattr(state, "selection", None), "rows", None)
-    if rows is None and isinstance(state, dict):
-        rows = state.get("selection", {}).get("rows")
+    rows = st.session_state["runs_table"]["selection"]["rows"]
     names = st.session_state.get("_run_names", [])
     if rows and rows[0] < len(names):
         st.session_state[RUN_KEY] = names[rows[0]]
@@ -74,7 +71,7 @@ def view(runs: list[RunSummary], runs_dir: Path) -> None:
             m[1].metric("candidates", s.candidates)
             m[2].metric("rejected", s.rejected)
             st.caption(f"{s.record.target} · {s.record.operator} · {s.record.model or '–'} · {s.gpu} · "
-                       f"{dd.fmt_elapsed(s.elapsed_s)}")
+                       f"{fmt_elapsed(s.elapsed_s)}")
             if not d.candidates.empty:
                 st.altair_chart(charts.trajectory_chart(d, "index", "status", False), width="stretch")
     if len(loaded) == 2:

@@ -12,7 +12,6 @@ custom op); the runtime guard, the validation shapes and the trusted checker all
 from __future__ import annotations
 
 import ast
-import json
 import pprint
 from dataclasses import dataclass
 from importlib import resources
@@ -24,7 +23,7 @@ from evaluator import (EvalOptions, EvalResult, UnknownTarget, UsageError, evalu
                        get_target, gpu_available)
 from evolve.export_meta import Envelope, ExportMeta, envelope_text
 from evolve.export_rename import RenameError, bound_names, rename_entrypoint, split_future_imports
-from evolve.gitrepo import KernelRepo, RepoError
+from evolve.read import RunNotReady, candidate_source
 from evolve.records import Candidate, sha256_text
 from evolve.run import RunDirError, resolve_run
 from evolve.store import LineageStore, StoreError
@@ -61,11 +60,10 @@ class ExportReport:
 # ----------------------------------------------------------------------------- load
 
 def _lineage(store: LineageStore, cand: Candidate) -> list[Candidate]:
-    chain: list[Candidate] = []
-    cur: Candidate | None = cand
-    while cur is not None and cur.id not in {c.id for c in chain}:
-        chain.append(cur)
-        cur = store.get_candidate(cur.parent_id) if cur.parent_id is not None else None
+    """The candidate, its parent, ..., the seed (a parent's id is always below its child's)."""
+    chain = [cand]
+    while chain[-1].parent_id is not None and (parent := store.get_candidate(chain[-1].parent_id)):
+        chain.append(parent)
     return chain
 
 
@@ -108,18 +106,13 @@ def load_candidate(run: str | Path, runs_dir: Path, candidate_id: int | None,
         if not cand.ok:
             raise ExportError(f"candidate {cand.id} was rejected ({cand.failure_class}: "
                               f"{cand.failure_message}); only accepted candidates can be exported")
+        result = cand.evaluation
+        if result is None:
+            raise ExportError(f"candidate {cand.id} has no stored evaluation result")
         try:
-            result = EvalResult.from_dict(json.loads(cand.result_json or "{}"))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ExportError(f"candidate {cand.id} has no stored evaluation result ({exc})") from None
-        try:
-            repo = KernelRepo.open(paths.kernels)
-            try:
-                source = repo.source_at(cand.commit_sha or cand.id)
-            finally:
-                repo.repo.close()
-        except RepoError as exc:
-            raise ExportError(f"kernel source of candidate {cand.id}: {exc}") from None
+            source = candidate_source(paths.root, cand.commit_sha, cand.id)
+        except RunNotReady as exc:
+            raise ExportError(str(exc)) from None
         if cand.source_sha256 and sha256_text(source) != cand.source_sha256:
             raise ExportError(f"candidate {cand.id}: the source in git does not match the "
                               "recorded sha256 (run directory damaged?)")

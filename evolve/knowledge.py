@@ -26,6 +26,8 @@ from pathlib import Path
 
 import sqlite_utils
 
+from evolve.read import DB_NAME, find_run_dirs
+
 REQUIRED_KEYS = ("title", "tags", "applies_to", "sources")
 # bm25 column weights for (title, tags, body): a term in the title or the tags says
 # more about what a document is about than the same term deep in its body.
@@ -269,10 +271,6 @@ def _snippet(body: str, terms: list[str]) -> str:
     return _trim(best, stems)
 
 
-def _doc_entry(d: Doc) -> Entry:
-    return Entry("doc", d.id, d.title, " ".join(d.tags + d.applies_to), d.body)
-
-
 def _ranked(entries: list[Entry], terms: list[str]) -> list[tuple[float, Entry]]:
     """bm25 (title and tags weighted up) plus a small bonus for the share of query terms
     in the title or tags: on a corpus this small, terms found in more than half of the
@@ -303,7 +301,7 @@ def search(query: str, k: int = 5, *, run_dir: Path | None = None, all_runs: boo
     runs_root (default: run_dir.parent, else ./runs). kind: "doc" or "lesson" keeps
     only that kind of hit. Hits scoring below MIN_SCORE are left out.
     """
-    from evolve.knowledge_lessons import run_lessons, runs_under
+    from evolve.knowledge_lessons import run_lessons
 
     if k < 1:
         raise KnowledgeError(f"k must be at least 1, got {k}")
@@ -313,9 +311,11 @@ def search(query: str, k: int = 5, *, run_dir: Path | None = None, all_runs: boo
     run_dirs = [Path(run_dir)] if run_dir is not None else []
     if all_runs:
         root = Path(runs_root) if runs_root else (Path(run_dir).parent if run_dir else Path("runs"))
-        run_dirs += [d for d in runs_under(root)
-                     if not any(d.resolve() == r.resolve() for r in run_dirs)]
-    entries = [_doc_entry(d) for d in list_docs()]
+        if not root.is_dir():
+            raise KnowledgeError(f"runs directory not found: {root}")
+        run_dirs += [d for d in find_run_dirs(root) if (d / DB_NAME).is_file()
+                     and not any(d.resolve() == r.resolve() for r in run_dirs)]
+    entries = [Entry("doc", d.id, d.title, " ".join(d.tags + d.applies_to), d.body) for d in list_docs()]
     for d in run_dirs:
         entries += run_lessons(d)
     hits = [Hit(e.kind, e.key, e.title, _snippet(e.body, terms), score, e.run)

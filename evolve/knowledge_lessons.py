@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-from urllib.parse import quote
 
+from evolve import read
 from evolve.knowledge import Entry, KnowledgeError
-
-LINEAGE_DB = "lineage.db"
 
 
 def lesson(run: str, row: dict, parent_score: float | None) -> Entry:
@@ -62,16 +60,10 @@ def outcome_text(status: str, score: float | None, parent_score: float | None,
 
 
 def changes_text(changes_json: str | None) -> str:
-    """`{"knobs": {"BLOCK_M": {"from": 128, "to": 64}}, "recipes": [...]}` (or any JSON)
+    """`{"knobs": {"BLOCK_M": {"from": 128, "to": 64}}, "recipes": [...]}` (any JSON object)
     as one line: 'knobs BLOCK_M 128 -> 64; recipes swap_grid_order'."""
-    try:
-        data = json.loads(changes_json or "{}")
-    except ValueError:
-        return " ".join(str(changes_json).split())[:300]
-    if not isinstance(data, dict):
-        return json.dumps(data)[:600]
     parts = []
-    for key, value in data.items():
+    for key, value in read.json_dict(changes_json).items():  # Candidate.proposed writes an object
         if value in (None, "", [], {}):
             continue
         if key == "knobs" and isinstance(value, dict):
@@ -87,29 +79,17 @@ def changes_text(changes_json: str | None) -> str:
 
 def run_lessons(run_dir: Path) -> list[Entry]:
     """All lessons of one run directory (one per candidates row)."""
-    db_path = Path(run_dir) / LINEAGE_DB
-    if not db_path.is_file():
-        raise KnowledgeError(f"no {LINEAGE_DB} in run directory {run_dir}")
-    # read-only URI, path percent-quoted ('#', '?' in a folder name are safe)
-    uri = f"file:{quote(str(db_path.resolve()))}?mode=ro"
     try:
-        conn = sqlite3.connect(uri, uri=True, timeout=10)
-        conn.row_factory = sqlite3.Row
+        conn = read.connect(run_dir)
         try:
             has = conn.execute("select 1 from sqlite_master where name='candidates'").fetchone()
             rows = [dict(r) for r in conn.execute("select * from candidates order by id")] if has else []
         finally:
             conn.close()
+    except read.RunNotReady as exc:
+        raise KnowledgeError(str(exc)) from exc
     except sqlite3.Error as exc:
-        raise KnowledgeError(f"cannot read candidates of {db_path}: {exc}") from exc
+        raise KnowledgeError(f"cannot read the candidates of run {Path(run_dir).name}: {exc}") from exc
     scores = {r["id"]: r.get("score") for r in rows}
     run = Path(run_dir).resolve().name
     return [lesson(run, r, scores.get(r.get("parent_id"))) for r in rows]
-
-
-def runs_under(runs_root: Path) -> list[Path]:
-    """Run directories (those holding a lineage.db) directly under runs_root."""
-    root = Path(runs_root)
-    if not root.is_dir():
-        raise KnowledgeError(f"runs directory not found: {root}")
-    return sorted(p for p in root.iterdir() if (p / LINEAGE_DB).is_file())

@@ -8,7 +8,6 @@ busy raises :class:`RunNotReady` with a message meant for a human.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import sqlite3
@@ -16,14 +15,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from evolve.records import RunRecord
+from evolve.gitrepo import KernelRepo, RepoError
 from evolve.lock import holder_alive
+from evolve.records import RunRecord
 from evolve.store import champion_id
 
 DB_NAME = "lineage.db"
 KERNELS_DIR = "kernels"
-KERNEL_FILE = "kernel.py"
 LOCK_FILE = "run.lock"
 
 
@@ -44,7 +44,6 @@ class RunSummary:
     status: str = ""
     stopped_at: datetime | None = None
     candidates: int = 0
-    ok: int = 0
     rejected: int = 0
     best_score: float | None = None  # the champion's (evolve.store.champion_id)
     best_id: int | None = None
@@ -128,17 +127,17 @@ def find_run_dirs(runs_dir: Path) -> list[Path]:
                   if p.is_dir() and ((p / DB_NAME).exists() or (p / "run.toml").exists()))
 
 
-def _connect(run_dir: Path) -> sqlite3.Connection:
+def connect(run_dir: Path) -> sqlite3.Connection:
+    """lineage.db of a run, opened read-only (rows as sqlite3.Row); RunNotReady when absent."""
     db = Path(run_dir) / DB_NAME
-    if not Path(run_dir).is_dir():
-        raise RunNotReady(f"{run_dir} is not a directory")
     if not db.is_file():
         raise RunNotReady(f"run {Path(run_dir).name}: no {DB_NAME} yet (the run is starting "
                           "or this is not a run directory)")
     if db.stat().st_size == 0:
         raise RunNotReady(f"run {Path(run_dir).name}: {DB_NAME} is still empty (the run is starting)")
     try:
-        conn = sqlite3.connect(f"file:{db.resolve()}?mode=ro", uri=True, timeout=5.0)
+        # read-only URI, path percent-quoted ('#', '?' in a folder name are safe)
+        conn = sqlite3.connect(f"file:{quote(str(db.resolve()))}?mode=ro", uri=True, timeout=5.0)
     except sqlite3.Error as e:
         raise RunNotReady(f"run {Path(run_dir).name}: cannot open {DB_NAME}: {e}") from e
     conn.row_factory = sqlite3.Row
@@ -154,7 +153,7 @@ def _rows(conn: sqlite3.Connection, table: str, present: set[str], order: str) -
 def read_snapshot(run_dir: Path) -> RunSnapshot:
     """All tables of one run as one consistent snapshot; RunNotReady when not readable."""
     run_dir = Path(run_dir)
-    conn = _connect(run_dir)
+    conn = connect(run_dir)
     try:
         conn.execute("BEGIN")  # one read transaction = one WAL snapshot
         present = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -182,9 +181,8 @@ def read_snapshot(run_dir: Path) -> RunSnapshot:
         conn.close()
 
 
-def json_dict(text: Any) -> dict[str, Any]:
-    if isinstance(text, dict):
-        return text
+def json_dict(text: str | None) -> dict[str, Any]:
+    """A JSON column as a dict ({} when empty, garbled or not an object)."""
     try:
         value = json.loads(text or "{}")
     except (TypeError, ValueError):
@@ -194,12 +192,9 @@ def json_dict(text: Any) -> dict[str, Any]:
 
 def run_gpu(snap: RunSnapshot) -> str:
     """The GPU named by the run's fingerprint or, failing that, by its latest evaluation."""
-    fp = json_dict(snap.run.get("fingerprint_json"))
-    for key in ("gpu", "gpu_name"):
-        if fp.get(key):
-            return str(fp[key])
-    if isinstance(fp.get("env"), dict) and fp["env"].get("gpu"):
-        return str(fp["env"]["gpu"])
+    gpu = json_dict(snap.run.get("fingerprint_json")).get("gpu")  # evolve.fingerprint.collect
+    if gpu:
+        return str(gpu)
     for c in reversed(snap.candidates):
         gpu = json_dict(c.get("result_json")).get("env", {}).get("gpu")
         if gpu:
@@ -238,7 +233,7 @@ def summarize(snap: RunSnapshot, now: datetime | None = None) -> RunSummary:
     return RunSummary(
         name=snap.name, path=snap.path, record=run_record(snap.run), status=status,
         stopped_at=None if status == "running" else end,
-        candidates=len(cands), ok=len(ok), rejected=sum(c.get("status") == "rejected" for c in cands),
+        candidates=len(cands), rejected=sum(c.get("status") == "rejected" for c in cands),
         best_score=best["score"] if best else None, best_id=best["id"] if best else None,
         top_id=top["id"] if top else None, top_score=top["score"] if top else None,
         seed_score=seed.get("score") if seed else None, elapsed_s=elapsed, gpu=run_gpu(snap),
@@ -277,6 +272,14 @@ def measured_score(c: dict[str, Any]) -> tuple[float | None, bool]:
     return None, False
 
 
+def fmt_elapsed(seconds: float | None) -> str:
+    """`1:02:03` (hours:minutes:seconds), the same in the CLI and the dashboard; `-` when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    s = int(seconds)
+    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
 def short_shape(s: dict[str, Any]) -> str:
     """`16x32/8 d128 1k c`: B x Hq/Hkv, head dim, sequence length, c = causal (dtype unless bf16)."""
     n = int(s.get("S") or 0)
@@ -288,35 +291,16 @@ def short_shape(s: dict[str, Any]) -> str:
 
 # ---- kernels/ git repository (read-only) ---------------------------------------------
 
-def _repo(run_dir: Path):  # type: ignore[no-untyped-def]
-    import git  # GitPython; imported lazily so the DB readers need no git
-
-    path = Path(run_dir) / KERNELS_DIR
-    if not (path / ".git").exists() and not (path / "HEAD").exists():
-        raise RunNotReady(f"run {Path(run_dir).name}: no kernels/ git repository yet")
-    try:
-        return git.Repo(path)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as e:
-        raise RunNotReady(f"run {Path(run_dir).name}: kernels/ is not a git repository ({e})") from e
-
-
-def candidate_source(run_dir: Path, commit_sha: str | None, cid: int | None = None) -> str:
+def candidate_source(run_dir: Path, commit_sha: str | None, cid: int) -> str:
     """kernel.py as committed for one candidate (by commit, else refs/candidates/<id>)."""
-    import git
-
-    repo = _repo(run_dir)
-    revs = [r for r in (commit_sha, f"refs/candidates/{cid}" if cid is not None else None) if r]
-    for rev in revs:
-        try:
-            blob = repo.commit(rev).tree / KERNEL_FILE
-            return blob.data_stream.read().decode("utf-8", errors="replace")
-        except (git.BadName, ValueError, KeyError):
-            continue
-    raise RunNotReady(f"run {Path(run_dir).name}: candidate {cid} has no commit in kernels/ "
-                      f"(looked for {', '.join(revs) or 'nothing'})")
-
-
-def unified_diff(parent_source: str, source: str, parent_label: str, label: str) -> str:
-    lines = difflib.unified_diff(parent_source.splitlines(keepends=True), source.splitlines(keepends=True),
-                                 fromfile=parent_label, tofile=label, n=3)
-    return "".join(lines)
+    name = Path(run_dir).name
+    try:
+        repo = KernelRepo.open(Path(run_dir) / KERNELS_DIR)
+    except RepoError as e:
+        raise RunNotReady(f"run {name}: no kernels/ git repository yet ({e})") from e
+    try:
+        return repo.source_at(commit_sha or cid)
+    except RepoError as e:
+        raise RunNotReady(f"run {name}: candidate {cid}: {e}") from e
+    finally:
+        repo.repo.close()

@@ -9,10 +9,12 @@ from typing import Any
 
 from rich import box
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.panel import Panel
 from rich.syntax import Syntax
 from rich.table import Table
 
+from evaluator import EvalResult, spread
 from evolve import read
 from evolve.read import short_shape
 from evolve.records import Candidate
@@ -41,28 +43,15 @@ def make_console(stderr: bool = False) -> Console:
     return console
 
 
-def elapsed_s(run: RunHandle) -> float:
-    """Wall time from the run's creation to its latest activity (now, while a live loop runs):
-    the same rule as the dashboard's (evolve.read.summarize)."""
-    try:
-        return read.summarize(read.read_snapshot(run.paths.root)).elapsed_s or 0.0
-    except read.RunNotReady:
-        return 0.0
-
-
-def fmt_elapsed(seconds: float) -> str:
-    s = int(seconds)
-    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+def summary(run: RunHandle) -> read.RunSummary:
+    """The run summed up by the dashboard's rules (evolve.read.summarize): its folder label, the
+    champion, the effective status, the wall time from creation to the latest activity (now,
+    while a live loop runs)."""
+    return read.list_runs(run.paths.root)[0]
 
 
 def _num(x: Any, spec: str = ".4g") -> str:
     return "-" if x is None else format(x, spec)
-
-
-def run_label(run: RunHandle) -> str:
-    """The run's folder (what `evolve status/best/show RUN` takes), the stored name beside it."""
-    folder, stored = run.paths.root.name, run.store.run().name
-    return folder if stored == folder else f"{folder} ({stored})"
 
 
 def runs_table(runs: list[RunHandle]) -> Table:
@@ -70,25 +59,23 @@ def runs_table(runs: list[RunHandle]) -> Table:
     for col in ("run", "target", "operator", "status", "candidates", "best", "best score",
                 "elapsed"):
         t.add_column(col, justify="right" if col in ("candidates", "best score") else "left")
-    for run in runs:
-        rec = run.store.run()
-        best = run.store.best()
-        t.add_row(run_label(run), rec.target, rec.operator, run.effective_status(),
-                  str(run.store.counts()["total"]), f"#{best.id}" if best else "-",
-                  _num(best.score if best else None), fmt_elapsed(elapsed_s(run)))
+    for s in map(summary, runs):
+        t.add_row(s.label, s.record.target, s.record.operator, s.status, str(s.candidates),
+                  "-" if s.best_id is None else f"#{s.best_id}", _num(s.best_score),
+                  read.fmt_elapsed(s.elapsed_s))
     return t
 
 
 def run_summary(run: RunHandle) -> Group:
     rec = run.store.run()
     counts = run.store.counts()
-    best = run.store.best()
+    s = summary(run)
     totals = run.store.totals()
     fp = run.fingerprint
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold cyan", justify="right")
     t.add_column()
-    t.add_row("run", f"{run_label(run)}  {run.paths.root}")
+    t.add_row("run", f"{s.label}  {run.paths.root}")
     t.add_row("target / suite", f"{rec.target} / {rec.suite}")
     t.add_row("operator", rec.operator + (f" ({rec.model})" if rec.model else ""))
     cfg = run.config
@@ -96,14 +83,14 @@ def run_summary(run: RunHandle) -> Group:
               + (f" at {cfg.ray_address}" if cfg.ray_address else "") + ", GPUs "
               + ("all" if cfg.gpus is None else ",".join(map(str, cfg.gpus)))
               + ("" if cfg.gpu else " (none here: one interpreter worker)"))
-    t.add_row("status", run.effective_status())
+    t.add_row("status", s.status)
     t.add_row("created", rec.created_at)
-    t.add_row("elapsed", fmt_elapsed(elapsed_s(run)))
+    t.add_row("elapsed", read.fmt_elapsed(s.elapsed_s))
     by_status = ", ".join(f"{k} {v}" for k, v in sorted(counts["by_status"].items())) or "none"
     t.add_row("candidates", f"{counts['total']} ({by_status})")
     if counts["by_class"]:
         t.add_row("failures", ", ".join(f"{k} {v}" for k, v in counts["by_class"].items()))
-    t.add_row("best", f"#{best.id} score {_num(best.score)}" if best else "-")
+    t.add_row("best", "-" if s.best_id is None else f"#{s.best_id} score {_num(s.best_score)}")
     if totals["tokens_in"] or totals["cost_usd"]:
         t.add_row("tokens / cost", f"{totals['tokens_in']} in, {totals['tokens_out']} out, "
                   f"${totals['cost_usd']:.4f}")
@@ -184,6 +171,36 @@ def diff_view(diff: str) -> Syntax:
     return Syntax(diff or "(no difference)", "diff", word_wrap=False)
 
 
-def print_all(console: Console, *items: Any) -> None:
-    for item in items:
-        console.print(item)
+def render_result(res: EvalResult, console: Console, recorded: dict[str, float | None] | None = None,
+                  recorded_label: str = "recorded ms") -> None:
+    """Human-readable table of one evaluation result; `recorded` adds a column of earlier
+    times by shape name (`evolve export` shows the run's numbers beside its re-verification)."""
+    table = Table(title=f"{res.target} / {res.suite} on {res.device} ({res.timing})")
+    cols = ["shape", "ms", "TFLOP/s", f"{res.primary_baseline or 'baseline'} ms", "speedup",
+            "max err", "err/torch"] + ([recorded_label] if recorded is not None else [])
+    for col in cols:
+        table.add_column(col, justify="left" if col == "shape" else "right")
+    for s in res.shapes:
+        extra = [_num((recorded or {}).get(s.name), ".4g")] if recorded is not None else []
+        table.add_row(escape(s.name), _num(s.ms, ".4g"), _num(s.tflops, ".4g"), _num(s.baseline_ms, ".4g"),
+                      _num(s.speedup, ".3f"), _num(s.error, ".2e"), _num(s.error_ratio, ".2f"), *extra)
+    if res.shapes:
+        console.print(table)
+    v = res.validation
+    if v:
+        console.print(f"validation: {v.get('passed')}/{v.get('checked')} checks passed, "
+                      f"max error ratio {_num(v.get('max_error_ratio'), '.2f')}")
+    if res.repeats:
+        console.print(f"repeats: {', '.join(f'{x:.4f}' for x in res.repeats)}  "
+                      f"(spread {100 * spread(res.repeats):.2f}%)")
+    console.print(f"isolation: {res.env.get('isolation')}   gpu: {res.env.get('gpu')}   "
+                  f"wall {res.wall_s:.1f}s")
+    if res.ok:
+        console.print(f"[bold green]ok[/] score {res.score:.4f} (geomean speedup over "
+                      f"{res.primary_baseline})" + ("" if res.device == "cuda" else
+                                                     "  [yellow]NOT GPU performance[/]"))
+    else:
+        f = res.failure
+        where = escape(f" [{f.shape}]") if f and f.shape else ""
+        first = f.message.splitlines()[0] if f and f.message else ""
+        console.print(f"[bold red]rejected[/] {f.cls if f else '?'}{where}: {escape(first)}")

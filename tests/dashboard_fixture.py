@@ -3,15 +3,23 @@ sqlite-utils following docs/architecture.md (per-shape numbers only in result_js
 kernels/ git repo (one commit per candidate, git parents = lineage parents). Numbers are
 fixture values, not measurements; the real-loop fixture (tests/fixture_run.py) is used where
 it exists. The plan has what a real GPU run shows: a `slow` rejection with its quick
-pre-screen score, and a highest single score (#7) that lost its rematch (champion: #3)."""
+pre-screen score, and a highest single score (#7) that lost its rematch (champion: #3).
+Also: start, probe and stop a real `evolve dashboard` server."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import git
 import sqlite_utils
@@ -192,3 +200,46 @@ def private_runs_dir(root: Path) -> Path:
     from fixture_run import copy_fixture_run
 
     return Path(copy_fixture_run(root, "fixture-gqa")).parent
+
+
+# ---- a real `evolve dashboard` server ------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(args: list[str], home: Path, out: Any = subprocess.PIPE) -> subprocess.Popen:
+    """`evolve dashboard ARGS` as a user starts it (stdin from /dev/null, no display, HOME=home);
+    stdout and stderr go to `out`."""
+    env = dict(os.environ, HOME=str(home), PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env.pop("DISPLAY", None)
+    return subprocess.Popen([sys.executable, "-m", "evolve", "dashboard", *args], stdin=subprocess.DEVNULL,
+                            stdout=out, stderr=out, text=True, env=env, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen) -> tuple[str, str]:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        return proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        return proc.communicate()
+
+
+def wait_healthy(url: str, proc: subprocess.Popen, limit: float) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=1) as r:
+                if r.read().strip() == b"ok":
+                    return time.monotonic() - t0
+        except OSError:
+            pass
+        assert proc.poll() is None, "the dashboard exited"
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not serving after {limit} s")

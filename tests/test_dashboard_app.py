@@ -332,7 +332,7 @@ def test_reader_is_read_only_and_sees_a_consistent_snapshot(tmp_path):
     writer.commit()
     writer.close()
     assert any(e["message"] == "uncommitted" for e in read.read_snapshot(run).events)
-    conn = read._connect(run)
+    conn = read.connect(run)
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         conn.execute("DELETE FROM candidates")
     conn.close()
@@ -341,12 +341,12 @@ def test_reader_is_read_only_and_sees_a_consistent_snapshot(tmp_path):
 def test_reader_summary_and_diff(tmp_path):
     run = make_synthetic_run(tmp_path)
     s = read.summarize(read.read_snapshot(run))
-    assert (s.candidates, s.ok, s.rejected, s.best_id, s.best_score, s.seed_score) == (8, 5, 3, 3, 0.0633, 0.0421)
+    assert (s.candidates, s.rejected, s.best_id, s.best_score, s.seed_score) == (8, 3, 3, 0.0633, 0.0421)
     assert (s.top_id, s.top_score) == (7, 0.0701)  # the highest single score lost its rematch
     assert s.elapsed_s == 4800.0 and s.cost_usd == pytest.approx(0.02)
-    from dashboard.data import candidate_diff, load_run
+    from dashboard.data import load_run, source_diff
 
-    diff = candidate_diff(load_run(run), 4)
+    diff = source_diff(load_run(run), 3, 4)  # candidate 4 against its parent
     assert '-CONFIG = {"BLOCK_M": 128' in diff and '+CONFIG = {"BLOCK_M": 96' in diff
     with pytest.raises(read.RunNotReady, match="no lineage.db"):
         read.read_snapshot(tmp_path)

@@ -5,46 +5,14 @@ warning line), and a clear error when the port is taken (issues 18 and 23)."""
 from __future__ import annotations
 
 import ipaddress
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from dashboard_fixture import free_port, start, stop, wait_healthy
 from evolve.commands.dashboard_cmd import APP, build_command
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(args: list[str], home: Path) -> subprocess.Popen:
-    env = dict(os.environ, HOME=str(home), PYTHONPATH=str(ROOT))
-    env.pop("DISPLAY", None)
-    return subprocess.Popen([sys.executable, "-m", "evolve", "dashboard", *args], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                            start_new_session=True)
-
-
-def stop(proc: subprocess.Popen) -> tuple[str, str]:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    try:
-        return proc.communicate(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        return proc.communicate()
 
 
 def listening(port: int) -> list[ipaddress._BaseAddress]:
@@ -61,20 +29,6 @@ def listening(port: int) -> list[ipaddress._BaseAddress]:
             raw = b"".join(raw[i:i + 4][::-1] for i in range(0, size, 4))
             out.append(ipaddress.ip_address(raw))
     return out
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, limit: float) -> float:
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < limit:
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=1) as r:
-                if r.read().strip() == b"ok":
-                    return time.monotonic() - t0
-        except OSError:
-            pass
-        assert proc.poll() is None, "the dashboard exited"
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} not serving after {limit} s")
 
 
 def test_first_time_user_gets_a_loopback_server_within_10_s(tmp_path):

@@ -19,7 +19,6 @@ import typer
 from evolve.paths import DEFAULT_RUNS_DIR
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
-ENV_RUNS = "EVOLVE_RUNS_DIR"  # read by dashboard/app.py when no `-- --runs` is given
 NO_AUTH_WARNING = ("warning: the dashboard has no authentication: anyone who can reach {addr}:{port} "
                    "can read every run, kernel sources and the agent transcripts")
 
@@ -86,9 +85,6 @@ def dashboard(
     if runs.exists() and not runs.is_dir():
         typer.echo(f"error: --runs {runs} is a file, not a directory", err=True)
         raise typer.Exit(2)
-    if not APP.is_file():
-        typer.echo(f"error: dashboard app not found at {APP}", err=True)
-        raise typer.Exit(2)
     if port_taken(address, port):
         typer.echo(f"error: cannot listen on {address}:{port}: the port is in use or the address is not "
                    "this machine's (choose another with --port / --address)", err=True)
@@ -97,10 +93,9 @@ def dashboard(
         typer.echo(NO_AUTH_WARNING.format(addr=address, port=port), err=True)
     if not runs.exists():
         typer.echo(f"note: {runs} does not exist yet; the dashboard will wait for runs there", err=True)
-    env = dict(os.environ, **{ENV_RUNS: str(runs)})
     url = f"http://{'localhost' if is_loopback(address) else address}:{port}"
     typer.echo(f"dashboard on {url} over {runs} (Ctrl-C to stop)", err=True)
-    proc = subprocess.Popen(build_command(runs, port, address), env=env, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(build_command(runs, port, address), stdin=subprocess.DEVNULL)
     if not headless and can_open_browser():
         threading.Thread(target=_open_when_up, args=(url, proc), daemon=True).start()
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())  # don't orphan the server
@@ -109,10 +104,10 @@ def dashboard(
     except KeyboardInterrupt:
         proc.terminate()
         try:
-            code = proc.wait(timeout=10)
+            proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
-            code = proc.wait()
+            proc.wait()
         code = 0
     raise typer.Exit(0 if code < 0 else code)  # < 0: stopped by a signal we forwarded
 

@@ -14,51 +14,11 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
-from evaluator import (EvalOptions, EvalResult, UsageError, compare_candidates, evaluate,
-                       list_targets, spread)
+from evaluator import EvalOptions, UsageError, compare_candidates, evaluate, list_targets
 from evolve.commands import usage_error
-
-
-def _fmt(x: float | None, spec: str) -> str:
-    return "-" if x is None else format(x, spec)
-
-
-def render(res: EvalResult, console: Console, recorded: dict[str, float | None] | None = None,
-           recorded_label: str = "recorded ms") -> None:
-    """Human-readable table of one evaluation result; `recorded` adds a column of earlier
-    times by shape name (`evolve export` shows the run's numbers beside its re-verification)."""
-    table = Table(title=f"{res.target} / {res.suite} on {res.device} ({res.timing})")
-    cols = ["shape", "ms", "TFLOP/s", f"{res.primary_baseline or 'baseline'} ms", "speedup",
-            "max err", "err/torch"] + ([recorded_label] if recorded is not None else [])
-    for col in cols:
-        table.add_column(col, justify="left" if col == "shape" else "right")
-    for s in res.shapes:
-        extra = [_fmt((recorded or {}).get(s.name), ".4g")] if recorded is not None else []
-        table.add_row(escape(s.name), _fmt(s.ms, ".4g"), _fmt(s.tflops, ".4g"), _fmt(s.baseline_ms, ".4g"),
-                      _fmt(s.speedup, ".3f"), _fmt(s.error, ".2e"), _fmt(s.error_ratio, ".2f"), *extra)
-    if res.shapes:
-        console.print(table)
-    v = res.validation
-    if v:
-        console.print(f"validation: {v.get('passed')}/{v.get('checked')} checks passed, "
-                      f"max error ratio {_fmt(v.get('max_error_ratio'), '.2f')}")
-    if res.repeats:
-        console.print(f"repeats: {', '.join(f'{x:.4f}' for x in res.repeats)}  "
-                      f"(spread {100 * spread(res.repeats):.2f}%)")
-    console.print(f"isolation: {res.env.get('isolation')}   gpu: {res.env.get('gpu')}   "
-                  f"wall {res.wall_s:.1f}s")
-    if res.ok:
-        console.print(f"[bold green]ok[/] score {res.score:.4f} (geomean speedup over "
-                      f"{res.primary_baseline})" + ("" if res.device == "cuda" else
-                                                     "  [yellow]NOT GPU performance[/]"))
-    else:
-        f = res.failure
-        where = escape(f" [{f.shape}]") if f and f.shape else ""
-        first = f.message.splitlines()[0] if f and f.message else ""
-        console.print(f"[bold red]rejected[/] {f.cls if f else '?'}{where}: {escape(first)}")
+from evolve.report import render_result
 
 
 def register(app: typer.Typer) -> None:
@@ -95,7 +55,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             sys.stdout.write(json.dumps(res.to_dict(), indent=2, default=str) + "\n")
         else:
-            render(res, Console())
+            render_result(res, Console())
         raise typer.Exit(0 if res.ok else 1)
 
     @app.command("targets")

@@ -8,10 +8,10 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from evolve.commands.eval_cmd import render
 from evolve.export import ExportError, ExportFailed, VerificationFailed, export_candidate
 from evolve.export_meta import ExportMeta
 from evolve.paths import DEFAULT_RUNS_DIR
+from evolve.report import render_result
 
 
 def export(
@@ -40,7 +40,7 @@ def export(
             typer.echo(exc.result.log_tail[-2000:], err=True)
         raise typer.Exit(1 if isinstance(exc, ExportFailed) else 2)
     v, stored = report.verification, report.meta.result
-    render(v, Console(width=120), {s.name: s.ms for s in stored.shapes},
+    render_result(v, Console(width=120), {s.name: s.ms for s in stored.shapes},
            "recorded ms" if stored.device == v.device else "recorded ms (other device)")
     score = f"{v.score:.4f}" if v.score is not None else "n/a"
     typer.echo(f"re-verified: {v.validation.get('passed')}/{v.validation.get('checked')} validation "
