@@ -1,8 +1,9 @@
 """The real dashboard server (`evolve dashboard --headless`) loaded in headless Chromium:
 the trajectory chart and the lineage tree are drawn, a node click opens its candidate and the
 browser's Back returns to the overview, a screenshot is saved to test-artifacts/dashboard.png,
-and a live run's new candidate appears without a reload. (The champion as best and an
-interrupted run are asserted on the same text in test_dashboard_app.py.)"""
+and a live run's new candidate appears without a reload; over a run whose highest single score
+lost its rematch the champion is shown as best, and a run whose DB says `running` with no
+live process is shown interrupted."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ NOT_RUNNING = "!document.querySelector('[data-test-script-state=running]')"
 def runs_dir(tmp_path_factory) -> Path:
     runs = private_runs_dir(tmp_path_factory.mktemp("browser-runs"))
     hold_lock(make_synthetic_run(runs, name="zz-live", status="running", n=5), os.getpid())
+    make_synthetic_run(runs, name="lost-rematch", flex=True)
+    make_synthetic_run(runs, name="dead", status="running")  # no run.lock: its loop is gone
     return runs
 
 
@@ -87,6 +90,26 @@ def test_overview_draws_trajectory_and_lineage_tree(server, runs_dir, browser):
     browser.wait_for(CHART_DRAWN.format(key="lineage") + " && " + NOT_RUNNING, timeout=60)
     assert "view=overview" in browser.evaluate("location.search")
     assert not browser.evaluate("Array.from(document.querySelectorAll('h3')).some(h => h.innerText.startsWith('Candidate'))")
+
+
+METRIC = ("Array.from(document.querySelectorAll('[data-testid=stMetric]')).map(m => m.innerText.replace(/\\s+/g, ' '))"
+          ".join(' | ')")
+
+
+def test_champion_is_best_not_the_highest_single_score(server, browser):
+    browser.goto(f"{server}/?run=lost-rematch&view=overview")
+    browser.wait_for(f"{METRIC}.includes('best: champion #3 0.0633') && " + CHART_DRAWN.format(key="trajectory"),
+                     timeout=120)
+    metrics = browser.evaluate(METRIC)
+    assert "#7" not in metrics and "0.0701" not in metrics
+    assert "highest single score: #7 0.0701 (lost its rematch)" in browser.evaluate("document.body.innerText")
+
+
+def test_running_db_without_a_live_process_is_interrupted(server, browser):
+    browser.goto(f"{server}/?run=dead&view=overview")
+    browser.wait_for(f"{METRIC}.includes('status interrupted')", timeout=120)
+    text = browser.evaluate("document.body.innerText")
+    assert "no live process holds run.lock" in text and "● live" not in text
 
 
 def test_live_run_refreshes_by_itself(server, runs_dir, browser):
