@@ -108,9 +108,10 @@ def _abspath(p: Any) -> str | None:
     return os.path.normpath(p if os.path.isabs(p) else os.path.join(os.getcwd(), p))
 
 
-def _on_stack(pol: _Policy, frame: Any) -> bool:
+def on_stack(candidate: str, frame: Any) -> bool:
+    """Whether a frame of the file ``candidate`` is on the stack from ``frame`` outwards."""
     while frame is not None:
-        if frame.f_code.co_filename == pol.candidate:
+        if frame.f_code.co_filename == candidate:
             return True
         frame = frame.f_back
     return False
@@ -144,7 +145,7 @@ def _audit(pol: _Policy, event: str, args: tuple, frame: Any) -> None:
         if (isinstance(flags, int) and flags & _WRITE_FLAGS) or (isinstance(mode, str) and any(c in mode for c in "wax+")):
             _check_write(pol, event, path)
         p = _abspath(path)
-        if p is not None and (p.startswith("/proc/") or _SECRET_FILE.search(p)) and _on_stack(pol, frame):
+        if p is not None and (p.startswith("/proc/") or _SECRET_FILE.search(p)) and on_stack(pol.candidate, frame):
             m = _PROC_PID.match(p)
             if m and int(m.group(1)) != os.getpid():
                 _deny(pol, event, f"another process's /proc entry: {p}")
@@ -168,7 +169,7 @@ def _audit(pol: _Policy, event: str, args: tuple, frame: Any) -> None:
     if event.startswith(_ALWAYS_PREFIX) or event in _ALWAYS:
         _deny(pol, event, "not allowed in the candidate process")
     if event.startswith(_STACK_PREFIX) or event in _STACK:
-        if _on_stack(pol, frame):
+        if on_stack(pol.candidate, frame):
             _deny(pol, event, "not allowed from candidate code")
         return
     if event == "import":

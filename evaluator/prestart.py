@@ -61,7 +61,6 @@ class Prestarted:
     interpreter: bool
     scratch: Path
     private: Path
-    dirs: dict[str, Path]
     isolation: str
     proc: subprocess.Popen | None = None
     used: bool = False
@@ -92,7 +91,7 @@ class Prestarted:
                 raise PrestartUnsupported(
                     f"pre-started workers need a pid-isolating sandbox ({' or '.join(PID_ISOLATING)});"
                     f" this host's is {sp.mode}: every evaluation spawns its own worker")
-            h = cls(gpu, interpreter, scratch, private, dirs, sp.isolation)
+            h = cls(gpu, interpreter, scratch, private, sp.isolation)
             h._log = open(h.log_path, "ab")
             h.proc = subprocess.Popen(sp.argv, env=sp.env, cwd=str(dirs["work"]),
                                       stdin=subprocess.PIPE, stdout=h._log, stderr=h._log,

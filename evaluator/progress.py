@@ -31,14 +31,12 @@ class StageReporter:
         self.callback = callback
         self.last: str | None = None
         self.calls = 0
-        self.seen: list[str] = []
 
     def __call__(self, stage: str) -> None:
         if stage not in STAGES or stage == self.last or self.calls >= MAX_CALLS:
             return
         self.last = stage
         self.calls += 1
-        self.seen.append(stage)
         if self.callback is None:
             return
         try:

@@ -36,7 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 MODES = ("bwrap", "unshare", "landlock", "none")
@@ -61,7 +61,6 @@ class SandboxPlan:
     env: dict[str, str]
     isolation: str
     mode: str = "none"
-    notes: list[str] = field(default_factory=list)
 
 
 def scrubbed_env(scratch_dir: Path, gpu: int | None, mode: str) -> dict[str, str]:

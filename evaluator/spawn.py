@@ -40,11 +40,9 @@ _SECRET_MARKERS = ("_API_KEY", "_TOKEN", "_SECRET", "PASSWORD", "_CREDENTIALS")
 class ProcResult:
     returncode: int | None
     timed_out: bool
-    wall_s: float
     log_tail: str
-    stdout: str = ""
-    stopped: Any = None
-    candidate_started: bool = True
+    stopped: Any  # the failure ``on_phase1`` returned, if any
+    candidate_started: bool  # out/baselines.done was written: candidate code may have run
 
 
 def scrubbed_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -77,26 +75,20 @@ def worker_plan(request: dict[str, Any], dirs: dict[str, Path], scratch: Path, *
 
 def sandbox_plan(cmd: list[str], dirs: dict[str, Path], scratch: Path, *, interpreter: bool,
                  gpu: int | None):
-    """``cmd`` wrapped with the sandbox, with the worker's environment (private HOME,
-    TRITON_CACHE_DIR and TMPDIR in scratch, TRITON_INTERPRET on/off, CUDA_VISIBLE_DEVICES,
-    no secrets). Shared by ``worker_plan`` and pre-started workers (prestart.py)."""
+    """``cmd`` wrapped with the sandbox, with the worker's environment (sandbox.scrubbed_env:
+    an allow-list without secrets, CUDA_VISIBLE_DEVICES; here HOME, TRITON_CACHE_DIR and
+    TMPDIR in this scratch layout and TRITON_INTERPRET on/off). Shared by ``worker_plan``
+    and pre-started workers (prestart.py)."""
     read_only = [ROOT, Path(sys.prefix), Path(sys.base_prefix)]
     from evaluator import sandbox
 
     plan = sandbox.plan(cmd, scratch_dir=scratch, read_only_paths=read_only, gpu=gpu)
-    plan.env.update({
-        "HOME": str(dirs["home"]), "TRITON_CACHE_DIR": str(dirs["triton_cache"]),
-        "TMPDIR": str(dirs["tmp"]), "PYTHONDONTWRITEBYTECODE": "1",
-    })
+    plan.env.update({"HOME": str(dirs["home"]), "TRITON_CACHE_DIR": str(dirs["triton_cache"]),
+                     "TMPDIR": str(dirs["tmp"])})
     if interpreter:
         plan.env["TRITON_INTERPRET"] = "1"
     else:
         plan.env.pop("TRITON_INTERPRET", None)
-    if gpu is not None:
-        plan.env["CUDA_VISIBLE_DEVICES"] = str(gpu)
-    for k in list(plan.env):
-        if any(m in k.upper() for m in _SECRET_MARKERS):
-            del plan.env[k]
     return plan
 
 
@@ -133,8 +125,7 @@ def drive_worker(proc: subprocess.Popen, *, timeout_s: float, log_path: Path, ph
     (the loop follows the log; the worker announces ``awaiting-verdict`` before
     ``phase1`` exists, so it is reported before ``on_phase1`` runs).
     """
-    t0 = time.monotonic()
-    deadline = t0 + timeout_s + BASELINE_ALLOWANCE_S
+    deadline = time.monotonic() + timeout_s + BASELINE_ALLOWANCE_S
     started = False  # candidate part started (out/baselines.done written by trusted code)
     released = False
     stopped = None
@@ -177,10 +168,8 @@ def drive_worker(proc: subprocess.Popen, *, timeout_s: float, log_path: Path, ph
             writer.join(timeout=5)
     if follower is not None and stopped is None:
         follower.poll(final=True)
-    res = ProcResult(proc.returncode, timed_out, time.monotonic() - t0, tail(log_path))
-    res.stopped = stopped
-    res.candidate_started = started or (phase1.parent / "baselines.done").is_file()
-    return res
+    return ProcResult(proc.returncode, timed_out, tail(log_path), stopped,
+                      started or (phase1.parent / "baselines.done").is_file())
 
 
 def _send(proc: subprocess.Popen, data: bytes, close: bool = False) -> None:

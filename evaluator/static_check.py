@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from evaluator import static_rules as R
 
 
-@dataclass
+@dataclass(frozen=True)
 class Violation:
     rule: str
     line: int
@@ -113,10 +113,10 @@ def _root_name(node: ast.AST) -> str | None:
 
 
 class _Checker(ast.NodeVisitor):
-    def __init__(self) -> None:
+    def __init__(self, bound: set[str]) -> None:
         self.violations: list[Violation] = []
         self.aliases: dict[str, str] = {}   # local name -> qualified module/attribute
-        self.bound: set[str] = set()        # every name the module binds somewhere
+        self.bound = bound                  # every name the module binds somewhere
         self.jit_depth = 0
         self.inner: set[int] = set()         # Attribute nodes inside a longer chain
 
@@ -175,8 +175,6 @@ class _Checker(ast.NodeVisitor):
             self.flag("builtin", node, f"{node.id}: {R.DENIED_BUILTINS[node.id]}")
         elif node.id.startswith("__") and node.id.endswith("__") and node.id not in ("__name__", "__file__", "__doc__"):
             self.flag("dunder", node, f"{node.id}: interpreter internals are off limits")
-        if isinstance(node.ctx, ast.Store):
-            self.bound.add(node.id)
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         attr = node.attr
@@ -253,14 +251,7 @@ class _Checker(ast.NodeVisitor):
 
     visit_TryStar = visit_Try
 
-    def visit_Global(self, node: ast.Global) -> None:
-        self.bound.update(node.names)
-
     def _visit_func(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-        self.bound.add(node.name)
-        for a in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs,
-                  *(x for x in (node.args.vararg, node.args.kwarg) if x)]:
-            self.bound.add(a.arg)
         if node.name in R.DENIED_DUNDER_DEFS:
             self.flag("dunder-def", node, f"defining {node.name} is not allowed (lazy outputs, hooks, finalizers)")
         is_jit = any(self._decorator_name(d) in R.TRITON_DECORATORS for d in node.decorator_list)
@@ -283,7 +274,6 @@ class _Checker(ast.NodeVisitor):
         return self.qualify(d)
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
-        self.bound.add(node.name)
         for b in node.bases:
             q = self.qualify(b)
             if q is not None and q.split(".")[0] in ("torch", "triton"):
@@ -338,14 +328,6 @@ def check_source(source: str, filename: str = "candidate.py") -> list[Violation]
         tree = ast.parse(source, filename=filename)
     except SyntaxError as e:
         return [Violation("syntax", e.lineno or 0, f"cannot parse {filename}: {e.msg}")]
-    checker = _Checker()
-    checker.bound = _bound_names(tree)
+    checker = _Checker(_bound_names(tree))
     checker.visit(tree)
-    seen: set[tuple[str, int, str]] = set()
-    out: list[Violation] = []
-    for v in sorted(checker.violations, key=lambda v: (v.line, v.rule)):
-        key = (v.rule, v.line, v.message)
-        if key not in seen:
-            seen.add(key)
-            out.append(v)
-    return out
+    return list(dict.fromkeys(sorted(checker.violations, key=lambda v: (v.line, v.rule))))
