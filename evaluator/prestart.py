@@ -67,10 +67,6 @@ class Prestarted:
     _log: IO[bytes] | None = field(default=None, repr=False)
 
     @property
-    def key(self) -> tuple[int | None, bool]:
-        return (self.gpu, self.interpreter)
-
-    @property
     def log_path(self) -> Path:
         return self.private / "worker.log"
 
@@ -109,16 +105,12 @@ class Prestarted:
 
     def usable(self, gpu: int | None, interpreter: bool) -> bool:
         """Live, unused and started for this GPU / interpreter setting."""
-        return self.alive() and self.key == (gpu, interpreter)
+        return self.alive() and (self.gpu, self.interpreter) == (gpu, interpreter)
 
     def request_line(self, request: dict[str, Any]) -> bytes:
         """Mark the handle used and encode the request for the worker's stdin."""
         self.used = True
         return (json.dumps(request) + "\n").encode()
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
 
     def close(self) -> None:
         """Kill the process group, close the pipe and the log, remove both directories."""
@@ -126,16 +118,7 @@ class Prestarted:
 
         self.used = True
         if self.proc is not None:
-            spawn._kill_group(self.proc.pid)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
-            try:
-                if self.proc.stdin is not None:
-                    self.proc.stdin.close()
-            except OSError:
-                pass
+            spawn.stop(self.proc)
         if self._log is not None:
             self._log.close()
             self._log = None

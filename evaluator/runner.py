@@ -185,33 +185,22 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dic
                 out["verdict"] = verdict
                 return _verdict_failure(verdict, private)
 
-            kw = dict(timeout_s=options.timeout_s, log_path=log_path, phase1=dirs["out"] / "phase1.json",
-                      on_phase1=phase1, on_stage=stage if options.on_stage is not None else None)
             if spare is not None:  # the request goes through its stdin, never to disk
-                proc = spawn.drive_worker(spare.proc, request=spare.request_line(request), **kw)
-            else:
-                proc = spawn.run_worker(sp.argv, env=sp.env, cwd=dirs["work"], **kw)
+                worker, line = spare.proc, spare.request_line(request)
+            else:  # in its own session: killed as a group
+                with open(log_path, "ab") as log:
+                    worker = subprocess.Popen(sp.argv, env=sp.env, cwd=str(dirs["work"]), stdout=log,
+                                              stdin=subprocess.PIPE, stderr=log, start_new_session=True)
+                line = None
+            proc = spawn.drive_worker(worker, request=line, timeout_s=options.timeout_s,
+                                      log_path=log_path, phase1=dirs["out"] / "phase1.json",
+                                      on_phase1=phase1,
+                                      on_stage=stage if options.on_stage is not None else None)
             out["log"] = proc.log_tail
             report = _read_report(dirs["out"] / "report.json")
             out["report"] = report or _read_report(dirs["out"] / "phase1.json")
-            if proc.stopped is not None:
-                out["failure"] = proc.stopped
-                return out
-            if proc.timed_out and not proc.candidate_started:
-                out["failure"] = CandidateFailure("internal", "the worker did not finish timing the "
-                                                  "baselines in time (before any candidate code ran)")
-                return out
-            if proc.timed_out:
-                out["failure"] = CandidateFailure(
-                    "timeout", f"worker exceeded {options.timeout_s:g} s "
-                    f"(stage {spawn.last_stage(proc.log_tail) or '?'}); killed")
-                return out
-            wf = assemble.worker_failure(report) if report else None
-            if wf is not None:
-                out["failure"] = wf
-                return out
-            if proc.returncode != 0 or not report or report.get("stage") != "done":
-                out["failure"] = _death(proc, report or out["report"])
+            out["failure"] = _worker_failure(proc, report, out["report"], options.timeout_s)
+            if out["failure"] is not None:
                 return out
             stage("checker")
             verdict = checker.ask("samples", options.checker_timeout_s)
@@ -234,12 +223,33 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dic
         if own_scratch:
             shutil.rmtree(scratch, ignore_errors=True)
         else:  # a given scratch dir is kept, what we put in it is not
-            for name in ("work", "home", "triton_cache", "tmp", "candidate", "out", "request.json"):
+            for name in (*spawn.SCRATCH_DIRS, "request.json"):
                 target = scratch / name
                 if target.is_dir():
                     shutil.rmtree(target, ignore_errors=True)
                 elif target.exists():
                     target.unlink()
+
+
+def _worker_failure(proc: spawn.ProcResult, report: dict[str, Any], phase1: dict[str, Any],
+                    timeout_s: float) -> CandidateFailure | None:
+    """What the worker's run shows, first match: stopped after the correctness checks, a
+    timeout (``internal`` before any candidate code ran), a failure the worker reported, a
+    death without a complete report; None when it completed."""
+    if proc.stopped is not None:
+        return proc.stopped
+    if proc.timed_out and not proc.candidate_started:
+        return CandidateFailure("internal", "the worker did not finish timing the baselines in "
+                                "time (before any candidate code ran)")
+    if proc.timed_out:
+        return CandidateFailure("timeout", f"worker exceeded {timeout_s:g} s "
+                                f"(stage {spawn.last_stage(proc.log_tail) or '?'}); killed")
+    wf = assemble.worker_failure(report) if report else None
+    if wf is not None:
+        return wf
+    if proc.returncode != 0 or not report or report.get("stage") != "done":
+        return _death(proc, report or phase1)
+    return None
 
 
 def _verdict_failure(verdict: dict[str, Any] | None, private: Path) -> CandidateFailure | None:
@@ -368,7 +378,7 @@ def _compare(challenger_path: str | Path, champion_path: str | Path, target: str
         seed = options.seed if options.seed is not None else secrets.randbits(63)
         names = resolve(options.baselines or ("cudnn",), prep.tdev)[:1]
         plan = build_plan(prep.target, prep.suite, device=prep.tdev, seed=seed, baselines=names,
-                          repeat=max(2, rounds), mode="compare", rounds=1,
+                          repeat=max(2, rounds), rounds=1,
                           compile_threads=options.resolved_compile_threads())
         plan["checks"] = []
         run = _execute(prep, plan, options)

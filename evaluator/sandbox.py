@@ -169,14 +169,23 @@ exec "$@"
 """
 
 
-def _unshare_argv(cmd: list[str], scratch: Path, ro: list[Path]) -> tuple[list[str], dict[str, str]]:
+def _unshare_argv(cmd: list[str], scratch: Path, env: dict[str, str]) -> list[str]:
+    """The unshare command line; its script's variables are added to ``env``."""
     secrets = [p for p in secret_paths() if " " not in str(p)]
-    extra = {"EVOLVE_SCRATCH": str(scratch),
-             "EVOLVE_HIDE_DIRS": " ".join(str(p) for p in secrets if p.is_dir()),
-             "EVOLVE_HIDE_FILES": " ".join(str(p) for p in secrets if not p.is_dir())}
-    argv = ["unshare", "--net", "--pid", "--mount", "--ipc", "--uts", "--fork", "--kill-child",
+    env.update({"EVOLVE_SCRATCH": str(scratch),
+                "EVOLVE_HIDE_DIRS": " ".join(str(p) for p in secrets if p.is_dir()),
+                "EVOLVE_HIDE_FILES": " ".join(str(p) for p in secrets if not p.is_dir())})
+    return ["unshare", "--net", "--pid", "--mount", "--ipc", "--uts", "--fork", "--kill-child",
             "--mount-proc", "--", "/bin/sh", "-c", _UNSHARE_SCRIPT, "evolve-sandbox", *cmd]
-    return argv, extra
+
+
+def _wrap(mode: str, cmd: list[str], scratch: Path, ro: list[Path], env: dict[str, str]) -> list[str]:
+    """``cmd`` under ``mode``'s launcher (bwrap, unshare; the others have none)."""
+    if mode == "bwrap":
+        return _bwrap_argv(cmd, scratch, ro)
+    if mode == "unshare":
+        return _unshare_argv(cmd, scratch, env)
+    return list(cmd)
 
 
 @functools.lru_cache(maxsize=None)
@@ -197,18 +206,10 @@ def _probe(mode: str) -> bool:
                 "try:\n    open(sys.argv[1], 'w').write('escaped')\nexcept OSError:\n    pass\n")
         probe = [sys.executable, "-c", code, str(outside / "escaped")]
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp)}
-        if mode == "bwrap":
-            if not shutil.which("bwrap"):
-                return False
-            argv = _bwrap_argv(probe, tmp, [])
-        elif mode == "unshare":
-            if not shutil.which("unshare") or os.geteuid() != 0:
-                return False
-            argv, extra = _unshare_argv(probe, tmp, [])
-            env.update(extra)
-        else:
+        if not shutil.which(mode) or (mode == "unshare" and os.geteuid() != 0):
             return False
-        r = subprocess.run(argv, env=env, cwd=tmp, capture_output=True, timeout=60)
+        r = subprocess.run(_wrap(mode, probe, tmp, [], env), env=env, cwd=tmp, capture_output=True,
+                           timeout=60)
         return (r.returncode == 0 and (tmp / "probe").read_text() == "ok"
                 and not (outside / "escaped").exists())
     except (OSError, subprocess.SubprocessError):
@@ -248,12 +249,7 @@ def plan(cmd: list[str], *, scratch_dir: Path, read_only_paths: list[Path], gpu:
     ro = [Path(p) for p in read_only_paths]
     mode = chosen_mode()
     env = scrubbed_env(scratch, gpu, mode)
-    argv = list(cmd)
-    if mode == "bwrap":
-        argv = _bwrap_argv(list(cmd), scratch, ro)
-    elif mode == "unshare":
-        argv, extra = _unshare_argv(list(cmd), scratch, ro)
-        env.update(extra)
+    argv = _wrap(mode, list(cmd), scratch, ro, env)
     isolation = _ISOLATION[mode]
     if mode == "landlock":
         isolation = isolation.replace("{net}", ",net" if landlock_abi() >= 4 else "")

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from evaluator.progress import LogFollower
+from evaluator.progress import LogFollower, stage_of
 
 ROOT = Path(__file__).resolve().parent.parent
 _BOOT = "import sys; sys.path.insert(0, {root!r}); from evaluator.{mod} import main; main()"
@@ -53,8 +53,11 @@ def scrubbed_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+SCRATCH_DIRS = ("work", "home", "triton_cache", "tmp", "candidate", "out")  # see the docstring
+
+
 def make_scratch(base: Path) -> dict[str, Path]:
-    dirs = {name: base / name for name in ("work", "home", "triton_cache", "tmp", "candidate", "out")}
+    dirs = {name: base / name for name in SCRATCH_DIRS}
     for d in dirs.values():
         d.mkdir(parents=True, exist_ok=True)
     return dirs
@@ -90,17 +93,6 @@ def sandbox_plan(cmd: list[str], dirs: dict[str, Path], scratch: Path, *, interp
     else:
         plan.env.pop("TRITON_INTERPRET", None)
     return plan
-
-
-def run_worker(argv: list[str], *, env: dict[str, str], cwd: Path, timeout_s: float,
-               log_path: Path, phase1: Path, on_phase1,
-               on_stage: Callable[[str], None] | None = None) -> ProcResult:
-    """Start the worker in its own session and drive it (``drive_worker``)."""
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(argv, env=env, cwd=str(cwd), stdin=subprocess.PIPE, stdout=log,
-                                stderr=log, start_new_session=True)
-    return drive_worker(proc, timeout_s=timeout_s, log_path=log_path, phase1=phase1,
-                        on_phase1=on_phase1, on_stage=on_stage)
 
 
 def drive_worker(proc: subprocess.Popen, *, timeout_s: float, log_path: Path, phase1: Path,
@@ -159,11 +151,7 @@ def drive_worker(proc: subprocess.Popen, *, timeout_s: float, log_path: Path, ph
                 break
             time.sleep(0.05)
     finally:
-        _kill_group(proc.pid)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
+        stop(proc)
         if writer is not None:
             writer.join(timeout=5)
     if follower is not None and stopped is None:
@@ -230,24 +218,27 @@ class CheckerSession:
         return None
 
     def close(self) -> None:
-        _kill_group(self.proc.pid)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        for f in (self.proc.stdin, self.proc.stdout):
-            try:
-                f.close()
-            except OSError:
-                pass
+        stop(self.proc)
         self._log.close()
 
 
-def _kill_group(pgid: int) -> None:
+def stop(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group of ``proc`` (started in its own session), reap it and close
+    its pipes."""
     try:
-        os.killpg(pgid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+    for pipe in (proc.stdin, proc.stdout):
+        try:
+            if pipe is not None:
+                pipe.close()
+        except OSError:
+            pass
 
 
 def tail(path: Path, n_bytes: int = 4000) -> str:
@@ -262,8 +253,5 @@ def tail(path: Path, n_bytes: int = 4000) -> str:
 
 
 def last_stage(log_text: str) -> str | None:
-    stage = None
-    for line in log_text.splitlines():
-        if "[evaluator-worker] stage:" in line:
-            stage = line.split("stage:", 1)[1].split()[0]
-    return stage
+    stages = [s for s in map(stage_of, log_text.splitlines()) if s is not None]
+    return stages[-1] if stages else None

@@ -194,17 +194,12 @@ class _Checker(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         f = node.func
-        if isinstance(f, ast.Name) and f.id == "getattr":
-            self._check_getattr(node)
-            for a in node.args:
-                self.visit(a)
-            for k in node.keywords:
-                self.visit(k)
-            return
-        if isinstance(f, ast.Name) and f.id == "type":
-            if len(node.args) == 3:
+        if isinstance(f, ast.Name) and f.id in ("getattr", "type"):
+            if f.id == "getattr":
+                self._check_getattr(node)
+            elif len(node.args) == 3:
                 self.flag("dynamic", node, "type(name, bases, dict) builds classes dynamically")
-            for a in [*node.args, *node.keywords]:
+            for a in [*node.args, *node.keywords]:  # not node.func: visit_Name flags bare uses
                 self.visit(a)
             return
         if isinstance(f, ast.Name) and f.id in R.SHADOWABLE_BUILTINS and f.id not in self.bound:
@@ -227,15 +222,13 @@ class _Checker(ast.NodeVisitor):
                 self.flag("name", node, f"getattr({base}, {name!r}): {why}")
 
     # -- operators and statements -------------------------------------------------
-    def visit_BinOp(self, node: ast.BinOp) -> None:
+    def visit_BinOp(self, node: ast.BinOp | ast.AugAssign) -> None:
         if isinstance(node.op, ast.MatMult) and not self.jit_depth:
-            self.flag("matmul", node, "the @ operator outside a @triton.jit kernel runs torch matmul (cuBLAS)")
+            op = "@=" if isinstance(node, ast.AugAssign) else "the @ operator"
+            self.flag("matmul", node, f"{op} outside a @triton.jit kernel runs torch matmul (cuBLAS)")
         self.generic_visit(node)
 
-    def visit_AugAssign(self, node: ast.AugAssign) -> None:
-        if isinstance(node.op, ast.MatMult) and not self.jit_depth:
-            self.flag("matmul", node, "@= outside a @triton.jit kernel runs torch matmul (cuBLAS)")
-        self.generic_visit(node)
+    visit_AugAssign = visit_BinOp
 
     def visit_Assign(self, node: ast.Assign) -> None:
         q = self.qualify(node.value) if isinstance(node.value, (ast.Name, ast.Attribute)) else None

@@ -150,7 +150,7 @@ def test_plan_carries_cached_baselines_and_precompile_settings():
     cached = {i: {"cudnn": 1.0 + i} for i in range(len(t.suite("quick")))}
     p = build_plan(t, "quick", device="cuda", seed=1, baselines=["cudnn"], cached_baselines=cached,
                    compile_threads=4)
-    assert p["baselines"] == [] and p["baselines_cached"] and p["baseline_names"] == ["cudnn"]
+    assert p["baselines"] == [] and p["baselines_cached"]
     assert [e["cached_baselines"] for e in p["timed"]] == [cached[i] for i in range(len(cached))]
     assert p["precompile"] == {"threads": 4, "max_specs": 256, "limit_s": 120.0}
     assert build_plan(t, "quick", device="cuda", seed=1, baselines=["cudnn"])["precompile"] is None
