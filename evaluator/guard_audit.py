@@ -20,6 +20,7 @@ import os
 import re
 import sys
 import threading
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 _TOOLCHAIN = re.compile(r"^(ptxas(-blackwell)?|ldconfig(\.real)?|cc|c\+\+|g\+\+|gcc(-\d+)?|clang(\+\+)?(-\d+)?"
@@ -57,15 +58,14 @@ class GuardViolation(Exception):
     """The candidate tried something the evaluator forbids (failure class ``forbidden``)."""
 
 
+@dataclass
 class _Policy:
-    def __init__(self, scratch: str, candidate: str, trusted_dirs: tuple[str, ...],
-                 record: Callable[[str], None], module_verdict: Callable[[str], str | None]):
-        self.scratch = scratch
-        self.candidate = candidate
-        self.trusted_dirs = trusted_dirs
-        self.record = record
-        self.module_verdict = module_verdict
-        self.busy = threading.local()
+    scratch: str
+    candidate: str
+    trusted_dirs: tuple[str, ...]  # Triton's own code: it may start its toolchain
+    record: Callable[[str], None]
+    module_verdict: Callable[[str], str | None]
+    busy: threading.local = field(default_factory=threading.local)  # the hook is not re-entered
 
 
 def arm(scratch: str, candidate: str, trusted_dirs: tuple[str, ...], record: Callable[[str], None],

@@ -80,8 +80,7 @@ class Prestarted:
         scratch = Path(tempfile.mkdtemp(prefix="evolve-spare-", dir=base))
         private = Path(tempfile.mkdtemp(prefix="evolve-check-"))  # never inside the sandbox
         try:
-            dirs = spawn.make_scratch(scratch)
-            sp = spawn.sandbox_plan(spawn.boot_cmd("worker", "-"), dirs, scratch,
+            sp = spawn.sandbox_plan(spawn.boot_cmd("worker", "-"), scratch,
                                     interpreter=interpreter, gpu=gpu)
             if sp.mode not in PID_ISOLATING:
                 raise PrestartUnsupported(
@@ -89,7 +88,7 @@ class Prestarted:
                     f" this host's is {sp.mode}: every evaluation spawns its own worker")
             h = cls(gpu, interpreter, scratch, private, sp.isolation)
             h._log = open(h.log_path, "ab")
-            h.proc = subprocess.Popen(sp.argv, env=sp.env, cwd=str(dirs["work"]),
+            h.proc = subprocess.Popen(sp.argv, env=sp.env, cwd=str(scratch / "work"),
                                       stdin=subprocess.PIPE, stdout=h._log, stderr=h._log,
                                       start_new_session=True)
         except Exception as exc:  # noqa: BLE001 - sandbox or process start failed

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evaluator import assemble, spawn
+from evaluator import assemble, sandbox, spawn
 from evaluator.baselines import resolve
 from evaluator.failures import CandidateFailure, classify_text
 from evaluator.noise import CompareResult, decide, geomean
@@ -158,7 +158,7 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dic
     out: dict[str, Any] = {"report": {}, "verdict": None, "failure": None, "isolation": "none", "log": ""}
     stage = StageReporter(options.on_stage)
     try:
-        dirs = spawn.make_scratch(scratch)
+        dirs = sandbox.make_scratch(scratch)
         cand_paths = []
         for i, (p, src) in enumerate(prep.sources):
             dst = dirs["candidate"] / (f"kernel_{i}.py")
@@ -169,7 +169,7 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dic
         sp = None
         if spare is None:
             try:
-                sp = spawn.worker_plan(request, dirs, scratch, interpreter=prep.device != "cuda",
+                sp = spawn.worker_plan(request, scratch, interpreter=prep.device != "cuda",
                                        gpu=options.gpu)
             except Exception as exc:  # noqa: BLE001
                 out["failure"] = CandidateFailure("sandbox", f"cannot set up the sandbox: {exc}")
@@ -199,7 +199,7 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dic
             out["log"] = proc.log_tail
             report = _read_report(dirs["out"] / "report.json")
             out["report"] = report or _read_report(dirs["out"] / "phase1.json")
-            out["failure"] = _worker_failure(proc, report, out["report"], options.timeout_s)
+            out["failure"] = _run_failure(proc, report, out["report"], options.timeout_s)
             if out["failure"] is not None:
                 return out
             stage("checker")
@@ -223,7 +223,7 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dic
         if own_scratch:
             shutil.rmtree(scratch, ignore_errors=True)
         else:  # a given scratch dir is kept, what we put in it is not
-            for name in (*spawn.SCRATCH_DIRS, "request.json"):
+            for name in (*sandbox.SCRATCH_DIRS, "request.json"):
                 target = scratch / name
                 if target.is_dir():
                     shutil.rmtree(target, ignore_errors=True)
@@ -231,7 +231,7 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dic
                     target.unlink()
 
 
-def _worker_failure(proc: spawn.ProcResult, report: dict[str, Any], phase1: dict[str, Any],
+def _run_failure(proc: spawn.ProcResult, report: dict[str, Any], phase1: dict[str, Any],
                     timeout_s: float) -> CandidateFailure | None:
     """What the worker's run shows, first match: stopped after the correctness checks, a
     timeout (``internal`` before any candidate code ran), a failure the worker reported, a

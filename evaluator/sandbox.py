@@ -71,12 +71,12 @@ def scrubbed_env(scratch_dir: Path, gpu: int | None, mode: str) -> dict[str, str
             env[k] = v
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     scratch = Path(scratch_dir)
+    home, tmp = scratch / "home", scratch / "tmp"  # the layout of make_scratch
     env.update({
-        "HOME": str(scratch), "TMPDIR": str(scratch / "tmp"),
-        "TRITON_CACHE_DIR": str(scratch / "triton"), "TRITON_HOME": str(scratch),
-        "TORCHINDUCTOR_CACHE_DIR": str(scratch / "inductor"), "XDG_CACHE_HOME": str(scratch / ".cache"),
-        "PYTHONPATH": str(REPO_ROOT), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
-        "EVOLVE_SANDBOX": mode,
+        "HOME": str(home), "TMPDIR": str(tmp), "TRITON_CACHE_DIR": str(scratch / "triton_cache"),
+        "TRITON_HOME": str(home), "TORCHINDUCTOR_CACHE_DIR": str(tmp / "inductor"),
+        "XDG_CACHE_HOME": str(home / ".cache"), "PYTHONPATH": str(REPO_ROOT),
+        "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "EVOLVE_SANDBOX": mode,
     })
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
@@ -85,9 +85,15 @@ def scrubbed_env(scratch_dir: Path, gpu: int | None, mode: str) -> dict[str, str
     return env
 
 
-def _prepare_scratch(scratch: Path) -> None:
-    for sub in ("tmp", "triton", ".cache"):
-        (scratch / sub).mkdir(parents=True, exist_ok=True)
+# The scratch directory's layout (see spawn.py): the only place the worker may write.
+SCRATCH_DIRS = ("work", "home", "triton_cache", "tmp", "candidate", "out")
+
+
+def make_scratch(base: Path) -> dict[str, Path]:
+    dirs = {name: Path(base) / name for name in SCRATCH_DIRS}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    return dirs
 
 
 _SECRET_ENTRIES = (".ssh", ".aws", ".gnupg", ".config", ".docker", ".kube", ".azure", ".netrc",
@@ -245,7 +251,7 @@ _ISOLATION = {
 def plan(cmd: list[str], *, scratch_dir: Path, read_only_paths: list[Path], gpu: int | None) -> SandboxPlan:
     """Wrap the worker command `cmd` and build its environment (see the module docstring)."""
     scratch = Path(scratch_dir).resolve()
-    _prepare_scratch(scratch)
+    make_scratch(scratch)
     ro = [Path(p) for p in read_only_paths]
     mode = chosen_mode()
     env = scrubbed_env(scratch, gpu, mode)

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from evaluator import sandbox
 from evaluator.progress import LogFollower, stage_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,41 +54,24 @@ def scrubbed_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-SCRATCH_DIRS = ("work", "home", "triton_cache", "tmp", "candidate", "out")  # see the docstring
-
-
-def make_scratch(base: Path) -> dict[str, Path]:
-    dirs = {name: base / name for name in SCRATCH_DIRS}
-    for d in dirs.values():
-        d.mkdir(parents=True, exist_ok=True)
-    return dirs
-
-
 def boot_cmd(module: str, arg: Path | str) -> list[str]:
     return [sys.executable, "-I", "-c", _BOOT.format(root=str(ROOT), mod=module), str(arg)]
 
 
-def worker_plan(request: dict[str, Any], dirs: dict[str, Path], scratch: Path, *,
-                interpreter: bool, gpu: int | None):
+def worker_plan(request: dict[str, Any], scratch: Path, *, interpreter: bool, gpu: int | None):
     """Write the request and wrap the worker command with the sandbox; returns the plan."""
     req_path = scratch / "request.json"
     req_path.write_text(json.dumps(request))
-    return sandbox_plan(boot_cmd("worker", req_path), dirs, scratch, interpreter=interpreter,
-                        gpu=gpu)
+    return sandbox_plan(boot_cmd("worker", req_path), scratch, interpreter=interpreter, gpu=gpu)
 
 
-def sandbox_plan(cmd: list[str], dirs: dict[str, Path], scratch: Path, *, interpreter: bool,
-                 gpu: int | None):
+def sandbox_plan(cmd: list[str], scratch: Path, *, interpreter: bool, gpu: int | None):
     """``cmd`` wrapped with the sandbox, with the worker's environment (sandbox.scrubbed_env:
-    an allow-list without secrets, CUDA_VISIBLE_DEVICES; here HOME, TRITON_CACHE_DIR and
-    TMPDIR in this scratch layout and TRITON_INTERPRET on/off). Shared by ``worker_plan``
-    and pre-started workers (prestart.py)."""
-    read_only = [ROOT, Path(sys.prefix), Path(sys.base_prefix)]
-    from evaluator import sandbox
-
-    plan = sandbox.plan(cmd, scratch_dir=scratch, read_only_paths=read_only, gpu=gpu)
-    plan.env.update({"HOME": str(dirs["home"]), "TRITON_CACHE_DIR": str(dirs["triton_cache"]),
-                     "TMPDIR": str(dirs["tmp"])})
+    an allow-list without secrets, HOME, TMPDIR and the Triton cache in the scratch layout,
+    CUDA_VISIBLE_DEVICES; here TRITON_INTERPRET on/off). Shared by ``worker_plan`` and
+    pre-started workers (prestart.py)."""
+    plan = sandbox.plan(cmd, scratch_dir=scratch, gpu=gpu,
+                        read_only_paths=[ROOT, Path(sys.prefix), Path(sys.base_prefix)])
     if interpreter:
         plan.env["TRITON_INTERPRET"] = "1"
     else:
