@@ -31,7 +31,6 @@ from typing import Any, Callable
 from evaluator import sandbox
 from evaluator.progress import LogFollower, stage_of
 
-ROOT = Path(__file__).resolve().parent.parent
 _BOOT = "import sys; sys.path.insert(0, {root!r}); from evaluator.{mod} import main; main()"
 BASELINE_ALLOWANCE_S = 1800.0
 _SECRET_MARKERS = ("_API_KEY", "_TOKEN", "_SECRET", "PASSWORD", "_CREDENTIALS")
@@ -55,7 +54,7 @@ def scrubbed_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def boot_cmd(module: str, arg: Path | str) -> list[str]:
-    return [sys.executable, "-I", "-c", _BOOT.format(root=str(ROOT), mod=module), str(arg)]
+    return [sys.executable, "-I", "-c", _BOOT.format(root=str(sandbox.REPO_ROOT), mod=module), str(arg)]
 
 
 def worker_plan(request: dict[str, Any], scratch: Path, *, interpreter: bool, gpu: int | None):
@@ -71,7 +70,7 @@ def sandbox_plan(cmd: list[str], scratch: Path, *, interpreter: bool, gpu: int |
     CUDA_VISIBLE_DEVICES; here TRITON_INTERPRET on/off). Shared by ``worker_plan`` and
     pre-started workers (prestart.py)."""
     plan = sandbox.plan(cmd, scratch_dir=scratch, gpu=gpu,
-                        read_only_paths=[ROOT, Path(sys.prefix), Path(sys.base_prefix)])
+                        read_only_paths=[sandbox.REPO_ROOT, Path(sys.prefix), Path(sys.base_prefix)])
     if interpreter:
         plan.env["TRITON_INTERPRET"] = "1"
     else:

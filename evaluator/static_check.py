@@ -247,7 +247,8 @@ class _Checker(ast.NodeVisitor):
     def _visit_func(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         if node.name in R.DENIED_DUNDER_DEFS:
             self.flag("dunder-def", node, f"defining {node.name} is not allowed (lazy outputs, hooks, finalizers)")
-        is_jit = any(self._decorator_name(d) in R.TRITON_DECORATORS for d in node.decorator_list)
+        is_jit = any(self.qualify(d.func if isinstance(d, ast.Call) else d) in R.TRITON_DECORATORS
+                     for d in node.decorator_list)
         for d in node.decorator_list:
             self.visit(d)
         self.jit_depth += is_jit
@@ -260,11 +261,6 @@ class _Checker(ast.NodeVisitor):
 
     visit_FunctionDef = _visit_func
     visit_AsyncFunctionDef = _visit_func
-
-    def _decorator_name(self, d: ast.AST) -> str | None:
-        if isinstance(d, ast.Call):
-            d = d.func
-        return self.qualify(d)
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         for b in node.bases:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluator.static_check import check_source
+from evaluator.static_check import check_source, gpu_only_reason
 
 ROOT = Path(__file__).resolve().parent.parent
 ADV = ROOT / "tests" / "adversarial"
@@ -53,6 +53,7 @@ CASES = {p.stem: _meta(p) for p in sorted(ADV.glob("*.py"))}
 STATIC_CLEAN = [n for n, m in CASES.items() if m["EXPECTED"] != "forbidden"]
 GUARDED = [n for n, m in CASES.items() if m["RUNTIME"] or m["EXPECTED"] == "ok"]
 SEEDS = sorted((ROOT / "seeds").glob("*.py"))
+GPU_SEEDS = {p.stem for p in SEEDS if gpu_only_reason(p.read_text())}  # Gluon: Hopper only
 
 
 def _gpu_mark(name: str) -> list:
@@ -87,8 +88,9 @@ def test_static_tier(name):
 @pytest.fixture(scope="module")
 def guard_outcomes(tmp_path_factory):
     names = [n for n in GUARDED if not CASES[n]["GPU_ONLY"] or HAS_CUDA]
-    paths = [CASES[n]["path"] for n in names] + SEEDS
-    names += [f"seed:{p.stem}" for p in SEEDS]
+    seeds = [p for p in SEEDS if p.stem not in GPU_SEEDS or HAS_CUDA]
+    paths = [CASES[n]["path"] for n in names] + seeds
+    names += [f"seed:{p.stem}" for p in seeds]
     base = tmp_path_factory.mktemp("guard")
     r = subprocess.run([sys.executable, str(HARNESS), str(base), *map(str, paths)],
                        capture_output=True, text=True, timeout=900, cwd=ROOT)
@@ -110,7 +112,8 @@ def test_guard_tier(name, guard_outcomes):
     assert got["outcome"] == want, got
 
 
-@pytest.mark.parametrize("seed", [p.stem for p in SEEDS])
+@pytest.mark.parametrize("seed", [pytest.param(p.stem, marks=[pytest.mark.gpu] if p.stem in GPU_SEEDS else [])
+                                  for p in SEEDS])
 def test_guard_allows_the_seeds(seed, guard_outcomes):
     """No false positives of the runtime guard on the honest seed kernels."""
     assert guard_outcomes[f"seed:{seed}"]["outcome"] == "ok", guard_outcomes[f"seed:{seed}"]
