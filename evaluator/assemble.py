@@ -16,7 +16,6 @@ from typing import Any
 from evaluator.env_info import peak_tflops
 from evaluator.failures import FAILURE_CLASSES, CandidateFailure
 from evaluator.noise import geomean
-from evaluator.plan import shape_of
 from evaluator.result import ShapeResult
 from evaluator.targets import Shape
 from evaluator.timing import wall_anomaly
@@ -68,14 +67,14 @@ def side_times(report: dict[str, Any], plan: dict[str, Any], side: int) -> dict[
             raise CandidateFailure("forbidden", "timing record missing or malformed") from None
         if len(ms) != plan["passes"] or any(m is None for m in ms):
             raise CandidateFailure("implausible", f"non-positive or missing time {ms}",
-                                   shape_of(entry["shape"]).name)
+                                   Shape.from_dict(entry["shape"]).name)
         out[entry["idx"]] = ms  # type: ignore[assignment]
         walls = rec["sides"][side].get("wall", [])
         for w in walls:
             if isinstance(w, list) and len(w) == 3:
                 msg = wall_anomaly(_num(w[0]), _num(w[1]), int(w[2] or 0))
                 if msg:
-                    raise CandidateFailure("timing_anomaly", msg, shape_of(entry["shape"]).name)
+                    raise CandidateFailure("timing_anomaly", msg, Shape.from_dict(entry["shape"]).name)
     return out
 
 
@@ -136,7 +135,7 @@ def build_shapes(plan: dict[str, Any], cand: dict[int, list[float]],
     per_pass: list[list[float]] = [[] for _ in range(plan["passes"])]
     bound = PLAUSIBLE_FRACTION * peak_tflops(gpu_name)
     for entry in plan["timed"]:
-        shape = shape_of(entry["shape"])
+        shape = Shape.from_dict(entry["shape"])
         ms_list = cand[entry["idx"]]
         ms = statistics.median(ms_list)
         tflops = shape.flops() / (ms * 1e-3) / 1e12

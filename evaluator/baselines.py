@@ -13,7 +13,6 @@ from typing import Callable
 
 GPU_BASELINES = ("cudnn", "flash", "flex")
 CPU_BASELINES = ("sdpa-cpu",)
-PRIMARY_ORDER = ("cudnn", "flash", "flex", "sdpa-cpu")
 
 
 def _sdpa_backend(backend_name: str) -> Callable:
@@ -92,10 +91,3 @@ def resolve(names: tuple[str, ...] | list[str] | None, device: str) -> list[str]
     if bad:
         raise ValueError(f"unknown baseline(s) {', '.join(bad)} (known: {', '.join(GPU_BASELINES)})")
     return list(names)
-
-
-def primary(times: dict[str, float | None]) -> str | None:
-    for name in PRIMARY_ORDER:
-        if times.get(name) is not None:
-            return name
-    return None

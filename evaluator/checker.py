@@ -21,7 +21,7 @@ from typing import Any
 from evaluator.correctness import classify_repeat, compare
 from evaluator.failures import CandidateFailure
 from evaluator.inputs import make_inputs, torch_dtype
-from evaluator.plan import shape_of, timed_kind, timed_seed
+from evaluator.plan import timed_kind, timed_seed
 from evaluator.reference import reference, torch_lowp
 from evaluator.targets import Shape
 
@@ -35,7 +35,8 @@ class Checker:
         self.checked = 0
         self.passed = 0
         self.max_ratio = 0.0
-        self.timed: dict[int, list[dict[str, float]]] = {}
+        # per side: {timed index (str): the worst error and error ratio of its re-checked samples}
+        self.errors: list[dict[str, dict[str, float]]] = [{} for _ in range(n_sides)]
 
     def _load(self, name: str, shape: Shape, expect: tuple[int, ...]):
         import torch
@@ -54,7 +55,7 @@ class Checker:
 
     def run_checks(self) -> None:
         for chk in self.plan["checks"]:
-            shape = shape_of(chk["shape"])
+            shape = Shape.from_dict(chk["shape"])
             q, k, v = make_inputs(shape, chk["seed"], chk["kind"], self.tdev)
             ref = reference(q, k, v, causal=shape.causal, sm_scale=shape.scale)
             low = torch_lowp(q, k, v, causal=shape.causal, sm_scale=shape.scale)
@@ -84,7 +85,7 @@ class Checker:
 
         by_idx = {t["idx"]: t for t in report.get("timing", [])}
         for entry in self.plan["timed"]:
-            shape = shape_of(entry["shape"])
+            shape = Shape.from_dict(entry["shape"])
             rec = by_idx.get(entry["idx"])
             if rec is None or len(rec.get("sides", [])) != self.n_sides:
                 raise CandidateFailure("forbidden", "timing record missing from the worker report", shape.name)
@@ -102,20 +103,12 @@ class Checker:
                     if not st.ok:
                         raise CandidateFailure(st.cls, f"re-check of a timed output: {st.message}",
                                                shape.name, side)
-                    self.timed.setdefault(side * 100000 + entry["idx"], []).append(
-                        {"error": st.max_err, "error_ratio": st.ratio})
+                    worst = self.errors[side].setdefault(str(entry["idx"]), {"error": 0.0, "error_ratio": 0.0})
+                    worst["error"] = max(worst["error"], st.max_err)
+                    worst["error_ratio"] = max(worst["error_ratio"], st.ratio)
                 del q, k, v
                 if self.tdev == "cuda":
                     torch.cuda.empty_cache()
-
-    def shape_errors(self, side: int) -> dict[int, dict[str, float]]:
-        out = {}
-        for entry in self.plan["timed"]:
-            recs = self.timed.get(side * 100000 + entry["idx"], [])
-            if recs:
-                out[entry["idx"]] = {"error": max(r["error"] for r in recs),
-                                     "error_ratio": max(r["error_ratio"] for r in recs)}
-        return out
 
 
 def _answer(chk: Checker, cmd: str, out_dir: Path) -> dict[str, Any]:
@@ -141,8 +134,7 @@ def _answer(chk: Checker, cmd: str, out_dir: Path) -> dict[str, Any]:
         verdict["failure"] = {"class": "internal", "message": f"checker: {type(exc).__name__}: {exc}\n"
                               + traceback.format_exc(limit=6), "shape": None}
     verdict.update({"checked": chk.checked, "passed": chk.passed, "max_error_ratio": chk.max_ratio,
-                    "shape_errors": [{str(k): v for k, v in chk.shape_errors(s).items()}
-                                     for s in range(chk.n_sides)]})
+                    "shape_errors": chk.errors})
     return verdict
 
 

@@ -23,8 +23,7 @@ benchmarks/calibrate_tolerance.py on the GPU (it prints torch's and the seed's e
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 MAX_RATIO = 2.0
 ABS_FLOOR_ULPS = 1.0
@@ -44,9 +43,6 @@ class CheckStats:
     torch_rel_l2: float
     bound: float
     ratio: float  # max_err / max(torch_err, floor)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def compare(cand, ref, lowp, dtype: str) -> CheckStats:

@@ -33,7 +33,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from evaluator.guard_audit import GuardViolation, arm
+from evaluator.guard_audit import GuardViolation, arm, on_stack
 from evaluator.static_check import module_verdict
 
 __all__ = ["GuardViolation", "install", "check_integrity"]
@@ -161,7 +161,7 @@ def _wrap_thread_starts() -> None:
                 continue
 
             def start(*a: Any, _orig: Any = orig, _name: str = name, **k: Any) -> Any:
-                if _stack_has_candidate():
+                if on_stack(_State.candidate, sys._getframe(1)):
                     msg = f"runtime guard: thread start ({_name}) denied (threads are not allowed in a candidate)"
                     _record(msg)
                     raise GuardViolation(msg)
@@ -169,15 +169,6 @@ def _wrap_thread_starts() -> None:
 
             setattr(owner, name, start)
             _State.replaced[f"{owner.__name__}.{name}"] = start
-
-
-def _stack_has_candidate() -> bool:
-    f = sys._getframe(1)
-    while f is not None:
-        if f.f_code.co_filename == _State.candidate:
-            return True
-        f = f.f_back
-    return False
 
 
 def _take_snapshot() -> None:
@@ -228,16 +219,13 @@ def check_integrity() -> str | None:
         return "guard not installed"
     if _State.violations:
         return _State.violations[0]
-    for name, fn in _State.snapshot.items():
-        mod_path, _, attr = name.rpartition(".")
-        owner = _owner(mod_path)
-        if owner is None or getattr(owner, attr, None) is not fn:
-            return f"tampering: {name} was replaced"
-    for name, fn in _State.replaced.items():
-        mod_path, _, attr = name.rpartition(".")
-        owner = _owner(mod_path)
-        if owner is None or getattr(owner, attr, None) is not fn:
-            return f"tampering: the guard's replacement of {name} was removed"
+    for table, what in ((_State.snapshot, "{} was replaced"),
+                        (_State.replaced, "the guard's replacement of {} was removed")):
+        for name, fn in table.items():
+            mod_path, _, attr = name.rpartition(".")
+            owner = _owner(mod_path)
+            if owner is None or getattr(owner, attr, None) is not fn:
+                return "tampering: " + what.format(name)
     for name, mod in _State.modules.items():
         if sys.modules.get(name) is not mod:
             return f"tampering: module {name} was swapped in sys.modules"

@@ -20,6 +20,7 @@ import os
 import re
 import sys
 import threading
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 _TOOLCHAIN = re.compile(r"^(ptxas(-blackwell)?|ldconfig(\.real)?|cc|c\+\+|g\+\+|gcc(-\d+)?|clang(\+\+)?(-\d+)?"
@@ -57,15 +58,14 @@ class GuardViolation(Exception):
     """The candidate tried something the evaluator forbids (failure class ``forbidden``)."""
 
 
+@dataclass
 class _Policy:
-    def __init__(self, scratch: str, candidate: str, trusted_dirs: tuple[str, ...],
-                 record: Callable[[str], None], module_verdict: Callable[[str], str | None]):
-        self.scratch = scratch
-        self.candidate = candidate
-        self.trusted_dirs = trusted_dirs
-        self.record = record
-        self.module_verdict = module_verdict
-        self.busy = threading.local()
+    scratch: str
+    candidate: str
+    trusted_dirs: tuple[str, ...]  # Triton's own code: it may start its toolchain
+    record: Callable[[str], None]
+    module_verdict: Callable[[str], str | None]
+    busy: threading.local = field(default_factory=threading.local)  # the hook is not re-entered
 
 
 def arm(scratch: str, candidate: str, trusted_dirs: tuple[str, ...], record: Callable[[str], None],
@@ -108,9 +108,10 @@ def _abspath(p: Any) -> str | None:
     return os.path.normpath(p if os.path.isabs(p) else os.path.join(os.getcwd(), p))
 
 
-def _on_stack(pol: _Policy, frame: Any) -> bool:
+def on_stack(candidate: str, frame: Any) -> bool:
+    """Whether a frame of the file ``candidate`` is on the stack from ``frame`` outwards."""
     while frame is not None:
-        if frame.f_code.co_filename == pol.candidate:
+        if frame.f_code.co_filename == candidate:
             return True
         frame = frame.f_back
     return False
@@ -144,7 +145,7 @@ def _audit(pol: _Policy, event: str, args: tuple, frame: Any) -> None:
         if (isinstance(flags, int) and flags & _WRITE_FLAGS) or (isinstance(mode, str) and any(c in mode for c in "wax+")):
             _check_write(pol, event, path)
         p = _abspath(path)
-        if p is not None and (p.startswith("/proc/") or _SECRET_FILE.search(p)) and _on_stack(pol, frame):
+        if p is not None and (p.startswith("/proc/") or _SECRET_FILE.search(p)) and on_stack(pol.candidate, frame):
             m = _PROC_PID.match(p)
             if m and int(m.group(1)) != os.getpid():
                 _deny(pol, event, f"another process's /proc entry: {p}")
@@ -168,7 +169,7 @@ def _audit(pol: _Policy, event: str, args: tuple, frame: Any) -> None:
     if event.startswith(_ALWAYS_PREFIX) or event in _ALWAYS:
         _deny(pol, event, "not allowed in the candidate process")
     if event.startswith(_STACK_PREFIX) or event in _STACK:
-        if _on_stack(pol, frame):
+        if on_stack(pol.candidate, frame):
             _deny(pol, event, "not allowed from candidate code")
         return
     if event == "import":

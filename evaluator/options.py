@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,10 +21,10 @@ class EvalOptions:
     times no baseline and the result has ``baselines_cached`` (``evaluate`` only).
     ``compile_threads``: threads of the GPU precompile stage (None: min(8, CPUs); 0: off).
     ``on_stage``: called in the calling process with each stage name as the evaluation
-    proceeds (exceptions swallowed); not serialised by ``to_dict``.
+    proceeds (exceptions swallowed).
     ``prestarted``: a ``prestart.Prestarted`` handle; used when live and started for this
     evaluation's GPU / interpreter setting and no ``scratch_dir`` is given, else a fresh
-    worker is spawned; consumed (closed) either way; not serialised by ``to_dict``.
+    worker is spawned; consumed (closed) either way.
     """
 
     timeout_s: float = 600.0
@@ -40,22 +40,6 @@ class EvalOptions:
     compile_threads: int | None = None
     on_stage: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
     prestarted: Any = field(default=None, repr=False, compare=False)  # prestart.Prestarted
-
-    def to_dict(self) -> dict[str, Any]:
-        """The options as JSON-able data, without ``on_stage`` (use this, not ``asdict``)."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            if f.name in ("on_stage", "prestarted"):
-                continue
-            v = getattr(self, f.name)
-            if isinstance(v, Path):
-                v = str(v)
-            elif isinstance(v, tuple):
-                v = list(v)
-            elif isinstance(v, dict):
-                v = {str(k): dict(x) if isinstance(x, dict) else x for k, x in v.items()}
-            out[f.name] = v
-        return out
 
     def resolved_compile_threads(self) -> int:
         if self.compile_threads is not None:

@@ -12,7 +12,7 @@ from dataclasses import asdict
 from typing import Any
 
 from evaluator.inputs import KINDS, derive_seed
-from evaluator.targets import Shape, Target
+from evaluator.targets import Target
 from evaluator.timing import TimingParams
 
 CPU_KIND_CYCLE = ("gaussian", "needle", "large_rows", "near_const_v")
@@ -34,7 +34,7 @@ def check_kinds(device: str, suite: str, i: int) -> list[str]:
 
 
 def build_plan(target: Target, suite: str, *, device: str, seed: int, baselines: list[str],
-               repeat: int = 1, mode: str = "eval", rounds: int | None = None,
+               repeat: int = 1, rounds: int | None = None,
                cached_baselines: dict[int, dict[str, float]] | None = None,
                compile_threads: int = 0) -> dict[str, Any]:
     """The plan. ``cached_baselines`` ({timed index: {baseline: ms}}, trusted numbers from
@@ -71,11 +71,11 @@ def build_plan(target: Target, suite: str, *, device: str, seed: int, baselines:
         precompile = {"threads": int(compile_threads), "max_specs": MAX_SPECIALISATIONS,
                       "limit_s": PRECOMPILE_LIMIT_S}
     return {
-        "mode": mode, "target": target.name, "suite": suite, "device": device, "seed": seed,
+        "target": target.name, "suite": suite, "device": device, "seed": seed,
         "checks": checks, "timed": timed, "timing": asdict(params),
         "baselines": [] if cached_baselines is not None else baselines,
         "baselines_cached": cached_baselines is not None,
-        "baseline_names": list(baselines), "passes": passes, "precompile": precompile,
+        "passes": passes, "precompile": precompile,
     }
 
 
@@ -89,7 +89,3 @@ def timed_kind(seed: int, shape_idx: int, pass_idx: int, call: int) -> str:
     so a kernel cannot tell timed calls (and their re-checked samples) from checks."""
     r = derive_seed(seed, "kind", shape_idx, pass_idx, call) % 6
     return KINDS[r - 2] if r >= 3 else "gaussian"
-
-
-def shape_of(d: dict[str, Any]) -> Shape:
-    return Shape.from_dict(d)

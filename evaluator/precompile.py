@@ -31,8 +31,9 @@ import importlib
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from evaluator.inputs import torch_dtype
 
@@ -204,51 +205,41 @@ def _one_call_bench(kernel_call: Callable[[], Any], quantiles: Any = None, **_kw
     return [1.0, 1.0, 1.0] if quantiles is not None else 1.0
 
 
-class AutotunerDiscovery:
-    """Context: autotuners benchmark each config once (its launch is skipped anyway) and
-    write no disk cache; on exit their settings are restored and ``.cache`` is cleared."""
+_AUTOTUNER_KEYS = ("do_bench", "cache_results")
 
-    def __init__(self, autotuners: list[Any]):
-        self.autotuners = autotuners
-        self.saved: list[tuple[Any, dict[str, Any]]] = []
 
-    _KEYS = ("do_bench", "cache_results")
-
-    def __enter__(self) -> "AutotunerDiscovery":
-        for at in self.autotuners:
+@contextmanager
+def autotuner_discovery(autotuners: list[Any]) -> Iterator[None]:
+    """Autotuners benchmark each config once (its launch is skipped anyway) and write no
+    disk cache; afterwards their settings are restored and ``.cache`` is cleared (config
+    choices made on skipped launches)."""
+    saved: list[tuple[Any, dict[str, Any]]] = []
+    for at in autotuners:
+        try:
+            d = vars(at)
+            saved.append((at, {k: d[k] for k in _AUTOTUNER_KEYS if k in d}))
+            d["do_bench"] = _one_call_bench
+            d["cache_results"] = False
+        except Exception:  # noqa: BLE001
+            pass
+    try:
+        yield
+    finally:
+        for at, old in saved:
             try:
                 d = vars(at)
-                self.saved.append((at, {k: d[k] for k in self._KEYS if k in d}))
-                d["do_bench"] = _one_call_bench
-                d["cache_results"] = False
-            except Exception:  # noqa: BLE001
-                pass
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for at, old in self.saved:
-            try:
-                d = vars(at)
-                for k in self._KEYS:
+                for k in _AUTOTUNER_KEYS:
                     if k in old:
                         d[k] = old[k]
                     else:
                         d.pop(k, None)
             except Exception:  # noqa: BLE001
                 pass
-        reset_autotuners(self.autotuners)
-
-
-def reset_autotuners(autotuners: list[Any]) -> int:
-    """Clear each autotuner's ``.cache`` (config choices made on skipped launches)."""
-    n = 0
-    for at in autotuners:
-        try:
-            at.cache.clear()
-            n += 1
-        except Exception:  # noqa: BLE001
-            pass
-    return n
+        for at in autotuners:
+            try:
+                at.cache.clear()
+            except Exception:  # noqa: BLE001
+                pass
 
 
 def run(calls: list[Callable[[], Any]], namespaces: list[dict[str, Any]], *, threads: int,
@@ -260,7 +251,7 @@ def run(calls: list[Callable[[], Any]], namespaces: list[dict[str, Any]], *, thr
     recorder = Recorder(max_specs)
     autotuners = find_autotuners(namespaces)
     try:
-        with AutotunerDiscovery(autotuners):
+        with autotuner_discovery(autotuners):
             specs = discover(calls, recorder, deadline)
         stats.found = len(specs)
         stats.discover_s = time.monotonic() - t0
@@ -268,8 +259,6 @@ def run(calls: list[Callable[[], Any]], namespaces: list[dict[str, Any]], *, thr
             stats.compiled, stats.failed = compile_all(specs, threads=threads, deadline=deadline)
     except Exception as exc:  # noqa: BLE001 - best effort; lazy compiles remain
         stats.note = f"stopped: {type(exc).__name__}: {str(exc)[:200]}"
-    finally:
-        reset_autotuners(autotuners)
     if time.monotonic() > deadline:
         stats.note = (stats.note + "; " if stats.note else "") + f"time limit {limit_s:g} s reached"
     stats.seconds = time.monotonic() - t0

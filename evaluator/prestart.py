@@ -61,15 +61,10 @@ class Prestarted:
     interpreter: bool
     scratch: Path
     private: Path
-    dirs: dict[str, Path]
     isolation: str
     proc: subprocess.Popen | None = None
     used: bool = False
     _log: IO[bytes] | None = field(default=None, repr=False)
-
-    @property
-    def key(self) -> tuple[int | None, bool]:
-        return (self.gpu, self.interpreter)
 
     @property
     def log_path(self) -> Path:
@@ -85,16 +80,15 @@ class Prestarted:
         scratch = Path(tempfile.mkdtemp(prefix="evolve-spare-", dir=base))
         private = Path(tempfile.mkdtemp(prefix="evolve-check-"))  # never inside the sandbox
         try:
-            dirs = spawn.make_scratch(scratch)
-            sp = spawn.sandbox_plan(spawn.boot_cmd("worker", "-"), dirs, scratch,
+            sp = spawn.sandbox_plan(spawn.boot_cmd("worker", "-"), scratch,
                                     interpreter=interpreter, gpu=gpu)
             if sp.mode not in PID_ISOLATING:
                 raise PrestartUnsupported(
                     f"pre-started workers need a pid-isolating sandbox ({' or '.join(PID_ISOLATING)});"
                     f" this host's is {sp.mode}: every evaluation spawns its own worker")
-            h = cls(gpu, interpreter, scratch, private, dirs, sp.isolation)
+            h = cls(gpu, interpreter, scratch, private, sp.isolation)
             h._log = open(h.log_path, "ab")
-            h.proc = subprocess.Popen(sp.argv, env=sp.env, cwd=str(dirs["work"]),
+            h.proc = subprocess.Popen(sp.argv, env=sp.env, cwd=str(scratch / "work"),
                                       stdin=subprocess.PIPE, stdout=h._log, stderr=h._log,
                                       start_new_session=True)
         except Exception as exc:  # noqa: BLE001 - sandbox or process start failed
@@ -110,16 +104,12 @@ class Prestarted:
 
     def usable(self, gpu: int | None, interpreter: bool) -> bool:
         """Live, unused and started for this GPU / interpreter setting."""
-        return self.alive() and self.key == (gpu, interpreter)
+        return self.alive() and (self.gpu, self.interpreter) == (gpu, interpreter)
 
     def request_line(self, request: dict[str, Any]) -> bytes:
         """Mark the handle used and encode the request for the worker's stdin."""
         self.used = True
         return (json.dumps(request) + "\n").encode()
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
 
     def close(self) -> None:
         """Kill the process group, close the pipe and the log, remove both directories."""
@@ -127,16 +117,7 @@ class Prestarted:
 
         self.used = True
         if self.proc is not None:
-            spawn._kill_group(self.proc.pid)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
-            try:
-                if self.proc.stdin is not None:
-                    self.proc.stdin.close()
-            except OSError:
-                pass
+            spawn.stop(self.proc)
         if self._log is not None:
             self._log.close()
             self._log = None

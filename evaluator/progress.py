@@ -2,7 +2,7 @@
 
 The worker prints ``[evaluator-worker] stage: NAME t=...`` lines to its log. The parent
 follows the log as it is written (``LogFollower.poll`` from the run loop of
-``spawn.run_worker``) and forwards each new stage to a ``StageReporter``, which calls
+``spawn.drive_worker``) and forwards each new stage to a ``StageReporter``, which calls
 the caller's callback with known names only, never twice in a row, at most
 ``MAX_CALLS`` times, and swallows whatever the callback raises. The runner itself
 reports ``checker`` while the trusted checker runs.
@@ -31,14 +31,12 @@ class StageReporter:
         self.callback = callback
         self.last: str | None = None
         self.calls = 0
-        self.seen: list[str] = []
 
     def __call__(self, stage: str) -> None:
         if stage not in STAGES or stage == self.last or self.calls >= MAX_CALLS:
             return
         self.last = stage
         self.calls += 1
-        self.seen.append(stage)
         if self.callback is None:
             return
         try:

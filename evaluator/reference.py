@@ -17,10 +17,6 @@ if TYPE_CHECKING:  # pragma: no cover
 _SCORE_BUDGET = 1 << 27  # elements of one score chunk (512 MB in fp32)
 
 
-def _expand_kv(t: "torch.Tensor", G: int) -> "torch.Tensor":
-    return t.repeat_interleave(G, dim=1) if G > 1 else t
-
-
 def _mask(rows: "torch.Tensor", S: int, device) -> "torch.Tensor":
     import torch
 

@@ -83,23 +83,8 @@ class EvalResult:
                    failure=Failure(failure_cls, message, shape), **kw)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {
-            "status": self.status,
-            "failure": self.failure.to_dict() if self.failure else None,
-            "score": self.score,
-            "target": self.target,
-            "suite": self.suite,
-            "device": self.device,
-            "timing": self.timing,
-            "primary_baseline": self.primary_baseline,
-            "shapes": [s.to_dict() for s in self.shapes],
-            "validation": self.validation,
-            "repeats": list(self.repeats),
-            "env": self.env,
-            "wall_s": self.wall_s,
-            "log_tail": self.log_tail,
-            "baselines_cached": self.baselines_cached,
-        }
+        d = asdict(self)
+        d["failure"] = self.failure.to_dict() if self.failure else None  # key "class", not "cls"
         return d
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -130,10 +115,6 @@ class EvalResult:
             log_tail=str(d.get("log_tail", "")),
             baselines_cached=bool(d.get("baselines_cached", False)),
         )
-
-    @classmethod
-    def from_json(cls, text: str) -> "EvalResult":
-        return cls.from_dict(json.loads(text))
 
 
 def _json_default(o: Any) -> Any:

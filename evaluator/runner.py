@@ -13,6 +13,8 @@ stage announcements (``EvalOptions.on_stage``) in progress.py.
 
 from __future__ import annotations
 
+import glob
+import json
 import secrets
 import shutil
 import signal
@@ -25,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evaluator import assemble, spawn
+from evaluator import assemble, sandbox, spawn
 from evaluator.baselines import resolve
 from evaluator.failures import CandidateFailure, classify_text
 from evaluator.noise import CompareResult, decide, geomean
@@ -41,7 +43,7 @@ _GPU: bool | None = None
 def gpu_available() -> bool:
     """Whether a CUDA GPU is usable; asks a subprocess once (no CUDA init here) and caches."""
     global _GPU
-    if _GPU is None and not _nvidia_present():
+    if _GPU is None and not (glob.glob("/dev/nvidia*") or shutil.which("nvidia-smi")):
         _GPU = False  # no NVIDIA device nodes: no CUDA, no need to import torch anywhere
     if _GPU is None:
         try:
@@ -51,13 +53,6 @@ def gpu_available() -> bool:
         except (OSError, subprocess.TimeoutExpired):
             _GPU = False
     return _GPU
-
-
-def _nvidia_present() -> bool:
-    import glob
-    import shutil as _sh
-
-    return bool(glob.glob("/dev/nvidia*")) or _sh.which("nvidia-smi") is not None
 
 
 @dataclass
@@ -96,12 +91,19 @@ def _prepare(paths: list[Path], target: str, suite: str | None) -> _Prepared:
 _PARSE_LOCK = threading.Lock()
 
 
+def _screen(prep: _Prepared, options: EvalOptions) -> CandidateFailure | None:
+    """The parent's checks of each source before any process starts (syntax, static rules,
+    ``needs_gpu``); the failure's ``side`` is the index of the source."""
+    for side, (path, source) in enumerate(prep.sources):
+        with _PARSE_LOCK:
+            bad = _static(source, path, options.static_check) or _needs_gpu(source, prep.device)
+        if bad:
+            bad.side = side
+            return bad
+    return None
+
+
 def _static(source: str, path: Path, enabled: bool) -> CandidateFailure | None:
-    with _PARSE_LOCK:
-        return _static_locked(source, path, enabled)
-
-
-def _static_locked(source: str, path: Path, enabled: bool) -> CandidateFailure | None:
     try:
         compile(source, str(path), "exec")
     except SyntaxError as exc:
@@ -114,8 +116,7 @@ def _static_locked(source: str, path: Path, enabled: bool) -> CandidateFailure |
 
     bad = check_source(source, path.name)
     if bad:
-        msgs = "; ".join(f"line {v.line}: [{v.rule}] {v.message}" for v in bad[:8])
-        return CandidateFailure("forbidden", msgs)
+        return CandidateFailure("forbidden", "; ".join(map(str, bad[:8])))
     return None
 
 
@@ -125,23 +126,11 @@ def _needs_gpu(source: str, device: str) -> CandidateFailure | None:
         return None
     from evaluator.static_check import gpu_only_reason
 
-    with _PARSE_LOCK:
-        why = gpu_only_reason(source)
+    why = gpu_only_reason(source)
     if why is None:
         return None
     return CandidateFailure("needs_gpu", f"this candidate needs a CUDA GPU and this machine has none: "
                             f"{why}; evaluate it on a GPU machine (--suite quick or default)")
-
-
-def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dict[str, Any]:
-    """Run worker then checker. Returns a dict with report, verdict, failure, isolation, log.
-    ``options.prestarted`` is used when it fits (prestart.py) and closed in any case."""
-    handle = options.prestarted
-    if handle is not None and (options.scratch_dir is not None
-                               or not handle.usable(options.gpu, prep.device != "cuda")):
-        handle.close()  # dead, used, or started for another GPU / interpreter setting
-        handle = None
-    return _execute_in(prep, plan, options, handle)
 
 
 def _consume_spare(options: EvalOptions) -> None:
@@ -150,7 +139,14 @@ def _consume_spare(options: EvalOptions) -> None:
         options.prestarted.close()
 
 
-def _execute_in(prep: _Prepared, plan: dict[str, Any], options: EvalOptions, spare) -> dict[str, Any]:
+def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dict[str, Any]:
+    """Run worker then checker. Returns a dict with report, verdict, failure, isolation, log.
+    ``options.prestarted`` is used when it fits (prestart.py); the caller closes it anyway."""
+    spare = options.prestarted
+    if spare is not None and (options.scratch_dir is not None
+                              or not spare.usable(options.gpu, prep.device != "cuda")):
+        spare.close()  # dead, used, or started for another GPU / interpreter setting
+        spare = None
     own_scratch = options.scratch_dir is None
     if spare is not None:  # its worker already runs in its scratch; its log is in private
         scratch, private = spare.scratch, spare.private
@@ -162,7 +158,7 @@ def _execute_in(prep: _Prepared, plan: dict[str, Any], options: EvalOptions, spa
     out: dict[str, Any] = {"report": {}, "verdict": None, "failure": None, "isolation": "none", "log": ""}
     stage = StageReporter(options.on_stage)
     try:
-        dirs = spawn.make_scratch(scratch)
+        dirs = sandbox.make_scratch(scratch)
         cand_paths = []
         for i, (p, src) in enumerate(prep.sources):
             dst = dirs["candidate"] / (f"kernel_{i}.py")
@@ -173,7 +169,7 @@ def _execute_in(prep: _Prepared, plan: dict[str, Any], options: EvalOptions, spa
         sp = None
         if spare is None:
             try:
-                sp = spawn.worker_plan(request, dirs, scratch, interpreter=prep.device != "cuda",
+                sp = spawn.worker_plan(request, scratch, interpreter=prep.device != "cuda",
                                        gpu=options.gpu)
             except Exception as exc:  # noqa: BLE001
                 out["failure"] = CandidateFailure("sandbox", f"cannot set up the sandbox: {exc}")
@@ -189,33 +185,22 @@ def _execute_in(prep: _Prepared, plan: dict[str, Any], options: EvalOptions, spa
                 out["verdict"] = verdict
                 return _verdict_failure(verdict, private)
 
-            kw = dict(timeout_s=options.timeout_s, log_path=log_path, phase1=dirs["out"] / "phase1.json",
-                      on_phase1=phase1, on_stage=stage if options.on_stage is not None else None)
             if spare is not None:  # the request goes through its stdin, never to disk
-                proc = spawn.drive_worker(spare.proc, request=spare.request_line(request), **kw)
-            else:
-                proc = spawn.run_worker(sp.argv, env=sp.env, cwd=dirs["work"], **kw)
+                worker, line = spare.proc, spare.request_line(request)
+            else:  # in its own session: killed as a group
+                with open(log_path, "ab") as log:
+                    worker = subprocess.Popen(sp.argv, env=sp.env, cwd=str(dirs["work"]), stdout=log,
+                                              stdin=subprocess.PIPE, stderr=log, start_new_session=True)
+                line = None
+            proc = spawn.drive_worker(worker, request=line, timeout_s=options.timeout_s,
+                                      log_path=log_path, phase1=dirs["out"] / "phase1.json",
+                                      on_phase1=phase1,
+                                      on_stage=stage if options.on_stage is not None else None)
             out["log"] = proc.log_tail
             report = _read_report(dirs["out"] / "report.json")
             out["report"] = report or _read_report(dirs["out"] / "phase1.json")
-            if proc.stopped is not None:
-                out["failure"] = proc.stopped
-                return out
-            if proc.timed_out and not proc.candidate_started:
-                out["failure"] = CandidateFailure("internal", "the worker did not finish timing the "
-                                                  "baselines in time (before any candidate code ran)")
-                return out
-            if proc.timed_out:
-                out["failure"] = CandidateFailure(
-                    "timeout", f"worker exceeded {options.timeout_s:g} s "
-                    f"(stage {spawn.last_stage(proc.log_tail) or '?'}); killed")
-                return out
-            wf = assemble.worker_failure(report) if report else None
-            if wf is not None:
-                out["failure"] = wf
-                return out
-            if proc.returncode != 0 or not report or report.get("stage") != "done":
-                out["failure"] = _death(proc, report or out["report"])
+            out["failure"] = _run_failure(proc, report, out["report"], options.timeout_s)
+            if out["failure"] is not None:
                 return out
             stage("checker")
             verdict = checker.ask("samples", options.checker_timeout_s)
@@ -238,12 +223,33 @@ def _execute_in(prep: _Prepared, plan: dict[str, Any], options: EvalOptions, spa
         if own_scratch:
             shutil.rmtree(scratch, ignore_errors=True)
         else:  # a given scratch dir is kept, what we put in it is not
-            for name in ("work", "home", "triton_cache", "tmp", "candidate", "out", "request.json"):
+            for name in (*sandbox.SCRATCH_DIRS, "request.json"):
                 target = scratch / name
                 if target.is_dir():
                     shutil.rmtree(target, ignore_errors=True)
                 elif target.exists():
                     target.unlink()
+
+
+def _run_failure(proc: spawn.ProcResult, report: dict[str, Any], phase1: dict[str, Any],
+                    timeout_s: float) -> CandidateFailure | None:
+    """What the worker's run shows, first match: stopped after the correctness checks, a
+    timeout (``internal`` before any candidate code ran), a failure the worker reported, a
+    death without a complete report; None when it completed."""
+    if proc.stopped is not None:
+        return proc.stopped
+    if proc.timed_out and not proc.candidate_started:
+        return CandidateFailure("internal", "the worker did not finish timing the baselines in "
+                                "time (before any candidate code ran)")
+    if proc.timed_out:
+        return CandidateFailure("timeout", f"worker exceeded {timeout_s:g} s "
+                                f"(stage {spawn.last_stage(proc.log_tail) or '?'}); killed")
+    wf = assemble.worker_failure(report) if report else None
+    if wf is not None:
+        return wf
+    if proc.returncode != 0 or not report or report.get("stage") != "done":
+        return _death(proc, report or phase1)
+    return None
 
 
 def _verdict_failure(verdict: dict[str, Any] | None, private: Path) -> CandidateFailure | None:
@@ -258,8 +264,6 @@ def _verdict_failure(verdict: dict[str, Any] | None, private: Path) -> Candidate
 
 
 def _read_report(path: Path) -> dict[str, Any]:
-    import json
-
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -305,8 +309,7 @@ def _evaluate(path: str | Path, target: str, suite: str | None, options: EvalOpt
     t0 = time.monotonic()
     prep = _prepare([Path(path)], target, suite)
     kw = {"device": prep.device, "timing": GPU_TIMING if prep.device == "cuda" else NOT_GPU_TIMING}
-    bad = (_static(prep.sources[0][1], prep.sources[0][0], options.static_check)
-           or _needs_gpu(prep.sources[0][1], prep.device))
+    bad = _screen(prep, options)
     if bad:
         return EvalResult.rejected(prep.target.name, prep.suite, bad.cls, bad.message, bad.shape,
                                    wall_s=time.monotonic() - t0, **kw)
@@ -370,22 +373,16 @@ def _compare(challenger_path: str | Path, champion_path: str | Path, target: str
     t0 = time.monotonic()
     prep = _prepare([Path(challenger_path), Path(champion_path)], target, suite)
     timing = GPU_TIMING if prep.device == "cuda" else NOT_GPU_TIMING
-    for side, (p, src) in zip(("challenger", "champion"), prep.sources):
-        bad = _static(src, p, options.static_check) or _needs_gpu(src, prep.device)
-        if bad:
-            return CompareResult(None, None, None, 0.0, False,
-                                 failure={"side": side, "class": bad.cls, "message": bad.message},
-                                 device=prep.device, timing=timing, wall_s=time.monotonic() - t0)
-    seed = options.seed if options.seed is not None else secrets.randbits(63)
-    names = resolve(options.baselines or ("cudnn",), prep.tdev)[:1]
-    plan = build_plan(prep.target, prep.suite, device=prep.tdev, seed=seed, baselines=names,
-                      repeat=max(2, rounds), mode="compare", rounds=1,
-                      compile_threads=options.resolved_compile_threads())
-    plan["checks"] = []
-    run = _execute(prep, plan, options)
-    fail = run["failure"]
-    rounds_out: list[dict[str, float | None]] = []
-    scores: list[float | None] = [None, None]
+    fail = _screen(prep, options)
+    if fail is None:
+        seed = options.seed if options.seed is not None else secrets.randbits(63)
+        names = resolve(options.baselines or ("cudnn",), prep.tdev)[:1]
+        plan = build_plan(prep.target, prep.suite, device=prep.tdev, seed=seed, baselines=names,
+                          repeat=max(2, rounds), rounds=1,
+                          compile_threads=options.resolved_compile_threads())
+        plan["checks"] = []
+        run = _execute(prep, plan, options)
+        fail = run["failure"]
     if fail is None:
         try:
             base = assemble.baseline_times(run["report"], plan)

@@ -36,7 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 MODES = ("bwrap", "unshare", "landlock", "none")
@@ -61,7 +61,6 @@ class SandboxPlan:
     env: dict[str, str]
     isolation: str
     mode: str = "none"
-    notes: list[str] = field(default_factory=list)
 
 
 def scrubbed_env(scratch_dir: Path, gpu: int | None, mode: str) -> dict[str, str]:
@@ -72,12 +71,12 @@ def scrubbed_env(scratch_dir: Path, gpu: int | None, mode: str) -> dict[str, str
             env[k] = v
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     scratch = Path(scratch_dir)
+    home, tmp = scratch / "home", scratch / "tmp"  # the layout of make_scratch
     env.update({
-        "HOME": str(scratch), "TMPDIR": str(scratch / "tmp"),
-        "TRITON_CACHE_DIR": str(scratch / "triton"), "TRITON_HOME": str(scratch),
-        "TORCHINDUCTOR_CACHE_DIR": str(scratch / "inductor"), "XDG_CACHE_HOME": str(scratch / ".cache"),
-        "PYTHONPATH": str(REPO_ROOT), "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
-        "EVOLVE_SANDBOX": mode,
+        "HOME": str(home), "TMPDIR": str(tmp), "TRITON_CACHE_DIR": str(scratch / "triton_cache"),
+        "TRITON_HOME": str(home), "TORCHINDUCTOR_CACHE_DIR": str(tmp / "inductor"),
+        "XDG_CACHE_HOME": str(home / ".cache"), "PYTHONPATH": str(REPO_ROOT),
+        "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1", "EVOLVE_SANDBOX": mode,
     })
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
@@ -86,9 +85,15 @@ def scrubbed_env(scratch_dir: Path, gpu: int | None, mode: str) -> dict[str, str
     return env
 
 
-def _prepare_scratch(scratch: Path) -> None:
-    for sub in ("tmp", "triton", ".cache"):
-        (scratch / sub).mkdir(parents=True, exist_ok=True)
+# The scratch directory's layout (see spawn.py): the only place the worker may write.
+SCRATCH_DIRS = ("work", "home", "triton_cache", "tmp", "candidate", "out")
+
+
+def make_scratch(base: Path) -> dict[str, Path]:
+    dirs = {name: Path(base) / name for name in SCRATCH_DIRS}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    return dirs
 
 
 _SECRET_ENTRIES = (".ssh", ".aws", ".gnupg", ".config", ".docker", ".kube", ".azure", ".netrc",
@@ -170,14 +175,23 @@ exec "$@"
 """
 
 
-def _unshare_argv(cmd: list[str], scratch: Path, ro: list[Path]) -> tuple[list[str], dict[str, str]]:
+def _unshare_argv(cmd: list[str], scratch: Path, env: dict[str, str]) -> list[str]:
+    """The unshare command line; its script's variables are added to ``env``."""
     secrets = [p for p in secret_paths() if " " not in str(p)]
-    extra = {"EVOLVE_SCRATCH": str(scratch),
-             "EVOLVE_HIDE_DIRS": " ".join(str(p) for p in secrets if p.is_dir()),
-             "EVOLVE_HIDE_FILES": " ".join(str(p) for p in secrets if not p.is_dir())}
-    argv = ["unshare", "--net", "--pid", "--mount", "--ipc", "--uts", "--fork", "--kill-child",
+    env.update({"EVOLVE_SCRATCH": str(scratch),
+                "EVOLVE_HIDE_DIRS": " ".join(str(p) for p in secrets if p.is_dir()),
+                "EVOLVE_HIDE_FILES": " ".join(str(p) for p in secrets if not p.is_dir())})
+    return ["unshare", "--net", "--pid", "--mount", "--ipc", "--uts", "--fork", "--kill-child",
             "--mount-proc", "--", "/bin/sh", "-c", _UNSHARE_SCRIPT, "evolve-sandbox", *cmd]
-    return argv, extra
+
+
+def _wrap(mode: str, cmd: list[str], scratch: Path, ro: list[Path], env: dict[str, str]) -> list[str]:
+    """``cmd`` under ``mode``'s launcher (bwrap, unshare; the others have none)."""
+    if mode == "bwrap":
+        return _bwrap_argv(cmd, scratch, ro)
+    if mode == "unshare":
+        return _unshare_argv(cmd, scratch, env)
+    return list(cmd)
 
 
 @functools.lru_cache(maxsize=None)
@@ -198,18 +212,10 @@ def _probe(mode: str) -> bool:
                 "try:\n    open(sys.argv[1], 'w').write('escaped')\nexcept OSError:\n    pass\n")
         probe = [sys.executable, "-c", code, str(outside / "escaped")]
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp)}
-        if mode == "bwrap":
-            if not shutil.which("bwrap"):
-                return False
-            argv = _bwrap_argv(probe, tmp, [])
-        elif mode == "unshare":
-            if not shutil.which("unshare") or os.geteuid() != 0:
-                return False
-            argv, extra = _unshare_argv(probe, tmp, [])
-            env.update(extra)
-        else:
+        if not shutil.which(mode) or (mode == "unshare" and os.geteuid() != 0):
             return False
-        r = subprocess.run(argv, env=env, cwd=tmp, capture_output=True, timeout=60)
+        r = subprocess.run(_wrap(mode, probe, tmp, [], env), env=env, cwd=tmp, capture_output=True,
+                           timeout=60)
         return (r.returncode == 0 and (tmp / "probe").read_text() == "ok"
                 and not (outside / "escaped").exists())
     except (OSError, subprocess.SubprocessError):
@@ -245,16 +251,11 @@ _ISOLATION = {
 def plan(cmd: list[str], *, scratch_dir: Path, read_only_paths: list[Path], gpu: int | None) -> SandboxPlan:
     """Wrap the worker command `cmd` and build its environment (see the module docstring)."""
     scratch = Path(scratch_dir).resolve()
-    _prepare_scratch(scratch)
+    make_scratch(scratch)
     ro = [Path(p) for p in read_only_paths]
     mode = chosen_mode()
     env = scrubbed_env(scratch, gpu, mode)
-    argv = list(cmd)
-    if mode == "bwrap":
-        argv = _bwrap_argv(list(cmd), scratch, ro)
-    elif mode == "unshare":
-        argv, extra = _unshare_argv(list(cmd), scratch, ro)
-        env.update(extra)
+    argv = _wrap(mode, list(cmd), scratch, ro, env)
     isolation = _ISOLATION[mode]
     if mode == "landlock":
         isolation = isolation.replace("{net}", ",net" if landlock_abi() >= 4 else "")

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from evaluator.progress import LogFollower
+from evaluator import sandbox
+from evaluator.progress import LogFollower, stage_of
 
-ROOT = Path(__file__).resolve().parent.parent
 _BOOT = "import sys; sys.path.insert(0, {root!r}); from evaluator.{mod} import main; main()"
 BASELINE_ALLOWANCE_S = 1800.0
 _SECRET_MARKERS = ("_API_KEY", "_TOKEN", "_SECRET", "PASSWORD", "_CREDENTIALS")
@@ -40,11 +40,9 @@ _SECRET_MARKERS = ("_API_KEY", "_TOKEN", "_SECRET", "PASSWORD", "_CREDENTIALS")
 class ProcResult:
     returncode: int | None
     timed_out: bool
-    wall_s: float
     log_tail: str
-    stdout: str = ""
-    stopped: Any = None
-    candidate_started: bool = True
+    stopped: Any  # the failure ``on_phase1`` returned, if any
+    candidate_started: bool  # out/baselines.done was written: candidate code may have run
 
 
 def scrubbed_env(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -55,60 +53,29 @@ def scrubbed_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def make_scratch(base: Path) -> dict[str, Path]:
-    dirs = {name: base / name for name in ("work", "home", "triton_cache", "tmp", "candidate", "out")}
-    for d in dirs.values():
-        d.mkdir(parents=True, exist_ok=True)
-    return dirs
-
-
 def boot_cmd(module: str, arg: Path | str) -> list[str]:
-    return [sys.executable, "-I", "-c", _BOOT.format(root=str(ROOT), mod=module), str(arg)]
+    return [sys.executable, "-I", "-c", _BOOT.format(root=str(sandbox.REPO_ROOT), mod=module), str(arg)]
 
 
-def worker_plan(request: dict[str, Any], dirs: dict[str, Path], scratch: Path, *,
-                interpreter: bool, gpu: int | None):
+def worker_plan(request: dict[str, Any], scratch: Path, *, interpreter: bool, gpu: int | None):
     """Write the request and wrap the worker command with the sandbox; returns the plan."""
     req_path = scratch / "request.json"
     req_path.write_text(json.dumps(request))
-    return sandbox_plan(boot_cmd("worker", req_path), dirs, scratch, interpreter=interpreter,
-                        gpu=gpu)
+    return sandbox_plan(boot_cmd("worker", req_path), scratch, interpreter=interpreter, gpu=gpu)
 
 
-def sandbox_plan(cmd: list[str], dirs: dict[str, Path], scratch: Path, *, interpreter: bool,
-                 gpu: int | None):
-    """``cmd`` wrapped with the sandbox, with the worker's environment (private HOME,
-    TRITON_CACHE_DIR and TMPDIR in scratch, TRITON_INTERPRET on/off, CUDA_VISIBLE_DEVICES,
-    no secrets). Shared by ``worker_plan`` and pre-started workers (prestart.py)."""
-    read_only = [ROOT, Path(sys.prefix), Path(sys.base_prefix)]
-    from evaluator import sandbox
-
-    plan = sandbox.plan(cmd, scratch_dir=scratch, read_only_paths=read_only, gpu=gpu)
-    plan.env.update({
-        "HOME": str(dirs["home"]), "TRITON_CACHE_DIR": str(dirs["triton_cache"]),
-        "TMPDIR": str(dirs["tmp"]), "PYTHONDONTWRITEBYTECODE": "1",
-    })
+def sandbox_plan(cmd: list[str], scratch: Path, *, interpreter: bool, gpu: int | None):
+    """``cmd`` wrapped with the sandbox, with the worker's environment (sandbox.scrubbed_env:
+    an allow-list without secrets, HOME, TMPDIR and the Triton cache in the scratch layout,
+    CUDA_VISIBLE_DEVICES; here TRITON_INTERPRET on/off). Shared by ``worker_plan`` and
+    pre-started workers (prestart.py)."""
+    plan = sandbox.plan(cmd, scratch_dir=scratch, gpu=gpu,
+                        read_only_paths=[sandbox.REPO_ROOT, Path(sys.prefix), Path(sys.base_prefix)])
     if interpreter:
         plan.env["TRITON_INTERPRET"] = "1"
     else:
         plan.env.pop("TRITON_INTERPRET", None)
-    if gpu is not None:
-        plan.env["CUDA_VISIBLE_DEVICES"] = str(gpu)
-    for k in list(plan.env):
-        if any(m in k.upper() for m in _SECRET_MARKERS):
-            del plan.env[k]
     return plan
-
-
-def run_worker(argv: list[str], *, env: dict[str, str], cwd: Path, timeout_s: float,
-               log_path: Path, phase1: Path, on_phase1,
-               on_stage: Callable[[str], None] | None = None) -> ProcResult:
-    """Start the worker in its own session and drive it (``drive_worker``)."""
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(argv, env=env, cwd=str(cwd), stdin=subprocess.PIPE, stdout=log,
-                                stderr=log, start_new_session=True)
-    return drive_worker(proc, timeout_s=timeout_s, log_path=log_path, phase1=phase1,
-                        on_phase1=on_phase1, on_stage=on_stage)
 
 
 def drive_worker(proc: subprocess.Popen, *, timeout_s: float, log_path: Path, phase1: Path,
@@ -133,8 +100,7 @@ def drive_worker(proc: subprocess.Popen, *, timeout_s: float, log_path: Path, ph
     (the loop follows the log; the worker announces ``awaiting-verdict`` before
     ``phase1`` exists, so it is reported before ``on_phase1`` runs).
     """
-    t0 = time.monotonic()
-    deadline = t0 + timeout_s + BASELINE_ALLOWANCE_S
+    deadline = time.monotonic() + timeout_s + BASELINE_ALLOWANCE_S
     started = False  # candidate part started (out/baselines.done written by trusted code)
     released = False
     stopped = None
@@ -168,19 +134,13 @@ def drive_worker(proc: subprocess.Popen, *, timeout_s: float, log_path: Path, ph
                 break
             time.sleep(0.05)
     finally:
-        _kill_group(proc.pid)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
+        stop(proc)
         if writer is not None:
             writer.join(timeout=5)
     if follower is not None and stopped is None:
         follower.poll(final=True)
-    res = ProcResult(proc.returncode, timed_out, time.monotonic() - t0, tail(log_path))
-    res.stopped = stopped
-    res.candidate_started = started or (phase1.parent / "baselines.done").is_file()
-    return res
+    return ProcResult(proc.returncode, timed_out, tail(log_path), stopped,
+                      started or (phase1.parent / "baselines.done").is_file())
 
 
 def _send(proc: subprocess.Popen, data: bytes, close: bool = False) -> None:
@@ -241,24 +201,27 @@ class CheckerSession:
         return None
 
     def close(self) -> None:
-        _kill_group(self.proc.pid)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            pass
-        for f in (self.proc.stdin, self.proc.stdout):
-            try:
-                f.close()
-            except OSError:
-                pass
+        stop(self.proc)
         self._log.close()
 
 
-def _kill_group(pgid: int) -> None:
+def stop(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group of ``proc`` (started in its own session), reap it and close
+    its pipes."""
     try:
-        os.killpg(pgid, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pass
+    for pipe in (proc.stdin, proc.stdout):
+        try:
+            if pipe is not None:
+                pipe.close()
+        except OSError:
+            pass
 
 
 def tail(path: Path, n_bytes: int = 4000) -> str:
@@ -273,8 +236,5 @@ def tail(path: Path, n_bytes: int = 4000) -> str:
 
 
 def last_stage(log_text: str) -> str | None:
-    stage = None
-    for line in log_text.splitlines():
-        if "[evaluator-worker] stage:" in line:
-            stage = line.split("stage:", 1)[1].split()[0]
-    return stage
+    stages = [s for s in map(stage_of, log_text.splitlines()) if s is not None]
+    return stages[-1] if stages else None

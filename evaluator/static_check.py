@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from evaluator import static_rules as R
 
 
-@dataclass
+@dataclass(frozen=True)
 class Violation:
     rule: str
     line: int
@@ -113,10 +113,10 @@ def _root_name(node: ast.AST) -> str | None:
 
 
 class _Checker(ast.NodeVisitor):
-    def __init__(self) -> None:
+    def __init__(self, bound: set[str]) -> None:
         self.violations: list[Violation] = []
         self.aliases: dict[str, str] = {}   # local name -> qualified module/attribute
-        self.bound: set[str] = set()        # every name the module binds somewhere
+        self.bound = bound                  # every name the module binds somewhere
         self.jit_depth = 0
         self.inner: set[int] = set()         # Attribute nodes inside a longer chain
 
@@ -175,8 +175,6 @@ class _Checker(ast.NodeVisitor):
             self.flag("builtin", node, f"{node.id}: {R.DENIED_BUILTINS[node.id]}")
         elif node.id.startswith("__") and node.id.endswith("__") and node.id not in ("__name__", "__file__", "__doc__"):
             self.flag("dunder", node, f"{node.id}: interpreter internals are off limits")
-        if isinstance(node.ctx, ast.Store):
-            self.bound.add(node.id)
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         attr = node.attr
@@ -196,17 +194,12 @@ class _Checker(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         f = node.func
-        if isinstance(f, ast.Name) and f.id == "getattr":
-            self._check_getattr(node)
-            for a in node.args:
-                self.visit(a)
-            for k in node.keywords:
-                self.visit(k)
-            return
-        if isinstance(f, ast.Name) and f.id == "type":
-            if len(node.args) == 3:
+        if isinstance(f, ast.Name) and f.id in ("getattr", "type"):
+            if f.id == "getattr":
+                self._check_getattr(node)
+            elif len(node.args) == 3:
                 self.flag("dynamic", node, "type(name, bases, dict) builds classes dynamically")
-            for a in [*node.args, *node.keywords]:
+            for a in [*node.args, *node.keywords]:  # not node.func: visit_Name flags bare uses
                 self.visit(a)
             return
         if isinstance(f, ast.Name) and f.id in R.SHADOWABLE_BUILTINS and f.id not in self.bound:
@@ -229,15 +222,13 @@ class _Checker(ast.NodeVisitor):
                 self.flag("name", node, f"getattr({base}, {name!r}): {why}")
 
     # -- operators and statements -------------------------------------------------
-    def visit_BinOp(self, node: ast.BinOp) -> None:
+    def visit_BinOp(self, node: ast.BinOp | ast.AugAssign) -> None:
         if isinstance(node.op, ast.MatMult) and not self.jit_depth:
-            self.flag("matmul", node, "the @ operator outside a @triton.jit kernel runs torch matmul (cuBLAS)")
+            op = "@=" if isinstance(node, ast.AugAssign) else "the @ operator"
+            self.flag("matmul", node, f"{op} outside a @triton.jit kernel runs torch matmul (cuBLAS)")
         self.generic_visit(node)
 
-    def visit_AugAssign(self, node: ast.AugAssign) -> None:
-        if isinstance(node.op, ast.MatMult) and not self.jit_depth:
-            self.flag("matmul", node, "@= outside a @triton.jit kernel runs torch matmul (cuBLAS)")
-        self.generic_visit(node)
+    visit_AugAssign = visit_BinOp
 
     def visit_Assign(self, node: ast.Assign) -> None:
         q = self.qualify(node.value) if isinstance(node.value, (ast.Name, ast.Attribute)) else None
@@ -253,17 +244,11 @@ class _Checker(ast.NodeVisitor):
 
     visit_TryStar = visit_Try
 
-    def visit_Global(self, node: ast.Global) -> None:
-        self.bound.update(node.names)
-
     def _visit_func(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
-        self.bound.add(node.name)
-        for a in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs,
-                  *(x for x in (node.args.vararg, node.args.kwarg) if x)]:
-            self.bound.add(a.arg)
         if node.name in R.DENIED_DUNDER_DEFS:
             self.flag("dunder-def", node, f"defining {node.name} is not allowed (lazy outputs, hooks, finalizers)")
-        is_jit = any(self._decorator_name(d) in R.TRITON_DECORATORS for d in node.decorator_list)
+        is_jit = any(self.qualify(d.func if isinstance(d, ast.Call) else d) in R.TRITON_DECORATORS
+                     for d in node.decorator_list)
         for d in node.decorator_list:
             self.visit(d)
         self.jit_depth += is_jit
@@ -277,13 +262,7 @@ class _Checker(ast.NodeVisitor):
     visit_FunctionDef = _visit_func
     visit_AsyncFunctionDef = _visit_func
 
-    def _decorator_name(self, d: ast.AST) -> str | None:
-        if isinstance(d, ast.Call):
-            d = d.func
-        return self.qualify(d)
-
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
-        self.bound.add(node.name)
         for b in node.bases:
             q = self.qualify(b)
             if q is not None and q.split(".")[0] in ("torch", "triton"):
@@ -338,14 +317,6 @@ def check_source(source: str, filename: str = "candidate.py") -> list[Violation]
         tree = ast.parse(source, filename=filename)
     except SyntaxError as e:
         return [Violation("syntax", e.lineno or 0, f"cannot parse {filename}: {e.msg}")]
-    checker = _Checker()
-    checker.bound = _bound_names(tree)
+    checker = _Checker(_bound_names(tree))
     checker.visit(tree)
-    seen: set[tuple[str, int, str]] = set()
-    out: list[Violation] = []
-    for v in sorted(checker.violations, key=lambda v: (v.line, v.rule)):
-        key = (v.rule, v.line, v.message)
-        if key not in seen:
-            seen.add(key)
-            out.append(v)
-    return out
+    return list(dict.fromkeys(sorted(checker.violations, key=lambda v: (v.line, v.rule))))

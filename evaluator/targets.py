@@ -28,12 +28,10 @@ ways, G > 1 and Hkv == Hq, odd S, D 64 and 128, fp16, a custom scale, a strided 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from evaluator.failures import CandidateFailure
-
-DTYPES = ("float16", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -82,12 +80,6 @@ class Shape:
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in d.items() if k in known})
 
-    def validate(self) -> None:
-        if min(self.B, self.Hq, self.Hkv, self.S, self.D) < 1 or self.Hq % self.Hkv:
-            raise ValueError(f"bad shape {self}")
-        if self.dtype not in DTYPES or self.layout not in ("bhsd", "bshd"):
-            raise ValueError(f"bad shape {self}")
-
 
 @dataclass(frozen=True)
 class Target:
@@ -99,8 +91,6 @@ class Target:
     gpu_validation: tuple[Shape, ...]
     cpu_validation: tuple[Shape, ...]
     baselines: tuple[str, ...] = ("cudnn", "flash", "flex")
-    entry_point: str = "attention"
-    extra: dict[str, Any] = field(default_factory=dict)
     quick_validation: tuple[Shape, ...] = ()  # GPU checks of the quick suite (pre-screen only)
 
     def suite(self, name: str) -> list[Shape]:
@@ -117,12 +107,6 @@ class Target:
         if suite == "quick" and self.quick_validation:
             return list(self.quick_validation)
         return list(self.gpu_validation)
-
-    def primary_baseline(self, available: dict[str, float | None]) -> str | None:
-        for name in ("cudnn", "flash", "flex", "sdpa-cpu"):
-            if available.get(name) is not None:
-                return name
-        return None
 
 
 def _default_suite(heads: list[tuple[int, int, int]]) -> tuple[Shape, ...]:

@@ -47,8 +47,7 @@ class TimingParams:
 
 @dataclass
 class TimingRecord:
-    ms: float
-    call_ms: list[float]
+    ms: float  # median of the timed calls
     wall_ms: float | None = None
     wall_event_ms: float | None = None
     samples: list[dict[str, Any]] = field(default_factory=list)  # {"call", "rows", "tensor"}
@@ -107,7 +106,7 @@ def _time_cpu(fn, make, causal, kwargs, p, sample, check, after_call) -> TimingR
             after_call()
         if n in sample:
             samples.append({"call": n, "rows": sample[n], "tensor": _take_sample(out, sample[n])})
-    return TimingRecord(ms=statistics.median(times), call_ms=times, samples=samples)
+    return TimingRecord(ms=statistics.median(times), samples=samples)
 
 
 def _time_cuda(fn, make, causal, kwargs, p, sample, check, after_call) -> TimingRecord:
@@ -142,7 +141,7 @@ def _time_cuda(fn, make, causal, kwargs, p, sample, check, after_call) -> Timing
             after_call()
         times += [e0.elapsed_time(e1) for e0, e1 in events]
         samples += [{"call": c, "rows": r, "tensor": t.cpu()} for c, r, t in pending]
-    rec = TimingRecord(ms=statistics.median(times), call_ms=times, samples=samples)
+    rec = TimingRecord(ms=statistics.median(times), samples=samples)
     if p.wall_calls:
         sets = [make(10_000 + j) for j in range(p.wall_calls)]
         events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))

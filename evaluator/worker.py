@@ -44,7 +44,7 @@ from evaluator import precompile
 from evaluator.correctness import POISON_SECOND
 from evaluator.failures import CandidateFailure, classify_exception, classify_text
 from evaluator.inputs import make_inputs, torch_dtype
-from evaluator.plan import shape_of, timed_kind, timed_seed
+from evaluator.plan import timed_kind, timed_seed
 from evaluator.targets import Shape
 from evaluator.timing import BadOutput, TimingParams, time_call
 
@@ -59,13 +59,6 @@ def _stage(name: str) -> None:
     print(f"[evaluator-worker] stage: {name} t={time.monotonic() - _T0:.1f}s", file=sys.stderr, flush=True)
 
 
-def _task_count() -> int:
-    try:
-        return len(os.listdir("/proc/self/task"))
-    except OSError:
-        return threading.active_count()
-
-
 class Worker:
     def __init__(self, plan: dict[str, Any], scratch: Path, out_dir: Path, candidates: list[Path]):
         self.plan = plan
@@ -77,12 +70,12 @@ class Worker:
         self.params = TimingParams(**plan["timing"])
         self.report = _REPORT
         self.report.update({"failure": None, "stage": "start", "checks": [], "timing": [],
-                            "baselines": [], "threads": {}})
+                            "baselines": []})
         self.fns: list[Any] = []
         self.modules: list[Any] = []
         self.hook_checks = False  # on once Triton's JIT module is held (before the guard)
         self.guard = None
-        self.threads0 = (threading.active_count(), _task_count())
+        self.threads0 = threading.active_count()
 
     # ---- helpers -------------------------------------------------------------------
     def fail(self, cls: str, message: str, shape: str | None = None, side: int | None = None) -> None:
@@ -102,9 +95,8 @@ class Worker:
                       shape.name if shape else None)
 
     def _call(self, fn, q, k, v, shape: Shape):
-        kwargs = {} if shape.sm_scale is None else {"sm_scale": shape.sm_scale}
         try:
-            out = fn(q, k, v, causal=shape.causal, **kwargs)
+            out = fn(q, k, v, causal=shape.causal, **self._kw(shape))
             if self.tdev == "cuda":
                 import torch
                 torch.cuda.synchronize()
@@ -129,7 +121,7 @@ class Worker:
         t0 = time.monotonic()
         fns = {name: get_baseline(name) for name in self.plan["baselines"]}
         for entry in self.plan["timed"]:
-            shape = shape_of(entry["shape"])
+            shape = Shape.from_dict(entry["shape"])
             rec: dict[str, list[float | None]] = {}
             for name, fn in fns.items():
                 rec[name] = []
@@ -164,7 +156,7 @@ class Worker:
         self.report["isolation_in_process"] = sandbox.apply_in_process(self.scratch)
         precompile.preimport_kernel_libraries()
         self.hook_checks = True
-        self.threads0 = (threading.active_count(), _task_count())
+        self.threads0 = threading.active_count()
         guard.install(scratch_dir=self.scratch, candidate_path=self.candidates[0])
         self.guard = guard
         _stage("import")
@@ -199,15 +191,13 @@ class Worker:
             return
         import torch
 
-        shapes = list(dict.fromkeys([shape_of(c["shape"]) for c in self.plan["checks"]]
-                                    + [shape_of(e["shape"]) for e in self.plan["timed"]]))
+        shapes = list(dict.fromkeys([Shape.from_dict(c["shape"]) for c in self.plan["checks"]]
+                                    + [Shape.from_dict(e["shape"]) for e in self.plan["timed"]]))
         calls = [functools.partial(self._discovery_call, fn, shape) for fn in self.fns for shape in shapes]
         namespaces = [vars(m) for m in self.modules]
         stats = precompile.run(calls, namespaces, threads=int(cfg["threads"]),
                                max_specs=int(cfg["max_specs"]), limit_s=float(cfg["limit_s"]))
         print(stats.line(), file=sys.stderr, flush=True)
-        self.report["precompile"] = {"found": stats.found, "compiled": stats.compiled,
-                                     "seconds": round(stats.seconds, 3)}
         torch.cuda.empty_cache()  # discovery's blocks go back: the NaN poison stays effective
         self._threads(None)
         self._integrity(None)
@@ -222,7 +212,7 @@ class Worker:
         _stage("correctness")
         self._check_hook()
         for chk in self.plan["checks"]:
-            shape = shape_of(chk["shape"])
+            shape = Shape.from_dict(chk["shape"])
             q, k, v = make_inputs(shape, chk["seed"], chk["kind"], self.tdev)
             copies = [t.clone() for t in (q, k, v)]
             entry = {"id": chk["id"]}
@@ -293,21 +283,18 @@ class Worker:
                 self.fail("contract", "the output aliases an input's storage", shape.name)
 
     def _threads(self, shape: Shape | None) -> None:
-        py, os_tasks = threading.active_count(), _task_count()
-        self.report["threads"] = {"python_before": self.threads0[0], "python_after": py,
-                                  "tasks_before": self.threads0[1], "tasks_after": os_tasks}
-        if py > self.threads0[0]:
-            self.fail("timing_anomaly", f"the candidate started threads ({self.threads0[0]} -> {py})",
+        py = threading.active_count()
+        if py > self.threads0:
+            self.fail("timing_anomaly", f"the candidate started threads ({self.threads0} -> {py})",
                       shape.name if shape else None)
 
     def run_timing(self) -> None:
         _stage("timing")
         self._check_hook()
         for entry in self.plan["timed"]:
-            shape = shape_of(entry["shape"])
-            rec: dict[str, Any] = {"idx": entry["idx"], "sides": []}
-            for side, fn in enumerate(self.fns):
-                rec["sides"].append({"ms": [], "call_ms": [], "wall": [], "samples": []})
+            shape = Shape.from_dict(entry["shape"])
+            rec: dict[str, Any] = {"idx": entry["idx"],
+                                   "sides": [{"ms": [], "wall": [], "samples": []} for _ in self.fns]}
             for p in range(self.plan["passes"]):
                 sample = {s["call"]: s["rows"] for s in entry["samples"] if s["pass"] == p}
                 order = list(range(len(self.fns)))
@@ -334,7 +321,6 @@ class Worker:
             self.fail(classify_exception(exc), f"during timing: {type(exc).__name__}: {exc}", shape.name,
                       side)
         out["ms"].append(t.ms)
-        out["call_ms"].append(t.call_ms)
         out["wall"].append([t.wall_ms, t.wall_event_ms, self.params.wall_calls])
         for s in t.samples:
             fname = f"time{entry['idx']}_s{side}_p{p}_c{s['call']}.pt"

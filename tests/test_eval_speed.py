@@ -150,7 +150,7 @@ def test_plan_carries_cached_baselines_and_precompile_settings():
     cached = {i: {"cudnn": 1.0 + i} for i in range(len(t.suite("quick")))}
     p = build_plan(t, "quick", device="cuda", seed=1, baselines=["cudnn"], cached_baselines=cached,
                    compile_threads=4)
-    assert p["baselines"] == [] and p["baselines_cached"] and p["baseline_names"] == ["cudnn"]
+    assert p["baselines"] == [] and p["baselines_cached"]
     assert [e["cached_baselines"] for e in p["timed"]] == [cached[i] for i in range(len(cached))]
     assert p["precompile"] == {"threads": 4, "max_specs": 256, "limit_s": 120.0}
     assert build_plan(t, "quick", device="cuda", seed=1, baselines=["cudnn"])["precompile"] is None
@@ -183,8 +183,6 @@ def test_result_and_options_fields():
     assert {"baseline_ms", "compile_threads", "on_stage"} <= names
     o = EvalOptions(on_stage=print, scratch_dir=Path("/tmp/x"), baselines=("cudnn",),
                     baseline_ms={"a": {"cudnn": 1.0}})
-    d = o.to_dict()
-    assert "on_stage" not in d and json.loads(json.dumps(d))["scratch_dir"] == "/tmp/x"
     assert dataclasses.replace(o, repeat=2).on_stage is print
     assert EvalOptions(compile_threads=0).resolved_compile_threads() == 0
     assert 1 <= EvalOptions().resolved_compile_threads() <= 8

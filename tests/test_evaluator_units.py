@@ -131,8 +131,7 @@ def test_worker_env_is_scrubbed(tmp_path, monkeypatch):
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
     monkeypatch.setenv("MY_SERVICE_TOKEN", "t")
-    dirs = spawn.make_scratch(tmp_path)
-    plan = spawn.worker_plan({"plan": {}}, dirs, tmp_path, interpreter=True, gpu=None)
+    plan = spawn.worker_plan({"plan": {}}, tmp_path, interpreter=True, gpu=None)
     assert not any(k.endswith("_API_KEY") or "TOKEN" in k for k in plan.env)
     assert plan.env["TRITON_CACHE_DIR"].startswith(str(tmp_path))
     assert plan.env["HOME"].startswith(str(tmp_path)) and plan.env["TRITON_INTERPRET"] == "1"

@@ -39,7 +39,7 @@ def _wait_for(pred, timeout: float = 120.0) -> None:
 def test_a_prestarted_worker_evaluates_like_a_fresh_one(tmp_path):
     fresh = evaluate(NAIVE, "gqa", "smoke", EvalOptions(log_path=tmp_path / "fresh.log"))
     h = Prestarted.start(None, True)
-    assert h.key == (None, True) and h.alive()
+    assert (h.gpu, h.interpreter) == (None, True) and h.alive()
     _wait_for(lambda: "stage: init" in h.log_path.read_text())  # announced before any request
     log = tmp_path / "pre.log"
     res = evaluate(NAIVE, "gqa", "smoke", EvalOptions(prestarted=h, log_path=log))
@@ -82,7 +82,7 @@ def test_no_prestart_without_a_pid_namespace(tmp_path, monkeypatch, mode):
 
 def test_a_dead_handle_falls_back_to_a_fresh_worker(tmp_path):
     h = Prestarted.start(None, True)
-    os.killpg(h.pid, signal.SIGKILL)
+    os.killpg(h.proc.pid, signal.SIGKILL)
     h.proc.wait(timeout=30)
     log = tmp_path / "e.log"
     res = evaluate(NAIVE, "gqa", "smoke", EvalOptions(prestarted=h, log_path=log))
@@ -133,7 +133,7 @@ def test_an_idle_prestarted_worker_exits_quietly_when_stdin_closes():
 
 def test_options_and_config_fields():
     opts = EvalOptions(prestarted=object())
-    assert "prestarted" not in opts.to_dict() and "prestarted=" not in repr(opts)
+    assert "prestarted=" not in repr(opts)
     cfg = RunConfig(name="r", target="gqa", operator="offline", seed_file="s.py", suite="smoke",
                     rng_seed=1)
     assert cfg.prestart_workers is True

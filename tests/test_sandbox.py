@@ -154,7 +154,7 @@ def test_scrubbed_env_is_an_allow_list(tmp_path, monkeypatch):
     assert FAKE_KEY not in json.dumps(env)
     assert "SOME_RANDOM_VAR" not in env
     assert env["TRITON_INTERPRET"] == "1"
-    assert env["HOME"] == str(tmp_path) and env["TMPDIR"].startswith(str(tmp_path))
+    assert env["HOME"] == str(tmp_path / "home") and env["TMPDIR"].startswith(str(tmp_path))
     assert env["TRITON_CACHE_DIR"].startswith(str(tmp_path))
     assert env["CUDA_VISIBLE_DEVICES"] == "3"
     assert env["PYTHONPATH"] == str(ROOT)
