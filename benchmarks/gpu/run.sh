@@ -21,7 +21,7 @@
 #   offline SEED MINUTES NAME [RNG_SEED]
 #                                an offline run in the foreground, then its stats
 #                                (stats_NAME.json, lineage_NAME.db, kernels_NAME.tgz)
-#   tests                        the GPU tests (pytest -m gpu)
+#   tests [FILE...]              the GPU tests (pytest -m gpu; all of tests/ by default)
 #
 # Long steps are cut by `timeout` so that a partial JSON still comes back (the tools rewrite
 # their JSON as they go). A device machine is held at most 30 minutes: split a session into
@@ -86,5 +86,6 @@ case "$cmd" in
     cp "$runs/$name/lineage.db" "$OUT/lineage_$name.db"
     (cd "$runs/$name" && tar czf "$OUT/kernels_$name.tgz" kernels run.toml) ;;
   tests)
-    timeout 580 python3 -m pytest -q -m gpu tests 2>&1 | tee "$OUT/pytest_gpu.log" | tail -n 30 ;;
+    [ $# -gt 0 ] || set -- tests
+    timeout "${TESTS_TIMEOUT:-580}" python3 -m pytest -q -m gpu "$@" 2>&1 | tee "$OUT/pytest_gpu.log" | tail -n 30 ;;
 esac
