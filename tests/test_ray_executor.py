@@ -50,7 +50,7 @@ def _job(job_id: str, source: str, **kw) -> EvalJob:
 def _slot_running(ex: RayExecutor, job_id: str):
     def find():
         for s in ex.slots:
-            if s.item is not None and s.item.job.job_id == job_id and s.actor is not None:
+            if s.status.job_id == job_id and s.actor is not None:
                 return s
         return None
     return _wait(find, what=f"an actor running {job_id}")
