@@ -61,10 +61,9 @@ class Evaluations:
         return self._executor
 
     def shutdown(self, wait: bool = True) -> None:
-        with self._lock:
-            ex, self._executor = self._executor, None
-        if ex is not None:
-            ex.shutdown(wait=wait)
+        """Stop the executor if one was started (it stays `current`: its final workers)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=wait)
 
     def _submit(self, kind: str, name: str, source: str, suite: str | None = None,
                 **kw: Any) -> "Future[JobResult]":

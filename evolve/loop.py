@@ -148,14 +148,11 @@ class EvolutionLoop:
     def _read_inbox(self, block: bool) -> None:
         try:
             msg = self.inbox.get(timeout=0.5) if block else self.inbox.get_nowait()
-        except queue.Empty:
-            msg = None
-        while msg is not None:
-            self._handle(msg)
-            try:
+            while True:
+                self._handle(msg)
                 msg = self.inbox.get_nowait()
-            except queue.Empty:
-                msg = None
+        except queue.Empty:
+            pass
         self._snapshot_workers()
 
     def drain(self) -> None:
@@ -382,8 +379,8 @@ class EvolutionLoop:
 
     # --- workers and shutdown ----------------------------------------------------
 
-    def _snapshot_workers(self, force: bool = False, executor: Any = None) -> None:
-        ex = executor or self.evals.current
+    def _snapshot_workers(self, force: bool = False) -> None:
+        ex = self.evals.current
         now = time.monotonic()
         if ex is None or (not force and now - self._snap_t < WORKERS_SNAPSHOT_S):
             return
@@ -410,10 +407,8 @@ class EvolutionLoop:
                     self._handle(msg)
                 except Exception as e:
                     self.run.log(f"[warning] a proposer's write failed: {e}")
-        ex = self.evals.current
         self.evals.shutdown(wait=not abandon)
-        if ex is not None:
-            self._snapshot_workers(force=True, executor=ex)
+        self._snapshot_workers(force=True)
 
     # --- crash recovery --------------------------------------------------------
 

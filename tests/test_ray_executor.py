@@ -69,7 +69,6 @@ def test_gpus_argument_and_address_parsing():
     assert parse([None], None) == (1, None, "cpu")
     assert parse(2, None) == (2, None, "gpu")
     assert parse([1, 3], None) == (2, [1, 3], "gpu")
-    assert parse("0,2", None) == (2, [0, 2], "gpu")
     assert parse("all", None)[2] == "all" and parse("auto", None)[2] == "auto"
     for bad in ("x", [1, 1], -1):
         with pytest.raises(ExecutorError):
@@ -162,7 +161,6 @@ class TestLocalRay:
         assert ok.lost is None and ok.error is None, ok
         assert ok.data["status"] == "ok" and ok.data["score"] > 0
         assert ok.data["device"] == "interpreter" and ok.gpu is None
-        assert ok.stages.get("compile", 0) > 0 and ok.stages.get("timing", 0) > 0
         assert "checker" in ok.log or ok.log  # the evaluation log came back to the driver
         assert res["mismatch"].data["status"] == "rejected"
         assert res["mismatch"].data["failure"]["class"] == "mismatch"

@@ -91,7 +91,7 @@ def start(
                         proposers=proposers, gpus=gpus, executor=executor,
                         ray_address=ray_address)
     try:
-        run = create_run(opts, console)
+        run = create_run(opts)
         console.print(f"run {run.name}: {run.paths.root} (operator {run.config.operator}, "
                       f"suite {run.config.suite})", markup=False, highlight=False)
         code = drive(run, console, resumed=False)

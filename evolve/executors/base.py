@@ -60,8 +60,6 @@ class JobResult:
     gpu: int | None
     data: dict[str, Any]           # EvalResult.to_dict() / CompareResult.to_dict()
     log: str = ""                  # the evaluation log text (worker + checker)
-    seconds: float = 0.0
-    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage group
     lost: str | None = None        # set when the job failed because its worker died twice
     error: str | None = None       # run_job could not evaluate (evaluator usage error / bug)
 

@@ -238,17 +238,10 @@ def ray_gpus(gpus: Any, n_workers: int | None) -> tuple[int, list[int] | None, s
     """The executor's `gpus` argument (see RayExecutor): (worker count, local GPU
     indices or None, mode: gpu / cpu / all / auto)."""
     if isinstance(gpus, str):
-        g = gpus.strip().lower()
-        if g in ("all", "auto"):
-            return 0, None, g
-        if g in ("", "none", "cpu"):
-            gpus = None
-        else:
-            try:
-                gpus = [int(p) for p in g.split(",")]
-            except ValueError:
-                raise ExecutorError(f"gpus: {gpus!r} is not a GPU count, a list of "
-                                    "indices, 'all' or 'auto'") from None
+        if gpus not in ("all", "auto"):
+            raise ExecutorError(f"gpus: {gpus!r} is not a GPU count, a list of indices, "
+                                "'all' or 'auto'")
+        return 0, None, gpus
     if gpus is None or gpus == 0 or gpus == [None]:
         n = 1 if n_workers is None else int(n_workers)
         if n < 1:
