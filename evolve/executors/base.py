@@ -1,11 +1,12 @@
 """What flows between the orchestrator and the evaluation executors.
 
 The orchestrator (the single writer of the lineage DB and the git repo) turns work into
-`EvalJob`s and hands them to an `Executor`. An executor runs each job on one of its
-workers (one `WorkerSlot` per GPU: a thread here, or a Ray actor) with
-`evolve.jobs.run_job`, and resolves the job's future with a `JobResult`. Workers never touch the run's DB or repo:
-everything they need travels inside the job (the sources as text), everything they
-produce travels back inside the result (plain, JSON-able data).
+`EvalJob`s and hands them to an `Executor`. Its slots (one `WorkerSlot` and one thread per
+GPU) take the jobs from one `JobQueue` and run each with `evolve.jobs.run_job` (local: in
+the thread; Ray: on the slot's actor), resolving the job's future with a `JobResult`.
+Workers never touch the run's DB or repo: everything they need travels inside the job (the
+sources as text), everything they produce travels back inside the result (plain,
+JSON-able data).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import collections
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -75,8 +76,7 @@ class JobResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "JobResult":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return cls(**d)
 
 
 @dataclass

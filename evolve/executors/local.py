@@ -25,7 +25,7 @@ from typing import Callable
 
 from evolve.executors.base import (EvalJob, Executor, ExecutorError, JobQueue, JobResult,
                                    WorkerSlot)
-from evolve.executors.procs import descendants, host_cpus, kill_procs
+from evolve.executors.procs import compile_threads, descendants, host_cpus, kill_procs
 from evolve.jobs import BaselineCache, SparePool, run_job, stage_group
 
 Runner = Callable[..., JobResult]  # run_job's signature
@@ -62,8 +62,7 @@ class _Slot(WorkerSlot):
     def _job(self, job: EvalJob) -> JobResult:
         self.set("busy", job.job_id)
         self.log(f"job {job.job_id}")
-        threads = max(1, min(8, host_cpus() // len(self.ex.slots))) \
-            if len(self.ex.slots) > 1 else None
+        threads = compile_threads(host_cpus(), len(self.ex.slots))
         try:
             res = self.ex.runner(job, self.gpu, self.ex.workdir, on_stage=self._stage,
                                  baseline_cache=self.cache, worker=self.name,

@@ -23,12 +23,11 @@ a second loss resolves it with `JobResult(lost=...)`.
 
 Code on the nodes: a local instance's workers import this checkout (PYTHONPATH). On a
 cluster (`address` given) the actors get this process's `evolve` and `evaluator`
-packages as the job's runtime_env working_dir (`ship_code`, default on for a cluster;
-see ray_cluster.ship_runtime_env), so the nodes run the orchestrator's code; each node
-still needs the same Python environment (torch, triton, the project's dependencies and
-the same Ray version), e.g. `bash install.sh ray` in a checkout. Work files live in the
-run's scratch directory on the orchestrator's host and under the node's temp directory
-elsewhere.
+packages as the job's runtime_env working_dir (see ray_cluster.ship_runtime_env), so
+the nodes run the orchestrator's code; each node still needs the same Python environment
+(torch, triton, the project's dependencies and the same Ray version), e.g. `bash
+install.sh ray` in a checkout. Work files live in the run's scratch directory on the
+orchestrator's host and under the node's temp directory elsewhere.
 """
 
 from __future__ import annotations
@@ -48,7 +47,7 @@ from evolve.executors.base import (EvalJob, Executor, ExecutorError, JobQueue, J
                                    WorkerSlot, fail)
 from evolve.executors.ray_actor import (CONCURRENCY_GROUPS, CONTROL_GROUP, EvalActor, reap,
                                         stop_actor)
-from evolve.executors.procs import host_cpus
+from evolve.executors.procs import compile_threads, host_cpus
 from evolve.executors.ray_cluster import ray_gpus, why
 
 
@@ -148,7 +147,8 @@ class Slot(WorkerSlot):
         self.known = {}
         limit = (job.timeout_s + ex.grace_s) * (2 if job.prescreen else 1)
         end = time.monotonic() + limit
-        ref = self.actor.run.remote(job.to_dict(), ex.compile_threads or self._compile_threads())
+        same_host = sum(1 for o in ex.slots if o.host and o.host == self.host)
+        ref = self.actor.run.remote(job.to_dict(), compile_threads(self.cpus, same_host))
         while not self._wait(ref, ex.status_every_s, ex.abandon):
             if ex.abandon.is_set():
                 fail(fut, ExecutorError("the executor was shut down"))
@@ -183,11 +183,6 @@ class Slot(WorkerSlot):
             self.known[int(p[0])] = (int(p[0]), int(p[1]))
         if st.get("job_id") == job.job_id:
             self.set(st.get("group") or "busy", keep_job=True)
-
-    def _compile_threads(self) -> int | None:
-        """Workers on one host share its CPUs for precompiling (as the local executor does)."""
-        same = sum(1 for o in self.ex.slots if o.host and o.host == self.host)
-        return max(1, min(8, self.cpus // same)) if same > 1 else None
 
     def _lose(self, job: EvalJob, fut: Future, reason: str) -> None:
         """The actor died or hung: kill it (and its evaluator processes), re-queue its job
@@ -225,8 +220,7 @@ class RayExecutor(Executor):
     def __init__(self, address: str | None = None, gpus: Any = None, workdir: Path | str = ".",
                  *, n_workers: int | None = None, runner: Any = None, grace_s: float = 4200.0,
                  baseline_ttl_s: float = 600.0, start_timeout_s: float = 600.0,
-                 ship_code: bool | None = None, cpus_per_worker: float = 1.0,
-                 compile_threads: int | None = None, on_change: Callable[[], None] | None = None,
+                 cpus_per_worker: float = 1.0, on_change: Callable[[], None] | None = None,
                  log_dir: Path | str | None = None, poll_s: float = 0.2,
                  status_every_s: float = 1.0, kill_wait_s: float = 5.0,
                  max_start_failures: int = 3, loopback: bool | None = None,
@@ -238,16 +232,14 @@ class RayExecutor(Executor):
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.runner, self.grace_s, self.baseline_ttl_s = runner, grace_s, baseline_ttl_s
         self.start_timeout_s, self.cpus_per_worker = start_timeout_s, cpus_per_worker
-        self.compile_threads, self.on_change = compile_threads, on_change
+        self.on_change = on_change
         self.poll_s, self.status_every_s, self.kill_wait_s = poll_s, status_every_s, kill_wait_s
         self.max_start_failures = max_start_failures
         self.prestart = prestart  # each actor keeps a pre-started evaluator worker (ray_actor)
 
         count, gpu_ids, mode = ray_gpus(gpus, n_workers)
-        ship = address is not None if ship_code is None else ship_code
         self.conn = ray_cluster.connect(address, gpu_ids=gpu_ids, gpu_actors=mode != "cpu",
-                                        num_cpus=self._local_cpus(count, mode), loopback=loopback,
-                                        ship_code=bool(ship and address))
+                                        num_cpus=self._local_cpus(count, mode), loopback=loopback)
         try:
             if mode in ("all", "auto"):
                 n = ray_cluster.cluster_gpus(self.conn)
