@@ -101,7 +101,7 @@ def test_the_cluster_must_have_a_gpu_and_a_cpu_per_worker():
         def cluster_resources():
             return {"CPU": 4.0, "GPU": 2.0}
 
-    conn = ray_cluster.Connection(FakeRay, owned=False, local=False, address="head:6379")
+    conn = ray_cluster.Connection(FakeRay, owned=False, address="head:6379")
     ray_cluster.check_resources(conn, 2, True, 1.0)
     with pytest.raises(ExecutorError, match="has 2 GPU.*3 GPU worker"):
         ray_cluster.check_resources(conn, 3, True, 1.0)
