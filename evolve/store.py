@@ -223,6 +223,3 @@ class LineageStore:
             return []
         return [dict(r) for r in self.db.query("SELECT * FROM workers ORDER BY name")]
 
-    def integrity_ok(self) -> bool:
-        return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-

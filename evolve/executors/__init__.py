@@ -107,8 +107,5 @@ def executor_for(config: Any, workdir: Path, log_dir: Path) -> Executor:
         return LocalExecutor(resolve_gpus(config.gpus), workdir, **kw)
     gpus: Any = resolve_gpus(config.gpus) if not config.ray_address else \
         config.gpus if config.gpus is not None else "auto"
-    try:
-        from evolve.executors.ray_executor import RayExecutor
-    except ImportError as e:
-        raise ExecutorError(f"--executor ray is unavailable ({e}): {RAY_HINT}") from None
+    from evolve.executors.ray_executor import RayExecutor  # imports Ray when it connects
     return RayExecutor(config.ray_address, gpus, workdir, grace_s=config.worker_grace_s, **kw)

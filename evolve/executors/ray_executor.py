@@ -218,13 +218,12 @@ class RayExecutor(Executor):
     name = "ray"
 
     def __init__(self, address: str | None = None, gpus: Any = None, workdir: Path | str = ".",
-                 *, n_workers: int | None = None, runner: Any = None, grace_s: float = 4200.0,
-                 baseline_ttl_s: float = 600.0, start_timeout_s: float = 600.0,
-                 cpus_per_worker: float = 1.0, on_change: Callable[[], None] | None = None,
-                 log_dir: Path | str | None = None, poll_s: float = 0.2,
-                 status_every_s: float = 1.0, kill_wait_s: float = 5.0,
-                 max_start_failures: int = 3, loopback: bool | None = None,
-                 prestart: bool = True):
+                 *, n_workers: int | None = None, runner: str | None = None,
+                 grace_s: float = 4200.0, baseline_ttl_s: float = 600.0,
+                 start_timeout_s: float = 600.0, cpus_per_worker: float = 1.0,
+                 on_change: Callable[[], None] | None = None, log_dir: Path | str | None = None,
+                 poll_s: float = 0.2, status_every_s: float = 1.0, kill_wait_s: float = 5.0,
+                 max_start_failures: int = 3, loopback: bool | None = None, prestart: bool = True):
         self.workdir = Path(workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = Path(log_dir) / "workers-ray.log" if log_dir else None
