@@ -38,10 +38,7 @@ class Champion:
 
     def last_noise(self) -> float | None:
         for e in reversed(self.store.events("rematch")):
-            try:
-                noise = json.loads(e.data_json or "{}").get("noise")
-            except ValueError:
-                continue
+            noise = json.loads(e.data_json).get("noise")
             if isinstance(noise, (int, float)) and noise >= 0:
                 return float(noise)
         return None

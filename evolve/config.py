@@ -166,6 +166,4 @@ def _value(v: Any) -> str:
         return repr(v)
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_value(x) for x in v if x is not None) + "]"
-    if isinstance(v, Path):
-        return _string(str(v))
     return _string(str(v))

@@ -21,7 +21,6 @@ class ProgressState:
     done: int = 0
     best_id: int | None = None
     best_score: float | None = None
-    current: str = ""
     last: str = ""
     last_failure: str = ""
     cost_usd: float = 0.0
@@ -58,11 +57,14 @@ class PlainProgress:
     def __exit__(self, *exc: object) -> None:
         return None
 
+    def _line(self, msg: str) -> None:
+        """A progress line (the live panel shows the same state itself)."""
+        self.console.print(f"[{self.state.elapsed()}] {msg}", highlight=False, markup=False,
+                           soft_wrap=True)
+
     def started(self, cid: int, what: str) -> None:
-        self.state.current = f"#{cid} {what}"
         self.state.in_flight[cid] = what
-        self.console.print(f"[{self.state.elapsed()}] evaluating #{cid}: {what}", highlight=False,
-                           markup=False, soft_wrap=True)
+        self._line(f"evaluating #{cid}: {what}")
 
     def workers(self, workers: list) -> None:  # noqa: ANN001 - WorkerStatus objects
         self.state.worker_line = worker_line(workers)
@@ -74,17 +76,15 @@ class PlainProgress:
             self.state.last_failure = failure
         s = self.state
         budget = f"/{s.budget}" if s.budget else ""
-        self.console.print(f"[{s.elapsed()}] {line} | candidates {s.done}{budget} | best "
-                           f"#{s.best_id} {_score(s.best_score)}", highlight=False, markup=False,
-                           soft_wrap=True)
+        self._line(f"{line} | candidates {s.done}{budget} | best #{s.best_id} "
+                   f"{_score(s.best_score)}")
 
     def note(self, msg: str) -> None:
-        self.console.print(f"[{self.state.elapsed()}] {msg}", highlight=False, markup=False,
-                           soft_wrap=True)
+        self._line(msg)
 
 
 class LiveProgress(PlainProgress):
-    """A rich Live panel: candidates / budget, best, current, last result and failure."""
+    """A rich Live panel: candidates / budget, best, in flight, last result and failure."""
 
     def __init__(self, state: ProgressState, console: Console):
         super().__init__(state, console)
@@ -119,16 +119,8 @@ class LiveProgress(PlainProgress):
         return Panel(t, title=f"evolve {s.run_name} ({s.target}, {s.operator})",
                      subtitle="Ctrl-C stops; evolve resume continues", border_style="cyan")
 
-    def started(self, cid: int, what: str) -> None:
-        self.state.current = f"#{cid} {what}"
-        self.state.in_flight[cid] = what
-
-    def finished(self, line: str, failure: str = "", cid: int | None = None) -> None:
-        self.state.in_flight.pop(cid, None)
-        self.state.last = line
-        self.state.current = ""
-        if failure:
-            self.state.last_failure = failure
+    def _line(self, msg: str) -> None:
+        pass  # the panel shows it
 
     def note(self, msg: str) -> None:
         self.live.console.print(msg, highlight=False, markup=False)

@@ -75,19 +75,14 @@ def check_scaleout(executor: str | None, ray_address: str | None, gpus: str | No
     return executor, parsed, proposers
 
 
-def _check_target(target: str) -> None:
-    from evaluator import UnknownTarget, get_target
-    try:
-        get_target(target)
-    except UnknownTarget as e:
-        raise UsageError(f"unknown target {target!r}: {e}") from None
-
-
-def create_run(opts: StartOptions, console: Console) -> RunHandle:
-    from evaluator import gpu_available
+def create_run(opts: StartOptions) -> RunHandle:
+    from evaluator import UnknownTarget, get_target, gpu_available
     from evolve.fingerprint import collect
 
-    _check_target(opts.target)
+    try:
+        get_target(opts.target)
+    except UnknownTarget as e:
+        raise UsageError(f"unknown target {opts.target!r}: {e}") from None
     agent = opts.agent or AgentConfig()
     operator = resolve_operator(opts.operator, agent)
     seed = Path(opts.seed) if opts.seed else default_seed(opts.target)

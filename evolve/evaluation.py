@@ -28,14 +28,6 @@ class JobError(RuntimeError):
     """An evaluation produced no result (the evaluator refused it, its worker was lost)."""
 
 
-def _why_none(res: JobResult) -> str | None:
-    if res.lost:
-        return f"evaluation worker lost: {res.lost}"
-    if res.error or not res.data:
-        return f"evaluation failed: {res.error or 'no result'}"
-    return None
-
-
 class Evaluations:
     """Submits a run's evaluations (candidates, operator probes, rematches) to its executor.
     Thread-safe: proposer threads run probes while the orchestrator submits candidates."""
@@ -61,10 +53,9 @@ class Evaluations:
         return self._executor
 
     def shutdown(self, wait: bool = True) -> None:
-        with self._lock:
-            ex, self._executor = self._executor, None
-        if ex is not None:
-            ex.shutdown(wait=wait)
+        """Stop the executor if one was started (it stays `current`: its final workers)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=wait)
 
     def _submit(self, kind: str, name: str, source: str, suite: str | None = None,
                 **kw: Any) -> "Future[JobResult]":
@@ -74,7 +65,8 @@ class Evaluations:
             suite=suite or cfg.suite, source=source, timeout_s=float(cfg.eval_timeout_s),
             baselines=list(cfg.baselines), **kw))
 
-    def _write_log(self, path: Path, res: JobResult) -> None:
+    def _finish(self, path: Path, res: JobResult) -> str | None:
+        """Write the job's log to `path`; why the job produced no result (None: it did)."""
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             text = res.log or ""
@@ -83,6 +75,11 @@ class Evaluations:
             path.write_text(text, encoding="utf-8")
         except OSError:
             pass
+        if res.lost:
+            return f"evaluation worker lost: {res.lost}"
+        if res.error or not res.data:
+            return f"evaluation failed: {res.error or 'no result'}"
+        return None
 
     # --- candidates --------------------------------------------------------------
 
@@ -95,8 +92,7 @@ class Evaluations:
 
     def candidate_result(self, c: Candidate, res: JobResult) -> EvalResult:
         """The candidate's evaluation; its log goes to logs/<id>.log."""
-        self._write_log(self.run.paths.eval_log(c.id), res)
-        why = _why_none(res)
+        why = self._finish(self.run.paths.eval_log(c.id), res)
         if why is None:
             return EvalResult.from_dict(res.data)
         cfg = self.run.config
@@ -109,8 +105,7 @@ class Evaluations:
         """An operator-requested evaluation (the agent's evaluate tool); blocks its caller."""
         name = f"probe-{uuid.uuid4().hex[:8]}"
         res = self._submit("probe", name, source, suite).result()
-        self._write_log(self.run.paths.logs / f"{name}.log", res)
-        why = _why_none(res)
+        why = self._finish(self.run.paths.logs / f"{name}.log", res)
         if why is not None:
             raise JobError(why)
         return EvalResult.from_dict(res.data)
@@ -126,9 +121,8 @@ class Evaluations:
 
     def rematch_result(self, challenger: Candidate, champion: Candidate,
                        res: JobResult) -> CompareResult:
-        self._write_log(self.run.paths.logs / f"rematch-{challenger.id}-vs-{champion.id}.log",
-                        res)
-        why = _why_none(res)
+        why = self._finish(self.run.paths.logs / f"rematch-{challenger.id}-vs-{champion.id}.log",
+                           res)
         if why is not None:
             raise JobError(why)
         return CompareResult.from_dict(res.data)

@@ -38,22 +38,14 @@ def _probe_torch(timeout_s: float = 120) -> dict[str, Any]:
         return {"probe_error": f"{type(e).__name__}: {e}"[:300]}
 
 
-def _driver() -> str | None:
+def _first_line(cmd: list[str], timeout_s: float) -> str | None:
+    """The first line a command prints (None when it fails or prints nothing)."""
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=30, check=True)
-        return out.stdout.strip().splitlines()[0] if out.stdout.strip() else None
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,
+                             check=True).stdout.strip()
     except (subprocess.SubprocessError, OSError):
         return None
-
-
-def _project_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"],
-                             capture_output=True, text=True, timeout=10, check=True)
-        return out.stdout.strip() or None
-    except (subprocess.SubprocessError, OSError):
-        return None
+    return out.splitlines()[0] if out else None
 
 
 def collect(gpu: bool) -> dict[str, Any]:
@@ -63,9 +55,10 @@ def collect(gpu: bool) -> dict[str, Any]:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "gpu_available": gpu,
-        "project_commit": _project_commit(),
+        "project_commit": _first_line(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], 10),
     }
     info.update(_probe_torch())
     if gpu:
-        info["driver"] = _driver()
+        info["driver"] = _first_line(["nvidia-smi", "--query-gpu=driver_version",
+                                      "--format=csv,noheader"], 30)
     return {k: v for k, v in info.items() if v is not None}

@@ -117,12 +117,6 @@ class KernelRepo:
         git.Reference.create(self.repo, f"{_REF_PREFIX}{int(cid)}", self.repo.commit(sha),
                              force=True)
 
-    def delete_candidate_ref(self, cid: int) -> None:
-        path = f"{_REF_PREFIX}{int(cid)}"
-        ref = git.Reference(self.repo, path)
-        if ref.is_valid():
-            git.Reference.delete(self.repo, path)
-
     # --- reading -------------------------------------------------------------
 
     def candidate_refs(self) -> dict[int, str]:

@@ -5,9 +5,10 @@ orchestrator for the local executor, a Ray actor for Ray).
 
 `run_job` writes the job's source(s) under a fresh directory in `workdir`, calls
 `evaluator.evaluate` (candidate, probe) or `evaluator.compare_candidates` (rematch) and
-returns a `JobResult`: the result dict, the evaluation log text, and seconds per stage
-group ("compile": parent setup, import, precompile, correctness, checker; "timing":
-worker init, baselines, timing). It never raises for the candidate's fault; an
+returns a `JobResult`: the result dict and the evaluation log text. `on_stage` hears each
+stage the evaluator announces (`stage_group`: "compile" for parent setup, import,
+precompile, correctness, checker; "timing" for worker init, baselines, timing; the slots'
+utilisation counters). It never raises for the candidate's fault; an
 evaluator error (bad suite, ...) comes back in `JobResult.error`. The directory it made
 is removed.
 
@@ -45,8 +46,6 @@ from evaluator import (CompareResult, EvalOptions, EvalResult, Failure, Prestart
                        geomean, get_target, gpu_available)
 from evolve.executors.base import EvalJob, JobResult
 
-COMPILE_STAGES = ("setup", "confine", "import", "precompile", "correctness", "checker",
-                  "awaiting-verdict")
 TIMING_STAGES = ("init", "baselines", "timing")
 SLOW_CLASS = "slow"  # loop-level failure class: below the pre-screen bar (never the evaluator's)
 
@@ -137,33 +136,6 @@ class SparePool:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-class _StageClock:
-    """Seconds per stage group from the evaluator's stage announcements."""
-
-    def __init__(self, forward: Callable[[str], None] | None):
-        self.forward = forward
-        self.seconds: dict[str, float] = {"compile": 0.0, "timing": 0.0}
-        self.group: str | None = "compile"
-        self.since = time.monotonic()
-        self._lock = threading.Lock()
-
-    def __call__(self, stage: str) -> None:
-        with self._lock:
-            now = time.monotonic()
-            if self.group is not None:
-                self.seconds[self.group] += now - self.since
-            self.group, self.since = stage_group(stage), now
-        if self.forward is not None:
-            try:
-                self.forward(stage)
-            except Exception:  # a progress callback never breaks an evaluation
-                pass
-
-    def close(self) -> dict[str, float]:
-        self("done")
-        return {k: round(v, 3) for k, v in self.seconds.items()}
-
-
 def _suite_shapes(target: str, suite: str) -> list[str]:
     try:
         return [s.name for s in get_target(target).suite(suite)]
@@ -190,10 +162,10 @@ def prescreen_verdict(quick: EvalResult, prescreen: dict[str, Any]) -> str | Non
 class _Runner:
     """One job's files, options and evaluator calls."""
 
-    def __init__(self, job: EvalJob, gpu: int | None, root: Path, stages: _StageClock,
-                 cache: BaselineCache | None, compile_threads: int | None,
-                 spares: SparePool | None):
-        self.job, self.gpu, self.root, self.stages, self.cache = job, gpu, root, stages, cache
+    def __init__(self, job: EvalJob, gpu: int | None, root: Path,
+                 on_stage: Callable[[str], None] | None, cache: BaselineCache | None,
+                 compile_threads: int | None, spares: SparePool | None):
+        self.job, self.gpu, self.root, self.forward, self.cache = job, gpu, root, on_stage, cache
         self.compile_threads, self.spares = compile_threads, spares
         self.logs: list[str] = []
         self.n = 0
@@ -207,11 +179,13 @@ class _Runner:
                            compile_threads=self.compile_threads, on_stage=self._on_stage)
 
     def _on_stage(self, stage: str) -> None:
-        try:
-            if self.spares is not None:
-                self.spares.on_stage(stage)
-        finally:
-            self.stages(stage)
+        if self.spares is not None:
+            self.spares.on_stage(stage)
+        if self.forward is not None:
+            try:
+                self.forward(stage)
+            except Exception:  # a progress callback never breaks an evaluation
+                pass
 
     def collect_log(self, title: str) -> None:
         path = self.root / f"eval{self.n}.log"
@@ -278,11 +252,9 @@ def run_job(job: EvalJob, gpu: int | None, workdir: Path,
     `compile_threads`: the evaluator's precompile threads (None: its default); a host
     with several workers shares its CPUs between them. `spares`: this worker's pool of
     pre-started evaluator workers (None: every evaluation spawns its own)."""
-    t0 = time.monotonic()
     root = Path(workdir) / f"{job.job_id}.a{job.attempt}.{uuid.uuid4().hex[:8]}"
     root.mkdir(parents=True, exist_ok=False)
-    stages = _StageClock(on_stage)
-    r = _Runner(job, gpu, root, stages, None if job.kind == "rematch" else baseline_cache,
+    r = _Runner(job, gpu, root, on_stage, None if job.kind == "rematch" else baseline_cache,
                 compile_threads, spares)
     data: dict[str, Any] = {}
     error = None
@@ -294,5 +266,4 @@ def run_job(job: EvalJob, gpu: int | None, workdir: Path,
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return JobResult(job_id=job.job_id, kind=job.kind, worker=worker, gpu=gpu, data=data,
-                     log="\n".join(r.logs), seconds=round(time.monotonic() - t0, 3),
-                     stages=stages.close(), error=error)
+                     log="\n".join(r.logs), error=error)

@@ -7,24 +7,11 @@ import os
 import socket
 from pathlib import Path
 
+from evolve.executors.procs import pid_alive
+
 
 class RunLockedError(Exception):
     """Another live process is running the loop of this run."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a zombie (killed but not reaped) is not a live loop
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def read_lock(path: Path) -> dict | None:
@@ -41,7 +28,7 @@ def holder_alive(path: Path) -> bool:
         return False
     if info.get("hostname") != socket.gethostname():
         return True  # cannot tell; assume it is alive
-    return _alive(int(info.get("pid", -1)))
+    return pid_alive(int(info.get("pid", -1)))
 
 
 class RunLock:

@@ -5,7 +5,7 @@ The orchestrator thread is the run's single writer (SQLite and git) and reads on
 typed messages: what proposer threads send (`evolve/proposers.py`: contexts wanted,
 writes, proposals) and what the executor's futures say when they finish (`Evaluated`,
 `RematchDone`). Every evaluation, the seed's included, takes this one path. Without an
-operator factory (tests, library use) the one operator is called inline.
+operator factory (tests, library use) one proposer thread runs the given operator.
 
 Intake: a proposer gets a context (parents chosen by `selection`, their sources read here)
 only while the candidate budget has room for it (committed + ready + in flight <
@@ -38,7 +38,7 @@ from evolve.evaluation import Evaluations
 from evolve.operators.base import Operator, VariationContext
 from evolve.display import PlainProgress
 from evolve.proposers import (EventPosted, Exited, Fatal, Proposed, ProposerPool, SessionPosted,
-                              Want, propose)
+                              Want)
 from evolve.records import Candidate, sha256_text
 from evolve.run import RunHandle
 from evolve.selection import SelectionPolicy, select_parents
@@ -88,7 +88,7 @@ class EvolutionLoop:
         self.policy = SelectionPolicy(cfg.tournament_k, cfg.explore_prob, cfg.crossover_prob)
         self.rng = random.Random(f"{cfg.rng_seed}:{self.store.next_candidate_id()}")
         self.t0 = time.monotonic()
-        self.factory = operator_factory
+        self.factory = operator_factory or (lambda view: operator)
         self.n_proposers = max(1, int(proposers or cfg.proposers or 1)) if operator_factory else 1
         self.inbox: queue.Queue[Any] = queue.Queue()
         self.champion = Champion(run, self.evals, self.gpu,
@@ -130,11 +130,8 @@ class EvolutionLoop:
             self._shutdown(abandon)
 
     def _orchestrate(self) -> LoopOutcome:
-        if self.factory is not None:
-            self.pool = ProposerPool(self.n_proposers, self.factory, self.run, self.inbox)
-            self.pool.start()
-        else:
-            self.waiting = [0]
+        self.pool = ProposerPool(self.n_proposers, self.factory, self.run, self.inbox)
+        self.pool.start()
         while True:
             self._dispatch()
             if self.stop is None:
@@ -148,14 +145,11 @@ class EvolutionLoop:
     def _read_inbox(self, block: bool) -> None:
         try:
             msg = self.inbox.get(timeout=0.5) if block else self.inbox.get_nowait()
-        except queue.Empty:
-            msg = None
-        while msg is not None:
-            self._handle(msg)
-            try:
+            while True:
+                self._handle(msg)
                 msg = self.inbox.get_nowait()
-            except queue.Empty:
-                msg = None
+        except queue.Empty:
+            pass
         self._snapshot_workers()
 
     def drain(self) -> None:
@@ -174,9 +168,8 @@ class EvolutionLoop:
             self.shas.discard(sha256_text(child.source))
             self.run.log(f"[dropped] proposal from #{child.parent_id} ({outcome.reason})")
         self.ready = []
-        if self.pool is not None:
-            for slot in self.waiting:
-                self.pool.give(slot, None)
+        for slot in self.waiting:
+            self.pool.give(slot, None)
         self.waiting = []
 
     def _handle(self, msg: Any) -> None:
@@ -185,7 +178,7 @@ class EvolutionLoop:
         elif isinstance(msg, SessionPosted):
             self.store.record_session(msg.record, msg.steps)
         elif isinstance(msg, Want):
-            if self.stop is not None and self.pool is not None:
+            if self.stop is not None:
                 self.pool.give(msg.slot, None)
             else:
                 self.waiting.append(msg.slot)
@@ -228,30 +221,23 @@ class EvolutionLoop:
         return b.max_candidates is None or planned < b.max_candidates
 
     def _hand_out(self) -> bool:
-        """Give waiting proposers a context each (inline: propose once); True if any."""
+        """Give waiting proposers a context each; True if any."""
         handed = False
         while self.waiting and self._may_propose():
             slot = self.waiting.pop(0)
-            ctx = self._context()
+            self.busy.add(slot)
+            self.pool.give(slot, self._context())
             handed = True
-            if self.pool is not None:
-                self.busy.add(slot)
-                self.pool.give(slot, ctx)
-                continue
-            self._on_proposed(propose(self.operator, ctx))
-            self.waiting.append(slot)
-            break
         return handed
 
     def _context(self) -> VariationContext:
         parent, second = select_parents(self.store.candidates("ok"), self.rng, self.policy)
         best = self.store.best()
         # a proposer thread gets its own rng and puts its own view of the run in `run`
-        rng = random.Random(self.rng.getrandbits(63)) if self.pool else self.rng
         return VariationContext(
             parent=parent, parent_source=self.repo.source_at(parent.id), second=second,
             second_source=self.repo.source_at(second.id) if second else None, run=self.run,
-            rng=rng, evaluate=self.evals.probe,
+            rng=random.Random(self.rng.getrandbits(63)), evaluate=self.evals.probe,
             brief={"best_id": best.id if best else None,
                    "best_score": best.score if best else None,
                    "candidates": self.store.next_candidate_id(), "gpu": self.gpu})
@@ -382,8 +368,8 @@ class EvolutionLoop:
 
     # --- workers and shutdown ----------------------------------------------------
 
-    def _snapshot_workers(self, force: bool = False, executor: Any = None) -> None:
-        ex = executor or self.evals.current
+    def _snapshot_workers(self, force: bool = False) -> None:
+        ex = self.evals.current
         now = time.monotonic()
         if ex is None or (not force and now - self._snap_t < WORKERS_SNAPSHOT_S):
             return
@@ -410,10 +396,8 @@ class EvolutionLoop:
                     self._handle(msg)
                 except Exception as e:
                     self.run.log(f"[warning] a proposer's write failed: {e}")
-        ex = self.evals.current
         self.evals.shutdown(wait=not abandon)
-        if ex is not None:
-            self._snapshot_workers(force=True, executor=ex)
+        self._snapshot_workers(force=True)
 
     # --- crash recovery --------------------------------------------------------
 

@@ -24,6 +24,7 @@ def utc_now() -> str:
 
 
 def sha256_text(text: str) -> str:
+    """SHA-256 hex digest of a text (UTF-8): candidate sources, index keys."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -169,8 +170,3 @@ class RunRecord(_Row):
     updated_at: str = field(default_factory=utc_now)
     config_json: str = "{}"
     fingerprint_json: str = "{}"
-
-
-def sha256_text(text: str) -> str:
-    """SHA-256 hex digest of a text (UTF-8): candidate sources, index keys."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -8,11 +8,13 @@ are kept with their failure class and message. See docs/architecture.md.
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
+from evolve.executors.base import WorkerStatus
 from evolve.records import (
     AgentStep,
     Candidate,
@@ -29,32 +31,18 @@ class StoreError(Exception):
 
 RUN_STATUSES = ("running", "stopped", "interrupted", "finished")
 
-_SCHEMA: dict[str, tuple[dict[str, type], str | None]] = {
-    "runs": ({"name": str, "target": str, "operator": str, "model": str, "suite": str,
-              "status": str, "created_at": str, "updated_at": str, "config_json": str,
-              "fingerprint_json": str}, "name"),
-    "candidates": ({"id": int, "parent_id": int, "parent2_id": int, "operator": str,
-                    "commit_sha": str, "source_sha256": str, "status": str, "score": float,
-                    "failure_class": str, "failure_message": str, "hypothesis": str,
-                    "changes_json": str, "suite": str, "device": str, "eval_seconds": float,
-                    "variation_seconds": float, "tokens_in": int, "tokens_out": int,
-                    "cost_usd": float, "session_id": str, "depth": int, "created_at": str,
-                    "result_json": str}, "id"),
-    "sessions": ({"id": str, "parent_id": int, "parent2_id": int, "operator": str,
-                  "model": str, "outcome": str, "candidate_id": int, "reason": str,
-                  "tool_calls": int, "evaluations": int, "tokens_in": int, "tokens_out": int,
-                  "cost_usd": float, "started_at": str, "ended_at": str}, "id"),
-    "agent_steps": ({"session_id": str, "step": int, "role": str, "tool": str,
-                     "arguments_json": str, "result_summary": str, "tokens_in": int,
-                     "tokens_out": int, "latency_s": float, "created_at": str}, None),
-    "events": ({"ts": str, "kind": str, "candidate_id": int, "message": str,
-                "data_json": str}, None),
-}
+# table -> (record, primary key); the columns are the record's fields (a candidate's
+# source lives in git, not here)
+_TABLES: dict[str, tuple[Any, str | None]] = {
+    "runs": (RunRecord, "name"), "candidates": (Candidate, "id"),
+    "sessions": (SessionRecord, "id"), "agent_steps": (AgentStep, None), "events": (Event, None)}
+_TYPES = {"int": int, "float": float, "str": str}
 
-_WORKER_COLUMNS: dict[str, type] = {
-    "name": str, "gpu": int, "state": str, "job_id": str, "pid": int, "jobs_done": int,
-    "restarts": int, "busy_s": float, "compile_s": float, "timing_s": float, "idle_s": float,
-    "updated": str}
+
+def _columns(record: Any) -> dict[str, type]:
+    return {f.name: _TYPES[str(f.type).split(" | ")[0]] for f in fields(record)
+            if f.name != "source"}
+
 
 _INDEXES = [
     ("candidates", ["source_sha256"]),
@@ -93,8 +81,8 @@ class LineageStore:
         db = sqlite_utils.Database(db_path)
         db.enable_wal()
         with db.atomic():
-            for name, (columns, pk) in _SCHEMA.items():
-                db.table(name).create(columns, pk=pk) if pk else db.table(name).create(columns)
+            for name, (record, pk) in _TABLES.items():
+                db.table(name).create(_columns(record), pk=pk)
             for table, cols in _INDEXES:
                 db.table(table).create_index(cols)
             db.table("runs").insert(run.to_row())
@@ -224,18 +212,14 @@ class LineageStore:
         """Replace the utilisation snapshot of the named workers (table `workers`)."""
         if not rows:
             return
-        clean = [{k: v for k, v in r.items() if k in _WORKER_COLUMNS} for r in rows]
         with self.db.atomic():
             if not self.db.table("workers").exists():
-                self.db.table("workers").create(_WORKER_COLUMNS, pk="name")
-            self.db.table("workers").upsert_all(clean, pk="name", alter=True)
+                self.db.table("workers").create(_columns(WorkerStatus), pk="name")
+            self.db.table("workers").upsert_all(rows, pk="name", alter=True)
 
     def workers(self) -> list[dict[str, Any]]:
         """The last utilisation snapshot of each worker ([] when the run never had one)."""
         if not self.db.table("workers").exists():
             return []
         return [dict(r) for r in self.db.query("SELECT * FROM workers ORDER BY name")]
-
-    def integrity_ok(self) -> bool:
-        return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 

@@ -31,7 +31,8 @@ def test_lineage_commits_refs_and_best(tmp_path):
     status = subprocess.run(["git", "-C", str(tmp_path / "kernels"), "status", "--porcelain"],
                             capture_output=True, text=True, check=True).stdout
     assert status == ""
-    repo.delete_candidate_ref(2)
+    subprocess.run(["git", "-C", str(tmp_path / "kernels"), "update-ref", "-d",
+                    "refs/candidates/2"], check=True)  # a lost ref
     assert 2 not in repo.candidate_refs()
     repo.restore_ref(2, c)
     assert repo.candidate_refs()[2] == c

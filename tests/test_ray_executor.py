@@ -50,7 +50,7 @@ def _job(job_id: str, source: str, **kw) -> EvalJob:
 def _slot_running(ex: RayExecutor, job_id: str):
     def find():
         for s in ex.slots:
-            if s.item is not None and s.item.job.job_id == job_id and s.actor is not None:
+            if s.status.job_id == job_id and s.actor is not None:
                 return s
         return None
     return _wait(find, what=f"an actor running {job_id}")
@@ -69,7 +69,6 @@ def test_gpus_argument_and_address_parsing():
     assert parse([None], None) == (1, None, "cpu")
     assert parse(2, None) == (2, None, "gpu")
     assert parse([1, 3], None) == (2, [1, 3], "gpu")
-    assert parse("0,2", None) == (2, [0, 2], "gpu")
     assert parse("all", None)[2] == "all" and parse("auto", None)[2] == "auto"
     for bad in ("x", [1, 1], -1):
         with pytest.raises(ExecutorError):
@@ -102,7 +101,7 @@ def test_the_cluster_must_have_a_gpu_and_a_cpu_per_worker():
         def cluster_resources():
             return {"CPU": 4.0, "GPU": 2.0}
 
-    conn = ray_cluster.Connection(FakeRay, owned=False, local=False, address="head:6379")
+    conn = ray_cluster.Connection(FakeRay, owned=False, address="head:6379")
     ray_cluster.check_resources(conn, 2, True, 1.0)
     with pytest.raises(ExecutorError, match="has 2 GPU.*3 GPU worker"):
         ray_cluster.check_resources(conn, 3, True, 1.0)
@@ -162,7 +161,6 @@ class TestLocalRay:
         assert ok.lost is None and ok.error is None, ok
         assert ok.data["status"] == "ok" and ok.data["score"] > 0
         assert ok.data["device"] == "interpreter" and ok.gpu is None
-        assert ok.stages.get("compile", 0) > 0 and ok.stages.get("timing", 0) > 0
         assert "checker" in ok.log or ok.log  # the evaluation log came back to the driver
         assert res["mismatch"].data["status"] == "rejected"
         assert res["mismatch"].data["failure"]["class"] == "mismatch"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 
@@ -43,7 +43,7 @@ RAY_ADDRESS_HELP = "--executor ray: address of an existing Ray cluster (default:
 _USER_ERRORS = (UsageError, RunDirError, RunLockedError, ConfigError, StoreError, RepoError)
 
 
-def _fail(msg: str, code: int = 2) -> None:
+def _fail(msg: str, code: int = 2) -> NoReturn:
     make_console(stderr=True).print(f"error: {msg}", markup=False, highlight=False)
     raise typer.Exit(code)
 
@@ -54,7 +54,6 @@ def _open(run: str, runs_dir: Path, writable: bool = False) -> RunHandle:
         return RunHandle.open(resolve_run(run, runs_dir), writable=writable)
     except _USER_ERRORS as e:
         _fail(str(e))
-        raise  # unreachable
 
 
 def start(
@@ -91,7 +90,7 @@ def start(
                         proposers=proposers, gpus=gpus, executor=executor,
                         ray_address=ray_address)
     try:
-        run = create_run(opts, console)
+        run = create_run(opts)
         console.print(f"run {run.name}: {run.paths.root} (operator {run.config.operator}, "
                       f"suite {run.config.suite})", markup=False, highlight=False)
         code = drive(run, console, resumed=False)

@@ -1,7 +1,7 @@
 """Evaluation executors: where EvalJobs run (see evolve/executors/base.py).
 
     gpus = resolve_gpus(parse_gpus("0,1"))          # [0, 1]; None -> all visible / [None]
-    ex = make_executor("local", gpus, workdir)      # or "ray" (needs `pip install '.[ray]'`)
+    ex = executor_for(run_config, workdir, log_dir)  # local, or ray (`pip install '.[ray]'`)
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from evolve.executors.ray_cluster import RAY_HINT
 EXECUTORS = ("local", "ray")
 
 __all__ = ["EXECUTORS", "EvalJob", "Executor", "ExecutorError", "JobResult", "WorkerStatus",
-           "make_executor", "executor_for", "parse_gpus", "resolve_gpus", "visible_gpus",
+           "executor_for", "parse_gpus", "resolve_gpus", "visible_gpus",
            "check_executor"]
 
 _VISIBLE: list[int] | None = None
@@ -95,29 +95,17 @@ def check_executor(name: str) -> None:
         raise ExecutorError(f"--executor ray needs Ray: {RAY_HINT}")
 
 
-def make_executor(name: str, gpus: Any, workdir: Path, *, ray_address: str | None = None,
-                  **kw: Any) -> Executor:
-    """A started executor with one worker per entry of `gpus` (None = interpreter worker;
-    Ray also takes "all" / "auto"); `kw` goes to LocalExecutor / RayExecutor."""
-    check_executor(name)
-    if name == "local":
-        from evolve.executors.local import LocalExecutor
-        return LocalExecutor(gpus, workdir, **kw)
-    try:
-        from evolve.executors.ray_executor import RayExecutor
-    except ImportError as e:
-        raise ExecutorError(f"--executor ray is unavailable ({e}): {RAY_HINT}") from None
-    return RayExecutor(ray_address, None if gpus == [None] else gpus, workdir, **kw)
-
-
 def executor_for(config: Any, workdir: Path, log_dir: Path) -> Executor:
-    """The executor a run's configuration (RunConfig) asks for. A Ray cluster
-    (`ray_address`) counts its own GPUs: --gpus is not checked against this machine."""
+    """A started executor for a run's configuration (RunConfig): one worker per GPU of
+    --gpus (None = one interpreter worker). A Ray cluster (`ray_address`) counts its own
+    GPUs ("auto" without --gpus): --gpus is not checked against this machine."""
+    check_executor(config.executor)
     kw = dict(log_dir=log_dir, baseline_ttl_s=config.baseline_ttl_s,
               prestart=config.prestart_workers)
-    if config.executor != "ray":
-        return make_executor("local", resolve_gpus(config.gpus), workdir, **kw)
+    if config.executor == "local":
+        from evolve.executors.local import LocalExecutor
+        return LocalExecutor(resolve_gpus(config.gpus), workdir, **kw)
     gpus: Any = resolve_gpus(config.gpus) if not config.ray_address else \
         config.gpus if config.gpus is not None else "auto"
-    return make_executor("ray", gpus, workdir, ray_address=config.ray_address,
-                         grace_s=config.worker_grace_s, **kw)
+    from evolve.executors.ray_executor import RayExecutor  # imports Ray when it connects
+    return RayExecutor(config.ray_address, gpus, workdir, grace_s=config.worker_grace_s, **kw)

@@ -1,21 +1,24 @@
 """What flows between the orchestrator and the evaluation executors.
 
 The orchestrator (the single writer of the lineage DB and the git repo) turns work into
-`EvalJob`s and hands them to an `Executor`. An executor runs each job on one of its
-workers (one `WorkerSlot` per GPU: a thread here, or a Ray actor) with
-`evolve.jobs.run_job`, and resolves the job's future with a `JobResult`. Workers never touch the run's DB or repo:
-everything they need travels inside the job (the sources as text), everything they
-produce travels back inside the result (plain, JSON-able data).
+`EvalJob`s and hands them to an `Executor`. Its slots (one `WorkerSlot` and one thread per
+GPU) take the jobs from one `JobQueue` and run each with `evolve.jobs.run_job` (local: in
+the thread; Ray: on the slot's actor), resolving the job's future with a `JobResult`.
+Workers never touch the run's DB or repo: everything they need travels inside the job (the
+sources as text), everything they produce travels back inside the result (plain,
+JSON-able data).
 """
 
 from __future__ import annotations
 
 import abc
+import collections
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
 
 from evolve.records import utc_now
 
@@ -58,8 +61,6 @@ class JobResult:
     gpu: int | None
     data: dict[str, Any]           # EvalResult.to_dict() / CompareResult.to_dict()
     log: str = ""                  # the evaluation log text (worker + checker)
-    seconds: float = 0.0
-    stages: dict[str, float] = field(default_factory=dict)  # seconds per stage group
     lost: str | None = None        # set when the job failed because its worker died twice
     error: str | None = None       # run_job could not evaluate (evaluator usage error / bug)
 
@@ -75,8 +76,7 @@ class JobResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "JobResult":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return cls(**d)
 
 
 @dataclass
@@ -98,13 +98,70 @@ class WorkerStatus:
         return asdict(self)
 
 
+def fail(fut: Future, exc: BaseException) -> None:
+    """Resolve `fut` with `exc` unless it is already done (or cancelled)."""
+    try:
+        if fut.running() or fut.set_running_or_notify_cancel():
+            fut.set_exception(exc)
+    except Exception:  # resolved meanwhile
+        pass
+
+
+class JobQueue:
+    """The jobs waiting for a worker, shared by an executor's slots: first in, first out;
+    a re-queued job goes first. `close` cancels what waits; each `get` then returns None."""
+
+    def __init__(self) -> None:
+        self._items: collections.deque[tuple[EvalJob, Future]] = collections.deque()
+        self._cv = threading.Condition()
+        self.closed = False
+
+    def submit(self, job: EvalJob) -> "Future[JobResult]":
+        fut: Future[JobResult] = Future()
+        self.requeue(job, fut, first=False)
+        return fut
+
+    def requeue(self, job: EvalJob, fut: Future, first: bool = True) -> None:
+        with self._cv:
+            if self.closed:
+                raise ExecutorError("the executor was shut down")
+            (self._items.appendleft if first else self._items.append)((job, fut))
+            self._cv.notify()
+
+    def get(self, timeout: float | None = None) -> tuple[EvalJob, Future] | None:
+        """The next job whose future was not cancelled (now running); None once closed or
+        after `timeout` seconds."""
+        with self._cv:
+            while True:
+                while self._items:
+                    job, fut = self._items.popleft()
+                    if fut.running() or fut.set_running_or_notify_cancel():
+                        return job, fut
+                if self.closed or not self._cv.wait(timeout):
+                    return None
+
+    def close(self, error: str = "the executor was shut down") -> None:
+        with self._cv:
+            self.closed = True
+            items = list(self._items)
+            self._items.clear()
+            self._cv.notify_all()
+        for _, fut in items:
+            if not fut.cancel():
+                fail(fut, ExecutorError(error))
+
+
 class WorkerSlot:
     """One worker position (a local thread or a Ray actor): its status and its utilisation
-    counters, kept by both executors the same way. A state change returns True; seconds
-    accrue to the state the slot was in (busy = compile + timing + busy)."""
+    counters, kept by both executors the same way. Seconds accrue to the state the slot
+    was in (busy = compile + timing + busy); a state change calls `on_change`; `log`
+    appends to `log_path` (None: nowhere)."""
 
-    def __init__(self, name: str, gpu: int | None):
+    def __init__(self, name: str, gpu: int | None, on_change: Callable[[], None] | None,
+                 log_path: Path | None):
+        self.name = name
         self.status = WorkerStatus(name=name, gpu=gpu, state="starting", updated=utc_now())
+        self.on_change, self.log_path = on_change, log_path
         self._since = time.monotonic()
         self._lock = threading.Lock()
 
@@ -119,7 +176,7 @@ class WorkerSlot:
             s.compile_s += dt if s.state == "compile" else 0.0
             s.timing_s += dt if s.state == "timing" else 0.0
 
-    def set(self, state: str, job_id: str | None = None, keep_job: bool = False) -> bool:
+    def set(self, state: str, job_id: str | None = None, keep_job: bool = False) -> None:
         with self._lock:
             self._account()
             s = self.status
@@ -129,7 +186,20 @@ class WorkerSlot:
                 s.job_id = job_id
             if changed:
                 s.updated = utc_now()
-            return changed
+        if changed and self.on_change is not None:
+            try:
+                self.on_change()
+            except Exception:  # a display callback never stops a worker
+                pass
+
+    def log(self, line: str) -> None:
+        if self.log_path is None:
+            return
+        try:
+            with open(self.log_path, "a", encoding="utf-8") as f:
+                f.write(f"{utc_now()} {line}\n")
+        except OSError:
+            pass
 
     def count(self, done: int = 0, restarts: int = 0, **where: int | None) -> None:
         """Add to jobs_done / restarts; `pid=` / `gpu=` set where the worker lives."""

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import atexit
 import os
-import queue
 import shutil
 import threading
 import traceback
@@ -24,10 +23,10 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Callable
 
-from evolve.executors.base import EvalJob, Executor, ExecutorError, JobResult, WorkerSlot
-from evolve.executors.procs import descendants, host_cpus, kill_procs
+from evolve.executors.base import (EvalJob, Executor, ExecutorError, JobQueue, JobResult,
+                                   WorkerSlot)
+from evolve.executors.procs import compile_threads, descendants, host_cpus, kill_procs
 from evolve.jobs import BaselineCache, SparePool, run_job, stage_group
-from evolve.records import utc_now
 
 Runner = Callable[..., JobResult]  # run_job's signature
 
@@ -36,51 +35,34 @@ class _Slot(WorkerSlot):
     """One GPU: its thread, its baseline cache, its spare evaluator worker, its log."""
 
     def __init__(self, ex: "LocalExecutor", gpu: int | None, name: str):
-        super().__init__(name, gpu)
-        self.ex, self.gpu, self.name = ex, gpu, name
+        super().__init__(name, gpu, ex.on_change, ex.log_dir / f"worker-{name}.log")
+        self.ex, self.gpu = ex, gpu
         self.cache = BaselineCache(ex.baseline_ttl_s)
         self.spares = SparePool(gpu, ex.workdir / f"spares-{name}", log=self.log) \
             if ex.prestart else None
         self.thread = threading.Thread(target=self._run, name=f"evolve-{name}", daemon=True)
 
-    def log(self, line: str) -> None:
-        try:
-            with open(self.ex.log_dir / f"worker-{self.name}.log", "a", encoding="utf-8") as f:
-                f.write(f"{utc_now()} {line}\n")
-        except OSError:
-            pass
-
-    def _set(self, state: str, job_id: str | None = None, keep_job: bool = False) -> None:
-        if self.set(state, job_id, keep_job):
-            self.ex.changed()
-
     def _stage(self, stage: str) -> None:
-        self._set(stage_group(stage) or "busy", keep_job=True)
+        self.set(stage_group(stage) or "busy", keep_job=True)
 
     def _run(self) -> None:
-        ex = self.ex
         self.count(pid=os.getpid())
-        self._set("idle")
+        self.set("idle")
         if self.spares is not None:
             self.spares.refill()  # the first job's evaluator worker imports while we wait
         try:
-            while True:
-                item = ex.queue.get()
-                if item is None:
-                    break
+            while (item := self.ex.queue.get()) is not None:
                 job, fut = item
-                if fut.set_running_or_notify_cancel():
-                    fut.set_result(self._job(job))
+                fut.set_result(self._job(job))
         finally:
             if self.spares is not None:
                 self.spares.close()
-            self._set("stopped")
+            self.set("stopped")
 
     def _job(self, job: EvalJob) -> JobResult:
-        self._set("busy", job.job_id)
+        self.set("busy", job.job_id)
         self.log(f"job {job.job_id}")
-        threads = max(1, min(8, host_cpus() // len(self.ex.slots))) \
-            if len(self.ex.slots) > 1 else None
+        threads = compile_threads(host_cpus(), len(self.ex.slots))
         try:
             res = self.ex.runner(job, self.gpu, self.ex.workdir, on_stage=self._stage,
                                  baseline_cache=self.cache, worker=self.name,
@@ -91,7 +73,7 @@ class _Slot(WorkerSlot):
                                    error=f"the runner raised: {type(e).__name__}: {e}"[:2000])
         res.worker, res.gpu = self.name, self.gpu
         self.count(done=1)
-        self._set("idle")
+        self.set("idle")
         return res
 
 
@@ -109,8 +91,7 @@ class LocalExecutor(Executor):
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.baseline_ttl_s, self.runner, self.prestart = baseline_ttl_s, runner, prestart
         self.on_change = on_change
-        self.queue: queue.Queue[tuple[EvalJob, Future] | None] = queue.Queue()
-        self.closed = False
+        self.queue = JobQueue()
         self._before = set(descendants(os.getpid()))  # not ours to kill on abandon
         n_cpu = sum(g is None for g in gpus)
         self.slots = [_Slot(self, g, f"local-gpu{g}" if g is not None else
@@ -121,33 +102,11 @@ class LocalExecutor(Executor):
         ref = weakref.ref(self)
         atexit.register(lambda: ref() is not None and ref().shutdown(wait=False))
 
-    def changed(self) -> None:
-        if self.on_change is not None:
-            try:
-                self.on_change()
-            except Exception:
-                pass
-
     def submit(self, job: EvalJob) -> "Future[JobResult]":
-        if self.closed:
-            raise ExecutorError("the executor was shut down")
-        fut: Future[JobResult] = Future()
-        self.queue.put((job, fut))
-        return fut
+        return self.queue.submit(job)
 
     def shutdown(self, wait: bool = True) -> None:
-        first = not self.closed
-        self.closed = True
-        if first:
-            while True:  # queued jobs never start
-                try:
-                    item = self.queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is not None and not item[1].cancel():
-                    item[1].set_exception(ExecutorError("the executor was shut down"))
-            for _ in self.slots:
-                self.queue.put(None)
+        self.queue.close()  # queued jobs never start
         if not wait:  # abandon the running jobs: kill their evaluator processes
             kill_procs([p for p in descendants(os.getpid()) if p not in self._before])
         for s in self.slots:

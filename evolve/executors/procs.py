@@ -27,11 +27,7 @@ def _stat(pid: int) -> tuple[int, int, str] | None:
 def descendants(pid: int) -> list[Proc]:
     """Every live descendant of pid, with its start time."""
     children: dict[int, list[Proc]] = {}
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return []
-    for e in entries:
+    for e in os.listdir("/proc"):
         if not e.isdigit():
             continue
         st = _stat(int(e))
@@ -46,7 +42,14 @@ def descendants(pid: int) -> list[Proc]:
     return out
 
 
+def pid_alive(pid: int) -> bool:
+    """A live process (a zombie, killed but not reaped, is not)."""
+    st = _stat(pid)
+    return st is not None and st[2] != "Z"
+
+
 def alive(p: Proc) -> bool:
+    """The same process (pid and start time) still lives."""
     st = _stat(p[0])
     return st is not None and st[1] == p[1] and st[2] != "Z"
 
@@ -69,3 +72,9 @@ def host_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def compile_threads(cpus: int, workers: int) -> int | None:
+    """The evaluator's precompile threads for one of `workers` sharing `cpus` (None: one
+    worker, the evaluator's default)."""
+    return max(1, min(8, cpus // workers)) if workers > 1 else None

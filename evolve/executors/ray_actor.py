@@ -35,15 +35,13 @@ CONTROL_GROUP = "control"
 CONCURRENCY_GROUPS = {CONTROL_GROUP: 1}
 
 
-def load_runner(runner: str | Callable[..., Any] | None) -> Callable[..., Any]:
+def load_runner(runner: str | None) -> Callable[..., Any]:
     """None -> evolve.jobs.run_job; "module:function" -> that function (run_job's
-    signature); a callable as is."""
+    signature; tests give their own)."""
     if runner is None:
         return run_job
-    if isinstance(runner, str):
-        module, _, name = runner.partition(":")
-        return getattr(importlib.import_module(module), name or "run_job")
-    return runner
+    module, _, name = runner.partition(":")
+    return getattr(importlib.import_module(module), name or "run_job")
 
 
 def assigned_gpu(gpu_actor: bool) -> int | None:
@@ -68,7 +66,7 @@ def node_workdir(workdir: str | None, driver_host: str, name: str) -> Path:
 class EvalActor:
     """One evaluation worker; constructed on its node by Ray."""
 
-    def __init__(self, name: str, runner: Any = None, workdir: str | None = None,
+    def __init__(self, name: str, runner: str | None = None, workdir: str | None = None,
                  driver_host: str = "", baseline_ttl_s: float = 600.0, gpu_actor: bool = False,
                  prestart: bool = False):
         self.name = name
@@ -96,8 +94,7 @@ class EvalActor:
             node_id = None
         return {"pid": os.getpid(), "host": socket.gethostname(), "node_id": node_id, "gpu": self.gpu,
                 "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-                "cpus": host_cpus(), "workdir": str(self.workdir),
-                "evolve": str(Path(evolve.__file__).resolve().parent)}
+                "cpus": host_cpus(), "evolve": str(Path(evolve.__file__).resolve().parent)}
 
     def run(self, job: dict[str, Any], compile_threads: int | None = None) -> dict[str, Any]:
         """Run one job (an EvalJob dict); the JobResult as a dict."""

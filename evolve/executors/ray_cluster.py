@@ -48,7 +48,6 @@ def import_ray() -> Any:
 class Connection:
     ray: Any
     owned: bool                  # we called ray.init: ray.shutdown() on disconnect
-    local: bool                  # a local instance that we started
     address: str | None          # the cluster's address (None: local instance)
     temp_dir: Path | None = None  # the local instance's session files
     environ: dict[str, str] | None = None  # RAY_* variables before a local ray.init
@@ -118,8 +117,7 @@ def _loopback(ray: Any) -> Iterator[None]:
 
 
 def connect(address: str | None, *, gpu_ids: list[int] | None = None, gpu_actors: bool = False,
-            num_cpus: int | None = None, loopback: bool | None = None,
-            ship_code: bool = False) -> Connection:
+            num_cpus: int | None = None, loopback: bool | None = None) -> Connection:
     """Join the cluster at `address`, or start a local instance (address None).
 
     Local instance: `gpu_ids` restricts its GPUs to those indices (CUDA_VISIBLE_DEVICES
@@ -128,17 +126,17 @@ def connect(address: str | None, *, gpu_ids: list[int] | None = None, gpu_actors
     address: needed to join a one-machine cluster started with
     `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 ray start --head` (which listens on 127.0.0.1
     only), wrong for a real cluster. When Ray is already initialised in this process (by
-    the caller), that connection is used and left alone. `ship_code` (a cluster only):
-    the job's runtime_env ships this process's code (`ship_runtime_env`); every actor and
-    task of this process gets it."""
+    the caller), that connection is used and left alone. Joining a cluster, the job's
+    runtime_env ships this process's code (`ship_runtime_env`); every actor and task of
+    this process gets it."""
     ray = import_ray()
     if ray.is_initialized():
-        return Connection(ray, owned=False, local=False, address=address)
+        return Connection(ray, owned=False, address=address)
     if address:
         check_reachable(address)
-        staging = Path(tempfile.mkdtemp(prefix="evolve-ship-")) if ship_code else None
+        staging = Path(tempfile.mkdtemp(prefix="evolve-ship-"))
         try:
-            env = ship_runtime_env(staging) if staging is not None else None
+            env = ship_runtime_env(staging)
             with _loopback(ray) if loopback else contextlib.nullcontext():
                 ray.init(address=address, namespace=NAMESPACE, log_to_driver=False,
                          logging_level=logging.WARNING, runtime_env=env)
@@ -148,9 +146,8 @@ def connect(address: str | None, *, gpu_ids: list[int] | None = None, gpu_actors
             raise ExecutorError(f"cannot connect to the Ray cluster at {address}: "
                                 f"{why(e)}") from None
         finally:
-            if staging is not None:  # uploaded by ray.init
-                shutil.rmtree(staging, ignore_errors=True)
-        return Connection(ray, owned=True, local=False, address=address, shipped=env is not None)
+            shutil.rmtree(staging, ignore_errors=True)  # uploaded by ray.init
+        return Connection(ray, owned=True, address=address, shipped=True)
     from evolve.paths import REPO_ROOT
 
     before = {k: v for k, v in os.environ.items() if k.startswith("RAY_")}
@@ -178,7 +175,7 @@ def connect(address: str | None, *, gpu_ids: list[int] | None = None, gpu_actors
             ray.shutdown()
         shutil.rmtree(temp, ignore_errors=True)
         raise ExecutorError(f"cannot start a local Ray instance: {why(e)}") from None
-    return Connection(ray, owned=True, local=True, address=None, temp_dir=temp, environ=before)
+    return Connection(ray, owned=True, address=None, temp_dir=temp, environ=before)
 
 
 def disconnect(conn: Connection) -> None:
@@ -238,17 +235,10 @@ def ray_gpus(gpus: Any, n_workers: int | None) -> tuple[int, list[int] | None, s
     """The executor's `gpus` argument (see RayExecutor): (worker count, local GPU
     indices or None, mode: gpu / cpu / all / auto)."""
     if isinstance(gpus, str):
-        g = gpus.strip().lower()
-        if g in ("all", "auto"):
-            return 0, None, g
-        if g in ("", "none", "cpu"):
-            gpus = None
-        else:
-            try:
-                gpus = [int(p) for p in g.split(",")]
-            except ValueError:
-                raise ExecutorError(f"gpus: {gpus!r} is not a GPU count, a list of "
-                                    "indices, 'all' or 'auto'") from None
+        if gpus not in ("all", "auto"):
+            raise ExecutorError(f"gpus: {gpus!r} is not a GPU count, a list of indices, "
+                                "'all' or 'auto'")
+        return 0, None, gpus
     if gpus is None or gpus == 0 or gpus == [None]:
         n = 1 if n_workers is None else int(n_workers)
         if n < 1:
