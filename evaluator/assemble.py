@@ -25,7 +25,9 @@ _ENV_KEYS = ("gpu", "driver", "cuda", "torch", "triton", "python", "hostname", "
              "memory_gib", "capability", "interpreter", "platform")
 
 
-def worker_failure(report: dict[str, Any]) -> CandidateFailure | None:
+def reported_failure(report: dict[str, Any]) -> CandidateFailure | None:
+    """The ``failure`` record of a worker report or a checker verdict (same format), validated:
+    a malformed record or an unknown class (only a forged worker report has one) is ``forbidden``."""
     f = report.get("failure")
     if not f:
         return None

@@ -133,12 +133,6 @@ def _needs_gpu(source: str, device: str) -> CandidateFailure | None:
                             f"{why}; evaluate it on a GPU machine (--suite quick or default)")
 
 
-def _consume_spare(options: EvalOptions) -> None:
-    """A pre-started worker serves one evaluation at most, whatever happened to it."""
-    if options.prestarted is not None:
-        options.prestarted.close()
-
-
 def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dict[str, Any]:
     """Run worker then checker. Returns a dict with report, verdict, failure, isolation, log.
     ``options.prestarted`` is used when it fits (prestart.py); the caller closes it anyway."""
@@ -177,7 +171,7 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dic
         out["isolation"] = sp.isolation if sp is not None else spare.isolation
         checker = spawn.CheckerSession(
             {"plan": plan, "out_dir": str(dirs["out"]), "n_sides": len(prep.sources)}, private,
-            gpu=options.gpu, log_path=private / "checker.log")
+            gpu=options.gpu)
         try:
             def phase1() -> CandidateFailure | None:
                 stage("checker")
@@ -244,7 +238,7 @@ def _run_failure(proc: spawn.ProcResult, report: dict[str, Any], phase1: dict[st
     if proc.timed_out:
         return CandidateFailure("timeout", f"worker exceeded {timeout_s:g} s "
                                 f"(stage {spawn.last_stage(proc.log_tail) or '?'}); killed")
-    wf = assemble.worker_failure(report) if report else None
+    wf = assemble.reported_failure(report)
     if wf is not None:
         return wf
     if proc.returncode != 0 or not report or report.get("stage") != "done":
@@ -256,11 +250,7 @@ def _verdict_failure(verdict: dict[str, Any] | None, private: Path) -> Candidate
     if verdict is None:
         return CandidateFailure("internal", "checker produced no verdict: "
                                 + spawn.tail(private / "checker.log", 1500))
-    f = verdict.get("failure")
-    if f:
-        return CandidateFailure(f["class"], f["message"], f.get("shape"),
-                                f.get("side") if f.get("side") in (0, 1) else None)
-    return None
+    return assemble.reported_failure(verdict)
 
 
 def _read_report(path: Path) -> dict[str, Any]:
@@ -301,8 +291,9 @@ def evaluate(path: str | Path, target: str = "gqa", suite: str | None = None,
     options = options or EvalOptions()
     try:
         return _evaluate(path, target, suite, options)
-    finally:
-        _consume_spare(options)
+    finally:  # a pre-started worker serves one evaluation at most, whatever happened to it
+        if options.prestarted is not None:
+            options.prestarted.close()
 
 
 def _evaluate(path: str | Path, target: str, suite: str | None, options: EvalOptions) -> EvalResult:
@@ -364,8 +355,9 @@ def compare_candidates(challenger_path: str | Path, champion_path: str | Path, t
     options = options or EvalOptions()
     try:
         return _compare(challenger_path, champion_path, target, suite, options, rounds)
-    finally:
-        _consume_spare(options)
+    finally:  # a pre-started worker serves one evaluation at most, whatever happened to it
+        if options.prestarted is not None:
+            options.prestarted.close()
 
 
 def _compare(challenger_path: str | Path, champion_path: str | Path, target: str,

@@ -155,18 +155,17 @@ def _send(proc: subprocess.Popen, data: bytes, close: bool = False) -> None:
 
 class CheckerSession:
     """The trusted checker, started early (it imports torch while the worker runs) and fed
-    commands (``checks`` then ``samples``) on stdin; each answer is one verdict line."""
+    commands (``checks`` then ``samples``) on stdin; each answer is one verdict line. Its
+    stderr goes to ``private/checker.log``."""
 
-    def __init__(self, checker_req: dict[str, Any], private: Path, *, gpu: int | None,
-                 log_path: Path):
+    def __init__(self, checker_req: dict[str, Any], private: Path, *, gpu: int | None):
         req_path = private / "checker_request.json"
         req_path.write_text(json.dumps(checker_req))
         env = scrubbed_env({"TRITON_CACHE_DIR": str(private / "triton_cache")})
         env.pop("TRITON_INTERPRET", None)
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(gpu)
-        self.log_path = log_path
-        self._log = open(log_path, "ab")
+        self._log = open(private / "checker.log", "ab")
         self.proc = subprocess.Popen(boot_cmd("checker", req_path), env=env, cwd=str(private),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                                      start_new_session=True)
