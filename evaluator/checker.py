@@ -150,9 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         # nothing runs on the GPU beside the worker's baseline timing)
         torch.empty(1, device="cuda")
     chk = Checker(req["plan"], out_dir, int(req["n_sides"]))
-    for line in sys.stdin:
-        if not line.strip():
-            continue
+    for line in sys.stdin:  # one command per line, written by the runner (spawn.CheckerSession)
         cmd = json.loads(line).get("cmd")
         verdict = _answer(chk, str(cmd), out_dir)
         sys.stdout.write("EVALUATOR-VERDICT " + json.dumps(verdict) + "\n")

@@ -140,9 +140,7 @@ def await_request(announce: Callable[[str], None]) -> dict[str, Any]:
     if not line.strip():
         sys.stderr.flush()
         os._exit(IDLE_EXIT)
-    req = json.loads(line)
-    if not isinstance(req, dict):
-        raise ValueError("the request is not a JSON object")
+    req = json.loads(line)  # written by the parent (Prestarted.request_line)
     print(f"[evaluator-worker] pre-started: request received (pid {os.getpid()}) "
           f"{time.monotonic() - t0:.1f} s after init", file=sys.stderr, flush=True)
     return req

@@ -395,7 +395,6 @@ def _compare(challenger_path: str | Path, champion_path: str | Path, target: str
                              failure={"side": {0: "challenger", 1: "champion"}.get(fail.side, "unknown"),
                                       "class": fail.cls, "message": fail.message},
                              device=prep.device, timing=timing, wall_s=time.monotonic() - t0)
-    ratio, noise, better = decide([r["challenger"] for r in rounds_out],
-                                  [r["champion"] for r in rounds_out], scores[0], scores[1])
+    ratio, noise, better = decide(per_side[0], per_side[1], scores[0], scores[1])
     return CompareResult(scores[0], scores[1], ratio, noise, better, rounds_out,
                          device=prep.device, timing=timing, wall_s=time.monotonic() - t0)

@@ -48,7 +48,7 @@ _ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "LD_LIBRARY_PATH", "CU
               "NVIDIA_DRIVER_CAPABILITIES", "TRITON_INTERPRET")
 _ENV_ALLOW_PREFIX = ("TRITON_",)
 # Never copied, whatever the allow-list says.
-_ENV_SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION", re.I)
+SECRET_ENV = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION", re.I)
 
 
 class SandboxUnavailable(RuntimeError):
@@ -67,7 +67,7 @@ def scrubbed_env(scratch_dir: Path, gpu: int | None, mode: str) -> dict[str, str
     """The worker's whole environment: an allow-list plus private HOME/TMPDIR/caches."""
     env: dict[str, str] = {}
     for k, v in os.environ.items():
-        if (k in _ENV_ALLOW or k.startswith(_ENV_ALLOW_PREFIX)) and not _ENV_SECRET.search(k):
+        if (k in _ENV_ALLOW or k.startswith(_ENV_ALLOW_PREFIX)) and not SECRET_ENV.search(k):
             env[k] = v
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     scratch = Path(scratch_dir)

@@ -33,7 +33,6 @@ from evaluator.progress import LogFollower, stage_of
 
 _BOOT = "import sys; sys.path.insert(0, {root!r}); from evaluator.{mod} import main; main()"
 BASELINE_ALLOWANCE_S = 1800.0
-_SECRET_MARKERS = ("_API_KEY", "_TOKEN", "_SECRET", "PASSWORD", "_CREDENTIALS")
 
 
 @dataclass
@@ -46,9 +45,10 @@ class ProcResult:
 
 
 def scrubbed_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The calling environment minus secrets (``*_API_KEY``, tokens ...) and Python overrides."""
+    """The calling environment minus secrets (the sandbox's ``SECRET_ENV`` names: API keys,
+    tokens ...) and Python overrides."""
     env = {k: v for k, v in os.environ.items()
-           if not any(m in k.upper() for m in _SECRET_MARKERS) and not k.startswith("PYTHON")}
+           if not sandbox.SECRET_ENV.search(k) and not k.startswith("PYTHON")}
     env.update(extra or {})
     return env
 
