@@ -147,19 +147,16 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dic
     else:
         scratch = Path(tempfile.mkdtemp(prefix="evolve-eval-")) if own_scratch else Path(options.scratch_dir)
         private = Path(tempfile.mkdtemp(prefix="evolve-check-"))
-    scratch.mkdir(parents=True, exist_ok=True)
     log_path = private / "worker.log"
     out: dict[str, Any] = {"report": {}, "verdict": None, "failure": None, "isolation": "none", "log": ""}
     stage = StageReporter(options.on_stage)
     try:
         dirs = sandbox.make_scratch(scratch)
-        cand_paths = []
-        for i, (p, src) in enumerate(prep.sources):
-            dst = dirs["candidate"] / (f"kernel_{i}.py")
+        cand_paths = [dirs["candidate"] / f"kernel_{i}.py" for i in range(len(prep.sources))]
+        for dst, (_, src) in zip(cand_paths, prep.sources):
             dst.write_text(src, encoding="utf-8")
-            cand_paths.append(str(dst))
         request = {"plan": plan, "scratch": str(scratch), "out_dir": str(dirs["out"]),
-                   "candidates": cand_paths}
+                   "candidates": [str(p) for p in cand_paths]}
         sp = None
         if spare is None:
             try:
@@ -168,7 +165,7 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dic
             except Exception as exc:  # noqa: BLE001
                 out["failure"] = CandidateFailure("sandbox", f"cannot set up the sandbox: {exc}")
                 return out
-        out["isolation"] = sp.isolation if sp is not None else spare.isolation
+        out["isolation"] = (sp or spare).isolation
         checker = spawn.CheckerSession(
             {"plan": plan, "out_dir": str(dirs["out"]), "n_sides": len(prep.sources)}, private,
             gpu=options.gpu)

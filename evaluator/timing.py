@@ -69,9 +69,8 @@ def time_call(fn: Callable, make: Callable[[int], tuple], *, causal: bool, kwarg
               params: TimingParams, device: str, sample: dict[int, list[int]] | None = None,
               check: bool = True, after_call: Callable[[], None] | None = None) -> TimingRecord:
     """Time ``fn(q, k, v, causal=..., **kwargs)``; ``make(n)`` returns fresh inputs of call n."""
-    if device == "cuda":
-        return _time_cuda(fn, make, causal, kwargs, params, sample or {}, check, after_call)
-    return _time_cpu(fn, make, causal, kwargs, params, sample or {}, check, after_call)
+    run = _time_cuda if device == "cuda" else _time_cpu
+    return run(fn, make, causal, kwargs, params, sample or {}, check, after_call)
 
 
 def _take_sample(out, rows: list[int]):

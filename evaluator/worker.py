@@ -328,9 +328,7 @@ def main(argv: list[str] | None = None) -> None:
         req_path = Path(argv[0])
         req = json.loads(req_path.read_text())
         req_path.unlink()  # the plan (and its seed) is not left lying around for the candidate
-    scratch = Path(req["scratch"])
-    out_dir = Path(req["out_dir"])
-    w = Worker(req["plan"], scratch, out_dir, [Path(p) for p in req["candidates"]])
+    w = Worker(req["plan"], Path(req["scratch"]), Path(req["out_dir"]), [Path(p) for p in req["candidates"]])
     code = 0
     try:
         if not prestarted:
@@ -359,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
                                + traceback.format_exc(limit=8), "shape": None}
         code = 4
     try:
-        (out_dir / "report.json").write_text(json.dumps(w.report, default=str))
+        (w.out_dir / "report.json").write_text(json.dumps(w.report, default=str))
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
