@@ -160,8 +160,10 @@ def compile_all(specs: list[Spec], *, threads: int, deadline: float,
             for fut in pending:
                 fut.cancel()
         # AsyncCompileMode.__exit__ finalised the finished compiles (kernel caches filled)
-    finally:
-        shutdown(pool)
+    finally:  # shut down and join its threads (so the guard's thread count is back)
+        pool.shutdown(wait=True, cancel_futures=True)
+        for t in list(getattr(pool, "_threads", ())):
+            t.join(_JOIN_S)
     compiled = 0
     for fut in mode.raw_futures:
         if fut.done() and not fut.cancelled() and fut.exception() is None:
@@ -169,13 +171,6 @@ def compile_all(specs: list[Spec], *, threads: int, deadline: float,
         elif not fut.cancelled():
             failed += 1
     return compiled, failed
-
-
-def shutdown(pool: ThreadPoolExecutor) -> None:
-    """Shut ``pool`` down and join its threads (so the guard's thread count is back)."""
-    pool.shutdown(wait=True, cancel_futures=True)
-    for t in list(getattr(pool, "_threads", ())):
-        t.join(_JOIN_S)
 
 
 def find_autotuners(namespaces: Iterable[dict[str, Any]]) -> list[Any]:

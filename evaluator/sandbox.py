@@ -282,16 +282,12 @@ class _PathBeneath(ctypes.Structure):
     _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
 
 
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
 def landlock_abi() -> int:
     """The kernel's Landlock ABI version (0 when Landlock is missing or disabled)."""
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "aarch64", "arm64"):
         return 0
     try:
-        r = _libc().syscall(_SYS_CREATE, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+        r = ctypes.CDLL(None, use_errno=True).syscall(_SYS_CREATE, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
     except (OSError, AttributeError):
         return 0
     return max(int(r), 0)
@@ -306,7 +302,7 @@ def apply_in_process(scratch_dir: Path) -> str | None:
     abi = landlock_abi()
     if abi < 1:
         return None
-    libc = _libc()
+    libc = ctypes.CDLL(None, use_errno=True)
     fs = _FS_WRITE_FILE | _FS_REMOVE_DIR | _FS_REMOVE_FILE | _FS_MAKE
     fs |= _FS_REFER if abi >= 2 else 0
     fs |= _FS_TRUNCATE if abi >= 3 else 0
