@@ -25,7 +25,9 @@ _ENV_KEYS = ("gpu", "driver", "cuda", "torch", "triton", "python", "hostname", "
              "memory_gib", "capability", "interpreter", "platform")
 
 
-def worker_failure(report: dict[str, Any]) -> CandidateFailure | None:
+def reported_failure(report: dict[str, Any]) -> CandidateFailure | None:
+    """The ``failure`` record of a worker report or a checker verdict (same format), validated:
+    a malformed record or an unknown class (only a forged worker report has one) is ``forbidden``."""
     f = report.get("failure")
     if not f:
         return None
@@ -69,8 +71,7 @@ def side_times(report: dict[str, Any], plan: dict[str, Any], side: int) -> dict[
             raise CandidateFailure("implausible", f"non-positive or missing time {ms}",
                                    Shape.from_dict(entry["shape"]).name)
         out[entry["idx"]] = ms  # type: ignore[assignment]
-        walls = rec["sides"][side].get("wall", [])
-        for w in walls:
+        for w in rec["sides"][side].get("wall", []):
             if isinstance(w, list) and len(w) == 3:
                 msg = wall_anomaly(_num(w[0]), _num(w[1]), int(w[2] or 0))
                 if msg:

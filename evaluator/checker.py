@@ -60,23 +60,21 @@ class Checker:
             ref = reference(q, k, v, causal=shape.causal, sm_scale=shape.scale)
             low = torch_lowp(q, k, v, causal=shape.causal, sm_scale=shape.scale)
             expect = tuple(q.shape)
+            where = f"{shape.name} [{chk['kind']}]"
             for side in range(self.n_sides):
                 first = self._load(f"check{chk['id']}_s{side}_r0.pt", shape, expect)
-                second = None
+                repeat = None  # (class, message) when the two calls differ
                 if chk["repeat"]:
                     second = self._load(f"check{chk['id']}_s{side}_r1.pt", shape, expect)
-                    verdict = classify_repeat(first, second)
-                    if verdict and verdict[0] == "unwritten":
-                        raise CandidateFailure(verdict[0], verdict[1], f"{shape.name} [{chk['kind']}]")
+                    repeat = classify_repeat(first, second)
+                    if repeat and repeat[0] == "unwritten":  # judged before the error bound
+                        raise CandidateFailure(*repeat, where)
                 self.checked += 1
                 st = compare(first, ref, low, shape.dtype)
                 if not st.ok:
-                    raise CandidateFailure(st.cls, f"{st.message} on {chk['kind']} inputs",
-                                           f"{shape.name} [{chk['kind']}]")
-                if second is not None:
-                    verdict = classify_repeat(first, second)
-                    if verdict:
-                        raise CandidateFailure(verdict[0], verdict[1], f"{shape.name} [{chk['kind']}]")
+                    raise CandidateFailure(st.cls, f"{st.message} on {chk['kind']} inputs", where)
+                if repeat:
+                    raise CandidateFailure(*repeat, where)
                 self.passed += 1
                 self.max_ratio = max(self.max_ratio, st.ratio)
 
@@ -152,9 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         # nothing runs on the GPU beside the worker's baseline timing)
         torch.empty(1, device="cuda")
     chk = Checker(req["plan"], out_dir, int(req["n_sides"]))
-    for line in sys.stdin:
-        if not line.strip():
-            continue
+    for line in sys.stdin:  # one command per line, written by the runner (spawn.CheckerSession)
         cmd = json.loads(line).get("cmd")
         verdict = _answer(chk, str(cmd), out_dir)
         sys.stdout.write("EVALUATOR-VERDICT " + json.dumps(verdict) + "\n")

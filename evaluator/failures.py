@@ -95,5 +95,4 @@ def classify_exception(exc: BaseException, default: str = "runtime") -> str:
     if mod.startswith("triton") and ("Compilation" in name or "CompileTimeAssertion" in name
                                      or "OutOfResources" in name):
         return "compile"
-    by_text = classify_text(f"{name}: {exc}")
-    return by_text or default
+    return classify_text(f"{name}: {exc}") or default

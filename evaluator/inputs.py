@@ -48,12 +48,6 @@ def torch_dtype(name: str) -> "torch.dtype":
     return {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}[name]
 
 
-def _randn(shape: tuple[int, ...], gen: "torch.Generator", device: str) -> "torch.Tensor":
-    import torch
-
-    return torch.randn(shape, generator=gen, device=device, dtype=torch.float32)
-
-
 def make_inputs(shape: Shape, seed: int, kind: str = "gaussian", device: str = "cpu"):
     """Return fresh ``(q, k, v)`` for ``shape`` (layout respected: ``bshd`` gives views)."""
     import torch
@@ -63,9 +57,8 @@ def make_inputs(shape: Shape, seed: int, kind: str = "gaussian", device: str = "
     gen = torch.Generator(device=device)
     gen.manual_seed(int(seed))
     B, Hq, Hkv, S, D = shape.B, shape.Hq, shape.Hkv, shape.S, shape.D
-    q = _randn((B, Hq, S, D), gen, device)
-    k = _randn((B, Hkv, S, D), gen, device)
-    v = _randn((B, Hkv, S, D), gen, device)
+    f32 = {"generator": gen, "device": device, "dtype": torch.float32}
+    q, k, v = (torch.randn(size, **f32) for size in ((B, Hq, S, D), (B, Hkv, S, D), (B, Hkv, S, D)))
     if kind == "large_rows":
         pick = torch.rand((B, Hq, S, 1), generator=gen, device=device) < 0.125
         factor = 8.0 + 22.0 * torch.rand((B, Hq, S, 1), generator=gen, device=device)

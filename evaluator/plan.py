@@ -71,8 +71,7 @@ def build_plan(target: Target, suite: str, *, device: str, seed: int, baselines:
         precompile = {"threads": int(compile_threads), "max_specs": MAX_SPECIALISATIONS,
                       "limit_s": PRECOMPILE_LIMIT_S}
     return {
-        "target": target.name, "suite": suite, "device": device, "seed": seed,
-        "checks": checks, "timed": timed, "timing": asdict(params),
+        "device": device, "seed": seed, "checks": checks, "timed": timed, "timing": asdict(params),
         "baselines": [] if cached_baselines is not None else baselines,
         "baselines_cached": cached_baselines is not None,
         "passes": passes, "precompile": precompile,

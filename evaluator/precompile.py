@@ -146,7 +146,6 @@ def compile_all(specs: list[Spec], *, threads: int, deadline: float,
 
     pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="evaluator-precompile")
     failed = 0
-    mode = None
     try:
         mode = AsyncCompileMode(pool, ignore_errors=True)
         with mode:
@@ -161,22 +160,17 @@ def compile_all(specs: list[Spec], *, threads: int, deadline: float,
             for fut in pending:
                 fut.cancel()
         # AsyncCompileMode.__exit__ finalised the finished compiles (kernel caches filled)
-    finally:
-        shutdown(pool)
+    finally:  # shut down and join its threads (so the guard's thread count is back)
+        pool.shutdown(wait=True, cancel_futures=True)
+        for t in list(getattr(pool, "_threads", ())):
+            t.join(_JOIN_S)
     compiled = 0
-    for fut in (mode.raw_futures if mode is not None else []):
+    for fut in mode.raw_futures:
         if fut.done() and not fut.cancelled() and fut.exception() is None:
             compiled += 1
         elif not fut.cancelled():
             failed += 1
     return compiled, failed
-
-
-def shutdown(pool: ThreadPoolExecutor) -> None:
-    """Shut ``pool`` down and join its threads (so the guard's thread count is back)."""
-    pool.shutdown(wait=True, cancel_futures=True)
-    for t in list(getattr(pool, "_threads", ())):
-        t.join(_JOIN_S)
 
 
 def find_autotuners(namespaces: Iterable[dict[str, Any]]) -> list[Any]:
@@ -225,16 +219,13 @@ def autotuner_discovery(autotuners: list[Any]) -> Iterator[None]:
     try:
         yield
     finally:
-        for at, old in saved:
-            try:
-                d = vars(at)
-                for k in _AUTOTUNER_KEYS:
-                    if k in old:
-                        d[k] = old[k]
-                    else:
-                        d.pop(k, None)
-            except Exception:  # noqa: BLE001
-                pass
+        for at, old in saved:  # vars(at) worked when it was saved
+            d = vars(at)
+            for k in _AUTOTUNER_KEYS:
+                if k in old:
+                    d[k] = old[k]
+                else:
+                    d.pop(k, None)
         for at in autotuners:
             try:
                 at.cache.clear()

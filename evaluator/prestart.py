@@ -6,7 +6,7 @@ evaluation on the same GPU runs), instead of on its critical path.
     evaluate(path, options=EvalOptions(gpu=0, prestarted=spare))  # consumes the handle
 
 A handle owns a scratch directory (layout of spawn.py) and a private directory (its log,
-later the checker's files) and one sandboxed worker started as ``boot_cmd("worker", "-")``
+later the checker's files) and one sandboxed worker started as ``worker_plan(None, ...)``
 with the same sandbox and environment rules as a normal worker. That worker announces
 ``stage: init``, imports torch and triton -- no CUDA initialisation, nothing that touches
 the GPU, where another evaluation may be timing -- and blocks reading ONE line from
@@ -32,9 +32,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import Any, Callable
 
 IDLE_EXIT = 5  # the worker's exit status when stdin closed before a request arrived
 
@@ -64,7 +64,6 @@ class Prestarted:
     isolation: str
     proc: subprocess.Popen | None = None
     used: bool = False
-    _log: IO[bytes] | None = field(default=None, repr=False)
 
     @property
     def log_path(self) -> Path:
@@ -80,17 +79,15 @@ class Prestarted:
         scratch = Path(tempfile.mkdtemp(prefix="evolve-spare-", dir=base))
         private = Path(tempfile.mkdtemp(prefix="evolve-check-"))  # never inside the sandbox
         try:
-            sp = spawn.sandbox_plan(spawn.boot_cmd("worker", "-"), scratch,
-                                    interpreter=interpreter, gpu=gpu)
+            sp = spawn.worker_plan(None, scratch, interpreter=interpreter, gpu=gpu)
             if sp.mode not in PID_ISOLATING:
                 raise PrestartUnsupported(
                     f"pre-started workers need a pid-isolating sandbox ({' or '.join(PID_ISOLATING)});"
                     f" this host's is {sp.mode}: every evaluation spawns its own worker")
             h = cls(gpu, interpreter, scratch, private, sp.isolation)
-            h._log = open(h.log_path, "ab")
-            h.proc = subprocess.Popen(sp.argv, env=sp.env, cwd=str(scratch / "work"),
-                                      stdin=subprocess.PIPE, stdout=h._log, stderr=h._log,
-                                      start_new_session=True)
+            with open(h.log_path, "ab") as log:  # the worker keeps its own descriptor
+                h.proc = subprocess.Popen(sp.argv, env=sp.env, cwd=str(scratch / "work"), stdin=subprocess.PIPE,
+                                          stdout=log, stderr=log, start_new_session=True)
         except Exception as exc:  # noqa: BLE001 - sandbox or process start failed
             shutil.rmtree(scratch, ignore_errors=True)
             shutil.rmtree(private, ignore_errors=True)
@@ -112,15 +109,12 @@ class Prestarted:
         return (json.dumps(request) + "\n").encode()
 
     def close(self) -> None:
-        """Kill the process group, close the pipe and the log, remove both directories."""
+        """Kill the process group, close the pipe, remove both directories."""
         from evaluator import spawn
 
         self.used = True
         if self.proc is not None:
             spawn.stop(self.proc)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
         shutil.rmtree(self.scratch, ignore_errors=True)
         shutil.rmtree(self.private, ignore_errors=True)
 
@@ -140,9 +134,7 @@ def await_request(announce: Callable[[str], None]) -> dict[str, Any]:
     if not line.strip():
         sys.stderr.flush()
         os._exit(IDLE_EXIT)
-    req = json.loads(line)
-    if not isinstance(req, dict):
-        raise ValueError("the request is not a JSON object")
+    req = json.loads(line)  # written by the parent (Prestarted.request_line)
     print(f"[evaluator-worker] pre-started: request received (pid {os.getpid()}) "
           f"{time.monotonic() - t0:.1f} s after init", file=sys.stderr, flush=True)
     return req

@@ -88,7 +88,7 @@ class EvalResult:
         return d
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, default=_json_default)
+        return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "EvalResult":
@@ -115,9 +115,3 @@ class EvalResult:
             log_tail=str(d.get("log_tail", "")),
             baselines_cached=bool(d.get("baselines_cached", False)),
         )
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, float) and not math.isfinite(o):
-        return None
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

@@ -133,12 +133,6 @@ def _needs_gpu(source: str, device: str) -> CandidateFailure | None:
                             f"{why}; evaluate it on a GPU machine (--suite quick or default)")
 
 
-def _consume_spare(options: EvalOptions) -> None:
-    """A pre-started worker serves one evaluation at most, whatever happened to it."""
-    if options.prestarted is not None:
-        options.prestarted.close()
-
-
 def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dict[str, Any]:
     """Run worker then checker. Returns a dict with report, verdict, failure, isolation, log.
     ``options.prestarted`` is used when it fits (prestart.py); the caller closes it anyway."""
@@ -153,19 +147,16 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dic
     else:
         scratch = Path(tempfile.mkdtemp(prefix="evolve-eval-")) if own_scratch else Path(options.scratch_dir)
         private = Path(tempfile.mkdtemp(prefix="evolve-check-"))
-    scratch.mkdir(parents=True, exist_ok=True)
     log_path = private / "worker.log"
     out: dict[str, Any] = {"report": {}, "verdict": None, "failure": None, "isolation": "none", "log": ""}
     stage = StageReporter(options.on_stage)
     try:
         dirs = sandbox.make_scratch(scratch)
-        cand_paths = []
-        for i, (p, src) in enumerate(prep.sources):
-            dst = dirs["candidate"] / (f"kernel_{i}.py")
+        cand_paths = [dirs["candidate"] / f"kernel_{i}.py" for i in range(len(prep.sources))]
+        for dst, (_, src) in zip(cand_paths, prep.sources):
             dst.write_text(src, encoding="utf-8")
-            cand_paths.append(str(dst))
         request = {"plan": plan, "scratch": str(scratch), "out_dir": str(dirs["out"]),
-                   "candidates": cand_paths}
+                   "candidates": [str(p) for p in cand_paths]}
         sp = None
         if spare is None:
             try:
@@ -174,10 +165,10 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dic
             except Exception as exc:  # noqa: BLE001
                 out["failure"] = CandidateFailure("sandbox", f"cannot set up the sandbox: {exc}")
                 return out
-        out["isolation"] = sp.isolation if sp is not None else spare.isolation
+        out["isolation"] = (sp or spare).isolation
         checker = spawn.CheckerSession(
             {"plan": plan, "out_dir": str(dirs["out"]), "n_sides": len(prep.sources)}, private,
-            gpu=options.gpu, log_path=private / "checker.log")
+            gpu=options.gpu)
         try:
             def phase1() -> CandidateFailure | None:
                 stage("checker")
@@ -244,7 +235,7 @@ def _run_failure(proc: spawn.ProcResult, report: dict[str, Any], phase1: dict[st
     if proc.timed_out:
         return CandidateFailure("timeout", f"worker exceeded {timeout_s:g} s "
                                 f"(stage {spawn.last_stage(proc.log_tail) or '?'}); killed")
-    wf = assemble.worker_failure(report) if report else None
+    wf = assemble.reported_failure(report)
     if wf is not None:
         return wf
     if proc.returncode != 0 or not report or report.get("stage") != "done":
@@ -256,11 +247,7 @@ def _verdict_failure(verdict: dict[str, Any] | None, private: Path) -> Candidate
     if verdict is None:
         return CandidateFailure("internal", "checker produced no verdict: "
                                 + spawn.tail(private / "checker.log", 1500))
-    f = verdict.get("failure")
-    if f:
-        return CandidateFailure(f["class"], f["message"], f.get("shape"),
-                                f.get("side") if f.get("side") in (0, 1) else None)
-    return None
+    return assemble.reported_failure(verdict)
 
 
 def _read_report(path: Path) -> dict[str, Any]:
@@ -301,8 +288,9 @@ def evaluate(path: str | Path, target: str = "gqa", suite: str | None = None,
     options = options or EvalOptions()
     try:
         return _evaluate(path, target, suite, options)
-    finally:
-        _consume_spare(options)
+    finally:  # a pre-started worker serves one evaluation at most, whatever happened to it
+        if options.prestarted is not None:
+            options.prestarted.close()
 
 
 def _evaluate(path: str | Path, target: str, suite: str | None, options: EvalOptions) -> EvalResult:
@@ -364,8 +352,9 @@ def compare_candidates(challenger_path: str | Path, champion_path: str | Path, t
     options = options or EvalOptions()
     try:
         return _compare(challenger_path, champion_path, target, suite, options, rounds)
-    finally:
-        _consume_spare(options)
+    finally:  # a pre-started worker serves one evaluation at most, whatever happened to it
+        if options.prestarted is not None:
+            options.prestarted.close()
 
 
 def _compare(challenger_path: str | Path, champion_path: str | Path, target: str,
@@ -403,7 +392,6 @@ def _compare(challenger_path: str | Path, champion_path: str | Path, target: str
                              failure={"side": {0: "challenger", 1: "champion"}.get(fail.side, "unknown"),
                                       "class": fail.cls, "message": fail.message},
                              device=prep.device, timing=timing, wall_s=time.monotonic() - t0)
-    ratio, noise, better = decide([r["challenger"] for r in rounds_out],
-                                  [r["champion"] for r in rounds_out], scores[0], scores[1])
+    ratio, noise, better = decide(per_side[0], per_side[1], scores[0], scores[1])
     return CompareResult(scores[0], scores[1], ratio, noise, better, rounds_out,
                          device=prep.device, timing=timing, wall_s=time.monotonic() - t0)

@@ -48,7 +48,7 @@ _ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "LD_LIBRARY_PATH", "CU
               "NVIDIA_DRIVER_CAPABILITIES", "TRITON_INTERPRET")
 _ENV_ALLOW_PREFIX = ("TRITON_",)
 # Never copied, whatever the allow-list says.
-_ENV_SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION", re.I)
+SECRET_ENV = re.compile(r"KEY|TOKEN|SECRET|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION", re.I)
 
 
 class SandboxUnavailable(RuntimeError):
@@ -67,7 +67,7 @@ def scrubbed_env(scratch_dir: Path, gpu: int | None, mode: str) -> dict[str, str
     """The worker's whole environment: an allow-list plus private HOME/TMPDIR/caches."""
     env: dict[str, str] = {}
     for k, v in os.environ.items():
-        if (k in _ENV_ALLOW or k.startswith(_ENV_ALLOW_PREFIX)) and not _ENV_SECRET.search(k):
+        if (k in _ENV_ALLOW or k.startswith(_ENV_ALLOW_PREFIX)) and not SECRET_ENV.search(k):
             env[k] = v
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     scratch = Path(scratch_dir)
@@ -282,16 +282,12 @@ class _PathBeneath(ctypes.Structure):
     _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
 
 
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
 def landlock_abi() -> int:
     """The kernel's Landlock ABI version (0 when Landlock is missing or disabled)."""
     if platform.system() != "Linux" or platform.machine() not in ("x86_64", "aarch64", "arm64"):
         return 0
     try:
-        r = _libc().syscall(_SYS_CREATE, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+        r = ctypes.CDLL(None, use_errno=True).syscall(_SYS_CREATE, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
     except (OSError, AttributeError):
         return 0
     return max(int(r), 0)
@@ -306,7 +302,7 @@ def apply_in_process(scratch_dir: Path) -> str | None:
     abi = landlock_abi()
     if abi < 1:
         return None
-    libc = _libc()
+    libc = ctypes.CDLL(None, use_errno=True)
     fs = _FS_WRITE_FILE | _FS_REMOVE_DIR | _FS_REMOVE_FILE | _FS_MAKE
     fs |= _FS_REFER if abi >= 2 else 0
     fs |= _FS_TRUNCATE if abi >= 3 else 0

@@ -33,7 +33,6 @@ from evaluator.progress import LogFollower, stage_of
 
 _BOOT = "import sys; sys.path.insert(0, {root!r}); from evaluator.{mod} import main; main()"
 BASELINE_ALLOWANCE_S = 1800.0
-_SECRET_MARKERS = ("_API_KEY", "_TOKEN", "_SECRET", "PASSWORD", "_CREDENTIALS")
 
 
 @dataclass
@@ -46,9 +45,10 @@ class ProcResult:
 
 
 def scrubbed_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The calling environment minus secrets (``*_API_KEY``, tokens ...) and Python overrides."""
+    """The calling environment minus secrets (the sandbox's ``SECRET_ENV`` names: API keys,
+    tokens ...) and Python overrides."""
     env = {k: v for k, v in os.environ.items()
-           if not any(m in k.upper() for m in _SECRET_MARKERS) and not k.startswith("PYTHON")}
+           if not sandbox.SECRET_ENV.search(k) and not k.startswith("PYTHON")}
     env.update(extra or {})
     return env
 
@@ -57,19 +57,17 @@ def boot_cmd(module: str, arg: Path | str) -> list[str]:
     return [sys.executable, "-I", "-c", _BOOT.format(root=str(sandbox.REPO_ROOT), mod=module), str(arg)]
 
 
-def worker_plan(request: dict[str, Any], scratch: Path, *, interpreter: bool, gpu: int | None):
-    """Write the request and wrap the worker command with the sandbox; returns the plan."""
-    req_path = scratch / "request.json"
-    req_path.write_text(json.dumps(request))
-    return sandbox_plan(boot_cmd("worker", req_path), scratch, interpreter=interpreter, gpu=gpu)
-
-
-def sandbox_plan(cmd: list[str], scratch: Path, *, interpreter: bool, gpu: int | None):
-    """``cmd`` wrapped with the sandbox, with the worker's environment (sandbox.scrubbed_env:
-    an allow-list without secrets, HOME, TMPDIR and the Triton cache in the scratch layout,
-    CUDA_VISIBLE_DEVICES; here TRITON_INTERPRET on/off). Shared by ``worker_plan`` and
-    pre-started workers (prestart.py)."""
-    plan = sandbox.plan(cmd, scratch_dir=scratch, gpu=gpu,
+def worker_plan(request: dict[str, Any] | None, scratch: Path, *, interpreter: bool, gpu: int | None):
+    """The worker command wrapped with the sandbox, with the worker's environment
+    (sandbox.scrubbed_env: an allow-list without secrets, HOME, TMPDIR and the Triton cache
+    in the scratch layout, CUDA_VISIBLE_DEVICES; here TRITON_INTERPRET on/off). ``request``
+    is written to ``scratch/request.json`` for the worker; None: a pre-started worker that
+    reads it from stdin (prestart.py)."""
+    arg: Path | str = "-"
+    if request is not None:
+        arg = scratch / "request.json"
+        arg.write_text(json.dumps(request))
+    plan = sandbox.plan(boot_cmd("worker", arg), scratch_dir=scratch, gpu=gpu,
                         read_only_paths=[sandbox.REPO_ROOT, Path(sys.prefix), Path(sys.base_prefix)])
     if interpreter:
         plan.env["TRITON_INTERPRET"] = "1"
@@ -155,21 +153,20 @@ def _send(proc: subprocess.Popen, data: bytes, close: bool = False) -> None:
 
 class CheckerSession:
     """The trusted checker, started early (it imports torch while the worker runs) and fed
-    commands (``checks`` then ``samples``) on stdin; each answer is one verdict line."""
+    commands (``checks`` then ``samples``) on stdin; each answer is one verdict line. Its
+    stderr goes to ``private/checker.log``."""
 
-    def __init__(self, checker_req: dict[str, Any], private: Path, *, gpu: int | None,
-                 log_path: Path):
+    def __init__(self, checker_req: dict[str, Any], private: Path, *, gpu: int | None):
         req_path = private / "checker_request.json"
         req_path.write_text(json.dumps(checker_req))
         env = scrubbed_env({"TRITON_CACHE_DIR": str(private / "triton_cache")})
         env.pop("TRITON_INTERPRET", None)
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(gpu)
-        self.log_path = log_path
-        self._log = open(log_path, "ab")
-        self.proc = subprocess.Popen(boot_cmd("checker", req_path), env=env, cwd=str(private),
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
-                                     start_new_session=True)
+        with open(private / "checker.log", "ab") as log:  # the checker keeps its own descriptor
+            self.proc = subprocess.Popen(boot_cmd("checker", req_path), env=env, cwd=str(private),
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                         start_new_session=True)
 
     def ask(self, cmd: str, timeout_s: float) -> dict[str, Any] | None:
         """Send one command; the verdict dict, or None when the checker died or timed out."""
@@ -202,7 +199,6 @@ class CheckerSession:
 
     def close(self) -> None:
         stop(self.proc)
-        self._log.close()
 
 
 def stop(proc: subprocess.Popen) -> None:

@@ -50,7 +50,7 @@ class TimingRecord:
     ms: float  # median of the timed calls
     wall_ms: float | None = None
     wall_event_ms: float | None = None
-    samples: list[dict[str, Any]] = field(default_factory=list)  # {"call", "rows", "tensor"}
+    samples: list[dict[str, Any]] = field(default_factory=list)  # {"call", "tensor"}
 
 
 class BadOutput(Exception):
@@ -69,9 +69,8 @@ def time_call(fn: Callable, make: Callable[[int], tuple], *, causal: bool, kwarg
               params: TimingParams, device: str, sample: dict[int, list[int]] | None = None,
               check: bool = True, after_call: Callable[[], None] | None = None) -> TimingRecord:
     """Time ``fn(q, k, v, causal=..., **kwargs)``; ``make(n)`` returns fresh inputs of call n."""
-    if device == "cuda":
-        return _time_cuda(fn, make, causal, kwargs, params, sample or {}, check, after_call)
-    return _time_cpu(fn, make, causal, kwargs, params, sample or {}, check, after_call)
+    run = _time_cuda if device == "cuda" else _time_cpu
+    return run(fn, make, causal, kwargs, params, sample or {}, check, after_call)
 
 
 def _take_sample(out, rows: list[int]):
@@ -105,7 +104,7 @@ def _time_cpu(fn, make, causal, kwargs, p, sample, check, after_call) -> TimingR
         if after_call:
             after_call()
         if n in sample:
-            samples.append({"call": n, "rows": sample[n], "tensor": _take_sample(out, sample[n])})
+            samples.append({"call": n, "tensor": _take_sample(out, sample[n])})
     return TimingRecord(ms=statistics.median(times), samples=samples)
 
 
@@ -133,14 +132,14 @@ def _time_cuda(fn, make, causal, kwargs, p, sample, check, after_call) -> Timing
             if check:
                 _check_out(out, q)
             if n in sample:
-                pending.append((n, sample[n], _take_sample(out, sample[n])))
+                pending.append((n, _take_sample(out, sample[n])))
             del out
             n += 1
         torch.cuda.synchronize()
         if after_call:
             after_call()
         times += [e0.elapsed_time(e1) for e0, e1 in events]
-        samples += [{"call": c, "rows": r, "tensor": t.cpu()} for c, r, t in pending]
+        samples += [{"call": c, "tensor": t.cpu()} for c, t in pending]
     rec = TimingRecord(ms=statistics.median(times), samples=samples)
     if p.wall_calls:
         sets = [make(10_000 + j) for j in range(p.wall_calls)]

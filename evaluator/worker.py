@@ -69,12 +69,10 @@ class Worker:
         self.tdev = "cuda" if self.device == "cuda" else "cpu"
         self.params = TimingParams(**plan["timing"])
         self.report = _REPORT
-        self.report.update({"failure": None, "stage": "start", "checks": [], "timing": [],
-                            "baselines": []})
+        self.report.update({"failure": None, "stage": "start", "timing": [], "baselines": []})
         self.fns: list[Any] = []
         self.modules: list[Any] = []
-        self.hook_checks = False  # on once Triton's JIT module is held (before the guard)
-        self.guard = None
+        self.guard: Any = None  # evaluator.guard once installed (its module leaves sys.modules)
         self.threads0 = threading.active_count()
 
     # ---- helpers -------------------------------------------------------------------
@@ -82,15 +80,15 @@ class Worker:
         raise CandidateFailure(cls, message[:2000], shape, side)
 
     def _integrity(self, shape: Shape | None) -> None:
-        if self.guard is not None:
-            msg = self.guard.check_integrity()
-            if msg:
-                self.fail("forbidden", f"tampering detected: {msg}", shape.name if shape else None)
+        """Called after candidate code ran (the guard is installed by then)."""
+        msg = self.guard.check_integrity()
+        if msg:
+            self.fail("forbidden", f"tampering detected: {msg}", shape.name if shape else None)
         self._check_hook(shape)
 
     def _check_hook(self, shape: Shape | None = None) -> None:
         """Triton's jit_cache_hook skips launches when it returns True: it must stay unset."""
-        if self.hook_checks and precompile.hook_is_set():
+        if precompile.hook_is_set():
             self.fail("forbidden", "tampering detected: triton.knobs.runtime.jit_cache_hook is set",
                       shape.name if shape else None)
 
@@ -103,9 +101,8 @@ class Worker:
         except CandidateFailure:
             raise
         except BaseException as exc:  # noqa: BLE001 - every candidate error is classified
-            cls = classify_exception(exc, default="runtime")
             tb = traceback.format_exc(limit=6)
-            self.fail(cls, f"{type(exc).__name__}: {exc}\n{tb}", shape.name)
+            self.fail(classify_exception(exc), f"{type(exc).__name__}: {exc}\n{tb}", shape.name)
         self._integrity(shape)
         return out
 
@@ -154,8 +151,7 @@ class Worker:
 
         _stage("confine")
         self.report["isolation_in_process"] = sandbox.apply_in_process(self.scratch)
-        precompile.preimport_kernel_libraries()
-        self.hook_checks = True
+        precompile.preimport_kernel_libraries()  # also takes Triton's JIT module for _check_hook
         self.threads0 = threading.active_count()
         guard.install(scratch_dir=self.scratch, candidate_path=self.candidates[0])
         self.guard = guard
@@ -168,11 +164,8 @@ class Worker:
                 sys.modules[name] = mod
                 spec.loader.exec_module(mod)
             except BaseException as exc:  # noqa: BLE001
-                cls = classify_exception(exc, default="import")
-                if cls == "runtime":
-                    cls = "import"
-                self.fail(cls, f"importing the candidate raised {type(exc).__name__}: {exc}\n"
-                          + traceback.format_exc(limit=6), side=i)
+                self.fail(classify_exception(exc, default="import"), f"importing the candidate raised "
+                          f"{type(exc).__name__}: {exc}\n" + traceback.format_exc(limit=6), side=i)
             self._integrity(None)
             fn = getattr(mod, "attention", None)
             if not callable(fn):
@@ -215,7 +208,6 @@ class Worker:
             shape = Shape.from_dict(chk["shape"])
             q, k, v = make_inputs(shape, chk["seed"], chk["kind"], self.tdev)
             copies = [t.clone() for t in (q, k, v)]
-            entry = {"id": chk["id"]}
             for side, fn in enumerate(self.fns):
                 for rep in range(2 if chk["repeat"] else 1):
                     self._poison(shape, float("nan") if rep == 0 else POISON_SECOND)
@@ -224,11 +216,8 @@ class Worker:
                     for t, c in zip((q, k, v), copies):
                         if not torch.equal(t, c):
                             self.fail("mutation", "the candidate modified an input tensor", shape.name)
-                    fname = f"check{chk['id']}_s{side}_r{rep}.pt"
-                    torch.save(torch.Tensor.cpu(out).clone(), self.out_dir / fname)
-                    entry.setdefault("files", []).append({"side": side, "rep": rep, "file": fname})
+                    torch.save(torch.Tensor.cpu(out).clone(), self.out_dir / f"check{chk['id']}_s{side}_r{rep}.pt")
                     del out
-            self.report["checks"].append(entry)
             self._threads(shape)
 
     def await_verdict(self) -> None:
@@ -294,7 +283,7 @@ class Worker:
         for entry in self.plan["timed"]:
             shape = Shape.from_dict(entry["shape"])
             rec: dict[str, Any] = {"idx": entry["idx"],
-                                   "sides": [{"ms": [], "wall": [], "samples": []} for _ in self.fns]}
+                                   "sides": [{"ms": [], "wall": []} for _ in self.fns]}
             for p in range(self.plan["passes"]):
                 sample = {s["call"]: s["rows"] for s in entry["samples"] if s["pass"] == p}
                 order = list(range(len(self.fns)))
@@ -322,10 +311,8 @@ class Worker:
                       side)
         out["ms"].append(t.ms)
         out["wall"].append([t.wall_ms, t.wall_event_ms, self.params.wall_calls])
-        for s in t.samples:
-            fname = f"time{entry['idx']}_s{side}_p{p}_c{s['call']}.pt"
-            torch.save(s["tensor"].cpu().clone(), self.out_dir / fname)
-            out["samples"].append({"pass": p, "call": s["call"], "rows": s["rows"], "file": fname})
+        for s in t.samples:  # the checker knows these names from its own copy of the plan
+            torch.save(s["tensor"].cpu().clone(), self.out_dir / f"time{entry['idx']}_s{side}_p{p}_c{s['call']}.pt")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -341,9 +328,7 @@ def main(argv: list[str] | None = None) -> None:
         req_path = Path(argv[0])
         req = json.loads(req_path.read_text())
         req_path.unlink()  # the plan (and its seed) is not left lying around for the candidate
-    scratch = Path(req["scratch"])
-    out_dir = Path(req["out_dir"])
-    w = Worker(req["plan"], scratch, out_dir, [Path(p) for p in req["candidates"]])
+    w = Worker(req["plan"], Path(req["scratch"]), Path(req["out_dir"]), [Path(p) for p in req["candidates"]])
     code = 0
     try:
         if not prestarted:
@@ -372,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
                                + traceback.format_exc(limit=8), "shape": None}
         code = 4
     try:
-        (out_dir / "report.json").write_text(json.dumps(w.report, default=str))
+        (w.out_dir / "report.json").write_text(json.dumps(w.report, default=str))
     finally:
         sys.stdout.flush()
         sys.stderr.flush()

@@ -60,10 +60,10 @@ def test_hidden_work_is_a_timing_anomaly():
 
 
 def test_forged_failure_records():
-    assert assemble.worker_failure({"failure": None}) is None
-    assert assemble.worker_failure({"failure": {"class": "ok!", "message": "x"}}).cls == "forbidden"
-    assert assemble.worker_failure({"failure": "bad"}).cls == "forbidden"
-    f = assemble.worker_failure({"failure": {"class": "contract", "message": "m" * 10000}})
+    assert assemble.reported_failure({"failure": None}) is None
+    assert assemble.reported_failure({"failure": {"class": "ok!", "message": "x"}}).cls == "forbidden"
+    assert assemble.reported_failure({"failure": "bad"}).cls == "forbidden"
+    f = assemble.reported_failure({"failure": {"class": "contract", "message": "m" * 10000}})
     assert f.cls == "contract" and len(f.message) <= 4000
     with pytest.raises(CandidateFailure):
         assemble.side_times({"timing": []}, _plan(), 0)
