@@ -119,18 +119,14 @@ def spend_frame(data: RunData) -> pd.DataFrame:
 
 
 def spend_charts(data: RunData) -> alt.HConcatChart:
-    df = spend_frame(data)
-    x = alt.X("ts:T", title="time (UTC)")
-    tokens = alt.Chart(df).mark_line(point=True, interpolate="step-after").encode(
-        x=x, y=alt.Y("tokens:Q", title="tokens (in + out), cumulative"),
+    df, x = spend_frame(data), alt.X("ts:T", title="time (UTC)")
+    charts = [alt.Chart(df).mark_line(point=True, color=color, interpolate="step-after").encode(
+        x=x, y=alt.Y(f"{col}:Q", title=f"{what}, cumulative"),
         tooltip=[alt.Tooltip("ts:T", format="%H:%M:%S", title="time (UTC)"),
-                 alt.Tooltip("tokens:Q", title="tokens so far")]).properties(title="Tokens", height=240)
-    usd = alt.Chart(df).mark_line(point=True, color="#ff7f0e", interpolate="step-after").encode(
-        x=x, y=alt.Y("usd:Q", title="USD, cumulative"),
-        tooltip=[alt.Tooltip("ts:T", format="%H:%M:%S", title="time (UTC)"),
-                 alt.Tooltip("usd:Q", format="$.4f", title="USD so far")]).properties(
-        title="Cost", height=240)
-    return alt.hconcat(tokens, usd)
+                 alt.Tooltip(f"{col}:Q", format=fmt, title=f"{what.split()[0]} so far")]).properties(title=title, height=240)
+        for col, what, fmt, color, title in (("tokens", "tokens (in + out)", alt.Undefined, "#1f77b4", "Tokens"),
+                                             ("usd", "USD", "$.4f", "#ff7f0e", "Cost"))]
+    return alt.hconcat(*charts)
 
 
 def compare_chart(runs: list[RunData]) -> alt.Chart:

@@ -26,7 +26,6 @@ class FlexReference:
     """FlexAttention speed relative to the primary baseline, measured in this run."""
 
     ratio: float | None
-    evaluations: int
     note: str
 
 
@@ -47,15 +46,6 @@ class RunData:
     @property
     def live(self) -> bool:
         return self.summary.status == "running"
-
-
-def _frame(rows: list[dict[str, Any]], columns: list[str] | None = None) -> pd.DataFrame:
-    df = pd.DataFrame(rows)
-    if columns:
-        for c in columns:
-            if c not in df.columns:
-                df[c] = None
-    return df
 
 
 def shape_rows(snap: read.RunSnapshot) -> list[dict[str, Any]]:
@@ -97,12 +87,12 @@ def flex_reference(snap: read.RunSnapshot) -> FlexReference:
         if _positive(flex) and _positive(base):
             per_eval.setdefault(int(m["candidate_id"]), []).append(math.log(base / flex))
     if not per_eval:
-        return FlexReference(None, 0, "FlexAttention was not timed in this run (CPU runs and runs "
-                                      "with baselines=('cudnn',) skip it), so no reference line is drawn.")
+        return FlexReference(None, "FlexAttention was not timed in this run (CPU runs and runs "
+                                   "with baselines=('cudnn',) skip it), so no reference line is drawn.")
     ratios = [math.exp(sum(v) / len(v)) for v in per_eval.values()]
     ratio = median(ratios)
-    return FlexReference(ratio, len(ratios), f"FlexAttention = {ratio:.3f} x baseline "
-                                             f"(median of {len(ratios)} evaluations in this run)")
+    return FlexReference(ratio, f"FlexAttention = {ratio:.3f} x baseline "
+                                f"(median of {len(ratios)} evaluations in this run)")
 
 
 def _positive(x: Any) -> bool:
@@ -135,7 +125,7 @@ def with_champion(cands: pd.DataFrame, snap: read.RunSnapshot) -> pd.DataFrame:
 @st.cache_data(show_spinner=False, max_entries=32)
 def _load(run_dir: str, signature: tuple[int, ...]) -> RunData:  # signature: cache key only
     snap = read.read_snapshot(Path(run_dir))
-    cands = _frame(snap.candidates, CANDIDATE_COLUMNS)
+    cands = pd.DataFrame(snap.candidates, columns=CANDIDATE_COLUMNS)
     if not cands.empty:
         cands["created_at"] = pd.to_datetime(cands["created_at"], utc=True, errors="coerce", format="ISO8601")
         cands["score"] = pd.to_numeric(cands["score"], errors="coerce")
@@ -143,9 +133,9 @@ def _load(run_dir: str, signature: tuple[int, ...]) -> RunData:  # signature: ca
         cands["failure_class"] = cands["failure_class"].fillna("")
     return RunData(
         summary=read.summarize(snap), snapshot=snap, candidates=cands,
-        shapes=_frame(shape_rows(snap)), sessions=_frame(snap.sessions),
-        steps=_frame(snap.agent_steps), events=_frame(snap.events),
-        rematches=_frame(rematch_rows(snap)), workers=_frame(snap.workers),
+        shapes=pd.DataFrame(shape_rows(snap)), sessions=pd.DataFrame(snap.sessions),
+        steps=pd.DataFrame(snap.agent_steps), events=pd.DataFrame(snap.events),
+        rematches=pd.DataFrame(rematch_rows(snap)), workers=pd.DataFrame(snap.workers),
         primary_baseline=primary_baseline(snap), flex=flex_reference(snap),
     )
 
