@@ -199,7 +199,7 @@ def test_hits_without_evidence_are_not_shown(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- lessons
 
 def _make_run(runs: Path, name: str, rows: list[dict]) -> Path:
-    """A lineage.db with the candidates table of docs/architecture.md."""
+    """A lineage.db with the runs and candidates tables of docs/architecture.md."""
     run = runs / name
     run.mkdir(parents=True)
     db = sqlite_utils.Database(run / "lineage.db")
@@ -217,6 +217,7 @@ def _make_run(runs: Path, name: str, rows: list[dict]) -> Path:
             "result_json": "{}", "failure_class": None, "failure_message": None,
             "changes_json": "{}", "score": None}
     db["candidates"].insert_all([{**base, **r} for r in rows])
+    db["runs"].insert({"name": name, "status": "finished", "created_at": base["created_at"]})
     db.conn.close()
     return run
 
@@ -265,7 +266,7 @@ def test_run_lessons_are_searchable_and_lineage_db_is_untouched(tmp_path):
     gain = search("BLOCK_M short causal", k=1, run_dir=run, kind="lesson")[0]
     assert gain.id == "r1#2" and "+4.6% vs parent" in gain.snippet
     assert hashlib.sha256(db_file.read_bytes()).hexdigest() == before
-    assert sqlite_utils.Database(db_file).table_names() == ["candidates"]
+    assert sqlite_utils.Database(db_file).table_names() == ["candidates", "runs"]
 
 
 def test_all_runs_flag_adds_earlier_runs(tmp_path):
