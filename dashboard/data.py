@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from evaluator import geomean
 from evolve import read
 
 KINDS = ["ok", "pre-screen (quick shapes)", "rejected"]
@@ -85,11 +86,11 @@ def flex_reference(snap: read.RunSnapshot) -> FlexReference:
     for m in shape_rows(snap):
         flex, base = m["baselines"].get("flex"), m.get("baseline_ms")
         if _positive(flex) and _positive(base):
-            per_eval.setdefault(int(m["candidate_id"]), []).append(math.log(base / flex))
+            per_eval.setdefault(int(m["candidate_id"]), []).append(base / flex)
     if not per_eval:
         return FlexReference(None, "FlexAttention was not timed in this run (CPU runs and runs "
                                    "with baselines=('cudnn',) skip it), so no reference line is drawn.")
-    ratios = [math.exp(sum(v) / len(v)) for v in per_eval.values()]
+    ratios = [geomean(v) for v in per_eval.values()]
     ratio = median(ratios)
     return FlexReference(ratio, f"FlexAttention = {ratio:.3f} x baseline "
                                 f"(median of {len(ratios)} evaluations in this run)")
@@ -113,11 +114,9 @@ def with_champion(cands: pd.DataFrame, snap: read.RunSnapshot) -> pd.DataFrame:
             champ = int(cid)
         champs.append(champ)
     df["champion"] = champs
-    df["champion_score"] = [score.get(c) if c is not None else None for c in champs]
-    df["champion_score"] = pd.to_numeric(df["champion_score"], errors="coerce")
-    measured = [read.measured_score(c) for c in sorted(snap.candidates, key=lambda c: c["id"])]
-    df["measured"] = [m[0] for m in measured]
-    df["prescreen"] = [m[1] for m in measured]
+    df["champion_score"] = pd.to_numeric(df["champion"].map(score), errors="coerce")
+    by_id = sorted(snap.candidates, key=lambda c: c["id"])  # the frame's order
+    df["measured"], df["prescreen"] = zip(*map(read.measured_score, by_id))
     df["kind"] = df["status"].where(df["status"] == "ok", df["prescreen"].map({True: KINDS[1], False: KINDS[2]}))
     return df
 
@@ -147,14 +146,11 @@ def load_run(run_dir: Path) -> RunData:
     return data
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _source(run_dir: str, commit_sha: str | None, cid: int) -> str:
-    return read.candidate_source(Path(run_dir), commit_sha, cid)
+_source = st.cache_data(show_spinner=False, max_entries=256)(read.candidate_source)
 
 
 def candidate_source(data: RunData, cid: int) -> str:
-    c = data.snapshot.candidate(cid)
-    return _source(str(data.snapshot.path), c.get("commit_sha"), cid)
+    return _source(data.snapshot.path, data.snapshot.candidate(cid).get("commit_sha"), cid)
 
 
 def source_diff(data: RunData, a: int, b: int) -> str:

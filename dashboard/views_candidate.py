@@ -21,18 +21,8 @@ SHAPE_CONFIG = {"short": st.column_config.TextColumn("shape", help="B x Hq/Hkv, 
                 "error": NUMBER("max error", format="%.2e"), "error_ratio": NUMBER("error ratio", format="%.2f")}
 
 
-def _labels(data: dd.RunData) -> dict[int, str]:
-    """Candidate labels by id for the pickers; {} (with a note) when none is recorded yet."""
-    if data.candidates.empty:
-        st.info("No candidates recorded yet.")
-        return {}
-    return candidate_labels(data.candidates)
-
-
 def view(data: dd.RunData) -> None:
-    labels = _labels(data)
-    if not labels:
-        return
+    labels = candidate_labels(data.candidates)
     if st.session_state.get(CANDIDATE_KEY) not in labels:  # the champion, else the seed
         best = data.summary.best_id
         st.session_state[CANDIDATE_KEY] = best if best in labels else next(iter(labels))
@@ -90,9 +80,7 @@ def shapes(data: dd.RunData, cid: int) -> None:
 
 def compare(data: dd.RunData) -> None:
     """Two candidates side by side: per-shape tables and the source diff between them."""
-    labels = _labels(data)
-    if not labels:
-        return
+    labels = candidate_labels(data.candidates)
     ids = list(labels)
     cols = st.columns(2)
     left = cols[0].selectbox("candidate A", ids, format_func=labels.get, key="cmp_a",

@@ -54,9 +54,6 @@ def headline(data: RunData) -> None:
 
 def trajectory(data: RunData) -> None:
     st.subheader("Trajectory")
-    if data.candidates.empty:
-        st.info("No candidates recorded yet.")
-        return
     c1, c2, c3 = st.columns([1, 1, 1])
     x_axis = c1.radio("x axis", ["index", "time"], horizontal=True, key="traj_x")
     color_by = c2.radio("colour by", ["status", "operator"], horizontal=True, key="traj_color")
@@ -92,9 +89,6 @@ def _on_tree_pick() -> None:
 def lineage(data: RunData) -> None:
     st.subheader("Lineage tree")
     cands = data.candidates
-    if cands.empty:
-        st.info("No candidates recorded yet.")
-        return
     st.caption("x = depth from the seed; solid edges = parent, dashed = crossover second parent; "
                "black ring = the champion. Click a node to open it.")
     with st.container(key="lineage"):
@@ -139,7 +133,7 @@ def failures_and_cost(data: RunData) -> None:
     headline(data)
     cands = data.candidates
     st.subheader("Failures")
-    failed = cands[cands["status"] != "ok"] if not cands.empty else cands
+    failed = cands[cands["status"] != "ok"]
     if failed.empty:
         st.success("No rejected candidates in this run.")
     else:
