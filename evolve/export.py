@@ -169,7 +169,6 @@ def render_module(meta: ExportMeta) -> str:
 
 def write_module(meta: ExportMeta, out: Path, *, force: bool = False) -> Path:
     """Render and write the module (no verification). Refuses to overwrite unless `force`."""
-    out = Path(out)
     if out.suffix != ".py":
         raise ExportError(f"--out must name a .py file, got {out}")
     if not out.parent.is_dir():
