@@ -53,10 +53,9 @@ def shape_rows(snap: read.RunSnapshot) -> list[dict[str, Any]]:
     """Per-shape numbers of every candidate, as stored once in its result_json."""
     rows = []
     for c in snap.candidates:
-        for sh in read.result_of(c).get("shapes") or []:
-            rows.append({**{k: v for k, v in sh.items() if k != "baselines"}, "candidate_id": c["id"],
-                         "short": read.short_shape(sh), "suite": read.result_of(c).get("suite"),
-                         "baselines": sh.get("baselines") or {}})
+        result = read.result_of(c)
+        rows += [{**sh, "baselines": sh.get("baselines") or {}, "candidate_id": c["id"],
+                  "short": read.short_shape(sh), "suite": result.get("suite")} for sh in result.get("shapes") or []]
     return rows
 
 
