@@ -97,9 +97,13 @@ def page(runs: list, run: str | None, view: str, runs_dir: Path, live_on: bool) 
         st.warning(f"Run **{summary.name}** cannot be shown yet: {e}")
         return True, summary.path
     st.header(summary.label)
-    {"Overview": views_run.overview, "Candidate": views_candidate.view, "Compare candidates": views_candidate.compare,
-     "Per shape": views_run.per_shape, "Activity": views_activity.view,
-     "Failures & cost": views_run.failures_and_cost}[view](data)
+    if data.candidates.empty and view != "Activity":  # activity shows workers and starts before any candidate
+        views_run.headline(data)
+        st.info("No candidates recorded yet.")
+    else:
+        {"Overview": views_run.overview, "Candidate": views_candidate.view,
+         "Compare candidates": views_candidate.compare, "Per shape": views_run.per_shape,
+         "Activity": views_activity.view, "Failures & cost": views_run.failures_and_cost}[view](data)
     if data.live:
         st.sidebar.caption("● live: watching for new candidates" if live_on else
                            "live refresh paused")

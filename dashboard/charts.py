@@ -13,15 +13,15 @@ KIND_SHAPES = alt.Scale(domain=KINDS, range=["circle", "triangle-up", "cross"])
 TIME = alt.Tooltip("created_at:T", format="%H:%M:%S", title="time (UTC)")
 
 
-def _x(x_axis: str, df: pd.DataFrame | None = None) -> alt.X:
-    """The x axis; given the whole candidates frame, its domain spans all of them (so that two
-    charts over parts of it line up)."""
+def _x(x_axis: str, df: pd.DataFrame) -> alt.X:
+    """The x axis over the whole (non-empty) candidates frame, so that two charts over parts of it
+    line up."""
     if x_axis == "time":
-        ts = df["created_at"].dropna() if df is not None else []
+        ts = df["created_at"].dropna()
         scale = alt.Scale(domain=[t.isoformat() for t in (ts.min(), ts.max())]) if len(ts) else alt.Undefined
         return alt.X("created_at:T", title="time (UTC)", scale=scale)
-    scale = alt.Scale(domain=[int(df["id"].min()), int(df["id"].max())]) if df is not None and len(df) else alt.Undefined
-    return alt.X("id:Q", title="candidate id", axis=alt.Axis(tickMinStep=1, format="d"), scale=scale)
+    return alt.X("id:Q", title="candidate id", axis=alt.Axis(tickMinStep=1, format="d"),
+                 scale=alt.Scale(domain=[int(df["id"].min()), int(df["id"].max())]))
 
 
 def tooltip() -> list:
@@ -119,28 +119,21 @@ def spend_frame(data: RunData) -> pd.DataFrame:
 
 
 def spend_charts(data: RunData) -> alt.HConcatChart:
-    df = spend_frame(data)
-    x = alt.X("ts:T", title="time (UTC)")
-    tokens = alt.Chart(df).mark_line(point=True, interpolate="step-after").encode(
-        x=x, y=alt.Y("tokens:Q", title="tokens (in + out), cumulative"),
+    """Cumulative tokens and USD side by side (spend_frame)."""
+    df, x = spend_frame(data), alt.X("ts:T", title="time (UTC)")
+    return alt.hconcat(*[alt.Chart(df).mark_line(point=True, color=color, interpolate="step-after").encode(
+        x=x, y=alt.Y(f"{col}:Q", title=f"{what}, cumulative"),
         tooltip=[alt.Tooltip("ts:T", format="%H:%M:%S", title="time (UTC)"),
-                 alt.Tooltip("tokens:Q", title="tokens so far")]).properties(title="Tokens", height=240)
-    usd = alt.Chart(df).mark_line(point=True, color="#ff7f0e", interpolate="step-after").encode(
-        x=x, y=alt.Y("usd:Q", title="USD, cumulative"),
-        tooltip=[alt.Tooltip("ts:T", format="%H:%M:%S", title="time (UTC)"),
-                 alt.Tooltip("usd:Q", format="$.4f", title="USD so far")]).properties(
-        title="Cost", height=240)
-    return alt.hconcat(tokens, usd)
+                 alt.Tooltip(f"{col}:Q", format=fmt, title=f"{what.split()[0]} so far")]
+    ).properties(title=title, height=240)
+        for col, what, fmt, color, title in (("tokens", "tokens (in + out)", alt.Undefined, "#1f77b4", "Tokens"),
+                                             ("usd", "USD", "$.4f", "#ff7f0e", "Cost"))])
 
 
 def compare_chart(runs: list[RunData]) -> alt.Chart:
     """The champion's score of several runs against candidate id, one colour per run."""
-    frames = []
-    for d in runs:
-        df = d.candidates[["id", "champion_score"]].copy()
-        df["run"] = d.summary.name
-        frames.append(df)
-    df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    df = pd.concat([d.candidates[["id", "champion_score"]].assign(run=d.summary.name) for d in runs],
+                   ignore_index=True)
     return alt.Chart(df.dropna(subset=["champion_score"])).mark_line(interpolate="step-after", point=True).encode(
         x=alt.X("id:Q", title="candidate id", axis=alt.Axis(format="d", tickMinStep=1)),
         y=alt.Y("champion_score:Q", title="champion's score", scale=alt.Scale(zero=False)),
@@ -169,15 +162,13 @@ def throughput_charts(data: RunData) -> alt.HConcatChart:
 
 def workers_chart(workers: pd.DataFrame) -> alt.Chart:
     """Each worker's cumulative seconds by activity, from its last snapshot."""
-    long = workers.melt(id_vars=["name"], value_vars=["compile_s", "timing_s", "other_busy_s", "idle_s"],
-                        var_name="activity", value_name="seconds")
-    long["activity"] = long["activity"].map({"compile_s": "compile", "timing_s": "timing",
-                                             "other_busy_s": "other busy", "idle_s": "idle"})
+    activities = {"compile_s": "compile", "timing_s": "timing", "other_busy_s": "other busy", "idle_s": "idle"}
+    long = workers.melt(id_vars=["name"], value_vars=list(activities), var_name="activity", value_name="seconds")
+    long["activity"] = long["activity"].map(activities)
     return alt.Chart(long).mark_bar().encode(
         y=alt.Y("name:N", title="worker"), x=alt.X("seconds:Q", stack="normalize", title="share of its time"),
-        color=alt.Color("activity:N", sort=["compile", "timing", "other busy", "idle"], title="activity",
-                        scale=alt.Scale(domain=["compile", "timing", "other busy", "idle"],
-                                        range=["#9467bd", "#1f77b4", "#aec7e8", "#dddddd"])),
+        color=alt.Color("activity:N", sort=list(activities.values()), title="activity", scale=alt.Scale(
+            domain=list(activities.values()), range=["#9467bd", "#1f77b4", "#aec7e8", "#dddddd"])),
         tooltip=[alt.Tooltip("name:N", title="worker"), alt.Tooltip("activity:N", title="activity"),
                  alt.Tooltip("seconds:Q", format=".0f", title="seconds")]).properties(height=90 + 30 * len(workers))
 

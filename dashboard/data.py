@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from evaluator import geomean
 from evolve import read
 
 KINDS = ["ok", "pre-screen (quick shapes)", "rejected"]
@@ -26,7 +27,6 @@ class FlexReference:
     """FlexAttention speed relative to the primary baseline, measured in this run."""
 
     ratio: float | None
-    evaluations: int
     note: str
 
 
@@ -49,23 +49,13 @@ class RunData:
         return self.summary.status == "running"
 
 
-def _frame(rows: list[dict[str, Any]], columns: list[str] | None = None) -> pd.DataFrame:
-    df = pd.DataFrame(rows)
-    if columns:
-        for c in columns:
-            if c not in df.columns:
-                df[c] = None
-    return df
-
-
 def shape_rows(snap: read.RunSnapshot) -> list[dict[str, Any]]:
     """Per-shape numbers of every candidate, as stored once in its result_json."""
     rows = []
     for c in snap.candidates:
-        for sh in read.result_of(c).get("shapes") or []:
-            rows.append({**{k: v for k, v in sh.items() if k != "baselines"}, "candidate_id": c["id"],
-                         "short": read.short_shape(sh), "suite": read.result_of(c).get("suite"),
-                         "baselines": sh.get("baselines") or {}})
+        result = read.result_of(c)
+        rows += [{**sh, "baselines": sh.get("baselines") or {}, "candidate_id": c["id"],
+                  "short": read.short_shape(sh), "suite": result.get("suite")} for sh in result.get("shapes") or []]
     return rows
 
 
@@ -95,14 +85,14 @@ def flex_reference(snap: read.RunSnapshot) -> FlexReference:
     for m in shape_rows(snap):
         flex, base = m["baselines"].get("flex"), m.get("baseline_ms")
         if _positive(flex) and _positive(base):
-            per_eval.setdefault(int(m["candidate_id"]), []).append(math.log(base / flex))
+            per_eval.setdefault(int(m["candidate_id"]), []).append(base / flex)
     if not per_eval:
-        return FlexReference(None, 0, "FlexAttention was not timed in this run (CPU runs and runs "
-                                      "with baselines=('cudnn',) skip it), so no reference line is drawn.")
-    ratios = [math.exp(sum(v) / len(v)) for v in per_eval.values()]
+        return FlexReference(None, "FlexAttention was not timed in this run (CPU runs and runs "
+                                   "with baselines=('cudnn',) skip it), so no reference line is drawn.")
+    ratios = [geomean(v) for v in per_eval.values()]
     ratio = median(ratios)
-    return FlexReference(ratio, len(ratios), f"FlexAttention = {ratio:.3f} x baseline "
-                                             f"(median of {len(ratios)} evaluations in this run)")
+    return FlexReference(ratio, f"FlexAttention = {ratio:.3f} x baseline "
+                                f"(median of {len(ratios)} evaluations in this run)")
 
 
 def _positive(x: Any) -> bool:
@@ -123,11 +113,9 @@ def with_champion(cands: pd.DataFrame, snap: read.RunSnapshot) -> pd.DataFrame:
             champ = int(cid)
         champs.append(champ)
     df["champion"] = champs
-    df["champion_score"] = [score.get(c) if c is not None else None for c in champs]
-    df["champion_score"] = pd.to_numeric(df["champion_score"], errors="coerce")
-    measured = [read.measured_score(c) for c in sorted(snap.candidates, key=lambda c: c["id"])]
-    df["measured"] = [m[0] for m in measured]
-    df["prescreen"] = [m[1] for m in measured]
+    df["champion_score"] = pd.to_numeric(df["champion"].map(score), errors="coerce")
+    by_id = sorted(snap.candidates, key=lambda c: c["id"])  # the frame's order
+    df["measured"], df["prescreen"] = zip(*map(read.measured_score, by_id))
     df["kind"] = df["status"].where(df["status"] == "ok", df["prescreen"].map({True: KINDS[1], False: KINDS[2]}))
     return df
 
@@ -135,7 +123,7 @@ def with_champion(cands: pd.DataFrame, snap: read.RunSnapshot) -> pd.DataFrame:
 @st.cache_data(show_spinner=False, max_entries=32)
 def _load(run_dir: str, signature: tuple[int, ...]) -> RunData:  # signature: cache key only
     snap = read.read_snapshot(Path(run_dir))
-    cands = _frame(snap.candidates, CANDIDATE_COLUMNS)
+    cands = pd.DataFrame(snap.candidates, columns=CANDIDATE_COLUMNS)
     if not cands.empty:
         cands["created_at"] = pd.to_datetime(cands["created_at"], utc=True, errors="coerce", format="ISO8601")
         cands["score"] = pd.to_numeric(cands["score"], errors="coerce")
@@ -143,9 +131,9 @@ def _load(run_dir: str, signature: tuple[int, ...]) -> RunData:  # signature: ca
         cands["failure_class"] = cands["failure_class"].fillna("")
     return RunData(
         summary=read.summarize(snap), snapshot=snap, candidates=cands,
-        shapes=_frame(shape_rows(snap)), sessions=_frame(snap.sessions),
-        steps=_frame(snap.agent_steps), events=_frame(snap.events),
-        rematches=_frame(rematch_rows(snap)), workers=_frame(snap.workers),
+        shapes=pd.DataFrame(shape_rows(snap)), sessions=pd.DataFrame(snap.sessions),
+        steps=pd.DataFrame(snap.agent_steps), events=pd.DataFrame(snap.events),
+        rematches=pd.DataFrame(rematch_rows(snap)), workers=pd.DataFrame(snap.workers),
         primary_baseline=primary_baseline(snap), flex=flex_reference(snap),
     )
 
@@ -157,14 +145,11 @@ def load_run(run_dir: Path) -> RunData:
     return data
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _source(run_dir: str, commit_sha: str | None, cid: int) -> str:
-    return read.candidate_source(Path(run_dir), commit_sha, cid)
+_source = st.cache_data(show_spinner=False, max_entries=256)(read.candidate_source)
 
 
 def candidate_source(data: RunData, cid: int) -> str:
-    c = data.snapshot.candidate(cid)
-    return _source(str(data.snapshot.path), c.get("commit_sha"), cid)
+    return _source(data.snapshot.path, data.snapshot.candidate(cid).get("commit_sha"), cid)
 
 
 def source_diff(data: RunData, a: int, b: int) -> str:

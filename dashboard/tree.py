@@ -57,12 +57,11 @@ def layout(cands: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def lineage_chart(cands: pd.DataFrame, best_id: int | None = None) -> alt.LayerChart:
-
+    """The tree of a non-empty candidates frame (data.with_champion's columns)."""
     nodes, edges = layout(cands)
     nodes["label"] = nodes["id"].astype(int).astype(str)
     nodes["best"] = nodes["id"] == best_id
-    leaves = max(1, int(nodes["y"].max()) + 1) if len(nodes) else 1
-    height = min(900, max(260, 28 * leaves))
+    height = min(900, max(260, 28 * (int(nodes["y"].max()) + 1)))  # 28 px a leaf
     x = alt.X("x:Q", title="depth (generations from the seed)", axis=alt.Axis(tickMinStep=1))
     y = alt.Y("y:Q", axis=None, scale=alt.Scale(reverse=True, padding=12))
     dash = alt.StrokeDash("edge:N", title="edge", scale=alt.Scale(domain=["parent", "crossover"],

@@ -10,7 +10,7 @@ import streamlit as st
 
 from dashboard import data as dd
 from dashboard.views_run import CANDIDATE_KEY, candidate_labels, open_candidate
-from evolve.read import RunNotReady, json_dict, result_of
+from evolve.read import RunNotReady, json_dict, measured_score, result_of
 
 SHAPE_COLUMNS = ["short", "ms", "baseline_ms", "speedup", "tflops", "error", "error_ratio"]
 NUMBER = st.column_config.NumberColumn
@@ -21,18 +21,8 @@ SHAPE_CONFIG = {"short": st.column_config.TextColumn("shape", help="B x Hq/Hkv, 
                 "error": NUMBER("max error", format="%.2e"), "error_ratio": NUMBER("error ratio", format="%.2f")}
 
 
-def _labels(data: dd.RunData) -> dict[int, str]:
-    """Candidate labels by id for the pickers; {} (with a note) when none is recorded yet."""
-    if data.candidates.empty:
-        st.info("No candidates recorded yet.")
-        return {}
-    return candidate_labels(data.candidates)
-
-
 def view(data: dd.RunData) -> None:
-    labels = _labels(data)
-    if not labels:
-        return
+    labels = candidate_labels(data.candidates)
     if st.session_state.get(CANDIDATE_KEY) not in labels:  # the champion, else the seed
         best = data.summary.best_id
         st.session_state[CANDIDATE_KEY] = best if best in labels else next(iter(labels))
@@ -41,7 +31,7 @@ def view(data: dd.RunData) -> None:
     st.subheader(f"Candidate {cid}")
     cols = st.columns(5)
     cols[0].metric("status", c["status"])
-    score, pre = read_score(data, int(cid))
+    score, pre = measured_score(c)
     cols[1].metric("pre-screen score" if pre else "score", dd.fmt_score(score))
     cols[2].metric("operator", c.get("operator") or "–")
     cols[3].metric("depth", c.get("depth", 0))
@@ -63,11 +53,6 @@ def view(data: dd.RunData) -> None:
     shapes(data, int(cid))
     code(data, int(cid))
     transcript(data, c)
-
-
-def read_score(data: dd.RunData, cid: int) -> tuple[float | None, bool]:
-    row = data.candidates[data.candidates["id"] == cid].iloc[0]
-    return (None if pd.isna(row["measured"]) else float(row["measured"])), bool(row["prescreen"])
 
 
 def full(table: pd.DataFrame) -> int:
@@ -95,9 +80,7 @@ def shapes(data: dd.RunData, cid: int) -> None:
 
 def compare(data: dd.RunData) -> None:
     """Two candidates side by side: per-shape tables and the source diff between them."""
-    labels = _labels(data)
-    if not labels:
-        return
+    labels = candidate_labels(data.candidates)
     ids = list(labels)
     cols = st.columns(2)
     left = cols[0].selectbox("candidate A", ids, format_func=labels.get, key="cmp_a",
@@ -105,7 +88,7 @@ def compare(data: dd.RunData) -> None:
     right = cols[1].selectbox("candidate B", ids, format_func=labels.get, key="cmp_b", index=len(ids) - 1)
     a, b = shape_table(data, left), shape_table(data, right)
     for col, cid, table in ((cols[0], left, a), (cols[1], right, b)):
-        score, pre = read_score(data, cid)
+        score, pre = measured_score(data.snapshot.candidate(cid))
         col.metric(f"#{cid} " + ("pre-screen score" if pre else "score"), dd.fmt_score(score))
         side = table[["short", "ms", "speedup", "tflops"]]  # what fits half the page
         col.dataframe(side, hide_index=True, width="stretch", column_config=SHAPE_CONFIG, height=full(side)) \

@@ -15,8 +15,10 @@ CANDIDATE_KEY = "candidate"
 CANDIDATE_VIEW = "Candidate"
 
 
-def open_candidate(cid: int) -> None:
-    """Switch to the candidate view (call from a widget callback)."""
+def open_candidate(cid: int | None) -> None:
+    """Switch to the candidate view (call from a widget callback); None (nothing picked) stays."""
+    if cid is None:
+        return
     st.session_state[CANDIDATE_KEY] = int(cid)
     st.session_state[VIEW_KEY] = CANDIDATE_VIEW
 
@@ -54,9 +56,6 @@ def headline(data: RunData) -> None:
 
 def trajectory(data: RunData) -> None:
     st.subheader("Trajectory")
-    if data.candidates.empty:
-        st.info("No candidates recorded yet.")
-        return
     c1, c2, c3 = st.columns([1, 1, 1])
     x_axis = c1.radio("x axis", ["index", "time"], horizontal=True, key="traj_x")
     color_by = c2.radio("colour by", ["status", "operator"], horizontal=True, key="traj_color")
@@ -77,32 +76,18 @@ def trajectory(data: RunData) -> None:
                + data.flex.note)
 
 
-def _on_tree_select() -> None:
-    cid = tree.selected_id(st.session_state.get("lineage_chart"))
-    if cid is not None:
-        open_candidate(cid)
-
-
-def _on_tree_pick() -> None:
-    cid = st.session_state.get("tree_pick")
-    if cid is not None:
-        open_candidate(cid)
-
-
 def lineage(data: RunData) -> None:
     st.subheader("Lineage tree")
     cands = data.candidates
-    if cands.empty:
-        st.info("No candidates recorded yet.")
-        return
     st.caption("x = depth from the seed; solid edges = parent, dashed = crossover second parent; "
                "black ring = the champion. Click a node to open it.")
     with st.container(key="lineage"):
-        st.altair_chart(tree.lineage_chart(cands, data.summary.best_id), width="stretch",
-                        key="lineage_chart", on_select=_on_tree_select, selection_mode=tree.SELECTION)
+        st.altair_chart(tree.lineage_chart(cands, data.summary.best_id), width="stretch", key="lineage_chart",
+                        on_select=lambda: open_candidate(tree.selected_id(st.session_state.get("lineage_chart"))),
+                        selection_mode=tree.SELECTION)
     labels = candidate_labels(cands)
-    st.selectbox("or open a candidate", list(labels), index=None, format_func=labels.get,
-                 key="tree_pick", on_change=_on_tree_pick, placeholder="choose a candidate")
+    st.selectbox("or open a candidate", list(labels), index=None, format_func=labels.get, key="tree_pick",
+                 on_change=lambda: open_candidate(st.session_state.get("tree_pick")), placeholder="choose a candidate")
 
 
 def candidate_labels(cands: pd.DataFrame) -> dict[int, str]:
@@ -139,7 +124,7 @@ def failures_and_cost(data: RunData) -> None:
     headline(data)
     cands = data.candidates
     st.subheader("Failures")
-    failed = cands[cands["status"] != "ok"] if not cands.empty else cands
+    failed = cands[cands["status"] != "ok"]
     if failed.empty:
         st.success("No rejected candidates in this run.")
     else:

@@ -19,7 +19,7 @@ from pathlib import Path
 from string import Template
 from typing import Callable
 
-from evaluator import (EvalOptions, EvalResult, UnknownTarget, UsageError, evaluate,
+from evaluator import (EvalOptions, EvalResult, Target, UnknownTarget, UsageError, evaluate,
                        get_target, gpu_available)
 from evolve.export_meta import Envelope, ExportMeta, envelope_text
 from evolve.export_rename import RenameError, bound_names, rename_entrypoint, split_future_imports
@@ -67,25 +67,16 @@ def _lineage(store: LineageStore, cand: Candidate) -> list[Candidate]:
     return chain
 
 
-def envelope_for(target: str, result: EvalResult, verify_device: str) -> Envelope:
+def envelope_for(tgt: Target, result: EvalResult, verify_device: str) -> Envelope:
     """What the stored evaluation checked, plus what the export's own re-verification on
     `verify_device` ("cuda" | "interpreter") checks: a module only survives the export if
     that re-verification passes, so its envelope may claim both."""
-    tgt = get_target(target)
-    env: Envelope = {}
-
-    def add(mode: str, dtypes: set[str], dims: set[int]) -> None:
-        cur = env.setdefault(mode, {"dtypes": [], "head_dims": []})
-        cur["dtypes"] = sorted(set(cur["dtypes"]) | dtypes)
-        cur["head_dims"] = sorted(set(cur["head_dims"]) | {int(d) for d in dims})
-
     stored = "cuda" if result.device == "cuda" else "interpreter"
-    for mode in {stored, verify_device}:
-        val = tgt.validation_shapes("cuda" if mode == "cuda" else "cpu")
-        add(mode, {s.dtype for s in val}, {s.D for s in val})
-    if result.shapes:
-        add(stored, {s.dtype for s in result.shapes}, {s.D for s in result.shapes})
-    return env
+    shapes = {mode: list(tgt.validation_shapes("cuda" if mode == "cuda" else "cpu"))
+              for mode in {stored, verify_device}}
+    shapes[stored] += result.shapes
+    return {mode: {"dtypes": sorted({s.dtype for s in checked}), "head_dims": sorted({int(s.D) for s in checked})}
+            for mode, checked in shapes.items()}
 
 
 def load_candidate(run: str | Path, runs_dir: Path, candidate_id: int | None,
@@ -118,7 +109,7 @@ def load_candidate(run: str | Path, runs_dir: Path, candidate_id: int | None,
                               "recorded sha256 (run directory damaged?)")
         try:
             tgt = get_target(target)
-            envelope = envelope_for(target, result, verify_device)
+            envelope = envelope_for(tgt, result, verify_device)
         except UnknownTarget as exc:
             raise ExportError(str(exc.args[0])) from None
         bench = {name: [{"B": s.B, "Hq": s.Hq, "Hkv": s.Hkv, "S": s.S, "D": s.D, "causal": s.causal}
@@ -178,7 +169,6 @@ def render_module(meta: ExportMeta) -> str:
 
 def write_module(meta: ExportMeta, out: Path, *, force: bool = False) -> Path:
     """Render and write the module (no verification). Refuses to overwrite unless `force`."""
-    out = Path(out)
     if out.suffix != ".py":
         raise ExportError(f"--out must name a .py file, got {out}")
     if not out.parent.is_dir():
@@ -210,16 +200,14 @@ def export_candidate(run: str | Path, out: Path, *, runs_dir: Path = Path("runs"
     options = EvalOptions(timeout_s=timeout_s, static_check=False, baselines=("cudnn",) if gpu else None)
     try:
         result = evaluate(out, meta.target, suite or ("default" if gpu else "smoke"), options)
-    except UsageError as exc:
+        if not result.ok:
+            f = result.failure
+            why = f"{f.cls}: {f.message}" + (f" [{f.shape}]" if f.shape else "") if f else "unknown failure"
+            raise VerificationFailed(f"re-verification of {out} failed ({why}); the file was removed",
+                                     result)
+    except BaseException as exc:  # the written file goes, whatever stopped the verification
         out.unlink(missing_ok=True)
-        raise ExportError(f"re-verification not possible: {exc}; the file was removed") from None
-    except BaseException:
-        out.unlink(missing_ok=True)
+        if isinstance(exc, UsageError):
+            raise ExportError(f"re-verification not possible: {exc}; the file was removed") from None
         raise
-    if not result.ok:
-        out.unlink(missing_ok=True)
-        f = result.failure
-        why = f"{f.cls}: {f.message}" + (f" [{f.shape}]" if f.shape else "") if f else "unknown failure"
-        raise VerificationFailed(f"re-verification of {out} failed ({why}); the file was removed",
-                                 result)
     return ExportReport(out=out, meta=meta, verification=result)

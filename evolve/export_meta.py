@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from evaluator import EvalResult, ShapeResult
+from evaluator import EvalResult, Shape
 from evolve.records import Candidate
 
 MAX_CHAIN = 12  # ancestors listed in the docstring; longer chains keep both ends
@@ -32,11 +32,6 @@ def ancestor_line(c: Candidate) -> str:
     first = (c.hypothesis or "").strip().splitlines()[0] if (c.hypothesis or "").strip() else "-"
     first = first if len(first) <= 90 else first[:87] + "..."
     return f"#{c.id} [{c.operator}] score {_fmt(c.score, '.3f')}: {first}"
-
-
-def _flops(s: ShapeResult) -> float:
-    f = 4.0 * s.B * s.Hq * s.S * s.S * s.D
-    return f / 2 if s.causal else f
 
 
 @dataclass
@@ -108,7 +103,8 @@ class ExportMeta:
         if not r.shapes:
             out.append("  (none recorded)")
         for s in r.shapes:
-            base = ", ".join(f"{k} {v:.4f} ms = {_flops(s) / v / 1e9:.3g} TFLOP/s"
+            flops = Shape(s.B, s.Hq, s.Hkv, s.S, s.D, s.causal).flops()  # the evaluator's count
+            base = ", ".join(f"{k} {v:.4f} ms = {flops / v / 1e9:.3g} TFLOP/s"
                              for k, v in sorted(s.baselines.items())
                              if isinstance(v, (int, float)) and v > 0)
             out.append(f"  {s.name}:\n    kernel {_fmt(s.ms, '.4f')} ms = {_fmt(s.tflops, '.3g')} TFLOP/s, "

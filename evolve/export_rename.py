@@ -145,10 +145,8 @@ def split_future_imports(source: str) -> tuple[list[str], str]:
     future: list[str] = []
     for node in tree.body:
         if isinstance(node, ast.ImportFrom) and node.module == "__future__":
-            for name in node.names:
-                future.append(name.name)
-            end = getattr(node, "end_lineno", node.lineno) or node.lineno
-            for li in range(node.lineno - 1, end):
+            future += [alias.name for alias in node.names]
+            for li in range(node.lineno - 1, node.end_lineno):
                 nl = "\n" if lines[li].endswith("\n") else ""
                 lines[li] = "# (moved to the top of this module) " + lines[li].rstrip("\r\n") + nl
     return sorted(set(future)), "".join(lines)

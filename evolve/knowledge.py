@@ -26,7 +26,9 @@ from pathlib import Path
 
 import sqlite_utils
 
-from evolve.read import DB_NAME, find_run_dirs
+from evolve.paths import KNOWLEDGE_DIR
+from evolve.read import find_run_dirs
+from evolve.run import RunPaths
 
 REQUIRED_KEYS = ("title", "tags", "applies_to", "sources")
 # bm25 column weights for (title, tags, body): a term in the title or the tags says
@@ -90,11 +92,7 @@ class Hit:
 
 def knowledge_dir() -> Path:
     """knowledge/ of this checkout, or $EVOLVE_KNOWLEDGE_DIR when set."""
-    env = os.environ.get("EVOLVE_KNOWLEDGE_DIR")
-    if env:
-        return Path(env)
-    from evolve.paths import KNOWLEDGE_DIR
-    return KNOWLEDGE_DIR
+    return Path(os.environ.get("EVOLVE_KNOWLEDGE_DIR") or KNOWLEDGE_DIR)
 
 
 def _unquote(text: str) -> str:
@@ -294,12 +292,12 @@ def _ranked(entries: list[Entry], terms: list[str]) -> list[tuple[float, Entry]]
 
 
 def search(query: str, k: int = 5, *, run_dir: Path | None = None, all_runs: bool = False,
-           runs_root: Path | None = None, kind: str | None = None) -> list[Hit]:
+           kind: str | None = None) -> list[Hit]:
     """Ranked search over the documents and, when a run is named, its lessons.
 
-    run_dir: lessons of that run's lineage.db. all_runs: lessons of every run under
-    runs_root (default: run_dir.parent, else ./runs). kind: "doc" or "lesson" keeps
-    only that kind of hit. Hits scoring below MIN_SCORE are left out.
+    run_dir: lessons of that run's lineage.db. all_runs: lessons of every run next to
+    run_dir (else under ./runs). kind: "doc" or "lesson" keeps only that kind of hit.
+    Hits scoring below MIN_SCORE are left out.
     """
     from evolve.knowledge_lessons import run_lessons
 
@@ -310,10 +308,10 @@ def search(query: str, k: int = 5, *, run_dir: Path | None = None, all_runs: boo
     terms = _terms(query)
     run_dirs = [Path(run_dir)] if run_dir is not None else []
     if all_runs:
-        root = Path(runs_root) if runs_root else (Path(run_dir).parent if run_dir else Path("runs"))
+        root = Path(run_dir).parent if run_dir else Path("runs")
         if not root.is_dir():
             raise KnowledgeError(f"runs directory not found: {root}")
-        run_dirs += [d for d in find_run_dirs(root) if (d / DB_NAME).is_file()
+        run_dirs += [d for d in find_run_dirs(root) if RunPaths(d).db.is_file()
                      and not any(d.resolve() == r.resolve() for r in run_dirs)]
     entries = [Entry("doc", d.id, d.title, " ".join(d.tags + d.applies_to), d.body) for d in list_docs()]
     for d in run_dirs:

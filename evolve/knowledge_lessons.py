@@ -8,7 +8,6 @@ are never stored there; `evolve.knowledge.search` indexes them with the document
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 from evolve import read
@@ -78,18 +77,11 @@ def changes_text(changes_json: str | None) -> str:
 
 
 def run_lessons(run_dir: Path) -> list[Entry]:
-    """All lessons of one run directory (one per candidates row)."""
+    """All lessons of one run directory (one per candidates row), read by evolve.read."""
     try:
-        conn = read.connect(run_dir)
-        try:
-            has = conn.execute("select 1 from sqlite_master where name='candidates'").fetchone()
-            rows = [dict(r) for r in conn.execute("select * from candidates order by id")] if has else []
-        finally:
-            conn.close()
+        rows = read.read_snapshot(Path(run_dir)).candidates
     except read.RunNotReady as exc:
         raise KnowledgeError(str(exc)) from exc
-    except sqlite3.Error as exc:
-        raise KnowledgeError(f"cannot read the candidates of run {Path(run_dir).name}: {exc}") from exc
     scores = {r["id"]: r.get("score") for r in rows}
     run = Path(run_dir).resolve().name
     return [lesson(run, r, scores.get(r.get("parent_id"))) for r in rows]

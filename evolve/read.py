@@ -17,14 +17,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from evaluator import geomean
 from evolve.gitrepo import KernelRepo, RepoError
 from evolve.lock import holder_alive
 from evolve.records import RunRecord
+from evolve.run import RunPaths
 from evolve.store import champion_id
-
-DB_NAME = "lineage.db"
-KERNELS_DIR = "kernels"
-LOCK_FILE = "run.lock"
 
 
 class RunNotReady(Exception):
@@ -104,9 +102,8 @@ def parse_time(value: str | None) -> datetime | None:
 
 def db_signature(run_dir: Path) -> tuple[int, ...]:
     """Cheap change detector: sizes and mtimes of lineage.db and its WAL."""
-    sig: list[int] = []
-    for suffix in ("", "-wal"):
-        p = Path(run_dir) / (DB_NAME + suffix)
+    db, sig = RunPaths(run_dir).db, []
+    for p in (db, db.with_name(db.name + "-wal")):
         try:
             st = p.stat()
             sig += [st.st_mtime_ns, st.st_size]
@@ -121,25 +118,26 @@ def find_run_dirs(runs_dir: Path) -> list[Path]:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
-    if (runs_dir / DB_NAME).exists():
+    if RunPaths(runs_dir).db.exists():
         return [runs_dir]
     return sorted(p for p in runs_dir.iterdir()
-                  if p.is_dir() and ((p / DB_NAME).exists() or (p / "run.toml").exists()))
+                  if p.is_dir() and (RunPaths(p).db.exists() or RunPaths(p).config.exists()))
 
 
 def connect(run_dir: Path) -> sqlite3.Connection:
     """lineage.db of a run, opened read-only (rows as sqlite3.Row); RunNotReady when absent."""
-    db = Path(run_dir) / DB_NAME
+    paths = RunPaths(run_dir)
+    db = paths.db
     if not db.is_file():
-        raise RunNotReady(f"run {Path(run_dir).name}: no {DB_NAME} yet (the run is starting "
+        raise RunNotReady(f"run {paths.name}: no {db.name} yet (the run is starting "
                           "or this is not a run directory)")
     if db.stat().st_size == 0:
-        raise RunNotReady(f"run {Path(run_dir).name}: {DB_NAME} is still empty (the run is starting)")
+        raise RunNotReady(f"run {paths.name}: {db.name} is still empty (the run is starting)")
     try:
         # read-only URI, path percent-quoted ('#', '?' in a folder name are safe)
         conn = sqlite3.connect(f"file:{quote(str(db.resolve()))}?mode=ro", uri=True, timeout=5.0)
     except sqlite3.Error as e:
-        raise RunNotReady(f"run {Path(run_dir).name}: cannot open {DB_NAME}: {e}") from e
+        raise RunNotReady(f"run {paths.name}: cannot open {db.name}: {e}") from e
     conn.row_factory = sqlite3.Row
     return conn
 
@@ -175,7 +173,7 @@ def read_snapshot(run_dir: Path) -> RunSnapshot:
         conn.execute("COMMIT")
         return snap
     except sqlite3.DatabaseError as e:
-        raise RunNotReady(f"run {run_dir.name}: {DB_NAME} cannot be read right now ({e}); "
+        raise RunNotReady(f"run {run_dir.name}: lineage.db cannot be read right now ({e}); "
                           "it may be mid-write, try again in a moment") from e
     finally:
         conn.close()
@@ -223,7 +221,7 @@ def summarize(snap: RunSnapshot, now: datetime | None = None) -> RunSummary:
     top = max(ok, key=lambda c: c["score"], default=None)
     seed = next((c for c in cands if c["id"] == 0), None)
     status = str(snap.run.get("status") or "")
-    if status == "running" and not holder_alive(snap.path / LOCK_FILE):
+    if status == "running" and not holder_alive(RunPaths(snap.path).lock):
         status = "interrupted"  # the DB says running, but no live process holds the lock
     start = parse_time(snap.run.get("created_at"))
     end = (now or datetime.now(timezone.utc)) if status == "running" else stopped_at(snap)
@@ -268,7 +266,7 @@ def measured_score(c: dict[str, Any]) -> tuple[float | None, bool]:
         return float(c["score"]), False
     speedups = [s.get("speedup") for s in result_of(c).get("shapes") or []]
     if c.get("failure_class") == "slow" and speedups and all(_finite(x) and x > 0 for x in speedups):
-        return math.exp(sum(map(math.log, speedups)) / len(speedups)), True
+        return geomean(speedups), True
     return None, False
 
 
@@ -293,14 +291,14 @@ def short_shape(s: dict[str, Any]) -> str:
 
 def candidate_source(run_dir: Path, commit_sha: str | None, cid: int) -> str:
     """kernel.py as committed for one candidate (by commit, else refs/candidates/<id>)."""
-    name = Path(run_dir).name
+    paths = RunPaths(run_dir)
     try:
-        repo = KernelRepo.open(Path(run_dir) / KERNELS_DIR)
+        repo = KernelRepo.open(paths.kernels)
     except RepoError as e:
-        raise RunNotReady(f"run {name}: no kernels/ git repository yet ({e})") from e
+        raise RunNotReady(f"run {paths.name}: no kernels/ git repository yet ({e})") from e
     try:
         return repo.source_at(commit_sha or cid)
     except RepoError as e:
-        raise RunNotReady(f"run {name}: candidate {cid}: {e}") from e
+        raise RunNotReady(f"run {paths.name}: candidate {cid}: {e}") from e
     finally:
         repo.repo.close()

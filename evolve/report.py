@@ -67,9 +67,9 @@ def runs_table(runs: list[RunHandle]) -> Table:
 
 
 def run_summary(run: RunHandle) -> Group:
-    rec = run.store.run()
     counts = run.store.counts()
     s = summary(run)
+    rec = s.record
     totals = run.store.totals()
     fp = run.fingerprint
     t = Table.grid(padding=(0, 2))
@@ -149,12 +149,10 @@ def candidate_panel(c: Candidate) -> Panel:
     if not c.ok:
         t.add_row("failure", f"{c.failure_class}: {c.failure_message or ''}")
     t.add_row("hypothesis", c.hypothesis)
-    changes = c.changes
-    if changes:
-        t.add_row("changes", json.dumps(changes, sort_keys=True))
-    result = c.result
+    if c.changes:
+        t.add_row("changes", json.dumps(c.changes, sort_keys=True))
     t.add_row("evaluation", f"suite {c.suite}, device {c.device}, "
-              f"{result.get('timing', '?')}, {c.eval_seconds:.1f} s")
+              f"{c.result.get('timing', '?')}, {c.eval_seconds:.1f} s")
     if c.tokens_in or c.cost_usd:
         t.add_row("agent", f"session {c.session_id}, {c.tokens_in}+{c.tokens_out} tokens, "
                   f"${c.cost_usd:.4f}")

@@ -199,7 +199,7 @@ def test_hits_without_evidence_are_not_shown(tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- lessons
 
 def _make_run(runs: Path, name: str, rows: list[dict]) -> Path:
-    """A lineage.db with the candidates table of docs/architecture.md."""
+    """A lineage.db with the runs and candidates tables of docs/architecture.md."""
     run = runs / name
     run.mkdir(parents=True)
     db = sqlite_utils.Database(run / "lineage.db")
@@ -217,6 +217,7 @@ def _make_run(runs: Path, name: str, rows: list[dict]) -> Path:
             "result_json": "{}", "failure_class": None, "failure_message": None,
             "changes_json": "{}", "score": None}
     db["candidates"].insert_all([{**base, **r} for r in rows])
+    db["runs"].insert({"name": name, "status": "finished", "created_at": base["created_at"]})
     db.conn.close()
     return run
 
@@ -265,10 +266,10 @@ def test_run_lessons_are_searchable_and_lineage_db_is_untouched(tmp_path):
     gain = search("BLOCK_M short causal", k=1, run_dir=run, kind="lesson")[0]
     assert gain.id == "r1#2" and "+4.6% vs parent" in gain.snippet
     assert hashlib.sha256(db_file.read_bytes()).hexdigest() == before
-    assert sqlite_utils.Database(db_file).table_names() == ["candidates"]
+    assert sqlite_utils.Database(db_file).table_names() == ["candidates", "runs"]
 
 
-def test_all_runs_flag_adds_earlier_runs(tmp_path):
+def test_all_runs_flag_adds_earlier_runs(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
     run1 = _make_run(runs, "r1", RUN_ROWS)
     _make_run(runs, "r0", [{"id": 0, "parent_id": None, "operator": "seed", "status": "ok",
@@ -279,7 +280,8 @@ def test_all_runs_flag_adds_earlier_runs(tmp_path):
     assert {h.run for h in only} == {"r1"}
     both = search("warp specialization", k=10, run_dir=run1, all_runs=True, kind="lesson")
     assert {h.run for h in both} == {"r0", "r1"}
-    rooted = search("warp specialization", k=10, all_runs=True, runs_root=runs, kind="lesson")
+    monkeypatch.chdir(tmp_path)  # without --run: the runs under ./runs
+    rooted = search("warp specialization", k=10, all_runs=True, kind="lesson")
     assert {h.id for h in rooted} == {h.id for h in both}
 
 
@@ -293,7 +295,7 @@ def test_missing_run_is_a_clear_error(tmp_path):
     with pytest.raises(KnowledgeError, match="no lineage.db"):
         search("gqa", run_dir=tmp_path / "nope")
     with pytest.raises(KnowledgeError, match="runs directory not found"):
-        search("gqa", all_runs=True, runs_root=tmp_path / "nothing")
+        search("gqa", all_runs=True, run_dir=tmp_path / "nothing" / "r1")
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import typer
 
+from evolve.commands import usage_error
 from evolve.paths import DEFAULT_RUNS_DIR
 
 APP = Path(__file__).resolve().parents[2] / "dashboard" / "app.py"
@@ -83,12 +84,10 @@ def dashboard(
     Serves on 127.0.0.1 only unless --address says otherwise; never asks anything."""
     runs = runs.expanduser().resolve()
     if runs.exists() and not runs.is_dir():
-        typer.echo(f"error: --runs {runs} is a file, not a directory", err=True)
-        raise typer.Exit(2)
+        usage_error(f"--runs {runs} is a file, not a directory")
     if port_taken(address, port):
-        typer.echo(f"error: cannot listen on {address}:{port}: the port is in use or the address is not "
-                   "this machine's (choose another with --port / --address)", err=True)
-        raise typer.Exit(2)
+        usage_error(f"cannot listen on {address}:{port}: the port is in use or the address is not "
+                    "this machine's (choose another with --port / --address)")
     if not is_loopback(address):
         typer.echo(NO_AUTH_WARNING.format(addr=address, port=port), err=True)
     if not runs.exists():
