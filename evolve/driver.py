@@ -142,6 +142,7 @@ def drive(run: RunHandle, console: Console, resumed: bool,
         except (OperatorError, ImportError) as e:
             store.set_run_status("stopped")
             raise UsageError(f"cannot use the {cfg.operator} operator: {e}") from None
+        run.paths.clear_scratch()  # before the executor: its workers pre-start in scratch/
         evaluations = _evaluations(run)
         budget = Budget(cfg.max_candidates, cfg.max_minutes, cfg.agent.max_usd)
         state = ProgressState(run.name, cfg.target, cfg.operator, cfg.max_candidates)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import queue
 import random
-import shutil
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -403,10 +402,6 @@ class EvolutionLoop:
 
     def reconcile(self) -> None:
         """Record orphan refs (re-evaluating them), restore missing refs, fix the best ref."""
-        # we hold the run lock: any scratch dir left is from a loop that died mid-evaluation
-        if self.run.paths.scratch.is_dir():
-            for leftover in self.run.paths.scratch.iterdir():
-                shutil.rmtree(leftover, ignore_errors=True)
         refs = self.repo.candidate_refs()
         recorded = self.store.candidate_ids()
         for cid in sorted(set(refs) - recorded):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -55,6 +56,13 @@ class RunPaths:
     def make_dirs(self) -> None:
         for d in (self.root, self.logs, self.scratch):
             d.mkdir(parents=True, exist_ok=True)
+
+    def clear_scratch(self) -> None:
+        """Remove what a loop that died mid-evaluation left in scratch/. Only under the run
+        lock and before this process starts an executor (its workers pre-start in there)."""
+        if self.scratch.is_dir():
+            for leftover in self.scratch.iterdir():
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 def validate_name(name: str) -> str:
