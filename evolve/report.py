@@ -137,6 +137,23 @@ def shapes_table(shapes: list[dict[str, Any]], title: str = "per shape") -> Tabl
     return t
 
 
+def compile_info_table(items: list[dict[str, Any]]) -> Table:
+    """Per Triton specialisation the candidate compiled (EvalResult.to_dict()["compile_info"],
+    GPU runs; reported by the sandboxed worker: display only). spec = its constexpr args."""
+    t = _compact(Table(title="compiled specialisations (regs per thread, smem per block)"))
+    for col in ("kernel", "regs", "spills", "smem KiB", "warps", "stages", "compile s", "spec"):
+        t.add_column(col, justify="left" if col in ("kernel", "spec") else "right",
+                     no_wrap=col != "spec")
+    for c in items:
+        smem = c.get("shared")
+        comp = _num(c.get("compile_s"), ".2f") + (" (cached)" if c.get("cache_hit") else "")
+        t.add_row(escape(str(c.get("kernel"))[:32]), _num(c.get("registers"), "d"),
+                  _num(c.get("spills"), "d"), _num(smem / 1024 if smem is not None else None, ".1f"),
+                  _num(c.get("num_warps"), "d"), _num(c.get("num_stages"), "d"), comp,
+                  escape(str(c.get("spec") or "")))
+    return t
+
+
 def candidate_panel(c: Candidate) -> Panel:
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold cyan", justify="right")
