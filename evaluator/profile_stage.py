@@ -8,9 +8,9 @@ candidate compiled, and the ``profile`` stage for one requested shape.
   once the binary is loaded; a kernel compiled but never launched is loaded here), and
   ``metadata.shared/num_warps/num_stages``.
 * ``profile_shape`` times ``calls`` calls of the candidate on one shape with CUDA events
-  (median, no L2 flush: the kernel's steady-state time) inside an NVTX range
-  ``evolve-profile`` (what an Nsight Compute run filters on), then lists the GPU kernels
-  of a few more calls with ``torch.profiler``.
+  (median, no L2 flush: the kernel's steady-state time), then lists the GPU kernels of a
+  few more calls with ``torch.profiler`` (CUPTI; its lazy imports were done by
+  ``install`` before the guard was armed).
 
 Everything here runs after candidate code and reads objects it could have replaced: it
 is best effort (an exception becomes a note), bounded, and validated by the parent
@@ -48,13 +48,20 @@ class CompileLog:
             pass
 
 
-def install() -> CompileLog:
-    """Set a fresh ``CompileLog`` as Triton's compilation listener (before the guard)."""
+def install(*, profiler: bool) -> CompileLog:
+    """Set a fresh ``CompileLog`` as Triton's compilation listener; ``profiler``: also run
+    an empty torch.profiler session, whose first start imports torch._inductor (and writes
+    a temp file): trusted work that must not happen once the guard is armed."""
     import triton
 
     log = CompileLog()
     triton.knobs.compilation.listener = log
-    import torch.profiler  # noqa: F401 - no import once the guard is armed
+    if profiler:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            pass
+        prof.events()
     return log
 
 
@@ -126,18 +133,14 @@ def profile_shape(call: Callable[[], Any], *, shape: str, calls: int,
         after_call()
     torch.cuda.synchronize()
     times = []
-    torch.cuda.nvtx.range_push("evolve-profile")
-    try:
-        for _ in range(calls):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            call()
-            end.record()
-            end.synchronize()
-            after_call()
-            times.append(start.elapsed_time(end))
-    finally:
-        torch.cuda.nvtx.range_pop()
+    for _ in range(calls):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        call()
+        end.record()
+        end.synchronize()
+        after_call()
+        times.append(start.elapsed_time(end))
     rec["event_ms"] = statistics.median(times)
     try:
         rec["kernels"] = _kernel_table(call, after_call)

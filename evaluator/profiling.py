@@ -20,7 +20,6 @@ from typing import Any
 
 MAX_KERNELS = 64
 MAX_PROFILE_KERNELS = 12
-MAX_COUNTERS = 16
 MAX_TEXT = 200
 MAX_NOTE = 600
 NO_GPU = ("no CUDA GPU here: the CPU interpreter compiles no kernels and measures no GPU "
@@ -76,28 +75,25 @@ class CompileInfo:
 
 @dataclass
 class ProfileRequest:
-    """Profile one shape (``Shape.name``) of the evaluated suite: ``calls`` timed with CUDA
-    events, kernels listed by Triton/torch's profiler; ``ncu``: also Nsight Compute
-    counters where ``ncu`` is installed, within ``ncu_timeout_s``."""
+    """Profile one shape (``Shape.name``) of the evaluated suite: ``calls`` calls timed with
+    CUDA events, then the GPU kernels of a few more listed by torch's profiler (CUPTI).
+    No hardware counters: Nsight Compute cannot run inside the worker's sandbox (it would
+    have to start the sandboxed process itself; not done yet)."""
 
     shape: str
     calls: int = 20
-    ncu: bool = True
-    ncu_timeout_s: float = 120.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ProfileRequest":
-        return cls(shape=str(d["shape"]), calls=max(1, min(200, int(d.get("calls", 20)))),
-                   ncu=bool(d.get("ncu", True)),
-                   ncu_timeout_s=max(1.0, min(600.0, float(d.get("ncu_timeout_s", 120.0)))))
+        return cls(shape=str(d["shape"]), calls=max(1, min(200, int(d.get("calls", 20)))))
 
 
 @dataclass
 class KernelTime:
-    """One GPU kernel seen by the profiler over the profiled calls."""
+    """One GPU kernel seen by the profiler: launches per attention call, mean time of one."""
 
     name: str
     calls: int
@@ -117,8 +113,8 @@ class KernelTime:
 class ProfileResult:
     """The profile of one shape. ``ms``: the evaluation's own timing of the shape (the
     trusted, validated number); ``event_ms``: the median of the profile's CUDA-event
-    timed calls; ``kernels``: per kernel, from the profiler; ``counters``: Nsight Compute
-    metrics by name (empty without ncu); ``note``: what was not available and why."""
+    timed calls (warm L2); ``kernels``: per kernel, from the profiler; ``tool``: what
+    measured them; ``note``: what was not available and why."""
 
     shape: str
     available: bool = False
@@ -126,7 +122,6 @@ class ProfileResult:
     ms: float | None = None
     event_ms: float | None = None
     kernels: list[KernelTime] = field(default_factory=list)
-    counters: dict[str, float] = field(default_factory=dict)
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,14 +132,11 @@ class ProfileResult:
         if not isinstance(d, dict) or not d.get("shape"):
             return None
         kernels = d.get("kernels") if isinstance(d.get("kernels"), list) else []
-        counters = d.get("counters") if isinstance(d.get("counters"), dict) else {}
-        clean = {_text(k, 80): _float(v, 1e15) for k, v in list(counters.items())[:MAX_COUNTERS]}
         return cls(shape=_text(d["shape"]), available=d.get("available") is True,
                    tool=_text(d.get("tool"), 80), ms=_float(d.get("ms")),
                    event_ms=_float(d.get("event_ms")),
                    kernels=[k for k in (KernelTime.from_dict(x)
                                         for x in kernels[:MAX_PROFILE_KERNELS]) if k],
-                   counters={k: v for k, v in clean.items() if v is not None},
                    note=_text(d.get("note"), MAX_NOTE))
 
 

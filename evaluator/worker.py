@@ -154,7 +154,7 @@ class Worker:
         self.report["isolation_in_process"] = sandbox.apply_in_process(self.scratch)
         precompile.preimport_kernel_libraries()  # also takes Triton's JIT module for _check_hook
         if self.tdev == "cuda":
-            self.compile_log = profile_stage.install()
+            self.compile_log = profile_stage.install(profiler=bool(self.plan.get("profile")))
         self.threads0 = threading.active_count()
         guard.install(scratch_dir=self.scratch, candidate_path=self.candidates[0])
         self.guard = guard

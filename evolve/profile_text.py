@@ -6,17 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-COUNTER_NAMES = {  # Nsight Compute metric -> what the agent reads
-    "sm__warps_active.avg.pct_of_peak_sustained_active": "achieved occupancy %",
-    "sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active":
-        "tensor pipe active %",
-    "dram__throughput.avg.pct_of_peak_sustained_elapsed": "DRAM throughput % of peak",
-    "sm__throughput.avg.pct_of_peak_sustained_elapsed": "SM throughput % of peak",
-    "gpu__time_duration.sum": "kernel duration ns",
-    "launch__registers_per_thread": "registers per thread",
-}
-
-
 def _n(x: Any, fmt: str = "{}") -> str:
     return "-" if x is None else fmt.format(x)
 
@@ -40,7 +29,7 @@ def compile_info_lines(items: list[dict[str, Any]]) -> list[str]:
 
 
 def profile_lines(p: dict[str, Any]) -> list[str]:
-    """One shape's profile: times, kernels, counters, and what was not available."""
+    """One shape's profile: times, kernels, and what was not available."""
     out = [f"profile of shape {p.get('shape')}"
            + (f" ({p['tool']})" if p.get("tool") else "")]
     if not p.get("available"):
@@ -55,10 +44,6 @@ def profile_lines(p: dict[str, Any]) -> list[str]:
         for k in p["kernels"]:
             out.append(f"  {str(k.get('name'))[:52]:<52} x{k.get('calls')} "
                        f"{_n(k.get('mean_us'), '{:.1f}'):>9} us")
-    if p.get("counters"):
-        out.append("Nsight Compute counters:")
-        for name, value in p["counters"].items():
-            out.append(f"  {COUNTER_NAMES.get(name, name)[:60]:<60} {value:>12.4g}")
     if p.get("note"):
         out.append("note: " + str(p["note"]))
     return out

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.gpu
 def test_seed_compile_info_and_profile_on_a_gpu():
     shape = QUICK[1]
     res = evaluate(SEEDS / "gqa.py", "gqa", "quick",
-                   EvalOptions(baselines=("cudnn",), profile=ProfileRequest(shape, ncu=False)))
+                   EvalOptions(baselines=("cudnn",), profile=ProfileRequest(shape)))
     assert res.ok and res.device == "cuda", res.to_json()
     info = res.compile_info
     assert info, res.log_tail
@@ -49,7 +49,7 @@ def test_profile_of_a_failing_candidate_says_why(tmp_path):
                    "sm_scale=None):\n    return _real(q, k, v, causal=causal, "
                    "sm_scale=sm_scale) * 1.5\n")
     res = evaluate(bad, "gqa", "quick",
-                   EvalOptions(baselines=("cudnn",), profile=ProfileRequest(QUICK[0], ncu=False)))
+                   EvalOptions(baselines=("cudnn",), profile=ProfileRequest(QUICK[0])))
     assert not res.ok and res.failure.cls == "mismatch", res.to_json()
     assert res.profile is not None and not res.profile.available
     assert "no profile" in res.profile.note

@@ -110,9 +110,9 @@ def tools() -> list[Tool]:
              "quick suite (counts against the budget).",
              {**obj, "properties": {}, "required": []}, compile_info),
         Tool("profile", "Profile the working copy on one named shape of the suite (GPU "
-             "runs): its time, the GPU kernels it launches and, where Nsight Compute is "
-             "installed, occupancy, tensor-pipe and DRAM counters. Runs one evaluation "
-             "(counts against the budget).",
+             "runs): its time (L2 flushed and warm) and the GPU kernels it launches with "
+             "their mean times (no hardware counters). Runs one evaluation (counts against "
+             "the budget).",
              {**obj, "properties": {"shape": {"type": "string", "minLength": 1,
                                               "description": "a shape name as the "
                                               "evaluation's per-shape table shows it"}},
