@@ -9,7 +9,7 @@ then evaluates the candidate (max 2 candidates: seed + this one) and the run end
 
 Writes to --out: transcript.json (card, versions, each tool call with its arguments and
 the text the model got back), transcript.md (the same, readable), show.txt (`evolve show`
-of the submitted candidate: its stored compile info), run.log (the run's console).
+of the submitted candidate: its stored compile info), console.txt (the run's console).
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def main() -> int:
         requests = list(srv.requests)
         errors = [str(e) for e in srv.errors]
     wall = time.monotonic() - t0
-    (a.out / "run.log").write_text(console if isinstance(console, str) else str(console))
+    (a.out / "console.txt").write_text(console if isinstance(console, str) else str(console))
     show = subprocess.run([sys.executable, "-m", "evolve", "show", name, "1", "--runs-dir",
                            str(a.runs_dir)], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120)
