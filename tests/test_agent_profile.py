@@ -21,6 +21,7 @@ from evaluator.profiling import (MAX_KERNELS, MAX_PROFILE_KERNELS, NO_GPU,
 from evolve.agent.budget import SessionBudget
 from evolve.agent.gpu_tools import NO_GPU as AGENT_NO_GPU
 from evolve.agent.handlers import SessionState, build_registry
+from evolve.evaluation import Evaluations
 from evolve.executors.base import EvalJob
 from evolve.gitrepo import commit_message
 from evolve.jobs import _Runner
@@ -103,15 +104,21 @@ def test_hostile_profile_report_is_bounded_and_its_time_is_the_trusted_one():
 # ------------------------------------------------------- the evaluator on the CPU
 
 def test_evaluator_answers_no_gpu_for_a_profile_on_the_interpreter(tmp_path):
+    """Through the loop's own path: Evaluations.probe -> EvalJob -> executor -> run_job ->
+    evaluate(EvalOptions(profile=...)) in the sandboxed worker."""
     path = tmp_path / "kernel.py"
     path.write_text(seed_source())
     with pytest.raises(UsageError, match="no shape 'nope'"):
         evaluate(path, "gqa", "smoke", EvalOptions(profile=ProfileRequest("nope")))
-    res = evaluate(path, "gqa", "smoke", EvalOptions(profile=ProfileRequest(SMOKE[1])))
+    run = make_run(tmp_path / "runs", "http://127.0.0.1:9/v1")
+    evals = Evaluations(run)
+    try:
+        res = evals.probe(seed_source(), "smoke", profile=ProfileRequest(SMOKE[1]))
+    finally:
+        evals.shutdown()
     assert res.ok, res.to_json()
     assert res.compile_info == []  # the interpreter compiles nothing
     assert res.profile == ProfileResult(SMOKE[1], available=False, note=NO_GPU)
-    assert EvalResult.from_dict(res.to_dict()).profile.note == NO_GPU
 
 
 # ------------------------------------------------------------- the agent's tools
