@@ -30,8 +30,9 @@ def compile_info_lines(items: list[dict[str, Any]]) -> list[str]:
 
 def profile_lines(p: dict[str, Any]) -> list[str]:
     """One shape's profile: times, kernels, and what was not available."""
-    out = [f"profile of shape {p.get('shape')}"
-           + (f" ({p['tool']})" if p.get("tool") else "")]
+    out = [f"profile of shape {p.get('shape')}"]
+    if p.get("tool"):
+        out.append(f"measured with {p['tool']}")
     if not p.get("available"):
         out.append("not available: " + (p.get("note") or "no reason given"))
         return out

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from evaluator import EvalResult, spread
 from evolve import read
+from evolve.profile_text import profile_lines
 from evolve.read import short_shape
 from evolve.records import Candidate
 from evolve.run import RunHandle
@@ -201,6 +202,11 @@ def render_result(res: EvalResult, console: Console, recorded: dict[str, float |
                       _num(s.speedup, ".3f"), _num(s.error, ".2e"), _num(s.error_ratio, ".2f"), *extra)
     if res.shapes:
         console.print(table)
+    if res.compile_info:
+        console.print(compile_info_table([c.to_dict() for c in res.compile_info]))
+    if res.profile is not None:
+        console.print("\n".join(profile_lines(res.profile.to_dict())), markup=False,
+                      highlight=False)
     v = res.validation
     if v:
         console.print(f"validation: {v.get('passed')}/{v.get('checked')} checks passed, "

@@ -5,7 +5,8 @@ A real `evolve start --operator agent` process (the real openai client over real
 against tests/llm_server.py's scripted server, the real evaluator on the GPU) from
 seeds/gqa.py, one session: compile_info, profile of one quick-suite shape, an edit of one
 CONFIG value, compile_info again (a new evaluation: the source changed), submit. The loop
-then evaluates the candidate (max 2 candidates: seed + this one) and the run ends.
+then evaluates the candidate (max 2 candidates: seed + this one; quick suite, to keep the
+call short) and the run ends.
 
 Writes to --out: transcript.json (card, versions, each tool call with its arguments and
 the text the model got back), transcript.md (the same, readable), show.txt (`evolve show`
@@ -109,7 +110,8 @@ def main() -> int:
             proc = subprocess.run(
                 [sys.executable, "-m", "evolve", "start", "--target", "gqa", "--operator",
                  "agent", "--seed", str(SEED), "--base-url", srv.base_url, "--model",
-                 "scripted", "--max-candidates", "2", "--runs-dir", str(a.runs_dir),
+                 "scripted", "--max-candidates", "2", "--suite", "quick",
+                 "--runs-dir", str(a.runs_dir),
                  "--name", name], cwd=ROOT, env=env, capture_output=True, text=True,
                 timeout=a.timeout, stdin=subprocess.DEVNULL)
             code, console = proc.returncode, proc.stdout + proc.stderr
