@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from evaluator.failures import FAILURE_CLASSES, CandidateFailure
 from evaluator.noise import CompareResult, geomean, spread
+from evaluator.profiling import CompileInfo, KernelTime, ProfileRequest, ProfileResult
 from evaluator.prestart import Prestarted, PrestartError, PrestartUnsupported
 from evaluator.result import EvalResult, Failure, ShapeResult
 from evaluator.runner import EvalOptions, UsageError, compare_candidates, evaluate, gpu_available
@@ -18,4 +19,5 @@ __all__ = [
     "get_target", "list_targets", "Target", "Shape", "compare_candidates", "CompareResult",
     "gpu_available", "UsageError", "UnknownTarget", "CandidateFailure", "geomean", "spread",
     "Prestarted", "PrestartError", "PrestartUnsupported",
+    "CompileInfo", "KernelTime", "ProfileRequest", "ProfileResult",
 ]

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from evaluator.profiling import ProfileRequest
+
 MAX_COMPILE_THREADS = 8
 
 
@@ -22,6 +24,9 @@ class EvalOptions:
     ``compile_threads``: threads of the GPU precompile stage (None: min(8, CPUs); 0: off).
     ``on_stage``: called in the calling process with each stage name as the evaluation
     proceeds (exceptions swallowed).
+    ``profile``: a ``ProfileRequest`` for one shape of the suite (profiling.py): GPU: the
+    worker profiles it after timing, the result's ``profile`` has it; interpreter: the
+    result's profile says there is no GPU (``evaluate`` only).
     ``prestarted``: a ``prestart.Prestarted`` handle; used when live and started for this
     evaluation's GPU / interpreter setting and no ``scratch_dir`` is given, else a fresh
     worker is spawned; consumed (closed) either way.
@@ -38,6 +43,7 @@ class EvalOptions:
     checker_timeout_s: float = 900.0
     baseline_ms: dict[str, dict[str, float]] | None = None
     compile_threads: int | None = None
+    profile: ProfileRequest | None = None
     on_stage: Callable[[str], None] | None = field(default=None, repr=False, compare=False)
     prestarted: Any = field(default=None, repr=False, compare=False)  # prestart.Prestarted
 

@@ -7,6 +7,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from evaluator.profiling import CompileInfo, ProfileResult, compile_info_from
+
 NOT_GPU_TIMING = "cpu-interpreter-wallclock (NOT GPU performance)"
 GPU_TIMING = "cuda-events"
 
@@ -71,6 +73,8 @@ class EvalResult:
     wall_s: float = 0.0
     log_tail: str = ""
     baselines_cached: bool = False  # baseline times given by the caller (EvalOptions.baseline_ms)
+    compile_info: list[CompileInfo] = field(default_factory=list)  # GPU: per specialisation
+    profile: ProfileResult | None = None  # asked for with EvalOptions.profile
 
     @property
     def ok(self) -> bool:
@@ -114,4 +118,6 @@ class EvalResult:
             wall_s=float(d.get("wall_s", 0.0)),
             log_tail=str(d.get("log_tail", "")),
             baselines_cached=bool(d.get("baselines_cached", False)),
+            compile_info=compile_info_from(d.get("compile_info")),
+            profile=ProfileResult.from_dict(d.get("profile")),
         )

@@ -33,6 +33,7 @@ from evaluator.failures import CandidateFailure, classify_text
 from evaluator.noise import CompareResult, decide, geomean
 from evaluator.options import EvalOptions, UsageError
 from evaluator.plan import build_plan
+from evaluator.profiling import NO_GPU, ProfileResult, compile_info_from, profile_from_report
 from evaluator.progress import StageReporter
 from evaluator.result import GPU_TIMING, NOT_GPU_TIMING, EvalResult
 from evaluator.targets import UnknownTarget, get_target
@@ -301,12 +302,15 @@ def _evaluate(path: str | Path, target: str, suite: str | None, options: EvalOpt
     if bad:
         return EvalResult.rejected(prep.target.name, prep.suite, bad.cls, bad.message, bad.shape,
                                    wall_s=time.monotonic() - t0, **kw)
+    profile_idx = _profile_index(prep, options)
     seed = options.seed if options.seed is not None else secrets.randbits(63)
     names = resolve(options.baselines, prep.tdev)
     cached = assemble.covered_baselines(options.baseline_ms, prep.target.suite(prep.suite), names)
     plan = build_plan(prep.target, prep.suite, device=prep.tdev, seed=seed, baselines=names,
                       repeat=max(1, int(options.repeat)), cached_baselines=cached,
                       compile_threads=options.resolved_compile_threads())
+    if profile_idx is not None and prep.device == "cuda":
+        plan["profile"] = {"idx": profile_idx, "calls": options.profile.calls}
     run = _execute(prep, plan, options)
     report, verdict = run["report"], run["verdict"] or {}
     env = assemble.clean_env(report)
@@ -316,7 +320,8 @@ def _evaluate(path: str | Path, target: str, suite: str | None, options: EvalOpt
         env["driver"] = _driver_version()  # a file read, no CUDA init in this process
     inproc = report.get("isolation_in_process")
     env["isolation"] = run["isolation"] + (f" + {str(inproc)[:100]}" if inproc else "")
-    common = dict(env=env, log_tail=run["log"][-3000:], baselines_cached=cached is not None, **kw)
+    common = dict(env=env, log_tail=run["log"][-3000:], baselines_cached=cached is not None,
+                  compile_info=compile_info_from(report.get("compile_info")), **kw)
     validation = {k: verdict.get(k) for k in ("checked", "passed", "max_error_ratio") if k in verdict}
     fail = run["failure"]
     if fail is None:
@@ -331,12 +336,37 @@ def _evaluate(path: str | Path, target: str, suite: str | None, options: EvalOpt
             fail = f
     if fail is not None:
         return EvalResult.rejected(prep.target.name, prep.suite, fail.cls, fail.message, fail.shape,
-                                   validation=validation, wall_s=time.monotonic() - t0, **common)
+                                   validation=validation, wall_s=time.monotonic() - t0,
+                                   profile=_profile(prep, options, report, None), **common)
     score = geomean([s.speedup for s in shapes if s.speedup])
+    common["profile"] = _profile(prep, options, report, shapes)
     return EvalResult(status="ok", target=prep.target.name, suite=prep.suite, score=score,
                       primary_baseline=primary, shapes=shapes, validation=validation,
                       repeats=per_pass if plan["passes"] > 1 else [],
                       wall_s=time.monotonic() - t0, **common)
+
+
+def _profile_index(prep: _Prepared, options: EvalOptions) -> int | None:
+    """The timed index of ``options.profile``'s shape (UsageError: not in the suite)."""
+    if options.profile is None:
+        return None
+    names = [s.name for s in prep.target.suite(prep.suite)]
+    if options.profile.shape not in names:
+        raise UsageError(f"no shape {options.profile.shape!r} in suite {prep.suite!r} of "
+                         f"{prep.target.name} (shapes: {', '.join(names)})")
+    return names.index(options.profile.shape)
+
+
+def _profile(prep: _Prepared, options: EvalOptions, report: dict[str, Any],
+             shapes: list[Any] | None) -> ProfileResult | None:
+    """The result's profile: None when none was asked for; ``NO_GPU`` on the interpreter."""
+    req = options.profile
+    if req is None:
+        return None
+    if prep.device != "cuda":
+        return ProfileResult(req.shape, note=NO_GPU)
+    ms = next((s.ms for s in shapes or [] if s.name == req.shape), None)
+    return profile_from_report(report, req, ms)
 
 
 def compare_candidates(challenger_path: str | Path, champion_path: str | Path, target: str = "gqa",

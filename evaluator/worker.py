@@ -40,7 +40,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from evaluator import precompile
+from evaluator import precompile, profile_stage
 from evaluator.correctness import POISON_SECOND
 from evaluator.failures import CandidateFailure, classify_exception, classify_text
 from evaluator.inputs import make_inputs, torch_dtype
@@ -73,6 +73,7 @@ class Worker:
         self.fns: list[Any] = []
         self.modules: list[Any] = []
         self.guard: Any = None  # evaluator.guard once installed (its module leaves sys.modules)
+        self.compile_log: profile_stage.CompileLog | None = None  # GPU: Triton's listener
         self.threads0 = threading.active_count()
 
     # ---- helpers -------------------------------------------------------------------
@@ -152,6 +153,8 @@ class Worker:
         _stage("confine")
         self.report["isolation_in_process"] = sandbox.apply_in_process(self.scratch)
         precompile.preimport_kernel_libraries()  # also takes Triton's JIT module for _check_hook
+        if self.tdev == "cuda":
+            self.compile_log = profile_stage.install(profiler=bool(self.plan.get("profile")))
         self.threads0 = threading.active_count()
         guard.install(scratch_dir=self.scratch, candidate_path=self.candidates[0])
         self.guard = guard
@@ -294,6 +297,26 @@ class Worker:
             self.report["timing"].append(rec)
             self._threads(shape)
 
+    def run_profile(self) -> None:
+        """The requested shape's profile (GPU; after timing, see profile_stage.py)."""
+        req = self.plan.get("profile")
+        if not req or self.tdev != "cuda":
+            return
+        _stage("profile")
+        entry = next(e for e in self.plan["timed"] if e["idx"] == req["idx"])
+        shape = Shape.from_dict(entry["shape"])
+        q, k, v = self._maker(entry["idx"], shape, 0)(0)
+        fn, kw = self.fns[0], self._kw(shape)
+        try:
+            self.report["profile"] = profile_stage.profile_shape(
+                lambda: fn(q, k, v, causal=shape.causal, **kw), shape=shape.name,
+                calls=int(req["calls"]), after_call=lambda: self._integrity(shape))
+        except CandidateFailure:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the evaluation stands; the profile says why
+            self.report["profile"] = {"shape": shape.name, "note": f"profile failed: "
+                                      f"{type(exc).__name__}: {str(exc)[:300]}"}
+
     def _time_side(self, entry, shape: Shape, p: int, side: int, sample, out: dict) -> None:
         import torch
 
@@ -347,6 +370,7 @@ def main(argv: list[str] | None = None) -> None:
         w.run_checks()
         w.await_verdict()
         w.run_timing()
+        w.run_profile()
         _stage("done")
     except CandidateFailure as f:
         w.report["failure"] = {"class": f.cls, "message": f.message, "shape": f.shape, "side": f.side}
@@ -356,6 +380,11 @@ def main(argv: list[str] | None = None) -> None:
         w.report["failure"] = {"class": cls, "message": f"{type(exc).__name__}: {exc}\n"
                                + traceback.format_exc(limit=8), "shape": None}
         code = 4
+    if w.compile_log is not None:  # display only; binaries are loaded only after a clean run
+        try:
+            w.report["compile_info"] = profile_stage.collect(w.compile_log, load=code == 0)
+        except BaseException:  # noqa: BLE001 - objects the candidate could have replaced
+            pass
     try:
         (w.out_dir / "report.json").write_text(json.dumps(w.report, default=str))
     finally:

@@ -18,7 +18,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from evaluator import CompareResult, EvalResult
+from evaluator import CompareResult, EvalResult, ProfileRequest
 from evolve.executors.base import EvalJob, Executor, JobResult
 from evolve.records import Candidate
 from evolve.run import RunHandle
@@ -101,10 +101,13 @@ class Evaluations:
 
     # --- operator probes -----------------------------------------------------------
 
-    def probe(self, source: str, suite: str) -> EvalResult:
-        """An operator-requested evaluation (the agent's evaluate tool); blocks its caller."""
+    def probe(self, source: str, suite: str, profile: ProfileRequest | None = None) -> EvalResult:
+        """An operator-requested evaluation (the agent's evaluate, compile_info and profile
+        tools; ``profile``: one shape to profile, see evaluator.ProfileRequest); blocks its
+        caller."""
         name = f"probe-{uuid.uuid4().hex[:8]}"
-        res = self._submit("probe", name, source, suite).result()
+        res = self._submit("probe", name, source, suite,
+                           profile=profile.to_dict() if profile else None).result()
         why = self._finish(self.run.paths.logs / f"{name}.log", res)
         if why is not None:
             raise JobError(why)

@@ -42,8 +42,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from evaluator import (CompareResult, EvalOptions, EvalResult, Failure, Prestarted,
-                       PrestartError, PrestartUnsupported, compare_candidates, evaluate,
-                       geomean, get_target, gpu_available)
+                       PrestartError, PrestartUnsupported, ProfileRequest, compare_candidates,
+                       evaluate, geomean, get_target, gpu_available)
 from evolve.executors.base import EvalJob, JobResult
 
 TIMING_STAGES = ("init", "baselines", "timing")
@@ -172,11 +172,13 @@ class _Runner:
 
     def options(self, cached: dict | None = None, spare: Prestarted | None = None) -> EvalOptions:
         self.n += 1
+        prof = ProfileRequest.from_dict(self.job.profile) if self.job.profile else None
         return EvalOptions(gpu=self.gpu, timeout_s=self.job.timeout_s,
                            scratch_dir=None if spare else self.root / f"scratch{self.n}",
                            prestarted=spare, log_path=self.root / f"eval{self.n}.log",
                            baselines=tuple(self.job.baselines) or None, baseline_ms=cached,
-                           compile_threads=self.compile_threads, on_stage=self._on_stage)
+                           compile_threads=self.compile_threads, on_stage=self._on_stage,
+                           profile=prof)
 
     def _on_stage(self, stage: str) -> None:
         if self.spares is not None:

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from evaluator import EvalResult, spread
 from evolve import read
+from evolve.profile_text import profile_lines
 from evolve.read import short_shape
 from evolve.records import Candidate
 from evolve.run import RunHandle
@@ -137,6 +138,23 @@ def shapes_table(shapes: list[dict[str, Any]], title: str = "per shape") -> Tabl
     return t
 
 
+def compile_info_table(items: list[dict[str, Any]]) -> Table:
+    """Per Triton specialisation the candidate compiled (EvalResult.to_dict()["compile_info"],
+    GPU runs; reported by the sandboxed worker: display only). spec = its constexpr args."""
+    t = _compact(Table(title="compiled specialisations (regs per thread, smem per block)"))
+    for col in ("kernel", "regs", "spills", "smem KiB", "warps", "stages", "compile s", "spec"):
+        t.add_column(col, justify="left" if col in ("kernel", "spec") else "right",
+                     no_wrap=col != "spec")
+    for c in items:
+        smem = c.get("shared")
+        comp = _num(c.get("compile_s"), ".2f") + (" (cached)" if c.get("cache_hit") else "")
+        t.add_row(escape(str(c.get("kernel"))[:32]), _num(c.get("registers"), "d"),
+                  _num(c.get("spills"), "d"), _num(smem / 1024 if smem is not None else None, ".1f"),
+                  _num(c.get("num_warps"), "d"), _num(c.get("num_stages"), "d"), comp,
+                  escape(str(c.get("spec") or "")))
+    return t
+
+
 def candidate_panel(c: Candidate) -> Panel:
     t = Table.grid(padding=(0, 2))
     t.add_column(style="bold cyan", justify="right")
@@ -184,6 +202,11 @@ def render_result(res: EvalResult, console: Console, recorded: dict[str, float |
                       _num(s.speedup, ".3f"), _num(s.error, ".2e"), _num(s.error_ratio, ".2f"), *extra)
     if res.shapes:
         console.print(table)
+    if res.compile_info:
+        console.print(compile_info_table([c.to_dict() for c in res.compile_info]))
+    if res.profile is not None:
+        console.print("\n".join(profile_lines(res.profile.to_dict())), markup=False,
+                      highlight=False)
     v = res.validation
     if v:
         console.print(f"validation: {v.get('passed')}/{v.get('checked')} checks passed, "

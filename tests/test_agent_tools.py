@@ -12,7 +12,8 @@ from evolve.agent.prompts import Prompts, PromptError, render
 from evolve.agent.tools import Tool, ToolError, ToolRegistry, truncate, validate
 
 SPEC_TOOLS = ["lineage", "show_candidate", "diff", "search_knowledge", "read_knowledge",
-              "read_kernel", "write_kernel", "edit_kernel", "evaluate", "submit", "give_up"]
+              "read_kernel", "write_kernel", "edit_kernel", "evaluate", "compile_info", "profile",
+              "submit", "give_up"]
 
 
 def test_exact_tool_names_and_schemas():

@@ -22,6 +22,8 @@
 #                                an offline run in the foreground, then its stats
 #                                (stats_NAME.json, lineage_NAME.db, kernels_NAME.tgz)
 #   tests [FILE...]              the GPU tests (pytest -m gpu; all of tests/ by default)
+#   agent-transcript [SHAPE]     a scripted agent session on seeds/gqa.py calling compile_info
+#                                and profile (real HTTP + evaluator): transcript.md/json, show.txt
 #
 # Long steps are cut by `timeout` so that a partial JSON still comes back (the tools rewrite
 # their JSON as they go). A device machine is held at most 30 minutes: split a session into
@@ -29,9 +31,9 @@
 set -u
 cmd=${1:-}; shift || true
 case "$cmd" in
-  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|offline|tests)
+  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|offline|tests|agent-transcript)
     . "$(dirname "$0")/setup.sh" || exit 1; OUT=${OUT:-/tmp/out} ;;
-  *) sed -n '2,29p' "$0"; exit 2 ;;
+  *) sed -n '2,30p' "$0"; exit 2 ;;
 esac
 case "$cmd" in
   env)
@@ -88,4 +90,7 @@ case "$cmd" in
   tests)
     [ $# -gt 0 ] || set -- tests
     timeout "${TESTS_TIMEOUT:-580}" python3 -m pytest -q -m gpu "$@" 2>&1 | tee "$OUT/pytest_gpu.log" | tail -n 30 ;;
+  agent-transcript)
+    timeout 590 python3 benchmarks/gpu/agent_transcript.py --out "$OUT" ${1:+--shape "$1"} 2>&1 \
+        | tail -n 80 ;;
 esac

@@ -9,6 +9,7 @@ from typing import Any
 
 from evaluator import EvalResult
 from evolve import knowledge
+from evolve.agent import gpu_tools
 from evolve.agent.budget import SessionBudget
 from evolve.agent.render import (candidate_line, eval_text, failure_lines, shapes_table,
                                  top_lines)
@@ -242,6 +243,7 @@ def build_registry() -> ToolRegistry:
              "reference, timing) on the working copy. Counts against the evaluation budget.",
              _obj({"suite": {"type": "string", "enum": ["smoke", "quick", "default"]}}),
              evaluate),
+        *gpu_tools.tools(),
         Tool("submit", "End the session: the working copy becomes a candidate (child of "
              "your parent). `hypothesis` says what you changed and the expected effect.",
              _obj({"hypothesis": text}, ["hypothesis"]), submit),

@@ -20,6 +20,7 @@ from evolve.gitrepo import RepoError
 from evolve.paths import DEFAULT_RUNS_DIR
 from evolve.report import (
     candidate_panel,
+    compile_info_table,
     diff_view,
     make_console,
     run_summary,
@@ -184,6 +185,8 @@ def show(
     shapes = cand.result.get("shapes") or []
     if shapes:
         console.print(shapes_table(shapes, "per shape" + (" (quick pre-screen)" if cand.suite == "quick" else "")))
+    if cand.result.get("compile_info"):
+        console.print(compile_info_table(cand.result["compile_info"]))
     log_tail = cand.result.get("log_tail")
     if not cand.ok and log_tail:
         console.rule("worker log (tail)")

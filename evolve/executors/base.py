@@ -43,6 +43,7 @@ class EvalJob:
     timeout_s: float = 600.0
     baselines: list[str] = field(default_factory=lambda: ["cudnn"])
     prescreen: dict[str, Any] | None = None  # candidate only; see evolve.jobs
+    profile: dict[str, Any] | None = None  # probe only: evaluator.ProfileRequest.to_dict()
     attempt: int = 0               # re-queues so far (a job is re-queued at most once)
 
     def to_dict(self) -> dict[str, Any]:

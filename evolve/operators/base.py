@@ -35,7 +35,7 @@ class VariationContext:
     second_source: str | None
     run: "RunHandle | RunView"  # a proposer thread's view of the run (evolve.proposers)
     rng: random.Random
-    evaluate: Callable[[str, str], "EvalResult"]  # (source text, suite) -> real evaluation
+    evaluate: Callable[..., "EvalResult"]  # (source text, suite[, profile=]) -> real evaluation
     brief: dict[str, Any] = field(default_factory=dict)
 
 

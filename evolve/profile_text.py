@@ -1,0 +1,50 @@
+"""Text of the evaluator's profiling records (compile info per specialisation, one shape's
+profile) for the agent's tools and `evolve show`; dicts as in `EvalResult.to_dict()`,
+lines within 80 columns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+def _n(x: Any, fmt: str = "{}") -> str:
+    return "-" if x is None else fmt.format(x)
+
+
+def compile_info_lines(items: list[dict[str, Any]]) -> list[str]:
+    """A table: one row per specialisation, its constexpr arguments indented below."""
+    if not items:
+        return ["(no compiled specialisations recorded)"]
+    out = [f"{'kernel':<24} {'regs':>5} {'spills':>6} {'smem KiB':>8} {'warps':>5} "
+           f"{'stages':>6} {'compile s':>9}"]
+    for c in items:
+        smem = c.get("shared")
+        comp = _n(c.get("compile_s"), "{:.2f}") + (" (cached)" if c.get("cache_hit") else "")
+        out.append(f"{str(c.get('kernel'))[:24]:<24} {_n(c.get('registers')):>5} "
+                   f"{_n(c.get('spills')):>6} "
+                   f"{_n(smem / 1024 if smem is not None else None, '{:.1f}'):>8} "
+                   f"{_n(c.get('num_warps')):>5} {_n(c.get('num_stages')):>6} {comp:>9}")
+        if c.get("spec"):
+            out.append(f"  {str(c['spec'])[:76]}")
+    return out
+
+
+def profile_lines(p: dict[str, Any]) -> list[str]:
+    """One shape's profile: times, kernels, and what was not available."""
+    out = [f"profile of shape {p.get('shape')}"]
+    if p.get("tool"):
+        out.append(f"measured with {p['tool']}")
+    if not p.get("available"):
+        out.append("not available: " + (p.get("note") or "no reason given"))
+        return out
+    out.append(f"time: {_n(p.get('ms'), '{:.4f}')} ms in this evaluation's timing "
+               f"(L2 flushed)")
+    out.append(f"      {_n(p.get('event_ms'), '{:.4f}')} ms median of the profile's "
+               f"CUDA-event calls (warm L2)")
+    if p.get("kernels"):
+        out.append("GPU kernels per attention call (torch.profiler):")
+        for k in p["kernels"]:
+            out.append(f"  {str(k.get('name'))[:52]:<52} x{k.get('calls')} "
+                       f"{_n(k.get('mean_us'), '{:.1f}'):>9} us")
+    if p.get("note"):
+        out.append("note: " + str(p["note"]))
+    return out

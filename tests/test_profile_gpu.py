@@ -1,0 +1,56 @@
+"""GPU-only profiling tests (skipped without CUDA): the seed's compile info and one shape's
+profile come back from the sandboxed worker with real, plausible numbers; a profile of a
+rejected candidate says why it has none. `benchmarks/gpu/run.sh tests
+tests/test_profile_gpu.py` runs them on a GPU machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evaluator import EvalOptions, EvalResult, ProfileRequest, evaluate, get_target
+
+SEEDS = Path(__file__).resolve().parent.parent / "seeds"
+QUICK = [s.name for s in get_target("gqa").suite("quick")]
+
+pytestmark = pytest.mark.gpu
+
+
+def test_seed_compile_info_and_profile_on_a_gpu():
+    shape = QUICK[1]
+    res = evaluate(SEEDS / "gqa.py", "gqa", "quick",
+                   EvalOptions(baselines=("cudnn",), profile=ProfileRequest(shape)))
+    assert res.ok and res.device == "cuda", res.to_json()
+    info = res.compile_info
+    assert info, res.log_tail
+    names = {c.kernel for c in info}
+    assert names & {"_attn_fwd", "_attn_fwd_persist"}, names
+    for c in info:
+        assert c.num_warps in (1, 2, 4, 8, 16, 32) and 1 <= c.num_stages <= 8, c
+        assert c.shared is not None and c.shared < 256 * 1024, c
+    launched = [c for c in info if c.registers is not None]
+    assert launched and all(16 <= c.registers <= 255 and c.spills >= 0 for c in launched)
+    assert any(c.compile_s and 0.05 < c.compile_s < 300 for c in info), info
+    assert any("BLOCK_M=" in c.spec for c in info), [c.spec for c in info]
+    p = res.profile
+    assert p is not None and p.available and p.shape == shape, p
+    assert p.ms == next(s.ms for s in res.shapes if s.name == shape)
+    assert p.event_ms and 0.2 < p.event_ms / p.ms < 5.0, (p.event_ms, p.ms)  # warm vs flushed L2
+    assert p.kernels and any(k.name.startswith("_attn_fwd") for k in p.kernels), p.kernels
+    assert all(k.mean_us > 0 for k in p.kernels)
+    assert EvalResult.from_dict(res.to_dict()) == res  # stored as is
+
+
+def test_profile_of_a_failing_candidate_says_why(tmp_path):
+    bad = tmp_path / "wrong.py"
+    bad.write_text((SEEDS / "gqa.py").read_text()
+                   + "\n_real = attention\n\n\ndef attention(q, k, v, *, causal=False, "
+                   "sm_scale=None):\n    return _real(q, k, v, causal=causal, "
+                   "sm_scale=sm_scale) * 1.5\n")
+    res = evaluate(bad, "gqa", "quick",
+                   EvalOptions(baselines=("cudnn",), profile=ProfileRequest(QUICK[0])))
+    assert not res.ok and res.failure.cls == "mismatch", res.to_json()
+    assert res.profile is not None and not res.profile.available
+    assert "no profile" in res.profile.note
+    assert res.compile_info  # what compiled before the rejection is still shown
