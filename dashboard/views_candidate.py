@@ -45,6 +45,10 @@ def view(data: dd.RunData) -> None:
     if c["status"] != "ok":
         st.error(f"**{c.get('failure_class') or 'rejected'}**: {c.get('failure_message') or '(no message)'}")
     changes = json_dict(c.get("changes_json"))
+    agent = changes.get("agent")
+    if isinstance(agent, dict) and agent.get("unsubmitted"):
+        st.warning(f"**unsubmitted**: the agent never called submit; the session's best state "
+                   f"that evaluated ok was kept ({agent['unsubmitted']})")
     if changes:
         with st.expander("changes (operator's record)"):
             st.json(changes)

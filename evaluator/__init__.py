@@ -7,7 +7,7 @@ and the calling process never initialises CUDA (``gpu_available`` asks a subproc
 from __future__ import annotations
 
 from evaluator.failures import FAILURE_CLASSES, CandidateFailure
-from evaluator.noise import CompareResult, geomean, spread
+from evaluator.noise import MIN_MARGIN, CompareResult, geomean, spread
 from evaluator.profiling import CompileInfo, KernelTime, ProfileRequest, ProfileResult
 from evaluator.prestart import Prestarted, PrestartError, PrestartUnsupported
 from evaluator.result import EvalResult, Failure, ShapeResult
@@ -18,6 +18,6 @@ __all__ = [
     "evaluate", "EvalOptions", "EvalResult", "ShapeResult", "Failure", "FAILURE_CLASSES",
     "get_target", "list_targets", "Target", "Shape", "compare_candidates", "CompareResult",
     "gpu_available", "UsageError", "UnknownTarget", "CandidateFailure", "geomean", "spread",
-    "Prestarted", "PrestartError", "PrestartUnsupported",
+    "Prestarted", "PrestartError", "PrestartUnsupported", "MIN_MARGIN",
     "CompileInfo", "KernelTime", "ProfileRequest", "ProfileResult",
 ]

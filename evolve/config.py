@@ -36,6 +36,8 @@ class AgentConfig:
     stall_limit: int = 5
     request_timeout_s: float = 120
     max_retries: int = 4
+    context_tokens: int = 100_000  # each request is fitted under this (agent/context.py)
+    max_nudges: int = 3  # answers without a tool call that get a nudge, per session
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

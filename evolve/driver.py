@@ -84,6 +84,7 @@ def create_run(opts: StartOptions) -> RunHandle:
     except UnknownTarget as e:
         raise UsageError(f"unknown target {opts.target!r}: {e}") from None
     agent = opts.agent or AgentConfig()
+    check_context_tokens(agent.context_tokens)
     operator = resolve_operator(opts.operator, agent)
     seed = Path(opts.seed) if opts.seed else default_seed(opts.target)
     if not seed.is_file():
@@ -235,10 +236,20 @@ def check_resume_host(run: RunHandle) -> None:
                              "start a new run here")
 
 
+MIN_CONTEXT_TOKENS = 8000  # the system prompt and brief alone take a few thousand
+
+
+def check_context_tokens(n: int | None) -> None:
+    if n is not None and n < MIN_CONTEXT_TOKENS:
+        raise UsageError(f"--context-tokens must be at least {MIN_CONTEXT_TOKENS} "
+                         "(the system prompt and brief alone take a few thousand)")
+
+
 def apply_resume_overrides(run: RunHandle, max_candidates: int | None,
                            max_minutes: float | None, max_usd: float | None,
                            proposers: int | None = None, gpus: str | None = None,
-                           executor: str | None = None, ray_address: str | None = None) -> None:
+                           executor: str | None = None, ray_address: str | None = None,
+                           context_tokens: int | None = None) -> None:
     if max_candidates is not None:
         if max_candidates < 1:
             raise UsageError("--max-candidates must be at least 1")
@@ -247,6 +258,9 @@ def apply_resume_overrides(run: RunHandle, max_candidates: int | None,
         run.config.max_minutes = max_minutes
     if max_usd is not None:
         run.config.agent.max_usd = max_usd
+    check_context_tokens(context_tokens)
+    if context_tokens is not None:
+        run.config.agent.context_tokens = context_tokens
     executor, parsed, proposers = check_scaleout(
         executor or (run.config.executor if ray_address else None), ray_address, gpus, proposers)
     if executor is not None:

@@ -94,6 +94,13 @@ class Candidate(_Row):
         return json.loads(self.changes_json or "{}")
 
     @property
+    def unsubmitted(self) -> str | None:
+        """Why an agent session that never called submit handed in this candidate (its best
+        state that evaluated ok: `changes["agent"]["unsubmitted"]`), None for a submitted one."""
+        agent = self.changes.get("agent")
+        return agent.get("unsubmitted") if isinstance(agent, dict) else None
+
+    @property
     def result(self) -> dict[str, Any]:
         return json.loads(self.result_json or "{}")
 

@@ -167,6 +167,9 @@ def candidate_panel(c: Candidate) -> Panel:
     if not c.ok:
         t.add_row("failure", f"{c.failure_class}: {c.failure_message or ''}")
     t.add_row("hypothesis", c.hypothesis)
+    if c.unsubmitted:
+        t.add_row("unsubmitted", f"the agent never called submit; the session's best state "
+                  f"that evaluated ok was kept ({c.unsubmitted})")
     if c.changes:
         t.add_row("changes", json.dumps(c.changes, sort_keys=True))
     t.add_row("evaluation", f"suite {c.suite}, device {c.device}, "

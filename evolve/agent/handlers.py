@@ -1,5 +1,9 @@
 """The agent's tools (names and arguments fixed by the spec) over a SessionState, the
-mutable state of one session: the working copy and what the tools did to it."""
+mutable state of one session: the working copy and what the tools did to it.
+
+Long texts (the kernel, a knowledge document) are read by line range: each answer says
+which lines it shows of how many, and where the next page starts, so nothing is cut out
+of the middle. Answers that a newer one replaces are `Marked` (see agent/context.py)."""
 
 from __future__ import annotations
 
@@ -11,13 +15,15 @@ from evaluator import EvalResult
 from evolve import knowledge
 from evolve.agent import gpu_tools
 from evolve.agent.budget import SessionBudget
+from evolve.agent.context import Mark
 from evolve.agent.render import (candidate_line, eval_text, failure_lines, shapes_table,
                                  top_lines)
-from evolve.agent.tools import Tool, ToolError, ToolRegistry
+from evolve.agent.tools import Marked, Tool, ToolError, ToolRegistry
 from evolve.records import sha256_text
 
-KERNEL_LIMIT = 20000
-KNOWLEDGE_LIMIT = 8000
+KERNEL_LIMIT = 20000  # show_candidate's output
+PAGE_CHARS = 16000  # characters of one read_kernel / read_knowledge page (whole lines)
+PAGE_LIMIT = PAGE_CHARS + 600  # the page plus its header and footer: never truncated
 
 
 def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
@@ -38,15 +44,27 @@ class SessionState:
     evals: list[EvalResult] = field(default_factory=list)  # the agent's evaluations
     evaluated_sha: str = ""  # sha256 of the source the last of them evaluated
     knowledge_read: list[str] = field(default_factory=list)
+    passed: list[tuple[str, EvalResult]] = field(default_factory=list)  # ok: (source, result)
 
     @property
     def run(self) -> Any:
         return self.ctx.run
 
+    def best_verified(self) -> tuple[str, EvalResult] | None:
+        """The working copy state to keep when the session ends without submit: of the
+        states this session evaluated ok and that differ from the parent, the best score
+        on a GPU; without one (interpreter scores are no performance numbers) the latest."""
+        kept = [(src, r) for src, r in self.passed if src != self.ctx.parent_source]
+        if not kept:
+            return None
+        if not self.run.config.gpu:
+            return kept[-1]
+        return max(reversed(kept), key=lambda p: p[1].score or 0.0)
+
 
 # ---------------------------------------------------------------- lineage tools
 
-def lineage(st: SessionState, a: dict[str, Any]) -> str:
+def lineage(st: SessionState, a: dict[str, Any]) -> Marked:
     store = st.run.store
     best = store.best()
     best_id = best.id if best else None
@@ -63,10 +81,11 @@ def lineage(st: SessionState, a: dict[str, Any]) -> str:
     counts = store.counts()
     head = (f"{title} (run has {counts['total']} candidates; your parent is #{st.ctx.parent.id}"
             f"{'' if best_id is None else f'; best is #{best_id}'})")
-    return "\n".join([head, *rows]) if rows else head + "\n(none)"
+    text = "\n".join([head, *rows]) if rows else head + "\n(none)"
+    return Marked(text, Mark(f"lineage:{a['view']}"))
 
 
-def show_candidate(st: SessionState, a: dict[str, Any]) -> str:
+def show_candidate(st: SessionState, a: dict[str, Any]) -> Marked:
     run = st.run
     c = run.store.get_candidate(a["id"])
     if c is None:
@@ -80,7 +99,7 @@ def show_candidate(st: SessionState, a: dict[str, Any]) -> str:
     except Exception as e:  # RepoError and git errors: report, do not crash
         src = f"(source unavailable: {e})"
     lines.append(f"--- kernel.py of #{c.id} ---\n{src}")
-    return "\n".join(lines)
+    return Marked("\n".join(lines), Mark(f"candidate:{c.id}"))
 
 
 def _source_of(st: SessionState, ref: int | str) -> tuple[str, str]:
@@ -94,11 +113,11 @@ def _source_of(st: SessionState, ref: int | str) -> tuple[str, str]:
     return f"#{cid}", st.run.repo.source_at(cid)
 
 
-def diff(st: SessionState, a: dict[str, Any]) -> str:
+def diff(st: SessionState, a: dict[str, Any]) -> Marked:
     (na, sa), (nb, sb) = _source_of(st, a["a"]), _source_of(st, a["b"])
     text = "".join(difflib.unified_diff(sa.splitlines(True), sb.splitlines(True),
                                         fromfile=na, tofile=nb, n=3))
-    return text or f"{na} and {nb} are identical"
+    return Marked(text or f"{na} and {nb} are identical", Mark(f"diff:{na}:{nb}"))
 
 
 # -------------------------------------------------------------- knowledge tools
@@ -117,23 +136,56 @@ def search_knowledge(st: SessionState, a: dict[str, Any]) -> str:
     return "\n".join(out) + "\n(read a [doc] with read_knowledge(doc=<id>))"
 
 
-def read_knowledge(st: SessionState, a: dict[str, Any]) -> str:
+def page(text: str, start: int, end: int | None, *, title: str, topic: str,
+         more: str) -> Marked:
+    """Lines start..end (1-based, inclusive; end None: to the last) of text, whole lines up
+    to PAGE_CHARS characters, under a header naming the range and the line count; when
+    lines are left, a footer with the call that reads on (`more` with `{start}` in it).
+    Marked with the lines actually shown (topic, None when all of them)."""
+    lines = text.splitlines(keepends=True)
+    total = len(lines)
+    if start > max(total, 1):
+        raise ToolError(f"start {start} is past the last line ({total})")
+    if end is not None and end < start:
+        raise ToolError(f"end {end} is before start {start}")
+    last = total if end is None else min(end, total)
+    shown: list[str] = []
+    size = 0
+    for i in range(start - 1, last):
+        if shown and size + len(lines[i]) > PAGE_CHARS:
+            break
+        shown.append(lines[i][:PAGE_CHARS])
+        size += len(shown[-1])
+    stop = start + len(shown) - 1
+    out = [f"{title}: lines {start}-{stop} of {total} ({len(text)} characters in all)",
+           "".join(shown).rstrip("\n")]
+    if stop < last:
+        out.append(f"[lines {stop + 1}-{last} not shown (a page holds {PAGE_CHARS} "
+                   f"characters): {more.format(start=stop + 1)}]")
+    whole = start == 1 and stop >= total
+    return Marked("\n".join(out), Mark(topic, None if whole else (start, stop)))
+
+
+def read_knowledge(st: SessionState, a: dict[str, Any]) -> Marked:
     try:
         doc = knowledge.read(a["doc"])
     except knowledge.KnowledgeError as e:
         raise ToolError(str(e)) from None
     if doc.id not in st.knowledge_read:
         st.knowledge_read.append(doc.id)
-    return (f"# {doc.title}\nid: {doc.id}  tags: {', '.join(doc.tags)}  "
+    text = (f"# {doc.title}\nid: {doc.id}  tags: {', '.join(doc.tags)}  "
             f"applies_to: {', '.join(doc.applies_to)}\n\n{doc.body}")
+    return page(text, a["start"], a.get("end"), title=f"knowledge document {doc.id}",
+                topic=f"knowledge:{doc.id}",
+                more=f'read_knowledge(doc="{doc.id}", start={{start}})')
 
 
 # ------------------------------------------------------------------ kernel tools
 
-def read_kernel(st: SessionState, a: dict[str, Any]) -> str:
-    n = st.source.count("\n") + 1
-    return (f"kernel.py — working copy (parent #{st.ctx.parent.id}), {n} lines, "
-            f"{len(st.source)} characters\n{st.source}")
+def read_kernel(st: SessionState, a: dict[str, Any]) -> Marked:
+    return page(st.source, a["start"], a.get("end"),
+                title=f"kernel.py, working copy (parent #{st.ctx.parent.id})", topic="kernel",
+                more="read_kernel(start={start})")
 
 
 def _syntax_note(source: str) -> str:
@@ -144,14 +196,15 @@ def _syntax_note(source: str) -> str:
     return ""
 
 
-def write_kernel(st: SessionState, a: dict[str, Any]) -> str:
+def write_kernel(st: SessionState, a: dict[str, Any]) -> Marked:
     src = a["source"]
     if not src.strip():
         raise ToolError("source is empty")
     st.source = src if src.endswith("\n") else src + "\n"
     st.edits += 1
-    return f"written: {len(st.source)} characters, {st.source.count(chr(10))} lines" + \
-        _syntax_note(st.source)
+    # the new text is in the call's arguments: it supersedes every older view of the kernel
+    return Marked(f"written: {len(st.source)} characters, {st.source.count(chr(10))} lines"
+                  + _syntax_note(st.source), Mark("kernel"))
 
 
 def edit_kernel(st: SessionState, a: dict[str, Any]) -> str:
@@ -178,7 +231,7 @@ def edit_kernel(st: SessionState, a: dict[str, Any]) -> str:
     return f"edited at line {line}:\n{context}" + _syntax_note(st.source)
 
 
-def evaluate(st: SessionState, a: dict[str, Any]) -> str:
+def evaluate(st: SessionState, a: dict[str, Any]) -> Marked:
     if st.budget.evaluations_left() <= 0:
         raise ToolError(f"evaluation budget used up ({st.budget.evaluations} of "
                         f"{st.budget.max_evaluations}); submit or give_up")
@@ -192,9 +245,12 @@ def evaluate(st: SessionState, a: dict[str, Any]) -> str:
     res = st.ctx.evaluate(st.source, suite)
     st.evals.append(res)
     st.evaluated_sha = sha256_text(st.source)
+    if res.ok:
+        st.passed.append((st.source, res))
     left = st.budget.evaluations_left()
-    return (note + eval_text(res.to_dict(), st.ctx.parent.score)
-            + f"\n({left} evaluation{'s' if left != 1 else ''} left in this session)")
+    return Marked(note + eval_text(res.to_dict(), st.ctx.parent.score)
+                  + f"\n({left} evaluation{'s' if left != 1 else ''} left in this session)",
+                  Mark("evaluation"))
 
 
 def submit(st: SessionState, a: dict[str, Any]) -> str:
@@ -215,6 +271,10 @@ def build_registry() -> ToolRegistry:
     ref = {"type": ["integer", "string"],
            "description": "a candidate id, or \"working\" for your working copy"}
     text = {"type": "string", "minLength": 1}
+    lines = {"start": {"type": "integer", "minimum": 1, "default": 1,
+                       "description": "first line to show (1-based)"},
+             "end": {"type": "integer", "minimum": 1,
+                     "description": "last line to show (default: to the end)"}}
     return ToolRegistry([
         Tool("lineage", "List candidates of this run: the best by score (top), the newest "
              "(recent), or the newest rejected ones with failure class and message (failures).",
@@ -230,10 +290,13 @@ def build_registry() -> ToolRegistry:
              _obj({"query": text, "k": {"type": "integer", "minimum": 1, "maximum": 20,
                                         "default": 5}}, ["query"]), search_knowledge),
         Tool("read_knowledge", "Read one knowledge document by id (as listed by "
-             "search_knowledge).", _obj({"doc": text}, ["doc"]), read_knowledge,
-             limit=KNOWLEDGE_LIMIT),
-        Tool("read_kernel", "The current working copy of kernel.py.", _obj({}), read_kernel,
-             limit=KERNEL_LIMIT),
+             "search_knowledge), lines start..end; the answer says how many lines there "
+             "are and where the next page starts.",
+             _obj({"doc": text, **lines}, ["doc"]), read_knowledge, limit=PAGE_LIMIT),
+        Tool("read_kernel", "The current working copy of kernel.py, lines start..end (1-based, "
+             "inclusive; default: all, in pages of whole lines); the answer says how many "
+             "lines there are and where the next page starts.", _obj(lines), read_kernel,
+             limit=PAGE_LIMIT),
         Tool("write_kernel", "Replace the whole working copy with `source`.",
              _obj({"source": text}, ["source"]), write_kernel),
         Tool("edit_kernel", "Replace the exact, unique substring `old` of the working copy "

@@ -6,6 +6,11 @@
 The session and its steps are recorded through the store before propose() returns;
 the Candidate carries `session_id`, and the loop writes it into the candidate's row
 (`candidates.session_id = sessions.id` links a candidate to its transcript).
+
+Verified work is never lost: a session that ends without submit for any reason but
+give_up (answers without tools, a budget, an endpoint error) and had an evaluation pass
+hands in its best such state (`SessionState.best_verified`), marked
+`changes["agent"]["unsubmitted"]` with the outcome and reason (`Candidate.unsubmitted`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from evolve.agent.pricing import PriceTable, PriceTableError
 from evolve.agent.prompts import PromptError, Prompts, session_brief, system_prompt
 from evolve.agent.session import Session
 from evolve.operators.base import OperatorError, VariationContext
-from evolve.records import Candidate, Event, sha256_text
+from evolve.records import Candidate, Event
 
 
 class AgentOperator:
@@ -61,10 +66,11 @@ class AgentOperator:
             return None
         budget = SessionBudget(cfg.max_tool_calls, cfg.max_evaluations, cfg.max_tokens)
         state = SessionState(ctx=ctx, source=ctx.parent_source, budget=budget)
-        brief, plateau = session_brief(self.prompts, ctx, budget, cfg.stall_limit)
+        brief, plateau = session_brief(self.prompts, ctx, budget, cfg.stall_limit, spent)
         session = Session(self.client, self.registry, state, run_budget,
-                          system=system_prompt(self.prompts, run, ctx.parent.id), brief=brief,
-                          nudge=self.prompts.nudge)
+                          system=system_prompt(self.prompts, run, ctx.parent.id, self.registry),
+                          brief=brief, nudge=self.prompts.nudge, max_nudges=cfg.max_nudges,
+                          context_tokens=cfg.context_tokens)
         t0 = time.monotonic()
         rec = session.run()
         run.writer.record_session(rec, session.steps)
@@ -73,22 +79,38 @@ class AgentOperator:
                         {"session_id": rec.id, "parent_id": rec.parent_id})
         if rec.outcome == "budget" and "run budget" in rec.reason:
             self.exhausted = True
+        unsubmitted = None
         if rec.outcome != "submitted":
+            kept = state.best_verified() if rec.outcome != "gave_up" else None
             self.last_reason = f"session {rec.id} ended {rec.outcome}: {rec.reason}"[:300]
-            return None
+            if kept is None:
+                return None
+            unsubmitted = f"{rec.outcome}: {rec.reason}"[:300]
+            state.source, state.hypothesis = kept[0], self._hypothesis(session, rec.outcome)
+            self._event("warning", f"agent session {rec.id} ended {rec.outcome} without "
+                        "submit; its best state that evaluated ok is kept as the candidate",
+                        {"session_id": rec.id, "reason": rec.reason})
         return Candidate.proposed(
             ctx.parent.id, state.source, state.hypothesis,
-            self._changes(state, plateau is not None), self.name,
+            self._changes(state, plateau is not None, unsubmitted), self.name,
             parent2_id=ctx.second.id if ctx.second is not None else None,
             session_id=rec.id, tokens_in=rec.tokens_in,
             tokens_out=rec.tokens_out, cost_usd=rec.cost_usd,
             variation_seconds=round(time.monotonic() - t0, 3))
 
     @staticmethod
-    def _changes(state: SessionState, plateau: bool) -> dict[str, Any]:
-        last = state.evals[-1] if state.evals else None
-        verified = bool(last and last.ok and state.evaluated_sha == sha256_text(state.source))
-        return {"agent": {
+    def _hypothesis(session: Session, outcome: str) -> str:
+        """An unsubmitted candidate's hypothesis: the model's last words, said as such."""
+        said = next((s.result_summary for s in reversed(session.steps)
+                     if s.role == "assistant" and s.result_summary.strip()), "")
+        text = f"(unsubmitted: the session ended {outcome} before submit)"
+        return f"{text} the model's last note: {said.strip()[:1500]}" if said else text
+
+    @staticmethod
+    def _changes(state: SessionState, plateau: bool,
+                 unsubmitted: str | None = None) -> dict[str, Any]:
+        verified = any(src == state.source for src, _ in state.passed)
+        out = {"agent": {
             "edits": state.edits,
             "evaluations": [e.status if e.ok or not e.failure else f"{e.status}:{e.failure.cls}"
                             for e in state.evals],
@@ -96,3 +118,6 @@ class AgentOperator:
             "knowledge": list(state.knowledge_read),
             "plateau_note": plateau,
         }}
+        if unsubmitted is not None:
+            out["agent"]["unsubmitted"] = unsubmitted
+        return out

@@ -1,7 +1,13 @@
 """The agent's prompts: the files (defaults in evolve/prompts/, overridable per file by a
 user directory, `--prompts DIR`) and the system prompt and session brief filled from the
 run's state. Placeholders are `{name}`; unknown names and other braces are left as they
-are (so code in a prompt needs no escaping)."""
+are (so code in a prompt needs no escaping).
+
+The brief's facts come from records, never from this process: the GPU, its SMs and
+compute capability and the torch/triton/CUDA versions from the `env` of a recorded
+EvalResult (the parent's, else the newest that has one; the orchestrator does not
+initialise CUDA), the shapes from the target's suite, the pre-screen and rematch rules
+from the run's config, the knowledge list from the knowledge base."""
 
 from __future__ import annotations
 
@@ -10,10 +16,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from evaluator import get_target
+from evaluator import MIN_MARGIN, get_target
+from evolve import knowledge
 from evolve.agent import supervisor
 from evolve.agent.budget import SessionBudget
-from evolve.agent.render import failure_lines, one_line, shapes_table, top_lines
+from evolve.agent.render import (INTERPRETER_NOTE, failure_lines, one_line, shapes_table,
+                                 top_lines)
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "prompts"
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
@@ -37,6 +45,8 @@ class Prompts:
     nudge: str
     device_cpu: str  # the system prompt's {device_note} without a GPU
     device_gpu: str
+    rules_cpu: str  # the brief's {rules}: scoring, pre-screen, rematch without a GPU
+    rules_gpu: str
 
     @classmethod
     def load(cls, override_dir: Path | str | None = None) -> "Prompts":
@@ -56,17 +66,96 @@ class Prompts:
         return cls(**texts)
 
 
-def system_prompt(prompts: Prompts, run: Any, parent_id: int) -> str:
+def tool_lines(registry: Any) -> str:
+    """One line per tool of the registry: `name(arg, arg?)`: its description."""
+    out = []
+    for t in registry.tools.values():
+        props, req = t.parameters.get("properties", {}), t.parameters.get("required", [])
+        args = ", ".join(k if k in req else f"{k}?" for k in props)
+        out.append(f"- {t.name}({args}): {t.description}")
+    return "\n".join(out)
+
+
+def system_prompt(prompts: Prompts, run: Any, parent_id: int, registry: Any) -> str:
     cfg = run.config
     return render(prompts.system, {
         "target": cfg.target, "target_description": get_target(cfg.target).description,
-        "parent_id": parent_id,
+        "parent_id": parent_id, "tools": tool_lines(registry),
+        "context_tokens": cfg.agent.context_tokens,
         "device_note": (prompts.device_gpu if cfg.gpu else prompts.device_cpu).strip(),
     })
 
 
-def _parent_shapes(parent: Any) -> str:
-    text = shapes_table(parent.result.get("shapes", []))
+def recorded_env(store: Any, parent: Any) -> tuple[int, dict[str, Any]] | None:
+    """(candidate id, env) of the parent's recorded evaluation, else of the newest one."""
+    for c in [parent, *reversed(store.candidates())]:
+        env = c.result.get("env")
+        if env:
+            return c.id, env
+    return None
+
+
+def machine(store: Any, parent: Any, gpu: bool) -> str:
+    """The GPU (or the interpreter) and the software versions, as an evaluation recorded them."""
+    found = recorded_env(store, parent)
+    if found is None:
+        return ("(no evaluation has recorded its machine yet)" if gpu else
+                "No GPU: the Triton CPU interpreter (TRITON_INTERPRET=1).")
+    cid, env = found
+    soft = (f"torch {env.get('torch', '?')}, triton {env.get('triton', '?')}, "
+            f"CUDA {env.get('cuda') or '-'}, Python {env.get('python', '?')}")
+    if env.get("gpu"):
+        return (f"GPU: {env['gpu']}, {env.get('sm_count', '?')} SMs, compute capability "
+                f"{env.get('capability', '?')}, {env.get('memory_gib', '?')} GiB; driver "
+                f"{env.get('driver') or '?'}.\nSoftware: {soft}.\n(as recorded by the "
+                f"evaluation of #{cid})")
+    return (f"No GPU: evaluations run the Triton CPU interpreter (TRITON_INTERPRET=1).\n"
+            f"Software: {soft}.\n(as recorded by the evaluation of #{cid})")
+
+
+def rules(prompts: Prompts, cfg: Any) -> str:
+    """Scoring, pre-screen and rematch rules of this run (agent_rules_{gpu,cpu}.md)."""
+    if not cfg.gpu:
+        return prompts.rules_cpu.strip()
+    if cfg.prescreen and cfg.suite == "default":
+        quick = "\n".join(f"    {s.name}" for s in get_target(cfg.target).suite("quick"))
+        pre = (f"a submitted candidate is first timed on the `quick` suite; when its geomean "
+               f"speedup there is below {cfg.prescreen_ratio:g} x the champion's on the same "
+               f"shapes it is rejected `slow` without the full suite. Quick shapes:\n{quick}")
+    else:
+        pre = "none in this run (it is on only for the default suite)." if cfg.prescreen \
+            else "switched off in this run."
+    return render(prompts.rules_gpu, {
+        "prescreen": pre, "rounds": cfg.rematch_rounds, "margin": f"{MIN_MARGIN:.0%}",
+        "baseline": (cfg.baselines or ["cudnn"])[0]}).strip()
+
+
+def knowledge_list() -> str:
+    try:
+        docs = knowledge.list_docs()
+    except knowledge.KnowledgeError as e:
+        return f"(no knowledge base: {e})"
+    return "\n".join(f"- {d.id}: {one_line(d.title, 100)}" for d in docs) or "(none)"
+
+
+def _budgets(budget: SessionBudget, cfg: Any, spent_usd: float) -> str:
+    agent = cfg.agent
+    lines = [f"- {budget.describe()}",
+             f"- each request is kept under {agent.context_tokens} tokens (older tool outputs "
+             "become stubs)",
+             f"- {agent.max_nudges} nudge(s) for answers without a tool call, then the "
+             "session ends"]
+    if agent.max_usd is not None:
+        lines.append(f"- the run's spending cap is ${agent.max_usd:.2f} "
+                     f"(${spent_usd:.2f} spent before this session)")
+    return "\n".join(lines)
+
+
+def _parent_shapes(parent: Any, gpu: bool) -> str:
+    shapes = parent.result.get("shapes", [])
+    text = shapes_table(shapes)
+    if shapes and not gpu:
+        text += f"\n({INTERPRETER_NOTE})"
     if parent.status != "ok":
         text += f"\n(the parent was rejected: {parent.failure_class}: " \
                 f"{one_line(parent.failure_message, 200)})"
@@ -96,10 +185,10 @@ def _notes(brief: dict[str, Any]) -> str:
     return "## Notes from the orchestrator\n\n" + "\n".join(items) + "\n" if items else ""
 
 
-def session_brief(prompts: Prompts, ctx: Any, budget: SessionBudget,
-                  stall_limit: int) -> tuple[str, supervisor.Plateau | None]:
+def session_brief(prompts: Prompts, ctx: Any, budget: SessionBudget, stall_limit: int,
+                  spent_usd: float = 0.0) -> tuple[str, supervisor.Plateau | None]:
     run, parent = ctx.run, ctx.parent
-    store = run.store
+    store, cfg = run.store, run.config
     plateau = supervisor.detect(store, stall_limit)
     second = ""
     if ctx.second is not None:
@@ -107,18 +196,24 @@ def session_brief(prompts: Prompts, ctx: Any, budget: SessionBudget,
                   f"(score {ctx.second.score}): {one_line(ctx.second.hypothesis, 200)}. "
                   f"Use show_candidate({ctx.second.id}) or diff({parent.id}, {ctx.second.id}) "
                   "to borrow its ideas.")
+    score = "-" if parent.score is None else f"{parent.score:.3f}"
+    if parent.score is not None and not cfg.gpu:
+        score += ", interpreter: not a performance number"
+    shapes = get_target(cfg.target).suite(cfg.suite)
     text = render(prompts.brief, {
-        "target": run.config.target, "parent_id": parent.id,
-        "parent_score": "-" if parent.score is None else f"{parent.score:.3f}",
+        "target": cfg.target, "parent_id": parent.id, "parent_score": score,
         "parent_operator": parent.operator, "parent_depth": parent.depth,
         "parent_hypothesis": one_line(parent.hypothesis, 400) or "(seed)",
         "parent_source": ctx.parent_source.rstrip("\n"),
-        "parent_shapes": _parent_shapes(parent),
+        "parent_shapes": _parent_shapes(parent, cfg.gpu),
+        "machine": machine(store, parent, cfg.gpu), "rules": rules(prompts, cfg),
+        "suite_count": len(shapes), "suite_shapes": "\n".join(f"- {s.name}" for s in shapes),
+        "knowledge_list": knowledge_list(),
         "best_scores": "\n".join(top_lines(store, 5)) or "(no candidate has a score yet)",
         "recent_failures": "\n".join(failure_lines(store, 5)) or "(no failures yet)",
         "second": second,
         "supervisor": _plateau_note(prompts.supervisor, plateau),
         "notes": _notes(ctx.brief),
-        "budgets": budget.describe(), "suite": run.config.suite,
+        "budgets": _budgets(budget, cfg, spent_usd), "suite": cfg.suite,
     })
     return text, plateau

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+INTERPRETER_NOTE = ("CPU interpreter run: not a performance number, only a sign that the "
+                    "kernel ran; correctness is what this evaluation checks")
+
 
 def _num(x: Any, fmt: str = "{:.3f}") -> str:
     return "-" if x is None else fmt.format(x)
@@ -38,11 +41,15 @@ def eval_text(result: dict[str, Any], parent_score: float | None = None,
         where = f" (shape {fail.get('shape')})" if fail.get("shape") else ""
         lines.append(f"failure: {fail.get('class')}{where}: {fail.get('message', '')}")
     score = result.get("score")
-    lines.append(f"score: {_num(score)}  (geomean over shapes of baseline_ms / ms; "
-                 f"primary baseline {result.get('primary_baseline') or '-'})")
-    if score is not None and parent_score:
-        lines.append(f"vs parent: {parent_score:.3f} -> {score:.3f} "
-                     f"({(score / parent_score - 1) * 100:+.1f}%)")
+    if result.get("device") != "cuda":
+        # CPU interpreter wall clock: a change in it says nothing about GPU speed
+        lines.append(f"score: {_num(score)}  ({INTERPRETER_NOTE})")
+    else:
+        lines.append(f"score: {_num(score)}  (geomean over shapes of baseline_ms / ms; "
+                     f"primary baseline {result.get('primary_baseline') or '-'})")
+        if score is not None and parent_score:
+            lines.append(f"vs parent: {parent_score:.3f} -> {score:.3f} "
+                         f"({(score / parent_score - 1) * 100:+.1f}%)")
     lines.append(f"suite: {result.get('suite')}  device: {result.get('device')}  "
                  f"timing: {result.get('timing')}")
     val = result.get("validation") or {}
@@ -59,6 +66,8 @@ def eval_text(result: dict[str, Any], parent_score: float | None = None,
 def candidate_line(c: Any, best_id: int | None = None) -> str:
     """`#7 ok 0.931 parent #3 agent :: hypothesis` (or the failure class for rejects)."""
     mark = " [best]" if best_id is not None and c.id == best_id else ""
+    if c.unsubmitted:
+        mark += " [unsubmitted]"
     if c.status == "ok":
         outcome = f"ok {_num(c.score)}"
     else:

@@ -2,7 +2,10 @@
 
 The loop asks the model, runs the tool calls it returns (errors go back to the model
 as text), records every step, and stops on submit, give_up, a spent budget, an
-endpoint failure (after the client's retries) or a second answer without tools.
+endpoint failure (after the client's retries) or an answer without tools once
+`max_nudges` nudges were spent (each such answer gets one). Before each request the
+conversation is fitted to the context budget (agent/context.py: superseded tool outputs
+become stubs at once, the oldest others when still over; the model's own text stays).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from typing import Any
 
 from evolve.agent.budget import BudgetExhausted, RunBudget
 from evolve.agent.client import AgentAPIError, ChatClient, ToolCall
+from evolve.agent.context import Context
 from evolve.agent.handlers import SessionState
+from evolve.agent.prompts import render
 from evolve.agent.tools import ToolRegistry
 from evolve.records import AgentStep, SessionRecord, utc_now
 
@@ -24,12 +29,16 @@ LOW_WATER = 3  # warn the model when this few tool calls remain
 
 class Session:
     def __init__(self, client: ChatClient, registry: ToolRegistry, state: SessionState,
-                 run_budget: RunBudget, *, system: str, brief: str, nudge: str):
+                 run_budget: RunBudget, *, system: str, brief: str, nudge: str,
+                 max_nudges: int = 3, context_tokens: int = 100_000):
         self.client = client
         self.registry = registry
         self.state = state
         self.run_budget = run_budget
-        self.nudge = nudge
+        self.nudge = nudge  # a template: {count}, {limit}
+        self.max_nudges = max(0, max_nudges)
+        self.nudges = 0
+        self.context = Context(context_tokens)
         self.id = f"s-{uuid.uuid4().hex[:12]}"
         self.messages: list[dict[str, Any]] = [{"role": "system", "content": system},
                                                {"role": "user", "content": brief}]
@@ -77,29 +86,36 @@ class Session:
 
     def _loop(self) -> tuple[str, str]:
         st, b = self.state, self.state.budget
-        nudged = False
         try:
             while not st.ended:
                 b.check_tokens()
                 self.run_budget.check(self.cost)
-                comp = self.client.complete(self.messages, self.registry.schemas())
+                tools = self.registry.schemas()
+                sent = self.context.fit(self.messages, tools)
+                comp = self.client.complete(self.messages, tools)
                 usage = comp.usage
                 b.tokens_in += usage.tokens_in
                 b.tokens_out += usage.tokens_out
                 self._last_prompt = usage.tokens_in
                 self.cost += self.run_budget.cost(usage.tokens_in, usage.tokens_out)
+                self.context.reported(self.messages, tools,
+                                      None if usage.estimated else usage.tokens_in)
                 self.messages.append(comp.as_message())
                 self._step(role="assistant", tool=None,
                            args={"tool_calls": [c.name for c in comp.tool_calls],
-                                 "attempts": comp.attempts, "usage_estimated": usage.estimated},
+                                 "attempts": comp.attempts, "usage_estimated": usage.estimated,
+                                 "context_estimate": sent, "stubbed": self.context.stubbed},
                            summary=comp.content or "", tokens_in=usage.tokens_in,
                            tokens_out=usage.tokens_out, latency=comp.latency_s)
                 if not comp.tool_calls:
-                    if nudged:
-                        return "no_tools", "the model answered twice without calling a tool"
-                    nudged = True
-                    self.messages.append({"role": "user", "content": self.nudge})
-                    self._step(role="user", tool=None, args={}, summary=self.nudge)
+                    if self.nudges >= self.max_nudges:
+                        return "no_tools", (f"the model answered without calling a tool "
+                                            f"{self.nudges + 1} time(s) (nudge limit "
+                                            f"{self.max_nudges})")
+                    self.nudges += 1
+                    text = render(self.nudge, {"count": self.nudges, "limit": self.max_nudges})
+                    self.messages.append({"role": "user", "content": text})
+                    self._step(role="user", tool=None, args={"nudge": self.nudges}, summary=text)
                     continue
                 self._run_calls(comp.tool_calls)
         except BudgetExhausted as e:
@@ -129,6 +145,7 @@ class Session:
             out = self.registry.dispatch(st, call.name, call.arguments)
             text = out.text + ("" if st.ended else self._budget_note())
             self._answer(call, text, out.arguments, time.monotonic() - t)
+            self.context.add(self.messages, call.name, call.id, call.arguments, out.mark)
 
     def _answer(self, call: ToolCall, text: str, args: dict[str, Any] | None = None,
                 latency: float = 0.0) -> None:

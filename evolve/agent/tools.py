@@ -1,9 +1,11 @@
 """Tool registry for the agent: JSON schemas, argument validation, truncation, dispatch.
 
 A tool is a name, a description, a JSON-schema `parameters` object and a handler
-`(state, args) -> str`. Whatever goes wrong in a call (bad JSON, unknown tool,
-invalid arguments, a handler's ToolError) becomes an `error: ...` text for the
-model — never an exception that ends the session.
+`(state, args) -> str | Marked`: a `Marked` text says what it shows (a `context.Mark`), so
+that a newer output can supersede it in the session's context (`evolve.agent.context`).
+Whatever goes wrong in a call (bad JSON, unknown tool, invalid arguments, a handler's
+ToolError) becomes an `error: ...` text for the model — never an exception that ends the
+session.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from evolve.agent.context import Mark
+
 DEFAULT_LIMIT = 6000
 
 
@@ -19,12 +23,19 @@ class ToolError(Exception):
     """A tool could not do what was asked; the message goes back to the model."""
 
 
+@dataclass(frozen=True)
+class Marked:
+    """A handler's answer that a newer answer with a covering mark supersedes."""
+    text: str
+    mark: Mark
+
+
 @dataclass
 class Tool:
     name: str
     description: str
     parameters: dict[str, Any]
-    handler: Callable[[Any, dict[str, Any]], str]
+    handler: Callable[[Any, dict[str, Any]], "str | Marked"]
     limit: int = DEFAULT_LIMIT  # characters of output kept
 
     def schema(self) -> dict[str, Any]:
@@ -38,6 +49,7 @@ class ToolOutcome:
     text: str  # what the model sees (already truncated)
     ok: bool  # False for errors (bad arguments, unknown tool, ToolError)
     arguments: dict[str, Any] | None  # parsed arguments, None when unparsable
+    mark: Mark | None = None  # what the output shows (ok outputs of tools with a mark)
 
 
 def truncate(text: str, limit: int = DEFAULT_LIMIT) -> str:
@@ -119,7 +131,10 @@ class ToolRegistry:
                                False, None)
         try:
             args = validate(tool.parameters, parsed)
-            return ToolOutcome(truncate(tool.handler(state, args), tool.limit), True, args)
+            out = tool.handler(state, args)
+            if isinstance(out, Marked):
+                return ToolOutcome(truncate(out.text, tool.limit), True, args, out.mark)
+            return ToolOutcome(truncate(out, tool.limit), True, args)
         except Exception as e:  # a bug in a tool must not end the run either
             text = f"error: {e}" if isinstance(e, ToolError) else \
                 f"error: tool {name} failed internally ({type(e).__name__}: {e})"

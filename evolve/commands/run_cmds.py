@@ -41,6 +41,8 @@ GPUS_HELP = ("GPUs for evaluation workers, one worker each: '0,1' or 'all' (defa
 EXECUTOR_HELP = ("where evaluations run: local (a thread per GPU here) or ray (an actor per "
                  "GPU; needs the package's ray extra)")
 RAY_ADDRESS_HELP = "--executor ray: address of an existing Ray cluster (default: a local Ray)"
+CONTEXT_HELP = ("agent: keep each request under this many tokens (older tool outputs become "
+                "stubs; default 100000; lower it for a local server's context length)")
 _USER_ERRORS = (UsageError, RunDirError, RunLockedError, ConfigError, StoreError, RepoError)
 
 
@@ -75,6 +77,7 @@ def start(
     max_usd: Optional[float] = typer.Option(None, help="agent: stop at this total cost"),
     prompts: Optional[Path] = typer.Option(None, help="agent: prompt directory override"),
     price_table: Optional[Path] = typer.Option(None, help="agent: price table file"),
+    context_tokens: int = typer.Option(AgentConfig.context_tokens, help=CONTEXT_HELP),
     proposers: int = typer.Option(1, help=PROPOSERS_HELP),
     gpus: Optional[str] = typer.Option(None, help=GPUS_HELP),
     executor: str = typer.Option("local", help=EXECUTOR_HELP),
@@ -84,7 +87,8 @@ def start(
     console = make_console()
     agent = AgentConfig(model=model, base_url=base_url, max_usd=max_usd,
                         prompts_dir=prompts.resolve() if prompts else None,
-                        price_table=price_table.resolve() if price_table else None)
+                        price_table=price_table.resolve() if price_table else None,
+                        context_tokens=context_tokens)
     opts = StartOptions(target=target, operator=operator, seed=seed, name=name,
                         runs_dir=runs_dir, max_candidates=max_candidates,
                         max_minutes=max_minutes, suite=suite, rng_seed=rng_seed, agent=agent,
@@ -107,6 +111,8 @@ def resume(
         None, help="new candidate budget: total in the run, seed included"),
     max_minutes: Optional[float] = typer.Option(None, help="minutes for this session"),
     max_usd: Optional[float] = typer.Option(None, help="agent: new total cost cap"),
+    context_tokens: Optional[int] = typer.Option(None, help=CONTEXT_HELP + "; overrides the "
+                                                 "run's"),
     proposers: Optional[int] = typer.Option(None, help=PROPOSERS_HELP + "; overrides the run's"),
     gpus: Optional[str] = typer.Option(None, help=GPUS_HELP + "; overrides the run's"),
     executor: Optional[str] = typer.Option(None, help=EXECUTOR_HELP + "; overrides the run's"),
@@ -118,7 +124,8 @@ def resume(
     try:
         check_resume_host(handle)
         apply_resume_overrides(handle, max_candidates, max_minutes, max_usd, proposers=proposers,
-                               gpus=gpus, executor=executor, ray_address=ray_address)
+                               gpus=gpus, executor=executor, ray_address=ray_address,
+                               context_tokens=context_tokens)
         code = drive(handle, console, resumed=True)
     except _USER_ERRORS as e:
         _fail(str(e))
