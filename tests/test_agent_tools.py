@@ -8,7 +8,7 @@ import pytest
 
 from evolve.agent.handlers import build_registry
 from evolve.agent.pricing import PriceTable, PriceTableError
-from evolve.agent.prompts import Prompts, PromptError, render
+from evolve.agent.prompts import Prompts, PromptError, render, tool_lines
 from evolve.agent.tools import Tool, ToolError, ToolRegistry, truncate, validate
 
 SPEC_TOOLS = ["lineage", "show_candidate", "diff", "search_knowledge", "read_knowledge",
@@ -80,8 +80,13 @@ def test_price_table(tmp_path):
 def test_prompts_default_and_override(tmp_path):
     default = Prompts.load()
     for needle in ("try/except", "subprocess", "ctypes", "inspect", "open()", "streams",
-                   "CONFIG", "evaluate", "Critique", "submit", "give_up"):
+                   "CONFIG", "{tools}", "Critique", "submit", "give_up"):
         assert needle in default.system, needle
+    lines = tool_lines(build_registry()).splitlines()
+    assert len(lines) == len(SPEC_TOOLS)
+    assert any(ln.startswith("- read_kernel(start?, end?): The current working copy")
+               for ln in lines)
+    assert any(ln.startswith("- submit(hypothesis): ") for ln in lines)
     assert "{parent_source}" in default.brief
     (tmp_path / "agent_nudge.md").write_text("CUSTOM NUDGE {x}")
     p = Prompts.load(tmp_path)

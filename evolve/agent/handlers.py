@@ -22,7 +22,7 @@ from evolve.agent.tools import Marked, Tool, ToolError, ToolRegistry
 from evolve.records import sha256_text
 
 KERNEL_LIMIT = 20000  # show_candidate's output
-PAGE_CHARS = 16000  # characters of one read_kernel / read_knowledge page (whole lines)
+PAGE_CHARS = 20000  # characters of one read_kernel / read_knowledge page (whole lines)
 PAGE_LIMIT = PAGE_CHARS + 600  # the page plus its header and footer: never truncated
 
 
