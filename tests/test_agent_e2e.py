@@ -12,7 +12,7 @@ import pytest
 
 from evolve.run import RunHandle
 from tests.agent_support import SECRET, config_edit, seed_source
-from tests.llm_server import ScriptedLLM, has, http_error, tool_call
+from tests.llm_server import ScriptedLLM, has, http_error, text, tool_call
 
 LEAKY_KERNEL = '''
 import os
@@ -107,3 +107,42 @@ def test_start_agent_end_to_end(tmp_path):
     leaks = [str(p) for p, data in _all_bytes(root) if secret in data]
     assert leaks == []
     assert SECRET not in out
+
+
+@pytest.mark.slow  # three smoke evaluations (seed, the agent's probe, candidate 1)
+def test_unsubmitted_verified_work_becomes_a_candidate(tmp_path):
+    """A model that evaluates ok and then only talks ("final answer") without submit: the
+    run records its evaluated state as candidate 1, marked unsubmitted, shown by `show`."""
+    old, new = config_edit(seed_source())
+    done = "The evaluation passed, BLOCK_N is 32 now. That's my final answer."
+    with ScriptedLLM([tool_call("edit_kernel", {"old": old, "new": new}),
+                      tool_call("evaluate", {}, check=has("edited at line")),
+                      *[text(done) for _ in range(4)]]) as srv:  # 3 nudges (the default)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_")}
+        env.update(OPENAI_API_KEY=SECRET, EVOLVE_AGENT_BACKOFF_S="0.01", NO_COLOR="1",
+                   COLUMNS="100")
+        base = [sys.executable, "-m", "evolve"]
+        runs = ["--runs-dir", str(tmp_path / "runs")]
+        proc = subprocess.run(
+            base + ["start", "--target", "gqa", "--operator", "agent", "--base-url",
+                    srv.base_url, "--max-candidates", "2", "--name", "keep"] + runs,
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        srv.assert_clean()
+        assert srv.remaining == 0
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    run = RunHandle.open(tmp_path / "runs" / "keep")
+    try:
+        seed, c1 = run.store.candidates()
+        (s,) = run.store.sessions()
+        assert c1.status == "ok" and c1.parent_id == 0 and c1.operator == "agent"
+        assert c1.session_id == s.id and s.outcome == "no_tools"
+        assert c1.unsubmitted.startswith("no_tools: the model answered without calling a tool")
+        assert c1.hypothesis.startswith("(unsubmitted: the session ended no_tools")
+        assert run.repo.source_at(1) == seed_source().replace(old, new)
+        assert "unsubmitted" in run.repo.trailers_of(1)["Changes"]  # the git lineage too
+    finally:
+        run.close()
+    show = subprocess.run(base + ["show", "keep", "1"] + runs, cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert show.returncode == 0, show.stderr
+    assert "unsubmitted" in show.stdout and "never called submit" in show.stdout

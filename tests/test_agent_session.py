@@ -11,7 +11,8 @@ from evolve.agent import AgentOperator
 from evolve.operators.base import OperatorError
 from evolve.records import Candidate, sha256_text
 from tests.agent_support import SECRET, config_edit, make_ctx, make_run, seed_source
-from tests.llm_server import ScriptedLLM, has, http_error, multi_call, text, tool_call
+from tests.llm_server import (ScriptedLLM, dynamic, has, http_error, multi_call, text,
+                              tool_call, tool_calls_message)
 
 
 @pytest.fixture(autouse=True)
@@ -117,27 +118,40 @@ def test_endpoint_failure_ends_session_as_error(tmp_path):
     assert [e.kind for e in run.store.events()] == ["operator_error"]
 
 
-def test_no_tools_is_nudged_once_then_ends(tmp_path):
+def _nudged(n: int, limit: int):
+    def check(req):
+        last = req["messages"][-1]
+        assert last["role"] == "user" and "without calling a tool" in last["content"]
+        assert f"(nudge {n} of {limit})" in last["content"]
+        assert sum(1 for m in req["messages"] if "(nudge " in str(m.get("content"))) == n
+    return check
+
+
+def test_each_text_answer_is_nudged_up_to_the_limit(tmp_path):
     with ScriptedLLM([
         text("I think we should make the kernel faster."),
-        text("Yes, definitely faster.", check=lambda r: _assert_nudged(r)),
+        text("Yes, definitely faster.", check=_nudged(1, 3)),
+        text("Faster still.", check=_nudged(2, 3)),
+        text("Done.", check=_nudged(3, 3)),
     ]) as srv:
-        run = make_run(tmp_path, srv.base_url)
+        run = make_run(tmp_path, srv.base_url, max_nudges=3)
         assert AgentOperator(run).propose(make_ctx(run)) is None
         srv.assert_clean()
+        assert srv.remaining == 0
     s = run.store.sessions()[0]
     assert s.outcome == "no_tools" and s.tool_calls == 0
+    assert s.reason == "the model answered without calling a tool 4 time(s) (nudge limit 3)"
+    nudges = [st for st in run.store.agent_steps(s.id) if st.role == "user" and st.step > 0]
+    assert [json.loads(st.arguments_json) for st in nudges] == [{"nudge": i} for i in (1, 2, 3)]
 
 
-def _assert_nudged(req):
-    last = req["messages"][-1]
-    assert last["role"] == "user" and "without calling a tool" in last["content"]
-
-
-def test_nudge_then_recovery(tmp_path):
-    with ScriptedLLM([text("thinking..."), tool_call("give_up", {"reason": "done"})]) as srv:
-        run = make_run(tmp_path, srv.base_url)
+def test_nudges_between_tool_calls_then_recovery(tmp_path):
+    with ScriptedLLM([text("thinking..."), tool_call("lineage", {"view": "top"}),
+                      text("still thinking", check=has("top 1 candidates")),
+                      tool_call("give_up", {"reason": "done"}, check=_nudged(2, 2))]) as srv:
+        run = make_run(tmp_path, srv.base_url, max_nudges=2)
         AgentOperator(run).propose(make_ctx(run))
+        srv.assert_clean()
     assert run.store.sessions()[0].outcome == "gave_up"
 
 
@@ -227,6 +241,7 @@ def test_supervisor_points_only_at_unread_knowledge(tmp_path):
         brief = req["messages"][1]["content"]
         assert "1 variations in a row" in brief and "ended gave_up: nothing fits" in brief
         unused = brief.split("Knowledge not consulted by any session yet:")[1]
+        unused = unused.split("## Knowledge documents")[0]
         assert "exp2-scale-folding" in unused and "fa2-online-softmax" not in unused
     with ScriptedLLM([
         tool_call("read_knowledge", {"doc": "fa2-online-softmax"}),
@@ -238,3 +253,55 @@ def test_supervisor_points_only_at_unread_knowledge(tmp_path):
         assert op.propose(make_ctx(run)) is None
         assert op.propose(make_ctx(run)) is None
         srv.assert_clean()
+
+
+def _chat_tokens(req) -> int:
+    """A request's size by the stated estimate: characters of messages and tools / 4."""
+    return (len(json.dumps(req["messages"], ensure_ascii=False))
+            + len(json.dumps(req.get("tools", []), ensure_ascii=False))) // 4
+
+
+def test_a_long_session_stays_under_the_context_budget(tmp_path):
+    budget, sizes = 20_000, []
+    docs = ["evaluator-rules", "fa2-online-softmax", "gluon-hopper-attention",
+            "numerics-pitfalls", "tl-range-pipelining", "l2-grid-order"]
+
+    def sized(call, note):
+        def respond(req):
+            sizes.append(_chat_tokens(req))  # the server reports what it was sent
+            return tool_calls_message([call], content=note, usage=(sizes[-1], 40))
+        return dynamic(respond)
+
+    script = []
+    for i, doc in enumerate(docs):
+        script += [sized(("read_kernel", {}), f"NOTE-{i}a: reading the kernel again"),
+                   sized(("read_knowledge", {"doc": doc}), f"NOTE-{i}b: the doc on {doc}")]
+    script.append(sized(("give_up", {"reason": "enough reading"}), "NOTE-end"))
+
+    with ScriptedLLM(script) as srv:
+        run = make_run(tmp_path, srv.base_url, context_tokens=budget)
+        assert AgentOperator(run).propose(make_ctx(run)) is None
+        srv.assert_clean()
+        last = srv.chat_requests()[-1]["messages"]
+    assert len(sizes) == 13 and max(sizes) <= budget, sizes
+    s = run.store.sessions()[0]
+    shown = sum(len(st.result_summary) for st in run.store.agent_steps(s.id)
+                if st.role == "tool")
+    assert sizes[0] + shown // 4 > 2 * budget  # kept whole, it would be twice the budget
+    # the session's own notes survive, the system prompt and brief are untouched
+    notes = [m["content"] for m in last if m["role"] == "assistant"]
+    assert notes == [f"NOTE-{i}{x}" + (": reading the kernel again" if x == "a" else
+                                       f": the doc on {docs[i]}")
+                     for i in range(len(docs)) for x in "ab"]
+    assert last[0]["role"] == "system" and "Session brief" in last[1]["content"]
+    tools = [m["content"] for m in last if m["role"] == "tool"]
+    kernels = [t for t in tools if "read_kernel output" in t or t.startswith("kernel.py")]
+    assert kernels[-1].startswith("kernel.py, working copy (parent #0): lines 1-")
+    assert all(t.startswith("[superseded by a newer read_kernel: read_kernel output of")
+               for t in kernels[:-1])
+    assert any(t.startswith("[removed to fit the context budget: read_knowledge output")
+               for t in tools)
+    steps = [json.loads(st.arguments_json) for st in run.store.agent_steps(s.id)
+             if st.role == "assistant"]
+    assert steps[-1]["stubbed"] >= len(docs) + 1 and \
+        all(st["context_estimate"] <= budget for st in steps)
