@@ -242,7 +242,7 @@ MIN_CONTEXT_TOKENS = 8000  # the system prompt and brief alone take a few thousa
 def check_context_tokens(n: int | None) -> None:
     if n is not None and n < MIN_CONTEXT_TOKENS:
         raise UsageError(f"--context-tokens must be at least {MIN_CONTEXT_TOKENS} "
-                         "(the system prompt and brief alone take a few thousand)")
+                         "(the prompt and brief need a few thousand)")
 
 
 def apply_resume_overrides(run: RunHandle, max_candidates: int | None,

@@ -210,3 +210,36 @@ def test_cpu_brief_says_interpreter_and_shows_no_percentage(tmp_path):
     assert "score 0.930, interpreter: not a performance number" in brief
     assert "Pre-screen and rematch: none" in brief and "(2 shapes; evaluate runs it)" in brief
     assert not re.search(r"\d\s*%", brief)
+
+
+def test_context_budget_is_stored_in_run_toml_and_resume_overrides_it(tmp_path):
+    from evolve.driver import UsageError, apply_resume_overrides
+    from evolve.run import RunHandle
+    run = make_run(tmp_path, "http://127.0.0.1:9/v1", context_tokens=32_000)
+    assert run.config.agent.context_tokens == 32_000 and run.config.agent.max_nudges == 3
+    root = run.paths.root
+    run.close()
+    assert RunHandle.open(root).config.agent.context_tokens == 32_000  # from run.toml
+    again = RunHandle.open(root, writable=True)
+    apply_resume_overrides(again, None, None, None, context_tokens=24_000)
+    with pytest.raises(UsageError, match="--context-tokens must be at least 8000"):
+        apply_resume_overrides(again, None, None, None, context_tokens=500)
+    again.close()
+    assert "context_tokens = 24000" in (root / "run.toml").read_text()
+    assert RunHandle.open(root).config.agent.context_tokens == 24_000
+
+
+def test_best_verified_state_by_device_and_suite():
+    def res(score, suite="default"):
+        return EvalResult.from_dict({"status": "ok", "score": score, "suite": suite,
+                                     "device": "cuda"})
+    cfg = SimpleNamespace(gpu=True, suite="default")
+    ctx = SimpleNamespace(parent_source="P", run=SimpleNamespace(config=cfg))
+    st = SessionState(ctx=ctx, source="P", budget=SessionBudget(40, 6, 10**6))
+    assert st.best_verified() is None
+    st.passed = [("P", res(2.0)), ("A", res(1.1)), ("B", res(1.3, "quick")), ("C", res(1.05))]
+    assert st.best_verified()[0] == "A"  # the best on the run's suite, not the parent
+    cfg.gpu = False  # interpreter: the latest, scores are no performance numbers
+    assert st.best_verified()[0] == "C"
+    st.passed = [("B", res(1.3, "quick"))]
+    assert st.best_verified()[0] == "B"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from evolve.agent.render import candidate_line
 from evolve.run import RunHandle
 from tests.agent_support import SECRET, config_edit, seed_source
 from tests.llm_server import ScriptedLLM, has, http_error, text, tool_call
@@ -140,6 +141,7 @@ def test_unsubmitted_verified_work_becomes_a_candidate(tmp_path):
         assert c1.hypothesis.startswith("(unsubmitted: the session ended no_tools")
         assert run.repo.source_at(1) == seed_source().replace(old, new)
         assert "unsubmitted" in run.repo.trailers_of(1)["Changes"]  # the git lineage too
+        assert candidate_line(c1).startswith("#1 [unsubmitted] ok")  # the agent's lineage
     finally:
         run.close()
     show = subprocess.run(base + ["show", "keep", "1"] + runs, cwd=tmp_path, env=env,

@@ -52,11 +52,13 @@ class SessionState:
 
     def best_verified(self) -> tuple[str, EvalResult] | None:
         """The working copy state to keep when the session ends without submit: of the
-        states this session evaluated ok and that differ from the parent, the best score
-        on a GPU; without one (interpreter scores are no performance numbers) the latest."""
+        states this session evaluated ok and that differ from the parent (on the run's
+        suite when any was), the best score on a GPU; without one (interpreter scores are
+        no performance numbers) the latest."""
         kept = [(src, r) for src, r in self.passed if src != self.ctx.parent_source]
         if not kept:
             return None
+        kept = [p for p in kept if p[1].suite == self.run.config.suite] or kept
         if not self.run.config.gpu:
             return kept[-1]
         return max(reversed(kept), key=lambda p: p[1].score or 0.0)
