@@ -177,7 +177,8 @@ def test_brief_names_the_gpu_versions_shapes_rules_budgets_and_knowledge(tmp_pat
                    "(as recorded by the evaluation of #0)",
                    "## The suite: `default` (24 shapes; evaluate runs it)",
                    "- B=1 Hq=28 Hkv=4 S=16384 D=128 causal bfloat16",
-                   "below 0.85 x the champion's on the same shapes it is rejected `slow`",
+                   "Pre-screen (on in this run)", "below 0.85 x the champion's on\n  the "
+                   "same shapes, it is rejected `slow`",
                    "    B=4 Hq=32 Hkv=8 S=4096 D=128 causal bfloat16",  # a quick shape
                    "interleaved over 7 rounds", "exceeds 1 + max(noise, 1%)",
                    "- 40 tool calls, 6 evaluations, 1500000 tokens",

@@ -118,15 +118,14 @@ def rules(prompts: Prompts, cfg: Any) -> str:
     if not cfg.gpu:
         return prompts.rules_cpu.strip()
     if cfg.prescreen and cfg.suite == "default":
-        quick = "\n".join(f"    {s.name}" for s in get_target(cfg.target).suite("quick"))
-        pre = (f"a submitted candidate is first timed on the `quick` suite; when its geomean "
-               f"speedup there is below {cfg.prescreen_ratio:g} x the champion's on the same "
-               f"shapes it is rejected `slow` without the full suite. Quick shapes:\n{quick}")
+        state = "on in this run"
     else:
-        pre = "none in this run (it is on only for the default suite)." if cfg.prescreen \
-            else "switched off in this run."
+        state = ("off in this run: it runs only with the default suite" if cfg.prescreen
+                 else "switched off in this run")
     return render(prompts.rules_gpu, {
-        "prescreen": pre, "rounds": cfg.rematch_rounds, "margin": f"{MIN_MARGIN:.0%}",
+        "prescreen_state": state, "prescreen_ratio": f"{cfg.prescreen_ratio:g}",
+        "quick_shapes": "\n".join(f"    {q.name}" for q in get_target(cfg.target).suite("quick")),
+        "rounds": cfg.rematch_rounds, "margin": f"{MIN_MARGIN:.0%}",
         "baseline": (cfg.baselines or ["cudnn"])[0]}).strip()
 
 
