@@ -133,3 +133,26 @@ def test_a_revert_to_the_parent_keeps_the_edited_ok_state(tmp_path, evaluate):
         srv.assert_clean()
     assert prop is not None and new in prop.source
     assert json.loads(prop.changes_json)["agent"]["evaluations"] == ["ok", "ok"]
+
+
+def test_the_dashboard_candidate_view_says_unsubmitted(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    import sqlite_utils
+    from streamlit.testing.v1 import AppTest
+
+    from tests.dashboard_fixture import make_synthetic_run
+    run_dir = make_synthetic_run(tmp_path, name="cpu-run")
+    db = sqlite_utils.Database(run_dir / "lineage.db")
+    changes = {"agent": {"unsubmitted": "budget: session tool-call budget used up (40 of 40)"}}
+    db.table("candidates").update(5, {"changes_json": json.dumps(changes)})
+    db.close()
+    monkeypatch.setenv("EVOLVE_RUNS_DIR", str(tmp_path))
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py"),
+                           default_timeout=60)
+    for k, v in {"run": "cpu-run", "view": "candidate", "candidate": "5"}.items():
+        at.query_params[k] = v
+    at.run()
+    warning = [w.value for w in at.warning if "unsubmitted" in w.value]
+    assert warning and "never called submit" in warning[0]
+    assert "budget: session tool-call budget used up (40 of 40)" in warning[0]
