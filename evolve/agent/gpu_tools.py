@@ -39,8 +39,7 @@ def _evaluate(st: Any, suite: str, profile: ProfileRequest | None = None) -> Any
     b.evaluations += 1
     res = st.ctx.evaluate(st.source, suite) if profile is None else \
         st.ctx.evaluate(st.source, suite, profile=profile)
-    st.evals.append(res)
-    st.evaluated_sha = sha256_text(st.source)
+    st.record_evaluation(res)
     return res
 
 

@@ -50,6 +50,13 @@ class SessionState:
     def run(self) -> Any:
         return self.ctx.run
 
+    def record_evaluation(self, res: EvalResult) -> None:
+        """An evaluation of the working copy as it is now (evaluate, compile_info, profile)."""
+        self.evals.append(res)
+        self.evaluated_sha = sha256_text(self.source)
+        if res.ok:
+            self.passed.append((self.source, res))
+
     def best_verified(self) -> tuple[str, EvalResult] | None:
         """The working copy state to keep when the session ends without submit: of the
         states this session evaluated ok and that differ from the parent (on the run's
@@ -245,10 +252,7 @@ def evaluate(st: SessionState, a: dict[str, Any]) -> Marked:
         suite = default
     st.budget.evaluations += 1
     res = st.ctx.evaluate(st.source, suite)
-    st.evals.append(res)
-    st.evaluated_sha = sha256_text(st.source)
-    if res.ok:
-        st.passed.append((st.source, res))
+    st.record_evaluation(res)
     left = st.budget.evaluations_left()
     return Marked(note + eval_text(res.to_dict(), st.ctx.parent.score)
                   + f"\n({left} evaluation{'s' if left != 1 else ''} left in this session)",
