@@ -27,6 +27,11 @@ class OperatorError(Exception):
     """An operator could not produce a proposal because of a bug or bad input."""
 
 
+class RunFatal(Exception):
+    """The operator can never succeed as configured (e.g. the model endpoint refuses every
+    request): the loop stops the run at once and it exits 1 with this message."""
+
+
 @dataclass
 class VariationContext:
     parent: Candidate
