@@ -54,6 +54,32 @@ def resolve_operator(requested: str, agent: AgentConfig) -> str:
     return "agent" if llm else "offline"
 
 
+EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+
+
+def check_agent(agent: AgentConfig) -> None:
+    """Validate the agent's endpoint settings; an unpriced model with --max-usd is refused."""
+    from evolve.agent.client import APIS
+    from evolve.agent.pricing import PriceTableError, require_price
+
+    if agent.api not in APIS:
+        raise UsageError(f"unknown --api {agent.api!r} (auto, chat or responses)")
+    if agent.reasoning_effort is not None and agent.reasoning_effort not in EFFORTS:
+        raise UsageError(f"unknown --reasoning-effort {agent.reasoning_effort!r} "
+                         f"({', '.join(EFFORTS)})")
+    for flag, value in (("--request-limit-min", agent.request_limit_min),
+                        ("--max-wait-min", agent.max_wait_min),
+                        ("--max-tool-calls", agent.max_tool_calls),
+                        ("--max-evaluations", agent.max_evaluations),
+                        ("--max-session-tokens", agent.max_tokens)):
+        if value <= 0:
+            raise UsageError(f"{flag} must be positive")
+    try:
+        require_price(agent.model, agent.price_table, agent.price, agent.max_usd)
+    except PriceTableError as e:
+        raise UsageError(str(e)) from None
+
+
 def check_scaleout(executor: str | None, ray_address: str | None, gpus: str | None,
                    proposers: int | None) -> tuple[str | None, list[int] | None, int | None]:
     """Validate --executor / --ray-address / --gpus / --proposers (None: not given).
@@ -85,6 +111,8 @@ def create_run(opts: StartOptions) -> RunHandle:
         raise UsageError(f"unknown target {opts.target!r}: {e}") from None
     agent = opts.agent or AgentConfig()
     operator = resolve_operator(opts.operator, agent)
+    if operator == "agent":
+        check_agent(agent)
     seed = Path(opts.seed) if opts.seed else default_seed(opts.target)
     if not seed.is_file():
         raise UsageError(f"seed file {seed} not found")
@@ -238,7 +266,9 @@ def check_resume_host(run: RunHandle) -> None:
 def apply_resume_overrides(run: RunHandle, max_candidates: int | None,
                            max_minutes: float | None, max_usd: float | None,
                            proposers: int | None = None, gpus: str | None = None,
-                           executor: str | None = None, ray_address: str | None = None) -> None:
+                           executor: str | None = None, ray_address: str | None = None,
+                           agent: dict[str, Any] | None = None) -> None:
+    """Apply `resume` flags (None: keep the run's value); `agent` holds AgentConfig fields."""
     if max_candidates is not None:
         if max_candidates < 1:
             raise UsageError("--max-candidates must be at least 1")
@@ -247,6 +277,11 @@ def apply_resume_overrides(run: RunHandle, max_candidates: int | None,
         run.config.max_minutes = max_minutes
     if max_usd is not None:
         run.config.agent.max_usd = max_usd
+    for key, value in (agent or {}).items():
+        if value is not None:
+            setattr(run.config.agent, key, value)
+    if run.config.operator == "agent":
+        check_agent(run.config.agent)
     executor, parsed, proposers = check_scaleout(
         executor or (run.config.executor if ray_address else None), ray_address, gpus, proposers)
     if executor is not None:

@@ -94,6 +94,13 @@ class ModelClient:
         self._client = openai.OpenAI(api_key=key or "not-needed", base_url=url,
                                      timeout=timeout, max_retries=0)
 
+    @classmethod
+    def from_config(cls, cfg: Any, **kw: Any) -> "ModelClient":
+        """A client for an AgentConfig (evolve.config)."""
+        return cls(cfg.model, cfg.base_url, api=cfg.api, reasoning_effort=cfg.reasoning_effort,
+                   request_limit_s=cfg.request_limit_min * 60, max_wait_s=cfg.max_wait_min * 60,
+                   max_retries=cfg.max_retries, **kw)
+
     # ------------------------------------------------------------------ state
     def use_api(self, api: str) -> None:
         """Fix the API (a switch remembered by the run); no further auto switch."""
