@@ -196,7 +196,10 @@ def drive(run: RunHandle, console: Console, resumed: bool,
         store.set_run_status(outcome.status)
         store.add_event(Event(kind="stop", message=outcome.reason))
         best = store.best()
-        say(f"{outcome.reason}. {store.counts()['total']} candidates; best "
+        if outcome.failed:  # what to fix, on a line of its own
+            say(f"error: {outcome.reason}", style="red")
+        say(("run failed" if outcome.failed else outcome.reason)
+            + f". {store.counts()['total']} candidates; best "
             + (f"#{best.id} score {best.score:.4g}" if best else "none")
             + f". Run directory: {run.paths.root}")
         if outcome.status == "stopped":

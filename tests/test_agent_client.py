@@ -4,6 +4,7 @@ OpenAI APIs streamed, waits, fatal errors, the auto switch, lost attempts counte
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -195,6 +196,28 @@ def test_headers_slower_than_the_limit_are_not_retried():
         with pytest.raises(AgentAPIError, match="limit"):
             _client(srv, request_limit_s=0.3).complete(MSGS, TOOLS)
         assert len(srv.requests) == 1
+
+
+@pytest.mark.slow  # really streams for 150 s (the one long test of the agent client)
+def test_a_150_second_streamed_answer_keeps_the_session(tmp_path, monkeypatch):
+    from evolve.agent import AgentOperator
+    from tests.agent_support import make_ctx, make_run, seed_source
+
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    source = seed_source().replace("BLOCK_N_D64_NC\": 64", "BLOCK_N_D64_NC\": 32")
+    with ScriptedLLM([streamed(tool_call("write_kernel", {"source": source},
+                                         content="Writing the whole kernel."), 150.0),
+                      tool_call("submit", {"hypothesis": "BLOCK_N 32"})]) as srv:
+        run = make_run(tmp_path, srv.base_url)
+        t0 = time.monotonic()
+        prop = AgentOperator(run).propose(make_ctx(run))
+        took = time.monotonic() - t0
+        srv.assert_clean()
+    assert took >= 150 and prop is not None and prop.source == source
+    assert len(srv.requests) == 2  # the long answer was requested exactly once
+    s = run.store.sessions()[0]
+    assert s.outcome == "submitted" and s.tokens_in == 2000
+    run.close()
 
 
 def test_missing_usage_is_estimated():
