@@ -6,7 +6,7 @@ import os
 import secrets
 import signal
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -280,9 +280,9 @@ def apply_resume_overrides(run: RunHandle, max_candidates: int | None,
         run.config.max_minutes = max_minutes
     if max_usd is not None:
         run.config.agent.max_usd = max_usd
-    for key, value in (agent or {}).items():
-        if value is not None:
-            setattr(run.config.agent, key, value)
+    given = {k: v for k, v in (agent or {}).items() if v is not None}
+    if given:
+        run.config.agent = replace(run.config.agent, **given)
     if run.config.operator == "agent":
         check_agent(run.config.agent)
     executor, parsed, proposers = check_scaleout(

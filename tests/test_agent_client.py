@@ -245,3 +245,18 @@ def test_auto_is_responses_on_openais_endpoint(monkeypatch):
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     assert ChatClient("gpt-5.4", None).api == "responses"
     assert ChatClient("m", "http://localhost:8000/v1").api == "chat"
+
+
+def test_progress_lines_reach_the_console_throttled():
+    import io
+
+    from rich.console import Console
+
+    from evolve.display import PlainProgress, ProgressState
+
+    out = io.StringIO()
+    p = PlainProgress(ProgressState("r", "gqa", "agent", None), Console(file=out, width=80))
+    p.activity("model m: ~10 tokens so far (0:01)")  # shown on the panel, not printed yet
+    p.activity("model endpoint: HTTP 429 ...; waiting 4 s", urgent=True)
+    assert p.state.model_line.startswith("model endpoint: HTTP 429")
+    assert "waiting 4 s" in out.getvalue() and "~10 tokens" not in out.getvalue()

@@ -178,8 +178,11 @@ class ModelClient:
         if usage is None:  # no usage from the server: about 4 characters a token
             out = (reply.content or "") + "".join(c.arguments for c in reply.tool_calls)
             usage = Usage(estimate_tokens(messages), estimate_tokens(out), 0, True)
+        latency = time.monotonic() - t0
+        self._say(f"model {self.model}: answered in {latency:.0f} s "
+                  f"({usage.tokens_out} tokens out)", urgent=False)
         return Completion(content=reply.content, tool_calls=reply.tool_calls,
-                          usage=usage + lost, latency_s=time.monotonic() - t0,
+                          usage=usage + lost, latency_s=latency,
                           attempts=attempt + 1, api=self.api, extra=reply.extra)
 
 
