@@ -10,8 +10,8 @@ Messages to the orchestrator (frozen dataclasses): `Want(slot)` (ready for a con
 `EventPosted` / `SessionPosted` (a write), `Proposed` (the result of one propose() call),
 `Fatal(slot, ...)` (the operator could not be made), `Activity` (a one-line progress
 of the operator, e.g. a model's tokens so far), `Exited(slot)`. A proposal whose
-operator raised `RunFatal` comes back with `fatal=True`: the loop stops the run. The orchestrator
-answers `Want` with `pool.give(slot, ctx)`, or `pool.give(slot, None)` to stop it.
+operator raised `RunFatal` comes back with `fatal=True`: the loop stops the run. The
+orchestrator answers `Want` with `pool.give(slot, ctx)`, or `pool.give(slot, None)` to stop it.
 """
 
 from __future__ import annotations
