@@ -169,7 +169,7 @@ class ModelClient:
                     raise AgentAPIError(f"{describe(e)} (gave up after {attempt + 1} "
                                         f"attempt(s), {waited:.0f} s of waiting)",
                                         attempt + 1) from None
-                self._say(f"model endpoint: {describe(e)}; waiting {delay:.0f} s "
+                self._say(f"model endpoint: {describe(e)[:200]}; waiting {delay:.0f} s "
                           f"(paused {waited:.0f} s so far, limit {self.max_wait_s:.0f} s)")
                 self._sleep(delay)
                 waited += delay
