@@ -85,6 +85,18 @@ def test_responses_api_converts_the_conversation():
         assert all(not k.startswith("_") for m in srv.chat_requests()[0]["messages"] for k in m)
 
 
+def test_a_model_without_reasoning_gets_no_include():
+    refusal = http_error(400, message="Encrypted content is not supported with this model.")
+    refusal.respond["error"]["param"] = "include"
+    with ScriptedLLM([refusal, text("hi"), text("again")]) as srv:
+        client = _client(srv, api="responses")
+        client.encrypted_reasoning = True
+        assert client.complete(MSGS, TOOLS).content == "hi"
+        client.complete(MSGS, TOOLS)
+    includes = [b.get("include") for b in srv.responses_requests()]
+    assert includes == [["reasoning.encrypted_content"], None, None]
+
+
 def test_server_keeps_previous_response_id_chains():
     """The scripted server itself: a stored response continues; an unknown id is a 400."""
     import openai

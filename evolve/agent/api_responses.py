@@ -6,7 +6,8 @@ and a server-side chain would keep everything it was ever sent; a request is the
 self-contained, so a retry after a lost stream repeats exactly the same request; it
 works where the server keeps nothing (zero-data-retention keys, local servers). A
 reasoning model's thinking is still carried between tool calls: on OpenAI's own
-endpoint `include=["reasoning.encrypted_content"]` is asked for, and the reasoning
+endpoint `include=["reasoning.encrypted_content"]` is asked for (the client drops it
+when a model that does not reason refuses it), and the reasoning
 items that come back are kept (without their ids, which a store-less server cannot
 resolve) in the assistant message under `_reasoning`, and sent back before the calls
 they led to.

@@ -31,7 +31,8 @@ from evolve.agent import api_chat, api_responses
 from evolve.agent.completion import (Completion, Progress, RequestLimit, ToolCall, Usage,
                                      Watch, estimate_tokens)
 from evolve.agent.endpoint_errors import (AgentAPIError, EndpointFatal, describe, fatal,
-                                          names_other_api, retryable, server_message)
+                                          names_other_api, refuses_encrypted_reasoning,
+                                          retryable, server_message)
 
 __all__ = ["AgentAPIError", "ChatClient", "Completion", "EndpointFatal", "ModelClient",
            "ToolCall", "Usage", "APIS", "resolve_api"]
@@ -74,7 +75,8 @@ class ModelClient:
             raise ValueError("the agent operator needs OPENAI_API_KEY or an endpoint "
                              "(--base-url / OPENAI_BASE_URL)")
         self.base_url = url
-        self.encrypted_reasoning = openai_hosted(url)  # only OpenAI returns it
+        # only OpenAI returns it, and only for reasoning models (dropped on the first 400)
+        self.encrypted_reasoning = openai_hosted(url)
         self.api = resolve_api(api, url)
         self.auto = api == "auto"  # may still switch once
         self.effort = reasoning_effort or None
@@ -146,6 +148,11 @@ class ModelClient:
                     raise AgentAPIError(f"the request ran past its {self.request_limit_s / 60:g}"
                                         "-minute limit (--request-limit-min)",
                                         attempt + 1) from None
+                if self.api == "responses" and self.encrypted_reasoning and \
+                        refuses_encrypted_reasoning(e):  # a model that does not reason
+                    self.encrypted_reasoning = False
+                    attempt += 1
+                    continue
                 if self.auto and names_other_api(e, self.api):
                     old, self.api = self.api, ("chat" if self.api == "responses"
                                                else "responses")

@@ -88,6 +88,19 @@ def names_other_api(e: BaseException, api: str) -> bool:
     return bool(_RESPONSES.search(text) if api == "chat" else _CHAT.search(text))
 
 
+def refuses_encrypted_reasoning(e: BaseException) -> bool:
+    """OpenAI's 400 for `include=["reasoning.encrypted_content"]` sent to a model that does
+    not reason (gpt-4.1, gpt-4o, *-chat-latest): "Encrypted content is not supported"."""
+    if not isinstance(e, openai.APIStatusError) or e.status_code != 400:
+        return False
+    body = getattr(e, "body", None)
+    inner = body.get("error") if isinstance(body, dict) and isinstance(body.get("error"),
+                                                                        dict) else body
+    param = str(inner.get("param") or "") if isinstance(inner, dict) else ""
+    return param == "include" or "encrypted content is not supported" in \
+        server_message(e).lower()
+
+
 def retryable(e: BaseException) -> bool:
     """Rate limits, server errors, timeouts and lost connections: wait and try again.
     A 429 for an exhausted quota is not a rate limit (waiting does not help)."""
