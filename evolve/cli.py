@@ -12,6 +12,7 @@ from evolve.commands import (
     eval_cmd,
     export_cmd,
     knowledge_cmd,
+    llm_cmd,
     run_cmds,
 )
 
@@ -44,7 +45,8 @@ def _reflow_all(app: typer.Typer) -> None:
 def build_app() -> typer.Typer:
     app = typer.Typer(help=reflow(HELP), no_args_is_help=True, add_completion=False,
                       pretty_exceptions_enable=False)
-    for module in (eval_cmd, run_cmds, knowledge_cmd, export_cmd, dashboard_cmd, bench_cmd):
+    for module in (eval_cmd, run_cmds, knowledge_cmd, export_cmd, dashboard_cmd, bench_cmd,
+                   llm_cmd):
         module.register(app)
     _reflow_all(app)
     return app

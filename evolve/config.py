@@ -30,14 +30,18 @@ class AgentConfig:
     max_usd: float | None = None
     prompts_dir: Path | None = None
     price_table: Path | None = None
-    max_tool_calls: int = 40
-    max_evaluations: int = 6
+    max_tool_calls: int = 40  # per session
+    max_evaluations: int = 6  # per session
     max_tokens: int = 1_500_000  # per session, prompt + completion summed over requests
     stall_limit: int = 5
-    request_timeout_s: float = 120
-    max_retries: int = 4
+    max_retries: int | None = None  # None: only max_wait_min bounds the retries
     context_tokens: int = 100_000  # each request is fitted under this (agent/context.py)
     max_nudges: int = 3  # answers without a tool call that get a nudge, per session
+    api: str = "auto"  # auto | chat | responses (evolve.agent.client)
+    reasoning_effort: str | None = None  # sent only when set
+    price: str | None = None  # "IN,OUT[,CACHED]" USD per million tokens, over the table
+    request_limit_min: float = 20.0  # one streamed request, first byte to last
+    max_wait_min: float = 30.0  # rate limits / 5xx: waiting per request before giving up
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -27,6 +27,7 @@ class ProgressState:
     started: float = field(default_factory=time.monotonic)
     in_flight: dict[int, str] = field(default_factory=dict)  # candidate id -> hypothesis
     worker_line: str = ""  # e.g. "local-gpu0 timing cand-12 | local-gpu1 idle"
+    model_line: str = ""  # e.g. "model gpt-5.4: ~1200 tokens so far (1:05)"
 
     def elapsed(self) -> str:
         s = int(time.monotonic() - self.started)
@@ -45,11 +46,15 @@ def worker_line(workers: list) -> str:  # noqa: ANN001 - WorkerStatus objects
     return " | ".join(parts)
 
 
+PLAIN_ACTIVITY_S = 30.0
+
+
 class PlainProgress:
     """One line per update: for pipes, logs and tests."""
 
     def __init__(self, state: ProgressState, console: Console):
         self.state, self.console = state, console
+        self._activity_t = time.monotonic()
 
     def __enter__(self) -> "PlainProgress":
         return self
@@ -82,6 +87,15 @@ class PlainProgress:
     def note(self, msg: str) -> None:
         self._line(msg)
 
+    def activity(self, line: str, urgent: bool = False) -> None:
+        """An operator's progress line: kept on the panel; printed when urgent, and in
+        plain output at most every PLAIN_ACTIVITY_S."""
+        self.state.model_line = line
+        now = time.monotonic()
+        if urgent or now - self._activity_t >= PLAIN_ACTIVITY_S:
+            self._activity_t = now
+            self.note(line)
+
 
 class LiveProgress(PlainProgress):
     """A rich Live panel: candidates / budget, best, in flight, last result and failure."""
@@ -111,6 +125,8 @@ class LiveProgress(PlainProgress):
         t.add_row("evaluating", now or "-")
         if s.worker_line:
             t.add_row("workers", s.worker_line)
+        if s.model_line:
+            t.add_row("model", s.model_line)
         t.add_row("last", s.last or "-")
         t.add_row("last failure", s.last_failure or "-")
         if s.cost_usd:
@@ -124,6 +140,11 @@ class LiveProgress(PlainProgress):
 
     def note(self, msg: str) -> None:
         self.live.console.print(msg, highlight=False, markup=False)
+
+    def activity(self, line: str, urgent: bool = False) -> None:
+        self.state.model_line = line  # the panel shows it live
+        if urgent:
+            self.note(line)
 
 
 def make_progress(state: ProgressState, console: Console | None = None,

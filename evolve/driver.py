@@ -6,7 +6,7 @@ import os
 import secrets
 import signal
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,32 @@ def resolve_operator(requested: str, agent: AgentConfig) -> str:
     return "agent" if llm else "offline"
 
 
+EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+
+
+def check_agent(agent: AgentConfig) -> None:
+    """Validate the agent's endpoint settings; an unpriced model with --max-usd is refused."""
+    from evolve.agent.client import APIS
+    from evolve.agent.pricing import PriceTableError, require_price
+
+    if agent.api not in APIS:
+        raise UsageError(f"unknown --api {agent.api!r} (auto, chat or responses)")
+    if agent.reasoning_effort is not None and agent.reasoning_effort not in EFFORTS:
+        raise UsageError(f"unknown --reasoning-effort {agent.reasoning_effort!r} "
+                         f"({', '.join(EFFORTS)})")
+    for flag, value in (("--request-limit-min", agent.request_limit_min),
+                        ("--max-wait-min", agent.max_wait_min),
+                        ("--max-tool-calls", agent.max_tool_calls),
+                        ("--max-evaluations", agent.max_evaluations),
+                        ("--max-session-tokens", agent.max_tokens)):
+        if value <= 0:
+            raise UsageError(f"{flag} must be positive")
+    try:
+        require_price(agent.model, agent.price_table, agent.price, agent.max_usd)
+    except PriceTableError as e:
+        raise UsageError(str(e)) from None
+
+
 def check_scaleout(executor: str | None, ray_address: str | None, gpus: str | None,
                    proposers: int | None) -> tuple[str | None, list[int] | None, int | None]:
     """Validate --executor / --ray-address / --gpus / --proposers (None: not given).
@@ -86,6 +112,8 @@ def create_run(opts: StartOptions) -> RunHandle:
     agent = opts.agent or AgentConfig()
     check_context_tokens(agent.context_tokens)
     operator = resolve_operator(opts.operator, agent)
+    if operator == "agent":
+        check_agent(agent)
     seed = Path(opts.seed) if opts.seed else default_seed(opts.target)
     if not seed.is_file():
         raise UsageError(f"seed file {seed} not found")
@@ -169,7 +197,10 @@ def drive(run: RunHandle, console: Console, resumed: bool,
         store.set_run_status(outcome.status)
         store.add_event(Event(kind="stop", message=outcome.reason))
         best = store.best()
-        say(f"{outcome.reason}. {store.counts()['total']} candidates; best "
+        if outcome.failed:  # what to fix, on a line of its own
+            say(f"error: {outcome.reason}", style="red")
+        say(("run failed" if outcome.failed else outcome.reason)
+            + f". {store.counts()['total']} candidates; best "
             + (f"#{best.id} score {best.score:.4g}" if best else "none")
             + f". Run directory: {run.paths.root}")
         if outcome.status == "stopped":
@@ -249,7 +280,8 @@ def apply_resume_overrides(run: RunHandle, max_candidates: int | None,
                            max_minutes: float | None, max_usd: float | None,
                            proposers: int | None = None, gpus: str | None = None,
                            executor: str | None = None, ray_address: str | None = None,
-                           context_tokens: int | None = None) -> None:
+                           agent: dict[str, Any] | None = None) -> None:
+    """Apply `resume` flags (None: keep the run's value); `agent` holds AgentConfig fields."""
     if max_candidates is not None:
         if max_candidates < 1:
             raise UsageError("--max-candidates must be at least 1")
@@ -258,9 +290,12 @@ def apply_resume_overrides(run: RunHandle, max_candidates: int | None,
         run.config.max_minutes = max_minutes
     if max_usd is not None:
         run.config.agent.max_usd = max_usd
-    check_context_tokens(context_tokens)
-    if context_tokens is not None:
-        run.config.agent.context_tokens = context_tokens
+    given = {k: v for k, v in (agent or {}).items() if v is not None}
+    check_context_tokens(given.get("context_tokens"))
+    if given:
+        run.config.agent = replace(run.config.agent, **given)
+    if run.config.operator == "agent":
+        check_agent(run.config.agent)
     executor, parsed, proposers = check_scaleout(
         executor or (run.config.executor if ray_address else None), ray_address, gpus, proposers)
     if executor is not None:

@@ -36,8 +36,8 @@ from evolve.champion import Champion
 from evolve.evaluation import Evaluations
 from evolve.operators.base import Operator, VariationContext
 from evolve.display import PlainProgress
-from evolve.proposers import (EventPosted, Exited, Fatal, Proposed, ProposerPool, SessionPosted,
-                              Want)
+from evolve.proposers import (Activity, EventPosted, Exited, Fatal, Proposed, ProposerPool,
+                              SessionPosted, Want)
 from evolve.records import Candidate, sha256_text
 from evolve.run import RunHandle
 from evolve.selection import SelectionPolicy, select_parents
@@ -59,7 +59,7 @@ class Budget:
 class LoopOutcome:
     status: str  # "stopped" (budget) | "finished" (nothing more to do)
     reason: str
-    failed: bool = False  # the run could not proceed at all (the seed was rejected)
+    failed: bool = False  # the run could not proceed at all (seed rejected, endpoint refused)
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ class EvolutionLoop:
             self.next_cid = max([self.store.next_candidate_id()]
                                 + [c + 1 for c in self.repo.candidate_refs()])
             out = self._orchestrate()
-            abandon = False
+            abandon = out.failed
             return out
         finally:
             self._shutdown(abandon)
@@ -137,8 +137,8 @@ class EvolutionLoop:
                 reason = self.budget_reached()
                 if reason:
                     self._set_stop(LoopOutcome("stopped", reason))
-            if self.stop is not None and self._drained():
-                return self.stop
+            if self.stop is not None and (self._drained() or self.stop.failed):
+                return self.stop  # a failed run does not wait: resume redoes cut evaluations
             self._read_inbox(block=not self._hand_out())
 
     def _read_inbox(self, block: bool) -> None:
@@ -196,6 +196,8 @@ class EvolutionLoop:
                 self._set_stop(LoopOutcome("finished", f"every proposer failed ({msg.message})"))
         elif isinstance(msg, Exited):
             self.busy.discard(msg.slot)
+        elif isinstance(msg, Activity):
+            self.progress.activity(msg.line, msg.urgent)
 
     def budget_reached(self) -> str | None:
         b = self.budget
@@ -244,6 +246,18 @@ class EvolutionLoop:
     def _on_proposed(self, p: Proposed) -> None:
         self.busy.discard(p.slot)
         child, error, trace = p.child, p.error, p.trace
+        if p.fatal:
+            self.run.event("operator_error", (error or "")[:500], p.parent_id,
+                           {"traceback": trace, "fatal": True})
+            if child is not None and self._invalid(child) is None \
+                    and not self.store.has_source(sha256_text(child.source)):
+                kept = self._commit(child)  # evaluated by the next resume (reconcile)
+                self.run.event("warning", f"candidate #{kept.id} (verified in the session "
+                               "before the failure) is committed; `evolve resume` evaluates it",
+                               kept.id)
+            self._set_stop(LoopOutcome("finished", error or "the operator failed for good",
+                                       failed=True))
+            return
         if error is None and child is not None:
             error = self._invalid(child)
         if error is not None:

@@ -8,8 +8,10 @@ proposal that follows them.
 
 Messages to the orchestrator (frozen dataclasses): `Want(slot)` (ready for a context),
 `EventPosted` / `SessionPosted` (a write), `Proposed` (the result of one propose() call),
-`Fatal(slot, ...)` (the operator could not be made), `Exited(slot)`. The orchestrator
-answers `Want` with `pool.give(slot, ctx)`, or `pool.give(slot, None)` to stop it.
+`Fatal(slot, ...)` (the operator could not be made), `Activity` (a one-line progress
+of the operator, e.g. a model's tokens so far), `Exited(slot)`. A proposal whose
+operator raised `RunFatal` comes back with `fatal=True`: the loop stops the run. The
+orchestrator answers `Want` with `pool.give(slot, ctx)`, or `pool.give(slot, None)` to stop it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any, Callable
 import sqlite_utils
 
 from evolve.gitrepo import KernelRepo
-from evolve.operators.base import Operator, VariationContext
+from evolve.operators.base import Operator, RunFatal, VariationContext
 from evolve.records import AgentStep, Candidate, Event, SessionRecord
 from evolve.run import RunHandle
 from evolve.store import LineageStore
@@ -56,6 +58,13 @@ class Proposed:
     trace: str = ""
     reason: str = ""  # the operator's last_reason when it proposed nothing
     seconds: float = 0.0
+    fatal: bool = False  # the operator can never succeed as configured: stop the run
+
+
+@dataclass(frozen=True)
+class Activity:
+    line: str  # one line of progress (shown, not stored)
+    urgent: bool = False  # print it now (a wait, a switch), not only on the live panel
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,9 @@ def propose(op: Operator, ctx: VariationContext, slot: int = 0) -> Proposed:
     t0 = time.monotonic()
     try:
         child = op.propose(ctx)
+    except RunFatal as e:
+        return Proposed(slot, ctx.parent.id, e.kept, str(e)[:1000], traceback.format_exc()[-4000:],
+                        seconds=time.monotonic() - t0, fatal=True)
     except Exception as e:
         return Proposed(slot, ctx.parent.id, None, f"{type(e).__name__}: {e}"[:500],
                         traceback.format_exc()[-4000:], seconds=time.monotonic() - t0)
@@ -96,6 +108,9 @@ class PostingWriter:
 
     def record_session(self, s: SessionRecord, steps: list[AgentStep]) -> None:
         self._post(SessionPosted(s, tuple(steps)))
+
+    def activity(self, line: str, urgent: bool = False) -> None:
+        self._post(Activity(line, urgent))
 
 
 class RunView:

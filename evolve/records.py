@@ -130,7 +130,7 @@ class SessionRecord(_Row):
     parent2_id: int | None
     operator: str
     model: str
-    outcome: str  # "submitted" | "gave_up" | "budget" | "error" | "no_tools"
+    outcome: str  # "submitted" | "gave_up" | "budget" | "error" | "no_tools" | "open" (so far)
     candidate_id: int | None = None
     reason: str = ""
     tool_calls: int = 0

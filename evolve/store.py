@@ -172,9 +172,10 @@ class LineageStore:
     # --- agent sessions ------------------------------------------------------
 
     def record_session(self, s: SessionRecord, steps: list[AgentStep] | tuple = ()) -> None:
-        """An agent session and its steps, in one transaction."""
+        """An agent session and its steps, in one transaction. A session posted again
+        (its spend so far while open, then its end) replaces its row."""
         with self.db.atomic():
-            self.db.table("sessions").insert(s.to_row())
+            self.db.table("sessions").upsert(s.to_row(), pk="id")
             if steps:
                 self.db.table("agent_steps").insert_all([a.to_row() for a in steps])
 

@@ -222,9 +222,9 @@ def test_context_budget_is_stored_in_run_toml_and_resume_overrides_it(tmp_path):
     run.close()
     assert RunHandle.open(root).config.agent.context_tokens == 32_000  # from run.toml
     again = RunHandle.open(root, writable=True)
-    apply_resume_overrides(again, None, None, None, context_tokens=24_000)
+    apply_resume_overrides(again, None, None, None, agent={"context_tokens": 24_000})
     with pytest.raises(UsageError, match="--context-tokens must be at least 8000"):
-        apply_resume_overrides(again, None, None, None, context_tokens=500)
+        apply_resume_overrides(again, None, None, None, agent={"context_tokens": 500})
     again.close()
     assert "context_tokens = 24000" in (root / "run.toml").read_text()
     assert RunHandle.open(root).config.agent.context_tokens == 24_000

@@ -67,7 +67,7 @@ def test_price_table(tmp_path):
     table = PriceTable.load()
     assert table.lookup("gpt-4.1-mini").cost(1_000_000, 0) == pytest.approx(0.40)
     assert table.lookup("gpt-4.1-mini-2025-04-14").cost(0, 1_000_000) == pytest.approx(1.60)
-    assert table.lookup("o3-mini") is None  # not priced as o3
+    assert table.lookup("gpt-5.1-codex-mini") is None  # not priced as gpt-5.1-codex
     assert table.lookup("my-local-llama") is None
     p = tmp_path / "prices.json"
     p.write_text(json.dumps({"m": {"input_per_mtok": 1, "output_per_mtok": 2}}))

@@ -107,6 +107,24 @@ def test_endpoint_error_after_an_ok_evaluation_keeps_the_work(tmp_path, evaluate
     assert [e.kind for e in run.store.events()] == ["operator_error", "warning"]
 
 
+def test_a_fatal_endpoint_error_after_an_ok_evaluation_carries_the_work(tmp_path, evaluate):
+    """A 4xx that stops the run still hands the verified state to the loop (`kept`), which
+    commits it for the next resume to evaluate (tests/test_agent_endpoint_e2e.py)."""
+    from evolve.agent.endpoint_errors import EndpointFatal
+    from evolve.proposers import propose
+
+    old, new = config_edit(seed_source())
+    with ScriptedLLM([*_edit_and_evaluate(),
+                      http_error(400, message="Invalid value for 'tools'")]) as srv:
+        run = make_run(tmp_path, srv.base_url)
+        p = propose(AgentOperator(run), make_ctx(run, evaluate))
+    assert p.fatal and "Invalid value for 'tools'" in p.error
+    assert p.child is not None and new in p.child.source and old not in p.child.source
+    assert p.child.unsubmitted.startswith("error: ") and p.child.changes["agent"]["verified"]
+    assert [s.outcome for s in run.store.sessions()] == ["error"]
+    assert isinstance(p.child, object) and EndpointFatal.__name__ in p.trace
+
+
 def test_give_up_or_only_the_parent_evaluated_hands_in_nothing(tmp_path, evaluate):
     with ScriptedLLM([*_edit_and_evaluate(),
                       tool_call("give_up", {"reason": "not worth it"})]) as srv:

@@ -1,5 +1,9 @@
-"""Budgets of the agent operator: per session (tool calls, evaluations, tokens) and per
-run (USD against a price table; a model without a price counts tokens only)."""
+"""Budgets of the agent operator: per session (tool calls, evaluations, tokens: the
+--max-tool-calls / --max-evaluations / --max-session-tokens flags) and per run (USD
+against the model's price, cached prompt tokens at the cached rate; a model without a
+price counts tokens only, and `pricing.require_price` keeps such a model out of a run
+with --max-usd). What earlier and open sessions spent comes from the store, where each
+request's spend is written as it happens."""
 
 from __future__ import annotations
 
@@ -56,8 +60,9 @@ class RunBudget:
     max_usd: float | None
     spent_before: float = 0.0
 
-    def cost(self, tokens_in: int, tokens_out: int) -> float:
-        return self.price.cost(tokens_in, tokens_out) if self.price is not None else 0.0
+    def cost(self, tokens_in: int, tokens_out: int, cached_in: int = 0) -> float:
+        return (self.price.cost(tokens_in, tokens_out, cached_in)
+                if self.price is not None else 0.0)
 
     def check(self, session_cost: float = 0.0) -> None:
         """Raise when the run's spend reached max_usd (never for unpriced models)."""

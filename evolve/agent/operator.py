@@ -20,13 +20,13 @@ import time
 from typing import Any
 
 from evolve.agent.budget import BudgetExhausted, RunBudget, SessionBudget
-from evolve.agent.client import ChatClient
+from evolve.agent.client import ModelClient
 from evolve.agent.handlers import SessionState, build_registry
-from evolve.agent.pricing import PriceTable, PriceTableError
+from evolve.agent.pricing import PriceTableError, require_price
 from evolve.agent.prompts import PromptError, Prompts, session_brief, system_prompt
 from evolve.agent.session import Session
 from evolve.operators.base import OperatorError, VariationContext
-from evolve.records import Candidate, Event
+from evolve.records import Candidate, Event, SessionRecord
 
 
 class AgentOperator:
@@ -37,15 +37,29 @@ class AgentOperator:
         self.cfg = run.config.agent
         try:
             self.prompts = Prompts.load(self.cfg.prompts_dir)
-            self.prices = PriceTable.load(self.cfg.price_table)
-            self.client = ChatClient(self.cfg.model, self.cfg.base_url,
-                                     timeout_s=self.cfg.request_timeout_s,
-                                     max_retries=self.cfg.max_retries)
+            self.price = require_price(self.cfg.model, self.cfg.price_table, self.cfg.price,
+                                       self.cfg.max_usd)
+            self.client = ModelClient.from_config(self.cfg, on_progress=self._progress,
+                                                  on_switch=self._switched)
         except (PromptError, PriceTableError, ValueError) as e:
             raise OperatorError(str(e)) from None
+        if self.cfg.api == "auto":  # an earlier switch of this run holds
+            switches = run.store.events("api_switch")
+            if switches:
+                self.client.use_api(json.loads(switches[-1].data_json or "{}").get("api", "chat"))
         self.registry = build_registry()
         self.exhausted = False  # True once the run's USD budget is spent
         self.last_reason = ""  # why the last propose() returned None (the loop logs it)
+
+    def _progress(self, line: str, urgent: bool) -> None:
+        """The model's progress, to the run's console (a proposer's writer has `activity`)."""
+        show = getattr(self.run.writer, "activity", None)
+        if show is not None:
+            show(line, urgent)
+
+    def _switched(self, api: str, why: str) -> None:
+        self._event("api_switch", f"the model endpoint asked for the {api} API: {why}"[:500],
+                    {"api": api})
 
     def _event(self, kind: str, message: str, data: dict[str, Any]) -> None:
         self.run.writer.add_event(Event(kind=kind, message=message,
@@ -54,7 +68,7 @@ class AgentOperator:
     def propose(self, ctx: VariationContext) -> Candidate | None:
         run, cfg = self.run, self.cfg
         spent = float(run.store.totals().get("cost_usd") or 0.0)
-        run_budget = RunBudget(self.prices.lookup(cfg.model), cfg.max_usd, spent)
+        run_budget = RunBudget(self.price, cfg.max_usd, spent)
         self.last_reason = ""
         try:
             run_budget.check()
@@ -74,15 +88,25 @@ class AgentOperator:
         t0 = time.monotonic()
         rec = session.run()
         run.writer.record_session(rec, session.steps)
+        if session.fatal is not None:  # the endpoint refuses every request: stop the run,
+            session.fatal.kept = self._child(ctx, session, state, rec, plateau is not None, t0)
+            raise session.fatal
         if rec.outcome == "error":
             self._event("operator_error", f"agent session {rec.id}: {rec.reason}",
                         {"session_id": rec.id, "parent_id": rec.parent_id})
         if rec.outcome == "budget" and "run budget" in rec.reason:
             self.exhausted = True
+        if rec.outcome != "submitted":
+            self.last_reason = f"session {rec.id} ended {rec.outcome}: {rec.reason}"[:300]
+        return self._child(ctx, session, state, rec, plateau is not None, t0)
+
+    def _child(self, ctx: VariationContext, session: Session, state: SessionState,
+               rec: SessionRecord, plateau: bool, t0: float) -> Candidate | None:
+        """The submitted candidate; else the session's best verified state (unsubmitted);
+        else None."""
         unsubmitted = None
         if rec.outcome != "submitted":
             kept = state.best_verified() if rec.outcome != "gave_up" else None
-            self.last_reason = f"session {rec.id} ended {rec.outcome}: {rec.reason}"[:300]
             if kept is None:
                 return None
             unsubmitted = f"{rec.outcome}: {rec.reason}"[:300]
@@ -92,7 +116,7 @@ class AgentOperator:
                         {"session_id": rec.id, "reason": rec.reason})
         return Candidate.proposed(
             ctx.parent.id, state.source, state.hypothesis,
-            self._changes(state, plateau is not None, unsubmitted), self.name,
+            self._changes(state, plateau, unsubmitted), self.name,
             parent2_id=ctx.second.id if ctx.second is not None else None,
             session_id=rec.id, tokens_in=rec.tokens_in,
             tokens_out=rec.tokens_out, cost_usd=rec.cost_usd,

@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 from evolve.agent.budget import BudgetExhausted, RunBudget
-from evolve.agent.client import AgentAPIError, ChatClient, ToolCall
+from evolve.agent.client import AgentAPIError, ChatClient, EndpointFatal, ToolCall
 from evolve.agent.context import Context
 from evolve.agent.handlers import SessionState
 from evolve.agent.prompts import render
@@ -45,6 +45,8 @@ class Session:
         self.steps: list[AgentStep] = []
         self.cost = 0.0  # USD of this session (stays 0 for an unpriced model)
         self._last_prompt = 0  # prompt tokens of the latest request
+        self.fatal: EndpointFatal | None = None  # the run must stop (operator re-raises)
+        self.started = utc_now()
         self._step(role="user", tool=None, args={}, summary=brief)
 
     # ---------------------------------------------------------------- recording
@@ -73,8 +75,11 @@ class Session:
     # --------------------------------------------------------------------- loop
     def run(self) -> SessionRecord:
         """Talk until the session ends; the record (steps are in `self.steps`)."""
-        started = utc_now()
+        self.started = utc_now()
         outcome, reason = self._loop()
+        return self._record(outcome, reason)
+
+    def _record(self, outcome: str, reason: str) -> SessionRecord:
         st, b = self.state, self.state.budget
         return SessionRecord(
             id=self.id, parent_id=st.ctx.parent.id,
@@ -82,7 +87,12 @@ class Session:
             operator="agent", model=self.client.model, outcome=outcome, reason=reason,
             tool_calls=b.tool_calls, evaluations=b.evaluations, tokens_in=b.tokens_in,
             tokens_out=b.tokens_out, cost_usd=round(self.cost, 6),
-            started_at=started, ended_at=utc_now())
+            started_at=self.started, ended_at=utc_now())
+
+    def _post_spend(self) -> None:
+        """The session so far (outcome `open`), stored at once: a killed run keeps its
+        spend, and the run's budget counts it (the final record replaces this row)."""
+        self.state.ctx.run.writer.record_session(self._record("open", "in progress"), [])
 
     def _loop(self) -> tuple[str, str]:
         st, b = self.state, self.state.budget
@@ -97,13 +107,16 @@ class Session:
                 b.tokens_in += usage.tokens_in
                 b.tokens_out += usage.tokens_out
                 self._last_prompt = usage.tokens_in
-                self.cost += self.run_budget.cost(usage.tokens_in, usage.tokens_out)
+                self.cost += self.run_budget.cost(usage.tokens_in, usage.tokens_out,
+                                                  usage.cached_in)
+                self._post_spend()
                 self.context.reported(self.messages, tools,
                                       None if usage.estimated else usage.tokens_in)
                 self.messages.append(comp.as_message())
                 self._step(role="assistant", tool=None,
                            args={"tool_calls": [c.name for c in comp.tool_calls],
                                  "attempts": comp.attempts, "usage_estimated": usage.estimated,
+                                 "cached_in": usage.cached_in, "api": comp.api,
                                  "context_estimate": sent, "stubbed": self.context.stubbed},
                            summary=comp.content or "", tokens_in=usage.tokens_in,
                            tokens_out=usage.tokens_out, latency=comp.latency_s)
@@ -124,6 +137,10 @@ class Session:
         except AgentAPIError as e:
             self._step(role="user", tool=None, args={"attempts": e.attempts},
                        summary=f"endpoint error: {e}")
+            return "error", str(e)
+        except EndpointFatal as e:
+            self._step(role="user", tool=None, args={}, summary=f"endpoint error: {e}")
+            self.fatal = e
             return "error", str(e)
         return st.outcome, st.reason
 

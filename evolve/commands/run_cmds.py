@@ -43,6 +43,18 @@ EXECUTOR_HELP = ("where evaluations run: local (a thread per GPU here) or ray (a
 RAY_ADDRESS_HELP = "--executor ray: address of an existing Ray cluster (default: a local Ray)"
 CONTEXT_HELP = ("agent: keep each request under this many tokens (older tool outputs become "
                 "stubs; default 100000; lower it for a local server's context length)")
+API_HELP = ("agent: auto | chat | responses. auto: the Responses API on OpenAI's endpoint, "
+            "Chat Completions on a custom --base-url; switches once if the endpoint asks")
+EFFORT_HELP = ("agent: reasoning effort sent to the model (none, minimal, low, medium, high, "
+               "xhigh; default: not sent)")
+PRICE_HELP = ("agent: USD per million tokens as IN,OUT or IN,OUT,CACHED (overrides the price "
+              "table; needed for --max-usd with an unpriced model)")
+LIMIT_HELP = "agent: minutes one streamed model request may take in all"
+WAIT_HELP = ("agent: minutes to wait out rate limits and server errors per request before "
+             "the session gives up (the run pauses meanwhile)")
+TOOL_CALLS_HELP = "agent: tool calls per session"
+EVALS_HELP = "agent: evaluations per session"
+TOKENS_HELP = "agent: tokens per session, prompt + completion over its requests"
 _USER_ERRORS = (UsageError, RunDirError, RunLockedError, ConfigError, StoreError, RepoError)
 
 
@@ -78,6 +90,14 @@ def start(
     prompts: Optional[Path] = typer.Option(None, help="agent: prompt directory override"),
     price_table: Optional[Path] = typer.Option(None, help="agent: price table file"),
     context_tokens: int = typer.Option(AgentConfig.context_tokens, help=CONTEXT_HELP),
+    price: Optional[str] = typer.Option(None, help=PRICE_HELP),
+    api: str = typer.Option("auto", help=API_HELP),
+    reasoning_effort: Optional[str] = typer.Option(None, help=EFFORT_HELP),
+    request_limit_min: float = typer.Option(AgentConfig.request_limit_min, help=LIMIT_HELP),
+    max_wait_min: float = typer.Option(AgentConfig.max_wait_min, help=WAIT_HELP),
+    max_tool_calls: int = typer.Option(AgentConfig.max_tool_calls, help=TOOL_CALLS_HELP),
+    max_evaluations: int = typer.Option(AgentConfig.max_evaluations, help=EVALS_HELP),
+    max_session_tokens: int = typer.Option(AgentConfig.max_tokens, help=TOKENS_HELP),
     proposers: int = typer.Option(1, help=PROPOSERS_HELP),
     gpus: Optional[str] = typer.Option(None, help=GPUS_HELP),
     executor: str = typer.Option("local", help=EXECUTOR_HELP),
@@ -88,7 +108,11 @@ def start(
     agent = AgentConfig(model=model, base_url=base_url, max_usd=max_usd,
                         prompts_dir=prompts.resolve() if prompts else None,
                         price_table=price_table.resolve() if price_table else None,
-                        context_tokens=context_tokens)
+                        context_tokens=context_tokens,
+                        price=price, api=api, reasoning_effort=reasoning_effort,
+                        request_limit_min=request_limit_min, max_wait_min=max_wait_min,
+                        max_tool_calls=max_tool_calls, max_evaluations=max_evaluations,
+                        max_tokens=max_session_tokens)
     opts = StartOptions(target=target, operator=operator, seed=seed, name=name,
                         runs_dir=runs_dir, max_candidates=max_candidates,
                         max_minutes=max_minutes, suite=suite, rng_seed=rng_seed, agent=agent,
@@ -113,6 +137,14 @@ def resume(
     max_usd: Optional[float] = typer.Option(None, help="agent: new total cost cap"),
     context_tokens: Optional[int] = typer.Option(None, help=CONTEXT_HELP + "; overrides the "
                                                  "run's"),
+    price: Optional[str] = typer.Option(None, help=PRICE_HELP),
+    api: Optional[str] = typer.Option(None, help=API_HELP),
+    reasoning_effort: Optional[str] = typer.Option(None, help=EFFORT_HELP),
+    request_limit_min: Optional[float] = typer.Option(None, help=LIMIT_HELP),
+    max_wait_min: Optional[float] = typer.Option(None, help=WAIT_HELP),
+    max_tool_calls: Optional[int] = typer.Option(None, help=TOOL_CALLS_HELP),
+    max_evaluations: Optional[int] = typer.Option(None, help=EVALS_HELP),
+    max_session_tokens: Optional[int] = typer.Option(None, help=TOKENS_HELP),
     proposers: Optional[int] = typer.Option(None, help=PROPOSERS_HELP + "; overrides the run's"),
     gpus: Optional[str] = typer.Option(None, help=GPUS_HELP + "; overrides the run's"),
     executor: Optional[str] = typer.Option(None, help=EXECUTOR_HELP + "; overrides the run's"),
@@ -125,7 +157,14 @@ def resume(
         check_resume_host(handle)
         apply_resume_overrides(handle, max_candidates, max_minutes, max_usd, proposers=proposers,
                                gpus=gpus, executor=executor, ray_address=ray_address,
-                               context_tokens=context_tokens)
+                               agent=dict(price=price, api=api,
+                                          reasoning_effort=reasoning_effort,
+                                          request_limit_min=request_limit_min,
+                                          max_wait_min=max_wait_min,
+                                          max_tool_calls=max_tool_calls,
+                                          max_evaluations=max_evaluations,
+                                          max_tokens=max_session_tokens,
+                                          context_tokens=context_tokens))
         code = drive(handle, console, resumed=True)
     except _USER_ERRORS as e:
         _fail(str(e))

@@ -27,6 +27,15 @@ class OperatorError(Exception):
     """An operator could not produce a proposal because of a bug or bad input."""
 
 
+class RunFatal(Exception):
+    """The operator can never succeed as configured (e.g. the model endpoint refuses every
+    request): the loop stops the run at once and it exits 1 with this message. `kept`: a
+    child verified before the failure; the loop commits it (not evaluated) and the next
+    `evolve resume` evaluates it (reconcile), so that work is not lost."""
+
+    kept: Candidate | None = None
+
+
 @dataclass
 class VariationContext:
     parent: Candidate
