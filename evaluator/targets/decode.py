@@ -49,17 +49,18 @@ KINDS = ("gaussian", "stale_tail", "needle", "large_rows", "near_const_v")
 NEEDLE_SCORE = 40.0
 STALE_V = 100.0
 
-CONTRACT = '''def attention(q, k_cache, v_cache, *, cache_seqlens, sm_scale=None) -> torch.Tensor
-    """Decode attention of Sq new tokens against a KV cache with per-sequence lengths.
+CONTRACT = '''def attention(q, k_cache, v_cache, *, cache_seqlens, sm_scale=None):
+    """Decode attention of Sq new tokens against a KV cache of ragged lengths.
 
-    q: [B, Hq, Sq, D], Sq in {1, 4}; k_cache, v_cache: [B, Hkv, S_max, D]; Hq % Hkv == 0
-    (query head h reads kv head h // (Hq // Hkv)); bf16 or fp16 on the GPU (fp16 in the
-    CPU interpreter); D 64 or 128. cache_seqlens: [B] int32 on the same device, the valid
-    length L_b of sequence b (Sq <= L_b <= S_max), counting the new tokens: query i sits at
-    position L_b - Sq + i and attends to keys j <= L_b - Sq + i (causal among the new
-    tokens); cache entries at j >= L_b hold stale data and must not affect the result.
-    sm_scale None means 1/sqrt(D). Returns a new contiguous-or-not tensor like q (shape
-    [B, Hq, Sq, D], same dtype and device); inputs must not be modified.
+    q: [B, Hq, Sq, D], Sq in {1, 4}; k_cache, v_cache: [B, Hkv, S_max, D];
+    Hq % Hkv == 0 (query head h reads kv head h // (Hq // Hkv)); bf16 or fp16
+    on the GPU (fp16 in the CPU interpreter); D 64 or 128.
+    cache_seqlens: [B] int32 on q's device, the valid length L_b of sequence
+    b (Sq <= L_b <= S_max), counting the new tokens: query i sits at position
+    L_b - Sq + i and attends to keys j <= L_b - Sq + i (causal among the new
+    tokens). Cache entries at j >= L_b are stale and must not affect the
+    result. sm_scale None means 1/sqrt(D). Returns a new tensor
+    [B, Hq, Sq, D] with q's dtype and device; inputs must not be modified.
     """'''
 
 

@@ -13,3 +13,4 @@ DESCRIPTION = "grouped-query attention forward (Hq % Hkv == 0), bf16 on GPU"
 SUITES = {"smoke": SMOKE_GQA, "quick": GQA_QUICK, "default": default_suite(GQA_HEADS)}
 VALIDATION = {"cpu": GQA_CPU_VALIDATION, "gpu": GQA_GPU_VALIDATION, "quick": GQA_QUICK_VALIDATION}
 BASELINES = baselines()
+EXPORT_WRAPPER = "prefill"

@@ -15,3 +15,4 @@ SUITES = {"smoke": SMOKE_MHA, "quick": MHA_QUICK, "default": default_suite(MHA_H
 VALIDATION = {"cpu": mha_only(GQA_CPU_VALIDATION), "gpu": mha_only(GQA_GPU_VALIDATION),
               "quick": mha_only(GQA_QUICK_VALIDATION)}
 BASELINES = baselines()
+EXPORT_WRAPPER = "prefill"

@@ -21,6 +21,8 @@ A target file is plain Python (trusted: the researcher's own code) defining::
 and optionally ``ENTRY`` (the candidate's function name, default ``attention``),
 ``flops(shape)`` (for TFLOP/s), ``bytes_moved(shape)`` (for GB/s in benchmarks),
 ``TOLERANCE`` (``max_ratio``, ``abs_floor_ulps``, ``rel_floor_ulps`` of correctness.py),
+``EXPORT_WRAPPER`` (``"prefill"``: `evolve export` wraps the kernel with the prefill
+module's checks, SDPA fallback and custom op; default ``"plain"``: the contract's function),
 ``SCORE_AGAINST`` (``"first"``: the first baseline that timed every shape, the default;
 ``"best"``: the fastest baseline per shape) and ``empty_inputs(shape, device)`` (a Call of
 uninitialised tensors for the GPU precompile stage; default: ``make_inputs``).
@@ -100,6 +102,7 @@ class Target:
     entry: str = "attention"
     score_against: str = "first"
     tolerance: dict = field(default_factory=dict)
+    export_wrapper: str = "plain"  # evolve export's wrapper: "prefill" (gqa, mha) | "plain"
 
     @property
     def baselines(self) -> tuple[str, ...]:
@@ -175,7 +178,7 @@ def from_module(mod: ModuleType, spec: dict[str, Any], where: str) -> Target:
     missing = [n for n in REQUIRED if not hasattr(mod, n)]
     if missing:
         raise TargetError(f"target file {where} is missing {', '.join(missing)} "
-                          "(see evaluator/targets/plugin.py for the format)")
+                          "(format: evaluator/targets/plugin.py)")
     name = mod.NAME
     if not isinstance(name, str) or not _NAME.match(name):
         raise TargetError(f"target file {where}: NAME must be a short identifier, got {name!r}")
@@ -217,7 +220,8 @@ def from_module(mod: ModuleType, spec: dict[str, Any], where: str) -> Target:
         module=mod, spec=spec, suites={k: tuple(v) for k, v in suites.items()},
         gpu_validation=tuple(val["gpu"]), cpu_validation=tuple(val["cpu"]),
         quick_validation=tuple(val.get("quick", ())), kinds=kinds, entry=entry,
-        score_against=score, tolerance=dict(getattr(mod, "TOLERANCE", {}) or {}))
+        score_against=score, tolerance=dict(getattr(mod, "TOLERANCE", {}) or {}),
+        export_wrapper="prefill" if getattr(mod, "EXPORT_WRAPPER", "plain") == "prefill" else "plain")
 
 
 def load_builtin(module_name: str) -> Target:

@@ -175,14 +175,16 @@ def mha_only(shapes: tuple[Shape, ...]) -> tuple[Shape, ...]:
 # the interpreter checks one kind per validation shape, cycling in this order
 KINDS = ("gaussian", "needle", "large_rows", "near_const_v")
 
-CONTRACT = '''def attention(q, k, v, *, causal: bool = False, sm_scale: float | None = None) -> torch.Tensor
+CONTRACT = '''def attention(q, k, v, *, causal=False, sm_scale=None):
     """Attention forward: softmax(q @ k^T * sm_scale [+ causal mask]) @ v.
 
-    q: [B, Hq, S, D]; k, v: [B, Hkv, S, D]; Hq % Hkv == 0 (query head h reads kv head
-    h // (Hq // Hkv)); bf16 or fp16 on the GPU (fp16 in the CPU interpreter); D 64 or 128;
-    any strides (the validation set holds a transposed view). causal: query i sees keys
-    j <= i. sm_scale None means 1/sqrt(D). Returns a new tensor like q (same shape, dtype,
-    device), never an alias of an input; inputs must not be modified.
+    q: [B, Hq, S, D]; k, v: [B, Hkv, S, D]; Hq % Hkv == 0 (query head h reads
+    kv head h // (Hq // Hkv)); bf16 or fp16 on the GPU (fp16 in the CPU
+    interpreter); D 64 or 128; S any length (not a multiple of the block
+    size); any strides (validation holds a transposed view). causal: query i
+    sees keys j <= i (top-left aligned). sm_scale None means 1/sqrt(D).
+    Returns a new tensor like q (shape, dtype, device), never an alias of an
+    input; inputs must not be modified.
     """'''
 
 

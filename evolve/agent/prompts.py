@@ -58,8 +58,10 @@ class Prompts:
 
 def system_prompt(prompts: Prompts, run: Any, parent_id: int) -> str:
     cfg = run.config
+    target = get_target(cfg.target)
     return render(prompts.system, {
-        "target": cfg.target, "target_description": get_target(cfg.target).description,
+        "target": target.name, "target_description": target.description,
+        "target_contract": target.contract,
         "parent_id": parent_id,
         "device_note": (prompts.device_gpu if cfg.gpu else prompts.device_cpu).strip(),
     })

@@ -44,7 +44,7 @@ _USER_ERRORS = (UsageError, RunDirError, RunLockedError, ConfigError, StoreError
 
 
 def _fail(msg: str, code: int = 2) -> NoReturn:
-    make_console(stderr=True).print(f"error: {msg}", markup=False, highlight=False)
+    make_console(stderr=True).print(f"error: {msg}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
