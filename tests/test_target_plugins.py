@@ -215,3 +215,33 @@ def test_evolve_start_runs_on_cpu(tmp_path, target):
     assert cands[0].evaluation.target == target
     seed = "seeds/decode.py" if target == "decode" else "examples/softcap_seed.py"
     assert run.config.seed_file == str((ROOT / seed).resolve())
+    # best, the dashboard's data and export work for any target
+    r = _cli("best", "r", "--runs-dir", str(runs))
+    assert r.returncode == 0 and "candidate #" in r.stdout, r.stderr
+    from dashboard.data import load_run
+
+    data = load_run(runs / "r")
+    assert len(data.shapes) >= 2 and data.primary_baseline in ("best", "torch-cpu")
+    out = tmp_path / "exported.py"
+    r = _cli("export", "r", "--runs-dir", str(runs), "--out", str(out))
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    text = out.read_text()
+    assert "CONTRACT = " in text and "def attention(*args, **kwargs):" in text
+    use = f"""
+import importlib.util, sys
+from evaluator import get_target
+from evaluator.correctness import compare
+t = get_target({arg!r})
+spec = importlib.util.spec_from_file_location("exported", {str(out)!r})
+m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+assert m.TARGET == t.name and m.CONTRACT == t.contract
+sh = t.suite("smoke")[1]
+c = t.make_inputs(sh, 9, t.kinds[0], "cpu")
+st = compare(m.attention(*c.args, **c.kwargs), t.reference(c, sh), t.lowp(c, sh), sh.dtype)
+assert st.ok, st.message
+print("exported ok")
+"""
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT))
+    p = subprocess.run([sys.executable, "-c", use], capture_output=True, text=True, env=env,
+                       cwd=ROOT, timeout=300)
+    assert p.returncode == 0 and "exported ok" in p.stdout, p.stderr[-3000:]

@@ -27,7 +27,8 @@ score 40: that row's output must be v_j); ``stale_tail`` (every key past L_b sco
 
 Baselines (GPU, timed in the same process, score against the fastest per shape):
 ``sdpa`` -- torch SDPA with a boolean mask built from cache_seqlens inside the call, on
-the fastest of the backends that accept it (cuDNN, efficient, math; chosen once per
+the fastest variant that accepts it (backend cuDNN, efficient or math x GQA through
+``enable_gqa`` or with the group's heads folded into the query length; chosen once per
 shape by timing each, the choice printed to the worker log); ``flex`` -- compiled
 FlexAttention with a block mask built from cache_seqlens inside the call (a serving step
 must rebuild it when the lengths change). FlashInfer is not wired in.
@@ -328,6 +329,9 @@ def _mask(cache_seqlens, Sq: int, S: int):
 
 
 def _sdpa():
+    """SDPA on the fastest variant that runs: backend (cuDNN, efficient, math) x GQA route
+    (``enable_gqa=True``, or the group's query heads folded into the query length,
+    ``q [B, Hkv, G*Sq, D]``, which needs no GQA support), timed once per shape."""
     import sys
     import time
 
@@ -335,33 +339,43 @@ def _sdpa():
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.nn.functional import scaled_dot_product_attention as sdpa
 
-    order = [("cudnn", SDPBackend.CUDNN_ATTENTION), ("efficient", SDPBackend.EFFICIENT_ATTENTION),
-             ("math", SDPBackend.MATH)]
+    backends = [("cudnn", SDPBackend.CUDNN_ATTENTION), ("efficient", SDPBackend.EFFICIENT_ATTENTION),
+                ("math", SDPBackend.MATH)]
     chosen: dict[tuple, Any] = {}
 
-    def call(backend, q, k, v, cache_seqlens, sm_scale):
-        mask = _mask(cache_seqlens, q.shape[2], k.shape[2])
+    def call(variant, q, k, v, cache_seqlens, sm_scale):
+        backend, folded = variant
+        B, Hq, Sq, D = q.shape
+        Hkv, S = k.shape[1], k.shape[2]
         with sdpa_kernel(backend):
-            return sdpa(q, k, v, attn_mask=mask, scale=sm_scale, enable_gqa=True)
+            if not folded:
+                return sdpa(q, k, v, attn_mask=_mask(cache_seqlens, Sq, S), scale=sm_scale,
+                            enable_gqa=True)
+            G = Hq // Hkv
+            mask = _mask(cache_seqlens, Sq, S).repeat(1, 1, G, 1)  # row g*Sq + i
+            o = sdpa(q.reshape(B, Hkv, G * Sq, D), k, v, attn_mask=mask, scale=sm_scale)
+            return o.reshape(B, Hq, Sq, D)
 
     def pick(q, k, v, cache_seqlens, sm_scale):
         best = None
-        for name, backend in order:
-            try:
-                call(backend, q, k, v, cache_seqlens, sm_scale)
-                torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                for _ in range(3):
-                    call(backend, q, k, v, cache_seqlens, sm_scale)
-                torch.cuda.synchronize()
-                t = time.perf_counter() - t0
-            except Exception:  # noqa: BLE001 - a backend that refuses the shape
-                continue
-            if best is None or t < best[0]:
-                best = (t, name, backend)
+        for name, backend in backends:
+            for folded in (False, True):
+                variant = (backend, folded)
+                try:
+                    call(variant, q, k, v, cache_seqlens, sm_scale)
+                    torch.cuda.synchronize()
+                    t0 = time.perf_counter()
+                    for _ in range(3):
+                        call(variant, q, k, v, cache_seqlens, sm_scale)
+                    torch.cuda.synchronize()
+                    t = time.perf_counter() - t0
+                except Exception:  # noqa: BLE001 - a backend that refuses the shape
+                    continue
+                if best is None or t < best[0]:
+                    best = (t, f"{name}{' (heads folded)' if folded else ''}", variant)
         if best is None:
             raise RuntimeError("no SDPA backend accepts this shape")
-        print(f"[evaluator-worker] baseline sdpa: {best[1]} backend for q {tuple(q.shape)} "
+        print(f"[evaluator-worker] baseline sdpa: {best[1]} for q {tuple(q.shape)} "
               f"k {tuple(k.shape)}", file=sys.stderr, flush=True)
         return best[2]
 
@@ -375,6 +389,8 @@ def _sdpa():
 
 
 def _flex():
+    """Compiled FlexAttention; the block mask is built from cache_seqlens in every call
+    (one mask_mod reading the current lengths through a cell, so one compiled graph)."""
     import torch
     import torch._dynamo.config as dynamo_config
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
@@ -383,14 +399,14 @@ def _flex():
         if hasattr(dynamo_config, knob):
             setattr(dynamo_config, knob, max(64, getattr(dynamo_config, knob)))
     compiled = torch.compile(flex_attention, dynamic=False)
+    cur: list[Any] = [None, 1]  # the lengths (int64) and Sq of the call in progress
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        return kv_idx <= cur[0][b] - cur[1] + q_idx
 
     def run(q, k_cache, v_cache, *, cache_seqlens, sm_scale=None):
         Sq, S = q.shape[2], k_cache.shape[2]
-        lens = cache_seqlens.to(torch.int64)
-
-        def mask_mod(b, h, q_idx, kv_idx):
-            return kv_idx <= lens[b] - Sq + q_idx
-
+        cur[0], cur[1] = cache_seqlens.to(torch.int64), Sq
         bm = create_block_mask(mask_mod, q.shape[0], None, Sq, S, device=q.device)
         return compiled(q, k_cache, v_cache, block_mask=bm, scale=sm_scale, enable_gqa=True)
 
