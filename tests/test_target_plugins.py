@@ -147,6 +147,11 @@ def test_candidate_cannot_open_the_target_file(tmp_path):
     assert not res.ok and res.failure.cls == "forbidden" and "target file" in res.failure.message
     res = evaluate(probe, str(SOFTCAP), "smoke", EvalOptions(seed=3))  # static check: open()
     assert not res.ok and res.failure.cls == "forbidden"
+    # nor import the target module (or the built-in decode target and its reference)
+    probe.write_text(src + "\nfrom evaluator.targets import decode as _d\n")
+    for static in (True, False):
+        res = evaluate(probe, str(SOFTCAP), "smoke", EvalOptions(seed=3, static_check=static))
+        assert not res.ok and res.failure.cls == "forbidden", (static, res.failure)
 
 
 # ---- malformed target files ----------------------------------------------------------------

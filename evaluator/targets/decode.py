@@ -31,7 +31,8 @@ the fastest variant that accepts it (backend cuDNN, efficient or math x GQA thro
 ``enable_gqa`` or with the group's heads folded into the query length; chosen once per
 shape by timing each, the choice printed to the worker log); ``flex`` -- compiled
 FlexAttention with a block mask built from cache_seqlens inside the call (a serving step
-must rebuild it when the lengths change). FlashInfer is not wired in.
+must rebuild it when the lengths change). FlashInfer's batch decode is timed beside them
+by benchmarks/gpu/decode_bench.py when it imports, not by the evaluator.
 """
 
 from __future__ import annotations
