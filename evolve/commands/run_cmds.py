@@ -57,7 +57,8 @@ def _open(run: str, runs_dir: Path, writable: bool = False) -> RunHandle:
 
 
 def start(
-    target: str = typer.Option(..., "--target", "-t", help="target: gqa, mha, decode or a target file (evolve targets)"),
+    target: str = typer.Option(..., "--target", "-t",
+                               help="target: gqa, mha, decode or a target file (evolve targets)"),
     operator: str = typer.Option("auto", help="auto | offline | agent (auto = agent when an "
                                  "LLM endpoint is configured)"),
     seed: Optional[Path] = typer.Option(None, help="seed kernel file (default seeds/<target>.py)"),
