@@ -103,6 +103,10 @@ def lowp(call: Call, shape: Shape, rows=None):
     return _attend(q, k, v, shape, rows, q.dtype)
 
 
+# the correctness rule's constants (evaluator/correctness.py); these are its defaults
+TOLERANCE = {"max_ratio": 2.0, "abs_floor_ulps": 1.0, "rel_floor_ulps": 0.25}
+
+
 def flops(shape: Shape) -> float:
     return shape.flops()
 
