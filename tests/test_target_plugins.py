@@ -250,3 +250,22 @@ print("exported ok")
     p = subprocess.run([sys.executable, "-c", use], capture_output=True, text=True, env=env,
                        cwd=ROOT, timeout=300)
     assert p.returncode == 0 and "exported ok" in p.stdout, p.stderr[-3000:]
+
+
+def test_score_against_the_fastest_baseline_per_shape():
+    """decode scores against the fastest baseline of each shape (per pass too)."""
+    from evaluator import assemble
+
+    t = get_target("decode")
+    shapes = t.suite("smoke")
+    plan = {"passes": 2, "timed": [{"idx": i, "shape": s.to_dict(), "name": s.name}
+                                   for i, s in enumerate(shapes)]}
+    base = {0: {"sdpa": [2.0, 2.2], "flex": [1.0, 3.0]}, 1: {"sdpa": [4.0, 4.0], "flex": [None, None]}}
+    assert assemble.pick_primary(base, ["sdpa", "flex"], "best") == "best"
+    assert assemble.pick_primary(base, ["sdpa", "flex"]) == "sdpa"  # flex misses a shape
+    cand = {0: [1.0, 1.0], 1: [2.0, 2.0]}
+    rows, per_pass = assemble.build_shapes(t, plan, cand, base, "best", {}, None, "interpreter")
+    assert [r.baseline_ms for r in rows] == [2.0, 4.0]  # min of the medians (flex 2.0 < sdpa 2.1)
+    assert [r.speedup for r in rows] == [2.0, 2.0]
+    assert per_pass[0] == pytest.approx((1.0 * 2.0) ** 0.5) and per_pass[1] == pytest.approx((2.2 * 2.0) ** 0.5)
+    assert rows[0].S == shapes[0].S and rows[1].causal  # Sq = 4 reads as causal
