@@ -269,3 +269,20 @@ def test_score_against_the_fastest_baseline_per_shape():
     assert [r.speedup for r in rows] == [2.0, 2.0]
     assert per_pass[0] == pytest.approx((1.0 * 2.0) ** 0.5) and per_pass[1] == pytest.approx((2.2 * 2.0) ** 0.5)
     assert rows[0].S == shapes[0].S and rows[1].causal  # Sq = 4 reads as causal
+
+
+def test_decode_benchmark_script_dry_run_on_cpu(tmp_path):
+    """benchmarks/gpu/decode_bench.py (run.sh decode) end to end on the interpreter: it
+    times the seeds beside the target's CPU baseline and writes the summary."""
+    out = tmp_path / "decode.json"
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT))
+    r = subprocess.run([sys.executable, "benchmarks/gpu/decode_bench.py", "--device", "cpu",
+                        "--suite", "smoke", "--skip-check", "--json", str(out)],
+                       capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    import json
+
+    data = json.loads(out.read_text())
+    assert data["baselines_ran"] == ["sdpa-cpu"]
+    assert set(data["summary"]) == {"decode_naive", "decode"}
+    assert all(v["shapes"] == 2 for v in data["summary"].values())

@@ -20,7 +20,9 @@ seeds/decode.py). Three steps, in one process on one GPU:
    the length draw, flagged ``expected``).
 
 Kernel files are trusted user files (imported here, not sandboxed). Writes the JSON as it
-goes. Exit 0 done, 1 a kernel failed a check.
+goes. Exit 0 done, 1 a kernel failed a check. ``--device cpu`` (with TRITON_INTERPRET=1
+and ``--suite smoke``) is a dry run of the script itself: CPU validation shapes, the CPU
+baseline, no bandwidth step; its times are not GPU performance.
 """
 
 from __future__ import annotations
@@ -93,14 +95,15 @@ def copy_bandwidth_gbs() -> float:
 
 
 class Bench:
-    def __init__(self, kernels: list[str], suite: str, out: Path):
+    def __init__(self, kernels: list[str], suite: str, out: Path, device: str = "cuda"):
         self.t = get_target("decode")
+        self.device = device
         self.kernels = {Path(k).stem: load(k) for k in kernels}
         self.shapes = self.t.suite(suite)
         self.out = out
         self.data: dict = {"suite": suite, "kernels": kernels, "checks": [], "ms": {}, "errors": [],
                            "baselines_ran": [], "bandwidth": {}}
-        self.params = TimingParams.for_device("cuda")
+        self.params = TimingParams.for_device(device)
         self.failed = False
 
     def save(self) -> None:
@@ -108,9 +111,9 @@ class Bench:
 
     def check(self) -> None:
         for name, fn in self.kernels.items():
-            for i, shape in enumerate(self.t.validation_shapes("cuda")):
+            for i, shape in enumerate(self.t.validation_shapes(self.device)):
                 for kind in self.t.kinds:
-                    call = self.t.make_inputs(shape, derive_seed(1, i, kind), kind, "cuda")
+                    call = self.t.make_inputs(shape, derive_seed(1, i, kind), kind, self.device)
                     try:
                         st = compare(fn(*call.args, **call.kwargs), self.t.reference(call, shape),
                                      self.t.lowp(call, shape), shape.dtype)
@@ -126,9 +129,11 @@ class Bench:
 
     def contestants(self) -> dict:
         out = {}
-        for name in self.t.baselines:
-            out[name] = self.t.baseline(name, "cuda")
+        for name in self.t.baseline_names(self.device):
+            out[name] = self.t.baseline(name, self.device)
         try:
+            if self.device != "cuda":
+                raise RuntimeError("GPU only")
             out["flashinfer"] = flashinfer_baseline()
         except Exception as exc:  # noqa: BLE001 - not installed / no wheel for this torch
             print(f"flashinfer: not timed ({type(exc).__name__}: {str(exc)[:120]})", flush=True)
@@ -139,11 +144,11 @@ class Bench:
         cont = self.contestants()
         for si, shape in enumerate(self.shapes):
             def make(n: int, si=si, shape=shape):
-                return self.t.make_inputs(shape, derive_seed(7, si, n), "gaussian", "cuda")
+                return self.t.make_inputs(shape, derive_seed(7, si, n), "gaussian", self.device)
             row = self.data["ms"].setdefault(shape.name, {})
             for name, fn in cont.items():
                 try:
-                    row[name] = time_call(fn, make, params=self.params, device="cuda",
+                    row[name] = time_call(fn, make, params=self.params, device=self.device,
                                           expect=shape.out_shape).ms
                 except Exception as exc:  # noqa: BLE001 - a baseline may refuse a shape
                     row[name] = None
@@ -191,12 +196,14 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, required=True)
     ap.add_argument("--suite", default="default")
     ap.add_argument("--skip-check", action="store_true")
+    ap.add_argument("--device", default="cuda", choices=("cuda", "cpu"))
     args = ap.parse_args(argv)
-    b = Bench(args.kernels, args.suite, args.json)
+    b = Bench(args.kernels, args.suite, args.json, args.device)
     if not args.skip_check:
         b.check()
     b.time()
-    b.bandwidth()
+    if args.device == "cuda":
+        b.bandwidth()
     return 1 if b.failed else 0
 
 
