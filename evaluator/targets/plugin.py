@@ -27,7 +27,19 @@ module's checks, SDPA fallback and custom op; default ``"plain"``: the contract'
 ``"best"``: the fastest baseline per shape) and ``empty_inputs(shape, device)`` (a Call of
 uninitialised tensors for the GPU precompile stage; default: ``make_inputs``).
 A baseline factory returns a callable with the candidate's signature. ``reference`` and
-``lowp`` return the rows ``rows`` (all when None) of the output's dim 2.
+``lowp`` return the rows ``rows`` (all when None) of the output's dim 2. A target file may
+import torch, the standard library and ``evaluator`` modules (e.g. reuse
+evaluator/targets/prefill.py, as examples/softcap_target.py does), not files beside it:
+the worker runs its source text, not the file. Import evaluator modules at the top, not
+inside functions: the worker's guard hides them later, and a late import makes copies.
+It also may name a default ``SEED`` kernel (a path relative to the file) for
+`evolve start`.
+
+What the worker gets, considered: (a) the inputs as data from the parent -- gigabytes per
+call for long KV caches, and fresh inputs per timed call: no; (b) the target module,
+loaded in the worker before the candidate exists -- chosen, with the walls below; the
+secret the worker holds (the plan's seed) was already in its memory before targets were
+plugins, so loading the target adds code, not secrets, to what the candidate could reach.
 
 Where the target runs, and why candidates never see it. The parent loads the file (suites,
 validation shapes, plan); the plan carries the target's *spec*: a built-in module name,
