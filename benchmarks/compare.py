@@ -6,7 +6,8 @@
 
 (also ``evolve bench FILE... --target T``). Uses the evaluator's timing protocol
 (evaluator/timing.py: fresh seeded inputs per call, L2 flush, warm-up, median of CUDA
-events) and its baseline providers (evaluator/baselines.py).
+events) and the target's inputs, reference and baselines (any target: a built-in name or
+a target file; ``--peers`` defaults to the target's GPU baselines, ratios are to the first).
 Timing order is interleaved by default: for each shape every contestant (peers, then
 kernels) is timed back to back for ``--rounds`` rounds, round r starting at contestant
 r mod n, and a contestant's time on the shape is the median of its rounds (each round is
@@ -66,18 +67,37 @@ def _labels(paths: list[Path]) -> list[str]:
     return out
 
 
+class _Peers:
+    """The target's GPU baselines by name (``get_baseline``, as the tests fake it)."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def get_baseline(self, name: str):
+        return self.target.baseline(name, "cuda")
+
+
+def peer_name(name: str) -> str:
+    return bu.PEER_NAMES.get(name, name)
+
+
 class Comparison:
-    def __init__(self, target: str, suite: str, peers: list[str]):
+    def __init__(self, target: str, suite: str, peers: list[str] | None):
         import torch
 
-        from evaluator import baselines, correctness, inputs, reference, targets, timing
+        from evaluator import correctness, inputs, targets, timing
 
-        self.torch, self.bl, self.corr, self.inp, self.ref, self.timing = (
-            torch, baselines, correctness, inputs, reference, timing)
+        self.torch, self.corr, self.inp, self.timing = torch, correctness, inputs, timing
         self.target = targets.get_target(target)
+        self.bl = _Peers(self.target)
         self.shapes = self.target.suite(suite)
         self.suite = suite
-        self.peers = peers
+        self.peers = list(peers) if peers else list(self.target.baselines)
+        bad = [p for p in self.peers if p not in self.target.baselines]
+        if bad:
+            raise ValueError(f"unknown peer(s) {', '.join(bad)} for target {self.target.name} "
+                             f"(known: {', '.join(self.target.baselines)})")
+        self.ref_peer = peer_name(self.peers[0]) if self.peers else None
         self.master = secrets.randbits(62)
         self.params = timing.TimingParams.for_device("cuda")
         self.ms: dict[str, dict[str, float | None]] = {}    # provider -> shape -> ms
@@ -87,12 +107,15 @@ class Comparison:
     def _make(self, shape):
         def make(n: int):
             seed = self.inp.derive_seed(self.master, shape.name, n)
-            return self.inp.make_inputs(shape, seed, "gaussian", device="cuda")
+            return self.target.make_inputs(shape, seed, self.target.kinds[0], "cuda")
         return make
 
+    def flops(self, shape) -> float | None:
+        return self.target.flops(shape)
+
     def _time(self, fn, shape) -> float:
-        rec = self.timing.time_call(fn, self._make(shape), causal=shape.causal, kwargs={},
-                                    params=self.params, device="cuda")
+        rec = self.timing.time_call(fn, self._make(shape), params=self.params, device="cuda",
+                                    expect=tuple(shape.out_shape))
         return rec.ms
 
     def _error(self, who: str, shape, exc: BaseException) -> None:
@@ -106,7 +129,7 @@ class Comparison:
         out = []
         for name in self.peers:
             try:
-                out.append((bu.PEER_NAMES[name], name, self.bl.get_baseline(name)))
+                out.append((peer_name(name), name, self.bl.get_baseline(name)))
             except Exception as exc:  # noqa: BLE001 - a peer that is not available here
                 print(f"  {name}: unavailable ({type(exc).__name__}: {exc})", flush=True)
         return out
@@ -116,7 +139,7 @@ class Comparison:
         times = self.ms.setdefault(label, {})
         checks = self.checks.setdefault(label, {})
         try:
-            return bu.load_kernel(path, label).attention
+            return getattr(bu.load_kernel(path, label), self.target.entry)
         except Exception as exc:  # noqa: BLE001
             for shape in self.shapes:
                 times[shape.name] = None
@@ -137,15 +160,15 @@ class Comparison:
                 self._progress(disp, shape, times[shape.name])
 
     def check(self, fn, shape) -> dict:
-        q, k, v = self._make(shape)(-100)
-        out = fn(q, k, v, causal=shape.causal)
-        S = shape.S
+        call = self._make(shape)(-100)
+        out = fn(*call.args, **call.kwargs)
+        S = shape.rows
         gen = self.torch.Generator().manual_seed(self.inp.derive_seed(self.master, "rows"))
         rows = sorted(set(self.torch.randperm(S, generator=gen)[: SAMPLE_ROWS - 1].tolist()) | {S - 1})
-        idx = self.torch.tensor(rows, device=q.device)
-        ref = self.ref.reference(q, k, v, causal=shape.causal, sm_scale=shape.scale, rows=rows)
-        lowp = self.ref.torch_lowp(q, k, v, causal=shape.causal, sm_scale=shape.scale, rows=rows)
-        st = self.corr.compare(out.index_select(2, idx), ref, lowp, shape.dtype)
+        idx = self.torch.tensor(rows, device=out.device)
+        ref = self.target.reference(call, shape, rows)
+        lowp = self.target.lowp(call, shape, rows)
+        st = self.corr.compare(out.index_select(2, idx), ref, lowp, shape.dtype, **self.target.tolerance)
         return {"ok": st.ok, "message": st.message, "max_err": st.max_err, "ratio": st.ratio}
 
     def run_kernel(self, label: str, path: Path) -> None:
@@ -206,31 +229,34 @@ class Comparison:
     def _progress(self, who: str, shape, ms, check=None) -> None:
         flag = "" if check is None else ("  ok" if check.get("ok") else "  CHECK FAILED")
         print(f"  {who:16s} {shape.name:55s} {bu.fmt(ms, '.4f')} ms  "
-              f"{bu.fmt(bu.tflops(shape.flops(), ms))} TFLOP/s{flag}", flush=True)
+              f"{bu.fmt(bu.tflops(self.flops(shape), ms))} TFLOP/s{flag}", flush=True)
 
     # ------------------------------------------------------------ output
     def tflops_table(self) -> dict[str, list[float | None]]:
-        return {who: [bu.tflops(s.flops(), t.get(s.name)) for s in self.shapes]
+        return {who: [bu.tflops(self.flops(s), t.get(s.name)) for s in self.shapes]
                 for who, t in self.ms.items()}
 
     def summary(self) -> dict[str, dict]:
         tf = self.tflops_table()
-        cudnn = tf.get(bu.PEER_NAMES["cudnn"])
+        ref = tf.get(self.ref_peer)
         out = {}
         for who, vals in tf.items():
-            ratios = [v / c if v and c else None for v, c in zip(vals, cudnn or [None] * len(vals))]
-            out[who] = {"geomean_tflops": geomean(vals),
-                        "geomean_vs_cudnn": geomean(ratios) if cudnn else None,
+            ratios = [v / c if v and c else None for v, c in zip(vals, ref or [None] * len(vals))]
+            out[who] = {"geomean_tflops": geomean(vals), "ref": self.ref_peer,
+                        "geomean_vs_ref": geomean(ratios) if ref else None,
                         "shapes_timed": sum(v is not None for v in vals)}
+            if self.ref_peer == bu.PEER_NAMES["cudnn"]:
+                out[who]["geomean_vs_cudnn"] = out[who]["geomean_vs_ref"]
         return out
 
     def render(self, kernels: list[str]) -> str:
         tf = self.tflops_table()
-        cudnn = tf.get(bu.PEER_NAMES["cudnn"])
+        cudnn = tf.get(self.ref_peer)
+        ref_label = "x cuDNN" if self.ref_peer == bu.PEER_NAMES["cudnn"] else f"x {self.ref_peer}"
         peers = [p for p in tf if p not in kernels]
         headers = ["shape"]
         for k in kernels:
-            headers += [k, "x cuDNN"]
+            headers += [k, ref_label]
         headers += peers
         rows = []
         for i, shape in enumerate(self.shapes):
@@ -245,7 +271,7 @@ class Comparison:
         summ = self.summary()
         foot = ["geomean"]
         for k in kernels:
-            foot += [bu.fmt(summ[k]["geomean_tflops"]), bu.fmt(summ[k]["geomean_vs_cudnn"], ".3f")]
+            foot += [bu.fmt(summ[k]["geomean_tflops"]), bu.fmt(summ[k]["geomean_vs_ref"], ".3f")]
         foot += [bu.fmt(summ[p]["geomean_tflops"]) for p in peers]
         rows.append(foot)
         return bu.table(headers, rows)
@@ -257,7 +283,7 @@ def main(argv=None) -> int:
     ap.add_argument("--target", default="gqa")
     ap.add_argument("--suite", default="default")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    ap.add_argument("--peers", default="cudnn,flash,flex")
+    ap.add_argument("--peers", default=None, help="comma list (default: the target's baselines)")
     ap.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS,
                     help="interleaved rounds per shape; each contestant's time is the median "
                          f"of its rounds (default {DEFAULT_ROUNDS})")
@@ -277,11 +303,7 @@ def main(argv=None) -> int:
     if not torch.cuda.is_available():
         print("error: benchmarks/compare.py needs a CUDA GPU (none is visible)", file=sys.stderr)
         return 2
-    peers = [p for p in args.peers.split(",") if p]
-    bad = [p for p in peers if p not in bu.PEER_NAMES]
-    if bad:
-        print(f"error: unknown peer(s) {', '.join(bad)} (known: cudnn, flash, flex)", file=sys.stderr)
-        return 2
+    peers = [p for p in args.peers.split(",") if p] if args.peers else None
     import torch._dynamo
 
     for knob in ("cache_size_limit", "recompile_limit"):  # flex compiles once per shape
@@ -289,7 +311,7 @@ def main(argv=None) -> int:
             setattr(torch._dynamo.config, knob, 256)
     try:
         cmp = Comparison(args.target, args.suite, peers)
-    except Exception as exc:  # noqa: BLE001 - unknown target or suite name
+    except Exception as exc:  # noqa: BLE001 - unknown target, suite or peer name
         print(f"error: {exc}", file=sys.stderr)
         return 2
     t0 = time.time()
@@ -318,7 +340,7 @@ def main(argv=None) -> int:
             "timing": "evaluator protocol: fresh inputs, L2 flush, median of CUDA events",
             "order": order, "rounds": rounds,
             "kernels": {lab: str(p) for lab, p in zip(labels, args.kernels)},
-            "shapes": [s.to_dict() | {"name": s.name, "flops": s.flops()} for s in cmp.shapes],
+            "shapes": [s.to_dict() | {"name": s.name, "flops": cmp.flops(s)} for s in cmp.shapes],
             "ms": cmp.ms, "tflops": cmp.tflops_table(), "checks": cmp.checks,
             "summary": cmp.summary(), "errors": cmp.errors, "wall_s": time.time() - t0}
     base.with_suffix(".json").write_text(json.dumps(data, indent=1))

@@ -12,12 +12,12 @@ from evaluator.profiling import CompileInfo, KernelTime, ProfileRequest, Profile
 from evaluator.prestart import Prestarted, PrestartError, PrestartUnsupported
 from evaluator.result import EvalResult, Failure, ShapeResult
 from evaluator.runner import EvalOptions, UsageError, compare_candidates, evaluate, gpu_available
-from evaluator.targets import Shape, Target, UnknownTarget, get_target, list_targets
+from evaluator.targets import Shape, Target, TargetError, UnknownTarget, get_target, list_targets
 
 __all__ = [
     "evaluate", "EvalOptions", "EvalResult", "ShapeResult", "Failure", "FAILURE_CLASSES",
     "get_target", "list_targets", "Target", "Shape", "compare_candidates", "CompareResult",
-    "gpu_available", "UsageError", "UnknownTarget", "CandidateFailure", "geomean", "spread",
-    "Prestarted", "PrestartError", "PrestartUnsupported", "MIN_MARGIN",
+    "gpu_available", "UsageError", "UnknownTarget", "TargetError", "CandidateFailure",
+    "geomean", "spread", "Prestarted", "PrestartError", "PrestartUnsupported", "MIN_MARGIN",
     "CompileInfo", "KernelTime", "ProfileRequest", "ProfileResult",
 ]

@@ -17,7 +17,6 @@ from evaluator.env_info import peak_tflops
 from evaluator.failures import FAILURE_CLASSES, CandidateFailure
 from evaluator.noise import geomean
 from evaluator.result import ShapeResult
-from evaluator.targets import Shape
 from evaluator.timing import wall_anomaly
 
 PLAUSIBLE_FRACTION = 0.9
@@ -69,17 +68,17 @@ def side_times(report: dict[str, Any], plan: dict[str, Any], side: int) -> dict[
             raise CandidateFailure("forbidden", "timing record missing or malformed") from None
         if len(ms) != plan["passes"] or any(m is None for m in ms):
             raise CandidateFailure("implausible", f"non-positive or missing time {ms}",
-                                   Shape.from_dict(entry["shape"]).name)
+                                   entry["name"])
         out[entry["idx"]] = ms  # type: ignore[assignment]
         for w in rec["sides"][side].get("wall", []):
             if isinstance(w, list) and len(w) == 3:
                 msg = wall_anomaly(_num(w[0]), _num(w[1]), int(w[2] or 0))
                 if msg:
-                    raise CandidateFailure("timing_anomaly", msg, Shape.from_dict(entry["shape"]).name)
+                    raise CandidateFailure("timing_anomaly", msg, entry["name"])
     return out
 
 
-def covered_baselines(baseline_ms: Any, shapes: list[Shape], names: list[str]
+def covered_baselines(baseline_ms: Any, shapes: list[Any], names: list[str]
                       ) -> dict[int, dict[str, float]] | None:
     """``{timed index: {baseline: ms}}`` from the caller's ``EvalOptions.baseline_ms`` when
     it has a finite positive time of every requested baseline for every timed shape
@@ -119,15 +118,33 @@ def _median(xs: list[float | None]) -> float | None:
     return statistics.median(xs) if xs else None
 
 
-def pick_primary(base: dict[int, dict[str, list[float | None]]], names: list[str]) -> str | None:
-    """The first baseline (in the requested order) that has a time for every shape."""
+BEST = "best"  # pseudo baseline: the fastest baseline of each shape (SCORE_AGAINST = "best")
+
+
+def pick_primary(base: dict[int, dict[str, list[float | None]]], names: list[str],
+                 score_against: str = "first") -> str | None:
+    """The first baseline (in the requested order) that has a time for every shape; with
+    ``score_against == "best"``: `BEST` when every shape has a time of some baseline."""
+    if score_against == BEST:
+        ok = base and all(any(_median(v) is not None for v in b.values()) for b in base.values())
+        return BEST if ok else None
     for name in names:
         if base and all(_median(b.get(name, [])) is not None for b in base.values()):
             return name
     return None
 
 
-def build_shapes(plan: dict[str, Any], cand: dict[int, list[float]],
+def _best(b: dict[str, list[float | None]]) -> list[float | None]:
+    """Per pass, the fastest baseline's time."""
+    n = max((len(v) for v in b.values()), default=0)
+    out: list[float | None] = []
+    for p in range(n):
+        xs = [v[p] for v in b.values() if p < len(v) and v[p]]
+        out.append(min(xs) if xs else None)
+    return out
+
+
+def build_shapes(target: Any, plan: dict[str, Any], cand: dict[int, list[float]],
                  base: dict[int, dict[str, list[float | None]]], primary: str | None,
                  errors: dict[str, dict[str, float]], gpu_name: str | None,
                  device: str) -> tuple[list[ShapeResult], list[float]]:
@@ -136,20 +153,26 @@ def build_shapes(plan: dict[str, Any], cand: dict[int, list[float]],
     per_pass: list[list[float]] = [[] for _ in range(plan["passes"])]
     bound = PLAUSIBLE_FRACTION * peak_tflops(gpu_name)
     for entry in plan["timed"]:
-        shape = Shape.from_dict(entry["shape"])
+        shape = target.shape(entry["shape"])
         ms_list = cand[entry["idx"]]
         ms = statistics.median(ms_list)
-        tflops = shape.flops() / (ms * 1e-3) / 1e12
-        if device == "cuda" and tflops > bound:
+        flops = target.flops(shape)
+        tflops = flops / (ms * 1e-3) / 1e12 if flops else None
+        if device == "cuda" and tflops is not None and tflops > bound:
             raise CandidateFailure("implausible", f"{tflops:.0f} TFLOP/s exceeds {bound:.0f} "
                                    f"(90% of the card's dense bf16 peak)", shape.name)
         b = base.get(entry["idx"], {})
         bmed = {k: _median(v) for k, v in b.items()}
-        bms = bmed.get(primary) if primary else None
+        if primary == BEST:
+            b = {**b, BEST: _best(b)}
+            bms = min((v for v in bmed.values() if v is not None), default=None)
+        else:
+            bms = bmed.get(primary) if primary else None
         err = errors.get(str(entry["idx"]), {})
         shapes.append(ShapeResult(
-            name=shape.name, B=shape.B, Hq=shape.Hq, Hkv=shape.Hkv, S=shape.S, D=shape.D,
-            causal=shape.causal, dtype=shape.dtype, ms=ms, tflops=tflops, baseline_ms=bms,
+            name=shape.name, B=getattr(shape, "B", 0), Hq=getattr(shape, "Hq", 0),
+            Hkv=getattr(shape, "Hkv", 0), S=getattr(shape, "S", 0), D=getattr(shape, "D", 0),
+            causal=bool(getattr(shape, "causal", False)), dtype=shape.dtype, ms=ms, tflops=tflops, baseline_ms=bms,
             speedup=(bms / ms) if bms else None, error=err.get("error"),
             error_ratio=err.get("error_ratio"),
             baselines={k: v for k, v in bmed.items() if v is not None}))

@@ -1,4 +1,6 @@
-"""Baseline providers, timed in the worker BEFORE the candidate is imported.
+"""Prefill baseline providers (the ``gqa``/``mha`` targets' BASELINES), and `resolve`,
+which checks requested names against a target's. Timed in the worker BEFORE the
+candidate is imported.
 
 GPU: ``cudnn`` and ``flash`` are torch SDPA pinned to one backend with
 ``sdpa_kernel`` (``enable_gqa=True``); ``flex`` is ``torch.compile(flex_attention)``
@@ -15,7 +17,7 @@ GPU_BASELINES = ("cudnn", "flash", "flex")
 CPU_BASELINES = ("sdpa-cpu",)
 
 
-def _sdpa_backend(backend_name: str) -> Callable:
+def sdpa_backend(backend_name: str) -> Callable:
     import torch  # noqa: F401
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.nn.functional import scaled_dot_product_attention as sdpa
@@ -29,7 +31,7 @@ def _sdpa_backend(backend_name: str) -> Callable:
     return run
 
 
-def _flex() -> Callable:
+def flex() -> Callable:
     import torch
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
@@ -59,7 +61,7 @@ def _flex() -> Callable:
     return run
 
 
-def _sdpa_cpu() -> Callable:
+def sdpa_cpu() -> Callable:
     from torch.nn.functional import scaled_dot_product_attention as sdpa
 
     def run(q, k, v, *, causal: bool, sm_scale: float | None = None):
@@ -71,23 +73,24 @@ def _sdpa_cpu() -> Callable:
 
 def get_baseline(name: str) -> Callable:
     if name == "cudnn":
-        return _sdpa_backend("CUDNN_ATTENTION")
+        return sdpa_backend("CUDNN_ATTENTION")
     if name == "flash":
-        return _sdpa_backend("FLASH_ATTENTION")
+        return sdpa_backend("FLASH_ATTENTION")
     if name == "flex":
-        return _flex()
+        return flex()
     if name == "sdpa-cpu":
-        return _sdpa_cpu()
+        return sdpa_cpu()
     raise ValueError(f"unknown baseline {name!r} (known: {', '.join(GPU_BASELINES + CPU_BASELINES)})")
 
 
-def resolve(names: tuple[str, ...] | list[str] | None, device: str) -> list[str]:
-    """Baselines to time: None -> all of the device; CPU always uses ``sdpa-cpu``."""
-    if device != "cuda":
-        return list(CPU_BASELINES)
-    if not names:
-        return list(GPU_BASELINES)
-    bad = [n for n in names if n not in GPU_BASELINES]
+def resolve(target, names: tuple[str, ...] | list[str] | None, device: str) -> list[str]:
+    """Baselines to time: None -> all of the target's for the device; the CPU always uses
+    the target's CPU baselines (wall clock of the interpreter run, not GPU performance)."""
+    known = list(target.baseline_names(device))
+    if device != "cuda" or not names:
+        return known
+    bad = [n for n in names if n not in known]
     if bad:
-        raise ValueError(f"unknown baseline(s) {', '.join(bad)} (known: {', '.join(GPU_BASELINES)})")
+        raise ValueError(f"unknown baseline(s) {', '.join(bad)} for target {target.name} "
+                         f"(known: {', '.join(known)})")
     return list(names)

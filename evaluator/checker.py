@@ -1,11 +1,11 @@
 """The trusted checker process: spawned after the worker exited; never imports candidates.
 
 Input: the parent's own copy of the plan (not the worker's) and the worker's output
-directory. It is started together with the worker (torch import overlaps) and answers
+directory; it loads the target from the plan's spec. It is started together with the worker (torch import overlaps) and answers
 two commands on stdin: ``checks`` once the worker's correctness outputs exist (the
 worker waits meanwhile, so a wrong kernel is never timed) and ``samples`` after the
-worker has exited. It regenerates every input from the secret seed, computes the fp64/fp32
-reference and PyTorch's same-dtype result (reference.py), loads the worker's raw
+worker has exited. It regenerates every input from the secret seed, computes the target's
+fp64/fp32 reference and PyTorch's same-dtype result, loads the worker's raw
 outputs with ``torch.load(weights_only=True)`` (plain tensors only, no pickled code)
 and applies the rule of correctness.py to every correctness check and to the sampled
 rows of timed calls. Each verdict is printed as one JSON line on stdout.
@@ -20,10 +20,9 @@ from typing import Any
 
 from evaluator.correctness import classify_repeat, compare
 from evaluator.failures import CandidateFailure
-from evaluator.inputs import make_inputs, torch_dtype
+from evaluator.inputs import torch_dtype
 from evaluator.plan import timed_kind, timed_seed
-from evaluator.reference import reference, torch_lowp
-from evaluator.targets import Shape
+from evaluator.targets.plugin import from_spec
 
 
 class Checker:
@@ -32,13 +31,14 @@ class Checker:
         self.out_dir = out_dir
         self.n_sides = n_sides
         self.tdev = "cuda" if plan["device"] == "cuda" else "cpu"
+        self.target = from_spec(plan["target"])
         self.checked = 0
         self.passed = 0
         self.max_ratio = 0.0
         # per side: {timed index (str): the worst error and error ratio of its re-checked samples}
         self.errors: list[dict[str, dict[str, float]]] = [{} for _ in range(n_sides)]
 
-    def _load(self, name: str, shape: Shape, expect: tuple[int, ...]):
+    def _load(self, name: str, shape: Any, expect: tuple[int, ...]):
         import torch
 
         path = self.out_dir / name
@@ -55,11 +55,12 @@ class Checker:
 
     def run_checks(self) -> None:
         for chk in self.plan["checks"]:
-            shape = Shape.from_dict(chk["shape"])
-            q, k, v = make_inputs(shape, chk["seed"], chk["kind"], self.tdev)
-            ref = reference(q, k, v, causal=shape.causal, sm_scale=shape.scale)
-            low = torch_lowp(q, k, v, causal=shape.causal, sm_scale=shape.scale)
-            expect = tuple(q.shape)
+            shape = self.target.shape(chk["shape"])
+            call = self.target.make_inputs(shape, chk["seed"], chk["kind"], self.tdev)
+            ref = self.target.reference(call, shape)
+            low = self.target.lowp(call, shape)
+            del call
+            expect = tuple(shape.out_shape)
             where = f"{shape.name} [{chk['kind']}]"
             for side in range(self.n_sides):
                 first = self._load(f"check{chk['id']}_s{side}_r0.pt", shape, expect)
@@ -70,7 +71,7 @@ class Checker:
                     if repeat and repeat[0] == "unwritten":  # judged before the error bound
                         raise CandidateFailure(*repeat, where)
                 self.checked += 1
-                st = compare(first, ref, low, shape.dtype)
+                st = compare(first, ref, low, shape.dtype, **self.target.tolerance)
                 if not st.ok:
                     raise CandidateFailure(st.cls, f"{st.message} on {chk['kind']} inputs", where)
                 if repeat:
@@ -83,28 +84,29 @@ class Checker:
 
         by_idx = {t["idx"]: t for t in report.get("timing", [])}
         for entry in self.plan["timed"]:
-            shape = Shape.from_dict(entry["shape"])
+            shape = self.target.shape(entry["shape"])
             rec = by_idx.get(entry["idx"])
             if rec is None or len(rec.get("sides", [])) != self.n_sides:
                 raise CandidateFailure("forbidden", "timing record missing from the worker report", shape.name)
             for spec in entry["samples"]:
                 rows = spec["rows"]
                 args = (self.plan["seed"], entry["idx"], spec["pass"], spec["call"])
-                q, k, v = make_inputs(shape, timed_seed(*args), timed_kind(*args), self.tdev)
-                ref = reference(q, k, v, causal=shape.causal, sm_scale=shape.scale, rows=rows)
-                low = torch_lowp(q, k, v, causal=shape.causal, sm_scale=shape.scale, rows=rows)
-                expect = (shape.B, shape.Hq, len(rows), shape.D)
+                call = self.target.make_inputs(shape, timed_seed(*args),
+                                               timed_kind(self.plan["kinds"], *args), self.tdev)
+                ref = self.target.reference(call, shape, rows)
+                low = self.target.lowp(call, shape, rows)
+                expect = (*shape.out_shape[:2], len(rows), *shape.out_shape[3:])
                 for side in range(self.n_sides):
                     name = f"time{entry['idx']}_s{side}_p{spec['pass']}_c{spec['call']}.pt"
                     out = self._load(name, shape, expect)
-                    st = compare(out, ref, low, shape.dtype)
+                    st = compare(out, ref, low, shape.dtype, **self.target.tolerance)
                     if not st.ok:
                         raise CandidateFailure(st.cls, f"re-check of a timed output: {st.message}",
                                                shape.name, side)
                     worst = self.errors[side].setdefault(str(entry["idx"]), {"error": 0.0, "error_ratio": 0.0})
                     worst["error"] = max(worst["error"], st.max_err)
                     worst["error_ratio"] = max(worst["error_ratio"], st.ratio)
-                del q, k, v
+                del call
                 if self.tdev == "cuda":
                     torch.cuda.empty_cache()
 

@@ -182,8 +182,9 @@ def _take_snapshot() -> None:
     _State.torch_threads = torch.get_num_threads() if torch is not None else None
 
 
-def install(*, scratch_dir: Path, candidate_path: Path) -> None:
-    """Arm the guard for the rest of this process's life (call right before importing the candidate)."""
+def install(*, scratch_dir: Path, candidate_path: Path, hidden_paths: list[str] | tuple = ()) -> None:
+    """Arm the guard for the rest of this process's life (call right before importing the
+    candidate). ``hidden_paths``: files candidate code may not open (the target file)."""
     if _State.installed:
         raise RuntimeError("guard already installed")
     import json  # noqa: F401  (snapshotted below)
@@ -200,7 +201,8 @@ def install(*, scratch_dir: Path, candidate_path: Path) -> None:
     _State.installed = True
     triton = sys.modules.get("triton")
     trusted = tuple(os.path.dirname(os.path.realpath(m.__file__)) for m in (triton,) if m is not None)
-    sys.addaudithook(arm(_State.scratch, _State.candidate, trusted, _record, module_verdict))
+    hidden = tuple(os.path.realpath(p) for p in hidden_paths)
+    sys.addaudithook(arm(_State.scratch, _State.candidate, trusted, _record, module_verdict, hidden))
     _hide_trusted_modules()
 
 

@@ -8,7 +8,8 @@ matters for some events, so the hook looks at the Python stack:
   subprocesses that are not Triton's toolchain started by Triton's own code;
 * denied while candidate code is anywhere on the stack: ctypes, tracing/profiling hooks,
   frame listing, ``mmap``, signal handlers, reads of other processes' /proc entries, of
-  raw process memory (``/proc/self/mem``) and of credential files;
+  raw process memory (``/proc/self/mem``), of credential files and of the hidden files
+  (the target file: evaluator/targets/plugin.py);
 * denied when candidate code is the direct caller: exec/compile, ``sys._getframe``,
   frame/code attribute access, ``gc`` heap walks, ``id()``, environment writes, and
   imports that the static check forbids.
@@ -65,12 +66,14 @@ class _Policy:
     trusted_dirs: tuple[str, ...]  # Triton's own code: it may start its toolchain
     record: Callable[[str], None]
     module_verdict: Callable[[str], str | None]
+    hidden: tuple[str, ...] = ()  # real paths candidate code may not open (the target file)
     busy: threading.local = field(default_factory=threading.local)  # the hook is not re-entered
 
 
 def arm(scratch: str, candidate: str, trusted_dirs: tuple[str, ...], record: Callable[[str], None],
-        module_verdict: Callable[[str], str | None]) -> Callable[[str, tuple], None]:
-    pol = _Policy(scratch, candidate, trusted_dirs, record, module_verdict)
+        module_verdict: Callable[[str], str | None], hidden: tuple[str, ...] = ()
+        ) -> Callable[[str, tuple], None]:
+    pol = _Policy(scratch, candidate, trusted_dirs, record, module_verdict, hidden)
 
     def hook(event: str, args: tuple) -> None:
         if getattr(pol.busy, "on", False):
@@ -145,6 +148,8 @@ def _audit(pol: _Policy, event: str, args: tuple, frame: Any) -> None:
         if (isinstance(flags, int) and flags & _WRITE_FLAGS) or (isinstance(mode, str) and any(c in mode for c in "wax+")):
             _check_write(pol, event, path)
         p = _abspath(path)
+        if p is not None and pol.hidden and os.path.realpath(p) in pol.hidden and on_stack(pol.candidate, frame):
+            _deny(pol, event, f"the target file: {p}")
         if p is not None and (p.startswith("/proc/") or _SECRET_FILE.search(p)) and on_stack(pol.candidate, frame):
             m = _PROC_PID.match(p)
             if m and int(m.group(1)) != os.getpid():

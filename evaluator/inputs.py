@@ -1,4 +1,5 @@
-"""Seeded input generation. Worker and checker regenerate identical tensors from a seed.
+"""Seeded input generation (prefill attention's, and `derive_seed` for every target).
+Worker and checker regenerate identical tensors from a seed.
 
 Every check and every timed call draws its own 63-bit seed from the evaluation's secret
 master seed and a label (``derive_seed``); tensors come from a ``torch.Generator`` on
@@ -24,10 +25,10 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-from evaluator.targets import Shape
-
 if TYPE_CHECKING:  # pragma: no cover
     import torch
+
+    from evaluator.targets.prefill import Shape
 
 KINDS = ("gaussian", "large_rows", "needle", "near_const_v")
 NEEDLE_SCORE = 40.0

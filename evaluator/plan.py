@@ -11,26 +11,26 @@ import random
 from dataclasses import asdict
 from typing import Any
 
-from evaluator.inputs import KINDS, derive_seed
+from evaluator.inputs import derive_seed
 from evaluator.targets import Target
 from evaluator.timing import TimingParams
 
-CPU_KIND_CYCLE = ("gaussian", "needle", "large_rows", "near_const_v")
-QUICK_ADVERSARIAL = ("needle", "large_rows", "near_const_v")
 SAMPLE_ROWS = 8
 SAMPLES_PER_SHAPE = 2
 MAX_SPECIALISATIONS = 256
 PRECOMPILE_LIMIT_S = 120.0
 
 
-def check_kinds(device: str, suite: str, i: int) -> list[str]:
-    """Input kinds checked on validation shape ``i``: GPU every kind (``quick``: gaussian plus
-    one adversarial kind, cycling), interpreter one kind per shape, cycling."""
+def check_kinds(kinds: tuple[str, ...], device: str, suite: str, i: int) -> list[str]:
+    """Input kinds (the target's; the first is the plain one) checked on validation shape
+    ``i``: GPU every kind (``quick``: the plain one plus one adversarial kind, cycling),
+    interpreter one kind per shape, cycling in the target's order."""
+    plain, adv = kinds[0], list(kinds[1:])
     if device != "cuda":
-        return [CPU_KIND_CYCLE[i % len(CPU_KIND_CYCLE)]]
-    if suite == "quick":
-        return ["gaussian", QUICK_ADVERSARIAL[i % len(QUICK_ADVERSARIAL)]]
-    return list(KINDS)
+        return [kinds[i % len(kinds)]]
+    if suite == "quick" and adv:
+        return [plain, adv[i % len(adv)]]
+    return list(kinds)
 
 
 def build_plan(target: Target, suite: str, *, device: str, seed: int, baselines: list[str],
@@ -46,7 +46,7 @@ def build_plan(target: Target, suite: str, *, device: str, seed: int, baselines:
     for i, shape in enumerate(target.validation_shapes(device, suite)):
         # GPU: the first kind of each shape run twice (unwritten/determinism).
         # Interpreter: only the first shape run twice.
-        for j, kind in enumerate(check_kinds(device, suite, i)):
+        for j, kind in enumerate(check_kinds(target.kinds, device, suite, i)):
             twice = j == 0 if device == "cuda" else i == 0
             checks.append({"id": len(checks), "shape": shape.to_dict(), "kind": kind,
                            "seed": derive_seed(seed, "check", i, kind), "repeat": twice})
@@ -60,9 +60,9 @@ def build_plan(target: Target, suite: str, *, device: str, seed: int, baselines:
         samples = []
         for p in range(passes):
             for call in rng.sample(range(n_calls), min(SAMPLES_PER_SHAPE, n_calls)):
-                rows = sorted(rng.sample(range(shape.S), min(SAMPLE_ROWS, shape.S)))
+                rows = sorted(rng.sample(range(shape.rows), min(SAMPLE_ROWS, shape.rows)))
                 samples.append({"pass": p, "call": call, "rows": rows})
-        entry = {"idx": idx, "shape": shape.to_dict(), "samples": samples}
+        entry = {"idx": idx, "shape": shape.to_dict(), "name": shape.name, "samples": samples}
         if cached_baselines is not None:
             entry["cached_baselines"] = dict(cached_baselines[idx])
         timed.append(entry)
@@ -71,6 +71,7 @@ def build_plan(target: Target, suite: str, *, device: str, seed: int, baselines:
         precompile = {"threads": int(compile_threads), "max_specs": MAX_SPECIALISATIONS,
                       "limit_s": PRECOMPILE_LIMIT_S}
     return {
+        "target": target.spec, "kinds": list(target.kinds), "score_against": target.score_against,
         "device": device, "seed": seed, "checks": checks, "timed": timed, "timing": asdict(params),
         "baselines": [] if cached_baselines is not None else baselines,
         "baselines_cached": cached_baselines is not None,
@@ -83,8 +84,12 @@ def timed_seed(seed: int, shape_idx: int, pass_idx: int, call: int) -> int:
     return derive_seed(seed, "time", shape_idx, pass_idx, call)
 
 
-def timed_kind(seed: int, shape_idx: int, pass_idx: int, call: int) -> str:
-    """Input kind of one timed call: half gaussian, half the adversarial kinds, by the seed,
-    so a kernel cannot tell timed calls (and their re-checked samples) from checks."""
-    r = derive_seed(seed, "kind", shape_idx, pass_idx, call) % 6
-    return KINDS[r - 2] if r >= 3 else "gaussian"
+def timed_kind(kinds: list[str] | tuple[str, ...], seed: int, shape_idx: int, pass_idx: int,
+               call: int) -> str:
+    """Input kind of one timed call: half the plain kind, half the adversarial kinds, by the
+    seed, so a kernel cannot tell timed calls (and their re-checked samples) from checks."""
+    n = len(kinds) - 1
+    if n < 1:
+        return kinds[0]
+    r = derive_seed(seed, "kind", shape_idx, pass_idx, call) % (2 * n)
+    return kinds[r - n + 1] if r >= n else kinds[0]

@@ -36,7 +36,7 @@ from evaluator.plan import build_plan
 from evaluator.profiling import NO_GPU, ProfileResult, compile_info_from, profile_from_report
 from evaluator.progress import StageReporter
 from evaluator.result import GPU_TIMING, NOT_GPU_TIMING, EvalResult
-from evaluator.targets import UnknownTarget, get_target
+from evaluator.targets import TargetError, UnknownTarget, get_target
 
 _GPU: bool | None = None
 
@@ -72,6 +72,8 @@ def _prepare(paths: list[Path], target: str, suite: str | None) -> _Prepared:
         tgt = get_target(target)
     except UnknownTarget as exc:
         raise UsageError(str(exc.args[0])) from None
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
     sources = []
     for p in paths:
         p = Path(p)
@@ -304,7 +306,10 @@ def _evaluate(path: str | Path, target: str, suite: str | None, options: EvalOpt
                                    wall_s=time.monotonic() - t0, **kw)
     profile_idx = _profile_index(prep, options)
     seed = options.seed if options.seed is not None else secrets.randbits(63)
-    names = resolve(options.baselines, prep.tdev)
+    try:
+        names = resolve(prep.target, options.baselines, prep.tdev)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     cached = assemble.covered_baselines(options.baseline_ms, prep.target.suite(prep.suite), names)
     plan = build_plan(prep.target, prep.suite, device=prep.tdev, seed=seed, baselines=names,
                       repeat=max(1, int(options.repeat)), cached_baselines=cached,
@@ -327,10 +332,10 @@ def _evaluate(path: str | Path, target: str, suite: str | None, options: EvalOpt
     if fail is None:
         try:
             base = assemble.baseline_times(report, plan)
-            primary = assemble.pick_primary(base, names)
+            primary = assemble.pick_primary(base, names, prep.target.score_against)
             cand = assemble.side_times(report, plan, 0)
             errors = (verdict.get("shape_errors") or [{}])[0]
-            shapes, per_pass = assemble.build_shapes(plan, cand, base, primary, errors,
+            shapes, per_pass = assemble.build_shapes(prep.target, plan, cand, base, primary, errors,
                                                      env.get("gpu"), prep.device)
         except CandidateFailure as f:
             fail = f
@@ -395,7 +400,11 @@ def _compare(challenger_path: str | Path, champion_path: str | Path, target: str
     fail = _screen(prep, options)
     if fail is None:
         seed = options.seed if options.seed is not None else secrets.randbits(63)
-        names = resolve(options.baselines or ("cudnn",), prep.tdev)[:1]
+        try:
+            names = resolve(prep.target, options.baselines or prep.target.baselines[:1] or None,
+                            prep.tdev)[:1]
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         plan = build_plan(prep.target, prep.suite, device=prep.tdev, seed=seed, baselines=names,
                           repeat=max(2, rounds), rounds=1,
                           compile_threads=options.resolved_compile_threads())
@@ -409,7 +418,7 @@ def _compare(challenger_path: str | Path, champion_path: str | Path, target: str
             per_side = []
             for side in (0, 1):
                 cand = assemble.side_times(run["report"], plan, side)
-                _, per_pass = assemble.build_shapes(plan, cand, base, primary, {},
+                _, per_pass = assemble.build_shapes(prep.target, plan, cand, base, primary, {},
                                                     assemble.clean_env(run["report"]).get("gpu"),
                                                     prep.device)
                 per_side.append(per_pass)

@@ -57,20 +57,39 @@ class BadOutput(Exception):
     """A timed call returned something that is not a plain tensor of the right shape."""
 
 
-def _check_out(out, q) -> None:
+def _check_out(out, expect: tuple[int, ...] | None, call) -> None:
     import torch
 
-    if type(out) is not torch.Tensor or tuple(out.shape) != tuple(q.shape):
+    want = tuple(expect) if expect is not None else tuple(call.args[0].shape)
+    if type(out) is not torch.Tensor or tuple(out.shape) != want:
         raise BadOutput(f"timed call returned {type(out).__name__} "
-                        f"{tuple(getattr(out, 'shape', ()))}, expected Tensor {tuple(q.shape)}")
+                        f"{tuple(getattr(out, 'shape', ()))}, expected Tensor {want}")
 
 
-def time_call(fn: Callable, make: Callable[[int], tuple], *, causal: bool, kwargs: dict,
-              params: TimingParams, device: str, sample: dict[int, list[int]] | None = None,
-              check: bool = True, after_call: Callable[[], None] | None = None) -> TimingRecord:
-    """Time ``fn(q, k, v, causal=..., **kwargs)``; ``make(n)`` returns fresh inputs of call n."""
+def time_call(fn: Callable, make: Callable[[int], Any], *, params: TimingParams, device: str,
+              expect: tuple[int, ...] | None = None, sample: dict[int, list[int]] | None = None,
+              check: bool = True, after_call: Callable[[], None] | None = None,
+              causal: bool | None = None, kwargs: dict | None = None) -> TimingRecord:
+    """Time ``fn(*call.args, **call.kwargs)``; ``make(n)`` returns call n's fresh inputs: a
+    target's `Call`, or (older scripts) a ``(q, k, v)`` tuple called with ``causal`` and
+    ``kwargs``. ``expect``: the output's shape (default: the first argument's)."""
     run = _time_cuda if device == "cuda" else _time_cpu
-    return run(fn, make, causal, kwargs, params, sample or {}, check, after_call)
+
+    def make_call(n: int) -> Any:
+        c = make(n)
+        if isinstance(c, tuple):
+            return _Legacy(c, {"causal": bool(causal), **(kwargs or {})})
+        return c
+
+    return run(fn, make_call, expect, params, sample or {}, check, after_call)
+
+
+@dataclass
+class _Legacy:
+    """A ``(q, k, v)`` tuple from an older script, shaped like a target's Call."""
+
+    args: tuple
+    kwargs: dict
 
 
 def _take_sample(out, rows: list[int]):
@@ -80,27 +99,27 @@ def _take_sample(out, rows: list[int]):
     return torch.Tensor.index_select(out, 2, idx).clone()
 
 
-def _warm_up(fn, make, causal, kwargs, p, check, after_call) -> None:
+def _warm_up(fn, make, expect, p, check, after_call) -> None:
     for i in range(p.warmup):
-        q, k, v = make(-1 - i)
-        out = fn(q, k, v, causal=causal, **kwargs)
+        c = make(-1 - i)
+        out = fn(*c.args, **c.kwargs)
         if check:
-            _check_out(out, q)
+            _check_out(out, expect, c)
         if after_call:
             after_call()
 
 
-def _time_cpu(fn, make, causal, kwargs, p, sample, check, after_call) -> TimingRecord:
-    _warm_up(fn, make, causal, kwargs, p, check, after_call)
+def _time_cpu(fn, make, expect, p, sample, check, after_call) -> TimingRecord:
+    _warm_up(fn, make, expect, p, check, after_call)
     times, samples, keep = [], [], []
     for n in range(p.rounds * p.calls):
-        q, k, v = make(n)
-        keep = (keep + [(q, k, v)])[-p.rotate:]
+        c = make(n)
+        keep = (keep + [c])[-p.rotate:]
         t0 = time.perf_counter()
-        out = fn(q, k, v, causal=causal, **kwargs)
+        out = fn(*c.args, **c.kwargs)
         times.append((time.perf_counter() - t0) * 1e3)
         if check:
-            _check_out(out, q)
+            _check_out(out, expect, c)
         if after_call:
             after_call()
         if n in sample:
@@ -108,11 +127,11 @@ def _time_cpu(fn, make, causal, kwargs, p, sample, check, after_call) -> TimingR
     return TimingRecord(ms=statistics.median(times), samples=samples)
 
 
-def _time_cuda(fn, make, causal, kwargs, p, sample, check, after_call) -> TimingRecord:
+def _time_cuda(fn, make, expect, p, sample, check, after_call) -> TimingRecord:
     import torch
 
     flush_buf = torch.empty(FLUSH_BYTES // 4, dtype=torch.int32, device="cuda")
-    _warm_up(fn, make, causal, kwargs, p, check, after_call)
+    _warm_up(fn, make, expect, p, check, after_call)
     torch.cuda.synchronize()
     times: list[float] = []
     samples: list[dict[str, Any]] = []
@@ -123,14 +142,14 @@ def _time_cuda(fn, make, causal, kwargs, p, sample, check, after_call) -> Timing
                   for _ in range(p.calls)]
         pending = []
         for e0, e1 in events:
-            q, k, v = make(n)
-            keep = (keep + [(q, k, v)])[-p.rotate:]
+            c = make(n)
+            keep = (keep + [c])[-p.rotate:]
             flush_buf.zero_()
             e0.record()
-            out = fn(q, k, v, causal=causal, **kwargs)
+            out = fn(*c.args, **c.kwargs)
             e1.record()
             if check:
-                _check_out(out, q)
+                _check_out(out, expect, c)
             if n in sample:
                 pending.append((n, _take_sample(out, sample[n])))
             del out
@@ -147,9 +166,9 @@ def _time_cuda(fn, make, causal, kwargs, p, sample, check, after_call) -> Timing
                   for _ in sets]
         torch.cuda.synchronize()
         t0 = time.perf_counter()
-        for (q, k, v), (e0, e1) in zip(sets, events):
+        for c, (e0, e1) in zip(sets, events):
             e0.record()
-            fn(q, k, v, causal=causal, **kwargs)
+            fn(*c.args, **c.kwargs)
             e1.record()
         torch.cuda.synchronize()
         rec.wall_ms = (time.perf_counter() - t0) * 1e3

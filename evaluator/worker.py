@@ -4,9 +4,11 @@ Run as ``python -I -c ... evaluator.worker.main() REQUEST`` by the runner, insid
 sandbox, cwd/HOME/TRITON_CACHE_DIR in the scratch dir (``-`` instead of REQUEST: pre-started,
 the request arrives on stdin after the imports, see prestart.py). Order:
 
-1. import torch/triton, collect env info, time the baselines (before any candidate code
-   exists in the process, so it cannot tamper with them; none when the plan carries
-   cached baseline times given by the caller);
+1. import torch/triton, load the target from the plan's spec (source text or a built-in
+   module, never the target file: see evaluator/targets/plugin.py), collect env info,
+   time the target's baselines (before any candidate code exists in the process, so it
+   cannot tamper with them; none when the plan carries cached baseline times given by
+   the caller);
 2. ``sandbox.apply_in_process``, ``guard.install``; import the candidate(s);
    GPU: ``precompile`` -- the candidate's Triton specialisations for every validation and
    timed shape are discovered without launches and compiled in a thread pool that is
@@ -32,6 +34,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import math
 import os
 import sys
 import threading
@@ -43,9 +46,9 @@ from typing import Any
 from evaluator import precompile, profile_stage
 from evaluator.correctness import POISON_SECOND
 from evaluator.failures import CandidateFailure, classify_exception, classify_text
-from evaluator.inputs import make_inputs, torch_dtype
+from evaluator.inputs import torch_dtype
 from evaluator.plan import timed_kind, timed_seed
-from evaluator.targets import Shape
+from evaluator.targets.plugin import Call, from_spec
 from evaluator.timing import BadOutput, TimingParams, time_call
 
 
@@ -68,6 +71,7 @@ class Worker:
         self.device = plan["device"]
         self.tdev = "cuda" if self.device == "cuda" else "cpu"
         self.params = TimingParams(**plan["timing"])
+        self.target = from_spec(plan["target"])  # before the candidate exists in this process
         self.report = _REPORT
         self.report.update({"failure": None, "stage": "start", "timing": [], "baselines": []})
         self.fns: list[Any] = []
@@ -80,22 +84,22 @@ class Worker:
     def fail(self, cls: str, message: str, shape: str | None = None, side: int | None = None) -> None:
         raise CandidateFailure(cls, message[:2000], shape, side)
 
-    def _integrity(self, shape: Shape | None) -> None:
+    def _integrity(self, shape: Any) -> None:
         """Called after candidate code ran (the guard is installed by then)."""
         msg = self.guard.check_integrity()
         if msg:
             self.fail("forbidden", f"tampering detected: {msg}", shape.name if shape else None)
         self._check_hook(shape)
 
-    def _check_hook(self, shape: Shape | None = None) -> None:
+    def _check_hook(self, shape: Any = None) -> None:
         """Triton's jit_cache_hook skips launches when it returns True: it must stay unset."""
         if precompile.hook_is_set():
             self.fail("forbidden", "tampering detected: triton.knobs.runtime.jit_cache_hook is set",
                       shape.name if shape else None)
 
-    def _call(self, fn, q, k, v, shape: Shape):
+    def _call(self, fn, call: Call, shape: Any):
         try:
-            out = fn(q, k, v, causal=shape.causal, **self._kw(shape))
+            out = fn(*call.args, **call.kwargs)
             if self.tdev == "cuda":
                 import torch
                 torch.cuda.synchronize()
@@ -109,25 +113,22 @@ class Worker:
 
     # ---- stages --------------------------------------------------------------------
     def time_baselines(self) -> None:
-        from evaluator.baselines import get_baseline
-
         _stage("baselines")
         if not self.plan["baselines"]:
             why = "given by the caller" if self.plan.get("baselines_cached") else "none requested"
             print(f"[evaluator-worker] baselines: not timed ({why})", file=sys.stderr, flush=True)
             return
         t0 = time.monotonic()
-        fns = {name: get_baseline(name) for name in self.plan["baselines"]}
+        fns = {name: self.target.baseline(name, self.device) for name in self.plan["baselines"]}
         for entry in self.plan["timed"]:
-            shape = Shape.from_dict(entry["shape"])
+            shape = self.target.shape(entry["shape"])
             rec: dict[str, list[float | None]] = {}
             for name, fn in fns.items():
                 rec[name] = []
                 for p in range(self.plan["passes"]):
                     try:
-                        t = time_call(fn, self._maker(entry["idx"], shape, p), causal=shape.causal,
-                                      kwargs=self._kw(shape), params=self.params, device=self.tdev,
-                                      check=False)
+                        t = time_call(fn, self._maker(entry["idx"], shape, p), params=self.params,
+                                      device=self.tdev, check=False)
                         rec[name].append(t.ms)
                     except Exception as exc:  # noqa: BLE001 - a backend may refuse a shape
                         print(f"[evaluator-worker] baseline {name} refused {shape.name}: {exc}",
@@ -139,13 +140,10 @@ class Worker:
         print(f"[evaluator-worker] baselines: timed {', '.join(fns)} on {len(self.plan['timed'])} "
               f"shapes in {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
 
-    def _kw(self, shape: Shape) -> dict:
-        return {} if shape.sm_scale is None else {"sm_scale": shape.sm_scale}
-
-    def _maker(self, idx: int, shape: Shape, p: int):
-        seed = self.plan["seed"]
-        return lambda n: make_inputs(shape, timed_seed(seed, idx, p, n), timed_kind(seed, idx, p, n),
-                                     self.tdev)
+    def _maker(self, idx: int, shape: Any, p: int):
+        seed, kinds = self.plan["seed"], self.plan["kinds"]
+        return lambda n: self.target.make_inputs(shape, timed_seed(seed, idx, p, n),
+                                                 timed_kind(kinds, seed, idx, p, n), self.tdev)
 
     def import_candidates(self) -> None:
         from evaluator import guard, sandbox
@@ -156,7 +154,8 @@ class Worker:
         if self.tdev == "cuda":
             self.compile_log = profile_stage.install(profiler=bool(self.plan.get("profile")))
         self.threads0 = threading.active_count()
-        guard.install(scratch_dir=self.scratch, candidate_path=self.candidates[0])
+        hidden = [self.plan["target"]["path"]] if self.plan["target"].get("path") else []
+        guard.install(scratch_dir=self.scratch, candidate_path=self.candidates[0], hidden_paths=hidden)
         self.guard = guard
         _stage("import")
         for i, path in enumerate(self.candidates):
@@ -170,9 +169,9 @@ class Worker:
                 self.fail(classify_exception(exc, default="import"), f"importing the candidate raised "
                           f"{type(exc).__name__}: {exc}\n" + traceback.format_exc(limit=6), side=i)
             self._integrity(None)
-            fn = getattr(mod, "attention", None)
+            fn = getattr(mod, self.target.entry, None)
             if not callable(fn):
-                self.fail("contract", "the candidate defines no callable `attention`", side=i)
+                self.fail("contract", f"the candidate defines no callable `{self.target.entry}`", side=i)
             self.fns.append(fn)
             self.modules.append(mod)
 
@@ -187,8 +186,8 @@ class Worker:
             return
         import torch
 
-        shapes = list(dict.fromkeys([Shape.from_dict(c["shape"]) for c in self.plan["checks"]]
-                                    + [Shape.from_dict(e["shape"]) for e in self.plan["timed"]]))
+        shapes = list(dict.fromkeys([self.target.shape(c["shape"]) for c in self.plan["checks"]]
+                                    + [self.target.shape(e["shape"]) for e in self.plan["timed"]]))
         calls = [functools.partial(self._discovery_call, fn, shape) for fn in self.fns for shape in shapes]
         namespaces = [vars(m) for m in self.modules]
         stats = precompile.run(calls, namespaces, threads=int(cfg["threads"]),
@@ -198,9 +197,9 @@ class Worker:
         self._threads(None)
         self._integrity(None)
 
-    def _discovery_call(self, fn, shape: Shape) -> None:
-        q, k, v = precompile.empty_inputs(shape, self.tdev)
-        fn(q, k, v, causal=shape.causal, **self._kw(shape))
+    def _discovery_call(self, fn, shape: Any) -> None:
+        call = self.target.empty_inputs(shape, self.tdev)
+        fn(*call.args, **call.kwargs)
 
     def run_checks(self) -> None:
         import torch
@@ -208,15 +207,16 @@ class Worker:
         _stage("correctness")
         self._check_hook()
         for chk in self.plan["checks"]:
-            shape = Shape.from_dict(chk["shape"])
-            q, k, v = make_inputs(shape, chk["seed"], chk["kind"], self.tdev)
-            copies = [t.clone() for t in (q, k, v)]
+            shape = self.target.shape(chk["shape"])
+            call = self.target.make_inputs(shape, chk["seed"], chk["kind"], self.tdev)
+            inputs = call.tensors()
+            copies = [t.clone() for t in inputs]
             for side, fn in enumerate(self.fns):
                 for rep in range(2 if chk["repeat"] else 1):
                     self._poison(shape, float("nan") if rep == 0 else POISON_SECOND)
-                    out = self._call(fn, q, k, v, shape)
-                    self._contract(out, (q, k, v), shape)
-                    for t, c in zip((q, k, v), copies):
+                    out = self._call(fn, call, shape)
+                    self._contract(out, inputs, shape)
+                    for t, c in zip(inputs, copies):
                         if not torch.equal(t, c):
                             self.fail("mutation", "the candidate modified an input tensor", shape.name)
                     torch.save(torch.Tensor.cpu(out).clone(), self.out_dir / f"check{chk['id']}_s{side}_r{rep}.pt")
@@ -233,10 +233,10 @@ class Worker:
         if line.strip() != "go":
             raise CandidateFailure("internal", "the parent did not release the worker for timing")
 
-    def _poison(self, shape: Shape, value: float) -> None:
+    def _poison(self, shape: Any, value: float) -> None:
         import torch
 
-        n = shape.B * shape.Hq * shape.S * shape.D
+        n = math.prod(shape.out_shape)
         dt = torch_dtype(shape.dtype)
         if self.tdev != "cuda":
             # several blocks: malloc hands out older free chunks of the same size first
@@ -255,15 +255,15 @@ class Worker:
                 break
         del blocks
 
-    def _contract(self, out, inputs, shape: Shape) -> None:
+    def _contract(self, out, inputs, shape: Any) -> None:
         import torch
 
-        q = inputs[0]
+        want, dt, dev = tuple(shape.out_shape), torch_dtype(shape.dtype), inputs[0].device
         if type(out) is not torch.Tensor:
             self.fail("contract", f"returned {type(out).__name__}, expected a plain torch.Tensor", shape.name)
-        if tuple(out.shape) != tuple(q.shape) or out.dtype != q.dtype or out.device != q.device:
+        if tuple(out.shape) != want or out.dtype != dt or out.device != dev:
             self.fail("contract", f"returned {tuple(out.shape)} {out.dtype} on {out.device}, expected "
-                      f"{tuple(q.shape)} {q.dtype} on {q.device}", shape.name)
+                      f"{want} {dt} on {dev}", shape.name)
         if out.layout != torch.strided:
             self.fail("contract", "returned a non-strided tensor", shape.name)
         o0 = out.untyped_storage().data_ptr()
@@ -274,7 +274,7 @@ class Worker:
             if o0 < s1 and s0 < o1:
                 self.fail("contract", "the output aliases an input's storage", shape.name)
 
-    def _threads(self, shape: Shape | None) -> None:
+    def _threads(self, shape: Any) -> None:
         py = threading.active_count()
         if py > self.threads0:
             self.fail("timing_anomaly", f"the candidate started threads ({self.threads0} -> {py})",
@@ -284,7 +284,7 @@ class Worker:
         _stage("timing")
         self._check_hook()
         for entry in self.plan["timed"]:
-            shape = Shape.from_dict(entry["shape"])
+            shape = self.target.shape(entry["shape"])
             rec: dict[str, Any] = {"idx": entry["idx"],
                                    "sides": [{"ms": [], "wall": []} for _ in self.fns]}
             for p in range(self.plan["passes"]):
@@ -304,12 +304,11 @@ class Worker:
             return
         _stage("profile")
         entry = next(e for e in self.plan["timed"] if e["idx"] == req["idx"])
-        shape = Shape.from_dict(entry["shape"])
-        q, k, v = self._maker(entry["idx"], shape, 0)(0)
-        fn, kw = self.fns[0], self._kw(shape)
+        shape = self.target.shape(entry["shape"])
+        call, fn = self._maker(entry["idx"], shape, 0)(0), self.fns[0]
         try:
             self.report["profile"] = profile_stage.profile_shape(
-                lambda: fn(q, k, v, causal=shape.causal, **kw), shape=shape.name,
+                lambda: fn(*call.args, **call.kwargs), shape=shape.name,
                 calls=int(req["calls"]), after_call=lambda: self._integrity(shape))
         except CandidateFailure:
             raise
@@ -317,13 +316,13 @@ class Worker:
             self.report["profile"] = {"shape": shape.name, "note": f"profile failed: "
                                       f"{type(exc).__name__}: {str(exc)[:300]}"}
 
-    def _time_side(self, entry, shape: Shape, p: int, side: int, sample, out: dict) -> None:
+    def _time_side(self, entry, shape: Any, p: int, side: int, sample, out: dict) -> None:
         import torch
 
         try:
-            t = time_call(self.fns[side], self._maker(entry["idx"], shape, p), causal=shape.causal,
-                          kwargs=self._kw(shape), params=self.params, device=self.tdev,
-                          sample=sample, after_call=lambda: self._integrity(shape))
+            t = time_call(self.fns[side], self._maker(entry["idx"], shape, p), params=self.params,
+                          device=self.tdev, expect=tuple(shape.out_shape), sample=sample,
+                          after_call=lambda: self._integrity(shape))
         except CandidateFailure as f:
             f.side = side if f.side is None else f.side
             raise

@@ -101,20 +101,44 @@ def check_scaleout(executor: str | None, ray_address: str | None, gpus: str | No
     return executor, parsed, proposers
 
 
-def create_run(opts: StartOptions) -> RunHandle:
-    from evaluator import UnknownTarget, get_target, gpu_available
-    from evolve.fingerprint import collect
+def resolve_target(target: str) -> tuple[Any, str]:
+    """The loaded target and how the run stores it: a built-in's name, or the absolute
+    path of a target file (so resume and every evaluation find it again)."""
+    from evaluator import TargetError, UnknownTarget, get_target
 
     try:
-        get_target(opts.target)
+        tgt = get_target(target)
     except UnknownTarget as e:
-        raise UsageError(f"unknown target {opts.target!r}: {e}") from None
+        raise UsageError(str(e.args[0])) from None
+    except TargetError as e:
+        raise UsageError(str(e)) from None
+    if tgt.spec.get("path"):
+        return tgt, str(tgt.spec["path"])
+    return tgt, tgt.name
+
+
+def target_seed(tgt: Any, target_ref: str) -> Path:
+    """The default seed: seeds/<name>.py of a built-in; a target file's ``SEED`` (a path
+    relative to the file)."""
+    if not tgt.spec.get("path"):
+        return default_seed(target_ref)
+    rel = getattr(tgt.module, "SEED", None)
+    if not isinstance(rel, str):
+        raise UsageError(f"target file {target_ref} names no SEED; pass --seed FILE")
+    return Path(target_ref).parent / rel
+
+
+def create_run(opts: StartOptions) -> RunHandle:
+    from evaluator import gpu_available
+    from evolve.fingerprint import collect
+
+    tgt, target_ref = resolve_target(opts.target)
     agent = opts.agent or AgentConfig()
     check_context_tokens(agent.context_tokens)
     operator = resolve_operator(opts.operator, agent)
     if operator == "agent":
         check_agent(agent)
-    seed = Path(opts.seed) if opts.seed else default_seed(opts.target)
+    seed = Path(opts.seed) if opts.seed else target_seed(tgt, target_ref)
     if not seed.is_file():
         raise UsageError(f"seed file {seed} not found")
     if opts.max_candidates is not None and opts.max_candidates < 1:
@@ -123,14 +147,15 @@ def create_run(opts: StartOptions) -> RunHandle:
                                                opts.proposers)
     gpu = gpu_available()
     suite = opts.suite or ("default" if gpu else "smoke")
-    name = validate_name(opts.name) if opts.name else default_name(opts.target, operator)
-    config = RunConfig(name=name, target=opts.target, operator=operator,
+    name = validate_name(opts.name) if opts.name else default_name(tgt.name, operator)
+    config = RunConfig(name=name, target=target_ref, operator=operator,
                        seed_file=str(seed.resolve()), suite=suite,
                        rng_seed=opts.rng_seed if opts.rng_seed is not None
                        else secrets.randbelow(2**31),
                        max_candidates=opts.max_candidates, max_minutes=opts.max_minutes,
                        gpu=gpu, agent=agent, executor=executor or "local",
-                       ray_address=opts.ray_address, gpus=gpus, proposers=proposers or 1)
+                       ray_address=opts.ray_address, gpus=gpus, proposers=proposers or 1,
+                       baselines=["cudnn"] if "cudnn" in tgt.baselines else list(tgt.baselines))
     if (Path(opts.runs_dir) / name).exists():
         raise UsageError(f"run {name!r} already exists in {opts.runs_dir}; pick another --name "
                          "or use evolve resume")

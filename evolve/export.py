@@ -19,8 +19,8 @@ from pathlib import Path
 from string import Template
 from typing import Callable
 
-from evaluator import (EvalOptions, EvalResult, Target, UnknownTarget, UsageError, evaluate,
-                       get_target, gpu_available)
+from evaluator import (EvalOptions, EvalResult, Target, TargetError, UnknownTarget, UsageError,
+                       evaluate, get_target, gpu_available)
 from evolve.export_meta import Envelope, ExportMeta, envelope_text
 from evolve.export_rename import RenameError, bound_names, rename_entrypoint, split_future_imports
 from evolve.read import RunNotReady, candidate_source
@@ -29,7 +29,9 @@ from evolve.run import RunDirError, resolve_run
 from evolve.store import LineageStore, StoreError
 
 BENCH_SUITES = ("quick", "default")
-TEMPLATE = "export_module.py.tmpl"
+# by the target's EXPORT_WRAPPER: "prefill" (gqa, mha: input checks, SDPA fallback, custom
+# op, --selftest/--bench) or "plain" (any other target: the contract's function, no fallback)
+TEMPLATES = {"prefill": "export_module.py.tmpl", "plain": "export_plain.py.tmpl"}
 
 
 class ExportError(Exception):
@@ -75,7 +77,8 @@ def envelope_for(tgt: Target, result: EvalResult, verify_device: str) -> Envelop
     shapes = {mode: list(tgt.validation_shapes("cuda" if mode == "cuda" else "cpu"))
               for mode in {stored, verify_device}}
     shapes[stored] += result.shapes
-    return {mode: {"dtypes": sorted({s.dtype for s in checked}), "head_dims": sorted({int(s.D) for s in checked})}
+    return {mode: {"dtypes": sorted({s.dtype for s in checked}),
+                   "head_dims": sorted({int(s.D) for s in checked if getattr(s, "D", None)})}
             for mode, checked in shapes.items()}
 
 
@@ -112,12 +115,18 @@ def load_candidate(run: str | Path, runs_dir: Path, candidate_id: int | None,
             envelope = envelope_for(tgt, result, verify_device)
         except UnknownTarget as exc:
             raise ExportError(str(exc.args[0])) from None
-        bench = {name: [{"B": s.B, "Hq": s.Hq, "Hkv": s.Hkv, "S": s.S, "D": s.D, "causal": s.causal}
-                        for s in tgt.suite(name)]
-                 for name in BENCH_SUITES if name in tgt.suites}
+        except TargetError as exc:
+            raise ExportError(str(exc)) from None
+        wrapper = tgt.export_wrapper
+        bench = {}
+        if wrapper == "prefill":
+            bench = {name: [{"B": s.B, "Hq": s.Hq, "Hkv": s.Hkv, "S": s.S, "D": s.D, "causal": s.causal}
+                            for s in tgt.suite(name)]
+                     for name in BENCH_SUITES if name in tgt.suites}
         return ExportMeta(run=paths.name, target=target, candidate=cand, source=source,
                           result=result, lineage=_lineage(store, cand), envelope=envelope,
-                          bench_shapes=bench)
+                          bench_shapes=bench, wrapper=wrapper, contract=tgt.contract,
+                          target_name=tgt.name)
     finally:
         store.close()
 
@@ -128,8 +137,10 @@ def _fill(meta: ExportMeta, kernel_source: str, kernel_name: str, future: list[s
     fmt = lambda obj: pprint.pformat(obj, width=100, sort_dicts=False)  # noqa: E731
     doc = meta.docstring_text().replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
     suite = meta.result.suite
-    template = (resources.files("evolve") / "templates" / TEMPLATE).read_text(encoding="utf-8")
+    template = (resources.files("evolve") / "templates" / TEMPLATES[meta.wrapper]).read_text(
+        encoding="utf-8")
     return Template(template).substitute(
+        target_name=repr(meta.target_name), contract=repr(meta.contract),
         docstring=f'"""{doc}\n"""',
         future_imports="".join(f"from __future__ import {name}\n" for name in future),
         provenance=fmt(meta.provenance()),
@@ -197,7 +208,8 @@ def export_candidate(run: str | Path, out: Path, *, runs_dir: Path = Path("runs"
     if on_written is not None:
         on_written(out, meta)
     # the module is evaluated like a candidate, static check skipped (see module doc)
-    options = EvalOptions(timeout_s=timeout_s, static_check=False, baselines=("cudnn",) if gpu else None)
+    baselines = ("cudnn",) if gpu and meta.wrapper == "prefill" else None
+    options = EvalOptions(timeout_s=timeout_s, static_check=False, baselines=baselines)
     try:
         result = evaluate(out, meta.target, suite or ("default" if gpu else "smoke"), options)
         if not result.ok:

@@ -11,7 +11,7 @@ PROMPTS_DIR = Path(__file__).resolve().parent / "prompts"
 DEFAULT_RUNS_DIR = Path("runs")
 
 # Default seed file per target (``--seed FILE`` overrides).
-DEFAULT_SEEDS = {"gqa": "gqa.py", "mha": "mha.py"}
+DEFAULT_SEEDS = {"gqa": "gqa.py", "mha": "mha.py", "decode": "decode.py"}
 
 
 def default_seed(target: str) -> Path:

@@ -24,9 +24,16 @@ def run_one(cand: Path, scratch: Path) -> dict:
 
     from evaluator import guard
 
+    from evaluator.targets import get_target
+
     device = "cuda" if torch.cuda.is_available() else "cpu"   # asked in the child: no CUDA before fork
     g = torch.Generator(device="cpu").manual_seed(0)
     q, k, v = (torch.randn(1, h, 40, 32, generator=g).to(device, torch.float16) for h in (4, 2, 2))
+    calls = [((q, k, v), {"causal": causal}) for causal in (False, True)]
+    if cand.stem.startswith("decode"):  # seeds of the decode target: its own contract
+        t = get_target("decode")
+        calls = [(c.args, c.kwargs) for c in (t.make_inputs(sh, 0, t.kinds[0], device)
+                                              for sh in t.suite("smoke"))]
     os.chdir(scratch)
     guard.install(scratch_dir=scratch, candidate_path=cand)
     try:
@@ -36,10 +43,10 @@ def run_one(cand: Path, scratch: Path) -> dict:
         spec.loader.exec_module(mod)
         msg = guard.check_integrity()
         out = None
-        for causal in (False, True):
+        for args, kwargs in calls:
             if msg:
                 break
-            out = mod.attention(q, k, v, causal=causal)
+            out = mod.attention(*args, **kwargs)
             if device == "cuda":
                 torch.cuda.synchronize()
             msg = guard.check_integrity()

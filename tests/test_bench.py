@@ -136,6 +136,7 @@ def test_compare_interleaved_run_without_gpu(monkeypatch, capsys):
     cmp = compare.Comparison.__new__(compare.Comparison)
     cmp.shapes = [NS(name=f"s{i}", flops=lambda: 1e12) for i in range(2)]
     cmp.peers = ["cudnn", "flash"]
+    cmp.target = NS(flops=lambda shape: shape.flops(), entry="attention")
     cmp.ms, cmp.checks, cmp.errors = {}, {}, []
     peer_fns = {"cudnn": lambda: "cudnn", "flash": lambda: "flash"}
     cmp.bl = NS(get_baseline=lambda name: peer_fns[name])

@@ -28,7 +28,7 @@ def test_honest_numbers_build_shapes_and_score():
     base = assemble.baseline_times(rep, plan)
     assert assemble.pick_primary(base, ["cudnn", "flash"]) == "cudnn"
     cand = assemble.side_times(rep, plan, 0)
-    shapes, per_pass = assemble.build_shapes(plan, cand, base, "cudnn", {}, "NVIDIA H100", "cuda")
+    shapes, per_pass = assemble.build_shapes(get_target("gqa"), plan, cand, base, "cudnn", {}, "NVIDIA H100", "cuda")
     assert len(shapes) == 4 and all(s.speedup == 0.5 for s in shapes)
     assert per_pass == [pytest.approx(0.5)]
     assert set(assemble.clean_env(rep)) >= {"gpu", "torch", "triton"} and "x" not in assemble.clean_env(rep)
@@ -39,7 +39,7 @@ def test_beyond_peak_is_implausible():
     rep = _report(plan, 1e-4)  # 1e-4 ms for a 4k-token shape: millions of TFLOP/s
     cand = assemble.side_times(rep, plan, 0)
     with pytest.raises(CandidateFailure) as e:
-        assemble.build_shapes(plan, cand, assemble.baseline_times(rep, plan), "cudnn", {},
+        assemble.build_shapes(get_target("gqa"), plan, cand, assemble.baseline_times(rep, plan), "cudnn", {},
                               "NVIDIA H100 80GB HBM3", "cuda")
     assert e.value.cls == "implausible"
 

@@ -11,7 +11,7 @@ from evaluator.targets import Shape, UnknownTarget
 
 
 def test_targets_listed():
-    assert {t.name for t in list_targets()} == {"gqa", "mha"}
+    assert {t.name for t in list_targets()} == {"gqa", "mha", "decode"}
     with pytest.raises(UnknownTarget):
         get_target("nope")
 

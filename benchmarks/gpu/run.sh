@@ -18,9 +18,14 @@
 #   config-sweep KERNEL CONFIGS  the kernel with each CONFIG override (a JSON list) timed
 #                                against cuDNN (sweep.json); for tuning, not for citing
 #   ncu [S D [causal]]           Nsight Compute over the Gluon seed and cuDNN on one shape (ncu.txt)
-#   offline SEED MINUTES NAME [RNG_SEED]
-#                                an offline run in the foreground, then its stats
-#                                (stats_NAME.json, lineage_NAME.db, kernels_NAME.tgz)
+#   offline SEED MINUTES NAME [RNG_SEED] [TARGET]
+#                                an offline run in the foreground (target gqa unless
+#                                given), then its stats (stats_NAME.json, lineage_NAME.db,
+#                                kernels_NAME.tgz)
+#   decode [KERNEL...]           decode target: kernels (default seeds/decode_naive.py and
+#                                seeds/decode.py) on every validation shape, timed against
+#                                the baselines on the default suite, bandwidth on S_max=128k
+#                                as a fraction of measured copy bandwidth (decode.json)
 #   tests [FILE...]              the GPU tests (pytest -m gpu; all of tests/ by default)
 #   agent-transcript [SHAPE]     a scripted agent session on seeds/gqa.py calling compile_info
 #                                and profile (real HTTP + evaluator): transcript.md/json, show.txt
@@ -31,9 +36,9 @@
 set -u
 cmd=${1:-}; shift || true
 case "$cmd" in
-  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|offline|tests|agent-transcript)
+  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|offline|decode|tests|agent-transcript)
     . "$(dirname "$0")/setup.sh" || exit 1; OUT=${OUT:-/tmp/out} ;;
-  *) sed -n '2,30p' "$0"; exit 2 ;;
+  *) sed -n '2,35p' "$0"; exit 2 ;;
 esac
 case "$cmd" in
   env)
@@ -81,12 +86,15 @@ case "$cmd" in
         python3 benchmarks/gpu/gluon_profile.py "$@" > "$OUT/ncu.txt" 2>&1; echo "ncu rc=$?"
     grep -E 'Duration|Compute \(SM\) Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy' "$OUT/ncu.txt" | head -n 20 ;;
   offline)
-    seed=$1; minutes=$2; name=$3; rng=${4:-7}; runs=/root/runs
-    python3 -m evolve start --target gqa --operator offline --runs-dir $runs --rng-seed "$rng" \
+    seed=$1; minutes=$2; name=$3; rng=${4:-7}; target=${5:-gqa}; runs=/root/runs
+    python3 -m evolve start --target "$target" --operator offline --runs-dir $runs --rng-seed "$rng" \
         --seed "$seed" --name "$name" --max-minutes "$minutes" > "$OUT/$name.log" 2>&1 < /dev/null
     python3 benchmarks/gpu/run_stats.py "$runs/$name" --json "$OUT/stats_$name.json" | tail -n 14
     cp "$runs/$name/lineage.db" "$OUT/lineage_$name.db"
     (cd "$runs/$name" && tar czf "$OUT/kernels_$name.tgz" kernels run.toml) ;;
+  decode)
+    timeout 580 python3 benchmarks/gpu/decode_bench.py "$@" --json "$OUT/decode.json" \
+        > "$OUT/decode.log" 2>&1; echo "decode rc=$?"; grep -v '^PASS' "$OUT/decode.log" | tail -n 60 ;;
   tests)
     [ $# -gt 0 ] || set -- tests
     timeout "${TESTS_TIMEOUT:-580}" python3 -m pytest -q -m gpu "$@" 2>&1 | tee "$OUT/pytest_gpu.log" | tail -n 30 ;;

@@ -78,10 +78,11 @@ def tool_lines(registry: Any) -> str:
 
 def system_prompt(prompts: Prompts, run: Any, parent_id: int, registry: Any) -> str:
     cfg = run.config
+    target = get_target(cfg.target)
     return render(prompts.system, {
-        "target": cfg.target, "target_description": get_target(cfg.target).description,
-        "parent_id": parent_id, "tools": tool_lines(registry),
-        "context_tokens": cfg.agent.context_tokens,
+        "target": target.name, "target_description": target.description,
+        "target_contract": target.contract, "parent_id": parent_id,
+        "tools": tool_lines(registry), "context_tokens": cfg.agent.context_tokens,
         "device_note": (prompts.device_gpu if cfg.gpu else prompts.device_cpu).strip(),
     })
 

@@ -26,19 +26,22 @@ COMPARE = REPO / "benchmarks" / "compare.py"
 
 def bench(
     files: List[Path] = typer.Argument(..., help="kernel files defining attention(q, k, v, ...)"),
-    target: str = typer.Option("gqa", "--target", "-t", help="target name (evolve targets)"),
+    target: str = typer.Option("gqa", "--target", "-t",
+                               help="target name or target file (evolve targets)"),
     suite: str = typer.Option("default", "--suite", help="suite of the target"),
     out: Optional[Path] = typer.Option(None, "--out", help="folder for JSON + SVG "
                                        "(default: benchmarks/results/)"),
-    peers: str = typer.Option("cudnn,flash,flex", "--peers", help="peers to time, comma separated"),
+    peers: Optional[str] = typer.Option(None, "--peers", help="peers to time, comma separated "
+                                        "(default: the target's baselines; gqa: cudnn,flash,flex)"),
     rounds: int = typer.Option(3, "--rounds", min=1, help="timing rounds per shape: every "
                                "contestant is timed once per round, in rotated order, and "
                                "keeps the median (clock drift hits all of them alike)"),
     blocked: bool = typer.Option(False, "--blocked", help="time contestant by contestant "
                                  "instead (the old order; biased against later contestants)"),
 ) -> None:
-    """Time kernels beside SDPA-cuDNN, SDPA-flash and FlexAttention on this GPU."""
-    from evaluator import UnknownTarget, get_target, gpu_available
+    """Time kernels beside the target's baselines (gqa: SDPA-cuDNN, SDPA-flash and
+    FlexAttention) on this GPU."""
+    from evaluator import TargetError, UnknownTarget, get_target, gpu_available
 
     missing = [str(f) for f in files if not f.is_file()]
     if missing:
@@ -47,6 +50,8 @@ def bench(
         tgt = get_target(target)
     except UnknownTarget as exc:
         usage_error(str(exc.args[0]))
+    except TargetError as exc:
+        usage_error(str(exc))
     if suite not in tgt.suites:
         usage_error(f"target {target} has no suite {suite!r} (known: {', '.join(tgt.suites)})")
     if not COMPARE.is_file():
@@ -55,7 +60,9 @@ def bench(
     if not gpu_available():
         usage_error("evolve bench needs a CUDA GPU (none found); use `evolve eval` on CPU")
     cmd = [sys.executable, str(COMPARE), *[str(f.resolve()) for f in files],
-           "--target", target, "--suite", suite, "--peers", peers, "--rounds", str(rounds)]
+           "--target", target, "--suite", suite, "--rounds", str(rounds)]
+    if peers:
+        cmd += ["--peers", peers]
     if blocked:
         cmd.append("--blocked")
     if out is not None:

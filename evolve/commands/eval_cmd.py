@@ -16,7 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from evaluator import EvalOptions, UsageError, compare_candidates, evaluate, list_targets
+from evaluator import (EvalOptions, TargetError, UnknownTarget, UsageError, compare_candidates, evaluate,
+                       get_target, list_targets)
 from evolve.commands import usage_error
 from evolve.report import render_result
 
@@ -24,14 +25,15 @@ from evolve.report import render_result
 def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_command(
-        file: Path = typer.Argument(..., help="candidate .py file defining attention(q, k, v, *, causal, sm_scale)"),
-        target: str = typer.Option("gqa", "--target", "-t", help="target name (see `evolve targets`)"),
+        file: Path = typer.Argument(..., help="candidate .py file implementing the target's contract"),
+        target: str = typer.Option("gqa", "--target", "-t",
+                                   help="target name or target file (see `evolve targets`)"),
         suite: Optional[str] = typer.Option(None, "--suite", "-s",
                                             help="smoke | quick | default (default on a GPU, smoke without)"),
         as_json: bool = typer.Option(False, "--json", help="print the result as JSON only"),
         repeat: int = typer.Option(1, "--repeat", min=1, help="A/A mode: N timing passes, report the spread"),
         timeout: float = typer.Option(600.0, "--timeout", help="wall-clock limit of the worker (s)"),
-        baselines: Optional[str] = typer.Option(None, "--baselines", help="comma list of cudnn,flash,flex"),
+        baselines: Optional[str] = typer.Option(None, "--baselines", help="comma list of the target's baselines (gqa: cudnn,flash,flex)"),
         gpu: Optional[int] = typer.Option(None, "--gpu", help="GPU index for the worker"),
         against: Optional[Path] = typer.Option(None, "--against",
                                                help="champion file: interleaved comparison instead"),
@@ -59,18 +61,33 @@ def register(app: typer.Typer) -> None:
         raise typer.Exit(0 if res.ok else 1)
 
     @app.command("targets")
-    def targets_command() -> None:
-        """List the targets and their suites."""
-        console = Console()
-        for t in list_targets():
-            table = Table(title=f"{t.name}: {t.description}")
-            for col in ("suite", "shapes", "examples"):
-                table.add_column(col)
-            for name, shapes in t.suites.items():
-                ex = "; ".join(s.name for s in shapes[:2]) + (" ..." if len(shapes) > 2 else "")
-                table.add_row(name, str(len(shapes)), ex)
-            table.add_row("validation", f"{len(t.gpu_validation)} GPU / {len(t.cpu_validation)} CPU",
-                          "S in {1,17,127,1000,3001}, G in {1,4,7,8}, custom sm_scale, strided view")
-            console.print(table)
-            console.print(f"  baselines: {', '.join(t.baselines)} (primary: cudnn, else flash); "
-                          "FLOPs 4*B*Hq*S*S*D (/2 causal)")
+    def targets_command(
+        which: Optional[str] = typer.Argument(
+            None, help="a target name or target file: show its contract, suites and baselines"),
+    ) -> None:
+        """List the built-in targets, one line each; with a name or a target file, show
+        that target: the contract candidates implement, its suites and its baselines.
+        A target file is one Python file (format: evaluator/targets/plugin.py);
+        --target accepts its path wherever a target is asked for."""
+        console = Console(width=80)
+        if which is None:
+            for t in list_targets():
+                console.print(f"{t.name:8s} {t.description}", markup=False, highlight=False)
+            return
+        try:
+            t = get_target(which)
+        except (UnknownTarget, TargetError) as exc:
+            usage_error(str(exc.args[0]) if isinstance(exc, UnknownTarget) else str(exc))
+        console.print(f"{t.name}: {t.description}", markup=False, highlight=False)
+        console.print(t.contract, markup=False, highlight=False, soft_wrap=True)
+        table = Table(title="suites")
+        for col in ("suite", "shapes", "example"):
+            table.add_column(col)
+        for name, shapes in t.suites.items():
+            table.add_row(name, str(len(shapes)), shapes[0].name)
+        table.add_row("validation", f"{len(t.gpu_validation)} GPU / {len(t.cpu_validation)} CPU",
+                      f"kinds: {', '.join(t.kinds)}")
+        console.print(table)
+        score = "fastest per shape" if t.score_against == "best" else "first that timed every shape"
+        console.print(f"baselines: {', '.join(t.baselines) or 'none'} (score against the {score})",
+                      markup=False, highlight=False)

@@ -59,7 +59,7 @@ _USER_ERRORS = (UsageError, RunDirError, RunLockedError, ConfigError, StoreError
 
 
 def _fail(msg: str, code: int = 2) -> NoReturn:
-    make_console(stderr=True).print(f"error: {msg}", markup=False, highlight=False)
+    make_console(stderr=True).print(f"error: {msg}", markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -72,7 +72,8 @@ def _open(run: str, runs_dir: Path, writable: bool = False) -> RunHandle:
 
 
 def start(
-    target: str = typer.Option(..., "--target", "-t", help="target: gqa or mha (evolve targets)"),
+    target: str = typer.Option(..., "--target", "-t",
+                               help="target: gqa, mha, decode or a target file (evolve targets)"),
     operator: str = typer.Option("auto", help="auto | offline | agent (auto = agent when an "
                                  "LLM endpoint is configured)"),
     seed: Optional[Path] = typer.Option(None, help="seed kernel file (default seeds/<target>.py)"),
