@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NoReturn, Optional
+from typing import Any, NoReturn, Optional
 
 import typer
 
@@ -55,6 +55,17 @@ WAIT_HELP = ("agent: minutes to wait out rate limits and server errors per reque
 TOOL_CALLS_HELP = "agent: tool calls per session"
 EVALS_HELP = "agent: evaluations per session"
 TOKENS_HELP = "agent: tokens per session, prompt + completion over its requests"
+
+
+def _agent(default: Any, **kw: Any) -> Any:
+    """An option of the agent operator, listed in its own panel of --help."""
+    return typer.Option(default, rich_help_panel="Agent (an LLM endpoint)", **kw)
+
+
+def _scale(default: Any, **kw: Any) -> Any:
+    return typer.Option(default, rich_help_panel="Scale-out", **kw)
+
+
 _USER_ERRORS = (UsageError, RunDirError, RunLockedError, ConfigError, StoreError, RepoError)
 
 
@@ -85,24 +96,24 @@ def start(
     suite: Optional[str] = typer.Option(None, help="benchmark suite (default: 'default' on a "
                                         "GPU, 'smoke' without one)"),
     rng_seed: Optional[int] = typer.Option(None, help="seed of the selection RNG (stored)"),
-    model: str = typer.Option(AgentConfig.model, help="agent: model name"),
-    base_url: Optional[str] = typer.Option(None, help="agent: OpenAI-compatible base URL"),
-    max_usd: Optional[float] = typer.Option(None, help="agent: stop at this total cost"),
-    prompts: Optional[Path] = typer.Option(None, help="agent: prompt directory override"),
-    price_table: Optional[Path] = typer.Option(None, help="agent: price table file"),
-    context_tokens: int = typer.Option(AgentConfig.context_tokens, help=CONTEXT_HELP),
-    price: Optional[str] = typer.Option(None, help=PRICE_HELP),
-    api: str = typer.Option("auto", help=API_HELP),
-    reasoning_effort: Optional[str] = typer.Option(None, help=EFFORT_HELP),
-    request_limit_min: float = typer.Option(AgentConfig.request_limit_min, help=LIMIT_HELP),
-    max_wait_min: float = typer.Option(AgentConfig.max_wait_min, help=WAIT_HELP),
-    max_tool_calls: int = typer.Option(AgentConfig.max_tool_calls, help=TOOL_CALLS_HELP),
-    max_evaluations: int = typer.Option(AgentConfig.max_evaluations, help=EVALS_HELP),
-    max_session_tokens: int = typer.Option(AgentConfig.max_tokens, help=TOKENS_HELP),
-    proposers: int = typer.Option(1, help=PROPOSERS_HELP),
-    gpus: Optional[str] = typer.Option(None, help=GPUS_HELP),
-    executor: str = typer.Option("local", help=EXECUTOR_HELP),
-    ray_address: Optional[str] = typer.Option(None, help=RAY_ADDRESS_HELP),
+    model: str = _agent(AgentConfig.model, help="agent: model name"),
+    base_url: Optional[str] = _agent(None, help="agent: OpenAI-compatible base URL"),
+    max_usd: Optional[float] = _agent(None, help="agent: stop at this total cost"),
+    prompts: Optional[Path] = _agent(None, help="agent: prompt directory override"),
+    price_table: Optional[Path] = _agent(None, help="agent: price table file"),
+    context_tokens: int = _agent(AgentConfig.context_tokens, help=CONTEXT_HELP),
+    price: Optional[str] = _agent(None, help=PRICE_HELP),
+    api: str = _agent("auto", help=API_HELP),
+    reasoning_effort: Optional[str] = _agent(None, help=EFFORT_HELP),
+    request_limit_min: float = _agent(AgentConfig.request_limit_min, help=LIMIT_HELP),
+    max_wait_min: float = _agent(AgentConfig.max_wait_min, help=WAIT_HELP),
+    max_tool_calls: int = _agent(AgentConfig.max_tool_calls, help=TOOL_CALLS_HELP),
+    max_evaluations: int = _agent(AgentConfig.max_evaluations, help=EVALS_HELP),
+    max_session_tokens: int = _agent(AgentConfig.max_tokens, help=TOKENS_HELP),
+    proposers: int = _scale(1, help=PROPOSERS_HELP),
+    gpus: Optional[str] = _scale(None, help=GPUS_HELP),
+    executor: str = _scale("local", help=EXECUTOR_HELP),
+    ray_address: Optional[str] = _scale(None, help=RAY_ADDRESS_HELP),
 ) -> None:
     """Start a new evolution run (Ctrl-C stops it; `evolve resume` continues it)."""
     console = make_console()
@@ -135,21 +146,21 @@ def resume(
     max_candidates: Optional[int] = typer.Option(
         None, help="new candidate budget: total in the run, seed included"),
     max_minutes: Optional[float] = typer.Option(None, help="minutes for this session"),
-    max_usd: Optional[float] = typer.Option(None, help="agent: new total cost cap"),
-    context_tokens: Optional[int] = typer.Option(None, help=CONTEXT_HELP + "; overrides the "
+    max_usd: Optional[float] = _agent(None, help="agent: new total cost cap"),
+    context_tokens: Optional[int] = _agent(None, help=CONTEXT_HELP + "; overrides the "
                                                  "run's"),
-    price: Optional[str] = typer.Option(None, help=PRICE_HELP),
-    api: Optional[str] = typer.Option(None, help=API_HELP),
-    reasoning_effort: Optional[str] = typer.Option(None, help=EFFORT_HELP),
-    request_limit_min: Optional[float] = typer.Option(None, help=LIMIT_HELP),
-    max_wait_min: Optional[float] = typer.Option(None, help=WAIT_HELP),
-    max_tool_calls: Optional[int] = typer.Option(None, help=TOOL_CALLS_HELP),
-    max_evaluations: Optional[int] = typer.Option(None, help=EVALS_HELP),
-    max_session_tokens: Optional[int] = typer.Option(None, help=TOKENS_HELP),
-    proposers: Optional[int] = typer.Option(None, help=PROPOSERS_HELP + "; overrides the run's"),
-    gpus: Optional[str] = typer.Option(None, help=GPUS_HELP + "; overrides the run's"),
-    executor: Optional[str] = typer.Option(None, help=EXECUTOR_HELP + "; overrides the run's"),
-    ray_address: Optional[str] = typer.Option(None, help=RAY_ADDRESS_HELP),
+    price: Optional[str] = _agent(None, help=PRICE_HELP),
+    api: Optional[str] = _agent(None, help=API_HELP),
+    reasoning_effort: Optional[str] = _agent(None, help=EFFORT_HELP),
+    request_limit_min: Optional[float] = _agent(None, help=LIMIT_HELP),
+    max_wait_min: Optional[float] = _agent(None, help=WAIT_HELP),
+    max_tool_calls: Optional[int] = _agent(None, help=TOOL_CALLS_HELP),
+    max_evaluations: Optional[int] = _agent(None, help=EVALS_HELP),
+    max_session_tokens: Optional[int] = _agent(None, help=TOKENS_HELP),
+    proposers: Optional[int] = _scale(None, help=PROPOSERS_HELP + "; overrides the run's"),
+    gpus: Optional[str] = _scale(None, help=GPUS_HELP + "; overrides the run's"),
+    executor: Optional[str] = _scale(None, help=EXECUTOR_HELP + "; overrides the run's"),
+    ray_address: Optional[str] = _scale(None, help=RAY_ADDRESS_HELP),
 ) -> None:
     """Continue a stopped or killed run: cut-short evaluations are redone, nothing doubled."""
     console = make_console()
