@@ -1,0 +1,332 @@
+"""Memory and schedule recipes: Q pre-scaled before the loop, device-side TMA descriptors
+for the K/V loads and the O store, a persistent grid walking causal tiles longest first.
+
+Each applies only where its pattern is present (the pointer-based FA2 kernel of
+seeds/gqa_naive.py has all three memory patterns; the descriptor kernel of seeds/gqa.py
+has the scaled-score pattern of `prescale_q`) and returns None elsewhere.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from evolve.operators.config_edit import splice
+from evolve.operators.transform import (
+    LOG2E,
+    Recipe,
+    indent_of,
+    insert_lines,
+    jit_functions,
+    launches,
+)
+
+
+def _calls(fn: ast.AST, name: str) -> list[ast.Call]:
+    return [n for n in ast.walk(fn) if isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Name) and n.func.id == name]
+
+
+def _assigns(fn: ast.AST, name: str) -> list[ast.Assign]:
+    return [n for n in ast.walk(fn) if isinstance(n, ast.Assign) and len(n.targets) == 1
+            and isinstance(n.targets[0], ast.Name) and n.targets[0].id == name]
+
+
+def _seg(source: str, node: ast.AST) -> str:
+    text = ast.get_source_segment(source, node)
+    if text is None:
+        raise ValueError("no source segment")
+    return text
+
+
+def _params(fn: ast.FunctionDef) -> list[str]:
+    return [a.arg for a in fn.args.args]
+
+
+# --- prescale_q ----------------------------------------------------------------------
+
+def _prescale_q(source: str) -> str | None:
+    """Scores scaled in the KV loop (`tl.max(qk, 1) * s`, `qk * s`) -> q scaled once."""
+    tree = ast.parse(source)
+    jits = jit_functions(tree)
+    lines = source.splitlines(keepends=True)
+    for name, fn in jits.items():
+        params = _params(fn)
+        body_start = fn.body[0].lineno - 1  # after the signature
+        text = "".join(lines[body_start:fn.end_lineno])
+        m = re.search(r"tl\.max\((\w+), 1\) \* (\w+)\b", text)
+        if not m or m[2] not in params or "q" not in params:
+            continue
+        qk, scale = m[1], m[2]
+        new = re.sub(rf"(tl\.max\({qk}, 1\)|\b{qk}\b) \* {scale}\b", r"\1", text)
+        if re.search(rf"\b{scale}\b", new):
+            continue  # the scale is used elsewhere too: not the pattern
+        natural = "tl.exp(" in new
+        if natural:
+            new = new.replace("tl.exp(", "tl.exp2(")  # scores now in log2 units
+        calls = [(g, c) for g in jits.values() if g is not fn for c in _calls(g, name)]
+        if not calls or any(len(c.args) != len(params) or c.keywords for _, c in calls):
+            continue
+        iq, iscale = params.index("q"), params.index(scale)
+        inserts = {}
+        for g, c in calls:
+            qa, sa = c.args[iq], c.args[iscale]
+            if not (isinstance(qa, ast.Name) and isinstance(sa, ast.Name)):
+                break
+            first = min(x.lineno for x in _calls(g, name))
+            defs = [a for a in _assigns(g, qa.id) if a.lineno < first]
+            if len(defs) != 1 or len(_assigns(g, qa.id)) != 1:
+                break
+            factor = f"({sa.id} * {LOG2E})" if natural else sa.id
+            a = defs[0]
+            inserts[a.end_lineno] = [
+                f"{indent_of(source, a)}# scores come out scaled (log2 units): no multiply "
+                "per score in the KV loop",
+                f"{indent_of(source, a)}{qa.id} = ({qa.id} * {factor}).to({qa.id}.dtype)"]
+        else:
+            out = lines[:body_start] + [new] + lines[fn.end_lineno:]
+            src = "".join(out)
+            for at in sorted(inserts, reverse=True):
+                src = insert_lines(src, at, inserts[at])
+            return src
+    return None
+
+
+# --- device-side TMA descriptors --------------------------------------------------------
+
+_WORKSPACE = '''def _tma_workspace(size: int, alignment: int, stream):
+    """Global memory for descriptors made inside the kernel (tl.make_tensor_descriptor)."""
+    return torch.empty(size, dtype=torch.int8, device="cuda")
+
+
+'''
+
+
+def _with_allocator(source: str) -> str | None:
+    """Install `triton.set_allocator` before the launch (GPU only), once."""
+    if "set_allocator" in source:
+        return source
+    tree = ast.parse(source)
+    host = [f for f in tree.body if isinstance(f, ast.FunctionDef)
+            and any(True for _ in (c for c in launches(tree) if f.lineno <= c.lineno <= f.end_lineno))]
+    if len(host) != 1 or not host[0].args.args:
+        return None
+    fn = host[0]
+    stmt = min((s for s in ast.walk(fn) if isinstance(s, (ast.Expr, ast.Assign))
+                and any(c.lineno >= s.lineno and c.end_lineno <= s.end_lineno
+                        for c in launches(tree))), key=lambda s: s.lineno)
+    ind = indent_of(source, stmt)
+    q = fn.args.args[0].arg
+    src = insert_lines(source, stmt.lineno - 1, [
+        f"{ind}if {q}.is_cuda:  # descriptors made in the kernel need a workspace",
+        f"{ind}    triton.set_allocator(_tma_workspace)"])
+    lines = src.splitlines(keepends=True)
+    at = fn.lineno - 1 - len(fn.decorator_list)
+    return "".join(lines[:at]) + _WORKSPACE + "".join(lines[at:])
+
+
+def _pointer_tile(call: ast.AST) -> tuple[str, str, str] | None:
+    """(base, row offsets, row stride) of `base + offs[:, None] * stride + offs_d[None, :]`."""
+    if not (isinstance(call, ast.BinOp) and isinstance(call.op, ast.Add)
+            and isinstance(call.left, ast.BinOp) and isinstance(call.left.op, ast.Add)):
+        return None
+    base, rows = call.left.left, call.left.right
+    if not (isinstance(base, ast.Name) and isinstance(rows, ast.BinOp)
+            and isinstance(rows.op, ast.Mult) and isinstance(rows.right, ast.Name)
+            and isinstance(rows.left, ast.Subscript) and isinstance(rows.left.value, ast.Name)):
+        return None
+    return base.id, rows.left.value.id, rows.right.id
+
+
+def _tma_load_kv(source: str) -> str | None:
+    """K/V tiles loaded through descriptors made once per program (zero-padded past S)."""
+    tree = ast.parse(source)
+    jits = jit_functions(tree)
+    for name, fn in jits.items():
+        loops = [n for n in ast.walk(fn) if isinstance(n, ast.For)]
+        if len(loops) != 1 or not isinstance(loops[0].target, ast.Name):
+            continue
+        start = loops[0].target.id
+        params = _params(fn)
+        loads = []
+        for a in ast.walk(loops[0]):
+            if isinstance(a, ast.Assign) and isinstance(a.value, ast.Call) \
+                    and isinstance(a.value.func, ast.Attribute) and a.value.func.attr == "load" \
+                    and a.value.args and (pt := _pointer_tile(a.value.args[0])) \
+                    and pt[0] in params and pt[2] in params:
+                offs = _assigns(loops[0], pt[1])
+                if len(offs) == 1 and _seg(source, offs[0].value).startswith(f"{start} + "):
+                    loads.append((a, pt))
+        if len(loads) != 2:
+            continue
+        callers = [(g, c) for g in jits.values() if g is not fn for c in _calls(g, name)]
+        if not callers or len({id(g) for g, _ in callers}) != 1 \
+                or any(len(c.args) != len(params) for _, c in callers):
+            continue
+        g = callers[0][0]
+        if not {"S", "HEAD_DIM", "BLOCK_N"} <= set(_params(g)):
+            continue
+        edits, made = [], []
+        for a, (base, _, stride) in loads:
+            edits.append((a.value, f"{base}.load([{start}, 0])"))
+            passed = {(_seg(source, c.args[params.index(base)]),
+                       _seg(source, c.args[params.index(stride)])) for _, c in callers}
+            if len(passed) != 1 or not all(x.isidentifier() for x in next(iter(passed))):
+                break
+            b, st = next(iter(passed))
+            made.append((b, f"desc_{b.removesuffix('_base')}", st))
+            edits += [(c.args[params.index(base)], made[-1][1]) for _, c in callers]
+        else:
+            defs = [d for b, _, _ in made for d in _assigns(g, b)]
+            if len(defs) != len(made):
+                continue
+            src = splice(source, edits)
+            last = max(d.end_lineno for d in defs)
+            ind = indent_of(source, defs[0])
+            new = [f"{ind}# K/V through TMA descriptors: rows past S come back as zeros"]
+            for b, d, s in made:
+                new.append(f"{ind}{d} = tl.make_tensor_descriptor({b}, shape=[S, HEAD_DIM], "
+                           f"strides=[{s}, 1],")
+                new.append(f"{ind}{' ' * (len(d) + 29)}block_shape=[BLOCK_N, HEAD_DIM])")
+            return _with_allocator(insert_lines(src, last, new))
+    return None
+
+
+def _tma_store_o(source: str) -> str | None:
+    """The output tile written through a descriptor (clipped at S) instead of masked stores."""
+    tree = ast.parse(source)
+    for fn in jit_functions(tree).values():
+        if not {"S", "HEAD_DIM", "BLOCK_M"} <= set(_params(fn)):
+            continue
+        stores = [s for s in fn.body if isinstance(s, ast.Expr) and isinstance(s.value, ast.Call)
+                  and isinstance(s.value.func, ast.Attribute) and s.value.func.attr == "store"
+                  and isinstance(s.value.func.value, ast.Name) and s.value.func.value.id == "tl"]
+        if len(stores) != 1 or len(stores[0].value.args) < 2:
+            continue
+        stmt = stores[0]
+        pt = _pointer_tile(stmt.value.args[0])
+        if pt is None or len(_assigns(fn, pt[0])) != 1 or len(_assigns(fn, pt[1])) != 1:
+            continue
+        offs = _assigns(fn, pt[1])[0].value
+        if not (isinstance(offs, ast.BinOp) and isinstance(offs.op, ast.Add)):
+            continue
+        row0 = _seg(source, offs.left)
+        ind = indent_of(source, stmt)
+        value = _seg(source, stmt.value.args[1])
+        new = [f"{ind}# O through a TMA descriptor: rows past S are clipped by the hardware",
+               f"{ind}o_desc = tl.make_tensor_descriptor({pt[0]}, shape=[S, HEAD_DIM], "
+               f"strides=[{pt[2]}, 1],",
+               f"{ind}{' ' * 35}block_shape=[BLOCK_M, HEAD_DIM])",
+               f"{ind}o_desc.store([{row0}, 0], {value})"]
+        lines = source.splitlines(keepends=True)
+        src = "".join(lines[:stmt.lineno - 1] + [ln + "\n" for ln in new] + lines[stmt.end_lineno:])
+        return _with_allocator(src)
+    return None
+
+
+# --- persistent_lpt --------------------------------------------------------------------
+
+_PROGRAMS = '''def _persistent_programs(t) -> int:
+    """Programs of the persistent launch: two per SM (a few off the GPU)."""
+    if not t.is_cuda:
+        return 4
+    return 2 * torch.cuda.get_device_properties(t.device).multi_processor_count
+
+
+'''
+
+
+def _persistent_lpt(source: str) -> str | None:
+    """2-D grid (head, query block) -> a persistent 1-D grid over the same tiles, longest
+    causal rows first."""
+    tree = ast.parse(source)
+    for kname, fn in jit_functions(tree).items():
+        pids = {}
+        for i, st in enumerate(fn.body):
+            if isinstance(st, ast.Assign) and len(st.targets) == 1 \
+                    and isinstance(st.targets[0], ast.Name) and isinstance(st.value, ast.Call) \
+                    and _seg(source, st.value) in ("tl.program_id(0)", "tl.program_id(1)"):
+                pids[_seg(source, st.value)[-2]] = (i, st)
+        params = _params(fn)
+        names = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name)}
+        if set(pids) != {"0", "1"} or not {"S", "BLOCK_M"} <= set(params) \
+                or names & {"tile", "num_m", "N_BH"} \
+                or any(isinstance(n, ast.Return) for n in ast.walk(fn)):
+            continue
+        runtime = [a for a in fn.args.args if not (a.annotation is not None
+                                                   and "constexpr" in _seg(source, a.annotation))]
+        if fn.args.args[:len(runtime)] != runtime:
+            continue
+        launch = [c for c in launches(tree) if isinstance(c.func, ast.Subscript)
+                  and c.func.value.id == kname]
+        if len(launch) != 1 or len(launch[0].args) != len(runtime) \
+                or any(isinstance(a, ast.Starred) for a in launch[0].args):
+            continue
+        call = launch[0]
+        host = next(f for f in tree.body if isinstance(f, ast.FunctionDef)
+                    and f.lineno <= call.lineno <= f.end_lineno)
+        grid = call.func.slice
+        if not isinstance(grid, ast.Name):
+            continue
+        gdefs = [a for a in _assigns(host, grid.id) if isinstance(a.value, ast.Tuple)
+                 and len(a.value.elts) == 2]
+        if len(gdefs) != 1:
+            continue
+        n_bh, n_m = (_seg(source, e) for e in gdefs[0].value.elts)
+        q = host.args.args[0].arg
+        first = min(i for i, _ in pids.values())
+        x, y = pids["0"][1].targets[0].id, pids["1"][1].targets[0].id
+        lines = source.splitlines(keepends=True)
+        ind = indent_of(source, fn.body[first])
+        body = fn.body[first:]
+        rest = [st for st in body if st not in (pids["0"][1], pids["1"][1])]
+        moved = "".join(("    " + ln if ln.strip() else ln)
+                        for ln in lines[rest[0].lineno - 1:fn.end_lineno]) if rest else ""
+        head = [f"{ind}# persistent: program p takes tiles p, p + num_programs, ...; tile t is",
+                f"{ind}# (head t % N_BH, query block t // N_BH), the last query blocks first when",
+                f"{ind}# causal (longest rows first: the tail of the launch is short work)",
+                f"{ind}num_m = tl.cdiv(S, BLOCK_M)",
+                f"{ind}for tile in tl.range(tl.program_id(0), N_BH * num_m, tl.num_programs(0)):",
+                f"{ind}    {x} = tile % N_BH",
+                f"{ind}    {y} = tile // N_BH"]
+        if "CAUSAL" in params:
+            head += [f"{ind}    if CAUSAL:", f"{ind}        {y} = num_m - 1 - {y}"]
+        above = [ln for ln in lines[fn.lineno - 1 - len(fn.decorator_list):body[0].lineno - 1]
+                 if not (ln.strip().startswith("#") and "axis" in ln)]  # the old grid's axes
+        kernel = "".join(above) + "\n".join(head) + "\n" + moved
+        # signature: N_BH after the last runtime parameter
+        last = runtime[-1]
+        sig_lines = kernel.splitlines(keepends=True)
+        row = last.lineno - (fn.lineno - len(fn.decorator_list))
+        col = last.end_col_offset
+        sig_lines[row] = sig_lines[row][:col] + ", N_BH" + sig_lines[row][col:]
+        kernel = "".join(sig_lines)
+        # host: the launch passes N_BH; the grid is the persistent one
+        host_edits = [(call.args[-1], f"{_seg(source, call.args[-1])}, {n_bh}"),
+                      (gdefs[0].value, f"(min({n_bh} * {n_m}, _persistent_programs({q})),)")]
+        start = fn.lineno - 1 - len(fn.decorator_list)
+        out = splice(source, host_edits)  # host code follows the kernel: spans still hold
+        out_lines = out.splitlines(keepends=True)
+        out = "".join(out_lines[:start]) + kernel + "".join(out_lines[fn.end_lineno:])
+        hl = out.splitlines(keepends=True)
+        hstart = next(i for i, ln in enumerate(hl) if ln.startswith(f"def {host.name}("))
+        return "".join(hl[:hstart]) + _PROGRAMS + "".join(hl[hstart:])
+    return None
+
+
+MEMORY_RECIPES: tuple[Recipe, ...] = (
+    Recipe("prescale_q",
+           "multiply Q by sm_scale*log2(e) once before the KV loop: the scores come out of "
+           "the QK^T GEMM already scaled, saving one multiply per score per tile", _prescale_q),
+    Recipe("tma_load_kv",
+           "load K/V tiles through device-side TMA descriptors (tl.make_tensor_descriptor): "
+           "one bulk copy per tile, no address arithmetic or masks, zero padding past S",
+           _tma_load_kv),
+    Recipe("tma_store_o",
+           "store the output tile through a TMA descriptor: one bulk store, clipped at S "
+           "by the hardware instead of a masked pointer store", _tma_store_o),
+    Recipe("persistent_lpt",
+           "persistent grid (two programs per SM looping over tiles) with the longest causal "
+           "query blocks first: no launch tail of long programs, one launch's setup "
+           "amortised over many tiles", _persistent_lpt),
+)

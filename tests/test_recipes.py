@@ -1,0 +1,126 @@
+"""The structural recipes: where each applies, that its output passes the evaluator's
+static check, and that it is still a correct kernel (Triton interpreter, fp16). Options
+the interpreter ignores (tl.range hints, maxnreg, num_ctas) are checked for correctness
+here and measured on a GPU by `benchmarks/gpu/run.sh recipes`; the GPU test at the end
+compiles and checks each one where CUDA is present."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from evaluator.static_check import check_source
+from evolve.operators.recipes import RECIPES
+from evolve.paths import SEEDS_DIR
+
+SEEDS = {n: (SEEDS_DIR / f"{n}.py").read_text() for n in ("gqa_naive", "gqa", "gqa_gluon")}
+NEW = ("prescale_q", "tma_load_kv", "tma_store_o", "persistent_lpt", "range_unroll2",
+       "range_no_acc_multibuffer", "range_flatten", "warp_specialize_kv", "maxnreg_168",
+       "num_ctas_2")
+# where each new recipe's pattern is present (and absent) among the seeds
+APPLIES = {
+    "prescale_q": {"gqa_naive", "gqa"},
+    "tma_load_kv": {"gqa_naive"},
+    "tma_store_o": {"gqa_naive"},
+    "persistent_lpt": {"gqa_naive"},
+    "range_unroll2": {"gqa_naive", "gqa"},
+    "range_no_acc_multibuffer": {"gqa_naive", "gqa"},
+    "range_flatten": {"gqa"},
+    "warp_specialize_kv": {"gqa"},
+    "maxnreg_168": {"gqa_naive", "gqa", "gqa_gluon"},
+    "num_ctas_2": {"gqa_naive", "gqa", "gqa_gluon"},
+}
+CASES = [(r, s) for r in NEW for s in sorted(APPLIES[r]) if s != "gqa_gluon"]
+
+
+def _load(source: str, tmp_path: Path, name: str):
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _max_error(mod, device: str = "cpu", dtype=torch.float16) -> float:
+    """Largest |out - fp32 reference| over small GQA shapes, ragged S, both causal modes."""
+    torch.manual_seed(0)
+    worst = 0.0
+    for causal in (False, True):
+        for S, D in ((40, 64), (96, 64), (33, 128)):
+            q = torch.randn(1, 4, S, D, dtype=dtype, device=device)
+            k = torch.randn(1, 2, S, D, dtype=dtype, device=device)
+            v = torch.randn(1, 2, S, D, dtype=dtype, device=device)
+            out = mod.attention(q, k, v, causal=causal, sm_scale=0.3)
+            ref = torch.nn.functional.scaled_dot_product_attention(
+                q.float(), k.float().repeat_interleave(2, 1), v.float().repeat_interleave(2, 1),
+                is_causal=causal, scale=0.3)
+            worst = max(worst, (out.float() - ref).abs().max().item())
+    return worst
+
+
+def test_at_least_eight_new_recipes_each_applies_only_where_its_pattern_is():
+    assert set(NEW) <= set(RECIPES) and len(NEW) >= 8
+    for name in NEW:
+        r = RECIPES[name]
+        assert r.rationale and len(r.rationale) > 40
+        got = {s for s, src in SEEDS.items() if r.apply(src) is not None}
+        assert got == APPLIES[name], name
+        assert r.apply("def attention(q, k, v, *, causal=False, sm_scale=None):\n    pass\n") \
+            is None
+        once = r.apply(sorted(SEEDS[s] for s in APPLIES[name])[0])
+        assert r.apply(once) is None, f"{name} applies twice"
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_recipe_output_passes_the_static_check(name):
+    for seed in APPLIES[name]:
+        assert check_source(RECIPES[name].apply(SEEDS[seed]), f"{seed}.py") == [], (name, seed)
+
+
+@pytest.mark.parametrize("name,seed", CASES)
+def test_recipe_keeps_the_kernel_correct(name, seed, tmp_path):
+    child = RECIPES[name].apply(SEEDS[seed])
+    err = _max_error(_load(child, tmp_path, f"{name}_{seed}"))
+    assert math.isfinite(err) and err < 2e-2, f"{name} on {seed}: max error {err}"
+
+
+def test_recipes_compose_on_the_naive_seed(tmp_path):
+    """Memory and schedule recipes stack: the naive seed with all of them stays correct."""
+    src = SEEDS["gqa_naive"]
+    for name in ("fold_scale_exp2", "split_causal_loop", "tma_load_kv", "tma_store_o",
+                 "persistent_lpt", "range_unroll2", "warp_specialize_kv"):
+        out = RECIPES[name].apply(src)
+        assert out is not None, name
+        src = out
+    assert check_source(src, "k.py") == []
+    err = _max_error(_load(src, tmp_path, "stacked"))
+    assert err < 2e-2, err
+
+
+def test_prescale_q_moves_the_scale_out_of_the_loop():
+    out = RECIPES["prescale_q"].apply(SEEDS["gqa"])
+    assert "q = (q * qk_scale).to(q.dtype)" in out
+    assert "* qk_scale" not in out.split("def _attn_inner", 1)[1].split("@triton.jit", 1)[0]
+    naive = RECIPES["prescale_q"].apply(SEEDS["gqa_naive"])
+    assert "sm_scale * 1.4426950408889634" in naive and "= tl.exp(" not in naive
+
+
+def test_warp_specialize_only_on_unmasked_iterations():
+    out = RECIPES["warp_specialize_kv"].apply(SEEDS["gqa"])
+    assert "warp_specialize=MASK == 0" in out
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", NEW)
+def test_recipe_compiles_and_is_correct_on_the_gpu(name, tmp_path):
+    for seed in sorted(APPLIES[name] - {"gqa_gluon"}):
+        child = RECIPES[name].apply(SEEDS[seed])
+        err = _max_error(_load(child, tmp_path, f"gpu_{name}_{seed}"), "cuda", torch.bfloat16)
+        assert math.isfinite(err) and err < 3e-2, f"{name} on {seed}: max error {err}"
