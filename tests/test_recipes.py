@@ -19,12 +19,11 @@ from evolve.operators.recipes import RECIPES
 from evolve.paths import SEEDS_DIR
 
 SEEDS = {n: (SEEDS_DIR / f"{n}.py").read_text() for n in ("gqa_naive", "gqa", "gqa_gluon")}
-NEW = ("prescale_q", "tma_load_kv", "tma_store_o", "persistent_lpt", "range_unroll2",
+NEW = ("tma_load_kv", "tma_store_o", "persistent_lpt", "range_unroll2",
        "range_no_acc_multibuffer", "range_flatten", "warp_specialize_kv", "maxnreg_168",
        "num_ctas_2")
 # where each new recipe's pattern is present (and absent) among the seeds
 APPLIES = {
-    "prescale_q": {"gqa_naive", "gqa"},
     "tma_load_kv": {"gqa_naive"},
     "tma_store_o": {"gqa_naive"},
     "persistent_lpt": {"gqa_naive"},
@@ -49,14 +48,16 @@ def _load(source: str, tmp_path: Path, name: str):
 
 
 def _max_error(mod, device: str = "cpu", dtype=torch.float16) -> float:
-    """Largest |out - fp32 reference| over small GQA shapes, ragged S, both causal modes."""
-    torch.manual_seed(0)
+    """Largest |out - fp32 reference| over small GQA shapes, ragged S, both causal modes;
+    1/8 of the query rows scaled by 8..30 (the evaluator's `large_rows` inputs)."""
+    gen = torch.Generator().manual_seed(0)
     worst = 0.0
     for causal in (False, True):
         for S, D in ((40, 64), (96, 64), (33, 128)):
-            q = torch.randn(1, 4, S, D, dtype=dtype, device=device)
-            k = torch.randn(1, 2, S, D, dtype=dtype, device=device)
-            v = torch.randn(1, 2, S, D, dtype=dtype, device=device)
+            q, k, v = (torch.randn(1, h, S, D, generator=gen) for h in (4, 2, 2))
+            big = torch.rand(1, 4, S, 1, generator=gen) < 0.125
+            q = torch.where(big, q * (8 + 22 * torch.rand(1, 4, S, 1, generator=gen)), q)
+            q, k, v = (t.to(dtype=dtype, device=device) for t in (q, k, v))
             out = mod.attention(q, k, v, causal=causal, sm_scale=0.3)
             ref = torch.nn.functional.scaled_dot_product_attention(
                 q.float(), k.float().repeat_interleave(2, 1), v.float().repeat_interleave(2, 1),
@@ -84,11 +85,41 @@ def test_recipe_output_passes_the_static_check(name):
         assert check_source(RECIPES[name].apply(SEEDS[seed]), f"{seed}.py") == [], (name, seed)
 
 
+_SEED_ERROR: dict[str, float] = {}
+
+
+def _bound(seed: str, tmp_path: Path) -> float:
+    """The evaluator's kind of bound: twice the seed's own error plus a floor."""
+    if seed not in _SEED_ERROR:
+        _SEED_ERROR[seed] = _max_error(_load(SEEDS[seed], tmp_path, f"seed_{seed}"))
+    return 2 * _SEED_ERROR[seed] + 3.2e-3
+
+
 @pytest.mark.parametrize("name,seed", CASES)
 def test_recipe_keeps_the_kernel_correct(name, seed, tmp_path):
     child = RECIPES[name].apply(SEEDS[seed])
     err = _max_error(_load(child, tmp_path, f"{name}_{seed}"))
-    assert math.isfinite(err) and err < 2e-2, f"{name} on {seed}: max error {err}"
+    assert math.isfinite(err) and err <= _bound(seed, tmp_path), f"{name} on {seed}: {err}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", ["gqa_naive", "gqa"])
+def test_stacked_recipes_pass_the_smoke_evaluation(seed, tmp_path):
+    """Every new recipe that applies, stacked on the seed, passes the real evaluator
+    (interpreter, smoke suite, fp16: its correctness rule and adversarial inputs)."""
+    from evaluator import EvalOptions, evaluate
+
+    src, used = SEEDS[seed], []
+    for name in NEW:
+        out = RECIPES[name].apply(src)
+        if out is not None:
+            src, used = out, used + [name]
+    assert len(used) >= 5
+    path = tmp_path / "kernel.py"
+    path.write_text(src)
+    res = evaluate(path, target="gqa", suite="smoke",
+                   options=EvalOptions(scratch_dir=tmp_path / "scratch", baselines=("cudnn",)))
+    assert res.status == "ok", (used, res.failure)
 
 
 def test_recipes_compose_on_the_naive_seed(tmp_path):
@@ -101,15 +132,7 @@ def test_recipes_compose_on_the_naive_seed(tmp_path):
         src = out
     assert check_source(src, "k.py") == []
     err = _max_error(_load(src, tmp_path, "stacked"))
-    assert err < 2e-2, err
-
-
-def test_prescale_q_moves_the_scale_out_of_the_loop():
-    out = RECIPES["prescale_q"].apply(SEEDS["gqa"])
-    assert "q = (q * qk_scale).to(q.dtype)" in out
-    assert "* qk_scale" not in out.split("def _attn_inner", 1)[1].split("@triton.jit", 1)[0]
-    naive = RECIPES["prescale_q"].apply(SEEDS["gqa_naive"])
-    assert "sm_scale * 1.4426950408889634" in naive and "= tl.exp(" not in naive
+    assert err <= _bound("gqa_naive", tmp_path), err
 
 
 def test_warp_specialize_only_on_unmasked_iterations():
@@ -123,4 +146,4 @@ def test_recipe_compiles_and_is_correct_on_the_gpu(name, tmp_path):
     for seed in sorted(APPLIES[name] - {"gqa_gluon"}):
         child = RECIPES[name].apply(SEEDS[seed])
         err = _max_error(_load(child, tmp_path, f"gpu_{name}_{seed}"), "cuda", torch.bfloat16)
-        assert math.isfinite(err) and err < 3e-2, f"{name} on {seed}: max error {err}"
+        assert math.isfinite(err) and err < 0.1, f"{name} on {seed}: max error {err}"

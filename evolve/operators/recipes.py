@@ -7,7 +7,7 @@ the original text at ast-located spans so the rest of the file is untouched.
 
 This module holds the softmax and loop-structure recipes; compiler hints (tl.range
 options, launch options) are in recipes_hints.py, memory and schedule changes (TMA
-descriptors, pre-scaled Q, persistent grid) in recipes_memory.py; `RECIPES` is all.
+descriptors, persistent grid) in recipes_memory.py; `RECIPES` is all of them.
 """
 
 from __future__ import annotations

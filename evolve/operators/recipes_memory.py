@@ -1,19 +1,19 @@
-"""Memory and schedule recipes: Q pre-scaled before the loop, device-side TMA descriptors
-for the K/V loads and the O store, a persistent grid walking causal tiles longest first.
+"""Memory and schedule recipes: device-side TMA descriptors for the K/V loads and the O
+store, a persistent grid walking causal tiles longest first.
 
 Each applies only where its pattern is present (the pointer-based FA2 kernel of
-seeds/gqa_naive.py has all three memory patterns; the descriptor kernel of seeds/gqa.py
-has the scaled-score pattern of `prescale_q`) and returns None elsewhere.
+seeds/gqa_naive.py has all three; seeds/gqa.py already has descriptors and a 1-D grid)
+and returns None elsewhere. Q pre-scaled by sm_scale*log2(e) before the loop is not a
+recipe: rounding the scaled Q to fp16/bf16 fails the evaluator's large-row inputs
+(knowledge/structural-recipes.md).
 """
 
 from __future__ import annotations
 
 import ast
-import re
 
 from evolve.operators.config_edit import splice
 from evolve.operators.transform import (
-    LOG2E,
     Recipe,
     indent_of,
     insert_lines,
@@ -41,55 +41,6 @@ def _seg(source: str, node: ast.AST) -> str:
 
 def _params(fn: ast.FunctionDef) -> list[str]:
     return [a.arg for a in fn.args.args]
-
-
-# --- prescale_q ----------------------------------------------------------------------
-
-def _prescale_q(source: str) -> str | None:
-    """Scores scaled in the KV loop (`tl.max(qk, 1) * s`, `qk * s`) -> q scaled once."""
-    tree = ast.parse(source)
-    jits = jit_functions(tree)
-    lines = source.splitlines(keepends=True)
-    for name, fn in jits.items():
-        params = _params(fn)
-        body_start = fn.body[0].lineno - 1  # after the signature
-        text = "".join(lines[body_start:fn.end_lineno])
-        m = re.search(r"tl\.max\((\w+), 1\) \* (\w+)\b", text)
-        if not m or m[2] not in params or "q" not in params:
-            continue
-        qk, scale = m[1], m[2]
-        new = re.sub(rf"(tl\.max\({qk}, 1\)|\b{qk}\b) \* {scale}\b", r"\1", text)
-        if re.search(rf"\b{scale}\b", new):
-            continue  # the scale is used elsewhere too: not the pattern
-        natural = "tl.exp(" in new
-        if natural:
-            new = new.replace("tl.exp(", "tl.exp2(")  # scores now in log2 units
-        calls = [(g, c) for g in jits.values() if g is not fn for c in _calls(g, name)]
-        if not calls or any(len(c.args) != len(params) or c.keywords for _, c in calls):
-            continue
-        iq, iscale = params.index("q"), params.index(scale)
-        inserts = {}
-        for g, c in calls:
-            qa, sa = c.args[iq], c.args[iscale]
-            if not (isinstance(qa, ast.Name) and isinstance(sa, ast.Name)):
-                break
-            first = min(x.lineno for x in _calls(g, name))
-            defs = [a for a in _assigns(g, qa.id) if a.lineno < first]
-            if len(defs) != 1 or len(_assigns(g, qa.id)) != 1:
-                break
-            factor = f"({sa.id} * {LOG2E})" if natural else sa.id
-            a = defs[0]
-            inserts[a.end_lineno] = [
-                f"{indent_of(source, a)}# scores come out scaled (log2 units): no multiply "
-                "per score in the KV loop",
-                f"{indent_of(source, a)}{qa.id} = ({qa.id} * {factor}).to({qa.id}.dtype)"]
-        else:
-            out = lines[:body_start] + [new] + lines[fn.end_lineno:]
-            src = "".join(out)
-            for at in sorted(inserts, reverse=True):
-                src = insert_lines(src, at, inserts[at])
-            return src
-    return None
 
 
 # --- device-side TMA descriptors --------------------------------------------------------
@@ -315,9 +266,6 @@ def _persistent_lpt(source: str) -> str | None:
 
 
 MEMORY_RECIPES: tuple[Recipe, ...] = (
-    Recipe("prescale_q",
-           "multiply Q by sm_scale*log2(e) once before the KV loop: the scores come out of "
-           "the QK^T GEMM already scaled, saving one multiply per score per tile", _prescale_q),
     Recipe("tma_load_kv",
            "load K/V tiles through device-side TMA descriptors (tl.make_tensor_descriptor): "
            "one bulk copy per tile, no address arithmetic or masks, zero padding past S",
