@@ -178,7 +178,7 @@ def test_sweep_variants_stay_inside_the_search_space(seed):
         for variant in variants:
             new = seed_sweep.apply_variant(config, cls, variant)
             assert set(new) == set(config)
-            if isinstance(new[cls], dict):  # a per-class CONFIG: knobs and space per class
+            if isinstance(new.get(cls), dict):  # a per-class CONFIG: knobs and space per class
                 new, space_cls = new[cls], space[cls]
                 assert set(new) == set(config[cls])
             else:
