@@ -147,3 +147,26 @@ def test_recipe_compiles_and_is_correct_on_the_gpu(name, tmp_path):
         child = RECIPES[name].apply(SEEDS[seed])
         err = _max_error(_load(child, tmp_path, f"gpu_{name}_{seed}"), "cuda", torch.bfloat16)
         assert math.isfinite(err) and err < 0.1, f"{name} on {seed}: max error {err}"
+
+
+def test_recipe_benchmark_picks_applicable_recipes_and_judges_them():
+    """benchmarks/gpu/recipe_bench.py (the GPU measurement of every recipe): its CPU part."""
+    sys.path.insert(0, str(SEEDS_DIR.parent / "benchmarks" / "gpu"))
+    import recipe_bench
+
+    assert set(recipe_bench.children(SEEDS["gqa"])) == {n for n in RECIPES
+                                                       if RECIPES[n].apply(SEEDS["gqa"])}
+    assert set(recipe_bench.children(SEEDS["gqa"], ["range_unroll2", "tma_store_o"])) == \
+        {"range_unroll2"}
+    ms = {"SDPA-cuDNN": {"a": 1.0, "b": 1.0}, "seed": {"a": 1.25, "b": 1.25},
+          "fast": {"a": 1.0, "b": 1.25}, "same": {"a": 1.25, "b": 1.24},
+          "wrong": {"a": 0.5, "b": 0.5}, "half": {"a": 1.0, "b": None}}
+    ok = {"a": {"ok": True}, "b": {"ok": True}}
+    checks = {"fast": ok, "same": ok, "half": ok,
+              "wrong": {"a": {"ok": False}, "b": {"ok": True}}}
+    v = recipe_bench.verdicts(ms, checks, "SDPA-cuDNN", 0.01)
+    assert v["fast"]["verdict"] == "kept" and abs(v["fast"]["gain_vs_seed"] - 1.118) < 1e-3
+    assert v["same"]["verdict"].startswith("dropped: gain")
+    assert v["wrong"]["verdict"].startswith("dropped: check failed")
+    assert v["half"]["verdict"] == "dropped: timed on 1/2 shapes"
+    assert abs(v["fast"]["vs_cudnn"] - 0.894) < 1e-3

@@ -18,6 +18,10 @@
 #   config-sweep KERNEL CONFIGS  the kernel with each CONFIG override (a JSON list) timed
 #                                against cuDNN (sweep.json); for tuning, not for citing
 #   ncu [S D [causal]]           Nsight Compute over the Gluon seed and cuDNN on one shape (ncu.txt)
+#   recipes [SEED] [SUITE] [RECIPES]
+#                                each offline-operator recipe that applies to SEED (default
+#                                seeds/gqa.py) checked and timed against the seed and cuDNN
+#                                in one process: table + recipes_<seed>.json (kept/dropped)
 #   offline SEED MINUTES NAME [RNG_SEED]
 #                                an offline run in the foreground, then its stats
 #                                (stats_NAME.json, lineage_NAME.db, kernels_NAME.tgz)
@@ -29,9 +33,9 @@
 set -u
 cmd=${1:-}; shift || true
 case "$cmd" in
-  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|offline|tests)
+  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|recipes|offline|tests)
     . "$(dirname "$0")/setup.sh" || exit 1; OUT=${OUT:-/tmp/out} ;;
-  *) sed -n '2,29p' "$0"; exit 2 ;;
+  *) sed -n '2,32p' "$0"; exit 2 ;;
 esac
 case "$cmd" in
   env)
@@ -78,6 +82,11 @@ case "$cmd" in
         --section Occupancy --section LaunchStats -k regex:'attn_fwd|fmha|flash|cudnn|sm90' --launch-count 2 \
         python3 benchmarks/gpu/gluon_profile.py "$@" > "$OUT/ncu.txt" 2>&1; echo "ncu rc=$?"
     grep -E 'Duration|Compute \(SM\) Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy' "$OUT/ncu.txt" | head -n 20 ;;
+  recipes)
+    seed=${1:-seeds/gqa.py}; name=$(basename "$seed" .py)
+    timeout 560 python3 benchmarks/gpu/recipe_bench.py --seed "$seed" --suite "${2:-default}" \
+        --recipes "${3:-}" --json "$OUT/recipes_$name.json" > "$OUT/recipes_$name.log" 2>&1
+    echo "recipes rc=$?"; tail -n 20 "$OUT/recipes_$name.log" ;;
   offline)
     seed=$1; minutes=$2; name=$3; rng=${4:-7}; runs=/root/runs
     python3 -m evolve start --target gqa --operator offline --runs-dir $runs --rng-seed "$rng" \
