@@ -148,3 +148,16 @@ def test_one_operator_exhausts_a_kind_then_moves_on(tmp_path):
         assert p is not None and config_key(p.source) not in seen
         assert not store.has_source(sha256_text(p.source))
         seen.add(config_key(p.source))
+
+
+def test_supervisor_plateau_carries_the_payoff_table(tmp_path):
+    from evolve.agent import supervisor
+
+    run, store, _ = _scripted_run(tmp_path)
+    plateau = supervisor.detect(store, stall_limit=2)
+    assert plateau is not None
+    assert plateau.payoffs == what_paid_off(store.candidates())
+    lines = plateau.payoffs.splitlines()
+    assert lines[0].startswith("what has paid off in this run")
+    assert lines[3].split()[:3] == ["knob:num_warps", "3", "3"]  # best mean gain first
+    assert any(ln.split()[:2] == ["recipe:fold_scale_exp2", "1"] for ln in lines)
