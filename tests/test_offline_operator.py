@@ -30,6 +30,7 @@ from evolve.store import LineageStore
 
 NAIVE = (SEEDS_DIR / "gqa_naive.py").read_text()
 STRONG = (SEEDS_DIR / "gqa.py").read_text()
+STRONG_CFG = read_config(STRONG)
 
 
 def _cand(cid: int, score: float = 1.0) -> Candidate:
@@ -241,3 +242,29 @@ def test_all_recipes_pass_the_smoke_evaluation(tmp_path):
                    options=EvalOptions(scratch_dir=tmp_path / "scratch", baselines=("cudnn",)))
     assert res.status == "ok", res.failure
     assert res.score is not None and res.score > 0
+
+
+def test_split_class_gives_short_sequences_their_own_settings(tmp_path):
+    op = OfflineOperator()
+    rng = random.Random(2)
+    ratios = {"D64_NC": 0.9, "D64_C": 0.9, "D128_NC": 0.9, "D128_C": 0.5}
+    seen = Counter()
+    for _ in range(30):
+        p = op.split_class(STRONG, 0, rng, ratios)
+        old, new = p.changes["split"]["from"], p.changes["split"]["to"]
+        seen[old] += 1
+        cfg = read_config(p.source)
+        assert new in cfg and new.startswith(old + "_S") and set(cfg) == set(STRONG_CFG) | {new}
+        (label, ch), = p.changes["knobs"].items()
+        knob = label.split(".")[1]
+        assert label.startswith(new + ".") and cfg[new] == {**cfg[old], knob: ch["to"]}
+        assert read_search_space(p.source)[new] == read_search_space(STRONG)[old]
+        # the new class takes the short shapes of its parent class, and only those
+        mod = _load(p.source, tmp_path, f"split{_}")
+        bound = int(new.rsplit("_S", 1)[1])
+        D, causal = (64 if old.startswith("D64") else 128), old.endswith("_C")
+        assert mod._settings(D, causal, bound) == cfg[new]
+        assert mod._settings(D, causal, bound + 1) == cfg[old]
+    assert seen.most_common(1)[0][0] == "D128_C"
+    naive = op.split_class(NAIVE, 0, random.Random(0))
+    assert naive.changes["split"]["to"] in read_config(naive.source)

@@ -140,3 +140,52 @@ def splice(source: str, edits: list[tuple[ast.AST, str]]) -> str:
     for start, end, text in sorted(spans, reverse=True):
         out = out[:start] + text + out[end:]
     return out
+
+
+def _format_entry(indent: str, key: str, value: dict[str, Any], width: int = 92) -> str:
+    """`"key": {...},` on one line, wrapped under the brace when longer than width."""
+    head = f'{indent}"{key}": {{'
+    items = [f'"{k}": {_literal(v) if not isinstance(v, list) else _list(v)}'
+             for k, v in value.items()]
+    lines, cur = [], head
+    for i, it in enumerate(items):
+        piece = it + ("}," if i == len(items) - 1 else ", ")
+        if len(cur) + len(piece.rstrip()) > width and cur != head:
+            lines.append(cur.rstrip())
+            cur = " " * len(head)
+        cur += piece
+    lines.append(cur if items else head + "},")
+    return "\n".join(lines)
+
+
+def _list(values: list) -> str:
+    return "[" + ", ".join(map(_literal, values)) + "]"
+
+
+def add_class(source: str, after: str, key: str, settings: dict[str, Any]) -> str:
+    """`source` with a new CONFIG class `key` (placed after class `after`) holding
+    `settings`; a per-class SEARCH_SPACE gets a copy of `after`'s allowed values."""
+    lines = source.splitlines(keepends=True)
+    inserts: list[tuple[int, str]] = []
+    for name in ("CONFIG", "SEARCH_SPACE"):
+        try:
+            node = _config_node(source, name)
+        except ConfigEditError:
+            if name == "SEARCH_SPACE":
+                continue
+            raise
+        keys = [k.value if isinstance(k, ast.Constant) else None for k in node.keys]
+        if name == "SEARCH_SPACE" and not (after in keys and isinstance(
+                node.values[keys.index(after)], ast.Dict)):
+            continue  # a shared space covers the new class too
+        if after not in keys or key in keys:
+            raise ConfigEditError(f"{name} has no class {after!r} or already has {key!r}")
+        value_node = node.values[keys.index(after)]
+        value = ast.literal_eval(value_node) if name == "SEARCH_SPACE" else settings
+        row = value_node.end_lineno  # the entry's last line (1-based)
+        first = lines[node.keys[keys.index(after)].lineno - 1]
+        indent = first[:len(first) - len(first.lstrip())]
+        inserts.append((row, _format_entry(indent, key, value) + "\n"))
+    for row, text in sorted(inserts, reverse=True):
+        lines[row:row] = [text]
+    return "".join(lines)

@@ -3,16 +3,17 @@ recipes, chosen by a bandit over what has paid off in this run.
 
 No LLM: it is the classical baseline the agentic operator is compared with. Each call
 lists the moves open to the parent, one per kind ("knob:<name>", "knobs:pair",
-"crossover:class", "crossover:mix", "recipe:<name>"), and lets a Thompson-sampling
-bandit over the run's recorded trials (operators/payoff.py: gains, slow pre-screen
-rejections and failures) pick the kind. A knob move changes one knob of one shape class
-(operators/shape_classes.py), drawn more often where the parent's ratio to the baseline
-is worst; "crossover:class" builds a child from the best-measured settings of each class
+"split:class", "crossover:class", "crossover:mix", "recipe:<name>"), and lets a
+Thompson-sampling bandit over the run's recorded trials (operators/payoff.py: gains, slow
+pre-screen rejections and failures) pick the kind. A knob move changes one knob of one
+shape class (operators/shape_classes.py), drawn more often where the parent's ratio to
+the baseline is worst; "split:class" gives the shorter sequences of a class their own
+settings; "crossover:class" builds a child from the best-measured settings of each class
 across the run's candidates of the same structure. A configuration already measured in
 the run (same code, same CONFIG values) or already proposed by this operator is never
 proposed again. Every child carries a short hypothesis, its `variation_kind`, and
 `changes` = {"kind", "knobs" ("<class>.<knob>" or "<knob>" -> from/to), "recipes",
-"crossover_with", "classes"}.
+"crossover_with", and "classes" (class crossover) or "split"}.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any, Callable
 from evolve.operators.base import VariationContext
 from evolve.operators.config_edit import (
     ConfigEditError,
+    add_class,
     read_config,
     read_search_space,
     rewrite_config,
@@ -35,6 +37,7 @@ from evolve.operators.payoff import Bandit, trials
 from evolve.operators.recipes import RECIPES
 from evolve.operators.shape_classes import (
     ALL,
+    class_bounds,
     class_ratios,
     class_settings,
     class_space,
@@ -53,6 +56,7 @@ _WHY = {  # knob family -> (why raising it may help, why lowering it may help)
                "fewer stages free shared memory for larger tiles / more resident blocks"),
 }
 WORST_POWER = 4.0  # a class is drawn with weight ratio ** -WORST_POWER (worst ratio: most)
+SPLIT_BUCKETS = (1024, 4096)  # sequence-length bounds a class may be split at
 
 
 def knob_rationale(name: str, old: Any, new: Any) -> str:
@@ -180,6 +184,7 @@ class OfflineOperator:
         if len(classes(config)) > 1:
             lineage = self._lineage(ctx, history)
             out["crossover:class"] = lambda: self.class_crossover(source, pid, lineage)
+            out["split:class"] = lambda: self.split_class(source, pid, rng, ratios, fresh)
         for name, recipe in RECIPES.items():
             child = recipe.apply(source)
             if child is not None:
@@ -255,6 +260,42 @@ class OfflineOperator:
                 parent_id, child, where + "; ".join(parts),
                 _changes({_label(cls, k): (cur[k], v) for k, v in updates.items()}),
                 self.name)
+        return None
+
+    def split_class(self, source: str, parent_id: int, rng: random.Random,
+                    ratios: dict[str, float] | None = None,
+                    fresh: Callable[[str], bool] | None = None, tries: int = 8
+                    ) -> Candidate | None:
+        """A class without a sequence bound gets a copy for sequences <= a bucket
+        (SPLIT_BUCKETS) with one knob moved there: short and long sequences can then
+        settle on different tiles. The class is drawn as in `mutate` (worst most often)."""
+        config, space = read_config(source), read_search_space(source)
+        ratios = ratios or {}
+        for _ in range(tries):
+            open_ = [(c, b) for c in classes(config) if c != ALL and class_bounds(c)[1] > max(
+                SPLIT_BUCKETS) for b in SPLIT_BUCKETS if f"{c}_S{b}" not in config]
+            if not open_:
+                return None
+            cls = pick_class(sorted({c for c, _ in open_}), ratios, rng)
+            bound = rng.choice([b for c, b in open_ if c == cls])
+            cur, allowed = class_settings(config, cls), class_space(space, cls)
+            movable = [k for k in allowed if k in cur and any(v != cur[k] for v in allowed[k])]
+            if not movable:
+                return None
+            knob = rng.choice(movable)
+            new = _neighbour_or_random(rng, allowed[knob], cur[knob])
+            key = f"{cls}_S{bound}"
+            try:
+                child = add_class(source, cls, key, {**cur, knob: new})
+            except ConfigEditError:
+                return None
+            if fresh is not None and not fresh(child):
+                continue
+            hyp = (f"split class {cls}: sequences <= {bound} get their own settings ({key}), "
+                   f"{knob} {cur[knob]} -> {new} there: {knob_rationale(knob, cur[knob], new)}")
+            ch = _changes({_label(key, knob): (cur[knob], new)})
+            ch["split"] = {"from": cls, "to": key}
+            return Candidate.proposed(parent_id, child, hyp, ch, self.name)
         return None
 
     def crossover(self, source: str, second_source: str, parent_id: int, second_id: int,
