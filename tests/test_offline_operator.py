@@ -135,6 +135,8 @@ def test_mutation_picks_the_worst_class_most_often():
     assert picked.most_common(1)[0][0] == "D128_C" and picked["D128_C"] > 0.5 * 300
     assert all(picked[c] > 0 for c in ratios)  # the others still get tried
     assert pick_class(["a", "b"], {}, random.Random(0)) in ("a", "b")
+    # a class no shape of the suite uses is never picked once others are measured
+    assert {pick_class(["a", "b"], {"a": 0.9}, random.Random(i)) for i in range(20)} == {"a"}
 
 
 def test_class_wise_crossover_takes_each_class_from_its_best_candidate():

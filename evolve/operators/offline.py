@@ -363,12 +363,13 @@ class OfflineOperator:
 
 
 def pick_class(options: list[str], ratios: dict[str, float], rng: random.Random) -> str:
-    """A class drawn with weight ratio ** -WORST_POWER; an unmeasured class weighs the
-    mean weight of the measured ones (1 when none is measured)."""
-    known = [ratios[c] ** -WORST_POWER for c in options if ratios.get(c, 0) > 0]
-    middle = sum(known) / len(known) if known else 1.0
-    weights = [ratios[c] ** -WORST_POWER if ratios.get(c, 0) > 0 else middle for c in options]
-    return rng.choices(options, weights=weights, k=1)[0]
+    """A class drawn with weight ratio ** -WORST_POWER. When some options were measured,
+    the others are left out: no shape of the suite uses them, so a change there cannot
+    move the score. With none measured, every option weighs the same."""
+    measured = [c for c in options if ratios.get(c, 0) > 0]
+    if not measured:
+        return rng.choice(options)
+    return rng.choices(measured, weights=[ratios[c] ** -WORST_POWER for c in measured])[0]
 
 
 def _flat(config: dict[str, Any]) -> dict[Any, Any]:
