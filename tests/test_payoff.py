@@ -161,3 +161,15 @@ def test_supervisor_plateau_carries_the_payoff_table(tmp_path):
     assert lines[0].startswith("what has paid off in this run")
     assert lines[3].split()[:3] == ["knob:num_warps", "3", "3"]  # best mean gain first
     assert any(ln.split()[:2] == ["recipe:fold_scale_exp2", "1"] for ln in lines)
+
+
+def test_run_report_of_the_fixture_run(fixture_run):
+    """benchmarks/gpu/run_report.py: the payoff table and the per-class table of a run."""
+    import sys
+
+    sys.path.insert(0, str(SEEDS_DIR.parent / "benchmarks" / "gpu"))
+    import run_report
+
+    text = run_report.report(fixture_run)
+    assert "what has paid off in this run" in text
+    assert "best ratio per shape class" in text and "D64_C" in text  # smoke shapes: D=64

@@ -14,8 +14,10 @@ from evaluator import EvalResult, ShapeResult, get_target
 from evolve.operators.config_edit import read_config
 from evolve.operators.shape_classes import (
     ShapeClassError,
+    best_per_class,
     class_of,
     class_ratios,
+    render_class_table,
     settings,
 )
 from evolve.paths import SEEDS_DIR
@@ -127,3 +129,17 @@ def test_class_ratios_geomean_per_class():
     cfg = read_config((SEEDS_DIR / "gqa.py").read_text())
     assert class_ratios(cfg, res) == pytest.approx({"D64_NC": 1.0, "D128_C": 0.7})
     assert class_ratios(cfg, None) == {}
+
+
+def test_best_per_class_and_its_table():
+    seed = read_config((SEEDS_DIR / "gqa.py").read_text())
+    a = {c: dict(v) for c, v in seed.items()}
+    a["D64_C"]["STAGES"] = 4
+    entries = [(0, seed, {"D64_C": 0.7, "D128_NC": 0.9}),
+               (2, a, {"D64_C": 0.8, "D128_NC": 0.85}),
+               (3, a, {"D64_C": 0.8})]  # a tie: the earlier candidate keeps it
+    best = best_per_class(entries)
+    assert best["D64_C"] == (2, 0.8, a["D64_C"]) and best["D128_NC"][0] == 0
+    table = render_class_table(entries).splitlines()
+    assert table[1].split() == ["D128_NC", "0.900", "0.900", "#0", "(the", "seed's)"]
+    assert table[2].split() == ["D64_C", "0.700", "0.800", "#2", "STAGES", "3->4"]

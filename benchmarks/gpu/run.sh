@@ -23,8 +23,9 @@
 #                                seeds/gqa.py) checked and timed against the seed and cuDNN
 #                                in one process: table + recipes_<seed>.json (kept/dropped)
 #   offline SEED MINUTES NAME [RNG_SEED]
-#                                an offline run in the foreground, then its stats
-#                                (stats_NAME.json, lineage_NAME.db, kernels_NAME.tgz)
+#                                an offline run in the foreground, then its stats and what
+#                                paid per kind and per shape class (stats_NAME.json,
+#                                report_NAME.txt, lineage_NAME.db, kernels_NAME.tgz)
 #   tests [FILE...]              the GPU tests (pytest -m gpu; all of tests/ by default)
 #
 # Long steps are cut by `timeout` so that a partial JSON still comes back (the tools rewrite
@@ -35,7 +36,7 @@ cmd=${1:-}; shift || true
 case "$cmd" in
   env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|recipes|offline|tests)
     . "$(dirname "$0")/setup.sh" || exit 1; OUT=${OUT:-/tmp/out} ;;
-  *) sed -n '2,32p' "$0"; exit 2 ;;
+  *) sed -n '2,33p' "$0"; exit 2 ;;
 esac
 case "$cmd" in
   env)
@@ -92,6 +93,8 @@ case "$cmd" in
     python3 -m evolve start --target gqa --operator offline --runs-dir $runs --rng-seed "$rng" \
         --seed "$seed" --name "$name" --max-minutes "$minutes" > "$OUT/$name.log" 2>&1 < /dev/null
     python3 benchmarks/gpu/run_stats.py "$runs/$name" --json "$OUT/stats_$name.json" | tail -n 14
+    python3 benchmarks/gpu/run_report.py "$runs/$name" > "$OUT/report_$name.txt" 2>&1
+    tail -n 8 "$OUT/report_$name.txt"
     cp "$runs/$name/lineage.db" "$OUT/lineage_$name.db"
     (cd "$runs/$name" && tar czf "$OUT/kernels_$name.tgz" kernels run.toml) ;;
   tests)

@@ -26,7 +26,7 @@ from evolve.records import Candidate
 SLOW = "slow"  # the loop's pre-screen failure class (evolve.jobs.SLOW_CLASS)
 FAIL_GAIN = -0.10  # what a failed child is worth to the bandit (as a 10 % loss)
 SLOW_GAIN = math.log(0.9)  # a slow rejection with nothing better to go on
-MAX_GAIN = 0.7  # gains are clipped to +-this (one wild score must not own the bandit)
+MAX_GAIN = 0.7  # the bandit clips gains to +-this (one wild score must not own it)
 _SLOW_MSG = re.compile(r"([0-9.]+) < [0-9.]+ x champion ([0-9.]+)")
 
 
@@ -38,7 +38,8 @@ class Trial:
 
     @property
     def reward(self) -> float:
-        return FAIL_GAIN if self.gain is None else self.gain
+        """What the bandit sees: the gain clipped to +-MAX_GAIN, FAIL_GAIN for a failure."""
+        return FAIL_GAIN if self.gain is None else _clip(self.gain)
 
 
 def kind_of(c: Candidate) -> str:
@@ -73,10 +74,10 @@ def slow_gain(child: Candidate, parent: Candidate | None) -> float:
     a = geomean([float(mine[n]) for n in common])
     b = geomean([float(theirs[n]) for n in common])
     if a and b:
-        return _clip(math.log(a / b))
+        return math.log(a / b)
     m = _SLOW_MSG.search(child.failure_message or "")
     if m and float(m[1]) > 0 and float(m[2]) > 0:
-        return _clip(math.log(float(m[1]) / float(m[2])))
+        return math.log(float(m[1]) / float(m[2]))
     return SLOW_GAIN
 
 
@@ -91,7 +92,7 @@ def trials(cands: Iterable[Candidate]) -> list[Trial]:
             continue
         parent = by_id.get(c.parent_id) if c.parent_id is not None else None
         if c.ok and c.score and parent is not None and parent.ok and parent.score:
-            g = _clip(math.log(c.score / parent.score))
+            g = math.log(c.score / parent.score)
             out.append(Trial(kind, "better" if g > 0 else "worse", g))
         elif c.failure_class == SLOW:
             out.append(Trial(kind, SLOW, slow_gain(c, parent)))

@@ -105,3 +105,34 @@ def class_ratios(config: dict[str, Any], result: EvalResult | None) -> dict[str,
             continue
         per.setdefault(key, []).append(float(sh.speedup))
     return {k: g for k, v in per.items() if (g := geomean(v)) is not None}
+
+
+def best_per_class(entries: list[tuple[int, dict[str, Any], dict[str, float]]]
+                   ) -> dict[str, tuple[int, float, dict[str, Any]]]:
+    """class -> (candidate id, ratio, settings) of the entry (id, CONFIG, class ratios)
+    that measured best on it; the lowest id wins a tie."""
+    best: dict[str, tuple[int, float, dict[str, Any]]] = {}
+    for cid, config, ratios in sorted(entries, key=lambda e: e[0]):
+        for cls, r in ratios.items():
+            if cls in best and best[cls][1] >= r:
+                continue
+            best[cls] = (cid, r, class_settings(config, cls) if config else {})
+    return best
+
+
+def render_class_table(entries: list[tuple[int, dict[str, Any], dict[str, float]]],
+                       seed_id: int = 0) -> str:
+    """Per class: the seed's ratio, the best ratio in the run, which candidate, and what it
+    changed against the seed's settings of that class (plain text)."""
+    best = best_per_class(entries)
+    seed = next((e for e in entries if e[0] == seed_id), None)
+    lines = [f"{'class':<16} {'seed':>6} {'best':>6} {'from':>6}  changed vs the seed"]
+    for cls in sorted(best):
+        cid, r, knobs = best[cls]
+        base = seed[2].get(cls) if seed else None
+        was = class_settings(seed[1], cls) if seed and (cls == ALL or cls in seed[1]) else {}
+        diff = ", ".join(f"{k} {was.get(k, '-')}->{v}" for k, v in knobs.items()
+                         if was.get(k) != v) or ("(the seed's)" if was else "(new class)")
+        lines.append(f"{cls:<16} {'-' if base is None else f'{base:.3f}':>6} {r:>6.3f} "
+                     f"{'#' + str(cid):>6}  {diff}")
+    return "\n".join(lines)
