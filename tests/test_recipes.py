@@ -143,10 +143,12 @@ def test_warp_specialize_only_on_unmasked_iterations():
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", NEW)
 def test_recipe_compiles_and_is_correct_on_the_gpu(name, tmp_path):
-    for seed in sorted(APPLIES[name] - {"gqa_gluon"}):
+    """Where the options matter: compiled for the GPU (Gluon seed included), bf16."""
+    for seed in sorted(APPLIES[name]):
+        base = _max_error(_load(SEEDS[seed], tmp_path, f"gpu_seed_{seed}"), "cuda", torch.bfloat16)
         child = RECIPES[name].apply(SEEDS[seed])
         err = _max_error(_load(child, tmp_path, f"gpu_{name}_{seed}"), "cuda", torch.bfloat16)
-        assert math.isfinite(err) and err < 0.1, f"{name} on {seed}: max error {err}"
+        assert math.isfinite(err) and err <= 2 * base + 3.2e-3, f"{name} on {seed}: {err}"
 
 
 def test_recipe_benchmark_picks_applicable_recipes_and_judges_them():

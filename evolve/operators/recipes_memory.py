@@ -54,18 +54,18 @@ _WORKSPACE = '''def _tma_workspace(size: int, alignment: int, stream):
 
 
 def _with_allocator(source: str) -> str | None:
-    """Install `triton.set_allocator` before the launch (GPU only), once."""
+    """Install `triton.set_allocator` (GPU only) before the host function's first
+    top-level statement that launches a kernel, once per file."""
     if "set_allocator" in source:
         return source
     tree = ast.parse(source)
+    calls = launches(tree)
     host = [f for f in tree.body if isinstance(f, ast.FunctionDef)
-            and any(True for _ in (c for c in launches(tree) if f.lineno <= c.lineno <= f.end_lineno))]
+            and any(f.lineno <= c.lineno <= f.end_lineno for c in calls)]
     if len(host) != 1 or not host[0].args.args:
         return None
     fn = host[0]
-    stmt = min((s for s in ast.walk(fn) if isinstance(s, (ast.Expr, ast.Assign))
-                and any(c.lineno >= s.lineno and c.end_lineno <= s.end_lineno
-                        for c in launches(tree))), key=lambda s: s.lineno)
+    stmt = next(s for s in fn.body if any(s.lineno <= c.lineno <= s.end_lineno for c in calls))
     ind = indent_of(source, stmt)
     q = fn.args.args[0].arg
     src = insert_lines(source, stmt.lineno - 1, [
