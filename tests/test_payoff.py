@@ -173,3 +173,18 @@ def test_run_report_of_the_fixture_run(fixture_run):
     text = run_report.report(fixture_run)
     assert "what has paid off in this run" in text
     assert "best ratio per shape class" in text and "D64_C" in text  # smoke shapes: D=64
+
+
+def test_variation_kind_column_is_added_to_an_older_run(tmp_path):
+    """A lineage.db made before `variation_kind` existed: rows read back with "", and the
+    first new row adds the column (sqlite-utils alter on insert)."""
+    store = LineageStore.create(tmp_path / "l.db", RunRecord(
+        name="r", target="gqa", operator="offline", model="", suite="smoke", status="running"))
+    store.db.execute("ALTER TABLE candidates DROP COLUMN variation_kind")
+    store.add_candidate(_rec(0, None, "", score=0.5, source=NAIVE))
+    assert "variation_kind" in {c.name for c in store.db.table("candidates").columns}
+    store.db.execute("ALTER TABLE candidates DROP COLUMN variation_kind")
+    assert store.get_candidate(0).variation_kind == ""
+    store.add_candidate(_rec(1, 0, "knob:BLOCK_N", score=0.6, source=NAIVE + "#\n"))
+    assert store.get_candidate(1).variation_kind == "knob:BLOCK_N"
+    assert [t.kind for t in trials(store.candidates())] == ["knob:BLOCK_N"]

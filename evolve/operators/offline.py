@@ -123,8 +123,7 @@ def _label(cls: str, knob: str) -> str:
 class OfflineOperator:
     name = "offline"
 
-    def __init__(self, max_tries: int = 16, recipe_prob: float | None = None):
-        # recipe_prob: kept for callers of the random operator; the bandit decides now
+    def __init__(self, max_tries: int = 16):
         self.max_tries = max_tries
         self.last_reason = ""
         self._seen: dict[int, tuple[str, str, dict[str, Any]]] = {}  # id -> keys, CONFIG
