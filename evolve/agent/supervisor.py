@@ -2,9 +2,9 @@
 
 After `stall_limit` variations without a new best, the next session's brief says so
 (prompts.session_brief fills agent_supervisor.md), lists the directions tried since the
-best and their outcomes, shows what has paid off in this run (`Plateau.payoffs`, the
-table of operators/payoff.py: per variation kind, tries, kept, slow, failed, mean gain),
-and points at knowledge documents that no session has read yet.
+best and their outcomes, carries what has paid off in this run (`Plateau.payoffs`: the
+table of operators/payoff.py, per variation kind tries, kept, slow, failed, mean gain;
+the template's `{payoffs}`), and points at knowledge documents no session has read yet.
 """
 
 from __future__ import annotations
