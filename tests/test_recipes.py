@@ -26,7 +26,7 @@ NEW = ("tma_load_kv", "tma_store_o", "persistent_lpt", "range_unroll2",
 APPLIES = {
     "tma_load_kv": {"gqa_naive"},
     "tma_store_o": {"gqa_naive"},
-    "persistent_lpt": {"gqa_naive"},
+    "persistent_lpt": {"gqa_naive", "gqa"},
     "range_unroll2": {"gqa_naive", "gqa"},
     "range_no_acc_multibuffer": {"gqa_naive", "gqa"},
     "range_flatten": {"gqa"},
