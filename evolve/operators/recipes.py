@@ -6,8 +6,8 @@ recipe is then reported as not applicable, never forced). Edits are spliced into
 the original text at ast-located spans so the rest of the file is untouched.
 
 This module holds the softmax and loop-structure recipes; compiler hints (tl.range
-options, launch options) are in recipes_hints.py, memory and schedule changes (TMA
-descriptors, persistent grid) in recipes_memory.py; `RECIPES` is all of them.
+options, launch options) are in recipes_hints.py, TMA descriptors in recipes_memory.py,
+the persistent grid in recipes_schedule.py; `RECIPES` is all of them.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import re
 from evolve.operators.config_edit import splice
 from evolve.operators.recipes_hints import HINT_RECIPES
 from evolve.operators.recipes_memory import MEMORY_RECIPES
+from evolve.operators.recipes_schedule import SCHEDULE_RECIPES
 from evolve.operators.transform import LOG2E, Recipe, is_jit as _is_jit, wrap_call as _wrap_call
 
 __all__ = ["RECIPES", "Recipe"]
@@ -153,6 +154,6 @@ RECIPES: dict[str, Recipe] = {
                "swap the grid axes so the scheduler walks the other dimension first "
                "(M-tiles of one head adjacent vs heads adjacent: different L2 reuse of K/V)",
                _swap_grid_order),
-    ) + HINT_RECIPES + MEMORY_RECIPES
+    ) + HINT_RECIPES + MEMORY_RECIPES + SCHEDULE_RECIPES
 }
 

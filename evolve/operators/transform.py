@@ -1,4 +1,5 @@
-"""What a source recipe is (`Recipe`) and the ast helpers the recipes share."""
+"""What a source recipe is (`Recipe`) and the ast helpers the recipes share
+(recipes.py, recipes_hints.py, recipes_memory.py, recipes_schedule.py)."""
 
 from __future__ import annotations
 
@@ -98,3 +99,24 @@ def insert_lines(source: str, after_line: int, lines: list[str]) -> str:
 def indent_of(source: str, node: ast.AST) -> str:
     line = source.splitlines()[node.lineno - 1]
     return line[:len(line) - len(line.lstrip())]
+
+
+def calls_named(fn: ast.AST, name: str) -> list[ast.Call]:
+    return [n for n in ast.walk(fn) if isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Name) and n.func.id == name]
+
+
+def assigns(fn: ast.AST, name: str) -> list[ast.Assign]:
+    return [n for n in ast.walk(fn) if isinstance(n, ast.Assign) and len(n.targets) == 1
+            and isinstance(n.targets[0], ast.Name) and n.targets[0].id == name]
+
+
+def segment(source: str, node: ast.AST) -> str:
+    text = ast.get_source_segment(source, node)
+    if text is None:
+        raise ValueError("no source segment")
+    return text
+
+
+def param_names(fn: ast.FunctionDef) -> list[str]:
+    return [a.arg for a in fn.args.args]
