@@ -270,3 +270,15 @@ def test_split_class_gives_short_sequences_their_own_settings(tmp_path):
     assert seen.most_common(1)[0][0] == "D128_C"
     naive = op.split_class(NAIVE, 0, random.Random(0))
     assert naive.changes["split"]["to"] in read_config(naive.source)
+
+
+def test_flat_config_is_one_class():
+    """A flat CONFIG (seeds/mha.py) is the single class ALL: knob labels have no class."""
+    mha = (SEEDS_DIR / "mha.py").read_text()
+    op = OfflineOperator()
+    p = op.mutate(mha, 0, random.Random(0), ["BLOCK_N_D64_C"])
+    (label, ch), = p.changes["knobs"].items()
+    assert label == "BLOCK_N_D64_C" and read_config(p.source)[label] == ch["to"]
+    assert not p.hypothesis.startswith("class ")
+    assert op.class_crossover(mha, 0, []) is None and op.split_class(mha, 0, random.Random(0)) \
+        is None
