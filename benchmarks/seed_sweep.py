@@ -75,13 +75,15 @@ def shape_class(shape) -> str:
 
 def apply_variant(config: dict, cls: str, variant) -> dict:
     _, bm, bn, warps, stages, extra = variant
-    new = dict(config)
-    new.update({f"BLOCK_M_{cls}": bm, f"BLOCK_N_{cls}": bn, f"WARPS_{cls}": warps,
-                f"STAGES_{cls}": stages, f"FLAT_{cls}": extra.get("FLAT", 0),
-                f"HOST_DESC_{cls}": extra.get("HOST_DESC", 0)})
+    knobs = {"BLOCK_M": bm, "BLOCK_N": bn, "WARPS": warps, "STAGES": stages,
+             "FLAT": extra.get("FLAT", 0), "HOST_DESC": extra.get("HOST_DESC", 0)}
     if cls.endswith("_C"):
-        new[f"REVERSE_M_{cls}"] = extra.get("REVERSE_M", 0)
-    return new
+        knobs["REVERSE_M"] = extra.get("REVERSE_M", 0)
+    if all(isinstance(v, dict) for v in config.values()):  # per-class CONFIG (seeds/gqa.py)
+        new = {c: dict(v) for c, v in config.items()}
+        new[cls].update(knobs)
+        return new
+    return config | {f"{k}_{cls}": v for k, v in knobs.items()}
 
 
 class Sweep:

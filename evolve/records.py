@@ -57,6 +57,9 @@ class Candidate(_Row):
     tokens_out: int = 0
     cost_usd: float = 0.0
     variation_seconds: float = 0.0
+    # what kind of variation made it ("knob:BLOCK_N", "recipe:<name>", "crossover:class",
+    # ...; operators/payoff.py learns from it); "" for seeds, agents and older runs
+    variation_kind: str = ""
     # set when committed
     id: int = -1
     depth: int = 0

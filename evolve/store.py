@@ -132,7 +132,8 @@ class LineageStore:
         with self.db.atomic():
             if self.db.execute("SELECT 1 FROM candidates WHERE id = ?", [c.id]).fetchone():
                 raise StoreError(f"candidate {c.id} is already recorded")
-            self.db.table("candidates").insert(c.to_row())
+            # alter: a run made before a Candidate field existed gets its column here
+            self.db.table("candidates").insert(c.to_row(), alter=True)
 
     def _select(self, record: Any, table: str, order: str, **where: Any) -> list[Any]:
         """Records of `table` in `order` whose columns equal the non-None `where` values."""

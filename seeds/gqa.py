@@ -12,7 +12,8 @@ What makes it fast (see knowledge/ and docs/architecture.md for the contract):
 * the softmax scale folded into one FMA with ``exp2`` (``qk_scale = sm_scale*log2 e``);
 * causal attention in two loops: unmasked tiles left of the diagonal, then the
   masked diagonal band; fully masked tiles are never visited;
-* per-(head dim, causal) tile sizes, warps and pipeline stages in ``CONFIG``;
+* per-shape-class (head dim, causal) tile sizes, warps and pipeline stages in
+  ``CONFIG``;
 * an L2-friendly 1-D launch order: all query tiles of one head are adjacent and
   the query heads of one GQA group (``kv_head = q_head // G``) are adjacent, so
   K/V tiles are re-read from L2.
@@ -31,7 +32,9 @@ import triton
 import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
-# Keys are "<knob>_D<64|128>_<NC|C>": head-dim class (D <= 64 / D = 128), non-causal / causal.
+# Settings per shape class. A class key is tokens joined by "_": "D<d>" head dim <= d,
+# "C" / "NC" causal or not, "S<s>" sequence length <= s (no S token: any length); a shape
+# takes the matching class with the tightest bounds (`_settings`). Knobs:
 # FLAT: flattened 2-D [B*H*S, D] descriptors for the loads (else 3-D [B*H, S, D]);
 # HOST_DESC: descriptors built on the host (TensorDescriptor kernel arguments) instead of
 # in every program with tl.make_tensor_descriptor (on by default: +5..14 % per class on the
@@ -41,65 +44,26 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 # programs per SM looping over the tiles (H200: +13 % at D=64 S=1024 over in-kernel
 # descriptors, -30..-50 % at D=128; host descriptors without it did better).
 CONFIG = {
-    "BLOCK_M_D64_NC": 64,
-    "BLOCK_N_D64_NC": 64,
-    "WARPS_D64_NC": 4,
-    "FLAT_D64_NC": 1,
-    "HOST_DESC_D64_NC": 1,
-    "PERSIST_D64_NC": 0,
-    "STAGES_D64_NC": 4,
-    "BLOCK_M_D64_C": 64,
-    "BLOCK_N_D64_C": 64,
-    "WARPS_D64_C": 4,
-    "FLAT_D64_C": 0,
-    "HOST_DESC_D64_C": 1,
-    "REVERSE_M_D64_C": 1,
-    "STAGES_D64_C": 3,
-    "BLOCK_M_D128_NC": 128,
-    "BLOCK_N_D128_NC": 64,
-    "WARPS_D128_NC": 4,
-    "FLAT_D128_NC": 0,
-    "HOST_DESC_D128_NC": 1,
-    "PERSIST_D128_NC": 0,
-    "STAGES_D128_NC": 2,
-    "BLOCK_M_D128_C": 128,
-    "BLOCK_N_D128_C": 64,
-    "WARPS_D128_C": 4,
-    "FLAT_D128_C": 0,
-    "HOST_DESC_D128_C": 1,
-    "REVERSE_M_D128_C": 0,
-    "STAGES_D128_C": 2,
+    "D64_NC": {"BLOCK_M": 64, "BLOCK_N": 64, "WARPS": 4, "FLAT": 1, "HOST_DESC": 1,
+               "PERSIST": 0, "STAGES": 4},
+    "D64_C": {"BLOCK_M": 64, "BLOCK_N": 64, "WARPS": 4, "FLAT": 0, "HOST_DESC": 1,
+              "REVERSE_M": 1, "STAGES": 3},
+    "D128_NC": {"BLOCK_M": 128, "BLOCK_N": 64, "WARPS": 4, "FLAT": 0, "HOST_DESC": 1,
+                "PERSIST": 0, "STAGES": 2},
+    "D128_C": {"BLOCK_M": 128, "BLOCK_N": 64, "WARPS": 4, "FLAT": 0, "HOST_DESC": 1,
+               "REVERSE_M": 0, "STAGES": 2},
 }
 
 SEARCH_SPACE = {
-    "BLOCK_M_D64_NC": [64, 128],
-    "BLOCK_N_D64_NC": [32, 64],
-    "WARPS_D64_NC": [4, 8],
-    "FLAT_D64_NC": [0, 1],
-    "HOST_DESC_D64_NC": [0, 1],
-    "PERSIST_D64_NC": [0, 1, 2],
-    "STAGES_D64_NC": [2, 3, 4, 5],
-    "BLOCK_M_D64_C": [64, 128],
-    "BLOCK_N_D64_C": [32, 64],
-    "WARPS_D64_C": [4, 8],
-    "FLAT_D64_C": [0, 1],
-    "HOST_DESC_D64_C": [0, 1],
-    "REVERSE_M_D64_C": [0, 1],
-    "STAGES_D64_C": [2, 3, 4, 5],
-    "BLOCK_M_D128_NC": [64, 128],
-    "BLOCK_N_D128_NC": [32, 64, 128],
-    "WARPS_D128_NC": [4, 8],
-    "FLAT_D128_NC": [0, 1],
-    "HOST_DESC_D128_NC": [0, 1],
-    "PERSIST_D128_NC": [0, 1, 2],
-    "STAGES_D128_NC": [1, 2, 3, 4],
-    "BLOCK_M_D128_C": [64, 128],
-    "BLOCK_N_D128_C": [32, 64],
-    "WARPS_D128_C": [4, 8],
-    "FLAT_D128_C": [0, 1],
-    "HOST_DESC_D128_C": [0, 1],
-    "REVERSE_M_D128_C": [0, 1],
-    "STAGES_D128_C": [1, 2, 3, 4],
+    "D64_NC": {"BLOCK_M": [64, 128], "BLOCK_N": [32, 64], "WARPS": [4, 8], "FLAT": [0, 1],
+               "HOST_DESC": [0, 1], "PERSIST": [0, 1, 2], "STAGES": [2, 3, 4, 5]},
+    "D64_C": {"BLOCK_M": [64, 128], "BLOCK_N": [32, 64], "WARPS": [4, 8], "FLAT": [0, 1],
+              "HOST_DESC": [0, 1], "REVERSE_M": [0, 1], "STAGES": [2, 3, 4, 5]},
+    "D128_NC": {"BLOCK_M": [64, 128], "BLOCK_N": [32, 64, 128], "WARPS": [4, 8],
+                "FLAT": [0, 1], "HOST_DESC": [0, 1], "PERSIST": [0, 1, 2],
+                "STAGES": [1, 2, 3, 4]},
+    "D128_C": {"BLOCK_M": [64, 128], "BLOCK_N": [32, 64], "WARPS": [4, 8], "FLAT": [0, 1],
+               "HOST_DESC": [0, 1], "REVERSE_M": [0, 1], "STAGES": [1, 2, 3, 4]},
 }
 
 _LOG2E = 1.4426950408889634
@@ -286,6 +250,28 @@ def _num_sms(device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
+def _settings(D: int, causal: bool, S: int) -> dict:
+    """The CONFIG class a shape runs with: every token of its key matches ("D<d>": head dim
+    <= d, "C"/"NC": causal or not, "S<s>": sequence length <= s); tightest bounds win."""
+    best, rank = None, None
+    for key, cfg in CONFIG.items():
+        d = s = math.inf
+        c = None
+        for tok in key.split("_"):
+            if tok in ("C", "NC"):
+                c = tok == "C"
+            elif tok[0] == "D":
+                d = int(tok[1:])
+            elif tok[0] == "S":
+                s = int(tok[1:])
+        r = (d, s, c is None)
+        if D <= d and S <= s and c in (None, causal) and (rank is None or r < rank):
+            best, rank = cfg, r
+    if best is None:
+        raise ValueError(f"no CONFIG class for D={D} causal={causal} S={S}")
+    return best
+
+
 def _fit_stages(block_m: int, block_n: int, head_dim: int, stages: int, elem: int) -> int:
     """Largest num_stages <= the requested one whose Q tile + K/V ring fits in shared memory."""
     while stages > 1 and (block_m + 2 * stages * block_n) * head_dim * elem > _SMEM_BUDGET:
@@ -341,14 +327,14 @@ def attention(q, k, v, *, causal: bool = False, sm_scale: float | None = None) -
     q, k, v = _dense(q), _dense(k), _dense(v)
     out = torch.empty((B, Hq, S, D), dtype=q.dtype, device=q.device)
 
-    cls = ("_D64" if D <= 64 else "_D128") + ("_C" if causal else "_NC")
-    block_m = CONFIG["BLOCK_M" + cls]
-    block_n = CONFIG["BLOCK_N" + cls]
+    cfg = _settings(D, causal, S)
+    block_m = cfg["BLOCK_M"]
+    block_n = cfg["BLOCK_N"]
     if causal:
         block_n = min(block_n, block_m)  # the causal split walks the band in BLOCK_N steps
-    stages = _fit_stages(block_m, block_n, D, CONFIG["STAGES" + cls], q.element_size())
-    host = bool(CONFIG["HOST_DESC" + cls])
-    flat = bool(CONFIG["FLAT" + cls])
+    stages = _fit_stages(block_m, block_n, D, cfg["STAGES"], q.element_size())
+    host = bool(cfg["HOST_DESC"])
+    flat = bool(cfg["FLAT"])
     if host:
         args = _host_descriptors(q, k, v, out, block_m, block_n, flat)
     else:
@@ -356,7 +342,7 @@ def attention(q, k, v, *, causal: bool = False, sm_scale: float | None = None) -
         if q.is_cuda:
             triton.set_allocator(functools.partial(_tma_workspace, device=q.device))
 
-    persist = 0 if causal or host or not q.is_cuda else CONFIG.get("PERSIST" + cls, 0)
+    persist = 0 if causal or host or not q.is_cuda else cfg.get("PERSIST", 0)
     if persist:
         n_tiles = B * Hq * triton.cdiv(S, block_m)
         progs = min(n_tiles, _num_sms(q.device) * persist)
@@ -364,13 +350,13 @@ def attention(q, k, v, *, causal: bool = False, sm_scale: float | None = None) -
             q, k, v, out, float(sm_scale) * _LOG2E, B * Hq, B * Hkv, Hq, Hkv, S, Hq // Hkv,
             n_tiles, HEAD_DIM=D, BLOCK_M=block_m, BLOCK_N=block_n, EVEN_N=S % block_n == 0,
             FLAT=flat, NUM_PROGS=progs,
-            num_warps=CONFIG["WARPS" + cls], num_stages=stages)
+            num_warps=cfg["WARPS"], num_stages=stages)
         return out
     grid = (B * Hq * triton.cdiv(S, block_m),)
     _attn_fwd[grid](
         *args, float(sm_scale) * _LOG2E, B * Hq, B * Hkv, Hq, Hkv, S, Hq // Hkv,
         HEAD_DIM=D, BLOCK_M=block_m, BLOCK_N=block_n, CAUSAL=causal, EVEN_N=S % block_n == 0,
-        REVERSE_M=causal and bool(CONFIG["REVERSE_M" + cls]), FLAT=flat, HOST_DESC=host,
-        num_warps=CONFIG["WARPS" + cls], num_stages=stages,
+        REVERSE_M=causal and bool(cfg.get("REVERSE_M", 0)), FLAT=flat, HOST_DESC=host,
+        num_warps=cfg["WARPS"], num_stages=stages,
     )
     return out

@@ -13,7 +13,8 @@ This is the deliberately simple starting point of an evolution run:
 
 Contract: ``attention(q, k, v, *, causal=False, sm_scale=None)`` with q
 ``[B, Hq, S, D]`` and k, v ``[B, Hkv, S, D]`` (fp16 or bf16); returns a new tensor
-shaped and typed like q.  Tunables live in ``CONFIG`` (read at every call).
+shaped and typed like q.  Tunables live in ``CONFIG``, per shape class (read at every
+call; ``_settings`` picks a shape's class).
 """
 
 from __future__ import annotations
@@ -24,13 +25,17 @@ import torch
 import triton
 import triton.language as tl
 
+# Settings per shape class. A class key is tokens joined by "_": "D<d>" head dim <= d,
+# "C" / "NC" causal or not, "S<s>" sequence length <= s; a missing token matches anything
+# and a shape takes the matching class with the tightest bounds (`_settings`).
 CONFIG = {
-    "BLOCK_M": 64,
-    "BLOCK_N": 64,
-    "num_warps": 4,
-    "num_stages": 2,
+    "D64_NC": {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4, "num_stages": 2},
+    "D64_C": {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4, "num_stages": 2},
+    "NC": {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4, "num_stages": 2},
+    "C": {"BLOCK_M": 64, "BLOCK_N": 64, "num_warps": 4, "num_stages": 2},
 }
 
+# allowed values of each knob, shared by every class
 SEARCH_SPACE = {
     "BLOCK_M": [32, 64, 128],
     "BLOCK_N": [32, 64, 128],
@@ -40,6 +45,28 @@ SEARCH_SPACE = {
 
 # shared-memory budget used to clamp num_stages (H100: 227 KB per block)
 _SMEM_BUDGET = 200 * 1024
+
+
+def _settings(D: int, causal: bool, S: int) -> dict:
+    """The CONFIG class a shape runs with: every token of its key matches ("D<d>": head dim
+    <= d, "C"/"NC": causal or not, "S<s>": sequence length <= s); tightest bounds win."""
+    best, rank = None, None
+    for key, cfg in CONFIG.items():
+        d = s = math.inf
+        c = None
+        for tok in key.split("_"):
+            if tok in ("C", "NC"):
+                c = tok == "C"
+            elif tok[0] == "D":
+                d = int(tok[1:])
+            elif tok[0] == "S":
+                s = int(tok[1:])
+        r = (d, s, c is None)
+        if D <= d and S <= s and c in (None, causal) and (rank is None or r < rank):
+            best, rank = cfg, r
+    if best is None:
+        raise ValueError(f"no CONFIG class for D={D} causal={causal} S={S}")
+    return best
 
 
 def _fit_stages(block_m: int, block_n: int, head_dim: int, stages: int, elem: int) -> int:
@@ -154,8 +181,9 @@ def attention(q, k, v, *, causal: bool = False, sm_scale: float | None = None) -
         v = v.contiguous()
     out = torch.empty_like(q, memory_format=torch.contiguous_format)
 
-    block_m = CONFIG["BLOCK_M"]
-    block_n = CONFIG["BLOCK_N"]
+    cfg = _settings(D, causal, S)
+    block_m = cfg["BLOCK_M"]
+    block_n = cfg["BLOCK_N"]
     grid = (B * Hq, triton.cdiv(S, block_m))
     _attn_fwd[grid](
         q, k, v, out, float(sm_scale),
@@ -165,7 +193,7 @@ def attention(q, k, v, *, causal: bool = False, sm_scale: float | None = None) -
         out.stride(0), out.stride(1), out.stride(2),
         Hq, S, Hq // Hkv,
         HEAD_DIM=D, BLOCK_M=block_m, BLOCK_N=block_n, CAUSAL=causal,
-        num_warps=CONFIG["num_warps"],
-        num_stages=_fit_stages(block_m, block_n, D, CONFIG["num_stages"], q.element_size()),
+        num_warps=cfg["num_warps"],
+        num_stages=_fit_stages(block_m, block_n, D, cfg["num_stages"], q.element_size()),
     )
     return out

@@ -58,6 +58,6 @@ def make_ctx(run: RunHandle, evaluate: Callable[[str, str], Any] = no_evaluate,
 
 def config_edit(source: str) -> tuple[str, str]:
     """An exact, unique (old, new) pair that changes one CONFIG value of the seed."""
-    old = '"BLOCK_N_D64_NC": 64,'
+    old = '"D64_NC": {"BLOCK_M": 64, "BLOCK_N": 64,'
     assert source.count(old) == 1
-    return old, '"BLOCK_N_D64_NC": 32,'
+    return old, '"D64_NC": {"BLOCK_M": 64, "BLOCK_N": 32,'

@@ -33,7 +33,8 @@ def test_repair_session_reads_edits_evaluates_fixes_and_submits(tmp_path):
                   check=has("status: ok", "validation:", "S=64", "4 evaluations left")),
         tool_call("submit", {"hypothesis": "BLOCK_N 64->32 for D64 non-causal: more CTAs "
                                            "per SM; expect a small gain on short sequences"},
-                  check=has('-    "BLOCK_N_D64_NC": 64,', '+    "BLOCK_N_D64_NC": 32,')),
+                  check=has('-    "D64_NC": {"BLOCK_M": 64, "BLOCK_N": 64,',
+                            '+    "D64_NC": {"BLOCK_M": 64, "BLOCK_N": 32,')),
     ]) as srv:
         run = make_run(tmp_path, srv.base_url)
         prop = AgentOperator(run).propose(make_ctx(run, real_evaluate(run)))

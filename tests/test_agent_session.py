@@ -34,7 +34,7 @@ def test_edit_and_submit_records_transcript_and_tokens(tmp_path):
                   usage=(6100, 20)),
         tool_call("submit", {"hypothesis": "BLOCK_N 64->32 for D64: smaller tiles, "
                                            "expect fewer registers and more occupancy"},
-                  check=has('+    "BLOCK_N_D64_NC": 32,'), usage=(6200, 30)),
+                  check=has('+    "D64_NC": {"BLOCK_M": 64, "BLOCK_N": 32,'), usage=(6200, 30)),
     ]) as srv:
         run = make_run(tmp_path, srv.base_url, model="gpt-4.1-mini")
         prop = AgentOperator(run).propose(make_ctx(run))

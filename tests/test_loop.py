@@ -30,8 +30,10 @@ def test_fixture_run_is_a_complete_lineage(fixture_run):
     assert all(c.operator == "offline" for c in cands[1:])
     for c in cands[1:]:
         ch = c.changes
-        assert set(ch) == {"knobs", "recipes", "crossover_with"}
+        assert {"knobs", "recipes", "crossover_with", "kind"} <= set(ch) \
+            <= {"knobs", "recipes", "crossover_with", "kind", "classes"}
         assert ch["knobs"] or ch["recipes"]
+        assert c.variation_kind == ch["kind"]  # the bandit's record (operators/payoff.py)
         assert c.hypothesis and c.suite == "smoke" and c.device == "interpreter"
     kinds = [e.kind for e in run.store.events()]
     assert kinds[0] == "start" and "seed" in kinds and kinds[-1] == "stop"

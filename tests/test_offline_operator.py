@@ -6,6 +6,7 @@ import importlib.util
 import math
 import random
 import sys
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,11 +16,12 @@ import torch
 from evolve.operators.base import VariationContext
 from evolve.operators.config_edit import (
     ConfigEditError,
+    add_knob,
     read_config,
     read_search_space,
     rewrite_config,
 )
-from evolve.operators.offline import OfflineOperator
+from evolve.operators.offline import OfflineOperator, pick_class
 from evolve.operators.recipes import RECIPES
 from evolve.paths import SEEDS_DIR
 from evolve.records import Candidate, RunRecord
@@ -28,6 +30,7 @@ from evolve.store import LineageStore
 
 NAIVE = (SEEDS_DIR / "gqa_naive.py").read_text()
 STRONG = (SEEDS_DIR / "gqa.py").read_text()
+STRONG_CFG = read_config(STRONG)
 
 
 def _cand(cid: int, score: float = 1.0) -> Candidate:
@@ -66,14 +69,22 @@ def _max_error(mod) -> float:
 # --- CONFIG edits -------------------------------------------------------------
 
 def test_config_read_and_rewrite_only_touches_the_values():
-    cfg, space = read_config(NAIVE), read_search_space(NAIVE)
-    assert cfg["BLOCK_N"] == 64 and 128 in space["BLOCK_N"]
-    out = rewrite_config(NAIVE, {"BLOCK_N": 128, "num_warps": 8})
-    assert read_config(out) == {**cfg, "BLOCK_N": 128, "num_warps": 8}
+    flat = 'CONFIG = {\n    "BLOCK_N": 64,\n    "num_warps": 4,\n}\nx = 1\n'
+    out = rewrite_config(flat, {"BLOCK_N": 128, "num_warps": 8})
+    assert read_config(out) == {"BLOCK_N": 128, "num_warps": 8}
+    assert out.replace("128", "64").replace("8", "4") == flat
+    # a classed CONFIG: (class, knob) keys, one value changed in place
+    cfg = read_config(NAIVE)
+    out = rewrite_config(NAIVE, {("NC", "BLOCK_N"): 128, ("D64_C", "num_warps"): 8})
+    want = {c: dict(v) for c, v in cfg.items()}
+    want["NC"]["BLOCK_N"], want["D64_C"]["num_warps"] = 128, 8
+    assert read_config(out) == want
     changed = [(a, b) for a, b in zip(NAIVE.splitlines(), out.splitlines()) if a != b]
     assert len(changed) == 2 and len(out.splitlines()) == len(NAIVE.splitlines())
     with pytest.raises(ConfigEditError):
         rewrite_config(NAIVE, {"NOT_A_KNOB": 1})
+    with pytest.raises(ConfigEditError):
+        rewrite_config(NAIVE, {"NC": 1})  # a class is not a knob
     with pytest.raises(ConfigEditError):
         rewrite_config("x = 1\n", {"BLOCK_N": 1})
     assert read_config("CONFIG = dict(a=1)\n") == {}
@@ -82,40 +93,94 @@ def test_config_read_and_rewrite_only_touches_the_values():
     assert out == 'CONFIG = {"é": 1, "B": 3}\n'
 
 
-def test_mutation_changes_one_or_two_knobs_within_search_space():
+def test_add_knob_to_every_class_and_the_space():
+    out = add_knob(STRONG, "MAXNREG", 0, [0, 168])
+    for cls, knobs in read_config(out).items():
+        assert knobs["MAXNREG"] == 0 and read_search_space(out)[cls]["MAXNREG"] == [0, 168]
+    out = add_knob(NAIVE, "MAXNREG", 0, [0, 168])
+    assert read_search_space(out)["MAXNREG"] == [0, 168]
+    with pytest.raises(ConfigEditError):
+        add_knob(out, "MAXNREG", 0, [0])
+
+
+def test_mutation_moves_knobs_of_one_class_within_its_search_space():
     op = OfflineOperator()
     rng = random.Random(0)
-    seen = set()
-    for _ in range(40):
-        p = op.mutate(STRONG, 0, rng)
-        knobs = p.changes["knobs"]
-        assert 1 <= len(knobs) <= 2 and p.changes["recipes"] == []
-        child_cfg, space = read_config(p.source), read_search_space(STRONG)
-        for k, ch in knobs.items():
-            assert ch["from"] != ch["to"] and child_cfg[k] == ch["to"] and ch["to"] in space[k]
-            assert f"{k} {ch['from']} -> {ch['to']}" in p.hypothesis
-        seen.add(len(knobs))
-    assert seen == {1, 2}
+    space = read_search_space(STRONG)
+    for knobs in (None, ["STAGES"], ["BLOCK_N"]):
+        for _ in range(20):
+            p = op.mutate(STRONG, 0, rng, knobs)
+            moved = p.changes["knobs"]
+            assert len(moved) == (2 if knobs is None else 1) and p.changes["recipes"] == []
+            classes_moved = {k.split(".")[0] for k in moved}
+            assert len(classes_moved) == 1
+            child = read_config(p.source)
+            for label, ch in moved.items():
+                cls, knob = label.split(".")
+                assert knobs is None or knob in knobs
+                assert ch["from"] != ch["to"] and child[cls][knob] == ch["to"]
+                assert ch["to"] in space[cls][knob]
+                assert f"{knob} {ch['from']} -> {ch['to']}" in p.hypothesis
+            untouched = {c: v for c, v in child.items() if c not in classes_moved}
+            assert untouched == {c: v for c, v in read_config(STRONG).items()
+                                 if c not in classes_moved}
+
+
+def test_mutation_picks_the_worst_class_most_often():
+    op = OfflineOperator()
+    rng = random.Random(1)
+    ratios = {"D64_NC": 0.9, "D64_C": 0.92, "D128_NC": 0.95, "D128_C": 0.6}
+    picked = Counter(next(iter(op.mutate(STRONG, 0, rng, ["WARPS"], ratios).changes["knobs"]))
+                     .split(".")[0] for _ in range(300))
+    assert picked.most_common(1)[0][0] == "D128_C" and picked["D128_C"] > 0.5 * 300
+    assert all(picked[c] > 0 for c in ratios)  # the others still get tried
+    assert pick_class(["a", "b"], {}, random.Random(0)) in ("a", "b")
+    # a class no shape of the suite uses is never picked once others are measured
+    assert {pick_class(["a", "b"], {"a": 0.9}, random.Random(i)) for i in range(20)} == {"a"}
+
+
+def test_class_wise_crossover_takes_each_class_from_its_best_candidate():
+    op = OfflineOperator()
+    base = read_config(STRONG)
+    a = rewrite_config(STRONG, {("D64_C", "STAGES"): 4, ("D128_NC", "WARPS"): 8})
+    b = rewrite_config(STRONG, {("D128_NC", "BLOCK_N"): 128, ("D64_C", "WARPS"): 8})
+    lineage = [  # (id, CONFIG, class ratios)
+        (0, base, {"D64_NC": 0.9, "D64_C": 0.7, "D128_NC": 0.8, "D128_C": 0.85}),
+        (3, read_config(a), {"D64_NC": 0.89, "D64_C": 0.8, "D128_NC": 0.75, "D128_C": 0.8}),
+        (5, read_config(b), {"D64_NC": 0.85, "D64_C": 0.75, "D128_NC": 0.9, "D128_C": 0.84})]
+    p = op.class_crossover(STRONG, 0, lineage)
+    child = read_config(p.source)
+    assert child["D64_C"] == read_config(a)["D64_C"]  # 0.8 from #3
+    assert child["D128_NC"] == read_config(b)["D128_NC"]  # 0.9 from #5
+    assert child["D64_NC"] == base["D64_NC"] and child["D128_C"] == base["D128_C"]
+    assert p.changes["classes"] == {"D64_C": 3, "D128_NC": 5}
+    assert p.parent2_id in (3, 5) and "D64_C from #3" in p.hypothesis
+    # the parent already best everywhere: nothing to cross
+    assert op.class_crossover(STRONG, 0, lineage[:1]) is None
 
 
 def test_crossover_mixes_two_parents_configs():
     op = OfflineOperator()
-    other = rewrite_config(NAIVE, {"BLOCK_N": 128, "num_warps": 8, "num_stages": 3})
+    other = rewrite_config(NAIVE, {("NC", "BLOCK_N"): 128, ("C", "num_warps"): 8,
+                                   ("D64_C", "num_stages"): 3})
+    labels = {"NC.BLOCK_N", "C.num_warps", "D64_C.num_stages"}
     for seed in range(10):
         p = op.crossover(NAIVE, other, 4, 9, random.Random(seed))
         assert p.parent_id == 4 and p.parent2_id == 9 and p.changes["crossover_with"] == 9
         cfg = read_config(p.source)
         taken = set(p.changes["knobs"])
-        assert taken and taken < {"BLOCK_N", "num_warps", "num_stages"}
-        for k in ("BLOCK_N", "num_warps", "num_stages"):
-            assert cfg[k] == (read_config(other)[k] if k in taken else read_config(NAIVE)[k])
+        assert taken and taken < labels
+        for label in labels:
+            cls, knob = label.split(".")
+            src = other if label in taken else NAIVE
+            assert cfg[cls][knob] == read_config(src)[cls][knob]
     assert op.crossover(NAIVE, NAIVE, 1, 2, random.Random(0)) is None
 
 
 def test_propose_skips_sources_already_in_the_run(tmp_path):
     store = LineageStore.create(tmp_path / "l.db", RunRecord(
         name="r", target="gqa", operator="offline", model="", suite="smoke", status="running"))
-    op = OfflineOperator(recipe_prob=0.0)
+    op = OfflineOperator()
     ctx = VariationContext(parent=_cand(0), parent_source=NAIVE, second=None, second_source=None,
                            run=SimpleNamespace(store=store), rng=random.Random(1),
                            evaluate=lambda s, suite: None)
@@ -124,12 +189,15 @@ def test_propose_skips_sources_already_in_the_run(tmp_path):
     c.source_sha256 = sha256_text(first.source)
     store.add_candidate(c)
     for _ in range(10):
-        assert op.propose(ctx).source != first.source
+        assert OfflineOperator().propose(ctx).source != first.source
 
 
 # --- recipes ------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", sorted(RECIPES))
+FIRST = ("fold_scale_exp2", "split_causal_loop", "swap_grid_order")  # new ones: test_recipes.py
+
+
+@pytest.mark.parametrize("name", FIRST)
 def test_recipe_applies_to_naive_seed_and_stays_correct(name, tmp_path):
     child = RECIPES[name].apply(NAIVE)
     assert child is not None and child != NAIVE
@@ -139,7 +207,7 @@ def test_recipe_applies_to_naive_seed_and_stays_correct(name, tmp_path):
 
 def test_recipes_are_not_applicable_where_the_pattern_is_absent():
     # the strong seed already folds the scale, splits the causal loop, and uses a 1-D grid
-    for r in RECIPES.values():
+    for r in map(RECIPES.get, FIRST):
         assert r.apply(STRONG) is None
         assert r.apply("def attention(q, k, v, *, causal=False, sm_scale=None):\n    pass\n") is None
     folded = RECIPES["fold_scale_exp2"].apply(NAIVE)
@@ -149,11 +217,16 @@ def test_recipes_are_not_applicable_where_the_pattern_is_absent():
     assert "= tl.exp2(" in folded and "= tl.exp(" in NAIVE and "= tl.exp(" not in folded
 
 
-def test_operator_records_recipe_as_hypothesis():
-    op = OfflineOperator(recipe_prob=1.0)
-    p = op.recipe(NAIVE, 0, random.Random(3))
-    name = p.changes["recipes"][0]
-    assert name in RECIPES and p.hypothesis.startswith(name + ":")
+def test_operator_records_recipe_as_hypothesis_and_kind(tmp_path):
+    store = LineageStore.create(tmp_path / "l.db", RunRecord(
+        name="r", target="gqa", operator="offline", model="", suite="smoke", status="running"))
+    ctx = VariationContext(parent=_cand(0), parent_source=NAIVE, second=None, second_source=None,
+                           run=SimpleNamespace(store=store), rng=random.Random(3),
+                           evaluate=lambda s, suite: None)
+    moves = OfflineOperator().moves(ctx, [], lambda s: True)
+    assert {f"recipe:{n}" for n in FIRST} <= set(moves) and "knob:BLOCK_N" in moves
+    p = moves["recipe:split_causal_loop"]()
+    assert p.hypothesis.startswith("split_causal_loop:")
     assert p.changes["knobs"] == {} and p.changes["crossover_with"] is None
 
 
@@ -162,7 +235,7 @@ def test_all_recipes_pass_the_smoke_evaluation(tmp_path):
     from evaluator import EvalOptions, evaluate
 
     src = NAIVE
-    for r in RECIPES.values():
+    for r in map(RECIPES.get, FIRST):
         src = r.apply(src)
         assert src is not None
     path = tmp_path / "kernel.py"
@@ -171,3 +244,41 @@ def test_all_recipes_pass_the_smoke_evaluation(tmp_path):
                    options=EvalOptions(scratch_dir=tmp_path / "scratch", baselines=("cudnn",)))
     assert res.status == "ok", res.failure
     assert res.score is not None and res.score > 0
+
+
+def test_split_class_gives_short_sequences_their_own_settings(tmp_path):
+    op = OfflineOperator()
+    rng = random.Random(2)
+    ratios = {"D64_NC": 0.9, "D64_C": 0.9, "D128_NC": 0.9, "D128_C": 0.5}
+    seen = Counter()
+    for _ in range(30):
+        p = op.split_class(STRONG, 0, rng, ratios)
+        old, new = p.changes["split"]["from"], p.changes["split"]["to"]
+        seen[old] += 1
+        cfg = read_config(p.source)
+        assert new in cfg and new.startswith(old + "_S") and set(cfg) == set(STRONG_CFG) | {new}
+        (label, ch), = p.changes["knobs"].items()
+        knob = label.split(".")[1]
+        assert label.startswith(new + ".") and cfg[new] == {**cfg[old], knob: ch["to"]}
+        assert read_search_space(p.source)[new] == read_search_space(STRONG)[old]
+        # the new class takes the short shapes of its parent class, and only those
+        mod = _load(p.source, tmp_path, f"split{_}")
+        bound = int(new.rsplit("_S", 1)[1])
+        D, causal = (64 if old.startswith("D64") else 128), old.endswith("_C")
+        assert mod._settings(D, causal, bound) == cfg[new]
+        assert mod._settings(D, causal, bound + 1) == cfg[old]
+    assert seen.most_common(1)[0][0] == "D128_C"
+    naive = op.split_class(NAIVE, 0, random.Random(0))
+    assert naive.changes["split"]["to"] in read_config(naive.source)
+
+
+def test_flat_config_is_one_class():
+    """A flat CONFIG (seeds/mha.py) is the single class ALL: knob labels have no class."""
+    mha = (SEEDS_DIR / "mha.py").read_text()
+    op = OfflineOperator()
+    p = op.mutate(mha, 0, random.Random(0), ["BLOCK_N_D64_C"])
+    (label, ch), = p.changes["knobs"].items()
+    assert label == "BLOCK_N_D64_C" and read_config(p.source)[label] == ch["to"]
+    assert not p.hypothesis.startswith("class ")
+    assert op.class_crossover(mha, 0, []) is None and op.split_class(mha, 0, random.Random(0)) \
+        is None

@@ -74,8 +74,8 @@ def test_show_prints_source_diff_and_evaluation(fixture_run):
     assert f"diff #{child.parent_id} -> #{child.id}" in out
     assert run.repo.diff(child.parent_id, child.id).splitlines()[0] in out
     assert child.hypothesis.split(":")[0] in out and child.status in out
-    for knob, ch in child.changes["knobs"].items():
-        assert f'"{knob}": {ch["to"]}' in out  # the changed line of the CONFIG diff
+    for knob, ch in child.changes["knobs"].items():  # "<class>.<knob>" in a per-class CONFIG
+        assert f'"{knob.split(".")[-1]}": {ch["to"]}' in out  # the changed CONFIG line
     seed = _invoke("show", str(fixture_run), "0")
     assert seed.exit_code == 0 and "diff #" not in seed.output
 

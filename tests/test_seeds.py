@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from evaluator.static_check import check_source
+from evolve.operators.shape_classes import class_settings, class_space, classes
 
 SEEDS_DIR = Path(__file__).resolve().parents[1] / "seeds"
 SEEDS = ("gqa_naive.py", "gqa.py", "mha.py")
@@ -95,10 +96,13 @@ def test_seed_passes_static_check_and_declares_config(name):
             assigned[node.targets[0].id] = node.value
     config = ast.literal_eval(assigned["CONFIG"])  # must be a literal dict
     space = ast.literal_eval(assigned["SEARCH_SPACE"])
-    assert config and set(config) == set(space)
-    for key, value in config.items():
-        assert isinstance(value, (int, float, bool))
-        assert value in space[key], f"CONFIG[{key!r}] = {value} is outside SEARCH_SPACE"
+    assert config
+    for cls in classes(config):  # per shape class (evolve/operators/shape_classes.py)
+        knobs, allowed = class_settings(config, cls), class_space(space, cls)
+        assert set(knobs) == set(allowed), cls
+        for key, value in knobs.items():
+            assert isinstance(value, (int, float, bool))
+            assert value in allowed[key], f"{cls}.{key} = {value} is outside SEARCH_SPACE"
 
 
 # --------------------------------------------------------------------- fast grid
@@ -153,7 +157,12 @@ def test_random_search_space_configs_stay_correct(name):
     default = dict(mod.CONFIG)
     for _ in range(3):
         mod.CONFIG.clear()
-        mod.CONFIG.update({key: rng.choice(vals) for key, vals in mod.SEARCH_SPACE.items()})
+        for cls in classes(default):
+            pick = {k: rng.choice(v) for k, v in class_space(mod.SEARCH_SPACE, cls).items()}
+            if cls == "ALL":
+                mod.CONFIG.update(pick)
+            else:
+                mod.CONFIG[cls] = pick
         for D, causal in ((64, True), (128, False), (64, False), (128, True)):
             check(mod, 1, 3, 1, 45, D, causal, sm_scale=0.25)
     mod.CONFIG.clear()
@@ -164,14 +173,14 @@ def test_gqa_every_switch_combination_small():
     """Every switch combination (FLAT x HOST_DESC x REVERSE_M), cycling the tile shapes (D=64)."""
     mod = load_seed("gqa.py")
     space = mod.SEARCH_SPACE
-    tiles = list(itertools.product(space["BLOCK_M_D64_C"], space["BLOCK_N_D64_C"]))
-    switches = itertools.product(space["REVERSE_M_D64_C"], space["FLAT_D64_C"],
-                                 space["HOST_DESC_D64_C"])
+    tiles = list(itertools.product(space["D64_C"]["BLOCK_M"], space["D64_C"]["BLOCK_N"]))
+    switches = itertools.product(space["D64_C"]["REVERSE_M"], space["D64_C"]["FLAT"],
+                                 space["D64_C"]["HOST_DESC"])
     for i, (rev, flat, host) in enumerate(switches):
         bm, bn = tiles[i % len(tiles)]
-        mod.CONFIG.update({"BLOCK_M_D64_C": bm, "BLOCK_N_D64_C": bn, "BLOCK_M_D64_NC": bm,
-                           "BLOCK_N_D64_NC": bn, "REVERSE_M_D64_C": rev, "FLAT_D64_C": flat,
-                           "FLAT_D64_NC": flat, "HOST_DESC_D64_C": host, "HOST_DESC_D64_NC": host})
+        both = {"BLOCK_M": bm, "BLOCK_N": bn, "FLAT": flat, "HOST_DESC": host}
+        mod.CONFIG["D64_C"].update(both, REVERSE_M=rev)
+        mod.CONFIG["D64_NC"].update(both)
         for causal in (False, True):
             check(mod, 1, 2, 1, 100, 64, causal)
 

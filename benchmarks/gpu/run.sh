@@ -18,9 +18,14 @@
 #   config-sweep KERNEL CONFIGS  the kernel with each CONFIG override (a JSON list) timed
 #                                against cuDNN (sweep.json); for tuning, not for citing
 #   ncu [S D [causal]]           Nsight Compute over the Gluon seed and cuDNN on one shape (ncu.txt)
+#   recipes [SEED] [SUITE] [RECIPES]
+#                                each offline-operator recipe that applies to SEED (default
+#                                seeds/gqa.py) checked and timed against the seed and cuDNN
+#                                in one process: table + recipes_<seed>.json (kept/dropped)
 #   offline SEED MINUTES NAME [RNG_SEED] [TARGET]
-#                                an offline run in the foreground (target gqa unless
-#                                given), then its stats (stats_NAME.json, lineage_NAME.db,
+#                                an offline run in the foreground (target gqa unless given),
+#                                then its stats and what paid per kind and per shape class
+#                                (stats_NAME.json, report_NAME.txt, lineage_NAME.db,
 #                                kernels_NAME.tgz)
 #   decode [KERNEL...]           decode target: kernels (default seeds/decode_naive.py and
 #                                seeds/decode.py) on every validation shape, timed against
@@ -36,9 +41,9 @@
 set -u
 cmd=${1:-}; shift || true
 case "$cmd" in
-  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|offline|decode|tests|agent-transcript)
+  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|recipes|offline|decode|tests|agent-transcript)
     . "$(dirname "$0")/setup.sh" || exit 1; OUT=${OUT:-/tmp/out} ;;
-  *) sed -n '2,35p' "$0"; exit 2 ;;
+  *) sed -n '2,40p' "$0"; exit 2 ;;
 esac
 case "$cmd" in
   env)
@@ -85,11 +90,18 @@ case "$cmd" in
         --section Occupancy --section LaunchStats -k regex:'attn_fwd|fmha|flash|cudnn|sm90' --launch-count 2 \
         python3 benchmarks/gpu/gluon_profile.py "$@" > "$OUT/ncu.txt" 2>&1; echo "ncu rc=$?"
     grep -E 'Duration|Compute \(SM\) Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy' "$OUT/ncu.txt" | head -n 20 ;;
+  recipes)
+    seed=${1:-seeds/gqa.py}; name=$(basename "$seed" .py)
+    timeout 560 python3 benchmarks/gpu/recipe_bench.py --seed "$seed" --suite "${2:-default}" \
+        --recipes "${3:-}" --json "$OUT/recipes_$name.json" > "$OUT/recipes_$name.log" 2>&1
+    echo "recipes rc=$?"; tail -n 20 "$OUT/recipes_$name.log" ;;
   offline)
     seed=$1; minutes=$2; name=$3; rng=${4:-7}; target=${5:-gqa}; runs=/root/runs
     python3 -m evolve start --target "$target" --operator offline --runs-dir $runs --rng-seed "$rng" \
         --seed "$seed" --name "$name" --max-minutes "$minutes" > "$OUT/$name.log" 2>&1 < /dev/null
     python3 benchmarks/gpu/run_stats.py "$runs/$name" --json "$OUT/stats_$name.json" | tail -n 14
+    python3 benchmarks/gpu/run_report.py "$runs/$name" > "$OUT/report_$name.txt" 2>&1
+    tail -n 8 "$OUT/report_$name.txt"
     cp "$runs/$name/lineage.db" "$OUT/lineage_$name.db"
     (cd "$runs/$name" && tar czf "$OUT/kernels_$name.tgz" kernels run.toml) ;;
   decode)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bench_util as bu  # noqa: E402
 from evaluator import geomean  # noqa: E402
+from evolve.operators.config_edit import ConfigEditError, read_config, rewrite_config  # noqa: E402
+from evolve.operators.shape_classes import is_classed  # noqa: E402
 
 # knob grids per class; every combination is timed (the rest of CONFIG stays as in the seed).
 # For a seed with a SHORT_S and "<knob>_<class>_S" tile knobs for shorter sequences, a class
@@ -58,14 +59,25 @@ def class_of(shape, short_s: int = 0) -> str:
 
 
 def configs(cls: str) -> list[dict[str, int]]:
+    """The grid's knob settings of a class ({knob: value}, knob names without the class)."""
     out = []
     for grid in GRIDS[cls]:
         keys = list(grid)
         for values in itertools.product(*(grid[k] for k in keys)):
-            cfg = {f"{k}_{cls}": v for k, v in zip(keys, values)}
+            cfg = dict(zip(keys, values))
             if cfg not in out:
                 out.append(cfg)
     return out
+
+
+def with_settings(base: dict, cls: str, cfg: dict) -> dict:
+    """The seed's CONFIG with a class's knobs set: a per-class CONFIG ({class: {knob}},
+    evolve/operators/shape_classes.py) or a flat one with "<knob>_<class>" keys."""
+    if is_classed(base):
+        new = {c: dict(v) for c, v in base.items()}
+        new[cls].update(cfg)
+        return new
+    return base | {f"{k}_{cls}": v for k, v in cfg.items()}
 
 
 def sweep(args) -> int:
@@ -101,7 +113,7 @@ def sweep(args) -> int:
         shapes = [s for s in cmp.shapes if class_of(s, short_s) == cls]
         for cfg in configs(cls):
             mod.CONFIG.clear()
-            mod.CONFIG.update(base | cfg)
+            mod.CONFIG.update(with_settings(base, cls, cfg))
             row = {"class": cls, "config": cfg, "ms": {}, "ok": True, "error": None}
             for s in shapes:
                 try:
@@ -114,7 +126,7 @@ def sweep(args) -> int:
                     break
             ratios = [cudnn[n] / m for n, m in row["ms"].items() if m and cudnn.get(n)]
             row["ratio"] = geomean(ratios) if row["ok"] and len(ratios) == len(shapes) else None
-            row["is_seed"] = all(base.get(k) == v for k, v in cfg.items())
+            row["is_seed"] = with_settings(base, cls, cfg) == base
             results.append(row)
             print(f"  {cls:8s} {json.dumps(cfg):90s} {bu.fmt(row['ratio'], '.4f')}"
                   f"{'  (seed)' if row['is_seed'] else ''}{'' if row['ok'] else '  FAILED ' + str(row['error'])}",
@@ -139,7 +151,7 @@ def merge(args) -> int:
             if cur is None or row["ratio"] > cur["ratio"]:
                 best[row["class"]] = row
     text = Path(args.seed).read_text()
-    head, sep, tail = text.partition("SEARCH_SPACE = {")
+    classed = is_classed(read_config(text))
     for cls, row in sorted(best.items()):
         was = seed_rows.get(cls, {}).get("ratio")
         gain = row["ratio"] / was if was else None
@@ -148,12 +160,13 @@ def merge(args) -> int:
               f"(x{bu.fmt(gain, '.3f')}) {'kept seed config' if keep else json.dumps(row['config'])}")
         if keep:
             continue
-        for key, value in row["config"].items():
-            head, n = re.subn(rf'("{key}": )\d+,', rf"\g<1>{value},", head)
-            if n != 1:
-                print(f"error: CONFIG key {key} found {n} times in {args.seed}", file=sys.stderr)
-                return 1
-    Path(args.write).write_text(head + sep + tail)
+        updates = {((cls, k) if classed else f"{k}_{cls}"): v for k, v in row["config"].items()}
+        try:
+            text = rewrite_config(text, updates)
+        except ConfigEditError as exc:
+            print(f"error: {args.seed}: {exc}", file=sys.stderr)
+            return 1
+    Path(args.write).write_text(text)
     print(f"wrote {args.write}")
     return 0
 

@@ -2,7 +2,9 @@
 
 After `stall_limit` variations without a new best, the next session's brief says so
 (prompts.session_brief fills agent_supervisor.md), lists the directions tried since the
-best and their outcomes, and points at knowledge documents that no session has read yet.
+best and their outcomes, carries what has paid off in this run (`Plateau.payoffs`: the
+table of operators/payoff.py, per variation kind tries, kept, slow, failed, mean gain;
+the template's `{payoffs}`), and points at knowledge documents no session has read yet.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from evolve import knowledge
 from evolve.agent.render import one_line
+from evolve.operators.payoff import what_paid_off
 
 MAX_DIRECTIONS = 12
 
@@ -24,6 +27,7 @@ class Plateau:
     best_score: float | None
     directions: list[str]
     unused_knowledge: list[str]
+    payoffs: str = ""  # what_paid_off(): "what has paid off in this run" ("" before any)
 
 
 def _outcome(c: Any) -> str:
@@ -77,5 +81,5 @@ def detect(store: Any, stall_limit: int) -> Plateau | None:
     read = knowledge_read(store)
     unused = [f"{i} — {t}" for i, t in _all_docs() if i not in read]
     return Plateau(stalled, best.id if best else None, best.score if best else None,
-                   directions[-MAX_DIRECTIONS:], unused)
+                   directions[-MAX_DIRECTIONS:], unused, what_paid_off(cands))
 

@@ -1,4 +1,5 @@
-"""Variation operators: `offline` (CONFIG mutation, crossover, source recipes) and `agent`."""
+"""Variation operators: `offline` (per-class CONFIG moves, crossovers and source recipes,
+picked by a bandit over what paid in the run) and `agent`."""
 
 from __future__ import annotations
 

@@ -1,25 +1,48 @@
-"""The offline variation operator: CONFIG mutation, config crossover, source recipes.
+"""The offline variation operator: CONFIG mutation per shape class, crossovers, source
+recipes, chosen by a bandit over what has paid off in this run.
 
-No LLM: it is the classical baseline the agentic operator is compared with. Each child
-changes one or two CONFIG knobs (values from SEARCH_SPACE), or mixes two parents'
-knob values, or applies one source recipe whose pattern matches the parent. Every
-child carries a short hypothesis and `changes` = {"knobs", "recipes", "crossover_with"}.
+No LLM: it is the classical baseline the agentic operator is compared with. Each call
+lists the moves open to the parent, one per kind ("knob:<name>", "knobs:pair",
+"split:class", "crossover:class", "crossover:mix", "recipe:<name>"), and lets a
+Thompson-sampling bandit over the run's recorded trials (operators/payoff.py: gains, slow
+pre-screen rejections and failures) pick the kind. A knob move changes one knob of one
+shape class (operators/shape_classes.py), drawn more often where the parent's ratio to
+the baseline is worst; "split:class" gives the shorter sequences of a class their own
+settings; "crossover:class" builds a child from the best-measured settings of each class
+across the run's candidates of the same structure. A configuration already measured in
+the run (same code, same CONFIG values) or already proposed by this operator is never
+proposed again. Every child carries a short hypothesis, its `variation_kind`, and
+`changes` = {"kind", "knobs" ("<class>.<knob>" or "<knob>" -> from/to), "recipes",
+"crossover_with", and "classes" (class crossover) or "split"}.
 """
 
 from __future__ import annotations
 
+import ast
+import json
 import random
 import time
-from typing import Any
+from typing import Any, Callable
 
 from evolve.operators.base import VariationContext
 from evolve.operators.config_edit import (
     ConfigEditError,
+    add_class,
     read_config,
     read_search_space,
     rewrite_config,
+    splice,
 )
+from evolve.operators.payoff import Bandit, trials
 from evolve.operators.recipes import RECIPES
+from evolve.operators.shape_classes import (
+    ALL,
+    class_bounds,
+    class_ratios,
+    class_settings,
+    class_space,
+    classes,
+)
 from evolve.records import Candidate, sha256_text
 
 _WHY = {  # knob family -> (why raising it may help, why lowering it may help)
@@ -32,6 +55,8 @@ _WHY = {  # knob family -> (why raising it may help, why lowering it may help)
     "stages": ("a deeper pipeline overlaps K/V loads with the matmuls",
                "fewer stages free shared memory for larger tiles / more resident blocks"),
 }
+WORST_POWER = 4.0  # a class is drawn with weight ratio ** -WORST_POWER (worst ratio: most)
+SPLIT_BUCKETS = (1024, 4096)  # sequence-length bounds a class may be split at
 
 
 def knob_rationale(name: str, old: Any, new: Any) -> str:
@@ -57,99 +82,300 @@ def _neighbour_or_random(rng: random.Random, allowed: list, current: Any) -> Any
     return rng.choice(others)
 
 
+def _blank(source: str, names: tuple[str, ...], text: Callable[[ast.Dict], str]) -> str:
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source
+    edits = []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 \
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id in names \
+                and isinstance(node.value, ast.Dict):
+            edits.append((node.value, text(node.value)))
+    return splice(source, edits)
+
+
+def config_key(source: str) -> str:
+    """Identity of a configuration: the code with its CONFIG values put in one canonical
+    form (two sources that differ only in CONFIG layout are the same configuration)."""
+    def canon(node: ast.Dict) -> str:
+        try:
+            return json.dumps(ast.literal_eval(node), sort_keys=True)
+        except ValueError:
+            return ast.dump(node)
+    return sha256_text(_blank(source, ("CONFIG", "SEARCH_SPACE"), canon))
+
+
+def structure_key(source: str) -> str:
+    """Identity of the code around CONFIG: candidates with the same one can trade settings."""
+    return sha256_text(_blank(source, ("CONFIG", "SEARCH_SPACE"), lambda n: "{}"))
+
+
+def _key(cls: str, knob: str) -> Any:
+    return knob if cls == ALL else (cls, knob)
+
+
+def _label(cls: str, knob: str) -> str:
+    return knob if cls == ALL else f"{cls}.{knob}"
+
+
 class OfflineOperator:
     name = "offline"
 
-    def __init__(self, recipe_prob: float = 0.3, max_tries: int = 12):
-        self.recipe_prob = recipe_prob
+    def __init__(self, max_tries: int = 16):
         self.max_tries = max_tries
         self.last_reason = ""
+        self._seen: dict[int, tuple[str, str, dict[str, Any]]] = {}  # id -> keys, CONFIG
+        self._proposed: set[str] = set()  # configuration keys this operator proposed
 
     # --- protocol ----------------------------------------------------------------
 
     def propose(self, ctx: VariationContext) -> Candidate | None:
-        """A child of ctx.parent (crossover when ctx.second is given) not seen in this run."""
+        """A child of ctx.parent whose configuration this run has not measured."""
         t0 = time.monotonic()
+        history = ctx.run.store.candidates()
+        measured = self._measured(ctx, history)
+
+        def fresh(source: str) -> bool:
+            key = config_key(source)
+            return key not in measured and key not in self._proposed \
+                and not ctx.run.store.has_source(sha256_text(source))
+
+        moves = self.moves(ctx, history, fresh)
+        bandit = Bandit(trials(history))
+        self.last_reason = "the parent has no SEARCH_SPACE knobs and no applicable recipe"
         for _ in range(self.max_tries):
-            prop = self._one(ctx)
-            if prop is None:
+            if not moves:
                 break
-            if not ctx.run.store.has_source(sha256_text(prop.source)):
-                prop.variation_seconds = time.monotonic() - t0
-                return prop
-            self.last_reason = "every child tried was already evaluated in this run"
+            kind = bandit.choose(sorted(moves), ctx.rng)
+            prop = moves[kind]()
+            if prop is None or not fresh(prop.source):
+                del moves[kind]  # a knob move already tried its fresh values
+                self.last_reason = "every child tried was already measured in this run"
+                continue
+            self._proposed.add(config_key(prop.source))
+            prop.variation_kind = kind
+            prop.changes_json = json.dumps({**prop.changes, "kind": kind}, sort_keys=True,
+                                           default=str)
+            prop.variation_seconds = time.monotonic() - t0
+            return prop
         return None
 
-    # --- one child ---------------------------------------------------------------
-
-    def _one(self, ctx: VariationContext) -> Candidate | None:
+    def moves(self, ctx: VariationContext, history: list[Candidate],
+              fresh: Callable[[str], bool]) -> dict[str, Callable[[], Candidate | None]]:
+        """kind -> a thunk making one child of that kind (None when it cannot)."""
         rng, source, pid = ctx.rng, ctx.parent_source, ctx.parent.id
-        prop = None
-        if ctx.second is not None:
-            prop = self.crossover(source, ctx.second_source, pid, ctx.second.id, rng)
-        if prop is None and rng.random() < self.recipe_prob:
-            prop = self.recipe(source, pid, rng)
-        if prop is None:
-            prop = self.mutate(source, pid, rng)
-        if prop is None:  # no knobs to turn: a recipe is the only move left
-            prop = self.recipe(source, pid, rng)
-        if prop is None:
-            self.last_reason = "the parent has no SEARCH_SPACE knobs and no applicable recipe"
-        return prop
-
-    def mutate(self, source: str, parent_id: int, rng: random.Random) -> Candidate | None:
         config, space = read_config(source), read_search_space(source)
-        knobs = [k for k, vals in space.items()
-                 if k in config and any(v != config[k] for v in vals)]
-        if not knobs:
-            return None
-        chosen = rng.sample(knobs, k=min(len(knobs), 2 if rng.random() < 0.35 else 1))
-        updates = {k: _neighbour_or_random(rng, space[k], config[k]) for k in chosen}
-        try:
-            child = rewrite_config(source, updates)
-        except ConfigEditError:
-            return None
-        parts = [f"{k} {config[k]} -> {v}: {knob_rationale(k, config[k], v)}"
-                 for k, v in updates.items()]
-        return Candidate.proposed(parent_id, child, "; ".join(parts),
-                                  _changes({k: (config[k], v) for k, v in updates.items()}),
-                                  self.name)
+        ratios = class_ratios(config, ctx.parent.evaluation)
+        out: dict[str, Callable[[], Candidate | None]] = {}
+        knobs = sorted({k for c in classes(config) for k, vals in class_space(space, c).items()
+                        if k in class_settings(config, c)
+                        and any(v != class_settings(config, c)[k] for v in vals)})
+        for knob in knobs:
+            out[f"knob:{knob}"] = (lambda k=knob: self.mutate(source, pid, rng, [k], ratios, fresh))
+        if len(knobs) >= 2:
+            out["knobs:pair"] = lambda: self.mutate(source, pid, rng, None, ratios, fresh)
+        if ctx.second is not None and ctx.second_source:
+            second_id, second_source = ctx.second.id, ctx.second_source
+            out["crossover:mix"] = lambda: self.crossover(source, second_source, pid,
+                                                          second_id, rng)
+        if len(classes(config)) > 1:
+            lineage = self._lineage(ctx, history)
+            out["crossover:class"] = lambda: self.class_crossover(source, pid, lineage)
+            out["split:class"] = lambda: self.split_class(source, pid, rng, ratios, fresh)
+        for name, recipe in RECIPES.items():
+            child = recipe.apply(source)
+            if child is not None:
+                out[f"recipe:{name}"] = (lambda n=name, c=child: Candidate.proposed(
+                    pid, c, f"{n}: {RECIPES[n].rationale}", _changes({}, recipes=[n]),
+                    self.name))
+        return out
+
+    # --- the run's measured configurations ------------------------------------------
+
+    def _measured(self, ctx: VariationContext, history: list[Candidate]) -> set[str]:
+        repo = getattr(ctx.run, "repo", None)
+        for c in history:
+            if c.id in self._seen or repo is None:
+                continue
+            try:
+                src = repo.source_at(c.id)
+            except Exception:  # noqa: BLE001 - a missing commit only weakens the dedupe
+                continue
+            self._seen[c.id] = (config_key(src), structure_key(src), read_config(src))
+        return {v[0] for v in self._seen.values()}
+
+    def _lineage(self, ctx: VariationContext,
+                 history: list[Candidate]) -> list[tuple[int, dict[str, Any], dict[str, float]]]:
+        """(id, CONFIG, class ratios) of the ok candidates with the parent's structure and
+        suite, the parent included."""
+        mine = structure_key(ctx.parent_source)
+        suite = ctx.parent.suite
+        out = [(ctx.parent.id, read_config(ctx.parent_source),
+                class_ratios(read_config(ctx.parent_source), ctx.parent.evaluation))]
+        for c in history:
+            seen = self._seen.get(c.id)
+            if c.id == ctx.parent.id or not c.ok or seen is None or seen[1] != mine \
+                    or (suite and c.suite != suite):
+                continue
+            out.append((c.id, seen[2], class_ratios(seen[2], c.evaluation)))
+        return out
+
+    # --- moves -------------------------------------------------------------------
+
+    def mutate(self, source: str, parent_id: int, rng: random.Random,
+               knobs: list[str] | None = None, ratios: dict[str, float] | None = None,
+               fresh: Callable[[str], bool] | None = None, tries: int = 8) -> Candidate | None:
+        """One knob (or, with knobs=None, two) of one shape class to another allowed value;
+        the class is drawn with weight ratio ** -WORST_POWER (worst class most often)."""
+        config, space = read_config(source), read_search_space(source)
+        ratios = ratios or {}
+        for _ in range(tries):
+            open_ = {}  # class -> knobs that can move there
+            for c in classes(config):
+                cur, allowed = class_settings(config, c), class_space(space, c)
+                movable = [k for k in allowed if k in cur and any(v != cur[k] for v in allowed[k])
+                           and (knobs is None or k in knobs)]
+                if len(movable) >= (2 if knobs is None else 1):
+                    open_[c] = movable
+            if not open_:
+                return None
+            cls = pick_class(list(open_), ratios, rng)
+            cur, allowed = class_settings(config, cls), class_space(space, cls)
+            chosen = rng.sample(open_[cls], k=2) if knobs is None else [open_[cls][0]]
+            updates = {k: _neighbour_or_random(rng, allowed[k], cur[k]) for k in chosen}
+            try:
+                child = rewrite_config(source, {_key(cls, k): v for k, v in updates.items()})
+            except ConfigEditError:
+                return None
+            if fresh is not None and not fresh(child):
+                continue
+            where = "" if cls == ALL else f"class {cls}" + (
+                f" (ratio {ratios[cls]:.2f})" if cls in ratios else "") + ": "
+            parts = [f"{k} {cur[k]} -> {v}: {knob_rationale(k, cur[k], v)}"
+                     for k, v in updates.items()]
+            return Candidate.proposed(
+                parent_id, child, where + "; ".join(parts),
+                _changes({_label(cls, k): (cur[k], v) for k, v in updates.items()}),
+                self.name)
+        return None
+
+    def split_class(self, source: str, parent_id: int, rng: random.Random,
+                    ratios: dict[str, float] | None = None,
+                    fresh: Callable[[str], bool] | None = None, tries: int = 8
+                    ) -> Candidate | None:
+        """A class without a sequence bound gets a copy for sequences <= a bucket
+        (SPLIT_BUCKETS) with one knob moved there: short and long sequences can then
+        settle on different tiles. The class is drawn as in `mutate` (worst most often)."""
+        config, space = read_config(source), read_search_space(source)
+        ratios = ratios or {}
+        for _ in range(tries):
+            open_ = [(c, b) for c in classes(config) if c != ALL and class_bounds(c)[1] > max(
+                SPLIT_BUCKETS) for b in SPLIT_BUCKETS if f"{c}_S{b}" not in config]
+            if not open_:
+                return None
+            cls = pick_class(sorted({c for c, _ in open_}), ratios, rng)
+            bound = rng.choice([b for c, b in open_ if c == cls])
+            cur, allowed = class_settings(config, cls), class_space(space, cls)
+            movable = [k for k in allowed if k in cur and any(v != cur[k] for v in allowed[k])]
+            if not movable:
+                return None
+            knob = rng.choice(movable)
+            new = _neighbour_or_random(rng, allowed[knob], cur[knob])
+            key = f"{cls}_S{bound}"
+            try:
+                child = add_class(source, cls, key, {**cur, knob: new})
+            except ConfigEditError:
+                return None
+            if fresh is not None and not fresh(child):
+                continue
+            hyp = (f"split class {cls}: sequences <= {bound} get their own settings ({key}), "
+                   f"{knob} {cur[knob]} -> {new} there: {knob_rationale(knob, cur[knob], new)}")
+            ch = _changes({_label(key, knob): (cur[knob], new)})
+            ch["split"] = {"from": cls, "to": key}
+            return Candidate.proposed(parent_id, child, hyp, ch, self.name)
+        return None
 
     def crossover(self, source: str, second_source: str, parent_id: int, second_id: int,
                   rng: random.Random) -> Candidate | None:
         """The primary parent's source with a mix of both parents' knob values."""
-        mine, theirs = read_config(source), read_config(second_source)
+        mine, theirs = _flat(read_config(source)), _flat(read_config(second_source))
         space = read_search_space(source)
+        def allowed(k: Any) -> list:
+            cls, knob = k if isinstance(k, tuple) else (ALL, k)
+            return class_space(space, cls).get(knob, [theirs[k]])
         differ = [k for k in mine if k in theirs and theirs[k] != mine[k]
-                  and (k not in space or theirs[k] in space[k])]
+                  and theirs[k] in allowed(k)]
         if not differ:
             return None
         take = [k for k in differ if rng.random() < 0.5] or [rng.choice(differ)]
         if len(take) == len(differ) > 1:
             take.remove(rng.choice(take))  # a real mix: keep something of the primary parent
-        updates = {k: theirs[k] for k in take}
+        try:
+            child = rewrite_config(source, {k: theirs[k] for k in take})
+        except ConfigEditError:
+            return None
+        names = {k: _label(*k) if isinstance(k, tuple) else k for k in take}
+        moved = ", ".join(f"{names[k]} {mine[k]} -> {theirs[k]}" for k in take)
+        hyp = (f"crossover #{parent_id} x #{second_id}: take {moved} from #{second_id} "
+               f"(combine knob settings that worked in two lineages)")
+        return Candidate.proposed(parent_id, child, hyp,
+                                  _changes({names[k]: (mine[k], theirs[k]) for k in take},
+                                           crossover_with=second_id),
+                                  self.name, parent2_id=second_id)
+
+    def class_crossover(self, source: str, parent_id: int,
+                        lineage: list[tuple[int, dict[str, Any], dict[str, float]]]
+                        ) -> Candidate | None:
+        """Every class takes the settings of the candidate that measured best on it."""
+        config = read_config(source)
+        updates, knobs, donors = {}, {}, {}
+        for cls in classes(config):
+            measured = [(r[cls], cid, cfg) for cid, cfg, r in lineage
+                        if cls in r and cls in cfg and isinstance(cfg[cls], dict)
+                        and set(cfg[cls]) == set(config[cls])]
+            if not measured:
+                continue
+            ratio, cid, cfg = max(measured, key=lambda m: (m[0], -m[1]))
+            if cid == parent_id or cfg[cls] == config[cls]:
+                continue
+            donors[cls] = (cid, ratio)
+            for k, v in cfg[cls].items():
+                if v != config[cls][k]:
+                    updates[(cls, k)] = v
+                    knobs[_label(cls, k)] = (config[cls][k], v)
+        if not updates:
+            return None
         try:
             child = rewrite_config(source, updates)
         except ConfigEditError:
             return None
-        moved = ", ".join(f"{k} {mine[k]} -> {theirs[k]}" for k in take)
-        hyp = (f"crossover #{parent_id} x #{second_id}: take {moved} from #{second_id} "
-               f"(combine knob settings that worked in two lineages)")
-        return Candidate.proposed(parent_id, child, hyp,
-                                  _changes({k: (mine[k], theirs[k]) for k in take},
-                                           crossover_with=second_id),
-                                  self.name, parent2_id=second_id)
+        ids = [d[0] for d in donors.values()]
+        main = max(set(ids), key=ids.count)
+        hyp = "class-wise crossover: " + "; ".join(
+            f"{cls} from #{cid} (ratio {r:.2f})" for cls, (cid, r) in donors.items()) + \
+            " (each shape class takes its best-measured settings in the run)"
+        ch = _changes(knobs, crossover_with=main)
+        ch["classes"] = {cls: cid for cls, (cid, _) in donors.items()}
+        return Candidate.proposed(parent_id, child, hyp, ch, self.name, parent2_id=main)
 
-    def recipe(self, source: str, parent_id: int, rng: random.Random) -> Candidate | None:
-        names = list(RECIPES)
-        rng.shuffle(names)
-        for name in names:
-            child = RECIPES[name].apply(source)
-            if child is not None:
-                return Candidate.proposed(parent_id, child,
-                                          f"{name}: {RECIPES[name].rationale}",
-                                          _changes({}, recipes=[name]), self.name)
-        return None
+
+def pick_class(options: list[str], ratios: dict[str, float], rng: random.Random) -> str:
+    """A class drawn with weight ratio ** -WORST_POWER. When some options were measured,
+    the others are left out: no shape of the suite uses them, so a change there cannot
+    move the score. With none measured, every option weighs the same."""
+    measured = [c for c in options if ratios.get(c, 0) > 0]
+    if not measured:
+        return rng.choice(options)
+    return rng.choices(measured, weights=[ratios[c] ** -WORST_POWER for c in measured])[0]
+
+
+def _flat(config: dict[str, Any]) -> dict[Any, Any]:
+    """knob -> value, or (class, knob) -> value for a classed CONFIG."""
+    if classes(config) == [ALL]:
+        return dict(config)
+    return {(c, k): v for c in config for k, v in config[c].items()}
 
 
 def _changes(knobs: dict[str, tuple[Any, Any]], recipes: list[str] | None = None,

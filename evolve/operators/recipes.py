@@ -4,66 +4,24 @@ Each recipe is a transform of kernel source that applies only where its pattern 
 present; `apply()` returns the new source, or None when the pattern is absent (the
 recipe is then reported as not applicable, never forced). Edits are spliced into
 the original text at ast-located spans so the rest of the file is untouched.
+
+This module holds the softmax and loop-structure recipes; compiler hints (tl.range
+options, launch options) are in recipes_hints.py, TMA descriptors in recipes_memory.py,
+the persistent grid in recipes_schedule.py; `RECIPES` is all of them.
 """
 
 from __future__ import annotations
 
 import ast
 import re
-from dataclasses import dataclass
-from typing import Callable
 
 from evolve.operators.config_edit import splice
+from evolve.operators.recipes_hints import HINT_RECIPES
+from evolve.operators.recipes_memory import MEMORY_RECIPES
+from evolve.operators.recipes_schedule import SCHEDULE_RECIPES
+from evolve.operators.transform import LOG2E, Recipe, is_jit as _is_jit, wrap_call as _wrap_call
 
-LOG2E = "1.4426950408889634"
-
-
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    rationale: str
-    transform: Callable[[str], "str | None"]
-
-    def apply(self, source: str) -> str | None:
-        try:
-            out = self.transform(source)
-        except (SyntaxError, ValueError):
-            return None
-        if out is None or out == source:
-            return None
-        try:
-            ast.parse(out)
-        except SyntaxError:
-            return None
-        return out
-
-
-# --- helpers -----------------------------------------------------------------
-
-def _is_jit(fn: ast.FunctionDef) -> bool:
-    """Decorated with (triton.)jit or (triton.)autotune, called or not."""
-    for d in fn.decorator_list:
-        target = d.func if isinstance(d, ast.Call) else d
-        name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", None)
-        if name in ("jit", "autotune"):
-            return True
-    return False
-
-
-def _wrap_call(prefix: str, func: str, args: list[str], indent: str, width: int = 96) -> list[str]:
-    """`prefix func(arg, arg, ...)` wrapped under the open parenthesis."""
-    head = f"{indent}{prefix}{func}("
-    pad = " " * len(head)
-    lines, cur = [], head
-    for i, a in enumerate(args):
-        piece = a + (", " if i < len(args) - 1 else ")")
-        if len(cur) + len(piece.rstrip()) > width and cur not in (head, pad):
-            lines.append(cur.rstrip())
-            cur = pad
-        cur += piece
-    lines.append(cur)
-    return lines
-
+__all__ = ["RECIPES", "Recipe"]
 
 # --- fold_scale_exp2 -----------------------------------------------------------
 
@@ -196,6 +154,6 @@ RECIPES: dict[str, Recipe] = {
                "swap the grid axes so the scheduler walks the other dimension first "
                "(M-tiles of one head adjacent vs heads adjacent: different L2 reuse of K/V)",
                _swap_grid_order),
-    )
+    ) + HINT_RECIPES + MEMORY_RECIPES + SCHEDULE_RECIPES
 }
 

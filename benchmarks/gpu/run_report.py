@@ -1,0 +1,40 @@
+"""What a run learned: the "what has paid off" table of its variation kinds and, per
+shape class, the best ratio to the baseline any candidate measured and what it changed.
+
+    python benchmarks/gpu/run_report.py RUN_DIR
+
+The per-class table is the answer to "why no improvement": it shows, class by class,
+how far the best setting found got beside the seed's (evolve/operators/payoff.py,
+evolve/operators/shape_classes.py). Reads the run; writes nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from evolve.operators.config_edit import read_config  # noqa: E402
+from evolve.operators.payoff import what_paid_off  # noqa: E402
+from evolve.operators.shape_classes import class_ratios, render_class_table  # noqa: E402
+from evolve.run import RunHandle  # noqa: E402
+
+
+def report(run_dir: Path) -> str:
+    run = RunHandle.open(run_dir)
+    cands = run.store.candidates()
+    entries = []
+    for c in cands:
+        if c.ok and c.evaluation is not None:
+            config = read_config(run.repo.source_at(c.id))
+            entries.append((c.id, config, class_ratios(config, c.evaluation)))
+    return (what_paid_off(cands) or "no variation measured yet") + "\n\n" + \
+        "best ratio per shape class (geomean over the class's shapes)\n" + \
+        render_class_table(entries)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        print(__doc__.split("\n\n")[1], file=sys.stderr)
+        sys.exit(2)
+    print(report(Path(sys.argv[1])))

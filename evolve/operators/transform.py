@@ -1,0 +1,122 @@
+"""What a source recipe is (`Recipe`) and the ast helpers the recipes share
+(recipes.py, recipes_hints.py, recipes_memory.py, recipes_schedule.py)."""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+LOG2E = "1.4426950408889634"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    rationale: str
+    transform: Callable[[str], "str | None"]
+
+    def apply(self, source: str) -> str | None:
+        try:
+            out = self.transform(source)
+        except (SyntaxError, ValueError):
+            return None
+        if out is None or out == source:
+            return None
+        try:
+            ast.parse(out)
+        except SyntaxError:
+            return None
+        return out
+
+
+def is_jit(fn: ast.FunctionDef) -> bool:
+    """Decorated with (triton.)jit or (triton.)autotune, called or not."""
+    for d in fn.decorator_list:
+        target = d.func if isinstance(d, ast.Call) else d
+        name = target.attr if isinstance(target, ast.Attribute) else getattr(target, "id", None)
+        if name in ("jit", "autotune"):
+            return True
+    return False
+
+
+def wrap_call(prefix: str, func: str, args: list[str], indent: str, width: int = 96) -> list[str]:
+    """`prefix func(arg, arg, ...)` wrapped under the open parenthesis."""
+    head = f"{indent}{prefix}{func}("
+    pad = " " * len(head)
+    lines, cur = [], head
+    for i, a in enumerate(args):
+        piece = a + (", " if i < len(args) - 1 else ")")
+        if len(cur) + len(piece.rstrip()) > width and cur not in (head, pad):
+            lines.append(cur.rstrip())
+            cur = pad
+        cur += piece
+    lines.append(cur)
+    return lines
+
+
+
+
+def jit_functions(tree: ast.Module) -> dict[str, ast.FunctionDef]:
+    """Module-level @jit functions by name (triton.jit and gluon.jit alike)."""
+    return {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef) and is_jit(n)}
+
+
+def calls_to(node: ast.AST, attr: str, module: str | None = None) -> Iterator[ast.Call]:
+    """Calls `module.attr(...)` (any receiver when module is None) inside node."""
+    for n in ast.walk(node):
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == attr \
+                and (module is None or (isinstance(n.func.value, ast.Name)
+                                        and n.func.value.id == module)):
+            yield n
+
+
+def launches(tree: ast.Module) -> list[ast.Call]:
+    """Kernel launches `kernel[grid](...)` of the module's @jit functions."""
+    kernels = set(jit_functions(tree))
+    return [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Subscript) and isinstance(n.func.value, ast.Name)
+            and n.func.value.id in kernels]
+
+
+def add_keyword(source: str, call: ast.Call, text: str) -> tuple[ast.AST, str]:
+    """A splice edit that appends `text` (e.g. "maxnreg=168") to a call's arguments."""
+    seg = ast.get_source_segment(source, call)
+    if seg is None or not seg.rstrip().endswith(")"):
+        raise ValueError("call text not found")
+    body = seg.rstrip()[:-1].rstrip()
+    sep = "" if body.endswith("(") else (" " if body.endswith(",") else ", ")
+    return call, f"{body}{sep}{text})"
+
+
+def insert_lines(source: str, after_line: int, lines: list[str]) -> str:
+    """`source` with `lines` inserted after 1-based line `after_line` (0: at the top)."""
+    out = source.splitlines(keepends=True)
+    out[after_line:after_line] = [ln + "\n" for ln in lines]
+    return "".join(out)
+
+
+def indent_of(source: str, node: ast.AST) -> str:
+    line = source.splitlines()[node.lineno - 1]
+    return line[:len(line) - len(line.lstrip())]
+
+
+def calls_named(fn: ast.AST, name: str) -> list[ast.Call]:
+    return [n for n in ast.walk(fn) if isinstance(n, ast.Call)
+            and isinstance(n.func, ast.Name) and n.func.id == name]
+
+
+def assigns(fn: ast.AST, name: str) -> list[ast.Assign]:
+    return [n for n in ast.walk(fn) if isinstance(n, ast.Assign) and len(n.targets) == 1
+            and isinstance(n.targets[0], ast.Name) and n.targets[0].id == name]
+
+
+def segment(source: str, node: ast.AST) -> str:
+    text = ast.get_source_segment(source, node)
+    if text is None:
+        raise ValueError("no source segment")
+    return text
+
+
+def param_names(fn: ast.FunctionDef) -> list[str]:
+    return [a.arg for a in fn.args.args]

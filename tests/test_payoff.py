@@ -1,0 +1,190 @@
+"""Learning what pays: trials from recorded candidates, the Thompson-sampling bandit, the
+"what has paid off" table, and the offline operator guided by a scripted history."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from types import SimpleNamespace
+
+from evaluator import EvalResult, Failure, ShapeResult
+from evolve.operators.base import VariationContext
+from evolve.operators.config_edit import read_config, rewrite_config
+from evolve.operators.offline import OfflineOperator, config_key
+from evolve.operators.payoff import (
+    FAIL_GAIN,
+    Bandit,
+    Trial,
+    kind_of,
+    payoff_rows,
+    trials,
+    what_paid_off,
+)
+from evolve.paths import SEEDS_DIR
+from evolve.records import Candidate, RunRecord, sha256_text
+from evolve.store import LineageStore
+
+NAIVE = (SEEDS_DIR / "gqa_naive.py").read_text()
+
+
+def _shape(name: str, x: float) -> ShapeResult:
+    return ShapeResult(name=name, B=1, Hq=8, Hkv=2, S=1024, D=128, causal=False,
+                       dtype="bfloat16", speedup=x)
+
+
+def _rec(cid, parent, kind, score=None, failure=None, shapes=(), source=""):
+    res = EvalResult(status="rejected" if failure else "ok", target="gqa", suite="default",
+                     score=score, failure=Failure(*failure) if failure else None,
+                     shapes=[_shape(n, x) for n, x in shapes])
+    c = Candidate.proposed(parent, source, f"try {kind}", {"kind": kind}, "offline",
+                           variation_kind=kind) if parent is not None else \
+        Candidate(parent_id=None, operator="seed", source=source)
+    return c.committed(cid, 0 if parent is None else 1).with_result(res)
+
+
+def test_trials_gain_slow_evidence_and_failures():
+    cands = [_rec(0, None, "", score=0.5, shapes=[("a", 0.5), ("b", 0.5)]),
+             _rec(1, 0, "knob:X", score=0.55),
+             _rec(2, 0, "knob:X", score=0.45),
+             # slow: measured on the quick suite at 0.4 where the parent has 0.5
+             _rec(3, 0, "recipe:r", failure=("slow", "quick pre-screen: 0.40 < 0.9 x champion "
+                                                     "0.50"), shapes=[("a", 0.4), ("b", 0.4)]),
+             # slow with no common shapes: the ratio in the message
+             _rec(4, 0, "recipe:r", failure=("slow", "quick pre-screen: 0.30 < 0.9 x champion "
+                                                     "0.60")),
+             _rec(5, 0, "recipe:r", failure=("compile", "boom"))]
+    ts = trials(cands)
+    assert [t.kind for t in ts] == ["knob:X", "knob:X", "recipe:r", "recipe:r", "recipe:r"]
+    assert [t.outcome for t in ts] == ["better", "worse", "slow", "slow", "failed"]
+    assert abs(ts[0].gain - 0.0953) < 1e-3 and abs(ts[2].gain - (-0.2231)) < 1e-3
+    assert abs(ts[3].gain - (-0.6931)) < 1e-3 and ts[4].gain is None
+    assert ts[4].reward == FAIL_GAIN
+    rows = {r.kind: r for r in payoff_rows(cands)}
+    assert rows["knob:X"].tries == 2 and rows["knob:X"].better == 1
+    assert rows["recipe:r"].slow == 2 and rows["recipe:r"].failed == 1
+    table = what_paid_off(cands)
+    assert "what has paid off in this run" in table
+    assert all(len(line) <= 80 for line in table.splitlines())
+    assert table.index("knob:X") < table.index("recipe:r")  # best mean gain first
+    assert what_paid_off([cands[0]]) == ""
+
+
+def test_kind_of_older_rows_derives_from_changes():
+    def old(changes, op="offline"):
+        return Candidate(parent_id=0, operator=op, changes_json=json.dumps(changes))
+    assert kind_of(old({"knobs": {"BLOCK_N": {}}, "recipes": []})) == "knob:BLOCK_N"
+    assert kind_of(old({"knobs": {"a": {}, "b": {}}, "recipes": []})) == "knobs:pair"
+    assert kind_of(old({"knobs": {}, "recipes": ["fold_scale_exp2"]})) == \
+        "recipe:fold_scale_exp2"
+    assert kind_of(old({"knobs": {"a": {}}, "crossover_with": 3})) == "crossover:mix"
+    assert kind_of(old({}, op="agent")) == "agent"
+
+
+def test_bandit_prefers_the_kind_that_paid():
+    history = [Trial("knob:A", "better", 0.05)] * 6 + [Trial("knob:B", "worse", -0.03)] * 6 \
+        + [Trial("recipe:C", "failed", None)] * 3
+    bandit = Bandit(history)
+    rng = random.Random(0)
+    picks = Counter(bandit.choose(["knob:A", "knob:B", "recipe:C", "knob:new"], rng)
+                    for _ in range(400))
+    assert picks["knob:A"] > 0.7 * 400
+    assert picks["knob:B"] < picks["knob:new"]  # an untried kind still gets explored
+    assert picks["knob:new"] > 0
+
+
+def _scripted_run(tmp_path):
+    """A run where changing num_warps paid (+8 %) three times, BLOCK_N lost, a recipe failed."""
+    store = LineageStore.create(tmp_path / "l.db", RunRecord(
+        name="r", target="gqa", operator="offline", model="", suite="default", status="running"))
+    sources = {0: NAIVE}
+    store.add_candidate(_rec(0, None, "", score=0.5, source=NAIVE))
+    cid = 1
+    for cls in ("D64_NC", "D64_C", "NC"):  # the fourth class ("C") is left for the operator
+        sources[cid] = rewrite_config(NAIVE, {(cls, "num_warps"): 8})
+        store.add_candidate(_rec(cid, 0, "knob:num_warps", score=0.54, source=sources[cid]))
+        cid += 1
+    for cls, v in (("D64_NC", 32), ("NC", 128), ("C", 32)):
+        sources[cid] = rewrite_config(NAIVE, {(cls, "BLOCK_N"): v})
+        store.add_candidate(_rec(cid, 0, "knob:BLOCK_N", score=0.45, source=sources[cid]))
+        cid += 1
+    store.add_candidate(_rec(cid, 0, "recipe:fold_scale_exp2", failure=("compile", "x"),
+                             source=NAIVE + "# folded\n"))
+    sources[cid] = NAIVE + "# folded\n"
+    run = SimpleNamespace(store=store, repo=SimpleNamespace(source_at=sources.__getitem__))
+    return run, store, sources
+
+
+def test_offline_operator_follows_the_payoffs_and_never_reproposes(tmp_path):
+    run, store, sources = _scripted_run(tmp_path)
+    parent = store.get_candidate(0)
+    measured = {config_key(s) for s in sources.values()}
+    kinds = Counter()
+    for seed in range(40):
+        op = OfflineOperator()  # a fresh operator: only the run's records guide it
+        ctx = VariationContext(parent=parent, parent_source=NAIVE, second=None,
+                               second_source=None, run=run, rng=random.Random(seed),
+                               evaluate=lambda s, suite: None)
+        p = op.propose(ctx)
+        assert p is not None and config_key(p.source) not in measured
+        assert p.variation_kind == p.changes["kind"]
+        kinds[p.variation_kind] += 1
+        if p.variation_kind == "knob:num_warps":  # the one unmeasured num_warps move left
+            assert read_config(p.source)["C"]["num_warps"] == 8
+    assert kinds.most_common(1)[0][0] == "knob:num_warps", kinds
+    assert kinds["knob:num_warps"] > 0.5 * 40
+    assert kinds["knob:BLOCK_N"] < kinds["knob:num_warps"] / 3
+
+
+def test_one_operator_exhausts_a_kind_then_moves_on(tmp_path):
+    run, store, sources = _scripted_run(tmp_path)
+    op = OfflineOperator()
+    ctx = VariationContext(parent=store.get_candidate(0), parent_source=NAIVE, second=None,
+                           second_source=None, run=run, rng=random.Random(0),
+                           evaluate=lambda s, suite: None)
+    seen = {config_key(s) for s in sources.values()}
+    for _ in range(12):
+        p = op.propose(ctx)
+        assert p is not None and config_key(p.source) not in seen
+        assert not store.has_source(sha256_text(p.source))
+        seen.add(config_key(p.source))
+
+
+def test_supervisor_plateau_carries_the_payoff_table(tmp_path):
+    from evolve.agent import supervisor
+
+    run, store, _ = _scripted_run(tmp_path)
+    plateau = supervisor.detect(store, stall_limit=2)
+    assert plateau is not None
+    assert plateau.payoffs == what_paid_off(store.candidates())
+    lines = plateau.payoffs.splitlines()
+    assert lines[0].startswith("what has paid off in this run")
+    assert lines[3].split()[:3] == ["knob:num_warps", "3", "3"]  # best mean gain first
+    assert any(ln.split()[:2] == ["recipe:fold_scale_exp2", "1"] for ln in lines)
+
+
+def test_run_report_of_the_fixture_run(fixture_run):
+    """benchmarks/gpu/run_report.py: the payoff table and the per-class table of a run."""
+    import sys
+
+    sys.path.insert(0, str(SEEDS_DIR.parent / "benchmarks" / "gpu"))
+    import run_report
+
+    text = run_report.report(fixture_run)
+    assert "what has paid off in this run" in text
+    assert "best ratio per shape class" in text and "D64_C" in text  # smoke shapes: D=64
+
+
+def test_variation_kind_column_is_added_to_an_older_run(tmp_path):
+    """A lineage.db made before `variation_kind` existed: rows read back with "", and the
+    first new row adds the column (sqlite-utils alter on insert)."""
+    store = LineageStore.create(tmp_path / "l.db", RunRecord(
+        name="r", target="gqa", operator="offline", model="", suite="smoke", status="running"))
+    store.db.execute("ALTER TABLE candidates DROP COLUMN variation_kind")
+    store.add_candidate(_rec(0, None, "", score=0.5, source=NAIVE))
+    assert "variation_kind" in {c.name for c in store.db.table("candidates").columns}
+    store.db.execute("ALTER TABLE candidates DROP COLUMN variation_kind")
+    assert store.get_candidate(0).variation_kind == ""
+    store.add_candidate(_rec(1, 0, "knob:BLOCK_N", score=0.6, source=NAIVE + "#\n"))
+    assert store.get_candidate(1).variation_kind == "knob:BLOCK_N"
+    assert [t.kind for t in trials(store.candidates())] == ["knob:BLOCK_N"]

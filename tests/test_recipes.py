@@ -1,0 +1,174 @@
+"""The structural recipes: where each applies, that its output passes the evaluator's
+static check, and that it is still a correct kernel (Triton interpreter, fp16). Options
+the interpreter ignores (tl.range hints, maxnreg, num_ctas) are checked for correctness
+here and measured on a GPU by `benchmarks/gpu/run.sh recipes`; the GPU test at the end
+compiles and checks each one where CUDA is present."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from evaluator.static_check import check_source
+from evolve.operators.recipes import RECIPES
+from evolve.paths import SEEDS_DIR
+
+SEEDS = {n: (SEEDS_DIR / f"{n}.py").read_text() for n in ("gqa_naive", "gqa", "gqa_gluon")}
+NEW = ("tma_load_kv", "tma_store_o", "persistent_lpt", "range_unroll2",
+       "range_no_acc_multibuffer", "range_flatten", "warp_specialize_kv", "maxnreg_168",
+       "num_ctas_2")
+# where each new recipe's pattern is present (and absent) among the seeds
+APPLIES = {
+    "tma_load_kv": {"gqa_naive"},
+    "tma_store_o": {"gqa_naive"},
+    "persistent_lpt": {"gqa_naive", "gqa"},
+    "range_unroll2": {"gqa_naive", "gqa"},
+    "range_no_acc_multibuffer": {"gqa_naive", "gqa"},
+    "range_flatten": {"gqa"},
+    "warp_specialize_kv": {"gqa"},
+    "maxnreg_168": {"gqa_naive", "gqa", "gqa_gluon"},
+    "num_ctas_2": {"gqa_naive", "gqa", "gqa_gluon"},
+}
+CASES = [(r, s) for r in NEW for s in sorted(APPLIES[r]) if s != "gqa_gluon"]
+
+
+def _load(source: str, tmp_path: Path, name: str):
+    path = tmp_path / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(f"recipe_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _max_error(mod, device: str = "cpu", dtype=torch.float16) -> float:
+    """Largest |out - fp32 reference| over small GQA shapes, ragged S, both causal modes;
+    1/8 of the query rows scaled by 8..30 (the evaluator's `large_rows` inputs)."""
+    gen = torch.Generator().manual_seed(0)
+    worst = 0.0
+    for causal in (False, True):
+        for S, D in ((40, 64), (96, 64), (33, 128)):
+            q, k, v = (torch.randn(1, h, S, D, generator=gen) for h in (4, 2, 2))
+            big = torch.rand(1, 4, S, 1, generator=gen) < 0.125
+            q = torch.where(big, q * (8 + 22 * torch.rand(1, 4, S, 1, generator=gen)), q)
+            q, k, v = (t.to(dtype=dtype, device=device) for t in (q, k, v))
+            out = mod.attention(q, k, v, causal=causal, sm_scale=0.3)
+            ref = torch.nn.functional.scaled_dot_product_attention(
+                q.float(), k.float().repeat_interleave(2, 1), v.float().repeat_interleave(2, 1),
+                is_causal=causal, scale=0.3)
+            worst = max(worst, (out.float() - ref).abs().max().item())
+    return worst
+
+
+def test_at_least_eight_new_recipes_each_applies_only_where_its_pattern_is():
+    assert set(NEW) <= set(RECIPES) and len(NEW) >= 8
+    for name in NEW:
+        r = RECIPES[name]
+        assert r.rationale and len(r.rationale) > 40
+        got = {s for s, src in SEEDS.items() if r.apply(src) is not None}
+        assert got == APPLIES[name], name
+        assert r.apply("def attention(q, k, v, *, causal=False, sm_scale=None):\n    pass\n") \
+            is None
+        once = r.apply(sorted(SEEDS[s] for s in APPLIES[name])[0])
+        assert r.apply(once) is None, f"{name} applies twice"
+
+
+@pytest.mark.parametrize("name", NEW)
+def test_recipe_output_passes_the_static_check(name):
+    for seed in APPLIES[name]:
+        assert check_source(RECIPES[name].apply(SEEDS[seed]), f"{seed}.py") == [], (name, seed)
+
+
+_SEED_ERROR: dict[str, float] = {}
+
+
+def _bound(seed: str, tmp_path: Path) -> float:
+    """The evaluator's kind of bound: twice the seed's own error plus a floor."""
+    if seed not in _SEED_ERROR:
+        _SEED_ERROR[seed] = _max_error(_load(SEEDS[seed], tmp_path, f"seed_{seed}"))
+    return 2 * _SEED_ERROR[seed] + 3.2e-3
+
+
+@pytest.mark.parametrize("name,seed", CASES)
+def test_recipe_keeps_the_kernel_correct(name, seed, tmp_path):
+    child = RECIPES[name].apply(SEEDS[seed])
+    err = _max_error(_load(child, tmp_path, f"{name}_{seed}"))
+    assert math.isfinite(err) and err <= _bound(seed, tmp_path), f"{name} on {seed}: {err}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", ["gqa_naive", "gqa"])
+def test_stacked_recipes_pass_the_smoke_evaluation(seed, tmp_path):
+    """Every new recipe that applies, stacked on the seed, passes the real evaluator
+    (interpreter, smoke suite, fp16: its correctness rule and adversarial inputs)."""
+    from evaluator import EvalOptions, evaluate
+
+    src, used = SEEDS[seed], []
+    for name in NEW:
+        out = RECIPES[name].apply(src)
+        if out is not None:
+            src, used = out, used + [name]
+    assert len(used) >= 5
+    path = tmp_path / "kernel.py"
+    path.write_text(src)
+    res = evaluate(path, target="gqa", suite="smoke",
+                   options=EvalOptions(scratch_dir=tmp_path / "scratch", baselines=("cudnn",)))
+    assert res.status == "ok", (used, res.failure)
+
+
+def test_recipes_compose_on_the_naive_seed(tmp_path):
+    """Memory and schedule recipes stack: the naive seed with all of them stays correct."""
+    src = SEEDS["gqa_naive"]
+    for name in ("fold_scale_exp2", "split_causal_loop", "tma_load_kv", "tma_store_o",
+                 "persistent_lpt", "range_unroll2", "warp_specialize_kv"):
+        out = RECIPES[name].apply(src)
+        assert out is not None, name
+        src = out
+    assert check_source(src, "k.py") == []
+    err = _max_error(_load(src, tmp_path, "stacked"))
+    assert err <= _bound("gqa_naive", tmp_path), err
+
+
+def test_warp_specialize_only_on_unmasked_iterations():
+    out = RECIPES["warp_specialize_kv"].apply(SEEDS["gqa"])
+    assert "warp_specialize=MASK == 0" in out
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", NEW)
+def test_recipe_compiles_and_is_correct_on_the_gpu(name, tmp_path):
+    """Where the options matter: compiled for the GPU (Gluon seed included), bf16."""
+    for seed in sorted(APPLIES[name]):
+        base = _max_error(_load(SEEDS[seed], tmp_path, f"gpu_seed_{seed}"), "cuda", torch.bfloat16)
+        child = RECIPES[name].apply(SEEDS[seed])
+        err = _max_error(_load(child, tmp_path, f"gpu_{name}_{seed}"), "cuda", torch.bfloat16)
+        assert math.isfinite(err) and err <= 2 * base + 3.2e-3, f"{name} on {seed}: {err}"
+
+
+def test_recipe_benchmark_picks_applicable_recipes_and_judges_them():
+    """benchmarks/gpu/recipe_bench.py (the GPU measurement of every recipe): its CPU part."""
+    sys.path.insert(0, str(SEEDS_DIR.parent / "benchmarks" / "gpu"))
+    import recipe_bench
+
+    assert set(recipe_bench.children(SEEDS["gqa"])) == {n for n in RECIPES
+                                                       if RECIPES[n].apply(SEEDS["gqa"])}
+    assert set(recipe_bench.children(SEEDS["gqa"], ["range_unroll2", "tma_store_o"])) == \
+        {"range_unroll2"}
+    ms = {"SDPA-cuDNN": {"a": 1.0, "b": 1.0}, "seed": {"a": 1.25, "b": 1.25},
+          "fast": {"a": 1.0, "b": 1.25}, "same": {"a": 1.25, "b": 1.24},
+          "wrong": {"a": 0.5, "b": 0.5}, "half": {"a": 1.0, "b": None}}
+    ok = {"a": {"ok": True}, "b": {"ok": True}}
+    checks = {"fast": ok, "same": ok, "half": ok,
+              "wrong": {"a": {"ok": False}, "b": {"ok": True}}}
+    v = recipe_bench.verdicts(ms, checks, "SDPA-cuDNN", 0.01)
+    assert v["fast"]["verdict"] == "kept" and abs(v["fast"]["gain_vs_seed"] - 1.118) < 1e-3
+    assert v["same"]["verdict"].startswith("dropped: gain")
+    assert v["wrong"]["verdict"].startswith("dropped: check failed")
+    assert v["half"]["verdict"] == "dropped: timed on 1/2 shapes"
+    assert abs(v["fast"]["vs_cudnn"] - 0.894) < 1e-3

@@ -1,0 +1,145 @@
+"""Per-shape-class CONFIGs: the class rule, the seeds' copies of it, and the proof that
+seeds/gqa.py's classed CONFIG launches every default-suite shape exactly as the flat
+CONFIG it replaced did (so its measured 0.888 of cuDNN on an H100 still holds)."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+
+import pytest
+import torch
+
+from evaluator import EvalResult, ShapeResult, get_target
+from evolve.operators.config_edit import read_config
+from evolve.operators.shape_classes import (
+    ShapeClassError,
+    best_per_class,
+    class_of,
+    class_ratios,
+    render_class_table,
+    settings,
+)
+from evolve.paths import SEEDS_DIR
+
+# seeds/gqa.py's CONFIG before the classes (commit e3c8a6f), and how its wrapper read it
+FLAT_GQA = {
+    "BLOCK_M_D64_NC": 64, "BLOCK_N_D64_NC": 64, "WARPS_D64_NC": 4, "FLAT_D64_NC": 1,
+    "HOST_DESC_D64_NC": 1, "PERSIST_D64_NC": 0, "STAGES_D64_NC": 4,
+    "BLOCK_M_D64_C": 64, "BLOCK_N_D64_C": 64, "WARPS_D64_C": 4, "FLAT_D64_C": 0,
+    "HOST_DESC_D64_C": 1, "REVERSE_M_D64_C": 1, "STAGES_D64_C": 3,
+    "BLOCK_M_D128_NC": 128, "BLOCK_N_D128_NC": 64, "WARPS_D128_NC": 4, "FLAT_D128_NC": 0,
+    "HOST_DESC_D128_NC": 1, "PERSIST_D128_NC": 0, "STAGES_D128_NC": 2,
+    "BLOCK_M_D128_C": 128, "BLOCK_N_D128_C": 64, "WARPS_D128_C": 4, "FLAT_D128_C": 0,
+    "HOST_DESC_D128_C": 1, "REVERSE_M_D128_C": 0, "STAGES_D128_C": 2,
+}
+
+
+def _flat_launch(mod, B, Hq, S, D, causal, elem=2):
+    """The launch the flat-CONFIG wrapper made (its code, line for line, on FLAT_GQA)."""
+    cls = ("_D64" if D <= 64 else "_D128") + ("_C" if causal else "_NC")
+    block_m, block_n = FLAT_GQA["BLOCK_M" + cls], FLAT_GQA["BLOCK_N" + cls]
+    if causal:
+        block_n = min(block_n, block_m)
+    return {"grid": (B * Hq * -(-S // block_m),), "BLOCK_M": block_m, "BLOCK_N": block_n,
+            "CAUSAL": causal, "EVEN_N": S % block_n == 0,
+            "REVERSE_M": causal and bool(FLAT_GQA["REVERSE_M" + cls]),
+            "FLAT": bool(FLAT_GQA["FLAT" + cls]), "HOST_DESC": bool(FLAT_GQA["HOST_DESC" + cls]),
+            "num_warps": FLAT_GQA["WARPS" + cls],
+            "num_stages": mod._fit_stages(block_m, block_n, D, FLAT_GQA["STAGES" + cls], elem),
+            "persist": 0 if causal else FLAT_GQA.get("PERSIST" + cls, 0)}
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"classes_{name}", SEEDS_DIR / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+class _Recorder:
+    """Stands in for a @triton.jit kernel: records grid and launch keywords."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getitem__(self, grid):
+        return lambda *args, **kw: self.calls.append({"grid": grid, **kw})
+
+
+def _launch(mod, B, Hq, Hkv, S, D, causal):
+    """What seeds/gqa.py launches for a shape (meta tensors: nothing runs)."""
+    rec = _Recorder()
+    mod._attn_fwd, mod._attn_fwd_persist = rec, rec
+    mod._host_descriptors = lambda q, k, v, out, bm, bn, flat: (q, k, v, out)
+    q = torch.empty(B, Hq, S, D, dtype=torch.bfloat16, device="meta")
+    k = torch.empty(B, Hkv, S, D, dtype=torch.bfloat16, device="meta")
+    mod.attention(q, k, k, causal=causal)
+    (call,) = rec.calls
+    cfg = mod._settings(D, causal, S)
+    keys = ("grid", "BLOCK_M", "BLOCK_N", "CAUSAL", "EVEN_N", "REVERSE_M", "FLAT",
+            "HOST_DESC", "num_warps", "num_stages")
+    return {**{k: call[k] for k in keys}, "persist": 0 if causal else cfg.get("PERSIST", 0)}
+
+
+def test_gqa_seed_launches_every_default_shape_as_the_flat_config_did():
+    mod = _load("gqa")
+    shapes = get_target("gqa").suite("default") + get_target("gqa").suite("quick")
+    assert len(shapes) >= 24
+    for sh in shapes:
+        got = _launch(mod, sh.B, sh.Hq, sh.Hkv, sh.S, sh.D, sh.causal)
+        assert got == _flat_launch(mod, sh.B, sh.Hq, sh.S, sh.D, sh.causal), sh.name
+    # and every class holds exactly the flat knobs of its (head dim, causal) pair
+    for cls, knobs in read_config((SEEDS_DIR / "gqa.py").read_text()).items():
+        assert knobs == {k.removesuffix("_" + cls): v for k, v in FLAT_GQA.items()
+                         if k.endswith("_" + cls)}
+
+
+@pytest.mark.parametrize("name", ["gqa", "gqa_naive"])
+def test_seed_copy_of_the_class_rule_matches_the_operators(name):
+    mod = _load(name)
+    config = read_config((SEEDS_DIR / f"{name}.py").read_text())
+    assert config == mod.CONFIG
+    for D, causal, S in itertools.product((16, 32, 64, 128), (False, True), (1, 1024, 16384)):
+        assert mod._settings(D, causal, S) == settings(config, D, causal, S)
+
+
+def test_class_rule_tightest_bounds_win():
+    cfg = {"C": {"a": 1}, "NC": {"a": 2}, "D64_C": {"a": 3}, "D128_C_S1024": {"a": 4},
+           "D128": {"a": 5}}
+    assert class_of(cfg, 64, True, 4096) == "D64_C"
+    assert class_of(cfg, 128, True, 1024) == "D128_C_S1024"
+    assert class_of(cfg, 128, True, 1025) == "D128"  # a head-dim bound beats none
+    assert class_of(cfg, 256, True, 10) == "C"
+    assert class_of(cfg, 256, False, 10) == "NC"
+    assert class_of({"BLOCK_M": 64}, 64, True, 1) == "ALL"
+    with pytest.raises(ShapeClassError):
+        class_of({"D64": {"a": 1}}, 128, False, 1)
+    with pytest.raises(ShapeClassError):
+        class_of({"X64": {"a": 1}}, 64, False, 1)
+
+
+def test_class_ratios_geomean_per_class():
+    def shape(D, causal, S, x):
+        return ShapeResult(name=f"{D}{causal}{S}", B=1, Hq=8, Hkv=2, S=S, D=D, causal=causal,
+                           dtype="bfloat16", speedup=x)
+    res = EvalResult(status="ok", target="gqa", suite="default",
+                     shapes=[shape(64, False, 1024, 0.5), shape(64, False, 4096, 2.0),
+                             shape(128, True, 1024, 0.7), shape(128, False, 1024, None)])
+    cfg = read_config((SEEDS_DIR / "gqa.py").read_text())
+    assert class_ratios(cfg, res) == pytest.approx({"D64_NC": 1.0, "D128_C": 0.7})
+    assert class_ratios(cfg, None) == {}
+
+
+def test_best_per_class_and_its_table():
+    seed = read_config((SEEDS_DIR / "gqa.py").read_text())
+    a = {c: dict(v) for c, v in seed.items()}
+    a["D64_C"]["STAGES"] = 4
+    entries = [(0, seed, {"D64_C": 0.7, "D128_NC": 0.9}),
+               (2, a, {"D64_C": 0.8, "D128_NC": 0.85}),
+               (3, a, {"D64_C": 0.8})]  # a tie: the earlier candidate keeps it
+    best = best_per_class(entries)
+    assert best["D64_C"] == (2, 0.8, a["D64_C"]) and best["D128_NC"][0] == 0
+    table = render_class_table(entries).splitlines()
+    assert table[1].split() == ["D128_NC", "0.900", "0.900", "#0", "(the", "seed's)"]
+    assert table[2].split() == ["D64_C", "0.700", "0.800", "#2", "STAGES", "3->4"]
