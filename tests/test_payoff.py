@@ -188,3 +188,19 @@ def test_variation_kind_column_is_added_to_an_older_run(tmp_path):
     store.add_candidate(_rec(1, 0, "knob:BLOCK_N", score=0.6, source=NAIVE + "#\n"))
     assert store.get_candidate(1).variation_kind == "knob:BLOCK_N"
     assert [t.kind for t in trials(store.candidates())] == ["knob:BLOCK_N"]
+
+
+def test_the_agent_brief_shows_the_same_table_and_no_gains_on_the_interpreter(tmp_path):
+    from evolve.agent import prompts, supervisor
+
+    run, store, _ = _scripted_run(tmp_path)
+    gpu = prompts._payoffs(store, None, timed=True)
+    assert gpu.startswith("## What has paid off in this run")
+    assert what_paid_off(store.candidates()) in gpu and "+8.0 %" in gpu
+    cpu = prompts._payoffs(store, None, timed=False)
+    assert "knob:num_warps" in cpu and "%" not in cpu and "not performance numbers" in cpu
+    # on a plateau the supervisor note carries the table instead (not twice)
+    plateau = supervisor.detect(store, stall_limit=2, timed=True)
+    assert prompts._payoffs(store, plateau, timed=True) == ""
+    note = prompts._plateau_note(prompts.Prompts.load(None).supervisor, plateau)
+    assert plateau.payoffs in note and "{payoffs}" in prompts.Prompts.load(None).brief

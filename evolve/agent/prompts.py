@@ -22,6 +22,7 @@ from evolve.agent import supervisor
 from evolve.agent.budget import SessionBudget
 from evolve.agent.render import (INTERPRETER_NOTE, failure_lines, one_line, shapes_table,
                                  top_lines)
+from evolve.operators.payoff import what_paid_off
 
 DEFAULT_DIR = Path(__file__).resolve().parent.parent / "prompts"
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
@@ -173,7 +174,20 @@ def _plateau_note(template: str, plateau: supervisor.Plateau | None) -> str:
         "directions": "\n".join(f"- {d}" for d in plateau.directions) or "- (none recorded)",
         "unused_knowledge": "\n".join(f"- {u}" for u in plateau.unused_knowledge)
         or "- (every document has been read at least once; search for lessons instead)",
+        "payoffs": _table(plateau.payoffs),
     })
+
+
+def _table(text: str) -> str:
+    return f"```\n{text}\n```" if text else "(no variation measured yet)"
+
+
+def _payoffs(store: Any, plateau: supervisor.Plateau | None, timed: bool) -> str:
+    """The brief's "what has paid off" section; on a plateau the supervisor note has it."""
+    if plateau is not None:
+        return ""
+    table = what_paid_off(store.candidates(), timed=timed)
+    return f"## What has paid off in this run\n\n{_table(table)}\n" if table else ""
 
 
 _SHOWN_ELSEWHERE = {"best_id", "best_score", "candidates", "gpu"}
@@ -189,7 +203,7 @@ def session_brief(prompts: Prompts, ctx: Any, budget: SessionBudget, stall_limit
                   spent_usd: float = 0.0) -> tuple[str, supervisor.Plateau | None]:
     run, parent = ctx.run, ctx.parent
     store, cfg = run.store, run.config
-    plateau = supervisor.detect(store, stall_limit)
+    plateau = supervisor.detect(store, stall_limit, timed=bool(cfg.gpu))
     second = ""
     if ctx.second is not None:
         second = (f"A second parent is offered for crossover: #{ctx.second.id} "
@@ -213,6 +227,7 @@ def session_brief(prompts: Prompts, ctx: Any, budget: SessionBudget, stall_limit
         "recent_failures": "\n".join(failure_lines(store, 5)) or "(no failures yet)",
         "second": second,
         "supervisor": _plateau_note(prompts.supervisor, plateau),
+        "payoffs": _payoffs(store, plateau, bool(cfg.gpu)),
         "notes": _notes(ctx.brief),
         "budgets": _budgets(budget, cfg, spent_usd), "suite": cfg.suite,
     })

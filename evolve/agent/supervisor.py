@@ -58,7 +58,7 @@ def _all_docs() -> list[tuple[str, str]]:
         return []
 
 
-def detect(store: Any, stall_limit: int) -> Plateau | None:
+def detect(store: Any, stall_limit: int, timed: bool = True) -> Plateau | None:
     """A Plateau when the last `stall_limit` (or more) variations did not beat the best."""
     if stall_limit <= 0:
         return None
@@ -81,5 +81,5 @@ def detect(store: Any, stall_limit: int) -> Plateau | None:
     read = knowledge_read(store)
     unused = [f"{i} — {t}" for i, t in _all_docs() if i not in read]
     return Plateau(stalled, best.id if best else None, best.score if best else None,
-                   directions[-MAX_DIRECTIONS:], unused, what_paid_off(cands))
+                   directions[-MAX_DIRECTIONS:], unused, what_paid_off(cands, timed=timed))
 

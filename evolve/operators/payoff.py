@@ -159,17 +159,21 @@ def payoff_rows(cands: Iterable[Candidate]) -> list[PayoffRow]:
     return sorted(rows, key=lambda r: (r.mean_gain is None, -(r.mean_gain or 0), r.kind))
 
 
-def what_paid_off(cands: Iterable[Candidate], limit: int = 15) -> str:
+def what_paid_off(cands: Iterable[Candidate], limit: int = 15, timed: bool = True) -> str:
     """The "what has paid off in this run" table (kind, tries, kept, slow, failed, mean
-    gain), plain text within 80 columns; "" when no variation has been measured."""
+    gain), plain text within 80 columns; "" when no variation has been measured.
+    `timed=False` (CPU interpreter scores, not performance): no gain column values."""
     rows = payoff_rows(cands)
     if not rows:
         return ""
     lines = ["what has paid off in this run (kept: beat its parent; gain: geomean score",
-             "ratio to the parent over measured tries, slow pre-screen rejections included)",
+             "ratio to the parent over measured tries, slow pre-screen rejections included)"
+             if timed else "what has paid off in this run (kept: beat its parent; no gains: "
+             "interpreter scores are not performance numbers)",
              f"{'kind':<40} {'tries':>5} {'kept':>5} {'slow':>5} {'failed':>6} {'gain':>8}"]
     for r in rows[:limit]:
-        gain = f"{math.expm1(r.mean_gain) * 100:+.1f} %" if r.mean_gain is not None else "-"
+        gain = f"{math.expm1(r.mean_gain) * 100:+.1f} %" \
+            if r.mean_gain is not None and timed else "-"
         kind = r.kind if len(r.kind) <= 40 else r.kind[:39] + "…"
         lines.append(f"{kind:<40} {r.tries:>5} {r.better:>5} {r.slow:>5} {r.failed:>6} "
                      f"{gain:>8}")
