@@ -136,3 +136,15 @@ def test_shared_cache_cheats_are_caught_in_timing(tmp_path):
     res = evaluate(snap, "decode", "smoke", EvalOptions(seed=SEED, static_check=False))
     assert not res.ok and res.failure.cls == "mismatch", res.failure
     assert "re-check of a timed output" in res.failure.message
+
+
+def test_a_target_file_with_half_of_the_shared_pair_is_refused(tmp_path):
+    from evaluator.targets import TargetError
+    from evaluator.targets.plugin import load_file
+
+    src = (ROOT / "examples" / "softcap_target.py").read_text()
+    bad = tmp_path / "half.py"
+    bad.write_text(src + "\n\ndef make_shared(shape, seed, kind, device):\n    return {}\n")
+    with pytest.raises(TargetError, match="need both make_shared and make_call"):
+        load_file(bad)
+    assert not load_file(ROOT / "examples" / "softcap_target.py").shares_inputs
