@@ -4,7 +4,8 @@ Input: the parent's own copy of the plan (not the worker's) and the worker's out
 directory; it loads the target from the plan's spec. It is started together with the worker (torch import overlaps) and answers
 two commands on stdin: ``checks`` once the worker's correctness outputs exist (the
 worker waits meanwhile, so a wrong kernel is never timed) and ``samples`` after the
-worker has exited. It regenerates every input from the secret seed, computes the target's
+worker has exited. It regenerates every input from the secret seed (timed calls'
+through timed_inputs.py, as the worker built them), computes the target's
 fp64/fp32 reference and PyTorch's same-dtype result, loads the worker's raw
 outputs with ``torch.load(weights_only=True)`` (plain tensors only, no pickled code)
 and applies the rule of correctness.py to every correctness check and to the sampled
@@ -21,8 +22,8 @@ from typing import Any
 from evaluator.correctness import classify_repeat, compare
 from evaluator.failures import CandidateFailure
 from evaluator.inputs import torch_dtype
-from evaluator.plan import timed_kind, timed_seed
 from evaluator.targets.plugin import from_spec
+from evaluator.timed_inputs import TimedInputs
 
 
 class Checker:
@@ -90,11 +91,12 @@ class Checker:
                 raise CandidateFailure("forbidden", "timing record missing from the worker report", shape.name)
             for spec in entry["samples"]:
                 rows = spec["rows"]
-                args = (self.plan["seed"], entry["idx"], spec["pass"], spec["call"])
-                call = self.target.make_inputs(shape, timed_seed(*args),
-                                               timed_kind(self.plan["kinds"], *args), self.tdev)
-                ref = self.target.reference(call, shape, rows)
-                low = self.target.lowp(call, shape, rows)
+                with TimedInputs(self.target, shape, self.plan["seed"], self.plan["kinds"],
+                                 entry["idx"], spec["pass"], self.tdev) as make:
+                    call = make(spec["call"])  # shared inputs: rebuilt, plus the call's slices
+                    ref = self.target.reference(call, shape, rows)
+                    low = self.target.lowp(call, shape, rows)
+                    del call
                 expect = (*shape.out_shape[:2], len(rows), *shape.out_shape[3:])
                 for side in range(self.n_sides):
                     name = f"time{entry['idx']}_s{side}_p{spec['pass']}_c{spec['call']}.pt"
@@ -106,7 +108,6 @@ class Checker:
                     worst = self.errors[side].setdefault(str(entry["idx"]), {"error": 0.0, "error_ratio": 0.0})
                     worst["error"] = max(worst["error"], st.max_err)
                     worst["error_ratio"] = max(worst["error_ratio"], st.ratio)
-                del call
                 if self.tdev == "cuda":
                     torch.cuda.empty_cache()
 

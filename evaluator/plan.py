@@ -88,8 +88,23 @@ def timed_kind(kinds: list[str] | tuple[str, ...], seed: int, shape_idx: int, pa
                call: int) -> str:
     """Input kind of one timed call: half the plain kind, half the adversarial kinds, by the
     seed, so a kernel cannot tell timed calls (and their re-checked samples) from checks."""
+    return _half_plain(kinds, derive_seed(seed, "kind", shape_idx, pass_idx, call))
+
+
+def shared_seed(seed: int, shape_idx: int, pass_idx: int) -> int:
+    """Seed of a shape's shared inputs in one pass (targets with ``make_shared``): the same
+    for every side and baseline, so all are timed on identical data."""
+    return derive_seed(seed, "shared", shape_idx, pass_idx)
+
+
+def shared_kind(kinds: list[str] | tuple[str, ...], seed: int, shape_idx: int, pass_idx: int) -> str:
+    """Input kind of a shape's shared inputs in one pass, drawn like `timed_kind`."""
+    return _half_plain(kinds, derive_seed(seed, "shared-kind", shape_idx, pass_idx))
+
+
+def _half_plain(kinds: list[str] | tuple[str, ...], r: int) -> str:
     n = len(kinds) - 1
     if n < 1:
         return kinds[0]
-    r = derive_seed(seed, "kind", shape_idx, pass_idx, call) % (2 * n)
+    r %= 2 * n
     return kinds[r - n + 1] if r >= n else kinds[0]

@@ -16,6 +16,12 @@ inputs, fixed counts. These numbers are NOT GPU performance.
 
 Selected timed calls (chosen by the secret seed in the plan) keep a sample of output
 rows, which the trusted checker compares with the reference afterwards.
+
+Targets with shared inputs (a decode KV cache of up to 32 GiB; evaluator/timed_inputs.py):
+``make(n)`` returns fresh small inputs around the same large tensors, so rotation keeps
+only the small ones alive; ``settle`` runs after every call (once its output is sampled;
+after the wall-clock check's calls, once for all) and undoes the slices the call planted
+in the shared tensors. Stream order puts it after the call's kernels, outside the events.
 """
 
 from __future__ import annotations
@@ -69,10 +75,12 @@ def _check_out(out, expect: tuple[int, ...] | None, call) -> None:
 def time_call(fn: Callable, make: Callable[[int], Any], *, params: TimingParams, device: str,
               expect: tuple[int, ...] | None = None, sample: dict[int, list[int]] | None = None,
               check: bool = True, after_call: Callable[[], None] | None = None,
-              causal: bool | None = None, kwargs: dict | None = None) -> TimingRecord:
+              causal: bool | None = None, kwargs: dict | None = None,
+              settle: Callable[[], None] | None = None) -> TimingRecord:
     """Time ``fn(*call.args, **call.kwargs)``; ``make(n)`` returns call n's fresh inputs: a
     target's `Call`, or (older scripts) a ``(q, k, v)`` tuple called with ``causal`` and
-    ``kwargs``. ``expect``: the output's shape (default: the first argument's)."""
+    ``kwargs``. ``expect``: the output's shape (default: the first argument's).
+    ``settle``: called after each call (shared inputs: undo its planted slices)."""
     run = _time_cuda if device == "cuda" else _time_cpu
 
     def make_call(n: int) -> Any:
@@ -81,7 +89,7 @@ def time_call(fn: Callable, make: Callable[[int], Any], *, params: TimingParams,
             return _Legacy(c, {"causal": bool(causal), **(kwargs or {})})
         return c
 
-    return run(fn, make_call, expect, params, sample or {}, check, after_call)
+    return run(fn, make_call, expect, params, sample or {}, check, after_call, settle)
 
 
 @dataclass
@@ -99,7 +107,7 @@ def _take_sample(out, rows: list[int]):
     return torch.Tensor.index_select(out, 2, idx).clone()
 
 
-def _warm_up(fn, make, expect, p, check, after_call) -> None:
+def _warm_up(fn, make, expect, p, check, after_call, settle) -> None:
     for i in range(p.warmup):
         c = make(-1 - i)
         out = fn(*c.args, **c.kwargs)
@@ -107,10 +115,12 @@ def _warm_up(fn, make, expect, p, check, after_call) -> None:
             _check_out(out, expect, c)
         if after_call:
             after_call()
+        if settle:
+            settle()
 
 
-def _time_cpu(fn, make, expect, p, sample, check, after_call) -> TimingRecord:
-    _warm_up(fn, make, expect, p, check, after_call)
+def _time_cpu(fn, make, expect, p, sample, check, after_call, settle) -> TimingRecord:
+    _warm_up(fn, make, expect, p, check, after_call, settle)
     times, samples, keep = [], [], []
     for n in range(p.rounds * p.calls):
         c = make(n)
@@ -124,14 +134,16 @@ def _time_cpu(fn, make, expect, p, sample, check, after_call) -> TimingRecord:
             after_call()
         if n in sample:
             samples.append({"call": n, "tensor": _take_sample(out, sample[n])})
+        if settle:
+            settle()
     return TimingRecord(ms=statistics.median(times), samples=samples)
 
 
-def _time_cuda(fn, make, expect, p, sample, check, after_call) -> TimingRecord:
+def _time_cuda(fn, make, expect, p, sample, check, after_call, settle) -> TimingRecord:
     import torch
 
     flush_buf = torch.empty(FLUSH_BYTES // 4, dtype=torch.int32, device="cuda")
-    _warm_up(fn, make, expect, p, check, after_call)
+    _warm_up(fn, make, expect, p, check, after_call, settle)
     torch.cuda.synchronize()
     times: list[float] = []
     samples: list[dict[str, Any]] = []
@@ -153,6 +165,8 @@ def _time_cuda(fn, make, expect, p, sample, check, after_call) -> TimingRecord:
             if n in sample:
                 pending.append((n, _take_sample(out, sample[n])))
             del out
+            if settle:
+                settle()
             n += 1
         torch.cuda.synchronize()
         if after_call:
@@ -173,6 +187,9 @@ def _time_cuda(fn, make, expect, p, sample, check, after_call) -> TimingRecord:
         torch.cuda.synchronize()
         rec.wall_ms = (time.perf_counter() - t0) * 1e3
         rec.wall_event_ms = sum(e0.elapsed_time(e1) for e0, e1 in events)
+        del sets
+        if settle:
+            settle()
     del flush_buf
     return rec
 

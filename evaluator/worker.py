@@ -22,7 +22,9 @@ the request arrives on stdin after the imports, see prestart.py). Order:
    run twice (second poison 1024) for the unwritten/determinism test;
 4. handshake: ``out/phase1.json`` is written and the worker blocks on stdin while the
    trusted checker judges the correctness outputs; only a released worker times;
-5. timing (see timing.py), thread count compared with the count before the first call.
+5. timing (see timing.py; inputs from timed_inputs.py, as the checker rebuilds them: a
+   target's shared inputs one set at a time, digest-checked after the candidate's calls),
+   thread count compared with the count before the first call.
 
 The worker never decides "ok": it writes raw outputs and timings; the trusted checker
 and the runner decide. A failure it detects is written as the report's ``failure``
@@ -47,8 +49,8 @@ from evaluator import precompile, profile_stage
 from evaluator.correctness import POISON_SECOND
 from evaluator.failures import CandidateFailure, classify_exception, classify_text
 from evaluator.inputs import torch_dtype
-from evaluator.plan import timed_kind, timed_seed
 from evaluator.targets.plugin import Call, from_spec
+from evaluator.timed_inputs import InputsModified, TimedInputs
 from evaluator.timing import BadOutput, TimingParams, time_call
 
 
@@ -127,8 +129,9 @@ class Worker:
                 rec[name] = []
                 for p in range(self.plan["passes"]):
                     try:
-                        t = time_call(fn, self._maker(entry["idx"], shape, p), params=self.params,
-                                      device=self.tdev, check=False)
+                        with self._inputs(entry["idx"], shape, p) as make:
+                            t = time_call(fn, make, params=self.params, device=self.tdev,
+                                          check=False, settle=make.settle)
                         rec[name].append(t.ms)
                     except Exception as exc:  # noqa: BLE001 - a backend may refuse a shape
                         print(f"[evaluator-worker] baseline {name} refused {shape.name}: {exc}",
@@ -140,10 +143,11 @@ class Worker:
         print(f"[evaluator-worker] baselines: timed {', '.join(fns)} on {len(self.plan['timed'])} "
               f"shapes in {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
 
-    def _maker(self, idx: int, shape: Any, p: int):
-        seed, kinds = self.plan["seed"], self.plan["kinds"]
-        return lambda n: self.target.make_inputs(shape, timed_seed(seed, idx, p, n),
-                                                 timed_kind(kinds, seed, idx, p, n), self.tdev)
+    def _inputs(self, idx: int, shape: Any, p: int, verify: bool = False) -> TimedInputs:
+        """Timed calls' inputs of one (shape, pass), as the checker rebuilds them; one set
+        of a target's shared inputs at a time (the ``with`` block frees it)."""
+        return TimedInputs(self.target, shape, self.plan["seed"], self.plan["kinds"], idx, p,
+                           self.tdev, verify=verify)
 
     def import_candidates(self) -> None:
         from evaluator import guard, sandbox
@@ -305,11 +309,14 @@ class Worker:
         _stage("profile")
         entry = next(e for e in self.plan["timed"] if e["idx"] == req["idx"])
         shape = self.target.shape(entry["shape"])
-        call, fn = self._maker(entry["idx"], shape, 0)(0), self.fns[0]
+        fn = self.fns[0]
         try:
-            self.report["profile"] = profile_stage.profile_shape(
-                lambda: fn(*call.args, **call.kwargs), shape=shape.name,
-                calls=int(req["calls"]), after_call=lambda: self._integrity(shape))
+            with self._inputs(entry["idx"], shape, 0) as make:
+                call = make(0)
+                self.report["profile"] = profile_stage.profile_shape(
+                    lambda: fn(*call.args, **call.kwargs), shape=shape.name,
+                    calls=int(req["calls"]), after_call=lambda: self._integrity(shape))
+                del call
         except CandidateFailure:
             raise
         except Exception as exc:  # noqa: BLE001 - the evaluation stands; the profile says why
@@ -320,14 +327,18 @@ class Worker:
         import torch
 
         try:
-            t = time_call(self.fns[side], self._maker(entry["idx"], shape, p), params=self.params,
-                          device=self.tdev, expect=tuple(shape.out_shape), sample=sample,
-                          after_call=lambda: self._integrity(shape))
+            with self._inputs(entry["idx"], shape, p, verify=True) as make:
+                t = time_call(self.fns[side], make, params=self.params, device=self.tdev,
+                              expect=tuple(shape.out_shape), sample=sample,
+                              after_call=lambda: self._integrity(shape), settle=make.settle)
+                make.check_unchanged()
         except CandidateFailure as f:
             f.side = side if f.side is None else f.side
             raise
         except BadOutput as exc:
             self.fail("contract", str(exc), shape.name, side)
+        except InputsModified as exc:
+            self.fail("mutation", str(exc), shape.name, side)
         except BaseException as exc:  # noqa: BLE001
             self.fail(classify_exception(exc), f"during timing: {type(exc).__name__}: {exc}", shape.name,
                       side)

@@ -8,8 +8,9 @@ seeds/decode.py). Three steps, in one process on one GPU:
 
 1. **check**: every kernel on every GPU validation shape of the ``decode`` target x every
    input kind, against the target's reference with the evaluator's error rule.
-2. **time**: every suite shape with the evaluator's timing protocol (evaluator/timing.py:
-   fresh seeded inputs per call, L2 flush, median of CUDA events): the target's baselines
+2. **time**: every suite shape with the evaluator's timing protocol (evaluator/timing.py
+   and timed_inputs.py: the KV cache built once per shape and contestant, a fresh seeded
+   query and lengths per call, L2 flush, median of CUDA events): the target's baselines
    (SDPA on its fastest backend, compiled FlexAttention), FlashInfer's batch decode when
    ``flashinfer`` imports (Sq = 1 only; its plan step is inside the timed call), and the
    kernels; speedup = fastest baseline / kernel, geometric mean over the suite.
@@ -40,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from evaluator import geomean, get_target  # noqa: E402
 from evaluator.correctness import compare  # noqa: E402
 from evaluator.inputs import derive_seed  # noqa: E402
+from evaluator.timed_inputs import TimedInputs  # noqa: E402
 from evaluator.timing import TimingParams, time_call  # noqa: E402
 
 DEFAULT_KERNELS = ("seeds/decode_naive.py", "seeds/decode.py")
@@ -143,13 +145,12 @@ class Bench:
     def time(self) -> None:
         cont = self.contestants()
         for si, shape in enumerate(self.shapes):
-            def make(n: int, si=si, shape=shape):
-                return self.t.make_inputs(shape, derive_seed(7, si, n), "gaussian", self.device)
             row = self.data["ms"].setdefault(shape.name, {})
             for name, fn in cont.items():
-                try:
-                    row[name] = time_call(fn, make, params=self.params, device=self.device,
-                                          expect=shape.out_shape).ms
+                try:  # one cache set alive at a time (32 GiB at B 64, S_max 128k)
+                    with TimedInputs(self.t, shape, 7, ("gaussian",), si, 0, self.device) as make:
+                        row[name] = time_call(fn, make, params=self.params, device=self.device,
+                                              expect=shape.out_shape, settle=make.settle).ms
                 except Exception as exc:  # noqa: BLE001 - a baseline may refuse a shape
                     row[name] = None
                     self.data["errors"].append({"who": name, "shape": shape.name,

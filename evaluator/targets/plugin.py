@@ -35,6 +35,23 @@ inside functions: the worker's guard hides them later, and a late import makes c
 It also may name a default ``SEED`` kernel (a path relative to the file) for
 `evolve start`.
 
+Shared inputs (optional, for inputs too large to rebuild per timed call, e.g. a decode KV
+cache of 32 GiB). By default every timed call gets fresh inputs from ``make_inputs`` and
+the harness keeps a few sets alive (timing.py). A target may instead define both::
+
+    def make_shared(shape, seed, kind, device) -> dict[str, Tensor]   # the large inputs
+    def make_call(shape, shared, seed, kind, device) -> Call          # one timed call
+
+The harness (evaluator/timed_inputs.py) builds the shared tensors once per shape, pass
+and side, never rotates or copies them, and frees them before the next; ``make_call``
+builds the fresh per-call inputs around them (new values and storage every call) and
+may edit small slices of the shared tensors through ``shared.plant(name, index,
+values)`` (needles aligned with the fresh query, poison past a length), which the
+harness undoes after the call, so each call sees the base content plus its own edits,
+reproducibly in the checker. Trusted code digests the shared tensors before and after
+(a keyed weighted sum): a candidate that modifies them fails ``mutation``. Validation
+checks still use ``make_inputs``.
+
 What the worker gets, considered: (a) the inputs as data from the parent -- gigabytes per
 call for long KV caches, and fresh inputs per timed call: no; (b) the target module,
 loaded in the worker before the candidate exists -- chosen, with the walls below; the
@@ -95,6 +112,31 @@ class Call:
         import torch
 
         return [a for a in (*self.args, *self.kwargs.values()) if isinstance(a, torch.Tensor)]
+
+
+class Shared:
+    """The shared inputs of one shape's timed calls (``make_shared``'s tensors), with a log
+    of the slices ``make_call`` planted, for `undo`. Only trusted code holds this object;
+    the candidate receives the tensors themselves."""
+
+    def __init__(self, tensors: dict[str, Any]):
+        self.tensors = dict(tensors)
+        self._log: list[tuple[Any, Any, Any]] = []  # (tensor, index, the values it replaced)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.tensors[name]
+
+    def plant(self, name: str, index: Any, values: Any) -> None:
+        """``tensors[name][index] = values``, remembering the old values for `undo`."""
+        t = self.tensors[name]
+        self._log.append((t, index, t[index].clone()))
+        t[index] = values
+
+    def undo(self) -> None:
+        """Restore every planted slice, newest first (overlapping plants restore exactly)."""
+        while self._log:
+            t, index, old = self._log.pop()
+            t[index] = old
 
 
 @dataclass(frozen=True)
@@ -160,6 +202,17 @@ class Target:
             return self.make_inputs(shape, 0, self.kinds[0], device)
         return _as_call(fn(shape, device))
 
+    @property
+    def shares_inputs(self) -> bool:
+        """Whether timed calls use shared large inputs (``make_shared`` + ``make_call``)."""
+        return hasattr(self.module, "make_shared")
+
+    def make_shared(self, shape: Any, seed: int, kind: str, device: str) -> Shared:
+        return Shared(self.module.make_shared(shape, seed, kind, device))
+
+    def make_call(self, shape: Any, shared: Shared, seed: int, kind: str, device: str) -> Call:
+        return _as_call(self.module.make_call(shape, shared, seed, kind, device))
+
     def reference(self, call: Call, shape: Any, rows: Any = None) -> Any:
         return self.module.reference(call, shape, rows)
 
@@ -224,6 +277,11 @@ def from_module(mod: ModuleType, spec: dict[str, Any], where: str) -> Target:
     for fn in ("make_inputs", "reference", "lowp"):
         if not callable(getattr(mod, fn)):
             raise TargetError(f"target file {where}: {fn} must be a function")
+    pair = [hasattr(mod, fn) for fn in ("make_shared", "make_call")]
+    if any(pair) and not all(pair):
+        raise TargetError(f"target file {where}: shared inputs need both make_shared and make_call")
+    if all(pair) and not (callable(mod.make_shared) and callable(mod.make_call)):
+        raise TargetError(f"target file {where}: make_shared and make_call must be functions")
     score = getattr(mod, "SCORE_AGAINST", "first")
     if score not in ("first", "best"):
         raise TargetError(f"target file {where}: SCORE_AGAINST must be 'first' or 'best'")
