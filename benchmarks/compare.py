@@ -85,9 +85,10 @@ class Comparison:
     def __init__(self, target: str, suite: str, peers: list[str] | None):
         import torch
 
-        from evaluator import correctness, inputs, targets, timing
+        from evaluator import correctness, inputs, targets, timed_inputs, timing
 
         self.torch, self.corr, self.inp, self.timing = torch, correctness, inputs, timing
+        self.timed_inputs = timed_inputs
         self.target = targets.get_target(target)
         self.bl = _Peers(self.target)
         self.shapes = self.target.suite(suite)
@@ -104,18 +105,17 @@ class Comparison:
         self.checks: dict[str, dict[str, dict]] = {}        # kernel -> shape -> stats
         self.errors: list[dict] = []
 
-    def _make(self, shape):
-        def make(n: int):
-            seed = self.inp.derive_seed(self.master, shape.name, n)
-            return self.target.make_inputs(shape, seed, self.target.kinds[0], "cuda")
-        return make
-
     def flops(self, shape) -> float | None:
         return self.target.flops(shape)
 
     def _time(self, fn, shape) -> float:
-        rec = self.timing.time_call(fn, self._make(shape), params=self.params, device="cuda",
-                                    expect=tuple(shape.out_shape))
+        """One timing of `fn` on `shape`, its inputs built as the evaluator builds them (a
+        target's shared inputs, e.g. decode's KV cache, once per timing and freed after)."""
+        idx = [s.name for s in self.shapes].index(shape.name)
+        with self.timed_inputs.TimedInputs(self.target, shape, self.master,
+                                           self.target.kinds[:1], idx, 0, "cuda") as make:
+            rec = self.timing.time_call(fn, make, params=self.params, device="cuda",
+                                        expect=tuple(shape.out_shape), settle=make.settle)
         return rec.ms
 
     def _error(self, who: str, shape, exc: BaseException) -> None:
