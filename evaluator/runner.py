@@ -70,9 +70,7 @@ def _prepare(paths: list[Path], target: str, suite: str | None) -> _Prepared:
         raise UsageError("no target given")
     try:
         tgt = get_target(target)
-    except UnknownTarget as exc:
-        raise UsageError(str(exc.args[0])) from None
-    except TargetError as exc:
+    except (UnknownTarget, TargetError) as exc:
         raise UsageError(str(exc)) from None
     sources = []
     for p in paths:

@@ -108,13 +108,9 @@ def resolve_target(target: str) -> tuple[Any, str]:
 
     try:
         tgt = get_target(target)
-    except UnknownTarget as e:
-        raise UsageError(str(e.args[0])) from None
-    except TargetError as e:
+    except (UnknownTarget, TargetError) as e:
         raise UsageError(str(e)) from None
-    if tgt.spec.get("path"):
-        return tgt, str(tgt.spec["path"])
-    return tgt, tgt.name
+    return tgt, str(tgt.spec["path"]) if tgt.spec.get("path") else tgt.name
 
 
 def target_seed(tgt: Any, target_ref: str) -> Path:

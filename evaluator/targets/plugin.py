@@ -99,6 +99,9 @@ class TargetError(ValueError):
 class UnknownTarget(KeyError):
     """The named target does not exist (neither built in nor a file)."""
 
+    def __str__(self) -> str:  # the message itself, not KeyError's quoted repr
+        return str(self.args[0]) if self.args else ""
+
 
 @dataclass
 class Call:

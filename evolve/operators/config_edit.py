@@ -9,7 +9,7 @@ is addressed with (class, knob) keys; a flat one with knob names.
 from __future__ import annotations
 
 import ast
-from typing import Any
+from typing import Any, Iterator
 
 
 class ConfigEditError(Exception):
@@ -101,14 +101,9 @@ def add_knob(source: str, knob: str, value: Any, allowed: list) -> str:
     """`source` with a new knob in CONFIG (in every class of a classed one) and its
     allowed values in SEARCH_SPACE (every class of a per-class one, when present)."""
     edits = []
-    for name, text in (("CONFIG", _literal(value)),
-                       ("SEARCH_SPACE", "[" + ", ".join(map(_literal, allowed)) + "]")):
-        try:
-            node = _config_node(source, name)
-        except ConfigEditError:
-            if name == "SEARCH_SPACE":
-                continue
-            raise
+    texts = {"CONFIG": _literal(value), "SEARCH_SPACE": _list(allowed)}
+    for name, node in _config_and_space(source):
+        text = texts[name]
         inner = [v for v in node.values if isinstance(v, ast.Dict)]
         nested = bool(inner) and len(inner) == len(node.values)
         if name == "SEARCH_SPACE" and not nested and inner:
@@ -121,6 +116,15 @@ def add_knob(source: str, knob: str, value: Any, allowed: list) -> str:
             last = d.values[-1]
             edits.append((last, f'{ast.get_source_segment(source, last)}, "{knob}": {text}'))
     return splice(source, edits)
+
+
+def _config_and_space(source: str) -> Iterator[tuple[str, ast.Dict]]:
+    """("CONFIG", its dict node) and, when the source has one, ("SEARCH_SPACE", ...)."""
+    yield "CONFIG", _config_node(source, "CONFIG")
+    try:
+        yield "SEARCH_SPACE", _config_node(source, "SEARCH_SPACE")
+    except ConfigEditError:
+        return
 
 
 def splice(source: str, edits: list[tuple[ast.AST, str]]) -> str:
@@ -167,13 +171,7 @@ def add_class(source: str, after: str, key: str, settings: dict[str, Any]) -> st
     `settings`; a per-class SEARCH_SPACE gets a copy of `after`'s allowed values."""
     lines = source.splitlines(keepends=True)
     inserts: list[tuple[int, str]] = []
-    for name in ("CONFIG", "SEARCH_SPACE"):
-        try:
-            node = _config_node(source, name)
-        except ConfigEditError:
-            if name == "SEARCH_SPACE":
-                continue
-            raise
+    for name, node in _config_and_space(source):
         keys = [k.value if isinstance(k, ast.Constant) else None for k in node.keys]
         if name == "SEARCH_SPACE" and not (after in keys and isinstance(
                 node.values[keys.index(after)], ast.Dict)):
