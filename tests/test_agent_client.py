@@ -198,9 +198,12 @@ def test_a_lost_stream_is_retried_and_its_tokens_counted():
 
 def test_request_limit_ends_the_request_without_retry():
     with ScriptedLLM([streamed(tool_call("read_kernel", {"x": "y" * 200}), 3.0)] * 2) as srv:
-        with pytest.raises(AgentAPIError, match="limit"):
+        with pytest.raises(AgentAPIError, match="limit") as err:
             _client(srv, request_limit_s=0.8).complete(MSGS, TOOLS)
         assert len(srv.requests) == 1
+    # the model worked on it until it was cut off: billed, so counted (estimated)
+    u = err.value.usage
+    assert u.estimated and u.tokens_in >= len(json.dumps(MSGS)) // 4
 
 
 def test_headers_slower_than_the_limit_are_not_retried():

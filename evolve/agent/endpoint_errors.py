@@ -15,6 +15,7 @@ vLLM `{"object": "error", "message": ...}`, others plain text.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import openai
 
@@ -24,13 +25,16 @@ from evolve.operators.base import RunFatal
 class AgentAPIError(RuntimeError):
     """The model endpoint failed for good for this request (the session ends `error`)."""
 
-    def __init__(self, message: str, attempts: int):
+    def __init__(self, message: str, attempts: int, usage: Any = None):
         super().__init__(message)
         self.attempts = attempts
+        self.usage = usage  # a completion.Usage: what its attempts were billed (estimated)
 
 
 class EndpointFatal(RunFatal):
     """A request the endpoint will refuse every time: the run must stop (exit code 1)."""
+
+    usage: Any = None  # a completion.Usage: what earlier attempts of it were billed
 
     def __init__(self, status: int | None, server_text: str, hint: str):
         what = f"HTTP {status}" if status is not None else "error"
