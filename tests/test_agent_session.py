@@ -319,3 +319,21 @@ def test_billed_attempts_of_a_request_that_fails_for_good_are_counted(tmp_path):
     assert s.outcome == "error"
     assert s.tokens_in > 1000 and s.tokens_out > 500 and s.cost_usd > 0
     assert run.store.totals()["cost_usd"] == pytest.approx(s.cost_usd)
+
+
+def test_an_open_session_is_no_stalled_variation(tmp_path):
+    # another proposer's session in progress (its spend posted as `open`) has not ended:
+    # it is neither a variation that failed to beat the best nor a direction to avoid
+    from evolve.records import SessionRecord, utc_now
+
+    def no_plateau(req):
+        brief = req["messages"][1]["content"]
+        assert "plateau" not in brief and "ended open" not in brief, brief[-1500:]
+    with ScriptedLLM([tool_call("give_up", {"reason": "stop"}, check=no_plateau)]) as srv:
+        run = make_run(tmp_path, srv.base_url, stall_limit=1)
+        run.store.record_session(SessionRecord(
+            id="s-elsewhere", parent_id=0, parent2_id=None, operator="agent",
+            model="test-model", outcome="open", reason="in progress", tokens_in=900,
+            started_at=utc_now(), ended_at=utc_now()))
+        AgentOperator(run).propose(make_ctx(run))
+        srv.assert_clean()
