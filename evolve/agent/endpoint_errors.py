@@ -105,14 +105,22 @@ def refuses_encrypted_reasoning(e: BaseException) -> bool:
         server_message(e).lower()
 
 
+# codes of an error reported inside a stream (a Responses `response.failed` / `error`
+# event) that say the server failed or was rate-limited, as a 5xx / 429 would
+_TRANSIENT_CODES = ("server_error", "rate_limit_exceeded")
+
+
 def retryable(e: BaseException) -> bool:
-    """Rate limits, server errors, timeouts and lost connections: wait and try again.
-    A 429 for an exhausted quota is not a rate limit (waiting does not help)."""
+    """Rate limits, server errors (also reported mid-stream), timeouts and lost
+    connections: wait and try again. A 429 for an exhausted quota is not a rate limit
+    (waiting does not help)."""
     if isinstance(e, openai.RateLimitError):
         return error_code(e) != "insufficient_quota"
     if isinstance(e, openai.APIStatusError):
         return e.status_code >= 500 or e.status_code in (408, 409)
-    return isinstance(e, (openai.APITimeoutError, openai.APIConnectionError))
+    if isinstance(e, (openai.APITimeoutError, openai.APIConnectionError)):
+        return True
+    return isinstance(e, openai.APIError) and error_code(e) in _TRANSIENT_CODES
 
 
 def fatal(e: openai.APIStatusError, model: str, api: str) -> EndpointFatal:
