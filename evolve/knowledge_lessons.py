@@ -35,7 +35,8 @@ def outcome_text(status: str, score: float | None, parent_score: float | None,
     """'ok, score 0.910 (+4.6% vs parent 0.870, gain)' or 'rejected: mismatch: ...'.
 
     Scores measured in the CPU interpreter are wall-clock times of Python code, so the
-    outcome says so: an agent must not read them as GPU evidence."""
+    outcome says so and shows no change against the parent: an agent must not read them
+    as GPU evidence."""
     if status != "ok":
         msg = " ".join((failure_message or "").split())
         if len(msg) > 300:
@@ -46,6 +47,8 @@ def outcome_text(status: str, score: float | None, parent_score: float | None,
     text = f"ok, score {score:.3f}"
     if parent_id is None:
         text += " (seed)"
+    elif parent_score and device and device != "cuda":
+        text += f" (parent {parent_score:.3f})"
     elif parent_score:
         change = (score / parent_score - 1.0) * 100.0
         word = "gain" if change > 0 else "loss" if change < 0 else "no change"

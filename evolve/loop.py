@@ -255,8 +255,10 @@ class EvolutionLoop:
                 self.run.event("warning", f"candidate #{kept.id} (verified in the session "
                                "before the failure) is committed; `evolve resume` evaluates it",
                                kept.id)
-            self._set_stop(LoopOutcome("finished", error or "the operator failed for good",
-                                       failed=True))
+            fail = LoopOutcome("finished", error or "the operator failed for good", failed=True)
+            if self.stop is not None and not self.stop.failed:
+                self.stop = fail  # it outranks a budget that ran out while the session ran
+            self._set_stop(fail)
             return
         if error is None and child is not None:
             error = self._invalid(child)

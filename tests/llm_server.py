@@ -5,7 +5,8 @@ A script is a list of steps, consumed one per POST to /v1/chat/completions or /v
 (whichever the client calls). A step is written once, as a chat completion; a Responses
 request gets the same answer as Responses output items (`function_call` / `message`, and a
 `reasoning` item with `encrypted_content` when the request includes it), a streamed request
-gets it as SSE chunks/events (chat: usage only with `stream_options.include_usage`):
+gets it as SSE chunks/events (chat: usage only with `stream_options.include_usage`;
+`stream_failed` ends a streamed Responses answer with `response.failed`):
 
     server = ScriptedLLM([
         tool_call("read_kernel", {}),
@@ -51,6 +52,7 @@ class Step:
     check: Check | None = None
     stream_s: float = 0.0  # a streamed answer is spread over this many seconds
     cut_after: int | None = None  # a streamed answer breaks off after this many events
+    fail: tuple[str, str] | None = None  # a streamed Responses answer ends response.failed
 
 
 def _completion(message: dict[str, Any], usage: tuple[int, ...] | None,
@@ -136,6 +138,13 @@ def streamed(step: Step, seconds: float) -> Step:
 def cut(step: Step, after: int) -> Step:
     """A step whose streamed answer breaks off after `after` events (a lost stream)."""
     step.cut_after = after
+    return step
+
+
+def stream_failed(step: Step, code: str, message: str = "scripted failure") -> Step:
+    """A step whose streamed Responses answer ends with `response.failed` (error `code`)
+    instead of `response.completed`, as OpenAI's stream reports a failure mid-answer."""
+    step.fail = (code, message)
     return step
 
 
@@ -376,7 +385,14 @@ class ScriptedLLM:
                         if req.get("store", True):
                             owner.stored[rid] = record["input_full"] + resp["output"]
                         if req.get("stream"):
-                            self._sse([(e["type"], e) for e in response_events(resp)],
+                            events = response_events(resp)
+                            if step.fail is not None:
+                                code, message = step.fail
+                                events[-1] = {**events[-1], "type": "response.failed",
+                                              "response": {**resp, "status": "failed",
+                                                           "error": {"code": code,
+                                                                     "message": message}}}
+                            self._sse([(e["type"], e) for e in events],
                                       step.stream_s, step.cut_after)
                         else:
                             self._send(200, resp, step.headers)

@@ -9,8 +9,8 @@ import time
 import pytest
 
 from evolve.agent.client import AgentAPIError, ChatClient, EndpointFatal
-from tests.llm_server import (ScriptedLLM, Step, cut, http_error, slow, streamed, text,
-                              tool_call, tool_calls_message)
+from tests.llm_server import (ScriptedLLM, Step, cut, http_error, slow, stream_failed,
+                              streamed, text, tool_call, tool_calls_message)
 
 MSGS = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}]
 TOOLS = [{"type": "function", "function": {"name": "read_kernel", "description": "d",
@@ -198,9 +198,12 @@ def test_a_lost_stream_is_retried_and_its_tokens_counted():
 
 def test_request_limit_ends_the_request_without_retry():
     with ScriptedLLM([streamed(tool_call("read_kernel", {"x": "y" * 200}), 3.0)] * 2) as srv:
-        with pytest.raises(AgentAPIError, match="limit"):
+        with pytest.raises(AgentAPIError, match="limit") as err:
             _client(srv, request_limit_s=0.8).complete(MSGS, TOOLS)
         assert len(srv.requests) == 1
+    # the model worked on it until it was cut off: billed, so counted (estimated)
+    u = err.value.usage
+    assert u.estimated and u.tokens_in >= len(json.dumps(MSGS)) // 4
 
 
 def test_headers_slower_than_the_limit_are_not_retried():
@@ -272,3 +275,20 @@ def test_progress_lines_reach_the_console_throttled():
     p.activity("model endpoint: HTTP 429 ...; waiting 4 s", urgent=True)
     assert p.state.model_line.startswith("model endpoint: HTTP 429")
     assert "waiting 4 s" in out.getvalue() and "~10 tokens" not in out.getvalue()
+
+
+def test_a_streamed_response_failed_with_a_server_error_is_waited_out():
+    # OpenAI reports a 5xx / rate limit that happens mid-answer as `response.failed`
+    # with code server_error / rate_limit_exceeded: waited out like the HTTP ones
+    with ScriptedLLM([stream_failed(tool_call("read_kernel", {}), "server_error"),
+                      stream_failed(tool_call("read_kernel", {}), "rate_limit_exceeded"),
+                      tool_call("read_kernel", {"start": 2})]) as srv:
+        comp = _client(srv, api="responses").complete(MSGS, TOOLS)
+    assert comp.attempts == 3 and [c.arguments for c in comp.tool_calls] == ['{"start": 2}']
+    assert comp.usage.estimated  # the failed answers were under way: counted
+    # a failure that will repeat ends the request at once, with the server's words
+    with ScriptedLLM([stream_failed(tool_call("read_kernel", {}), "invalid_prompt",
+                                    "prompt flagged")] * 2) as srv:
+        with pytest.raises(AgentAPIError, match="prompt flagged"):
+            _client(srv, api="responses").complete(MSGS, TOOLS)
+        assert len(srv.requests) == 1

@@ -205,3 +205,13 @@ def _wait_for_spend(db: Path, proc: subprocess.Popen, timeout: float = 90) -> fl
             pass  # the table is created by the first session
         time.sleep(0.2)
     raise AssertionError("no spend recorded while the session was open")
+
+
+def test_a_fatal_400_after_the_time_budget_ran_out_still_fails_the_run(tmp_path):
+    # the time budget ends while the session waits on the model; the endpoint then
+    # refuses the request: the run must still end with exit code 1 and the server's words
+    with ScriptedLLM([slow(http_error(400, message=VLLM_400, vllm=True), 4.0)]) as srv:
+        root = _new_run(tmp_path, srv.base_url, model="Qwen/Qwen3-Coder-30B")
+        proc = _resume(root, "--max-candidates", "5", "--max-minutes", "0.02", timeout=120)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1 and VLLM_400 in out, out[-3000:]

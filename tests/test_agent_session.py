@@ -304,3 +304,36 @@ def test_a_long_session_stays_under_the_context_budget(tmp_path):
              if st.role == "assistant"]
     assert steps[-1]["stubbed"] >= len(docs) + 1 and \
         all(st["context_estimate"] <= budget for st in steps)
+
+
+def test_billed_attempts_of_a_request_that_fails_for_good_are_counted(tmp_path):
+    # two streams lost mid-answer (the provider bills both), then the client gives up:
+    # the session ends `error`, and its record still carries what those attempts cost
+    reply = tool_calls_message([("read_kernel", {"note": "x" * 4000})], usage=(1000, 50))
+    from tests.llm_server import Step, cut
+    with ScriptedLLM([cut(Step(respond=reply), after=4) for _ in range(2)]) as srv:
+        run = make_run(tmp_path, srv.base_url, model="gpt-4.1", max_retries=1)
+        assert AgentOperator(run).propose(make_ctx(run)) is None
+        assert len(srv.chat_requests()) == 2
+    s = run.store.sessions()[0]
+    assert s.outcome == "error"
+    assert s.tokens_in > 1000 and s.tokens_out > 500 and s.cost_usd > 0
+    assert run.store.totals()["cost_usd"] == pytest.approx(s.cost_usd)
+
+
+def test_an_open_session_is_no_stalled_variation(tmp_path):
+    # another proposer's session in progress (its spend posted as `open`) has not ended:
+    # it is neither a variation that failed to beat the best nor a direction to avoid
+    from evolve.records import SessionRecord, utc_now
+
+    def no_plateau(req):
+        brief = req["messages"][1]["content"]
+        assert "plateau" not in brief and "ended open" not in brief, brief[-1500:]
+    with ScriptedLLM([tool_call("give_up", {"reason": "stop"}, check=no_plateau)]) as srv:
+        run = make_run(tmp_path, srv.base_url, stall_limit=1)
+        run.store.record_session(SessionRecord(
+            id="s-elsewhere", parent_id=0, parent2_id=None, operator="agent",
+            model="test-model", outcome="open", reason="in progress", tokens_in=900,
+            started_at=utc_now(), ended_at=utc_now()))
+        AgentOperator(run).propose(make_ctx(run))
+        srv.assert_clean()

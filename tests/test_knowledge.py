@@ -264,7 +264,8 @@ def test_run_lessons_are_searchable_and_lineage_db_is_untouched(tmp_path):
         search("warp specialization", k=1, run_dir=run, kind="lesson")[0].snippet
     assert any(h.kind == "doc" for h in hits)  # documents and lessons share one ranking
     gain = search("BLOCK_M short causal", k=1, run_dir=run, kind="lesson")[0]
-    assert gain.id == "r1#2" and "+4.6% vs parent" in gain.snippet
+    # interpreter rows (these are): the parent's score, no percentage change
+    assert gain.id == "r1#2" and "(parent 0.870)" in gain.snippet and "%" not in gain.snippet
     assert hashlib.sha256(db_file.read_bytes()).hexdigest() == before
     assert sqlite_utils.Database(db_file).table_names() == ["candidates", "runs"]
 
@@ -351,3 +352,12 @@ def test_lessons_after_cpu_offline_run(fixture_run):
         if hypothesis.strip():
             top = search(hypothesis, k=len(ids), run_dir=fixture_run, kind="lesson")
             assert lesson.key in [h.id for h in top]
+
+
+def test_interpreter_lessons_show_no_percentage_change():
+    # what search_knowledge shows the agent: interpreter wall clock is no performance
+    # number, so a lesson never turns it into a gain or a loss (issue 16)
+    text = outcome_text("ok", 0.91, 0.87, None, None, 0, "interpreter", "smoke")
+    assert "%" not in text and "gain" not in text and "loss" not in text
+    assert text == ("ok, score 0.910 (parent 0.870) "
+                    "[smoke suite, CPU interpreter timing, not GPU performance]")

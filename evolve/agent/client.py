@@ -12,7 +12,8 @@ OpenAI API it speaks (`api_chat.py`, `api_responses.py`), streamed.
   raises `EndpointFatal` (the run stops, exit 1) with the server's own words.
 - Usage: the server's (cached prompt tokens kept apart), else estimated from text
   length; an attempt that reached the model and was lost (timeout, dropped stream)
-  adds its estimated tokens, since the provider bills it.
+  adds its estimated tokens, since the provider bills it; a request that fails for good
+  carries them in its error (`AgentAPIError.usage`, `EndpointFatal.usage`).
 
 The openai client's own retries are off (`max_retries=0`). The API key is read from the
 environment at creation and never stored elsewhere; nothing here logs request headers.
@@ -130,6 +131,11 @@ class ModelClient:
                 encrypted_reasoning=self.encrypted_reasoning)
         return api_chat.request(self._client, self.model, messages, tools, self.effort, watch)
 
+    @staticmethod
+    def _billed(messages: list[dict[str, Any]], watch: Watch) -> Usage:
+        """An attempt the model worked on and that was lost, as the provider bills it."""
+        return Usage(estimate_tokens(messages), watch.tokens, 0, True)
+
     # ----------------------------------------------------------------- request
     def complete(self, messages: list[dict[str, Any]],
                  tools: list[dict[str, Any]]) -> Completion:
@@ -140,14 +146,16 @@ class ModelClient:
             try:
                 reply = self._send(messages, tools, watch)
                 break
-            except RequestLimit as e:
-                raise AgentAPIError(str(e), attempt + 1) from None
+            except RequestLimit as e:  # the model worked on it all along: billed
+                raise AgentAPIError(str(e), attempt + 1,
+                                    lost + self._billed(messages, watch)) from None
             except openai.OpenAIError as e:
                 if isinstance(e, openai.APITimeoutError) and \
                         time.monotonic() - watch.t0 >= self.request_limit_s - 0.01:
                     raise AgentAPIError(f"the request ran past its {self.request_limit_s / 60:g}"
                                         "-minute limit (--request-limit-min)",
-                                        attempt + 1) from None
+                                        attempt + 1, lost + self._billed(messages, watch)) \
+                        from None
                 if self.api == "responses" and self.encrypted_reasoning and \
                         refuses_encrypted_reasoning(e):  # a model that does not reason
                     self.encrypted_reasoning = False
@@ -165,17 +173,21 @@ class ModelClient:
                     continue
                 if not retryable(e):
                     if isinstance(e, openai.APIStatusError) and 400 <= e.status_code < 500:
-                        raise fatal(e, self.model, self.api) from None
-                    raise AgentAPIError(describe(e), attempt + 1) from None
+                        err = fatal(e, self.model, self.api)
+                        err.usage = lost
+                        raise err from None
+                    if watch.started:  # e.g. a streamed `response.failed`
+                        lost = lost + self._billed(messages, watch)
+                    raise AgentAPIError(describe(e), attempt + 1, lost) from None
                 if watch.started or isinstance(e, openai.APITimeoutError):
                     # the model was working on it when it was lost: the provider bills it
-                    lost = lost + Usage(estimate_tokens(messages), watch.tokens, 0, True)
+                    lost = lost + self._billed(messages, watch)
                 delay = self._delay(attempt, e)
                 out_of_tries = self.max_retries is not None and attempt >= self.max_retries
                 if out_of_tries or waited + delay > self.max_wait_s:
                     raise AgentAPIError(f"{describe(e)} (gave up after {attempt + 1} "
                                         f"attempt(s), {waited:.0f} s of waiting)",
-                                        attempt + 1) from None
+                                        attempt + 1, lost) from None
                 self._say(f"model endpoint: {describe(e)[:200]}; waiting {delay:.0f} s "
                           f"(paused {waited:.0f} s so far, limit {self.max_wait_s:.0f} s)")
                 self._sleep(delay)

@@ -15,6 +15,7 @@ vLLM `{"object": "error", "message": ...}`, others plain text.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import openai
 
@@ -24,13 +25,16 @@ from evolve.operators.base import RunFatal
 class AgentAPIError(RuntimeError):
     """The model endpoint failed for good for this request (the session ends `error`)."""
 
-    def __init__(self, message: str, attempts: int):
+    def __init__(self, message: str, attempts: int, usage: Any = None):
         super().__init__(message)
         self.attempts = attempts
+        self.usage = usage  # a completion.Usage: what its attempts were billed (estimated)
 
 
 class EndpointFatal(RunFatal):
     """A request the endpoint will refuse every time: the run must stop (exit code 1)."""
+
+    usage: Any = None  # a completion.Usage: what earlier attempts of it were billed
 
     def __init__(self, status: int | None, server_text: str, hint: str):
         what = f"HTTP {status}" if status is not None else "error"
@@ -101,14 +105,22 @@ def refuses_encrypted_reasoning(e: BaseException) -> bool:
         server_message(e).lower()
 
 
+# codes of an error reported inside a stream (a Responses `response.failed` / `error`
+# event) that say the server failed or was rate-limited, as a 5xx / 429 would
+_TRANSIENT_CODES = ("server_error", "rate_limit_exceeded")
+
+
 def retryable(e: BaseException) -> bool:
-    """Rate limits, server errors, timeouts and lost connections: wait and try again.
-    A 429 for an exhausted quota is not a rate limit (waiting does not help)."""
+    """Rate limits, server errors (also reported mid-stream), timeouts and lost
+    connections: wait and try again. A 429 for an exhausted quota is not a rate limit
+    (waiting does not help)."""
     if isinstance(e, openai.RateLimitError):
         return error_code(e) != "insufficient_quota"
     if isinstance(e, openai.APIStatusError):
         return e.status_code >= 500 or e.status_code in (408, 409)
-    return isinstance(e, (openai.APITimeoutError, openai.APIConnectionError))
+    if isinstance(e, (openai.APITimeoutError, openai.APIConnectionError)):
+        return True
+    return isinstance(e, openai.APIError) and error_code(e) in _TRANSIENT_CODES
 
 
 def fatal(e: openai.APIStatusError, model: str, api: str) -> EndpointFatal:

@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 from evolve.agent.budget import BudgetExhausted, RunBudget
-from evolve.agent.client import AgentAPIError, ChatClient, EndpointFatal, ToolCall
+from evolve.agent.client import AgentAPIError, ChatClient, EndpointFatal, ToolCall, Usage
 from evolve.agent.context import Context
 from evolve.agent.handlers import SessionState
 from evolve.agent.prompts import render
@@ -94,6 +94,15 @@ class Session:
         spend, and the run's budget counts it (the final record replaces this row)."""
         self.state.ctx.run.writer.record_session(self._record("open", "in progress"), [])
 
+    def _count(self, usage: Usage | None) -> None:
+        """A request's tokens and cost into the session's totals."""
+        if usage is None:
+            return
+        b = self.state.budget
+        b.tokens_in += usage.tokens_in
+        b.tokens_out += usage.tokens_out
+        self.cost += self.run_budget.cost(usage.tokens_in, usage.tokens_out, usage.cached_in)
+
     def _loop(self) -> tuple[str, str]:
         st, b = self.state, self.state.budget
         try:
@@ -104,11 +113,8 @@ class Session:
                 sent = self.context.fit(self.messages, tools)
                 comp = self.client.complete(self.messages, tools)
                 usage = comp.usage
-                b.tokens_in += usage.tokens_in
-                b.tokens_out += usage.tokens_out
+                self._count(usage)
                 self._last_prompt = usage.tokens_in
-                self.cost += self.run_budget.cost(usage.tokens_in, usage.tokens_out,
-                                                  usage.cached_in)
                 self._post_spend()
                 self.context.reported(self.messages, tools,
                                       None if usage.estimated else usage.tokens_in)
@@ -135,10 +141,12 @@ class Session:
             self._step(role="user", tool=None, args={}, summary=f"stopped: {e}")
             return "budget", str(e)
         except AgentAPIError as e:
+            self._count(e.usage)  # its lost attempts were billed
             self._step(role="user", tool=None, args={"attempts": e.attempts},
                        summary=f"endpoint error: {e}")
             return "error", str(e)
         except EndpointFatal as e:
+            self._count(e.usage)
             self._step(role="user", tool=None, args={}, summary=f"endpoint error: {e}")
             self.fatal = e
             return "error", str(e)

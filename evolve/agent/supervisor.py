@@ -67,9 +67,10 @@ def detect(store: Any, stall_limit: int, timed: bool = True) -> Plateau | None:
     best_id = best.id if best is not None else 0
     since = [c for c in cands if c.id > best_id and c.parent_id is not None]
     # sessions that ended without a candidate are variations too (an unsubmitted
-    # candidate's session is counted as its candidate)
+    # candidate's session is counted as its candidate); an `open` one has not ended
     linked = {c.session_id for c in cands if c.session_id}
-    gave_up = [s for s in store.sessions() if s.candidate_id is None and s.outcome != "submitted"
+    gave_up = [s for s in store.sessions() if s.candidate_id is None
+               and s.outcome not in ("submitted", "open")
                and s.id not in linked and (best is None or s.started_at > best.created_at)]
     stalled = len(since) + len(gave_up)
     if stalled < stall_limit:
