@@ -293,7 +293,10 @@ class EvolutionLoop:
             return
         self.dups = 0
         if self.stop is not None:
-            self.run.log(f"[dropped] proposal from #{child.parent_id} ({self.stop.reason})")
+            if child.session_id:  # paid for: committed at shutdown for the next resume
+                self.ready.append(child)
+            else:
+                self.run.log(f"[dropped] proposal from #{child.parent_id} ({self.stop.reason})")
             return
         child.variation_seconds = child.variation_seconds or p.seconds
         self.ready.append(child)
@@ -401,6 +404,8 @@ class EvolutionLoop:
         if self.pool is not None:
             self.pool.stop()
             self.pool.join(2.0 if abandon else 30.0)
+        late = list(self.ready)  # children never committed
+        self.ready.clear()
         while True:
             try:
                 msg = self.inbox.get_nowait()
@@ -411,8 +416,31 @@ class EvolutionLoop:
                     self._handle(msg)
                 except Exception as e:
                     self.run.log(f"[warning] a proposer's write failed: {e}")
+            elif isinstance(msg, Proposed) and msg.child is not None:
+                late.append(msg.child)
+        self._keep_paid(late)
         self.evals.shutdown(wait=not abandon)
         self._snapshot_workers(force=True)
+
+    def _keep_paid(self, children: list[Candidate]) -> None:
+        """Commit the agent's children (paid for: they have a session) that the stop left
+        unevaluated; the next resume evaluates them (reconcile). Others are dropped."""
+        seen = {c.source_sha256 for c in self.in_flight.values()}
+        for child in children:
+            if not child.session_id or self._invalid(child) is not None:
+                continue
+            sha = sha256_text(child.source)
+            if sha in seen or self.store.has_source(sha):
+                continue
+            seen.add(sha)
+            try:
+                kept = self._commit(child)
+            except Exception as e:  # the stop goes on; the session's record stays
+                self.run.log(f"[warning] could not keep #{child.parent_id}'s child: {e}")
+                continue
+            self.run.event("warning", f"candidate #{kept.id} (an agent session's work that "
+                           "arrived as the run stopped) is committed; `evolve resume` "
+                           "evaluates it", kept.id)
 
     # --- crash recovery --------------------------------------------------------
 

@@ -176,3 +176,33 @@ def test_an_internal_rejection_is_evaluated_once_more_then_recorded(fixture_run,
     warnings = [e for e in run.store.events("warning") if e.candidate_id == cand.id]
     assert len(warnings) == 1 and "evaluating again" in warnings[0].message
     assert "[evolve] worker lost" in run.paths.eval_log(cand.id).read_text()
+
+
+def test_a_stop_keeps_agent_work_that_arrives_late_for_resume(fixture_run, tmp_path_factory):
+    """Children of agent sessions (paid: they carry a session) that are not evaluated when
+    the run stops are committed; the next start's reconcile evaluates them. An offline
+    child is dropped (free to propose again), and a duplicate is kept once."""
+    from evolve.proposers import Proposed
+
+    run = RunHandle.open(copy_fixture_run(tmp_path_factory.getbasetemp(), "late"))
+    state = ProgressState(run.name, "gqa", "agent", None)
+    loop = EvolutionLoop(run, _Scripted("none"), PlainProgress(state, Console(quiet=True)),
+                         Budget())
+    loop.next_cid = run.store.next_candidate_id()
+    parent = run.store.best()
+    src = run.repo.source_at(parent.commit_sha)
+
+    def child(tag: str, session: str | None):
+        return Candidate.proposed(parent.id, src + f"\n# {tag}\n", tag, {}, "agent",
+                                  session_id=session)
+    loop.ready.append(child("ready", "s-1"))
+    loop.inbox.put(Proposed(0, parent.id, child("late", "s-2")))
+    loop.inbox.put(Proposed(0, parent.id, child("late", "s-3")))  # the same source again
+    loop.inbox.put(Proposed(0, parent.id, child("offline", None)))
+    before = set(run.repo.candidate_refs())
+    loop._shutdown(abandon=True)
+    new = sorted(set(run.repo.candidate_refs()) - before)
+    assert [run.repo.candidate_at(c).hypothesis for c in new] == ["ready", "late"]
+    assert all(run.store.get_candidate(c) is None for c in new)  # for the next reconcile
+    kept = [e for e in run.store.events("warning") if "`evolve resume` evaluates it" in e.message]
+    assert [e.candidate_id for e in kept] == new
