@@ -234,3 +234,21 @@ def _k(X, N, T, B: tl.constexpr):
         out = RECIPES[name].apply(src)
         assert out is not None and out.count(opt) == 1, name
         assert f"tl.range(0, N, B, {opt}=" in out, name
+
+
+def test_tma_loads_take_k_v_at_any_alignment(tmp_path):
+    """The naive seed takes K/V views at any storage offset; a TMA descriptor needs a
+    16-byte aligned base (the interpreter asserts it, a GPU faults or reads garbage)."""
+    child = _load(RECIPES["tma_load_kv"].apply(SEEDS["gqa_naive"]), tmp_path, "tma_align")
+    gen = torch.Generator().manual_seed(1)
+    S, D = 40, 64
+    q = torch.randn(1, 4, S, D, generator=gen).half()
+    buf = torch.randn(2 * S * D + 1, generator=gen).half()
+    k = buf[1:].view(1, 2, S, D)  # 2-byte aligned
+    v = torch.randn(1, 2, S, D, generator=gen).half()
+    assert (k.data_ptr() % 16) != 0
+    out = child.attention(q, k, v, sm_scale=0.3)
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q.float(), k.float().repeat_interleave(2, 1), v.float().repeat_interleave(2, 1),
+        scale=0.3)
+    assert (out.float() - ref).abs().max().item() < 1e-2

@@ -35,10 +35,12 @@ _WORKSPACE = '''def _tma_workspace(size: int, alignment: int, stream):
 '''
 
 
-def _with_allocator(source: str) -> str | None:
+def _with_allocator(source: str, realign: tuple[str, ...] = ()) -> str | None:
     """Install `triton.set_allocator` (GPU only) before the host function's first
-    top-level statement that launches a kernel, once per file."""
-    if "set_allocator" in source:
+    top-level statement that launches a kernel, once per file; there too, the host
+    tensors named in `realign` are copied when a descriptor could not take them (a base
+    or a stride that is not a multiple of 16 bytes)."""
+    if "set_allocator" in source and not realign:
         return source
     tree = ast.parse(source)
     calls = launches(tree)
@@ -50,7 +52,19 @@ def _with_allocator(source: str) -> str | None:
     stmt = next(s for s in fn.body if any(s.lineno <= c.lineno <= s.end_lineno for c in calls))
     ind = indent_of(source, stmt)
     q = fn.args.args[0].arg
-    src = insert_lines(source, stmt.lineno - 1, [
+    new = []
+    if realign:
+        names = ", ".join(realign) + ("," if len(realign) == 1 else "")
+        pad = " " * (len(names) + 4)
+        new += [f"{ind}# TMA descriptors need 16-byte aligned bases and strides: copy a view "
+                f"without them",
+                f"{ind}{names} = (t if all(x * t.element_size() % 16 == 0",
+                f"{ind}{pad}       for x in (t.storage_offset(), *t.stride()[:-1]))",
+                f"{ind}{pad}else t.clone(memory_format=torch.contiguous_format) "
+                f"for t in ({names}))"]
+    if "set_allocator" in source:
+        return insert_lines(source, stmt.lineno - 1, new)
+    src = insert_lines(source, stmt.lineno - 1, new + [
         f"{ind}if {q}.is_cuda:  # descriptors made in the kernel need a workspace",
         f"{ind}    triton.set_allocator(_tma_workspace)"])
     lines = src.splitlines(keepends=True)
@@ -113,6 +127,15 @@ def _tma_load_kv(source: str) -> str | None:
             defs = [d for b, _, _ in made for d in assigns(g, b)]
             if len(defs) != len(made):
                 continue
+            # the host tensors behind the bases (`k_base = K + ...`, K launched as `k`)
+            tensors = [_leftmost_name(d.value) for d in defs]
+            glaunch = [c for c in launches(tree) if c.func.value.id == g.name]
+            gparams = param_names(g)
+            if len(glaunch) != 1 or not all(t in gparams[:len(glaunch[0].args)] for t in tensors):
+                continue
+            host_args = [segment(source, glaunch[0].args[gparams.index(t)]) for t in tensors]
+            if not all(a.isidentifier() for a in host_args):
+                continue
             src = splice(source, edits)
             last = max(d.end_lineno for d in defs)
             ind = indent_of(source, defs[0])
@@ -121,8 +144,15 @@ def _tma_load_kv(source: str) -> str | None:
                 new.append(f"{ind}{d} = tl.make_tensor_descriptor({b}, shape=[S, HEAD_DIM], "
                            f"strides=[{s}, 1],")
                 new.append(f"{ind}{' ' * (len(d) + 29)}block_shape=[BLOCK_N, HEAD_DIM])")
-            return _with_allocator(insert_lines(src, last, new))
+            return _with_allocator(insert_lines(src, last, new), tuple(dict.fromkeys(host_args)))
     return None
+
+
+def _leftmost_name(expr: ast.AST) -> str | None:
+    """`K` of `K + a * b + c`."""
+    while isinstance(expr, ast.BinOp):
+        expr = expr.left
+    return expr.id if isinstance(expr, ast.Name) else None
 
 
 def _tma_store_o(source: str) -> str | None:
