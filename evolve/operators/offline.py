@@ -89,8 +89,9 @@ def _blank(source: str, names: tuple[str, ...], text: Callable[[ast.Dict], str])
         return source
     edits = []
     for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 \
-                and isinstance(node.targets[0], ast.Name) and node.targets[0].id in names \
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 \
+            else node.target if isinstance(node, ast.AnnAssign) else None  # CONFIG: dict = {}
+        if isinstance(target, ast.Name) and target.id in names \
                 and isinstance(node.value, ast.Dict):
             edits.append((node.value, text(node.value)))
     return splice(source, edits)
@@ -102,7 +103,7 @@ def config_key(source: str) -> str:
     def canon(node: ast.Dict) -> str:
         try:
             return json.dumps(ast.literal_eval(node), sort_keys=True)
-        except ValueError:
+        except (ValueError, TypeError):  # not literal, or not JSON (a set, tuple keys)
             return ast.dump(node)
     return sha256_text(_blank(source, ("CONFIG", "SEARCH_SPACE"), canon))
 
