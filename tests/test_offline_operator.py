@@ -319,3 +319,13 @@ def test_add_class_keeps_any_config_layout_valid(layout):
     assert read_config(out) == {"NC": {"BLOCK_M": 64}, "C": {"BLOCK_M": 32},
                                 "C_S1024": {"BLOCK_M": 128}}
     assert out.endswith("X = 1\n")
+
+
+def test_split_class_passes_over_a_key_outside_the_class_grammar():
+    """A kernel with its own class lookup may use other keys: split the others, never
+    raise (an exception in propose is an operator error; a few in a row stop the run)."""
+    src = ('CONFIG = {\n    "NC": {"BLOCK_M": 64},\n    "NC_fp8": {"BLOCK_M": 64},\n}\n'
+           'SEARCH_SPACE = {"BLOCK_M": [32, 64, 128]}\n')
+    for seed in range(5):
+        p = OfflineOperator().split_class(src, 0, random.Random(seed))
+        assert p is not None and p.changes["split"]["from"] == "NC"

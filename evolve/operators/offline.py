@@ -37,6 +37,7 @@ from evolve.operators.payoff import Bandit, trials
 from evolve.operators.recipes import RECIPES
 from evolve.operators.shape_classes import (
     ALL,
+    ShapeClassError,
     class_bounds,
     class_ratios,
     class_settings,
@@ -272,7 +273,7 @@ class OfflineOperator:
         config, space = read_config(source), read_search_space(source)
         ratios = ratios or {}
         for _ in range(tries):
-            open_ = [(c, b) for c in classes(config) if c != ALL and class_bounds(c)[1] > max(
+            open_ = [(c, b) for c in classes(config) if c != ALL and _seq_bound(c) > max(
                 SPLIT_BUCKETS) for b in SPLIT_BUCKETS if f"{c}_S{b}" not in config]
             if not open_:
                 return None
@@ -370,6 +371,14 @@ def pick_class(options: list[str], ratios: dict[str, float], rng: random.Random)
     if not measured:
         return rng.choice(options)
     return rng.choices(measured, weights=[ratios[c] ** -WORST_POWER for c in measured])[0]
+
+
+def _seq_bound(cls: str) -> float:
+    """A class's sequence bound; 0 (never split) for a key outside the class grammar."""
+    try:
+        return class_bounds(cls)[1]
+    except ShapeClassError:
+        return 0
 
 
 def _flat(config: dict[str, Any]) -> dict[Any, Any]:
