@@ -329,3 +329,30 @@ def test_split_class_passes_over_a_key_outside_the_class_grammar():
     for seed in range(5):
         p = OfflineOperator().split_class(src, 0, random.Random(seed))
         assert p is not None and p.changes["split"]["from"] == "NC"
+
+
+def test_split_class_changes_only_the_shapes_it_names():
+    """After a split at 4096, a split of the same class at 1024 would take the shapes
+    <= 1024 from the S4096 class (the tighter bound wins) and give them the unsplit
+    class's settings: the child must differ from its parent only in the one recorded
+    knob, on the new class's shapes."""
+    from evolve.operators.shape_classes import settings
+    src = ('CONFIG = {\n    "D64_NC": {"BLOCK_M": 64, "BLOCK_N": 64},\n'
+           '    "D64_NC_S4096": {"BLOCK_M": 128, "BLOCK_N": 32},\n'
+           '    "NC": {"BLOCK_M": 64, "BLOCK_N": 64},\n    "C": {"BLOCK_M": 64, "BLOCK_N": 64},\n}\n'
+           'SEARCH_SPACE = {"BLOCK_M": [32, 64, 128], "BLOCK_N": [32, 64, 128]}\n')
+    parent, made = read_config(src), set()
+    for seed in range(12):
+        p = OfflineOperator().split_class(src, 0, random.Random(seed))
+        child, new = read_config(p.source), p.changes["split"]["to"]
+        made.add(new)
+        (label, ch), = p.changes["knobs"].items()
+        knob = label.split(".")[1]
+        for D in (32, 64, 128):
+            for causal in (False, True):
+                for S in (1, 1024, 1025, 4096, 4097, 65536):
+                    a, b = settings(parent, D, causal, S), settings(child, D, causal, S)
+                    if a != b:
+                        assert b == child[new], (new, D, causal, S)
+                        assert {k for k in a if a[k] != b[k]} == {knob}, (new, D, causal, S)
+    assert made and "D64_NC_S1024" not in made

@@ -19,7 +19,9 @@ proposed again. Every child carries a short hypothesis, its `variation_kind`, an
 from __future__ import annotations
 
 import ast
+import itertools
 import json
+import math
 import random
 import time
 from typing import Any, Callable
@@ -39,6 +41,7 @@ from evolve.operators.shape_classes import (
     ALL,
     ShapeClassError,
     class_bounds,
+    class_of,
     class_ratios,
     class_settings,
     class_space,
@@ -269,12 +272,14 @@ class OfflineOperator:
                     ) -> Candidate | None:
         """A class without a sequence bound gets a copy for sequences <= a bucket
         (SPLIT_BUCKETS) with one knob moved there: short and long sequences can then
-        settle on different tiles. The class is drawn as in `mutate` (worst most often)."""
+        settle on different tiles. The class is drawn as in `mutate` (worst most often).
+        A split that would also take shapes of another class is not offered."""
         config, space = read_config(source), read_search_space(source)
         ratios = ratios or {}
         for _ in range(tries):
             open_ = [(c, b) for c in classes(config) if c != ALL and _seq_bound(c) > max(
-                SPLIT_BUCKETS) for b in SPLIT_BUCKETS if f"{c}_S{b}" not in config]
+                SPLIT_BUCKETS) for b in SPLIT_BUCKETS if f"{c}_S{b}" not in config
+                and not _split_steals(config, c, f"{c}_S{b}")]
             if not open_:
                 return None
             cls = pick_class(sorted({c for c, _ in open_}), ratios, rng)
@@ -374,11 +379,32 @@ def pick_class(options: list[str], ratios: dict[str, float], rng: random.Random)
 
 
 def _seq_bound(cls: str) -> float:
-    """A class's sequence bound; 0 (never split) for a key outside the class grammar."""
+    """A class's sequence bound; -1 (never split) for a key outside the class grammar."""
     try:
         return class_bounds(cls)[1]
     except ShapeClassError:
-        return 0
+        return -1
+
+
+def _split_steals(config: dict[str, Any], cls: str, key: str) -> bool:
+    """Whether the new class `key` (`cls` with a sequence bound) would also take shapes
+    another class serves now (a tighter bound wins: `D64_NC_S1024` takes the short shapes
+    of `D64_NC_S4096`, `D64_S1024` those of `D64_NC`); checked on a shape at, and just
+    past, every bound of the keys."""
+    keys = [k for k in config if _seq_bound(k) >= 0] + [key]
+    ds, ss = {1}, {1}
+    for k in keys:
+        d, s, _ = class_bounds(k)
+        ds |= {int(d), int(d) + 1} if d != math.inf else set()
+        ss |= {int(s), int(s) + 1} if s != math.inf else set()
+    now, then = {k: {} for k in keys[:-1]}, {k: {} for k in keys}
+    for D, causal, S in itertools.product(sorted(ds), (False, True), sorted(ss)):
+        try:
+            if class_of(then, D, causal, S) == key and class_of(now, D, causal, S) != cls:
+                return True
+        except ShapeClassError:  # no class for this shape, before or after
+            continue
+    return False
 
 
 def _flat(config: dict[str, Any]) -> dict[Any, Any]:
