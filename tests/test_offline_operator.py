@@ -356,3 +356,17 @@ def test_split_class_changes_only_the_shapes_it_names():
                         assert b == child[new], (new, D, causal, S)
                         assert {k for k in a if a[k] != b[k]} == {knob}, (new, D, causal, S)
     assert made and "D64_NC_S1024" not in made
+
+
+def test_class_crossover_compares_a_class_only_where_it_covers_the_same_shapes():
+    """A candidate split D64_NC at 1024: its D64_NC ratio is over the long sequences only,
+    not comparable with the parent's D64_NC (all sequences), so it is no donor for it."""
+    op = OfflineOperator()
+    base = read_config(STRONG)
+    split = {**{c: dict(v) for c, v in base.items()},
+             "D64_NC_S1024": {**base["D64_NC"], "BLOCK_M": 128}}
+    split["D64_NC"]["WARPS"] = 8
+    lineage = [(0, base, {"D64_NC": 0.8, "D64_C": 0.7, "D128_NC": 0.8, "D128_C": 0.85}),
+               (4, split, {"D64_NC": 0.95, "D64_NC_S1024": 0.6, "D64_C": 0.7,
+                           "D128_NC": 0.8, "D128_C": 0.85})]
+    assert op.class_crossover(STRONG, 0, lineage) is None

@@ -339,8 +339,9 @@ class OfflineOperator:
         config = read_config(source)
         updates, knobs, donors = {}, {}, {}
         for cls in classes(config):
+            # same class keys: a class covers the same shapes there (a split changes that)
             measured = [(r[cls], cid, cfg) for cid, cfg, r in lineage
-                        if cls in r and cls in cfg and isinstance(cfg[cls], dict)
+                        if cls in r and set(cfg) == set(config) and isinstance(cfg[cls], dict)
                         and set(cfg[cls]) == set(config[cls])]
             if not measured:
                 continue
