@@ -252,3 +252,17 @@ def test_tma_loads_take_k_v_at_any_alignment(tmp_path):
         q.float(), k.float().repeat_interleave(2, 1), v.float().repeat_interleave(2, 1),
         scale=0.3)
     assert (out.float() - ref).abs().max().item() < 1e-2
+
+
+def test_tma_recipes_leave_loads_and_stores_masked_beyond_the_rows_alone():
+    """A descriptor clips rows at S only: a kernel whose mask also covers the head dim
+    (padded HEAD_DIM for D=96) or whose padding value is not zero keeps its pointers."""
+    naive = SEEDS["gqa_naive"]
+    cols = naive.replace("q_mask = offs_m[:, None] < S",
+                         "q_mask = (offs_m[:, None] < S) & (offs_d[None, :] < D)")
+    assert cols != naive and RECIPES["tma_store_o"].apply(cols) is None
+    kcols = naive.replace("kv_mask = offs_n[:, None] < S",
+                          "kv_mask = (offs_n[:, None] < S) & (offs_d[None, :] < D)")
+    assert kcols != naive and RECIPES["tma_load_kv"].apply(kcols) is None
+    other = naive.replace("mask=kv_mask, other=0.0)", "mask=kv_mask, other=1.0)")
+    assert other != naive and RECIPES["tma_load_kv"].apply(other) is None

@@ -85,6 +85,24 @@ def _pointer_tile(call: ast.AST) -> tuple[str, str, str] | None:
     return base.id, rows.left.value.id, rows.right.id
 
 
+def _rows_only(source: str, fn: ast.FunctionDef, call: ast.Call, offs: str, nargs: int) -> bool:
+    """The load/store's mask bounds the rows at S and nothing else (`offs[:, None] < S`,
+    inline or through one assignment), and a load pads with zeros: what a descriptor
+    does. A mask on the head dim (a padded HEAD_DIM) is not."""
+    kw = {k.arg: k.value for k in call.keywords}
+    mask = kw.get("mask")
+    if len(call.args) != nargs or mask is None:
+        return False
+    if isinstance(mask, ast.Name):
+        defs = assigns(fn, mask.id)
+        if len(defs) != 1:
+            return False
+        mask = defs[0].value
+    other = kw.get("other")
+    return segment(source, mask).replace(" ", "") == f"{offs}[:,None]<S" and (
+        other is None or (isinstance(other, ast.Constant) and other.value == 0))
+
+
 def _tma_load_kv(source: str) -> str | None:
     """K/V tiles loaded through descriptors made once per program (zero-padded past S)."""
     tree = ast.parse(source)
@@ -100,7 +118,8 @@ def _tma_load_kv(source: str) -> str | None:
             if isinstance(a, ast.Assign) and isinstance(a.value, ast.Call) \
                     and isinstance(a.value.func, ast.Attribute) and a.value.func.attr == "load" \
                     and a.value.args and (pt := _pointer_tile(a.value.args[0])) \
-                    and pt[0] in params and pt[2] in params:
+                    and pt[0] in params and pt[2] in params \
+                    and _rows_only(source, fn, a.value, pt[1], 1):
                 offs = assigns(loops[0], pt[1])
                 if len(offs) == 1 and segment(source, offs[0].value).startswith(f"{start} + "):
                     loads.append((a, pt))
@@ -111,8 +130,9 @@ def _tma_load_kv(source: str) -> str | None:
                 or any(len(c.args) != len(params) for _, c in callers):
             continue
         g = callers[0][0]
-        if not {"S", "HEAD_DIM", "BLOCK_N"} <= set(param_names(g)):
-            continue
+        if not {"S", "HEAD_DIM", "BLOCK_N"} <= set(param_names(g)) or "S" not in params \
+                or any(segment(source, c.args[params.index("S")]) != "S" for _, c in callers):
+            continue  # the descriptor's S (the caller's) must be the S the masks use
         edits, made = [], []
         for a, (base, _, stride) in loads:
             edits.append((a.value, f"{base}.load([{start}, 0])"))
@@ -168,7 +188,8 @@ def _tma_store_o(source: str) -> str | None:
             continue
         stmt = stores[0]
         pt = _pointer_tile(stmt.value.args[0])
-        if pt is None or len(assigns(fn, pt[0])) != 1 or len(assigns(fn, pt[1])) != 1:
+        if pt is None or len(assigns(fn, pt[0])) != 1 or len(assigns(fn, pt[1])) != 1 \
+                or not _rows_only(source, fn, stmt.value, pt[1], 2):
             continue
         offs = assigns(fn, pt[1])[0].value
         if not (isinstance(offs, ast.BinOp) and isinstance(offs.op, ast.Add)):
