@@ -266,3 +266,25 @@ def test_tma_recipes_leave_loads_and_stores_masked_beyond_the_rows_alone():
     assert kcols != naive and RECIPES["tma_load_kv"].apply(kcols) is None
     other = naive.replace("mask=kv_mask, other=0.0)", "mask=kv_mask, other=1.0)")
     assert other != naive and RECIPES["tma_load_kv"].apply(other) is None
+
+
+def test_tma_loads_realign_k_v_before_the_host_reads_their_strides(tmp_path):
+    """A host that reads K's strides before its launch statement: the copy of a misaligned
+    view must come before that, or the kernel gets the view's strides with the copy."""
+    naive = SEEDS["gqa_naive"].replace(
+        "    cfg = _settings(D, causal, S)\n",
+        "    sk = k.stride()\n    cfg = _settings(D, causal, S)\n", 1).replace(
+        "k.stride(0), k.stride(1), k.stride(2)", "sk[0], sk[1], sk[2]", 1)
+    assert "sk[0], sk[1], sk[2]" in naive
+    child = _load(RECIPES["tma_load_kv"].apply(naive), tmp_path, "tma_strides")
+    gen = torch.Generator().manual_seed(2)
+    S, D = 40, 64
+    q = torch.randn(1, 4, S, D, generator=gen).half()
+    buf = torch.randn(2 * S * D + 1, generator=gen).half()
+    k = buf[1:].view(1, S, 2, D).transpose(1, 2)  # a [B, S, H, D] view, 2-byte aligned
+    v = torch.randn(1, 2, S, D, generator=gen).half()
+    out = child.attention(q, k, v, sm_scale=0.3)
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q.float(), k.float().repeat_interleave(2, 1), v.float().repeat_interleave(2, 1),
+        scale=0.3)
+    assert (out.float() - ref).abs().max().item() < 1e-2

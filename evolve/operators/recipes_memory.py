@@ -52,19 +52,29 @@ def _with_allocator(source: str, realign: tuple[str, ...] = ()) -> str | None:
     stmt = next(s for s in fn.body if any(s.lineno <= c.lineno <= s.end_lineno for c in calls))
     ind = indent_of(source, stmt)
     q = fn.args.args[0].arg
-    new = []
     if realign:
         names = ", ".join(realign) + ("," if len(realign) == 1 else "")
         pad = " " * (len(names) + 4)
-        new += [f"{ind}# TMA descriptors need 16-byte aligned bases and strides: copy a view "
-                f"without them",
-                f"{ind}{names} = (t if all(x * t.element_size() % 16 == 0",
-                f"{ind}{pad}       for x in (t.storage_offset(), *t.stride()[:-1]))",
-                f"{ind}{pad}else t.clone(memory_format=torch.contiguous_format) "
-                f"for t in ({names}))"]
-    if "set_allocator" in source:
-        return insert_lines(source, stmt.lineno - 1, new)
-    src = insert_lines(source, stmt.lineno - 1, new + [
+        # once the tensors are final, before anything reads their strides: after the last
+        # statement (before the launch) that assigns one, else first in the body
+        before = fn.body[:fn.body.index(stmt)]
+        sets = [s for s in before if any(isinstance(t, ast.Name) and t.id in realign
+                                         for n in ast.walk(s) if isinstance(n, ast.Assign)
+                                         for t in ast.walk(n.targets[0]))]
+        docstring = isinstance(fn.body[0], ast.Expr) and isinstance(fn.body[0].value, ast.Constant)
+        at = sets[-1].end_lineno if sets else (fn.body[0].end_lineno if docstring and len(
+            fn.body) > 1 else fn.body[0].lineno - 1)
+        source = insert_lines(source, at, [
+            f"{ind}# TMA descriptors need 16-byte aligned bases and strides: copy a view "
+            f"without them",
+            f"{ind}{names} = (t if all(x * t.element_size() % 16 == 0",
+            f"{ind}{pad}       for x in (t.storage_offset(), *t.stride()[:-1]))",
+            f"{ind}{pad}else t.clone(memory_format=torch.contiguous_format) "
+            f"for t in ({names}))"])
+        if "set_allocator" in source:
+            return source
+        return _with_allocator(source)
+    src = insert_lines(source, stmt.lineno - 1, [
         f"{ind}if {q}.is_cuda:  # descriptors made in the kernel need a workspace",
         f"{ind}    triton.set_allocator(_tma_workspace)"])
     lines = src.splitlines(keepends=True)
