@@ -57,10 +57,12 @@ def _settings(D: int, causal: bool, S: int) -> dict:
         for tok in key.split("_"):
             if tok in ("C", "NC"):
                 c = tok == "C"
-            elif tok[0] == "D":
+            elif tok[:1] == "D" and tok[1:].isdigit():
                 d = int(tok[1:])
-            elif tok[0] == "S":
+            elif tok[:1] == "S" and tok[1:].isdigit():
                 s = int(tok[1:])
+            else:
+                raise ValueError(f"bad CONFIG class token {tok!r} in {key!r}")
         r = (d, s, c is None)
         if D <= d and S <= s and c in (None, causal) and (rank is None or r < rank):
             best, rank = cfg, r

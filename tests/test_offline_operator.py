@@ -16,12 +16,13 @@ import torch
 from evolve.operators.base import VariationContext
 from evolve.operators.config_edit import (
     ConfigEditError,
+    add_class,
     add_knob,
     read_config,
     read_search_space,
     rewrite_config,
 )
-from evolve.operators.offline import OfflineOperator, pick_class
+from evolve.operators.offline import OfflineOperator, config_key, pick_class, structure_key
 from evolve.operators.recipes import RECIPES
 from evolve.paths import SEEDS_DIR
 from evolve.records import Candidate, RunRecord
@@ -62,7 +63,8 @@ def _max_error(mod) -> float:
             ref = torch.nn.functional.scaled_dot_product_attention(
                 q.float(), k.float().repeat_interleave(2, 1), v.float().repeat_interleave(2, 1),
                 is_causal=causal, scale=0.3)
-            worst = max(worst, (out.float() - ref).abs().max().item())
+            err = (out.float() - ref).abs().max().item()
+            worst = math.inf if math.isnan(err) else max(worst, err)  # max() drops a NaN
     return worst
 
 
@@ -282,3 +284,89 @@ def test_flat_config_is_one_class():
     assert not p.hypothesis.startswith("class ")
     assert op.class_crossover(mha, 0, []) is None and op.split_class(mha, 0, random.Random(0)) \
         is None
+
+
+def test_config_key_is_the_configuration_whatever_its_layout():
+    """Same values written differently: one key; other values: another key; a literal the
+    JSON form cannot hold (a set, tuple keys) must not raise (propose would fail on every
+    call once such a candidate is in the run)."""
+    flat = 'CONFIG = {"BLOCK_M": 64, "BLOCK_N": 32}\nSEARCH_SPACE = {"BLOCK_M": [64, 128]}\n'
+    same = "CONFIG = {'BLOCK_N': 32,\n          'BLOCK_M': 64}\nSEARCH_SPACE = {'BLOCK_M': [64, 128]}\n"
+    other = flat.replace("32", "64")
+    assert config_key(flat) == config_key(same) != config_key(other)
+    odd = flat.replace("[64, 128]", "{64, 128}") + "TABLE = 1\n"
+    assert config_key(odd) != config_key(odd.replace('"BLOCK_N": 32', '"BLOCK_N": 64'))
+    keyed = 'CONFIG = {("D64", "NC"): {"BLOCK_M": 64}, 1: 2, "x": 3}\n'
+    assert config_key(keyed) != config_key(keyed.replace("64}", "128}"))
+
+
+def test_structure_key_ignores_an_annotated_config():
+    """`CONFIG: dict = {...}` (read and rewritten like the plain form) is CONFIG too: two
+    candidates that differ only in its values have one structure (class crossover)."""
+    src = STRONG.replace("CONFIG = {", "CONFIG: dict = {", 1)
+    child = rewrite_config(src, {("D64_C", "STAGES"): 4})
+    assert child != src and structure_key(child) == structure_key(src)
+    assert config_key(child) != config_key(src)
+
+
+@pytest.mark.parametrize("layout", [
+    'CONFIG = {\n    "NC": {"BLOCK_M": 64},\n    "C": {"BLOCK_M": 32}\n}\n',  # no trailing comma
+    'CONFIG = {"NC": {"BLOCK_M": 64}, "C": {"BLOCK_M": 32}}\n',  # one line
+])
+def test_add_class_keeps_any_config_layout_valid(layout):
+    """The new class goes after the last one here (no comma of its own to follow)."""
+    out = add_class(layout + "X = 1\n", "C", "C_S1024", {"BLOCK_M": 128})
+    assert read_config(out) == {"NC": {"BLOCK_M": 64}, "C": {"BLOCK_M": 32},
+                                "C_S1024": {"BLOCK_M": 128}}
+    assert out.endswith("X = 1\n")
+
+
+def test_split_class_passes_over_a_key_outside_the_class_grammar():
+    """A kernel with its own class lookup may use other keys: split the others, never
+    raise (an exception in propose is an operator error; a few in a row stop the run)."""
+    src = ('CONFIG = {\n    "NC": {"BLOCK_M": 64},\n    "NC_fp8": {"BLOCK_M": 64},\n}\n'
+           'SEARCH_SPACE = {"BLOCK_M": [32, 64, 128]}\n')
+    for seed in range(5):
+        p = OfflineOperator().split_class(src, 0, random.Random(seed))
+        assert p is not None and p.changes["split"]["from"] == "NC"
+
+
+def test_split_class_changes_only_the_shapes_it_names():
+    """After a split at 4096, a split of the same class at 1024 would take the shapes
+    <= 1024 from the S4096 class (the tighter bound wins) and give them the unsplit
+    class's settings: the child must differ from its parent only in the one recorded
+    knob, on the new class's shapes."""
+    from evolve.operators.shape_classes import settings
+    src = ('CONFIG = {\n    "D64_NC": {"BLOCK_M": 64, "BLOCK_N": 64},\n'
+           '    "D64_NC_S4096": {"BLOCK_M": 128, "BLOCK_N": 32},\n'
+           '    "NC": {"BLOCK_M": 64, "BLOCK_N": 64},\n    "C": {"BLOCK_M": 64, "BLOCK_N": 64},\n}\n'
+           'SEARCH_SPACE = {"BLOCK_M": [32, 64, 128], "BLOCK_N": [32, 64, 128]}\n')
+    parent, made = read_config(src), set()
+    for seed in range(12):
+        p = OfflineOperator().split_class(src, 0, random.Random(seed))
+        child, new = read_config(p.source), p.changes["split"]["to"]
+        made.add(new)
+        (label, ch), = p.changes["knobs"].items()
+        knob = label.split(".")[1]
+        for D in (32, 64, 128):
+            for causal in (False, True):
+                for S in (1, 1024, 1025, 4096, 4097, 65536):
+                    a, b = settings(parent, D, causal, S), settings(child, D, causal, S)
+                    if a != b:
+                        assert b == child[new], (new, D, causal, S)
+                        assert {k for k in a if a[k] != b[k]} == {knob}, (new, D, causal, S)
+    assert made and "D64_NC_S1024" not in made
+
+
+def test_class_crossover_compares_a_class_only_where_it_covers_the_same_shapes():
+    """A candidate split D64_NC at 1024: its D64_NC ratio is over the long sequences only,
+    not comparable with the parent's D64_NC (all sequences), so it is no donor for it."""
+    op = OfflineOperator()
+    base = read_config(STRONG)
+    split = {**{c: dict(v) for c, v in base.items()},
+             "D64_NC_S1024": {**base["D64_NC"], "BLOCK_M": 128}}
+    split["D64_NC"]["WARPS"] = 8
+    lineage = [(0, base, {"D64_NC": 0.8, "D64_C": 0.7, "D128_NC": 0.8, "D128_C": 0.85}),
+               (4, split, {"D64_NC": 0.95, "D64_NC_S1024": 0.6, "D64_C": 0.7,
+                           "D128_NC": 0.8, "D128_C": 0.85})]
+    assert op.class_crossover(STRONG, 0, lineage) is None

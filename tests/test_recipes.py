@@ -62,7 +62,8 @@ def _max_error(mod, device: str = "cpu", dtype=torch.float16) -> float:
             ref = torch.nn.functional.scaled_dot_product_attention(
                 q.float(), k.float().repeat_interleave(2, 1), v.float().repeat_interleave(2, 1),
                 is_causal=causal, scale=0.3)
-            worst = max(worst, (out.float() - ref).abs().max().item())
+            err = (out.float() - ref).abs().max().item()
+            worst = math.inf if math.isnan(err) else max(worst, err)  # max() drops a NaN
     return worst
 
 
@@ -172,3 +173,118 @@ def test_recipe_benchmark_picks_applicable_recipes_and_judges_them():
     assert v["wrong"]["verdict"].startswith("dropped: check failed")
     assert v["half"]["verdict"] == "dropped: timed on 1/2 shapes"
     assert abs(v["fast"]["vs_cudnn"] - 0.894) < 1e-3
+
+
+def _in_a_class(source: str) -> str:
+    """The seed with its `attention` moved into a class (the tutorial's autograd.Function
+    style): launches inside a method, not a module-level function."""
+    lines = source.splitlines(keepends=True)
+    i = next(j for j, ln in enumerate(lines) if ln.startswith("def attention("))
+    body = "".join("    " + ln if ln.strip() else ln for ln in lines[i:])
+    return ("".join(lines[:i]) + "class _Attn:\n    @staticmethod\n"
+            + body.replace("    def attention(", "    def apply(", 1)
+            + "\n\ndef attention(q, k, v, *, causal=False, sm_scale=None):\n"
+            "    return _Attn.apply(q, k, v, causal=causal, sm_scale=sm_scale)\n")
+
+
+@pytest.mark.parametrize("seed", ["gqa_naive", "gqa"])
+def test_no_recipe_raises_on_a_kernel_launched_from_a_class(seed):
+    """A recipe either applies or returns None; an exception would fail every proposal
+    from that parent (the loop stops the run after a few operator errors)."""
+    src = _in_a_class(SEEDS[seed])
+    for name, r in RECIPES.items():
+        r.apply(src)  # must not raise
+
+
+def test_persistent_grid_of_a_swapped_grid_still_covers_every_tile(tmp_path):
+    """swap_grid_order then persistent_lpt (both apply to the naive seed, so the operator
+    can stack them): axis 0 is then the query blocks and axis 1 the heads."""
+    swapped = RECIPES["swap_grid_order"].apply(SEEDS["gqa_naive"])
+    child = RECIPES["persistent_lpt"].apply(swapped)
+    assert child is not None
+    err = _max_error(_load(child, tmp_path, "swap_persist"))
+    assert err <= _bound("gqa_naive", tmp_path), err
+
+
+def test_persistent_grid_leaves_a_kernel_with_an_early_return_alone():
+    """In a persistent loop a `return` would end every later tile of the program."""
+    src = SEEDS["gqa"].replace(
+        "    off_b = bh // Hq\n",
+        "    if start_m * BLOCK_M >= S:\n        return\n    off_b = bh // Hq\n", 1)
+    assert src != SEEDS["gqa"]
+    assert RECIPES["persistent_lpt"].apply(src) is None
+
+
+def test_kv_loop_options_go_on_the_innermost_loop_only():
+    """A KV loop inlined into a persistent tile loop: the tile loop also holds the tl.dot,
+    but the tl.range options are for the KV loop."""
+    src = '''import triton
+import triton.language as tl
+
+
+@triton.jit
+def _k(X, N, T, B: tl.constexpr):
+    for t in tl.range(tl.program_id(0), T, tl.num_programs(0)):
+        a = tl.load(X + tl.arange(0, B)[:, None] * B + tl.arange(0, B)[None, :])
+        for n in tl.range(0, N, B):
+            a = tl.dot(a, a)
+'''
+    for name, opt in (("range_unroll2", "loop_unroll_factor"),
+                      ("range_no_acc_multibuffer", "disallow_acc_multi_buffer")):
+        out = RECIPES[name].apply(src)
+        assert out is not None and out.count(opt) == 1, name
+        assert f"tl.range(0, N, B, {opt}=" in out, name
+
+
+def test_tma_loads_take_k_v_at_any_alignment(tmp_path):
+    """The naive seed takes K/V views at any storage offset; a TMA descriptor needs a
+    16-byte aligned base (the interpreter asserts it, a GPU faults or reads garbage)."""
+    child = _load(RECIPES["tma_load_kv"].apply(SEEDS["gqa_naive"]), tmp_path, "tma_align")
+    gen = torch.Generator().manual_seed(1)
+    S, D = 40, 64
+    q = torch.randn(1, 4, S, D, generator=gen).half()
+    buf = torch.randn(2 * S * D + 1, generator=gen).half()
+    k = buf[1:].view(1, 2, S, D)  # 2-byte aligned
+    v = torch.randn(1, 2, S, D, generator=gen).half()
+    assert (k.data_ptr() % 16) != 0
+    out = child.attention(q, k, v, sm_scale=0.3)
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q.float(), k.float().repeat_interleave(2, 1), v.float().repeat_interleave(2, 1),
+        scale=0.3)
+    assert (out.float() - ref).abs().max().item() < 1e-2
+
+
+def test_tma_recipes_leave_loads_and_stores_masked_beyond_the_rows_alone():
+    """A descriptor clips rows at S only: a kernel whose mask also covers the head dim
+    (padded HEAD_DIM for D=96) or whose padding value is not zero keeps its pointers."""
+    naive = SEEDS["gqa_naive"]
+    cols = naive.replace("q_mask = offs_m[:, None] < S",
+                         "q_mask = (offs_m[:, None] < S) & (offs_d[None, :] < D)")
+    assert cols != naive and RECIPES["tma_store_o"].apply(cols) is None
+    kcols = naive.replace("kv_mask = offs_n[:, None] < S",
+                          "kv_mask = (offs_n[:, None] < S) & (offs_d[None, :] < D)")
+    assert kcols != naive and RECIPES["tma_load_kv"].apply(kcols) is None
+    other = naive.replace("mask=kv_mask, other=0.0)", "mask=kv_mask, other=1.0)")
+    assert other != naive and RECIPES["tma_load_kv"].apply(other) is None
+
+
+def test_tma_loads_realign_k_v_before_the_host_reads_their_strides(tmp_path):
+    """A host that reads K's strides before its launch statement: the copy of a misaligned
+    view must come before that, or the kernel gets the view's strides with the copy."""
+    naive = SEEDS["gqa_naive"].replace(
+        "    cfg = _settings(D, causal, S)\n",
+        "    sk = k.stride()\n    cfg = _settings(D, causal, S)\n", 1).replace(
+        "k.stride(0), k.stride(1), k.stride(2)", "sk[0], sk[1], sk[2]", 1)
+    assert "sk[0], sk[1], sk[2]" in naive
+    child = _load(RECIPES["tma_load_kv"].apply(naive), tmp_path, "tma_strides")
+    gen = torch.Generator().manual_seed(2)
+    S, D = 40, 64
+    q = torch.randn(1, 4, S, D, generator=gen).half()
+    buf = torch.randn(2 * S * D + 1, generator=gen).half()
+    k = buf[1:].view(1, S, 2, D).transpose(1, 2)  # a [B, S, H, D] view, 2-byte aligned
+    v = torch.randn(1, 2, S, D, generator=gen).half()
+    out = child.attention(q, k, v, sm_scale=0.3)
+    ref = torch.nn.functional.scaled_dot_product_attention(
+        q.float(), k.float().repeat_interleave(2, 1), v.float().repeat_interleave(2, 1),
+        scale=0.3)
+    assert (out.float() - ref).abs().max().item() < 1e-2

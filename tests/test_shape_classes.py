@@ -143,3 +143,16 @@ def test_best_per_class_and_its_table():
     table = render_class_table(entries).splitlines()
     assert table[1].split() == ["D128_NC", "0.900", "0.900", "#0", "(the", "seed's)"]
     assert table[2].split() == ["D64_C", "0.700", "0.800", "#2", "STAGES", "3->4"]
+
+
+@pytest.mark.parametrize("name", ["gqa", "gqa_naive"])
+@pytest.mark.parametrize("key", ["D64_NC_bf16", "X64", "D64__NC", "Dx"])
+def test_seed_copy_rejects_the_keys_the_operator_rejects(name, key):
+    """A key outside the grammar is an error in both copies of the rule (the seed's copy
+    must not read it as a catch-all class the operator cannot see)."""
+    mod = _load(name)
+    mod.CONFIG = {key: dict(next(iter(mod.CONFIG.values())))}
+    with pytest.raises(ShapeClassError):
+        class_of(mod.CONFIG, 64, False, 128)
+    with pytest.raises(ValueError):
+        mod._settings(64, False, 128)

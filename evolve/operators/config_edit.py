@@ -170,7 +170,7 @@ def add_class(source: str, after: str, key: str, settings: dict[str, Any]) -> st
     """`source` with a new CONFIG class `key` (placed after class `after`) holding
     `settings`; a per-class SEARCH_SPACE gets a copy of `after`'s allowed values."""
     lines = source.splitlines(keepends=True)
-    inserts: list[tuple[int, str]] = []
+    edits: list[tuple[ast.AST, str]] = []
     for name, node in _config_and_space(source):
         keys = [k.value if isinstance(k, ast.Constant) else None for k in node.keys]
         if name == "SEARCH_SPACE" and not (after in keys and isinstance(
@@ -180,10 +180,10 @@ def add_class(source: str, after: str, key: str, settings: dict[str, Any]) -> st
             raise ConfigEditError(f"{name} has no class {after!r} or already has {key!r}")
         value_node = node.values[keys.index(after)]
         value = ast.literal_eval(value_node) if name == "SEARCH_SPACE" else settings
-        row = value_node.end_lineno  # the entry's last line (1-based)
         first = lines[node.keys[keys.index(after)].lineno - 1]
         indent = first[:len(first) - len(first.lstrip())]
-        inserts.append((row, _format_entry(indent, key, value) + "\n"))
-    for row, text in sorted(inserts, reverse=True):
-        lines[row:row] = [text]
-    return "".join(lines)
+        # right after `after`'s value, so a dict without a trailing comma (or on one line)
+        # stays valid: `{..}` -> `{..},\n<indent>"key": {..}`
+        entry = _format_entry(indent, key, value).removesuffix(",")
+        edits.append((value_node, f"{ast.get_source_segment(source, value_node)},\n{entry}"))
+    return splice(source, edits)

@@ -19,7 +19,9 @@ proposed again. Every child carries a short hypothesis, its `variation_kind`, an
 from __future__ import annotations
 
 import ast
+import itertools
 import json
+import math
 import random
 import time
 from typing import Any, Callable
@@ -37,7 +39,9 @@ from evolve.operators.payoff import Bandit, trials
 from evolve.operators.recipes import RECIPES
 from evolve.operators.shape_classes import (
     ALL,
+    ShapeClassError,
     class_bounds,
+    class_of,
     class_ratios,
     class_settings,
     class_space,
@@ -89,8 +93,9 @@ def _blank(source: str, names: tuple[str, ...], text: Callable[[ast.Dict], str])
         return source
     edits = []
     for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 \
-                and isinstance(node.targets[0], ast.Name) and node.targets[0].id in names \
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 \
+            else node.target if isinstance(node, ast.AnnAssign) else None  # CONFIG: dict = {}
+        if isinstance(target, ast.Name) and target.id in names \
                 and isinstance(node.value, ast.Dict):
             edits.append((node.value, text(node.value)))
     return splice(source, edits)
@@ -102,7 +107,7 @@ def config_key(source: str) -> str:
     def canon(node: ast.Dict) -> str:
         try:
             return json.dumps(ast.literal_eval(node), sort_keys=True)
-        except ValueError:
+        except (ValueError, TypeError):  # not literal, or not JSON (a set, tuple keys)
             return ast.dump(node)
     return sha256_text(_blank(source, ("CONFIG", "SEARCH_SPACE"), canon))
 
@@ -267,12 +272,14 @@ class OfflineOperator:
                     ) -> Candidate | None:
         """A class without a sequence bound gets a copy for sequences <= a bucket
         (SPLIT_BUCKETS) with one knob moved there: short and long sequences can then
-        settle on different tiles. The class is drawn as in `mutate` (worst most often)."""
+        settle on different tiles. The class is drawn as in `mutate` (worst most often).
+        A split that would also take shapes of another class is not offered."""
         config, space = read_config(source), read_search_space(source)
         ratios = ratios or {}
         for _ in range(tries):
-            open_ = [(c, b) for c in classes(config) if c != ALL and class_bounds(c)[1] > max(
-                SPLIT_BUCKETS) for b in SPLIT_BUCKETS if f"{c}_S{b}" not in config]
+            open_ = [(c, b) for c in classes(config) if c != ALL and _seq_bound(c) > max(
+                SPLIT_BUCKETS) for b in SPLIT_BUCKETS if f"{c}_S{b}" not in config
+                and not _split_steals(config, c, f"{c}_S{b}")]
             if not open_:
                 return None
             cls = pick_class(sorted({c for c, _ in open_}), ratios, rng)
@@ -332,8 +339,9 @@ class OfflineOperator:
         config = read_config(source)
         updates, knobs, donors = {}, {}, {}
         for cls in classes(config):
+            # same class keys: a class covers the same shapes there (a split changes that)
             measured = [(r[cls], cid, cfg) for cid, cfg, r in lineage
-                        if cls in r and cls in cfg and isinstance(cfg[cls], dict)
+                        if cls in r and set(cfg) == set(config) and isinstance(cfg[cls], dict)
                         and set(cfg[cls]) == set(config[cls])]
             if not measured:
                 continue
@@ -369,6 +377,35 @@ def pick_class(options: list[str], ratios: dict[str, float], rng: random.Random)
     if not measured:
         return rng.choice(options)
     return rng.choices(measured, weights=[ratios[c] ** -WORST_POWER for c in measured])[0]
+
+
+def _seq_bound(cls: str) -> float:
+    """A class's sequence bound; -1 (never split) for a key outside the class grammar."""
+    try:
+        return class_bounds(cls)[1]
+    except ShapeClassError:
+        return -1
+
+
+def _split_steals(config: dict[str, Any], cls: str, key: str) -> bool:
+    """Whether the new class `key` (`cls` with a sequence bound) would also take shapes
+    another class serves now (a tighter bound wins: `D64_NC_S1024` takes the short shapes
+    of `D64_NC_S4096`, `D64_S1024` those of `D64_NC`); checked on a shape at, and just
+    past, every bound of the keys."""
+    keys = [k for k in config if _seq_bound(k) >= 0] + [key]
+    ds, ss = {1}, {1}
+    for k in keys:
+        d, s, _ = class_bounds(k)
+        ds |= {int(d), int(d) + 1} if d != math.inf else set()
+        ss |= {int(s), int(s) + 1} if s != math.inf else set()
+    now, then = {k: {} for k in keys[:-1]}, {k: {} for k in keys}
+    for D, causal, S in itertools.product(sorted(ds), (False, True), sorted(ss)):
+        try:
+            if class_of(then, D, causal, S) == key and class_of(now, D, causal, S) != cls:
+                return True
+        except ShapeClassError:  # no class for this shape, before or after
+            continue
+    return False
 
 
 def _flat(config: dict[str, Any]) -> dict[Any, Any]:

@@ -27,8 +27,10 @@ def _kv_loops(fn: ast.FunctionDef) -> list[tuple[ast.For, ast.Call]]:
         is_range = (isinstance(it.func, ast.Name) and it.func.id == "range") or (
             isinstance(it.func, ast.Attribute) and it.func.attr == "range"
             and isinstance(it.func.value, ast.Name) and it.func.value.id == "tl")
-        if is_range and any(True for _ in calls_to(node, "dot", "tl")):
-            out.append((node, it))
+        inner = [x for x in ast.walk(node) if x is not node and isinstance(x, ast.For)]
+        if is_range and any(True for _ in calls_to(node, "dot", "tl")) \
+                and not any(True for x in inner for _ in calls_to(x, "dot", "tl")):
+            out.append((node, it))  # (a loop around the KV loop is not one)
     return out
 
 

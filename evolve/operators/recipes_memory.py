@@ -35,10 +35,12 @@ _WORKSPACE = '''def _tma_workspace(size: int, alignment: int, stream):
 '''
 
 
-def _with_allocator(source: str) -> str | None:
+def _with_allocator(source: str, realign: tuple[str, ...] = ()) -> str | None:
     """Install `triton.set_allocator` (GPU only) before the host function's first
-    top-level statement that launches a kernel, once per file."""
-    if "set_allocator" in source:
+    top-level statement that launches a kernel, once per file; there too, the host
+    tensors named in `realign` are copied when a descriptor could not take them (a base
+    or a stride that is not a multiple of 16 bytes)."""
+    if "set_allocator" in source and not realign:
         return source
     tree = ast.parse(source)
     calls = launches(tree)
@@ -50,6 +52,28 @@ def _with_allocator(source: str) -> str | None:
     stmt = next(s for s in fn.body if any(s.lineno <= c.lineno <= s.end_lineno for c in calls))
     ind = indent_of(source, stmt)
     q = fn.args.args[0].arg
+    if realign:
+        names = ", ".join(realign) + ("," if len(realign) == 1 else "")
+        pad = " " * (len(names) + 4)
+        # once the tensors are final, before anything reads their strides: after the last
+        # statement (before the launch) that assigns one, else first in the body
+        before = fn.body[:fn.body.index(stmt)]
+        sets = [s for s in before if any(isinstance(t, ast.Name) and t.id in realign
+                                         for n in ast.walk(s) if isinstance(n, ast.Assign)
+                                         for t in ast.walk(n.targets[0]))]
+        docstring = isinstance(fn.body[0], ast.Expr) and isinstance(fn.body[0].value, ast.Constant)
+        at = sets[-1].end_lineno if sets else (fn.body[0].end_lineno if docstring and len(
+            fn.body) > 1 else fn.body[0].lineno - 1)
+        source = insert_lines(source, at, [
+            f"{ind}# TMA descriptors need 16-byte aligned bases and strides: copy a view "
+            f"without them",
+            f"{ind}{names} = (t if all(x * t.element_size() % 16 == 0",
+            f"{ind}{pad}       for x in (t.storage_offset(), *t.stride()[:-1]))",
+            f"{ind}{pad}else t.clone(memory_format=torch.contiguous_format) "
+            f"for t in ({names}))"])
+        if "set_allocator" in source:
+            return source
+        return _with_allocator(source)
     src = insert_lines(source, stmt.lineno - 1, [
         f"{ind}if {q}.is_cuda:  # descriptors made in the kernel need a workspace",
         f"{ind}    triton.set_allocator(_tma_workspace)"])
@@ -71,6 +95,24 @@ def _pointer_tile(call: ast.AST) -> tuple[str, str, str] | None:
     return base.id, rows.left.value.id, rows.right.id
 
 
+def _rows_only(source: str, fn: ast.FunctionDef, call: ast.Call, offs: str, nargs: int) -> bool:
+    """The load/store's mask bounds the rows at S and nothing else (`offs[:, None] < S`,
+    inline or through one assignment), and a load pads with zeros: what a descriptor
+    does. A mask on the head dim (a padded HEAD_DIM) is not."""
+    kw = {k.arg: k.value for k in call.keywords}
+    mask = kw.get("mask")
+    if len(call.args) != nargs or mask is None:
+        return False
+    if isinstance(mask, ast.Name):
+        defs = assigns(fn, mask.id)
+        if len(defs) != 1:
+            return False
+        mask = defs[0].value
+    other = kw.get("other")
+    return segment(source, mask).replace(" ", "") == f"{offs}[:,None]<S" and (
+        other is None or (isinstance(other, ast.Constant) and other.value == 0))
+
+
 def _tma_load_kv(source: str) -> str | None:
     """K/V tiles loaded through descriptors made once per program (zero-padded past S)."""
     tree = ast.parse(source)
@@ -86,7 +128,8 @@ def _tma_load_kv(source: str) -> str | None:
             if isinstance(a, ast.Assign) and isinstance(a.value, ast.Call) \
                     and isinstance(a.value.func, ast.Attribute) and a.value.func.attr == "load" \
                     and a.value.args and (pt := _pointer_tile(a.value.args[0])) \
-                    and pt[0] in params and pt[2] in params:
+                    and pt[0] in params and pt[2] in params \
+                    and _rows_only(source, fn, a.value, pt[1], 1):
                 offs = assigns(loops[0], pt[1])
                 if len(offs) == 1 and segment(source, offs[0].value).startswith(f"{start} + "):
                     loads.append((a, pt))
@@ -97,8 +140,9 @@ def _tma_load_kv(source: str) -> str | None:
                 or any(len(c.args) != len(params) for _, c in callers):
             continue
         g = callers[0][0]
-        if not {"S", "HEAD_DIM", "BLOCK_N"} <= set(param_names(g)):
-            continue
+        if not {"S", "HEAD_DIM", "BLOCK_N"} <= set(param_names(g)) or "S" not in params \
+                or any(segment(source, c.args[params.index("S")]) != "S" for _, c in callers):
+            continue  # the descriptor's S (the caller's) must be the S the masks use
         edits, made = [], []
         for a, (base, _, stride) in loads:
             edits.append((a.value, f"{base}.load([{start}, 0])"))
@@ -113,6 +157,15 @@ def _tma_load_kv(source: str) -> str | None:
             defs = [d for b, _, _ in made for d in assigns(g, b)]
             if len(defs) != len(made):
                 continue
+            # the host tensors behind the bases (`k_base = K + ...`, K launched as `k`)
+            tensors = [_leftmost_name(d.value) for d in defs]
+            glaunch = [c for c in launches(tree) if c.func.value.id == g.name]
+            gparams = param_names(g)
+            if len(glaunch) != 1 or not all(t in gparams[:len(glaunch[0].args)] for t in tensors):
+                continue
+            host_args = [segment(source, glaunch[0].args[gparams.index(t)]) for t in tensors]
+            if not all(a.isidentifier() for a in host_args):
+                continue
             src = splice(source, edits)
             last = max(d.end_lineno for d in defs)
             ind = indent_of(source, defs[0])
@@ -121,8 +174,15 @@ def _tma_load_kv(source: str) -> str | None:
                 new.append(f"{ind}{d} = tl.make_tensor_descriptor({b}, shape=[S, HEAD_DIM], "
                            f"strides=[{s}, 1],")
                 new.append(f"{ind}{' ' * (len(d) + 29)}block_shape=[BLOCK_N, HEAD_DIM])")
-            return _with_allocator(insert_lines(src, last, new))
+            return _with_allocator(insert_lines(src, last, new), tuple(dict.fromkeys(host_args)))
     return None
+
+
+def _leftmost_name(expr: ast.AST) -> str | None:
+    """`K` of `K + a * b + c`."""
+    while isinstance(expr, ast.BinOp):
+        expr = expr.left
+    return expr.id if isinstance(expr, ast.Name) else None
 
 
 def _tma_store_o(source: str) -> str | None:
@@ -138,7 +198,8 @@ def _tma_store_o(source: str) -> str | None:
             continue
         stmt = stores[0]
         pt = _pointer_tile(stmt.value.args[0])
-        if pt is None or len(assigns(fn, pt[0])) != 1 or len(assigns(fn, pt[1])) != 1:
+        if pt is None or len(assigns(fn, pt[0])) != 1 or len(assigns(fn, pt[1])) != 1 \
+                or not _rows_only(source, fn, stmt.value, pt[1], 2):
             continue
         offs = assigns(fn, pt[1])[0].value
         if not (isinstance(offs, ast.BinOp) and isinstance(offs.op, ast.Add)):

@@ -66,11 +66,12 @@ def _persistent_1d(source: str) -> str | None:
         runtime = _runtime_params(source, fn)
         if len(pid) != 1 or "tl.program_id(1)" in segment(source, fn) \
                 or "num_programs" in segment(source, fn) or names & {"N_TILES", "tile"} \
-                or not runtime \
-                or any(isinstance(n, (ast.Return, ast.For)) and pid[0][1].targets[0].id in
+                or not runtime or any(isinstance(n, ast.Return) for n in ast.walk(fn)) \
+                or any(isinstance(n, ast.For) and pid[0][1].targets[0].id in
                        {x.id for x in ast.walk(n) if isinstance(x, ast.Name)}
                        for n in ast.walk(fn)):
-            continue  # absent, 2-D, or already persistent (the pid starts a loop)
+            continue  # absent, 2-D, already persistent (the pid starts a loop), or a
+            # `return` (in the tile loop it would end the program's later tiles)
         launch = [c for c in launches(tree) if c.func.value.id == kname]
         if len(launch) != 1 or not isinstance(launch[0].func.slice, ast.Name):
             continue
@@ -78,8 +79,10 @@ def _persistent_1d(source: str) -> str | None:
         constexprs = [a.arg for a in fn.args.args[len(runtime):]]
         if not set(constexprs) <= {k.arg for k in call.keywords} or not call.args:
             continue
-        host = next(f for f in tree.body if isinstance(f, ast.FunctionDef)
-                    and f.lineno <= call.lineno <= f.end_lineno)
+        host = next((f for f in tree.body if isinstance(f, ast.FunctionDef)
+                     and f.lineno <= call.lineno <= f.end_lineno), None)
+        if host is None:
+            continue  # launched from a method or nested function
         gdefs = [a for a in assigns(host, call.func.slice.id) if isinstance(a.value, ast.Tuple)
                  and len(a.value.elts) == 1]
         if len(gdefs) != 1:
@@ -131,7 +134,7 @@ def _persistent_2d(source: str) -> str | None:
         params = param_names(fn)
         names = {n.id for n in ast.walk(fn) if isinstance(n, ast.Name)}
         if set(pids) != {"0", "1"} or not {"S", "BLOCK_M"} <= set(params) \
-                or names & {"tile", "num_m", "N_BH"} \
+                or names & {"tile", "num_m", "N_BH", "N_M"} \
                 or any(isinstance(n, ast.Return) for n in ast.walk(fn)):
             continue
         runtime = _runtime_params(source, fn)
@@ -142,8 +145,10 @@ def _persistent_2d(source: str) -> str | None:
                 or any(isinstance(a, ast.Starred) for a in launch[0].args):
             continue
         call = launch[0]
-        host = next(f for f in tree.body if isinstance(f, ast.FunctionDef)
-                    and f.lineno <= call.lineno <= f.end_lineno)
+        host = next((f for f in tree.body if isinstance(f, ast.FunctionDef)
+                     and f.lineno <= call.lineno <= f.end_lineno), None)
+        if host is None:
+            continue  # launched from a method or nested function
         grid = call.func.slice
         if not isinstance(grid, ast.Name):
             continue
@@ -164,7 +169,8 @@ def _persistent_2d(source: str) -> str | None:
         head = [f"{ind}# persistent: program p takes tiles p, p + num_programs, ...; tile t is",
                 f"{ind}# (head t % N_BH, query block t // N_BH), the last query blocks first when",
                 f"{ind}# causal (longest rows first: the tail of the launch is short work)",
-                f"{ind}num_m = tl.cdiv(S, BLOCK_M)",
+                f"{ind}# (N_BH, N_M: the old grid, so every tile is covered whatever its axes)",
+                f"{ind}num_m = N_M",
                 f"{ind}for tile in tl.range(tl.program_id(0), N_BH * num_m, tl.num_programs(0)):",
                 f"{ind}    {x} = tile % N_BH",
                 f"{ind}    {y} = tile // N_BH"]
@@ -173,15 +179,15 @@ def _persistent_2d(source: str) -> str | None:
         above = [ln for ln in lines[fn.lineno - 1 - len(fn.decorator_list):body[0].lineno - 1]
                  if not (ln.strip().startswith("#") and "axis" in ln)]  # the old grid's axes
         kernel = "".join(above) + "\n".join(head) + "\n" + moved
-        # signature: N_BH after the last runtime parameter
+        # signature: N_BH, N_M after the last runtime parameter
         last = runtime[-1]
         sig_lines = kernel.splitlines(keepends=True)
         row = last.lineno - (fn.lineno - len(fn.decorator_list))
         col = last.end_col_offset
-        sig_lines[row] = sig_lines[row][:col] + ", N_BH" + sig_lines[row][col:]
+        sig_lines[row] = sig_lines[row][:col] + ", N_BH, N_M" + sig_lines[row][col:]
         kernel = "".join(sig_lines)
-        # host: the launch passes N_BH; the grid is the persistent one
-        host_edits = [(call.args[-1], f"{segment(source, call.args[-1])}, {n_bh}"),
+        # host: the launch passes N_BH, N_M; the grid is the persistent one
+        host_edits = [(call.args[-1], f"{segment(source, call.args[-1])}, {n_bh}, {n_m}"),
                       (gdefs[0].value, f"(min({n_bh} * {n_m}, _persistent_programs({q})),)")]
         start = fn.lineno - 1 - len(fn.decorator_list)
         out = splice(source, host_edits)  # host code follows the kernel: spans still hold
