@@ -5,7 +5,8 @@
 * it replaces the torch entry points that lead to library attention or matmul/softmax
   (Python level: ``torch.matmul``, ``F.scaled_dot_product_attention``,
   ``Tensor.__matmul__`` ...; dispatcher level: the aten kernels ``mm``, ``bmm``,
-  ``_softmax``, the SDPA backends ... for CPU and CUDA) with functions that raise
+  ``_softmax``, the SDPA backends ... with every overload (``mm.out``, ``baddbmm_``
+  is its own operator) for CPU and CUDA) with functions that raise
   `GuardViolation`, so no route (``torch.ops``, ``torch._C``, aliases) reaches them;
 * it wraps thread starts (denied from candidate code) and adds a ``sys.addaudithook``
   hook (CPython hooks cannot be removed; rules in evaluator/guard_audit.py) that denies
@@ -61,6 +62,13 @@ _ATEN_DENY: tuple[str, ...] = (
     "_scaled_dot_product_fused_attention_overrideable", "_flash_attention_forward",
     "_efficient_attention_forward", "_cudnn_attention_forward",
     "convolution", "_convolution", "cudnn_convolution",
+    # the same GEMMs under other operator names: in-place methods (x.baddbmm_), convolutions
+    # that are one GEMM (conv_tbc, the backends' own entry points), int8/fp8/grouped GEMMs
+    "addmm_", "addbmm_", "baddbmm_", "addmv_", "conv_tbc", "cudnn_convolution_transpose",
+    "cudnn_convolution_relu", "cudnn_convolution_add_relu", "miopen_convolution",
+    "miopen_convolution_transpose", "miopen_depthwise_convolution", "mkldnn_convolution",
+    "_int_mm", "_scaled_mm", "_grouped_mm", "_scaled_grouped_mm", "_weight_int8pack_mm",
+    "_weight_int4pack_mm", "_cslt_sparse_mm", "_mixed_dtypes_linear",
 )
 _ATEN_KEYS: tuple[str, ...] = ("CPU", "CUDA")
 
@@ -141,11 +149,15 @@ def _replace_torch() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for op in _ATEN_DENY:
-            for key in _ATEN_KEYS:
-                try:
-                    lib.impl(op, _raiser(f"aten::{op}"), key)
-                except Exception:  # the op does not exist in this torch build
-                    pass
+            packet = getattr(torch.ops.aten, op, None)
+            overloads = packet.overloads() if packet is not None else ["default"]
+            for ov in overloads:  # every overload: mm.out, mm.dtype ... are separate kernels
+                name = op if ov == "default" else f"{op}.{ov}"
+                for key in _ATEN_KEYS:
+                    try:
+                        lib.impl(name, _raiser(f"aten::{name}"), key)
+                    except Exception:  # the op does not exist in this torch build
+                        pass
     _State.lib = lib
 
 
