@@ -95,7 +95,7 @@ _MODULES: tuple[str, ...] = (
 class _State:
     installed = False
     scratch: str = ""
-    candidate: str = ""
+    candidates: tuple[str, ...] = ()
     violations: list[str] = []
     snapshot: dict[str, Any] = {}
     replaced: dict[str, Any] = {}
@@ -173,7 +173,7 @@ def _wrap_thread_starts() -> None:
                 continue
 
             def start(*a: Any, _orig: Any = orig, _name: str = name, **k: Any) -> Any:
-                if on_stack(_State.candidate, sys._getframe(1)):
+                if on_stack(_State.candidates, sys._getframe(1)):
                     msg = f"runtime guard: thread start ({_name}) denied (threads are not allowed in a candidate)"
                     _record(msg)
                     raise GuardViolation(msg)
@@ -194,9 +194,11 @@ def _take_snapshot() -> None:
     _State.torch_threads = torch.get_num_threads() if torch is not None else None
 
 
-def install(*, scratch_dir: Path, candidate_path: Path, hidden_paths: list[str] | tuple = ()) -> None:
+def install(*, scratch_dir: Path, candidate_path: Path | list[Path], hidden_paths: list[str] | tuple = ()) -> None:
     """Arm the guard for the rest of this process's life (call right before importing the
-    candidate). ``hidden_paths``: files candidate code may not open (the target file)."""
+    candidate). ``candidate_path``: the candidate file, or every one of them (a rematch
+    imports challenger and champion: the stack rules hold for both). ``hidden_paths``:
+    files candidate code may not open (the target file)."""
     if _State.installed:
         raise RuntimeError("guard already installed")
     import json  # noqa: F401  (snapshotted below)
@@ -206,7 +208,8 @@ def install(*, scratch_dir: Path, candidate_path: Path, hidden_paths: list[str] 
         except Exception:  # noqa: BLE001 - absent in this build
             pass
     _State.scratch = os.path.realpath(scratch_dir)
-    _State.candidate = str(Path(candidate_path).resolve())
+    paths = candidate_path if isinstance(candidate_path, (list, tuple)) else [candidate_path]
+    _State.candidates = tuple(str(Path(p).resolve()) for p in paths)
     _replace_torch()
     _wrap_thread_starts()
     _take_snapshot()
@@ -214,7 +217,7 @@ def install(*, scratch_dir: Path, candidate_path: Path, hidden_paths: list[str] 
     triton = sys.modules.get("triton")
     trusted = tuple(os.path.dirname(os.path.realpath(m.__file__)) for m in (triton,) if m is not None)
     hidden = tuple(os.path.realpath(p) for p in hidden_paths)
-    sys.addaudithook(arm(_State.scratch, _State.candidate, trusted, _record, module_verdict, hidden))
+    sys.addaudithook(arm(_State.scratch, _State.candidates, trusted, _record, module_verdict, hidden))
     _hide_trusted_modules()
 
 

@@ -1,6 +1,6 @@
 """The audit-hook rules of the runtime guard (see evaluator/guard.py).
 
-`arm(scratch, candidate, record)` returns the hook for ``sys.addaudithook``. Who asks
+`arm(scratch, candidates, record)` returns the hook for ``sys.addaudithook``. Who asks
 matters for some events, so the hook looks at the Python stack:
 
 * always denied: writes outside the scratch directory (``open`` for writing, rename,
@@ -62,7 +62,7 @@ class GuardViolation(Exception):
 @dataclass
 class _Policy:
     scratch: str
-    candidate: str
+    candidate: tuple[str, ...]  # the candidate files (a rematch imports two)
     trusted_dirs: tuple[str, ...]  # Triton's own code: it may start its toolchain
     record: Callable[[str], None]
     module_verdict: Callable[[str], str | None]
@@ -70,9 +70,10 @@ class _Policy:
     busy: threading.local = field(default_factory=threading.local)  # the hook is not re-entered
 
 
-def arm(scratch: str, candidate: str, trusted_dirs: tuple[str, ...], record: Callable[[str], None],
+def arm(scratch: str, candidate: tuple[str, ...], trusted_dirs: tuple[str, ...], record: Callable[[str], None],
         module_verdict: Callable[[str], str | None], hidden: tuple[str, ...] = ()
         ) -> Callable[[str, tuple], None]:
+    candidate = (candidate,) if isinstance(candidate, str) else tuple(candidate)  # `in` on a str: substrings
     pol = _Policy(scratch, candidate, trusted_dirs, record, module_verdict, hidden)
 
     def hook(event: str, args: tuple) -> None:
@@ -111,10 +112,10 @@ def _abspath(p: Any) -> str | None:
     return os.path.normpath(p if os.path.isabs(p) else os.path.join(os.getcwd(), p))
 
 
-def on_stack(candidate: str, frame: Any) -> bool:
-    """Whether a frame of the file ``candidate`` is on the stack from ``frame`` outwards."""
+def on_stack(candidates: tuple[str, ...], frame: Any) -> bool:
+    """Whether a frame of one of the files ``candidates`` is on the stack from ``frame`` outwards."""
     while frame is not None:
-        if frame.f_code.co_filename == candidate:
+        if frame.f_code.co_filename in candidates:
             return True
         frame = frame.f_back
     return False
@@ -178,12 +179,12 @@ def _audit(pol: _Policy, event: str, args: tuple, frame: Any) -> None:
             _deny(pol, event, "not allowed from candidate code")
         return
     if event == "import":
-        if _asker(frame) == pol.candidate:
+        if _asker(frame) in pol.candidate:
             why = pol.module_verdict(str(args[0]))
             if why:
                 _deny(pol, event, f"import {args[0]}: {why}")
         return
     if event in ("exec", "compile") and frame is not None and _is_import_machinery(frame):
         return   # the import system compiling/running a module's source: the import was vetted above
-    if event in _DIRECT and _asker(frame) == pol.candidate:
+    if event in _DIRECT and _asker(frame) in pol.candidate:
         _deny(pol, event, "introspection / dynamic code from the candidate")

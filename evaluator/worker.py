@@ -155,7 +155,7 @@ class Worker:
             self.compile_log = profile_stage.install(profiler=bool(self.plan.get("profile")))
         self.threads0 = threading.active_count()
         hidden = [self.plan["target"]["path"]] if self.plan["target"].get("path") else []
-        guard.install(scratch_dir=self.scratch, candidate_path=self.candidates[0], hidden_paths=hidden)
+        guard.install(scratch_dir=self.scratch, candidate_path=self.candidates, hidden_paths=hidden)
         self.guard = guard
         _stage("import")
         for i, path in enumerate(self.candidates):

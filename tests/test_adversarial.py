@@ -154,3 +154,15 @@ def test_runtime_pipeline_gpu(name):
     assert res.status == "rejected", f"{name} was accepted without the static check (score {res.score})"
     want = (m["RUNTIME_PIPELINE"] or m["RUNTIME"], *m["RUNTIME_ALSO"])
     assert res.failure.cls in want, (res.failure, res.log_tail[-1500:])
+
+
+def test_compare_guards_the_champion_side():
+    """A rematch imports challenger and champion into one worker: the guard's stack rules
+    apply to both files (with the static check off, the champion's ``sys._getframe`` is
+    still denied)."""
+    from evaluator import EvalOptions, compare_candidates
+
+    res = compare_candidates(CASES["honest_plain"]["path"], CASES["frames_as_champion"]["path"],
+                             "gqa", "smoke", EvalOptions(static_check=False, seed=5), rounds=2)
+    assert res.failure is not None, "the champion's frame introspection was not stopped"
+    assert res.failure["side"] == "champion" and res.failure["class"] == "forbidden", res.failure
