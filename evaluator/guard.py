@@ -52,6 +52,8 @@ _PY_DENY: tuple[tuple[str, str], ...] = (
     ("torch.nn.functional", "log_softmax"), ("torch.nn.functional", "linear"),
     ("torch.nn.functional", "multi_head_attention_forward"),
     ("torch.nn.attention.flex_attention", "flex_attention"),
+    # file writes from C++ (no audit event): a storage mapped from a file with shared=True
+    ("torch", "from_file"), ("torch.UntypedStorage", "from_file"), ("torch.TypedStorage", "from_file"),
 )
 # Dispatcher-level aten kernels overridden for these keys (catches torch.ops/_C routes).
 _ATEN_DENY: tuple[str, ...] = (
@@ -121,8 +123,10 @@ def _owner(path: str) -> Any:
 
 
 def _raiser(name: str) -> Callable[..., Any]:
+    why = "file I/O" if name.endswith("from_file") else "library attention / matmul / softmax route"
+
     def denied(*_a: Any, **_k: Any) -> Any:
-        msg = f"{name} is forbidden in a candidate (library attention / matmul / softmax route)"
+        msg = f"{name} is forbidden in a candidate ({why})"
         _record(msg)
         raise GuardViolation(msg)
     denied.__name__ = denied.__qualname__ = f"guard_denied_{name.replace('.', '_')}"
@@ -194,11 +198,14 @@ def _take_snapshot() -> None:
     _State.torch_threads = torch.get_num_threads() if torch is not None else None
 
 
-def install(*, scratch_dir: Path, candidate_path: Path | list[Path], hidden_paths: list[str] | tuple = ()) -> None:
+def install(*, scratch_dir: Path, candidate_path: Path | list[Path], hidden_paths: list[str] | tuple = (),
+            protected_dirs: list[Path] | tuple = ()) -> None:
     """Arm the guard for the rest of this process's life (call right before importing the
     candidate). ``candidate_path``: the candidate file, or every one of them (a rematch
     imports challenger and champion: the stack rules hold for both). ``hidden_paths``:
-    files candidate code may not open (the target file)."""
+    files candidate code may not open (the target file); ``protected_dirs``: directories
+    inside the scratch dir that candidate code may not write under (the worker's outputs,
+    the candidate sources)."""
     if _State.installed:
         raise RuntimeError("guard already installed")
     import json  # noqa: F401  (snapshotted below)
@@ -217,7 +224,9 @@ def install(*, scratch_dir: Path, candidate_path: Path | list[Path], hidden_path
     triton = sys.modules.get("triton")
     trusted = tuple(os.path.dirname(os.path.realpath(m.__file__)) for m in (triton,) if m is not None)
     hidden = tuple(os.path.realpath(p) for p in hidden_paths)
-    sys.addaudithook(arm(_State.scratch, _State.candidates, trusted, _record, module_verdict, hidden))
+    protected = tuple(os.path.realpath(p) for p in protected_dirs)
+    sys.addaudithook(arm(_State.scratch, _State.candidates, trusted, _record, module_verdict, hidden,
+                         protected))
     _hide_trusted_modules()
 
 

@@ -9,7 +9,9 @@ matters for some events, so the hook looks at the Python stack:
 * denied while candidate code is anywhere on the stack: ctypes, tracing/profiling hooks,
   frame listing, ``mmap``, signal handlers, reads of other processes' /proc entries, of
   raw process memory (``/proc/self/mem``), of credential files and of the hidden files
-  (the target file: evaluator/targets/plugin.py);
+  (the target file: evaluator/targets/plugin.py), and writes under the protected
+  directories (the worker's outputs, which the checker judges later, and the candidate
+  sources);
 * denied when candidate code is the direct caller: exec/compile, ``sys._getframe``,
   frame/code attribute access, ``gc`` heap walks, ``id()``, environment writes, and
   imports that the static check forbids.
@@ -67,14 +69,15 @@ class _Policy:
     record: Callable[[str], None]
     module_verdict: Callable[[str], str | None]
     hidden: tuple[str, ...] = ()  # real paths candidate code may not open (the target file)
+    protected: tuple[str, ...] = ()  # real dirs candidate code may not write under (out/, candidate/)
     busy: threading.local = field(default_factory=threading.local)  # the hook is not re-entered
 
 
 def arm(scratch: str, candidate: tuple[str, ...], trusted_dirs: tuple[str, ...], record: Callable[[str], None],
-        module_verdict: Callable[[str], str | None], hidden: tuple[str, ...] = ()
-        ) -> Callable[[str, tuple], None]:
+        module_verdict: Callable[[str], str | None], hidden: tuple[str, ...] = (),
+        protected: tuple[str, ...] = ()) -> Callable[[str, tuple], None]:
     candidate = (candidate,) if isinstance(candidate, str) else tuple(candidate)  # `in` on a str: substrings
-    pol = _Policy(scratch, candidate, trusted_dirs, record, module_verdict, hidden)
+    pol = _Policy(scratch, candidate, trusted_dirs, record, module_verdict, hidden, protected)
 
     def hook(event: str, args: tuple) -> None:
         if getattr(pol.busy, "on", False):
@@ -143,11 +146,21 @@ def _check_write(pol: _Policy, event: str, path: Any) -> None:
     _deny(pol, event, f"write outside the scratch directory: {p}")
 
 
+def _check_protected(pol: _Policy, event: str, path: Any, frame: Any) -> None:
+    p = _abspath(path)
+    if p is None or not pol.protected:
+        return
+    real = os.path.realpath(p)
+    if any(_under(real, d) for d in pol.protected) and on_stack(pol.candidate, frame):
+        _deny(pol, event, f"write to a worker's own file (outputs the checker judges, sources): {p}")
+
+
 def _audit(pol: _Policy, event: str, args: tuple, frame: Any) -> None:
     if event == "open":
         path, mode, flags = (tuple(args) + (None, None, None))[:3]
         if (isinstance(flags, int) and flags & _WRITE_FLAGS) or (isinstance(mode, str) and any(c in mode for c in "wax+")):
             _check_write(pol, event, path)
+            _check_protected(pol, event, path, frame)
         p = _abspath(path)
         if p is not None and pol.hidden and os.path.realpath(p) in pol.hidden and on_stack(pol.candidate, frame):
             _deny(pol, event, f"the target file: {p}")
@@ -163,6 +176,7 @@ def _audit(pol: _Policy, event: str, args: tuple, frame: Any) -> None:
     if event in _FS_EVENTS:
         for a in args[:_FS_EVENTS[event]]:
             _check_write(pol, event, a)
+            _check_protected(pol, event, a, frame)
         return
     if event in ("subprocess.Popen", "os.posix_spawn"):   # subprocess may use posix_spawn
         exe = args[0] if args and args[0] else (args[1][0] if len(args) > 1 and args[1] else "")

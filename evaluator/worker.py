@@ -40,6 +40,7 @@ import sys
 import threading
 import time
 import traceback
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,7 @@ from evaluator.timing import BadOutput, TimingParams, time_call
 
 
 _REPORT: dict[str, Any] = {}
+_open = open  # bound before any candidate code exists (a patched builtins.open is reported)
 _CPU_POISON_BLOCKS = 8
 _T0 = time.monotonic()
 
@@ -78,6 +80,7 @@ class Worker:
         self.modules: list[Any] = []
         self.guard: Any = None  # evaluator.guard once installed (its module leaves sys.modules)
         self.compile_log: profile_stage.CompileLog | None = None  # GPU: Triton's listener
+        self.saved: dict[str, str] = {}  # output file -> sha256 of the bytes this worker wrote
         self.threads0 = threading.active_count()
 
     # ---- helpers -------------------------------------------------------------------
@@ -110,6 +113,26 @@ class Worker:
             self.fail(classify_exception(exc), f"{type(exc).__name__}: {exc}\n{tb}", shape.name)
         self._integrity(shape)
         return out
+
+    def _save(self, tensor: Any, name: str) -> None:
+        """Save an output for the checker and note its digest: candidate code that runs later
+        could rewrite the file from C++ (torch.save, a file-mapped storage: no audit event)."""
+        import torch
+
+        torch.save(tensor, self.out_dir / name)
+        self.saved[name] = _digest(self.out_dir / name)
+
+    def verify_outputs(self) -> None:
+        """Right before the checker may read them (phase 1, the end of the run; no candidate
+        code runs in between): every output file still holds the bytes this worker wrote."""
+        for name, digest in self.saved.items():
+            try:
+                same = _digest(self.out_dir / name) == digest
+            except OSError:
+                same = False
+            if not same:
+                self.fail("forbidden", f"tampering detected: the worker's output {name} was changed "
+                          "after it was written")
 
     # ---- stages --------------------------------------------------------------------
     def time_baselines(self) -> None:
@@ -154,12 +177,17 @@ class Worker:
         if self.tdev == "cuda":
             self.compile_log = profile_stage.install(profiler=bool(self.plan.get("profile")))
         self.threads0 = threading.active_count()
+        sources = [_digest(p) for p in self.candidates]  # a rematch's champion is imported second
         hidden = [self.plan["target"]["path"]] if self.plan["target"].get("path") else []
-        guard.install(scratch_dir=self.scratch, candidate_path=self.candidates, hidden_paths=hidden)
+        guard.install(scratch_dir=self.scratch, candidate_path=self.candidates, hidden_paths=hidden,
+                      protected_dirs=[self.out_dir, *{p.parent for p in self.candidates}])
         self.guard = guard
         _stage("import")
         for i, path in enumerate(self.candidates):
             name = f"candidate_{i}"
+            if _digest(path) != sources[i]:  # only the candidates before it have run
+                self.fail("forbidden", f"tampering detected: candidate file {path.name} was changed "
+                          "before it was imported", side=0 if i == 1 else None)
             try:
                 spec = importlib.util.spec_from_file_location(name, str(path))
                 mod = importlib.util.module_from_spec(spec)
@@ -219,12 +247,13 @@ class Worker:
                     for t, c in zip(inputs, copies):
                         if not torch.equal(t, c):
                             self.fail("mutation", "the candidate modified an input tensor", shape.name)
-                    torch.save(torch.Tensor.cpu(out).clone(), self.out_dir / f"check{chk['id']}_s{side}_r{rep}.pt")
+                    self._save(torch.Tensor.cpu(out).clone(), f"check{chk['id']}_s{side}_r{rep}.pt")
                     del out
             self._threads(shape)
 
     def await_verdict(self) -> None:
         """Hand the correctness outputs to the parent and block until it releases us."""
+        self.verify_outputs()
         tmp = self.out_dir / "phase1.tmp"
         tmp.write_text(json.dumps(self.report, default=str))
         _stage("awaiting-verdict")  # announced first: the parent reports it before the checker
@@ -334,7 +363,12 @@ class Worker:
         out["ms"].append(t.ms)
         out["wall"].append([t.wall_ms, t.wall_event_ms, self.params.wall_calls])
         for s in t.samples:  # the checker knows these names from its own copy of the plan
-            torch.save(s["tensor"].cpu().clone(), self.out_dir / f"time{entry['idx']}_s{side}_p{p}_c{s['call']}.pt")
+            self._save(s["tensor"].cpu().clone(), f"time{entry['idx']}_s{side}_p{p}_c{s['call']}.pt")
+
+
+def _digest(path: Path) -> str:
+    with _open(path, "rb") as f:
+        return sha256(f.read()).hexdigest()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -370,6 +404,7 @@ def main(argv: list[str] | None = None) -> None:
         w.await_verdict()
         w.run_timing()
         w.run_profile()
+        w.verify_outputs()  # the profile stage ran candidate code after the last sample was saved
         _stage("done")
     except CandidateFailure as f:
         w.report["failure"] = {"class": f.cls, "message": f.message, "shape": f.shape, "side": f.side}

@@ -166,3 +166,27 @@ def test_compare_guards_the_champion_side():
                              "gqa", "smoke", EvalOptions(static_check=False, seed=5), rounds=2)
     assert res.failure is not None, "the champion's frame introspection was not stopped"
     assert res.failure["side"] == "champion" and res.failure["class"] == "forbidden", res.failure
+
+
+def test_candidate_cannot_rewrite_the_worker_files(tmp_path):
+    """With the static check off, candidate code that rewrites an output the checker will
+    judge (torch.save: a C++ write, no audit event) or a rematch's champion source before
+    it is imported is ``forbidden`` (the worker checks the digests of its files)."""
+    from evaluator import EvalOptions, compare_candidates, evaluate
+
+    src = CASES["rewrites_outputs"]["path"].read_text()
+    res = evaluate(CASES["rewrites_outputs"]["path"], "gqa", "smoke", EvalOptions(static_check=False, seed=5))
+    assert res.status == "rejected" and res.failure.cls == "forbidden", (res.failure, res.log_tail[-1500:])
+    assert "check0_s0_r0.pt was changed" in res.failure.message, res.failure
+    chal = tmp_path / "chal.py"  # at import, before the champion is imported
+    chal.write_text(src.replace("    torch.save(o, OUTPUT)  # over an output the checker has not judged yet\n", "")
+                    + '\ntorch.save(torch.zeros(1), "../candidate/kernel_1.py")\n')
+    cmp = compare_candidates(chal, CASES["honest_plain"]["path"], "gqa", "smoke",
+                             EvalOptions(static_check=False, seed=5), rounds=2)
+    assert cmp.failure is not None and cmp.failure["class"] == "forbidden", cmp.failure
+    assert cmp.failure["side"] == "challenger" and "kernel_1.py was changed" in cmp.failure["message"]
+    probe = tmp_path / "k.py"  # a Python-level write there: the guard's audit hook says so at once
+    probe.write_text(src.replace("torch.save(o, OUTPUT)", 'open(OUTPUT, "ab").close()'))
+    res = evaluate(probe, "gqa", "smoke", EvalOptions(static_check=False, seed=5))
+    assert res.failure is not None and res.failure.cls == "forbidden", res.failure
+    assert "worker's own file" in res.failure.message, res.failure
