@@ -127,6 +127,8 @@ DENIED_NAMES: dict[str, str] = {
     "torch.overrides": "__torch_function__ machinery", "torch.hub": "network",
     "triton.runtime.cache": "Triton cache internals", "triton.knobs": "Triton global knobs",
     "triton.compile": "Triton compiler internals",
+    "triton.runtime.driver.active.utils.load_binary": "loading a foreign GPU binary (not a Triton kernel)",
+    "triton.runtime.driver.active.launcher_cls": "launching a foreign GPU binary (not a Triton kernel)",
     "operator.matmul": "matmul operator (cuBLAS)", "operator.imatmul": "matmul operator (cuBLAS)",
     "operator.attrgetter": "string-built attribute access", "operator.methodcaller": "string-built calls",
 }
@@ -151,6 +153,8 @@ DENIED_METHODS: dict[str, str] = {
     "data_ptr": "address-keyed caching (every timed call gets fresh inputs anyway)",
     "untyped_storage": "storage tricks", "storage": "storage tricks", "set_": "storage tricks",
     "from_file": "file I/O (a shared storage writes the file from C++, unseen by the guard)",
+    "load_binary": "loading a foreign GPU binary (not a Triton kernel)",
+    "launcher_cls": "launching a foreign GPU binary (not a Triton kernel)",
     "_version": "version-keyed caching", "f_globals": "frame access", "f_locals": "frame access",
     "f_back": "frame access", "gi_frame": "frame access", "tb_frame": "frame access",
     "cr_frame": "frame access", "f_code": "frame access", "ag_frame": "frame access",
