@@ -27,7 +27,9 @@ module's checks, SDPA fallback and custom op; default ``"plain"``: the contract'
 ``"best"``: the fastest baseline per shape) and ``empty_inputs(shape, device)`` (a Call of
 uninitialised tensors for the GPU precompile stage; default: ``make_inputs``).
 A baseline factory returns a callable with the candidate's signature. ``reference`` and
-``lowp`` return the rows ``rows`` (all when None) of the output's dim 2. A target file may
+``lowp`` return the rows ``rows`` (all when None) of the output's dim 2. ``make_inputs``
+and ``empty_inputs`` also run in the worker once the guard is armed: no matmul, softmax,
+SDPA or convolution there (they raise, and the candidate would be blamed: ``forbidden``). A target file may
 import torch, the standard library and ``evaluator`` modules (e.g. reuse
 evaluator/targets/prefill.py, as examples/softcap_target.py does), not files beside it:
 the worker runs its source text, not the file. Import evaluator modules at the top, not
