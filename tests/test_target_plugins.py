@@ -177,6 +177,10 @@ _GOOD = SOFTCAP.read_text()
     (lambda s: s + "\nBASELINES = {'cpu': {'x': 1}}\n", "BASELINES"),
     (lambda s: s + "\nraise SystemExit(3)\n", "failed to load: SystemExit"),
     (lambda s: s + "\ndef __getattr__(name):\n    raise RuntimeError(name)\n", "RuntimeError"),
+    # shapes the plan cannot carry (it holds Shape.to_dict(), rebuilt by Shape.from_dict)
+    (lambda s: s.replace('_s(1, 4, 1, 64, 64, False, "float16")', '_s(1, 4, 1, 64, 64, False, "fp8")'), "dtype"),
+    (lambda s: s + "\nShape.to_dict = lambda self: {'B': {1, 2}}\n", "to_dict"),
+    (lambda s: s + "\nShape.from_dict = classmethod(lambda cls, d: None)\n", "from_dict"),
 ])
 def test_malformed_target_file_raises_one_line(tmp_path, edit, needle):
     p = tmp_path / "t.py"

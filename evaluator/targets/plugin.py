@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import math
 import re
 import sys
@@ -239,6 +240,8 @@ def from_module(mod: ModuleType, spec: dict[str, Any], where: str) -> Target:
     for fn in ("make_inputs", "reference", "lowp"):
         if not callable(getattr(mod, fn)):
             raise TargetError(f"target file {where}: {fn} must be a function")
+    for s in (*(x for v in suites.values() for x in v), *(x for v in val.values() for x in v)):
+        _check_shape(mod, s, where)
     score = getattr(mod, "SCORE_AGAINST", "first")
     if score not in ("first", "best"):
         raise TargetError(f"target file {where}: SCORE_AGAINST must be 'first' or 'best'")
@@ -249,6 +252,26 @@ def from_module(mod: ModuleType, spec: dict[str, Any], where: str) -> Target:
         quick_validation=tuple(val.get("quick", ())), kinds=kinds, entry=entry,
         score_against=score, tolerance=dict(tol),
         export_wrapper="prefill" if getattr(mod, "EXPORT_WRAPPER", "plain") == "prefill" else "plain")
+
+
+def _check_shape(mod: ModuleType, s: Any, where: str) -> None:
+    """A shape the plan can carry (``to_dict`` as JSON, rebuilt by ``Shape.from_dict``) and
+    the worker can allocate for (a known dtype, integer sizes)."""
+    from evaluator.correctness import EPS
+
+    what = f"target file {where}: shape {str(getattr(s, 'name', s))[:60]!r}:"
+    if s.dtype not in EPS:
+        raise TargetError(f"{what} dtype must be one of {', '.join(EPS)}, got {s.dtype!r}")
+    if not (isinstance(s.rows, int) and s.rows >= 1
+            and all(isinstance(n, int) and n >= 1 for n in tuple(s.out_shape))):
+        raise TargetError(f"{what} rows and out_shape must be positive integers")
+    d = s.to_dict()
+    try:
+        json.dumps(d)
+    except (TypeError, ValueError):
+        raise TargetError(f"{what} to_dict() must return JSON data (the plan carries it)") from None
+    if mod.Shape.from_dict(d) != s:
+        raise TargetError(f"{what} Shape.from_dict(shape.to_dict()) must give the shape back")
 
 
 def _checked(mod: ModuleType, spec: dict[str, Any], where: str) -> Target:
