@@ -55,6 +55,7 @@ from evaluator.timing import BadOutput, TimingParams, time_call
 
 _REPORT: dict[str, Any] = {}
 _open = open  # bound before any candidate code exists (a patched builtins.open is reported)
+_listdir = os.listdir
 _CPU_POISON_BLOCKS = 8
 _T0 = time.monotonic()
 
@@ -65,7 +66,8 @@ def _stage(name: str) -> None:
 
 
 class Worker:
-    def __init__(self, plan: dict[str, Any], scratch: Path, out_dir: Path, candidates: list[Path]):
+    def __init__(self, plan: dict[str, Any], scratch: Path, out_dir: Path, candidates: list[Path],
+                 phase1_token: str | None = None):
         self.plan = plan
         self.scratch = scratch
         self.out_dir = out_dir
@@ -81,6 +83,8 @@ class Worker:
         self.guard: Any = None  # evaluator.guard once installed (its module leaves sys.modules)
         self.compile_log: profile_stage.CompileLog | None = None  # GPU: Triton's listener
         self.saved: dict[str, str] = {}  # output file -> sha256 of the bytes this worker wrote
+        self.own = {"baselines.done"}  # further files of out/ that this worker wrote
+        self.phase1_token = phase1_token  # the parent's mark of our phase1.json (never in the report)
         self.threads0 = threading.active_count()
 
     # ---- helpers -------------------------------------------------------------------
@@ -133,6 +137,10 @@ class Worker:
             if not same:
                 self.fail("forbidden", f"tampering detected: the worker's output {name} was changed "
                           "after it was written")
+        stray = sorted(set(_listdir(self.out_dir)) - set(self.saved) - self.own)
+        if stray:
+            self.fail("forbidden", f"tampering detected: {', '.join(stray)[:200]} in the worker's "
+                      "output directory was not written by the worker")
 
     # ---- stages --------------------------------------------------------------------
     def time_baselines(self) -> None:
@@ -255,9 +263,10 @@ class Worker:
         """Hand the correctness outputs to the parent and block until it releases us."""
         self.verify_outputs()
         tmp = self.out_dir / "phase1.tmp"
-        tmp.write_text(json.dumps(self.report, default=str))
+        tmp.write_text(json.dumps({**self.report, "phase1_token": self.phase1_token}, default=str))
         _stage("awaiting-verdict")  # announced first: the parent reports it before the checker
         os.replace(tmp, self.out_dir / "phase1.json")
+        self.own.add("phase1.json")
         line = sys.stdin.readline()
         if line.strip() != "go":
             raise CandidateFailure("internal", "the parent did not release the worker for timing")
@@ -384,7 +393,8 @@ def main(argv: list[str] | None = None) -> None:
         req_path = Path(argv[0])
         req = json.loads(req_path.read_text())
         req_path.unlink()  # the plan (and its seed) is not left lying around for the candidate
-    w = Worker(req["plan"], Path(req["scratch"]), Path(req["out_dir"]), [Path(p) for p in req["candidates"]])
+    w = Worker(req["plan"], Path(req["scratch"]), Path(req["out_dir"]), [Path(p) for p in req["candidates"]],
+               req.get("phase1_token"))
     code = 0
     try:
         if not prestarted:

@@ -190,3 +190,20 @@ def test_candidate_cannot_rewrite_the_worker_files(tmp_path):
     res = evaluate(probe, "gqa", "smoke", EvalOptions(static_check=False, seed=5))
     assert res.failure is not None and res.failure.cls == "forbidden", res.failure
     assert "worker's own file" in res.failure.message, res.failure
+
+
+def test_a_forged_phase1_file_does_not_start_the_checker(tmp_path):
+    """``out/phase1.json`` tells the parent that the correctness outputs are complete. A
+    candidate that creates it early (torch.save writes from C++: no audit event) must not
+    get the checker to judge files of its choosing: the parent waits for the worker's own
+    file (it carries a token the candidate never sees), and the worker reports the stray
+    file as tampering."""
+    from evaluator import EvalOptions, evaluate
+
+    src = CASES["rewrites_outputs"]["path"].read_text()
+    probe = tmp_path / "k.py"
+    probe.write_text(src.replace("    torch.save(o, OUTPUT)  # over an output the checker has not judged yet\n", "")
+                     + '\ntorch.save(torch.zeros(1), "../out/phase1.json")\n')
+    res = evaluate(probe, "gqa", "smoke", EvalOptions(static_check=False, seed=5))
+    assert res.status == "rejected" and res.failure.cls == "forbidden", (res.failure, res.log_tail[-1500:])
+    assert "phase1.json" in res.failure.message and "missing" not in res.failure.message, res.failure
