@@ -262,6 +262,8 @@ class Worker:
     def await_verdict(self) -> None:
         """Hand the correctness outputs to the parent and block until it releases us."""
         self.verify_outputs()
+        self.own |= set(self.saved)  # judged now: the end of the run verifies the samples only
+        self.saved.clear()
         tmp = self.out_dir / "phase1.tmp"
         tmp.write_text(json.dumps({**self.report, "phase1_token": self.phase1_token}, default=str))
         _stage("awaiting-verdict")  # announced first: the parent reports it before the checker

@@ -185,7 +185,14 @@ def test_candidate_cannot_rewrite_the_worker_files(tmp_path):
                              EvalOptions(static_check=False, seed=5), rounds=2)
     assert cmp.failure is not None and cmp.failure["class"] == "forbidden", cmp.failure
     assert cmp.failure["side"] == "challenger" and "kernel_1.py was changed" in cmp.failure["message"]
-    probe = tmp_path / "k.py"  # a Python-level write there: the guard's audit hook says so at once
+    probe = tmp_path / "k.py"  # only once timing runs (after 6 check calls): the end of the run sees it
+    probe.write_text(src.replace("    torch.save(o, OUTPUT)", "    _CALLS.append(1)\n    if len(_CALLS) > 6:\n"
+                                 "        torch.save(o, \"../out/time0_s0_p0_c0.pt\")")
+                     + "\n_CALLS = []\n")
+    res = evaluate(probe, "gqa", "smoke", EvalOptions(static_check=False, seed=5))
+    assert res.failure is not None and res.failure.cls == "forbidden", res.failure
+    assert "time0_s0_p0_c0.pt" in res.failure.message and "tampering" in res.failure.message, res.failure
+    # a Python-level write there: the guard's audit hook says so at once
     probe.write_text(src.replace("torch.save(o, OUTPUT)", 'open(OUTPUT, "ab").close()'))
     res = evaluate(probe, "gqa", "smoke", EvalOptions(static_check=False, seed=5))
     assert res.failure is not None and res.failure.cls == "forbidden", res.failure
