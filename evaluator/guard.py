@@ -5,7 +5,8 @@
 * it replaces the torch entry points that lead to library attention or matmul/softmax
   (Python level: ``torch.matmul``, ``F.scaled_dot_product_attention``,
   ``Tensor.__matmul__`` ...; dispatcher level: the aten kernels ``mm``, ``bmm``,
-  ``_softmax``, the SDPA backends ... for CPU and CUDA) with functions that raise
+  ``_softmax``, the SDPA backends ... with every overload (``mm.out``, ``baddbmm_``
+  is its own operator) for CPU and CUDA) with functions that raise
   `GuardViolation`, so no route (``torch.ops``, ``torch._C``, aliases) reaches them;
 * it wraps thread starts (denied from candidate code) and adds a ``sys.addaudithook``
   hook (CPython hooks cannot be removed; rules in evaluator/guard_audit.py) that denies
@@ -51,6 +52,8 @@ _PY_DENY: tuple[tuple[str, str], ...] = (
     ("torch.nn.functional", "log_softmax"), ("torch.nn.functional", "linear"),
     ("torch.nn.functional", "multi_head_attention_forward"),
     ("torch.nn.attention.flex_attention", "flex_attention"),
+    # file writes from C++ (no audit event): a storage mapped from a file with shared=True
+    ("torch", "from_file"), ("torch.UntypedStorage", "from_file"), ("torch.TypedStorage", "from_file"),
 )
 # Dispatcher-level aten kernels overridden for these keys (catches torch.ops/_C routes).
 _ATEN_DENY: tuple[str, ...] = (
@@ -61,6 +64,13 @@ _ATEN_DENY: tuple[str, ...] = (
     "_scaled_dot_product_fused_attention_overrideable", "_flash_attention_forward",
     "_efficient_attention_forward", "_cudnn_attention_forward",
     "convolution", "_convolution", "cudnn_convolution",
+    # the same GEMMs under other operator names: in-place methods (x.baddbmm_), convolutions
+    # that are one GEMM (conv_tbc, the backends' own entry points), int8/fp8/grouped GEMMs
+    "addmm_", "addbmm_", "baddbmm_", "addmv_", "conv_tbc", "cudnn_convolution_transpose",
+    "cudnn_convolution_relu", "cudnn_convolution_add_relu", "miopen_convolution",
+    "miopen_convolution_transpose", "miopen_depthwise_convolution", "mkldnn_convolution",
+    "_int_mm", "_scaled_mm", "_grouped_mm", "_scaled_grouped_mm", "_weight_int8pack_mm",
+    "_weight_int4pack_mm", "_cslt_sparse_mm", "_mixed_dtypes_linear",
 )
 _ATEN_KEYS: tuple[str, ...] = ("CPU", "CUDA")
 
@@ -87,7 +97,7 @@ _MODULES: tuple[str, ...] = (
 class _State:
     installed = False
     scratch: str = ""
-    candidate: str = ""
+    candidates: tuple[str, ...] = ()
     violations: list[str] = []
     snapshot: dict[str, Any] = {}
     replaced: dict[str, Any] = {}
@@ -113,8 +123,10 @@ def _owner(path: str) -> Any:
 
 
 def _raiser(name: str) -> Callable[..., Any]:
+    why = "file I/O" if name.endswith("from_file") else "library attention / matmul / softmax route"
+
     def denied(*_a: Any, **_k: Any) -> Any:
-        msg = f"{name} is forbidden in a candidate (library attention / matmul / softmax route)"
+        msg = f"{name} is forbidden in a candidate ({why})"
         _record(msg)
         raise GuardViolation(msg)
     denied.__name__ = denied.__qualname__ = f"guard_denied_{name.replace('.', '_')}"
@@ -141,11 +153,15 @@ def _replace_torch() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for op in _ATEN_DENY:
-            for key in _ATEN_KEYS:
-                try:
-                    lib.impl(op, _raiser(f"aten::{op}"), key)
-                except Exception:  # the op does not exist in this torch build
-                    pass
+            packet = getattr(torch.ops.aten, op, None)
+            overloads = packet.overloads() if packet is not None else ["default"]
+            for ov in overloads:  # every overload: mm.out, mm.dtype ... are separate kernels
+                name = op if ov == "default" else f"{op}.{ov}"
+                for key in _ATEN_KEYS:
+                    try:
+                        lib.impl(name, _raiser(f"aten::{name}"), key)
+                    except Exception:  # the op does not exist in this torch build
+                        pass
     _State.lib = lib
 
 
@@ -161,7 +177,7 @@ def _wrap_thread_starts() -> None:
                 continue
 
             def start(*a: Any, _orig: Any = orig, _name: str = name, **k: Any) -> Any:
-                if on_stack(_State.candidate, sys._getframe(1)):
+                if on_stack(_State.candidates, sys._getframe(1)):
                     msg = f"runtime guard: thread start ({_name}) denied (threads are not allowed in a candidate)"
                     _record(msg)
                     raise GuardViolation(msg)
@@ -182,9 +198,14 @@ def _take_snapshot() -> None:
     _State.torch_threads = torch.get_num_threads() if torch is not None else None
 
 
-def install(*, scratch_dir: Path, candidate_path: Path, hidden_paths: list[str] | tuple = ()) -> None:
+def install(*, scratch_dir: Path, candidate_path: Path | list[Path], hidden_paths: list[str] | tuple = (),
+            protected_dirs: list[Path] | tuple = ()) -> None:
     """Arm the guard for the rest of this process's life (call right before importing the
-    candidate). ``hidden_paths``: files candidate code may not open (the target file)."""
+    candidate). ``candidate_path``: the candidate file, or every one of them (a rematch
+    imports challenger and champion: the stack rules hold for both). ``hidden_paths``:
+    files candidate code may not open (the target file); ``protected_dirs``: directories
+    inside the scratch dir that candidate code may not write under (the worker's outputs,
+    the candidate sources)."""
     if _State.installed:
         raise RuntimeError("guard already installed")
     import json  # noqa: F401  (snapshotted below)
@@ -194,7 +215,8 @@ def install(*, scratch_dir: Path, candidate_path: Path, hidden_paths: list[str] 
         except Exception:  # noqa: BLE001 - absent in this build
             pass
     _State.scratch = os.path.realpath(scratch_dir)
-    _State.candidate = str(Path(candidate_path).resolve())
+    paths = candidate_path if isinstance(candidate_path, (list, tuple)) else [candidate_path]
+    _State.candidates = tuple(str(Path(p).resolve()) for p in paths)
     _replace_torch()
     _wrap_thread_starts()
     _take_snapshot()
@@ -202,7 +224,9 @@ def install(*, scratch_dir: Path, candidate_path: Path, hidden_paths: list[str] 
     triton = sys.modules.get("triton")
     trusted = tuple(os.path.dirname(os.path.realpath(m.__file__)) for m in (triton,) if m is not None)
     hidden = tuple(os.path.realpath(p) for p in hidden_paths)
-    sys.addaudithook(arm(_State.scratch, _State.candidate, trusted, _record, module_verdict, hidden))
+    protected = tuple(os.path.realpath(p) for p in protected_dirs)
+    sys.addaudithook(arm(_State.scratch, _State.candidates, trusted, _record, module_verdict, hidden,
+                         protected))
     _hide_trusted_modules()
 
 

@@ -1,6 +1,6 @@
 """The audit-hook rules of the runtime guard (see evaluator/guard.py).
 
-`arm(scratch, candidate, record)` returns the hook for ``sys.addaudithook``. Who asks
+`arm(scratch, candidates, record)` returns the hook for ``sys.addaudithook``. Who asks
 matters for some events, so the hook looks at the Python stack:
 
 * always denied: writes outside the scratch directory (``open`` for writing, rename,
@@ -9,7 +9,9 @@ matters for some events, so the hook looks at the Python stack:
 * denied while candidate code is anywhere on the stack: ctypes, tracing/profiling hooks,
   frame listing, ``mmap``, signal handlers, reads of other processes' /proc entries, of
   raw process memory (``/proc/self/mem``), of credential files and of the hidden files
-  (the target file: evaluator/targets/plugin.py);
+  (the target file: evaluator/targets/plugin.py), and writes under the protected
+  directories (the worker's outputs, which the checker judges later, and the candidate
+  sources);
 * denied when candidate code is the direct caller: exec/compile, ``sys._getframe``,
   frame/code attribute access, ``gc`` heap walks, ``id()``, environment writes, and
   imports that the static check forbids.
@@ -62,18 +64,20 @@ class GuardViolation(Exception):
 @dataclass
 class _Policy:
     scratch: str
-    candidate: str
+    candidate: tuple[str, ...]  # the candidate files (a rematch imports two)
     trusted_dirs: tuple[str, ...]  # Triton's own code: it may start its toolchain
     record: Callable[[str], None]
     module_verdict: Callable[[str], str | None]
     hidden: tuple[str, ...] = ()  # real paths candidate code may not open (the target file)
+    protected: tuple[str, ...] = ()  # real dirs candidate code may not write under (out/, candidate/)
     busy: threading.local = field(default_factory=threading.local)  # the hook is not re-entered
 
 
-def arm(scratch: str, candidate: str, trusted_dirs: tuple[str, ...], record: Callable[[str], None],
-        module_verdict: Callable[[str], str | None], hidden: tuple[str, ...] = ()
-        ) -> Callable[[str, tuple], None]:
-    pol = _Policy(scratch, candidate, trusted_dirs, record, module_verdict, hidden)
+def arm(scratch: str, candidate: tuple[str, ...], trusted_dirs: tuple[str, ...], record: Callable[[str], None],
+        module_verdict: Callable[[str], str | None], hidden: tuple[str, ...] = (),
+        protected: tuple[str, ...] = ()) -> Callable[[str, tuple], None]:
+    candidate = (candidate,) if isinstance(candidate, str) else tuple(candidate)  # `in` on a str: substrings
+    pol = _Policy(scratch, candidate, trusted_dirs, record, module_verdict, hidden, protected)
 
     def hook(event: str, args: tuple) -> None:
         if getattr(pol.busy, "on", False):
@@ -111,10 +115,10 @@ def _abspath(p: Any) -> str | None:
     return os.path.normpath(p if os.path.isabs(p) else os.path.join(os.getcwd(), p))
 
 
-def on_stack(candidate: str, frame: Any) -> bool:
-    """Whether a frame of the file ``candidate`` is on the stack from ``frame`` outwards."""
+def on_stack(candidates: tuple[str, ...], frame: Any) -> bool:
+    """Whether a frame of one of the files ``candidates`` is on the stack from ``frame`` outwards."""
     while frame is not None:
-        if frame.f_code.co_filename == candidate:
+        if frame.f_code.co_filename in candidates:
             return True
         frame = frame.f_back
     return False
@@ -142,11 +146,21 @@ def _check_write(pol: _Policy, event: str, path: Any) -> None:
     _deny(pol, event, f"write outside the scratch directory: {p}")
 
 
+def _check_protected(pol: _Policy, event: str, path: Any, frame: Any) -> None:
+    p = _abspath(path)
+    if p is None or not pol.protected:
+        return
+    real = os.path.realpath(p)
+    if any(_under(real, d) for d in pol.protected) and on_stack(pol.candidate, frame):
+        _deny(pol, event, f"write to a worker's own file (outputs the checker judges, sources): {p}")
+
+
 def _audit(pol: _Policy, event: str, args: tuple, frame: Any) -> None:
     if event == "open":
         path, mode, flags = (tuple(args) + (None, None, None))[:3]
         if (isinstance(flags, int) and flags & _WRITE_FLAGS) or (isinstance(mode, str) and any(c in mode for c in "wax+")):
             _check_write(pol, event, path)
+            _check_protected(pol, event, path, frame)
         p = _abspath(path)
         if p is not None and pol.hidden and os.path.realpath(p) in pol.hidden and on_stack(pol.candidate, frame):
             _deny(pol, event, f"the target file: {p}")
@@ -162,6 +176,7 @@ def _audit(pol: _Policy, event: str, args: tuple, frame: Any) -> None:
     if event in _FS_EVENTS:
         for a in args[:_FS_EVENTS[event]]:
             _check_write(pol, event, a)
+            _check_protected(pol, event, a, frame)
         return
     if event in ("subprocess.Popen", "os.posix_spawn"):   # subprocess may use posix_spawn
         exe = args[0] if args and args[0] else (args[1][0] if len(args) > 1 and args[1] else "")
@@ -178,12 +193,12 @@ def _audit(pol: _Policy, event: str, args: tuple, frame: Any) -> None:
             _deny(pol, event, "not allowed from candidate code")
         return
     if event == "import":
-        if _asker(frame) == pol.candidate:
+        if _asker(frame) in pol.candidate:
             why = pol.module_verdict(str(args[0]))
             if why:
                 _deny(pol, event, f"import {args[0]}: {why}")
         return
     if event in ("exec", "compile") and frame is not None and _is_import_machinery(frame):
         return   # the import system compiling/running a module's source: the import was vetted above
-    if event in _DIRECT and _asker(frame) == pol.candidate:
+    if event in _DIRECT and _asker(frame) in pol.candidate:
         _deny(pol, event, "introspection / dynamic code from the candidate")

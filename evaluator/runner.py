@@ -156,8 +156,9 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dic
         cand_paths = [dirs["candidate"] / f"kernel_{i}.py" for i in range(len(prep.sources))]
         for dst, (_, src) in zip(cand_paths, prep.sources):
             dst.write_text(src, encoding="utf-8")
+        token = secrets.token_hex(16)  # marks the worker's own phase1.json (a candidate may write files)
         request = {"plan": plan, "scratch": str(scratch), "out_dir": str(dirs["out"]),
-                   "candidates": [str(p) for p in cand_paths]}
+                   "candidates": [str(p) for p in cand_paths], "phase1_token": token}
         sp = None
         if spare is None:
             try:
@@ -185,7 +186,7 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dic
                                               stdin=subprocess.PIPE, stderr=log, start_new_session=True)
                 line = None
             proc = spawn.drive_worker(worker, request=line, timeout_s=options.timeout_s,
-                                      log_path=log_path, phase1=dirs["out"] / "phase1.json",
+                                      log_path=log_path, phase1=dirs["out"] / "phase1.json", phase1_token=token,
                                       on_phase1=phase1,
                                       on_stage=stage if options.on_stage is not None else None)
             out["log"] = proc.log_tail

@@ -78,7 +78,7 @@ def worker_plan(request: dict[str, Any] | None, scratch: Path, *, interpreter: b
 
 def drive_worker(proc: subprocess.Popen, *, timeout_s: float, log_path: Path, phase1: Path,
                  on_phase1, on_stage: Callable[[str], None] | None = None,
-                 request: bytes | None = None) -> ProcResult:
+                 request: bytes | None = None, phase1_token: str | None = None) -> ProcResult:
     """Drive a started worker (own session, stdin a pipe) through the correctness handshake.
 
     ``request``: a pre-started worker's request line (prestart.py), written to its stdin
@@ -88,8 +88,9 @@ def drive_worker(proc: subprocess.Popen, *, timeout_s: float, log_path: Path, ph
     (trusted code, before the candidate is imported); the baselines get
     ``BASELINE_ALLOWANCE_S`` on top, and a worker stuck there is an evaluator problem.
 
-    When the worker has written ``phase1`` (its correctness outputs are complete) it
-    blocks on stdin; ``on_phase1()`` (the trusted checker) runs meanwhile and returns
+    When the worker has written ``phase1`` (its correctness outputs are complete; with
+    ``phase1_token``, only a file carrying that token counts: candidate code may create
+    files in out/, it never sees the token) it blocks on stdin; ``on_phase1()`` (the trusted checker) runs meanwhile and returns
     None to release the worker into timing, or a failure to stop it. The time spent in
     ``on_phase1`` does not count against ``timeout_s``. The process group is SIGKILLed
     on timeout, on a failed phase 1, and after exit (stray children).
@@ -115,7 +116,7 @@ def drive_worker(proc: subprocess.Popen, *, timeout_s: float, log_path: Path, ph
             if not started and (phase1.parent / "baselines.done").is_file():
                 started = True
                 deadline = time.monotonic() + timeout_s
-            if not released and phase1.is_file():
+            if not released and _phase1_ready(phase1, phase1_token):
                 if follower is not None:
                     follower.poll()
                 pause = time.monotonic()
@@ -139,6 +140,17 @@ def drive_worker(proc: subprocess.Popen, *, timeout_s: float, log_path: Path, ph
         follower.poll(final=True)
     return ProcResult(proc.returncode, timed_out, tail(log_path), stopped,
                       started or (phase1.parent / "baselines.done").is_file())
+
+
+def _phase1_ready(phase1: Path, token: str | None) -> bool:
+    if not phase1.is_file():
+        return False
+    if token is None:
+        return True
+    try:
+        return json.loads(phase1.read_text()).get("phase1_token") == token
+    except (OSError, ValueError, AttributeError):  # unreadable, not JSON, not an object
+        return False
 
 
 def _send(proc: subprocess.Popen, data: bytes, close: bool = False) -> None:

@@ -42,6 +42,7 @@ import sys
 import threading
 import time
 import traceback
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,8 @@ from evaluator.timing import BadOutput, TimingParams, time_call
 
 
 _REPORT: dict[str, Any] = {}
+_open = open  # bound before any candidate code exists (a patched builtins.open is reported)
+_listdir = os.listdir
 _CPU_POISON_BLOCKS = 8
 _T0 = time.monotonic()
 
@@ -65,7 +68,8 @@ def _stage(name: str) -> None:
 
 
 class Worker:
-    def __init__(self, plan: dict[str, Any], scratch: Path, out_dir: Path, candidates: list[Path]):
+    def __init__(self, plan: dict[str, Any], scratch: Path, out_dir: Path, candidates: list[Path],
+                 phase1_token: str | None = None):
         self.plan = plan
         self.scratch = scratch
         self.out_dir = out_dir
@@ -80,6 +84,9 @@ class Worker:
         self.modules: list[Any] = []
         self.guard: Any = None  # evaluator.guard once installed (its module leaves sys.modules)
         self.compile_log: profile_stage.CompileLog | None = None  # GPU: Triton's listener
+        self.saved: dict[str, str] = {}  # output file -> sha256 of the bytes this worker wrote
+        self.own = {"baselines.done"}  # further files of out/ that this worker wrote
+        self.phase1_token = phase1_token  # the parent's mark of our phase1.json (never in the report)
         self.threads0 = threading.active_count()
 
     # ---- helpers -------------------------------------------------------------------
@@ -112,6 +119,30 @@ class Worker:
             self.fail(classify_exception(exc), f"{type(exc).__name__}: {exc}\n{tb}", shape.name)
         self._integrity(shape)
         return out
+
+    def _save(self, tensor: Any, name: str) -> None:
+        """Save an output for the checker and note its digest: candidate code that runs later
+        could rewrite the file from C++ (torch.save, a file-mapped storage: no audit event)."""
+        import torch
+
+        torch.save(tensor, self.out_dir / name)
+        self.saved[name] = _digest(self.out_dir / name)
+
+    def verify_outputs(self) -> None:
+        """Right before the checker may read them (phase 1, the end of the run; no candidate
+        code runs in between): every output file still holds the bytes this worker wrote."""
+        for name, digest in self.saved.items():
+            try:
+                same = _digest(self.out_dir / name) == digest
+            except OSError:
+                same = False
+            if not same:
+                self.fail("forbidden", f"tampering detected: the worker's output {name} was changed "
+                          "after it was written")
+        stray = sorted(set(_listdir(self.out_dir)) - set(self.saved) - self.own)
+        if stray:
+            self.fail("forbidden", f"tampering detected: {', '.join(stray)[:200]} in the worker's "
+                      "output directory was not written by the worker")
 
     # ---- stages --------------------------------------------------------------------
     def time_baselines(self) -> None:
@@ -158,12 +189,17 @@ class Worker:
         if self.tdev == "cuda":
             self.compile_log = profile_stage.install(profiler=bool(self.plan.get("profile")))
         self.threads0 = threading.active_count()
+        sources = [_digest(p) for p in self.candidates]  # a rematch's champion is imported second
         hidden = [self.plan["target"]["path"]] if self.plan["target"].get("path") else []
-        guard.install(scratch_dir=self.scratch, candidate_path=self.candidates[0], hidden_paths=hidden)
+        guard.install(scratch_dir=self.scratch, candidate_path=self.candidates, hidden_paths=hidden,
+                      protected_dirs=[self.out_dir, *{p.parent for p in self.candidates}])
         self.guard = guard
         _stage("import")
         for i, path in enumerate(self.candidates):
             name = f"candidate_{i}"
+            if _digest(path) != sources[i]:  # only the candidates before it have run
+                self.fail("forbidden", f"tampering detected: candidate file {path.name} was changed "
+                          "before it was imported", side=0 if i == 1 else None)
             try:
                 spec = importlib.util.spec_from_file_location(name, str(path))
                 mod = importlib.util.module_from_spec(spec)
@@ -223,16 +259,20 @@ class Worker:
                     for t, c in zip(inputs, copies):
                         if not torch.equal(t, c):
                             self.fail("mutation", "the candidate modified an input tensor", shape.name)
-                    torch.save(torch.Tensor.cpu(out).clone(), self.out_dir / f"check{chk['id']}_s{side}_r{rep}.pt")
+                    self._save(torch.Tensor.cpu(out).clone(), f"check{chk['id']}_s{side}_r{rep}.pt")
                     del out
             self._threads(shape)
 
     def await_verdict(self) -> None:
         """Hand the correctness outputs to the parent and block until it releases us."""
+        self.verify_outputs()
+        self.own |= set(self.saved)  # judged now: the end of the run verifies the samples only
+        self.saved.clear()
         tmp = self.out_dir / "phase1.tmp"
-        tmp.write_text(json.dumps(self.report, default=str))
+        tmp.write_text(json.dumps({**self.report, "phase1_token": self.phase1_token}, default=str))
         _stage("awaiting-verdict")  # announced first: the parent reports it before the checker
         os.replace(tmp, self.out_dir / "phase1.json")
+        self.own.add("phase1.json")
         line = sys.stdin.readline()
         if line.strip() != "go":
             raise CandidateFailure("internal", "the parent did not release the worker for timing")
@@ -345,7 +385,12 @@ class Worker:
         out["ms"].append(t.ms)
         out["wall"].append([t.wall_ms, t.wall_event_ms, self.params.wall_calls])
         for s in t.samples:  # the checker knows these names from its own copy of the plan
-            torch.save(s["tensor"].cpu().clone(), self.out_dir / f"time{entry['idx']}_s{side}_p{p}_c{s['call']}.pt")
+            self._save(s["tensor"].cpu().clone(), f"time{entry['idx']}_s{side}_p{p}_c{s['call']}.pt")
+
+
+def _digest(path: Path) -> str:
+    with _open(path, "rb") as f:
+        return sha256(f.read()).hexdigest()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -361,7 +406,8 @@ def main(argv: list[str] | None = None) -> None:
         req_path = Path(argv[0])
         req = json.loads(req_path.read_text())
         req_path.unlink()  # the plan (and its seed) is not left lying around for the candidate
-    w = Worker(req["plan"], Path(req["scratch"]), Path(req["out_dir"]), [Path(p) for p in req["candidates"]])
+    w = Worker(req["plan"], Path(req["scratch"]), Path(req["out_dir"]), [Path(p) for p in req["candidates"]],
+               req.get("phase1_token"))
     code = 0
     try:
         if not prestarted:
@@ -381,6 +427,7 @@ def main(argv: list[str] | None = None) -> None:
         w.await_verdict()
         w.run_timing()
         w.run_profile()
+        w.verify_outputs()  # the profile stage ran candidate code after the last sample was saved
         _stage("done")
     except CandidateFailure as f:
         w.report["failure"] = {"class": f.cls, "message": f.message, "shape": f.shape, "side": f.side}

@@ -154,3 +154,63 @@ def test_runtime_pipeline_gpu(name):
     assert res.status == "rejected", f"{name} was accepted without the static check (score {res.score})"
     want = (m["RUNTIME_PIPELINE"] or m["RUNTIME"], *m["RUNTIME_ALSO"])
     assert res.failure.cls in want, (res.failure, res.log_tail[-1500:])
+
+
+def test_compare_guards_the_champion_side():
+    """A rematch imports challenger and champion into one worker: the guard's stack rules
+    apply to both files (with the static check off, the champion's ``sys._getframe`` is
+    still denied)."""
+    from evaluator import EvalOptions, compare_candidates
+
+    res = compare_candidates(CASES["honest_plain"]["path"], CASES["frames_as_champion"]["path"],
+                             "gqa", "smoke", EvalOptions(static_check=False, seed=5), rounds=2)
+    assert res.failure is not None, "the champion's frame introspection was not stopped"
+    assert res.failure["side"] == "champion" and res.failure["class"] == "forbidden", res.failure
+
+
+def test_candidate_cannot_rewrite_the_worker_files(tmp_path):
+    """With the static check off, candidate code that rewrites an output the checker will
+    judge (torch.save: a C++ write, no audit event) or a rematch's champion source before
+    it is imported is ``forbidden`` (the worker checks the digests of its files)."""
+    from evaluator import EvalOptions, compare_candidates, evaluate
+
+    src = CASES["rewrites_outputs"]["path"].read_text()
+    res = evaluate(CASES["rewrites_outputs"]["path"], "gqa", "smoke", EvalOptions(static_check=False, seed=5))
+    assert res.status == "rejected" and res.failure.cls == "forbidden", (res.failure, res.log_tail[-1500:])
+    assert "check0_s0_r0.pt was changed" in res.failure.message, res.failure
+    chal = tmp_path / "chal.py"  # at import, before the champion is imported
+    chal.write_text(src.replace("    torch.save(o, OUTPUT)  # over an output the checker has not judged yet\n", "")
+                    + '\ntorch.save(torch.zeros(1), "../candidate/kernel_1.py")\n')
+    cmp = compare_candidates(chal, CASES["honest_plain"]["path"], "gqa", "smoke",
+                             EvalOptions(static_check=False, seed=5), rounds=2)
+    assert cmp.failure is not None and cmp.failure["class"] == "forbidden", cmp.failure
+    assert cmp.failure["side"] == "challenger" and "kernel_1.py was changed" in cmp.failure["message"]
+    probe = tmp_path / "k.py"  # only once timing runs (after 6 check calls): the end of the run sees it
+    probe.write_text(src.replace("    torch.save(o, OUTPUT)", "    _CALLS.append(1)\n    if len(_CALLS) > 6:\n"
+                                 "        torch.save(o, \"../out/time0_s0_p0_c0.pt\")")
+                     + "\n_CALLS = []\n")
+    res = evaluate(probe, "gqa", "smoke", EvalOptions(static_check=False, seed=5))
+    assert res.failure is not None and res.failure.cls == "forbidden", res.failure
+    assert "time0_s0_p0_c0.pt" in res.failure.message and "tampering" in res.failure.message, res.failure
+    # a Python-level write there: the guard's audit hook says so at once
+    probe.write_text(src.replace("torch.save(o, OUTPUT)", 'open(OUTPUT, "ab").close()'))
+    res = evaluate(probe, "gqa", "smoke", EvalOptions(static_check=False, seed=5))
+    assert res.failure is not None and res.failure.cls == "forbidden", res.failure
+    assert "worker's own file" in res.failure.message, res.failure
+
+
+def test_a_forged_phase1_file_does_not_start_the_checker(tmp_path):
+    """``out/phase1.json`` tells the parent that the correctness outputs are complete. A
+    candidate that creates it early (torch.save writes from C++: no audit event) must not
+    get the checker to judge files of its choosing: the parent waits for the worker's own
+    file (it carries a token the candidate never sees), and the worker reports the stray
+    file as tampering."""
+    from evaluator import EvalOptions, evaluate
+
+    src = CASES["rewrites_outputs"]["path"].read_text()
+    probe = tmp_path / "k.py"
+    probe.write_text(src.replace("    torch.save(o, OUTPUT)  # over an output the checker has not judged yet\n", "")
+                     + '\ntorch.save(torch.zeros(1), "../out/phase1.json")\n')
+    res = evaluate(probe, "gqa", "smoke", EvalOptions(static_check=False, seed=5))
+    assert res.status == "rejected" and res.failure.cls == "forbidden", (res.failure, res.log_tail[-1500:])
+    assert "phase1.json" in res.failure.message and "missing" not in res.failure.message, res.failure

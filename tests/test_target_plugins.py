@@ -168,6 +168,21 @@ _GOOD = SOFTCAP.read_text()
     (lambda s: s + "\nraise RuntimeError('boom')\n", "failed to load: RuntimeError"),
     (lambda s: s.replace('BASELINES = {"cuda": {"flex": _flex}, "cpu": {"torch-cpu": _torch_fp32}}',
                          'BASELINES = {"cuda": {"flex": _flex}}'), "BASELINES"),
+    # wrong types and values: a TargetError naming the attribute, never a traceback
+    (lambda s: s + "\nKINDS = 5\n", "KINDS"),
+    (lambda s: s + "\nSUITES = {'smoke': 5}\n", "suite 'smoke'"),
+    (lambda s: s + "\nVALIDATION = {**VALIDATION, 'cpu': 5}\n", "VALIDATION"),
+    (lambda s: s + "\nVALIDATION = {**VALIDATION, 'quick': 5}\n", "VALIDATION"),
+    (lambda s: s + "\nTOLERANCE = 5\n", "TOLERANCE"),
+    (lambda s: s + "\nTOLERANCE = {'max_ratio': 2.0, 'bogus': 1}\n", "TOLERANCE"),
+    (lambda s: s + "\nBASELINES = {'cpu': [1]}\n", "BASELINES"),
+    (lambda s: s + "\nBASELINES = {'cpu': {'x': 1}}\n", "BASELINES"),
+    (lambda s: s + "\nraise SystemExit(3)\n", "failed to load: SystemExit"),
+    (lambda s: s + "\ndef __getattr__(name):\n    raise RuntimeError(name)\n", "RuntimeError"),
+    # shapes the plan cannot carry (it holds Shape.to_dict(), rebuilt by Shape.from_dict)
+    (lambda s: s.replace('_s(1, 4, 1, 64, 64, False, "float16")', '_s(1, 4, 1, 64, 64, False, "fp8")'), "dtype"),
+    (lambda s: s + "\nShape.to_dict = lambda self: {'B': {1, 2}}\n", "to_dict"),
+    (lambda s: s + "\nShape.from_dict = classmethod(lambda cls, d: None)\n", "from_dict"),
 ])
 def test_malformed_target_file_raises_one_line(tmp_path, edit, needle):
     p = tmp_path / "t.py"
@@ -176,6 +191,14 @@ def test_malformed_target_file_raises_one_line(tmp_path, edit, needle):
         get_target(str(p))
     msg = str(info.value)
     assert needle in msg and "\n" not in msg and str(p.name) in msg
+
+
+def test_unreadable_target_file_raises_one_line(tmp_path):
+    p = tmp_path / "t.py"
+    p.write_bytes(b"NAME = '\\xff'\n\xff\xfe\n")  # not UTF-8
+    with pytest.raises(TargetError) as info:
+        get_target(str(p))
+    assert "cannot read target file" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_cli_targets_lists_three_and_refuses_a_malformed_file(tmp_path):

@@ -27,7 +27,9 @@ module's checks, SDPA fallback and custom op; default ``"plain"``: the contract'
 ``"best"``: the fastest baseline per shape) and ``empty_inputs(shape, device)`` (a Call of
 uninitialised tensors for the GPU precompile stage; default: ``make_inputs``).
 A baseline factory returns a callable with the candidate's signature. ``reference`` and
-``lowp`` return the rows ``rows`` (all when None) of the output's dim 2. A target file may
+``lowp`` return the rows ``rows`` (all when None) of the output's dim 2. ``make_inputs``
+and ``empty_inputs`` also run in the worker once the guard is armed: no matmul, softmax,
+SDPA or convolution there (they raise, and the candidate would be blamed: ``forbidden``). A target file may
 import torch, the standard library and ``evaluator`` modules (e.g. reuse
 evaluator/targets/prefill.py, as examples/softcap_target.py does), not files beside it:
 the worker runs its source text, not the file. Import evaluator modules at the top, not
@@ -79,6 +81,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -89,6 +93,7 @@ from typing import Any, Callable
 REQUIRED = ("NAME", "DESCRIPTION", "CONTRACT", "KINDS", "Shape", "SUITES", "VALIDATION",
             "make_inputs", "reference", "lowp", "BASELINES")
 SUITE_NAMES = ("smoke", "quick", "default")
+TOLERANCE_KEYS = ("max_ratio", "abs_floor_ulps", "rel_floor_ulps")  # correctness.compare's
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,39}$")
 
 
@@ -256,13 +261,15 @@ def from_module(mod: ModuleType, spec: dict[str, Any], where: str) -> Target:
     entry = getattr(mod, "ENTRY", "attention")
     if f"def {entry}(" not in mod.CONTRACT:
         raise TargetError(f"target file {where}: CONTRACT must show `def {entry}(...)`")
-    kinds = tuple(mod.KINDS)
-    if not kinds or not all(isinstance(k, str) for k in kinds):
+    kinds = tuple(mod.KINDS) if isinstance(mod.KINDS, (tuple, list)) else ()
+    if not kinds or not all(isinstance(k, str) and k for k in kinds):
         raise TargetError(f"target file {where}: KINDS must be a non-empty tuple of names")
     suites = mod.SUITES
     if not isinstance(suites, dict) or "smoke" not in suites:
         raise TargetError(f"target file {where}: SUITES must be a dict with at least 'smoke'")
     for sname, shapes in suites.items():
+        if not isinstance(shapes, (tuple, list)):
+            raise TargetError(f"target file {where}: suite {sname!r} must be a tuple of Shapes")
         if not shapes:
             raise TargetError(f"target file {where}: suite {sname!r} is empty")
         for s in shapes:
@@ -271,12 +278,21 @@ def from_module(mod: ModuleType, spec: dict[str, Any], where: str) -> Target:
                     raise TargetError(f"target file {where}: Shape has no {a!r} "
                                       f"(needs name, dtype, rows, out_shape, to_dict)")
     val = mod.VALIDATION
-    if not isinstance(val, dict) or not val.get("cpu") or not val.get("gpu"):
+    if (not isinstance(val, dict) or not val.get("cpu") or not val.get("gpu")
+            or not all(isinstance(val.get(k, ()), (tuple, list)) for k in ("cpu", "gpu", "quick"))):
         raise TargetError(f"target file {where}: VALIDATION needs non-empty 'cpu' and 'gpu' lists")
     base = mod.BASELINES
-    if not isinstance(base, dict) or not base.get("cpu"):
+    if (not isinstance(base, dict) or not base.get("cpu")
+            or not all(isinstance(t, dict) and all(isinstance(n, str) and callable(f) for n, f in t.items())
+                       for t in (base.get("cpu"), base.get("cuda", {})))):
         raise TargetError(f"target file {where}: BASELINES needs a 'cpu' dict of factories "
                           "(and 'cuda' for GPU runs)")
+    tol = getattr(mod, "TOLERANCE", {}) or {}
+    if not isinstance(tol, dict) or not all(
+            k in TOLERANCE_KEYS and isinstance(v, (int, float)) and not isinstance(v, bool)
+            and math.isfinite(v) and v > 0 for k, v in tol.items()):
+        raise TargetError(f"target file {where}: TOLERANCE must map {', '.join(TOLERANCE_KEYS)} "
+                          "to positive numbers")
     for fn in ("make_inputs", "reference", "lowp"):
         if not callable(getattr(mod, fn)):
             raise TargetError(f"target file {where}: {fn} must be a function")
@@ -285,6 +301,8 @@ def from_module(mod: ModuleType, spec: dict[str, Any], where: str) -> Target:
         raise TargetError(f"target file {where}: shared inputs need both make_shared and make_call")
     if all(pair) and not (callable(mod.make_shared) and callable(mod.make_call)):
         raise TargetError(f"target file {where}: make_shared and make_call must be functions")
+    for s in (*(x for v in suites.values() for x in v), *(x for v in val.values() for x in v)):
+        _check_shape(mod, s, where)
     score = getattr(mod, "SCORE_AGAINST", "first")
     if score not in ("first", "best"):
         raise TargetError(f"target file {where}: SCORE_AGAINST must be 'first' or 'best'")
@@ -293,13 +311,46 @@ def from_module(mod: ModuleType, spec: dict[str, Any], where: str) -> Target:
         module=mod, spec=spec, suites={k: tuple(v) for k, v in suites.items()},
         gpu_validation=tuple(val["gpu"]), cpu_validation=tuple(val["cpu"]),
         quick_validation=tuple(val.get("quick", ())), kinds=kinds, entry=entry,
-        score_against=score, tolerance=dict(getattr(mod, "TOLERANCE", {}) or {}),
+        score_against=score, tolerance=dict(tol),
         export_wrapper="prefill" if getattr(mod, "EXPORT_WRAPPER", "plain") == "prefill" else "plain")
+
+
+def _check_shape(mod: ModuleType, s: Any, where: str) -> None:
+    """A shape the plan can carry (``to_dict`` as JSON, rebuilt by ``Shape.from_dict``) and
+    the worker can allocate for (a known dtype, integer sizes)."""
+    from evaluator.correctness import EPS
+
+    what = f"target file {where}: shape {str(getattr(s, 'name', s))[:60]!r}:"
+    if s.dtype not in EPS:
+        raise TargetError(f"{what} dtype must be one of {', '.join(EPS)}, got {s.dtype!r}")
+    if not (isinstance(s.rows, int) and s.rows >= 1
+            and all(isinstance(n, int) and n >= 1 for n in tuple(s.out_shape))):
+        raise TargetError(f"{what} rows and out_shape must be positive integers")
+    d = s.to_dict()
+    try:
+        json.dumps(d)
+    except (TypeError, ValueError):
+        raise TargetError(f"{what} to_dict() must return JSON data (the plan carries it)") from None
+    if mod.Shape.from_dict(d) != s:
+        raise TargetError(f"{what} Shape.from_dict(shape.to_dict()) must give the shape back")
+
+
+def _checked(mod: ModuleType, spec: dict[str, Any], where: str) -> Target:
+    """`from_module`, any other error of the file's objects (a module ``__getattr__``, a
+    ``Shape`` that raises) turned into a one-line `TargetError`."""
+    try:
+        return from_module(mod, spec, where)
+    except TargetError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the file's fault, said in one line
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise TargetError(f"target file {where} is malformed: {type(exc).__name__}"
+                          + (f": {first}" if first else "")) from None
 
 
 def load_builtin(module_name: str) -> Target:
     mod = importlib.import_module(module_name)
-    return from_module(mod, {"name": mod.NAME, "module": module_name}, module_name)
+    return _checked(mod, {"name": getattr(mod, "NAME", "?"), "module": module_name}, module_name)
 
 
 def load_file(path: str | Path) -> Target:
@@ -308,7 +359,7 @@ def load_file(path: str | Path) -> Target:
     try:
         source = p.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise TargetError(f"cannot read target file {p}: {exc.strerror or exc}") from None
+        raise TargetError(f"cannot read target file {p}: {getattr(exc, 'strerror', None) or exc}") from None
     return load_source(source, str(p.resolve()))
 
 
@@ -321,13 +372,13 @@ def load_source(source: str, path: str) -> Target:
     sys.modules[mod_name] = mod  # dataclasses look their module up while the class is built
     try:
         exec(compile(source, path, "exec"), mod.__dict__)  # noqa: S102 - the researcher's own file
-    except Exception as exc:  # noqa: BLE001 - any error in the file is the file's fault
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any error in the file is the file's fault
         sys.modules.pop(mod_name, None)
         line = getattr(exc, "lineno", None)
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise TargetError(f"target file {path} failed to load: {type(exc).__name__}"
                           + (f" (line {line})" if line else "") + (f": {first}" if first else "")) from None
-    return from_module(mod, {"name": getattr(mod, "NAME", "?"), "path": path, "source": source}, path)
+    return _checked(mod, {"name": getattr(mod, "NAME", "?"), "path": path, "source": source}, path)
 
 
 def from_spec(spec: dict[str, Any]) -> Target:
