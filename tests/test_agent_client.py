@@ -216,14 +216,16 @@ def test_headers_slower_than_the_limit_are_not_retried():
 @pytest.mark.slow  # really streams for 150 s (the one long test of the agent client)
 def test_a_150_second_streamed_answer_keeps_the_session(tmp_path, monkeypatch):
     from evolve.agent import AgentOperator
-    from tests.agent_support import make_ctx, make_run, seed_source
+    from tests.agent_support import config_edit, make_ctx, make_run, seed_source
 
     monkeypatch.setenv("OPENAI_API_KEY", "k")
-    source = seed_source().replace("BLOCK_N_D64_NC\": 64", "BLOCK_N_D64_NC\": 32")
+    monkeypatch.setenv("EVOLVE_AGENT_BACKOFF_S", "0.01")
+    source = seed_source().replace(*config_edit(seed_source()))
+    assert source != seed_source()
     with ScriptedLLM([streamed(tool_call("write_kernel", {"source": source},
                                          content="Writing the whole kernel."), 150.0),
                       tool_call("submit", {"hypothesis": "BLOCK_N 32"})]) as srv:
-        run = make_run(tmp_path, srv.base_url)
+        run = make_run(tmp_path, srv.base_url, max_wait_min=0.1)  # a failure ends fast
         t0 = time.monotonic()
         prop = AgentOperator(run).propose(make_ctx(run))
         took = time.monotonic() - t0
