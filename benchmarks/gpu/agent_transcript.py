@@ -30,7 +30,7 @@ from evaluator import get_target  # noqa: E402
 from tests.llm_server import ScriptedLLM, has, tool_call  # noqa: E402
 
 SEED = ROOT / "seeds" / "gqa.py"
-EDIT = ('"BLOCK_N_D64_NC": 64,', '"BLOCK_N_D64_NC": 32,')
+EDIT = ('"D64_NC": {"BLOCK_M": 64, "BLOCK_N": 64,', '"D64_NC": {"BLOCK_M": 64, "BLOCK_N": 32,')
 
 
 def script(shape: str) -> list:
