@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from evaluator.failures import FAILURE_CLASSES, CandidateFailure
 from evaluator.noise import MIN_MARGIN, CompareResult, geomean, spread
-from evaluator.profiling import CompileInfo, KernelTime, ProfileRequest, ProfileResult
+from evaluator.ncu import METRICS as NCU_METRICS
+from evaluator.profiling import CompileInfo, KernelCounters, KernelTime, ProfileRequest, ProfileResult
 from evaluator.prestart import Prestarted, PrestartError, PrestartUnsupported
 from evaluator.result import EvalResult, Failure, ShapeResult
 from evaluator.runner import EvalOptions, UsageError, compare_candidates, evaluate, gpu_available
@@ -19,5 +20,5 @@ __all__ = [
     "get_target", "list_targets", "Target", "Shape", "compare_candidates", "CompareResult",
     "gpu_available", "UsageError", "UnknownTarget", "TargetError", "CandidateFailure",
     "geomean", "spread", "Prestarted", "PrestartError", "PrestartUnsupported", "MIN_MARGIN",
-    "CompileInfo", "KernelTime", "ProfileRequest", "ProfileResult",
+    "CompileInfo", "KernelCounters", "KernelTime", "NCU_METRICS", "ProfileRequest", "ProfileResult",
 ]

@@ -199,13 +199,14 @@ def _take_snapshot() -> None:
 
 
 def install(*, scratch_dir: Path, candidate_path: Path | list[Path], hidden_paths: list[str] | tuple = (),
-            protected_dirs: list[Path] | tuple = ()) -> None:
+            protected_dirs: list[Path] | tuple = (), commands: list[list[str]] | tuple = ()) -> None:
     """Arm the guard for the rest of this process's life (call right before importing the
     candidate). ``candidate_path``: the candidate file, or every one of them (a rematch
     imports challenger and champion: the stack rules hold for both). ``hidden_paths``:
     files candidate code may not open (the target file); ``protected_dirs``: directories
     inside the scratch dir that candidate code may not write under (the worker's outputs,
-    the candidate sources)."""
+    the candidate sources); ``commands``: exact argvs that trusted code may start later
+    (the profile's Nsight Compute run, see evaluator/ncu.py)."""
     if _State.installed:
         raise RuntimeError("guard already installed")
     import json  # noqa: F401  (snapshotted below)
@@ -214,6 +215,11 @@ def install(*, scratch_dir: Path, candidate_path: Path | list[Path], hidden_path
             __import__(name)
         except Exception:  # noqa: BLE001 - absent in this build
             pass
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        # cached from now on; computed later it would dlopen NVML through ctypes (denied with
+        # candidate code on the stack), e.g. under torch.cuda.get_device_capability()
+        torch.cuda.device_count()
     _State.scratch = os.path.realpath(scratch_dir)
     paths = candidate_path if isinstance(candidate_path, (list, tuple)) else [candidate_path]
     _State.candidates = tuple(str(Path(p).resolve()) for p in paths)
@@ -226,7 +232,7 @@ def install(*, scratch_dir: Path, candidate_path: Path | list[Path], hidden_path
     hidden = tuple(os.path.realpath(p) for p in hidden_paths)
     protected = tuple(os.path.realpath(p) for p in protected_dirs)
     sys.addaudithook(arm(_State.scratch, _State.candidates, trusted, _record, module_verdict, hidden,
-                         protected))
+                         protected, tuple(tuple(c) for c in commands)))
     _hide_trusted_modules()
 
 

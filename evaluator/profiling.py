@@ -18,6 +18,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from evaluator.ncu import METRICS
+
 MAX_KERNELS = 64
 MAX_PROFILE_KERNELS = 12
 MAX_TEXT = 200
@@ -76,19 +78,21 @@ class CompileInfo:
 @dataclass
 class ProfileRequest:
     """Profile one shape (``Shape.name``) of the evaluated suite: ``calls`` calls timed with
-    CUDA events, then the GPU kernels of a few more listed by torch's profiler (CUPTI).
-    No hardware counters: Nsight Compute cannot run inside the worker's sandbox (it would
-    have to start the sandboxed process itself; not done yet)."""
+    CUDA events, then the GPU kernels of a few more listed by torch's profiler (CUPTI);
+    ``counters``: also hardware counters of one call from Nsight Compute where ``ncu`` is
+    installed (evaluator/ncu.py: a sandboxed, guarded child of the worker)."""
 
     shape: str
     calls: int = 20
+    counters: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ProfileRequest":
-        return cls(shape=str(d["shape"]), calls=max(1, min(200, int(d.get("calls", 20)))))
+        return cls(shape=str(d["shape"]), calls=max(1, min(200, int(d.get("calls", 20)))),
+                   counters=d.get("counters", True) is not False)
 
 
 @dataclass
@@ -110,11 +114,29 @@ class KernelTime:
 
 
 @dataclass
+class KernelCounters:
+    """One kernel's Nsight Compute counters (``metrics``: metric name of
+    ``evaluator.ncu.METRICS`` -> value in the unit named there)."""
+
+    name: str
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "KernelCounters | None":
+        if not isinstance(d, dict) or not d.get("name") or not isinstance(d.get("metrics"), dict):
+            return None
+        metrics = {k: v for k, v in ((k, _float(d["metrics"].get(k), 1e9)) for k in METRICS)
+                   if v is not None}
+        return cls(_text(d["name"], 120), metrics) if metrics else None
+
+
+@dataclass
 class ProfileResult:
     """The profile of one shape. ``ms``: the evaluation's own timing of the shape (the
     trusted, validated number); ``event_ms``: the median of the profile's CUDA-event
-    timed calls (warm L2); ``kernels``: per kernel, from the profiler; ``tool``: what
-    measured them; ``note``: what was not available and why."""
+    timed calls (warm L2); ``kernels``: per kernel, from the profiler; ``counters``: per
+    kernel, from Nsight Compute; ``tool``: what measured them; ``note``: what was not
+    available and why."""
 
     shape: str
     available: bool = False
@@ -122,6 +144,7 @@ class ProfileResult:
     ms: float | None = None
     event_ms: float | None = None
     kernels: list[KernelTime] = field(default_factory=list)
+    counters: list[KernelCounters] = field(default_factory=list)
     note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,11 +155,14 @@ class ProfileResult:
         if not isinstance(d, dict) or not d.get("shape"):
             return None
         kernels = d.get("kernels") if isinstance(d.get("kernels"), list) else []
+        counters = d.get("counters") if isinstance(d.get("counters"), list) else []
         return cls(shape=_text(d["shape"]), available=d.get("available") is True,
                    tool=_text(d.get("tool"), 80), ms=_float(d.get("ms")),
                    event_ms=_float(d.get("event_ms")),
                    kernels=[k for k in (KernelTime.from_dict(x)
                                         for x in kernels[:MAX_PROFILE_KERNELS]) if k],
+                   counters=[c for c in (KernelCounters.from_dict(x)
+                                         for x in counters[:MAX_PROFILE_KERNELS]) if c],
                    note=_text(d.get("note"), MAX_NOTE))
 
 

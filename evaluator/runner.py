@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evaluator import assemble, sandbox, spawn
+from evaluator import assemble, ncu, sandbox, spawn
 from evaluator.baselines import resolve
 from evaluator.failures import CandidateFailure, classify_text
 from evaluator.noise import CompareResult, decide, geomean
@@ -314,7 +314,8 @@ def _evaluate(path: str | Path, target: str, suite: str | None, options: EvalOpt
                       repeat=max(1, int(options.repeat)), cached_baselines=cached,
                       compile_threads=options.resolved_compile_threads())
     if profile_idx is not None and prep.device == "cuda":
-        plan["profile"] = {"idx": profile_idx, "calls": options.profile.calls}
+        plan["profile"] = {"idx": profile_idx, "calls": options.profile.calls,
+                           "ncu": ncu.find() if options.profile.counters else None}
     run = _execute(prep, plan, options)
     report, verdict = run["report"], run["verdict"] or {}
     env = assemble.clean_env(report)

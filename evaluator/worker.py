@@ -46,7 +46,7 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-from evaluator import precompile, profile_stage
+from evaluator import ncu, precompile, profile_stage
 from evaluator.correctness import POISON_SECOND
 from evaluator.failures import CandidateFailure, classify_exception, classify_text
 from evaluator.inputs import torch_dtype
@@ -87,6 +87,7 @@ class Worker:
         self.saved: dict[str, str] = {}  # output file -> sha256 of the bytes this worker wrote
         self.own = {"baselines.done"}  # further files of out/ that this worker wrote
         self.phase1_token = phase1_token  # the parent's mark of our phase1.json (never in the report)
+        self.ncu_argv: list[str] | None = None  # the profile's Nsight Compute command (ncu.py)
         self.threads0 = threading.active_count()
 
     # ---- helpers -------------------------------------------------------------------
@@ -191,8 +192,10 @@ class Worker:
         self.threads0 = threading.active_count()
         sources = [_digest(p) for p in self.candidates]  # a rematch's champion is imported second
         hidden = [self.plan["target"]["path"]] if self.plan["target"].get("path") else []
+        self.ncu_argv = self._ncu_command()
         guard.install(scratch_dir=self.scratch, candidate_path=self.candidates, hidden_paths=hidden,
-                      protected_dirs=[self.out_dir, *{p.parent for p in self.candidates}])
+                      protected_dirs=[self.out_dir, *{p.parent for p in self.candidates}],
+                      commands=[self.ncu_argv] if self.ncu_argv else [])
         self.guard = guard
         _stage("import")
         for i, path in enumerate(self.candidates):
@@ -214,6 +217,18 @@ class Worker:
                 self.fail("contract", f"the candidate defines no callable `{self.target.entry}`", side=i)
             self.fns.append(fn)
             self.modules.append(mod)
+
+    def _ncu_command(self) -> list[str] | None:
+        """The Nsight Compute command of the requested profile (built before the candidate
+        exists; the guard pins it): the child profiles the first candidate on the shape."""
+        req = self.plan.get("profile") or {}
+        if not req.get("ncu") or self.tdev != "cuda":
+            return None
+        entry = next(e for e in self.plan["timed"] if e["idx"] == req["idx"])
+        return ncu.command(str(req["ncu"]), {
+            "target": self.plan["target"], "timing": self.plan["timing"], "shape": entry["shape"],
+            "kind": self.plan["kinds"][0], "scratch": str(self.scratch), "out_dir": str(self.out_dir),
+            "candidate": str(self.candidates[0])})
 
     def precompile(self) -> None:
         """Compile every specialisation the checked and timed calls will need, in parallel
@@ -353,15 +368,33 @@ class Worker:
         try:
             with self._inputs(entry["idx"], shape, 0) as make:
                 call = make(0)
-                self.report["profile"] = profile_stage.profile_shape(
+                rec = profile_stage.profile_shape(
                     lambda: fn(*call.args, **call.kwargs), shape=shape.name,
                     calls=int(req["calls"]), after_call=lambda: self._integrity(shape))
                 del call
+            self.report["profile"] = rec
+            if req.get("ncu"):
+                self._ncu_counters(rec)
         except CandidateFailure:
             raise
         except Exception as exc:  # noqa: BLE001 - the evaluation stands; the profile says why
             self.report["profile"] = {"shape": shape.name, "note": f"profile failed: "
                                       f"{type(exc).__name__}: {str(exc)[:300]}"}
+
+    def _ncu_counters(self, rec: dict[str, Any]) -> None:
+        """Nsight Compute's counters of the shape into the profile record (``counters``), or
+        a note on why there are none."""
+        if self.ncu_argv is None:
+            rec["note"] = (rec.get("note", "") + " Nsight Compute not run: the request is too "
+                           "long for one argument.").strip()
+            return
+        _stage("profile-ncu")
+        counters, why = ncu.run(self.ncu_argv, cwd=self.scratch / "work", env=dict(os.environ))
+        rec["counters"] = counters
+        if counters:
+            rec["tool"] = rec.get("tool", "") + " + Nsight Compute"
+        if why:
+            rec["note"] = (rec.get("note", "") + " " + why).strip()
 
     def _time_side(self, entry, shape: Any, p: int, side: int, sample, out: dict) -> None:
         import torch
@@ -386,6 +419,34 @@ class Worker:
         out["wall"].append([t.wall_ms, t.wall_event_ms, self.params.wall_calls])
         for s in t.samples:  # the checker knows these names from its own copy of the plan
             self._save(s["tensor"].cpu().clone(), f"time{entry['idx']}_s{side}_p{p}_c{s['call']}.pt")
+
+
+def ncu_child(request: str) -> None:
+    """The process Nsight Compute profiles (ncu.py): confined and guarded as the worker is,
+    ``ncu.WARMUP`` calls of the candidate on one shape, then one inside the NVTX range that
+    ncu profiles. Public inputs (seed 0): the checks and timing are over."""
+    code = 0
+    try:
+        req = json.loads(request)
+        import torch
+
+        plan = {"target": req["target"], "timing": req["timing"], "device": "cuda"}
+        w = Worker(plan, Path(req["scratch"]), Path(req["out_dir"]), [Path(req["candidate"])])
+        torch.cuda.init()
+        w.import_candidates()
+        shape = w.target.shape(req["shape"])
+        call = w.target.make_inputs(shape, 0, req["kind"], "cuda")
+        for _ in range(ncu.WARMUP):
+            w._call(w.fns[0], call, shape)
+        torch.cuda.nvtx.range_push(ncu.RANGE)
+        w._call(w.fns[0], call, shape)
+        torch.cuda.nvtx.range_pop()
+    except BaseException as exc:  # noqa: BLE001 - the parent worker reads only ncu's rows
+        print(f"[ncu-child] {type(exc).__name__}: {str(exc)[:400]}", file=sys.stderr, flush=True)
+        code = 3
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _digest(path: Path) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from evaluator import NCU_METRICS
+
 def _n(x: Any, fmt: str = "{}") -> str:
     return "-" if x is None else fmt.format(x)
 
@@ -45,6 +47,14 @@ def profile_lines(p: dict[str, Any]) -> list[str]:
         for k in p["kernels"]:
             out.append(f"  {str(k.get('name'))[:52]:<52} x{k.get('calls')} "
                        f"{_n(k.get('mean_us'), '{:.1f}'):>9} us")
+    if p.get("counters"):
+        out.append("Nsight Compute counters of one call (ncu replays each kernel: its time")
+        out.append("is not the timing above):")
+        for k in p["counters"]:
+            out.append(f"  {str(k.get('name'))[:76]}")
+            for metric, value in (k.get("metrics") or {}).items():
+                label, unit = NCU_METRICS.get(metric, (metric, ""))
+                out.append(f"    {label[:40]:<40} {_n(value, '{:.1f}'):>10} {unit}".rstrip())
     if p.get("note"):
         out.append("note: " + str(p["note"]))
     return out

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from evaluator import EvalOptions, EvalResult, ProfileRequest, evaluate, get_target
+from evaluator.ncu import find as find_ncu
 
 SEEDS = Path(__file__).resolve().parent.parent / "seeds"
 QUICK = [s.name for s in get_target("gqa").suite("quick")]
@@ -39,6 +40,14 @@ def test_seed_compile_info_and_profile_on_a_gpu():
     assert p.event_ms and 0.2 < p.event_ms / p.ms < 5.0, (p.event_ms, p.ms)  # warm vs flushed L2
     assert p.kernels and any(k.name.startswith("_attn_fwd") for k in p.kernels), p.kernels
     assert all(k.mean_us > 0 for k in p.kernels)
+    if find_ncu():  # Nsight Compute installed: its counters of one call, from the guarded child
+        assert p.counters, p.note
+        attn = [c for c in p.counters if "_attn_fwd" in c.name]
+        assert attn, [c.name for c in p.counters]
+        m = attn[0].metrics
+        assert m["gpu__time_duration.sum"] > 1.0, m
+        assert 0 < m["sm__warps_active.avg.pct_of_peak_sustained_active"] <= 100, m
+        assert "Nsight Compute" in p.tool
     assert EvalResult.from_dict(res.to_dict()) == res  # stored as is
 
 

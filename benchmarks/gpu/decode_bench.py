@@ -29,6 +29,7 @@ baseline, no bandwidth step; its times are not GPU performance.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import json
 import statistics
@@ -76,6 +77,14 @@ def flashinfer_baseline():
         return wrapper.run(q[:, :, 0], (k_cache, v_cache)).unsqueeze(2)
 
     return run
+
+
+def free_device_memory(device: str) -> None:
+    """Drop what a contestant left behind (cycles, cached blocks) before the next one."""
+    gc.collect()
+    if device == "cuda":
+        import torch
+        torch.cuda.empty_cache()
 
 
 def copy_bandwidth_gbs() -> float:
@@ -156,6 +165,8 @@ class Bench:
                     self.data["errors"].append({"who": name, "shape": shape.name,
                                                 "error": traceback.format_exc()[-1500:]})
                     print(f"  {name} refused {shape.name}: {type(exc).__name__}: {exc}", flush=True)
+                finally:  # a refusal's traceback or a compiled graph may pin the 32 GiB set
+                    free_device_memory(self.device)
             best = min((row[b] for b in self.data["baselines_ran"] if row.get(b)), default=None)
             print(f"{shape.name:58s} " + " ".join(f"{n}={row[n]:.4f}" if row[n] else f"{n}=-"
                                                  for n in cont), flush=True)
