@@ -46,7 +46,7 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-from evaluator import precompile, profile_stage
+from evaluator import gate, precompile, profile_stage
 from evaluator.correctness import POISON_SECOND
 from evaluator.failures import CandidateFailure, classify_exception, classify_text
 from evaluator.inputs import torch_dtype
@@ -87,6 +87,8 @@ class Worker:
         self.saved: dict[str, str] = {}  # output file -> sha256 of the bytes this worker wrote
         self.own = {"baselines.done"}  # further files of out/ that this worker wrote
         self.phase1_token = phase1_token  # the parent's mark of our phase1.json (never in the report)
+        self.refuser: gate.LaunchRefuser | None = None  # Triton launches refused until the gate
+        self.gated = False  # the parent gave us the GPU (gate.py)
         self.threads0 = threading.active_count()
 
     # ---- helpers -------------------------------------------------------------------
@@ -189,6 +191,8 @@ class Worker:
         if self.tdev == "cuda":
             self.compile_log = profile_stage.install(profiler=bool(self.plan.get("profile")))
         self.threads0 = threading.active_count()
+        if not self.gated:
+            self.refuser = gate.install()
         sources = [_digest(p) for p in self.candidates]  # a rematch's champion is imported second
         hidden = [self.plan["target"]["path"]] if self.plan["target"].get("path") else []
         guard.install(scratch_dir=self.scratch, candidate_path=self.candidates, hidden_paths=hidden,
@@ -236,6 +240,19 @@ class Worker:
         torch.cuda.empty_cache()  # discovery's blocks go back: the NaN poison stays effective
         self._threads(None)
         self._integrity(None)
+
+    def await_gpu(self) -> None:
+        """The GPU gate (gate.py): Triton launches are allowed again, then the worker
+        blocks until the parent gives it the GPU. Once per run."""
+        if self.gated:
+            return
+        if self.refuser is not None:
+            msg = gate.lift(self.refuser)
+            if msg:
+                self.fail("forbidden", f"tampering detected: {msg}")
+        gate.ask(self.out_dir, self.phase1_token, _stage)
+        self.own.add(gate.READY)
+        self.gated = True
 
     def _discovery_call(self, fn, shape: Any) -> None:
         call = self.target.empty_inputs(shape, self.tdev)
@@ -419,10 +436,13 @@ def main(argv: list[str] | None = None) -> None:
         if w.device == "cuda":
             torch.cuda.init()
         w.report["env"] = collect(w.device)
+        if w.plan["baselines"]:
+            w.await_gpu()  # baseline timing is GPU work: no candidate yet, nothing to compile
         w.time_baselines()
         (w.out_dir / "baselines.done").write_text("1")  # the candidate's timeout starts now
         w.import_candidates()
         w.precompile()
+        w.await_gpu()
         w.run_checks()
         w.await_verdict()
         w.run_timing()

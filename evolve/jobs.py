@@ -45,6 +45,7 @@ from evaluator import (CompareResult, EvalOptions, EvalResult, Failure, Prestart
                        PrestartError, PrestartUnsupported, ProfileRequest, compare_candidates,
                        evaluate, geomean, get_target, gpu_available)
 from evolve.executors.base import EvalJob, JobResult
+from evolve.executors.lane import Lane
 
 TIMING_STAGES = ("init", "baselines", "timing")
 SLOW_CLASS = "slow"  # loop-level failure class: below the pre-screen bar (never the evaluator's)
@@ -164,9 +165,9 @@ class _Runner:
 
     def __init__(self, job: EvalJob, gpu: int | None, root: Path,
                  on_stage: Callable[[str], None] | None, cache: BaselineCache | None,
-                 compile_threads: int | None, spares: SparePool | None):
+                 compile_threads: int | None, spares: SparePool | None, lane: Lane | None):
         self.job, self.gpu, self.root, self.forward, self.cache = job, gpu, root, on_stage, cache
-        self.compile_threads, self.spares = compile_threads, spares
+        self.compile_threads, self.spares, self.lane = compile_threads, spares, lane
         self.logs: list[str] = []
         self.n = 0
 
@@ -195,6 +196,15 @@ class _Runner:
             text = path.read_text(encoding="utf-8", errors="replace")
             self.logs.append(f"==== {title} ====\n{text}" if self.n > 1 or title else text)
 
+    def gate(self, exclusive: bool) -> Callable[[], Callable[[], None]] | None:
+        """The evaluation's `acquire_gpu` (None without a lane): this GPU's gate, exclusive
+        when the evaluation times baselines (see lane.py)."""
+        lane, job_id = self.lane, self.job.job_id
+        if lane is None:
+            return None
+        lane.back_to_compile(job_id)  # a second evaluation of the job compiles first
+        return lambda: lane.acquire(job_id, exclusive)
+
     def source_file(self, name: str, text: str) -> Path:
         path = self.root / "src" / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,7 +220,8 @@ class _Runner:
         path = self.source_file("kernel.py", job.source)
         spare = self.spares.take() if self.spares is not None else None
         try:
-            res = evaluate(path, target=job.target, suite=suite, options=self.options(cached, spare))
+            res = evaluate(path, target=job.target, suite=suite, options=self.options(cached, spare),
+                           acquire_gpu=self.gate(exclusive=cached is None and bool(job.baselines)))
         finally:
             if spare is not None:
                 spare.close()  # consumed by the evaluation; never reused
@@ -240,7 +251,7 @@ class _Runner:
         champ = self.source_file("champion.py", job.champion_source or "")
         try:
             return compare_candidates(chal, champ, job.target, job.suite, self.options(),
-                                      rounds=job.rounds)
+                                      rounds=job.rounds, acquire_gpu=self.gate(exclusive=True))
         finally:
             self.collect_log("")
 
@@ -249,15 +260,17 @@ def run_job(job: EvalJob, gpu: int | None, workdir: Path,
             on_stage: Callable[[str], None] | None = None,
             baseline_cache: BaselineCache | None = None,
             worker: str = "", compile_threads: int | None = None,
-            spares: SparePool | None = None) -> JobResult:
+            spares: SparePool | None = None, lane: Lane | None = None) -> JobResult:
     """Evaluate one job on `gpu` (None: the interpreter); see the module docstring.
     `compile_threads`: the evaluator's precompile threads (None: its default); a host
     with several workers shares its CPUs between them. `spares`: this worker's pool of
-    pre-started evaluator workers (None: every evaluation spawns its own)."""
+    pre-started evaluator workers (None: every evaluation spawns its own). `lane`: the
+    GPU's lane (executors/lane.py; the caller begins and ends the job on it): each
+    evaluation waits at its gate for the GPU (None: no gate)."""
     root = Path(workdir) / f"{job.job_id}.a{job.attempt}.{uuid.uuid4().hex[:8]}"
     root.mkdir(parents=True, exist_ok=False)
     r = _Runner(job, gpu, root, on_stage, None if job.kind == "rematch" else baseline_cache,
-                compile_threads, spares)
+                compile_threads, spares, lane)
     data: dict[str, Any] = {}
     error = None
     try:
