@@ -6,14 +6,17 @@ the request arrives on stdin after the imports, see prestart.py). Order:
 
 1. import torch/triton, load the target from the plan's spec (source text or a built-in
    module, never the target file: see evaluator/targets/plugin.py), collect env info,
-   time the target's baselines (before any candidate code exists in the process, so it
-   cannot tamper with them; none when the plan carries cached baseline times given by
-   the caller);
-2. ``sandbox.apply_in_process``, ``guard.install``; import the candidate(s);
+   time the target's baselines (behind the GPU gate, before any candidate code exists in
+   the process, so it cannot tamper with them; none when the plan carries cached baseline
+   times given by the caller);
+2. ``sandbox.apply_in_process``, Triton launches refused (gate.py), ``guard.install``;
+   import the candidate(s);
    GPU: ``precompile`` -- the candidate's Triton specialisations for every validation and
    timed shape are discovered without launches and compiled in a thread pool that is
    gone before the next stage (precompile.py); Triton's ``jit_cache_hook`` must be unset
    from then on (else ``forbidden``: tampering);
+   the GPU gate (unless the baselines took it): the refuser must still be in force (else
+   ``forbidden``), the device is synchronised, ``out/compiled.json``, block for ``gpu``;
 3. correctness calls on seeded inputs: NaN-filled blocks of the output's size are
    allocated and freed right before each call (the allocator hands one to
    ``torch.empty``), contract checks (exact ``torch.Tensor``, shape, dtype, device, no
@@ -25,6 +28,14 @@ the request arrives on stdin after the imports, see prestart.py). Order:
 5. timing (see timing.py; inputs from timed_inputs.py, as the checker rebuilds them: a
    target's shared inputs one set at a time, digest-checked after the candidate's calls),
    thread count compared with the count before the first call.
+
+Before the gate (the caller may time another evaluation on the GPU meanwhile) the
+candidate's code runs: its import and its host code during discovery. Triton launches
+there are refused; other GPU work (torch operations) is not prevented. It cannot raise
+a score: the candidate's own times and its baselines are measured under the gate; cached
+baselines come from evaluations that held the GPU alone (exclusive, evolve's lane.py),
+and so do rematches. At worst it slows the evaluation timed meanwhile, which can only
+lower that candidate's score.
 
 The worker never decides "ok": it writes raw outputs and timings; the trusted checker
 and the runner decide. A failure it detects is written as the report's ``failure``
@@ -250,6 +261,9 @@ class Worker:
             msg = gate.lift(self.refuser)
             if msg:
                 self.fail("forbidden", f"tampering detected: {msg}")
+        if self.tdev == "cuda":  # nothing queued before the gate outlives it
+            import torch
+            torch.cuda.synchronize()
         gate.ask(self.out_dir, self.phase1_token, _stage)
         self.own.add(gate.READY)
         self.gated = True

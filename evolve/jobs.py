@@ -1,16 +1,15 @@
 """Running one EvalJob on one GPU (trusted code, run by an executor's slot: a thread of the
 orchestrator for the local executor, a Ray actor for Ray).
 
-    result = run_job(job, gpu, workdir, on_stage=None, baseline_cache=None)   # JobResult
+    result = run_job(job, gpu, workdir, on_stage=None, baseline_cache=None, lane=None)
 
 `run_job` writes the job's source(s) under a fresh directory in `workdir`, calls
 `evaluator.evaluate` (candidate, probe) or `evaluator.compare_candidates` (rematch) and
 returns a `JobResult`: the result dict and the evaluation log text. `on_stage` hears each
-stage the evaluator announces (`stage_group`: "compile" for parent setup, import,
-precompile, correctness, checker; "timing" for worker init, baselines, timing; the slots'
-utilisation counters). It never raises for the candidate's fault; an
-evaluator error (bad suite, ...) comes back in `JobResult.error`. The directory it made
-is removed.
+stage the evaluator announces. `lane` (executors/lane.py): each evaluation's GPU part
+waits for the GPU's gate (`acquire_gpu`), exclusive when it times baselines or is a
+rematch. It never raises for the candidate's fault; an evaluator error (bad suite, ...)
+comes back in `JobResult.error`. The directory it made is removed.
 
 Baseline cache (one per worker, i.e. per GPU): the cuDNN times a worker measured for a
 target's shapes are reused for `ttl_s` seconds through `EvalOptions.baseline_ms`, never
@@ -27,7 +26,8 @@ Pre-started evaluator workers (`spares=SparePool(...)`, evaluator/prestart.py): 
 candidate evaluation takes the pool's spare (Python + torch/triton already imported); the
 next one is started when that evaluation reaches `confine` (its imports overlap the
 compile stages, never the baseline timing) or, at the latest, when it ends. At most one
-spare per slot; rematches do not use it.
+spare per slot (with overlap the second job in flight takes it, or spawns its own
+worker); rematches do not use it.
 """
 
 from __future__ import annotations
@@ -47,15 +47,7 @@ from evaluator import (CompareResult, EvalOptions, EvalResult, Failure, Prestart
 from evolve.executors.base import EvalJob, JobResult
 from evolve.executors.lane import Lane
 
-TIMING_STAGES = ("init", "baselines", "timing")
 SLOW_CLASS = "slow"  # loop-level failure class: below the pre-screen bar (never the evaluator's)
-
-
-def stage_group(stage: str) -> str | None:
-    """'compile' or 'timing' for a stage the evaluator announces (None for 'done')."""
-    if stage in TIMING_STAGES:
-        return "timing"
-    return None if stage == "done" else "compile"
 
 
 class BaselineCache:

@@ -40,16 +40,18 @@ def runner(job: EvalJob, gpu, workdir: Path, on_stage=None, baseline_cache=None,
             on_stage("import")
         time.sleep(seconds / 2)
         release = lane.acquire(job.job_id) if lane is not None else (lambda: None)
+        gate = time.time()
         try:
             time.sleep(seconds / 2)
         finally:
+            ungate = time.time()
             release()
     finally:
         child.kill()
         child.wait()
     return JobResult(job_id=job.job_id, kind=job.kind, worker=worker, gpu=gpu,
                      data={"status": "ok", "score": 1.0, "attempt": job.attempt,
-                           "pid": os.getpid()})
+                           "pid": os.getpid(), "gate": gate, "ungate": ungate})
 
 
 def pid_alive(pid: int) -> bool:
