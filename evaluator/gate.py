@@ -3,8 +3,8 @@
 An evaluation's CPU-heavy part (import, precompile: discovery launches nothing) may run
 while another evaluation holds the GPU; its GPU part (baselines when it times them,
 correctness, the checker, timing, profile) runs only once the caller's gate let it in
-(``evaluate(..., acquire_gpu=...)``; spawn.drive_worker holds it until the evaluation's
-processes are gone). Worker side, ``ask``: write a token-marked ``out/compiled.json``
+(``evaluate(..., acquire_gpu=...)``: spawn.drive_worker asks for it, runner.py gives it
+back once the worker and the checker are gone). Worker side, ``ask``: write a token-marked ``out/compiled.json``
 (the token is the phase 1 one: a forged file only asks for the gate earlier), announce
 ``awaiting-gpu``, block on stdin for the line ``gpu``.
 

@@ -3,7 +3,8 @@
 Parent steps: read the source; ``compile()`` (class ``syntax``); static check
 (``forbidden``); without a GPU, a candidate that only runs on one (Gluon) stops here with
 ``needs_gpu``; scratch dir; plan with a secret seed (``secrets``); the worker in the
-sandbox with a wall-clock timeout (process-group SIGKILL -> ``timeout``); a dead worker
+sandbox with a wall-clock timeout (process-group SIGKILL -> ``timeout``; the worker's GPU
+part waits for the caller's ``acquire_gpu``, gate.py, not counted); a dead worker
 (signal / no report) -> ``runtime``, or ``cuda_fault`` / ``oom`` when its log shows it;
 then the trusted checker (spawned after the worker exited) decides correctness; the
 result is assembled from validated numbers (assemble.py). The calling process never

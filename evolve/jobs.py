@@ -213,7 +213,7 @@ class _Runner:
         spare = self.spares.take() if self.spares is not None else None
         try:
             res = evaluate(path, target=job.target, suite=suite, options=self.options(cached, spare),
-                           acquire_gpu=self.gate(exclusive=cached is None and bool(job.baselines)))
+                           acquire_gpu=self.gate(exclusive=cached is None))
         finally:
             if spare is not None:
                 spare.close()  # consumed by the evaluation; never reused

@@ -240,6 +240,48 @@ def test_two_jobs_on_one_slot_never_share_the_gate(tmp_path, per_slot):
         assert wall >= 2.4
 
 
+class _RecordingLane(Lane):
+    """A lane that notes who held the gate when, and whether exclusively."""
+
+    held: list = []
+
+    def acquire(self, job_id: str, exclusive: bool = False):
+        release = super().acquire(job_id, exclusive)
+        t0 = time.monotonic()
+
+        def note() -> None:
+            self.held.append((t0, time.monotonic(), job_id, exclusive))
+            release()
+        return note
+
+
+@pytest.mark.slow  # ~20 s: three real evaluations on the interpreter
+def test_real_evaluations_two_per_slot_take_the_gate_in_turn(tmp_path, monkeypatch):
+    """run_job -> evaluate(acquire_gpu=lane.acquire) on the interpreter, two jobs in flight:
+    the first times its baselines exclusively, the next reuse them; never two inside."""
+    from evolve.executors import local
+    from tests.agent_support import seed_source
+
+    monkeypatch.setattr(local, "Lane", _RecordingLane)
+    _RecordingLane.held = []
+    ex = LocalExecutor([None], tmp_path / "work", log_dir=tmp_path / "logs", prestart=False,
+                       jobs_per_slot=2)
+    try:
+        futs = [ex.submit(EvalJob(f"cand-{i}", "candidate", "gqa", "smoke", seed_source(),
+                                  baselines=["sdpa-cpu"])) for i in range(3)]
+        res = [f.result(timeout=300) for f in futs]
+        w = ex.workers()[0]
+    finally:
+        ex.shutdown()
+    assert [r.data.get("status") for r in res] == ["ok"] * 3, [r.error or r.data for r in res]
+    held = sorted(_RecordingLane.held)
+    assert sorted(h[2] for h in held) == ["cand-0", "cand-1", "cand-2"]
+    assert all(a[1] <= b[0] for a, b in zip(held, held[1:]))
+    assert held[0][3] and not held[-1][3]  # baselines timed alone, then cached
+    assert res[-1].data["baselines_cached"]
+    assert w.jobs_done == 3 and w.timing_s > 0 and w.compile_s > 0
+
+
 # ------------------------------------------------------------------ the flag, status
 
 def test_no_overlap_is_stored_in_run_toml_and_resume_overrides_it(tmp_path):
