@@ -322,3 +322,38 @@ def test_status_shows_compile_timing_and_gpu_idle_per_worker():
     assert "gpu-idle" in text and all(len(ln) <= 80 for ln in text.splitlines())
     line = next(ln for ln in text.splitlines() if "local-gpu0" in ln)
     assert [c for c in line.split() if c in ("61", "77", "23")] == ["61", "77", "23"]
+
+
+LAUNCH_AT_IMPORT = '''
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _touch(x_ptr):
+    tl.store(x_ptr, 1.0)
+
+
+_buf = torch.zeros(1, device="cuda")
+_touch[(1,)](_buf)
+'''
+
+
+@pytest.mark.gpu
+def test_gpu_a_triton_launch_before_the_gate_is_refused(tmp_path):
+    """On a GPU: a candidate launching a Triton kernel at import time (before its gate)
+    gets LaunchRefused; an honest one passes the gate and launches normally after it."""
+    from evaluator import get_target
+
+    cached = {s.name: {"cudnn": 1.0} for s in get_target("gqa").suite("smoke")}
+    opts = dict(baselines=("cudnn",), baseline_ms=cached, static_check=False)
+    bad = tmp_path / "launches.py"
+    bad.write_text(NAIVE.read_text() + LAUNCH_AT_IMPORT)
+    gate = _Gate()
+    res = evaluate(bad, "gqa", "smoke", EvalOptions(**opts), acquire_gpu=gate)
+    assert res.status == "rejected" and "before the evaluator's GPU gate" in res.failure.message
+    assert gate.asked == []
+    gate = _Gate()
+    res = evaluate(NAIVE, "gqa", "smoke", EvalOptions(**opts), acquire_gpu=gate)
+    assert res.ok and res.device == "cuda", res.to_json()
+    assert len(gate.asked) == len(gate.released) == 1

@@ -1,9 +1,10 @@
 """What flows between the orchestrator and the evaluation executors.
 
 The orchestrator (the single writer of the lineage DB and the git repo) turns work into
-`EvalJob`s and hands them to an `Executor`. Its slots (one `WorkerSlot` and one thread per
-GPU) take the jobs from one `JobQueue` and run each with `evolve.jobs.run_job` (local: in
-the thread; Ray: on the slot's actor), resolving the job's future with a `JobResult`.
+`EvalJob`s and hands them to an `Executor`. Its slots (one `WorkerSlot` per GPU, with the
+GPU's `Lane`: lane.py) take the jobs from one `JobQueue` and run each with
+`evolve.jobs.run_job` (local: in a slot thread; Ray: on the slot's actor), up to two at
+once with overlap, resolving the job's future with a `JobResult`.
 Workers never touch the run's DB or repo: everything they need travels inside the job (the
 sources as text), everything they produce travels back inside the result (plain,
 JSON-able data).
