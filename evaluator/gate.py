@@ -4,9 +4,10 @@ An evaluation's CPU-heavy part (import, precompile: discovery launches nothing) 
 while another evaluation holds the GPU; its GPU part (baselines when it times them,
 correctness, the checker, timing, profile) runs only once the caller's gate let it in
 (``evaluate(..., acquire_gpu=...)``: spawn.drive_worker asks for it, runner.py gives it
-back once the worker and the checker are gone). Worker side, ``ask``: write a token-marked ``out/compiled.json``
-(the token is the phase 1 one: a forged file only asks for the gate earlier), announce
-``awaiting-gpu``, block on stdin for the line ``gpu``.
+back once the worker and the checker are gone). Worker side, ``ask``: write a
+token-marked ``out/compiled.json`` (the phase 1 token: a forged file only asks for the
+gate earlier), announce ``awaiting-gpu``, block on stdin for the line ``gpu``. Trusted
+code before the gate (CUDA context, env info) launches no kernel.
 
 Before the gate, candidate code (its import, its host code during discovery) must not
 put work on the GPU that another evaluation is timing: a trusted ``LaunchRefuser`` in

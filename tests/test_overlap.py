@@ -217,6 +217,7 @@ def test_slot_counters_split_compile_timing_and_gpu_idle():
 def test_two_jobs_on_one_slot_never_share_the_gate(tmp_path, per_slot):
     ex = LocalExecutor([None], tmp_path / "work", log_dir=tmp_path / "logs", runner=sleepy_runner,
                        prestart=False, jobs_per_slot=per_slot)
+    assert ex.capacity == per_slot  # the loop keeps that many candidates in flight
     try:
         t0 = time.monotonic()
         futs = [ex.submit(EvalJob(f"cand-{i}", "candidate", "gqa", "smoke", "0.6"))

@@ -250,6 +250,7 @@ class TestLocalRay:
         with overlap); the next job is sent once the first holds the gate."""
         two = RayExecutor(None, None, tmp_path / "work", runner=RUNNER, cpus_per_worker=0,
                           jobs_per_worker=2, log_dir=tmp_path, status_every_s=0.2)
+        assert two.capacity == 2
         try:
             futs = [two.submit(_job(f"ov{i}", "sleep:2")) for i in range(3)]
             data = [f.result(timeout=120).data for f in futs]

@@ -171,6 +171,7 @@ class WorkerSlot:
         self._since = time.monotonic()
         self._lock = threading.Lock()
         self._phases: dict[str, str] = {}  # job id -> lane phase
+        self.max_jobs = 1  # jobs in flight at once (2 with overlap on a GPU)
 
     def _account(self) -> None:
         now = time.monotonic()
@@ -283,8 +284,8 @@ class Executor(abc.ABC):
 
     @property
     def capacity(self) -> int:
-        """How many jobs can run at once (the number of workers)."""
-        return len(self.slots)
+        """How many jobs can run at once (per worker 1, or 2 with overlap on a GPU)."""
+        return sum(s.max_jobs for s in self.slots)
 
     @abc.abstractmethod
     def shutdown(self, wait: bool = True) -> None:

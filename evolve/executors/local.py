@@ -27,8 +27,8 @@ from typing import Callable
 
 from evolve.executors.base import (EvalJob, Executor, ExecutorError, JobQueue, JobResult,
                                    WorkerSlot)
-from evolve.executors.procs import compile_threads, descendants, host_cpus, kill_procs
 from evolve.executors.lane import Lane
+from evolve.executors.procs import compile_threads, descendants, host_cpus, kill_procs
 from evolve.jobs import BaselineCache, SparePool, run_job
 
 Runner = Callable[..., JobResult]  # run_job's signature

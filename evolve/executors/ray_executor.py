@@ -81,6 +81,7 @@ class Slot(WorkerSlot):
         self.cpus = 1
         self.known: dict[int, tuple[int, int]] = {}  # the actor's descendants seen while busy
         self.flights: dict[str, _Flight] = {}
+        self.max_jobs = ex.jobs_per_worker
         self.may_send = False  # the actor's lane said a next job may start (last poll)
         self.thread = threading.Thread(target=self._run, name=f"evolve-{name}", daemon=True)
 
