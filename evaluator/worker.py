@@ -100,6 +100,7 @@ class Worker:
         self.phase1_token = phase1_token  # the parent's mark of our phase1.json (never in the report)
         self.refuser: gate.LaunchRefuser | None = None  # Triton launches refused until the gate
         self.gated = False  # the parent gave us the GPU (gate.py)
+        self.synchronize: Any = None  # GPU: torch's device sync, bound before the candidate exists
         self.threads0 = threading.active_count()
 
     # ---- helpers -------------------------------------------------------------------
@@ -204,6 +205,9 @@ class Worker:
         self.threads0 = threading.active_count()
         if not self.gated:
             self.refuser = gate.install()
+            if self.tdev == "cuda":
+                import torch
+                self.synchronize = getattr(torch._C, "_cuda_synchronize", torch.cuda.synchronize)
         sources = [_digest(p) for p in self.candidates]  # a rematch's champion is imported second
         hidden = [self.plan["target"]["path"]] if self.plan["target"].get("path") else []
         guard.install(scratch_dir=self.scratch, candidate_path=self.candidates, hidden_paths=hidden,
@@ -261,9 +265,8 @@ class Worker:
             msg = gate.lift(self.refuser)
             if msg:
                 self.fail("forbidden", f"tampering detected: {msg}")
-        if self.tdev == "cuda":  # nothing queued before the gate outlives it
-            import torch
-            torch.cuda.synchronize()
+        if self.synchronize is not None:  # nothing queued before the gate outlives it
+            self.synchronize()
         gate.ask(self.out_dir, self.phase1_token, _stage)
         self.own.add(gate.READY)
         self.gated = True

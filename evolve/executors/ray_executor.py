@@ -211,6 +211,8 @@ class Slot(WorkerSlot):
         self.sync({j: p for j, p in self._phases.items() if j in self.flights})
         if not fl.fut.done():
             fl.fut.set_result(res)
+        if self.flights:
+            self._poll()  # may the next job go now that this one is done?
 
     def _poll(self) -> None:
         """Ask the busy actor its jobs' phases, whether a next job may start, and its
