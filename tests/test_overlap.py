@@ -68,13 +68,28 @@ def test_the_worker_waits_at_its_gate_and_the_wait_is_not_its_time(tmp_path, bas
     assert _stages(first_log)[:3] == ["init", "awaiting-gpu", "baselines"]
 
 
-def test_the_gate_is_given_back_when_the_worker_dies(tmp_path):
-    cand = tmp_path / "aborts.py"
-    cand.write_text((ROOT / "tests" / "candidates" / "aborts.py").read_text())
+HANGS = '''
+import time
+
+import torch
+
+
+def attention(q, k, v, *, causal: bool = False, sm_scale: float | None = None) -> torch.Tensor:
+    time.sleep(600)
+'''
+
+
+@pytest.mark.parametrize("kind", ["dies", "hangs"])
+def test_the_gate_is_given_back_when_the_worker_dies_or_times_out(tmp_path, baselines, kind):
+    cand = tmp_path / f"{kind}.py"
+    cand.write_text((ROOT / "tests" / "candidates" / "aborts.py").read_text() if kind == "dies"
+                    else HANGS)
     gate = _Gate()
-    res = evaluate(cand, "gqa", "smoke", EvalOptions(static_check=False, timeout_s=60),
-                   acquire_gpu=gate)
+    res = evaluate(cand, "gqa", "smoke", EvalOptions(static_check=False, timeout_s=5,
+                                                     baseline_ms=baselines[1]), acquire_gpu=gate)
     assert res.status == "rejected" and len(gate.asked) == len(gate.released) == 1
+    if kind == "hangs":
+        assert res.failure.cls == "timeout" and "correctness" in res.failure.message
 
 
 def test_a_candidate_that_removes_the_launch_refuser_is_forbidden(tmp_path, baselines):
