@@ -161,14 +161,14 @@ def throughput_charts(data: RunData) -> alt.HConcatChart:
 
 
 def workers_chart(workers: pd.DataFrame) -> alt.Chart:
-    """Each worker's cumulative seconds by activity, from its last snapshot."""
-    activities = {"compile_s": "compile", "timing_s": "timing", "other_busy_s": "other busy", "idle_s": "idle"}
+    """Each worker's GPU: cumulative seconds timing (the gate held) and idle, from its last snapshot."""
+    activities = {"timing_s": "GPU timing", "gpu_idle_s": "GPU idle"}
     long = workers.melt(id_vars=["name"], value_vars=list(activities), var_name="activity", value_name="seconds")
     long["activity"] = long["activity"].map(activities)
     return alt.Chart(long).mark_bar().encode(
         y=alt.Y("name:N", title="worker"), x=alt.X("seconds:Q", stack="normalize", title="share of its time"),
         color=alt.Color("activity:N", sort=list(activities.values()), title="activity", scale=alt.Scale(
-            domain=list(activities.values()), range=["#9467bd", "#1f77b4", "#aec7e8", "#dddddd"])),
+            domain=list(activities.values()), range=["#1f77b4", "#dddddd"])),
         tooltip=[alt.Tooltip("name:N", title="worker"), alt.Tooltip("activity:N", title="activity"),
                  alt.Tooltip("seconds:Q", format=".0f", title="seconds")]).properties(height=90 + 30 * len(workers))
 

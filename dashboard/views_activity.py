@@ -33,18 +33,23 @@ def workers(frame: pd.DataFrame) -> None:
         st.caption("This run recorded no worker snapshots (runs before the `workers` table have none).")
         return
     w = frame.copy()
-    for c in ("busy_s", "compile_s", "timing_s", "idle_s"):
+    if "gpu_idle_s" not in w:  # runs before the GPU gate: the GPU was idle whenever not timing
+        w["gpu_idle_s"] = pd.to_numeric(w["busy_s"], errors="coerce").fillna(0.0) + pd.to_numeric(
+            w["idle_s"], errors="coerce").fillna(0.0) - pd.to_numeric(w["timing_s"], errors="coerce").fillna(0.0)
+    for c in ("busy_s", "compile_s", "timing_s", "idle_s", "gpu_idle_s"):
         w[c] = pd.to_numeric(w[c], errors="coerce").fillna(0.0)
-    w["other_busy_s"] = (w["busy_s"] - w["compile_s"] - w["timing_s"]).clip(lower=0)
     w["busy %"] = (100 * w["busy_s"] / (w["busy_s"] + w["idle_s"]).where(lambda t: t > 0)).round(1)
     st.caption("Each worker's LAST snapshot (the `workers` table keeps one per worker, updated every 2 s "
-               "while the loop runs): cumulative seconds compiling, timing, otherwise busy and idle.")
+               "while the loop runs), cumulative seconds: compile = a job in its CPU part (import, "
+               "precompile), timing = the GPU gate held (correctness, timing), GPU idle = the gate free; "
+               "with overlap the next job compiles while one times. The chart: the GPU's share.")
     with st.container(key="workers"):
         st.altair_chart(charts.workers_chart(w), width="stretch")
     st.dataframe(w[["name", "gpu", "state", "job_id", "jobs_done", "busy %", "compile_s", "timing_s",
-                    "idle_s", "restarts", "updated"]], hide_index=True, column_config={
+                    "gpu_idle_s", "idle_s", "restarts", "updated"]], hide_index=True, column_config={
         "job_id": "job", "jobs_done": "jobs", "compile_s": st.column_config.NumberColumn("compile s", format="%.0f"),
         "timing_s": st.column_config.NumberColumn("timing s", format="%.0f"),
+        "gpu_idle_s": st.column_config.NumberColumn("GPU idle s", format="%.0f"),
         "idle_s": st.column_config.NumberColumn("idle s", format="%.0f")})
 
 

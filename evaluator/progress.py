@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 STAGES = ("init", "baselines", "confine", "import", "precompile", "correctness",
-          "awaiting-verdict", "timing", "done", "checker")
+          "awaiting-gpu", "awaiting-verdict", "timing", "done", "checker")
 MARKER = "[evaluator-worker] stage:"
 MAX_CALLS = 64
 READ_CHUNK = 1 << 20

@@ -3,7 +3,8 @@
 Parent steps: read the source; ``compile()`` (class ``syntax``); static check
 (``forbidden``); without a GPU, a candidate that only runs on one (Gluon) stops here with
 ``needs_gpu``; scratch dir; plan with a secret seed (``secrets``); the worker in the
-sandbox with a wall-clock timeout (process-group SIGKILL -> ``timeout``); a dead worker
+sandbox with a wall-clock timeout (process-group SIGKILL -> ``timeout``; the worker's GPU
+part waits for the caller's ``acquire_gpu``, gate.py, not counted); a dead worker
 (signal / no report) -> ``runtime``, or ``cuda_fault`` / ``oom`` when its log shows it;
 then the trusted checker (spawned after the worker exited) decides correctness; the
 result is assembled from validated numbers (assemble.py). The calling process never
@@ -25,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from evaluator import assemble, ncu, sandbox, spawn
 from evaluator.baselines import resolve
@@ -39,6 +40,7 @@ from evaluator.result import GPU_TIMING, NOT_GPU_TIMING, EvalResult
 from evaluator.targets import TargetError, UnknownTarget, get_target
 
 _GPU: bool | None = None
+GpuGate = Callable[[], Callable[[], None]]  # acquire_gpu: blocks, returns the release
 
 
 def gpu_available() -> bool:
@@ -134,9 +136,12 @@ def _needs_gpu(source: str, device: str) -> CandidateFailure | None:
                             f"{why}; evaluate it on a GPU machine (--suite quick or default)")
 
 
-def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dict[str, Any]:
+def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions,
+             acquire_gpu: GpuGate | None = None) -> dict[str, Any]:
     """Run worker then checker. Returns a dict with report, verdict, failure, isolation, log.
-    ``options.prestarted`` is used when it fits (prestart.py); the caller closes it anyway."""
+    ``options.prestarted`` is used when it fits (prestart.py); the caller closes it anyway.
+    The GPU taken through ``acquire_gpu`` at the worker's gate is given back when the
+    worker and the checker are gone, whatever happened."""
     spare = options.prestarted
     if spare is not None and (options.scratch_dir is not None
                               or not spare.usable(options.gpu, prep.device != "cuda")):
@@ -151,6 +156,12 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dic
     log_path = private / "worker.log"
     out: dict[str, Any] = {"report": {}, "verdict": None, "failure": None, "isolation": "none", "log": ""}
     stage = StageReporter(options.on_stage)
+    held: list[Callable[[], None]] = []  # the release of the GPU gate, once taken
+
+    def take_gpu() -> None:
+        if acquire_gpu is not None and not held:
+            held.append(acquire_gpu())
+
     try:
         dirs = sandbox.make_scratch(scratch)
         cand_paths = [dirs["candidate"] / f"kernel_{i}.py" for i in range(len(prep.sources))]
@@ -187,7 +198,7 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dic
                 line = None
             proc = spawn.drive_worker(worker, request=line, timeout_s=options.timeout_s,
                                       log_path=log_path, phase1=dirs["out"] / "phase1.json", phase1_token=token,
-                                      on_phase1=phase1,
+                                      on_phase1=phase1, on_gate=take_gpu,
                                       on_stage=stage if options.on_stage is not None else None)
             out["log"] = proc.log_tail
             report = _read_report(dirs["out"] / "report.json")
@@ -203,6 +214,8 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions) -> dic
         finally:
             checker.close()
     finally:
+        for release in held:  # the worker and the checker are gone: the GPU is free
+            release()
         if options.log_path:
             try:
                 Path(options.log_path).parent.mkdir(parents=True, exist_ok=True)
@@ -285,17 +298,22 @@ def _death(proc: spawn.ProcResult, report: dict[str, Any]) -> CandidateFailure:
 
 
 def evaluate(path: str | Path, target: str = "gqa", suite: str | None = None,
-             options: EvalOptions | None = None) -> EvalResult:
-    """Evaluate one candidate file; see docs/architecture.md for the result contract."""
+             options: EvalOptions | None = None, *,
+             acquire_gpu: GpuGate | None = None) -> EvalResult:
+    """Evaluate one candidate file; see docs/architecture.md for the result contract.
+    ``acquire_gpu``: the GPU gate (gate.py): called when the worker's GPU part is next,
+    blocks until the GPU is this evaluation's and returns the function that gives it
+    back (called once the evaluation's processes are gone). None: no wait."""
     options = options or EvalOptions()
     try:
-        return _evaluate(path, target, suite, options)
+        return _evaluate(path, target, suite, options, acquire_gpu)
     finally:  # a pre-started worker serves one evaluation at most, whatever happened to it
         if options.prestarted is not None:
             options.prestarted.close()
 
 
-def _evaluate(path: str | Path, target: str, suite: str | None, options: EvalOptions) -> EvalResult:
+def _evaluate(path: str | Path, target: str, suite: str | None, options: EvalOptions,
+              acquire_gpu: GpuGate | None) -> EvalResult:
     t0 = time.monotonic()
     prep = _prepare([Path(path)], target, suite)
     kw = {"device": prep.device, "timing": GPU_TIMING if prep.device == "cuda" else NOT_GPU_TIMING}
@@ -316,7 +334,7 @@ def _evaluate(path: str | Path, target: str, suite: str | None, options: EvalOpt
     if profile_idx is not None and prep.device == "cuda":
         plan["profile"] = {"idx": profile_idx, "calls": options.profile.calls,
                            "ncu": ncu.find() if options.profile.counters else None}
-    run = _execute(prep, plan, options)
+    run = _execute(prep, plan, options, acquire_gpu)
     report, verdict = run["report"], run["verdict"] or {}
     env = assemble.clean_env(report)
     if prep.device == "cuda" and not env.get("driver"):
@@ -376,24 +394,25 @@ def _profile(prep: _Prepared, options: EvalOptions, report: dict[str, Any],
 
 def compare_candidates(challenger_path: str | Path, champion_path: str | Path, target: str = "gqa",
                        suite: str | None = None, options: EvalOptions | None = None,
-                       rounds: int = 5) -> CompareResult:
+                       rounds: int = 5, *, acquire_gpu: GpuGate | None = None) -> CompareResult:
     """Interleaved re-measurement of two candidates in ONE worker on identical inputs.
     ``options.baseline_ms`` is ignored: the comparison always times its baseline.
 
     Each round times every suite shape for both (who goes first alternates by round);
     timed outputs of both are re-checked by the checker. No validation checks are run
-    (both are assumed to have passed ``evaluate`` already).
+    (both are assumed to have passed ``evaluate`` already). ``acquire_gpu``: as ``evaluate``.
     """
     options = options or EvalOptions()
     try:
-        return _compare(challenger_path, champion_path, target, suite, options, rounds)
+        return _compare(challenger_path, champion_path, target, suite, options, rounds, acquire_gpu)
     finally:  # a pre-started worker serves one evaluation at most, whatever happened to it
         if options.prestarted is not None:
             options.prestarted.close()
 
 
 def _compare(challenger_path: str | Path, champion_path: str | Path, target: str,
-             suite: str | None, options: EvalOptions, rounds: int) -> CompareResult:
+             suite: str | None, options: EvalOptions, rounds: int,
+             acquire_gpu: GpuGate | None) -> CompareResult:
     t0 = time.monotonic()
     prep = _prepare([Path(challenger_path), Path(champion_path)], target, suite)
     timing = GPU_TIMING if prep.device == "cuda" else NOT_GPU_TIMING
@@ -409,7 +428,7 @@ def _compare(challenger_path: str | Path, champion_path: str | Path, target: str
                           repeat=max(2, rounds), rounds=1,
                           compile_threads=options.resolved_compile_threads())
         plan["checks"] = []
-        run = _execute(prep, plan, options)
+        run = _execute(prep, plan, options, acquire_gpu)
         fail = run["failure"]
     if fail is None:
         try:

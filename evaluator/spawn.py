@@ -78,8 +78,15 @@ def worker_plan(request: dict[str, Any] | None, scratch: Path, *, interpreter: b
 
 def drive_worker(proc: subprocess.Popen, *, timeout_s: float, log_path: Path, phase1: Path,
                  on_phase1, on_stage: Callable[[str], None] | None = None,
-                 request: bytes | None = None, phase1_token: str | None = None) -> ProcResult:
-    """Drive a started worker (own session, stdin a pipe) through the correctness handshake.
+                 request: bytes | None = None, phase1_token: str | None = None,
+                 on_gate: Callable[[], None] | None = None) -> ProcResult:
+    """Drive a started worker (own session, stdin a pipe) through the GPU gate and the
+    correctness handshake.
+
+    The GPU gate (gate.py): when the worker has written ``out/compiled.json`` (carrying
+    ``phase1_token`` when given) it blocks on stdin; ``on_gate()`` (the caller's wait for
+    its GPU; None: none) runs, then the worker gets the line ``gpu``. The time spent in
+    ``on_gate`` does not count against ``timeout_s``.
 
     ``request``: a pre-started worker's request line (prestart.py), written to its stdin
     first (by a thread: a worker still importing must not block this loop's deadline).
@@ -102,6 +109,7 @@ def drive_worker(proc: subprocess.Popen, *, timeout_s: float, log_path: Path, ph
     deadline = time.monotonic() + timeout_s + BASELINE_ALLOWANCE_S
     started = False  # candidate part started (out/baselines.done written by trusted code)
     released = False
+    gated = False
     stopped = None
     timed_out = False
     follower = LogFollower(log_path, on_stage) if on_stage is not None else None
@@ -116,7 +124,16 @@ def drive_worker(proc: subprocess.Popen, *, timeout_s: float, log_path: Path, ph
             if not started and (phase1.parent / "baselines.done").is_file():
                 started = True
                 deadline = time.monotonic() + timeout_s
-            if not released and _phase1_ready(phase1, phase1_token):
+            if not gated and _marked(phase1.parent / "compiled.json", "gate_token", phase1_token):
+                pause = time.monotonic()
+                if on_gate is not None:
+                    on_gate()
+                deadline += time.monotonic() - pause
+                gated = True
+                if writer is not None:
+                    writer.join(timeout=30)  # done: the worker read the request first
+                _send(proc, b"gpu\n")
+            if not released and _marked(phase1, "phase1_token", phase1_token):
                 if follower is not None:
                     follower.poll()
                 pause = time.monotonic()
@@ -142,13 +159,14 @@ def drive_worker(proc: subprocess.Popen, *, timeout_s: float, log_path: Path, ph
                       started or (phase1.parent / "baselines.done").is_file())
 
 
-def _phase1_ready(phase1: Path, token: str | None) -> bool:
-    if not phase1.is_file():
+def _marked(path: Path, key: str, token: str | None) -> bool:
+    """Whether the worker's own handshake file is there (carrying ``token`` at ``key``)."""
+    if not path.is_file():
         return False
     if token is None:
         return True
     try:
-        return json.loads(phase1.read_text()).get("phase1_token") == token
+        return json.loads(path.read_text()).get(key) == token
     except (OSError, ValueError, AttributeError):  # unreadable, not JSON, not an object
         return False
 

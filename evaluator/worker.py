@@ -6,14 +6,17 @@ the request arrives on stdin after the imports, see prestart.py). Order:
 
 1. import torch/triton, load the target from the plan's spec (source text or a built-in
    module, never the target file: see evaluator/targets/plugin.py), collect env info,
-   time the target's baselines (before any candidate code exists in the process, so it
-   cannot tamper with them; none when the plan carries cached baseline times given by
-   the caller);
-2. ``sandbox.apply_in_process``, ``guard.install``; import the candidate(s);
+   time the target's baselines (behind the GPU gate, before any candidate code exists in
+   the process, so it cannot tamper with them; none when the plan carries cached baseline
+   times given by the caller);
+2. ``sandbox.apply_in_process``, Triton launches refused (gate.py), ``guard.install``;
+   import the candidate(s);
    GPU: ``precompile`` -- the candidate's Triton specialisations for every validation and
    timed shape are discovered without launches and compiled in a thread pool that is
    gone before the next stage (precompile.py); Triton's ``jit_cache_hook`` must be unset
    from then on (else ``forbidden``: tampering);
+   the GPU gate (unless the baselines took it): the refuser must still be in force (else
+   ``forbidden``), the device is synchronised, ``out/compiled.json``, block for ``gpu``;
 3. correctness calls on seeded inputs: NaN-filled blocks of the output's size are
    allocated and freed right before each call (the allocator hands one to
    ``torch.empty``), contract checks (exact ``torch.Tensor``, shape, dtype, device, no
@@ -25,6 +28,14 @@ the request arrives on stdin after the imports, see prestart.py). Order:
 5. timing (see timing.py; inputs from timed_inputs.py, as the checker rebuilds them: a
    target's shared inputs one set at a time, digest-checked after the candidate's calls),
    thread count compared with the count before the first call.
+
+Before the gate (the caller may time another evaluation on the GPU meanwhile) the
+candidate's code runs: its import and its host code during discovery. Triton launches
+there are refused; other GPU work (torch operations) is not prevented. It cannot raise
+a score: the candidate's own times and its baselines are measured under the gate; cached
+baselines come from evaluations that held the GPU alone (exclusive, evolve's lane.py),
+and so do rematches. At worst it slows the evaluation timed meanwhile, which can only
+lower that candidate's score.
 
 The worker never decides "ok": it writes raw outputs and timings; the trusted checker
 and the runner decide. A failure it detects is written as the report's ``failure``
@@ -46,7 +57,7 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-from evaluator import ncu, precompile, profile_stage
+from evaluator import gate, ncu, precompile, profile_stage
 from evaluator.correctness import POISON_SECOND
 from evaluator.failures import CandidateFailure, classify_exception, classify_text
 from evaluator.inputs import torch_dtype
@@ -88,6 +99,9 @@ class Worker:
         self.own = {"baselines.done"}  # further files of out/ that this worker wrote
         self.phase1_token = phase1_token  # the parent's mark of our phase1.json (never in the report)
         self.ncu_argv: list[str] | None = None  # the profile's Nsight Compute command (ncu.py)
+        self.refuser: gate.LaunchRefuser | None = None  # Triton launches refused until the gate
+        self.gated = False  # the parent gave us the GPU (gate.py)
+        self.synchronize: Any = None  # GPU: torch's device sync, bound before the candidate exists
         self.threads0 = threading.active_count()
 
     # ---- helpers -------------------------------------------------------------------
@@ -190,6 +204,11 @@ class Worker:
         if self.tdev == "cuda":
             self.compile_log = profile_stage.install(profiler=bool(self.plan.get("profile")))
         self.threads0 = threading.active_count()
+        if not self.gated:
+            self.refuser = gate.install()
+            if self.tdev == "cuda":
+                import torch
+                self.synchronize = getattr(torch._C, "_cuda_synchronize", torch.cuda.synchronize)
         sources = [_digest(p) for p in self.candidates]  # a rematch's champion is imported second
         hidden = [self.plan["target"]["path"]] if self.plan["target"].get("path") else []
         self.ncu_argv = self._ncu_command()
@@ -251,6 +270,21 @@ class Worker:
         torch.cuda.empty_cache()  # discovery's blocks go back: the NaN poison stays effective
         self._threads(None)
         self._integrity(None)
+
+    def await_gpu(self) -> None:
+        """The GPU gate (gate.py): Triton launches are allowed again, then the worker
+        blocks until the parent gives it the GPU. Once per run."""
+        if self.gated:
+            return
+        if self.refuser is not None:
+            msg = gate.lift(self.refuser)
+            if msg:
+                self.fail("forbidden", f"tampering detected: {msg}")
+        if self.synchronize is not None:  # nothing queued before the gate outlives it
+            self.synchronize()
+        gate.ask(self.out_dir, self.phase1_token, _stage)
+        self.own.add(gate.READY)
+        self.gated = True
 
     def _discovery_call(self, fn, shape: Any) -> None:
         call = self.target.empty_inputs(shape, self.tdev)
@@ -432,6 +466,7 @@ def ncu_child(request: str) -> None:
 
         plan = {"target": req["target"], "timing": req["timing"], "device": "cuda"}
         w = Worker(plan, Path(req["scratch"]), Path(req["out_dir"]), [Path(req["candidate"])])
+        w.gated = True  # started after timing by a worker that holds the GPU gate (gate.py)
         torch.cuda.init()
         w.import_candidates()
         shape = w.target.shape(req["shape"])
@@ -480,10 +515,13 @@ def main(argv: list[str] | None = None) -> None:
         if w.device == "cuda":
             torch.cuda.init()
         w.report["env"] = collect(w.device)
+        if w.plan["baselines"]:
+            w.await_gpu()  # baseline timing is GPU work: no candidate yet, nothing to compile
         w.time_baselines()
         (w.out_dir / "baselines.done").write_text("1")  # the candidate's timeout starts now
         w.import_candidates()
         w.precompile()
+        w.await_gpu()
         w.run_checks()
         w.await_verdict()
         w.run_timing()

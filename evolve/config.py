@@ -87,6 +87,7 @@ class RunConfig:
     prescreen_ratio: float = 0.9  # quick geomean below ratio x champion's -> rejected "slow"
     worker_grace_s: float = 4200.0  # Ray: a job running longer than timeout + this is "hung"
     prestart_workers: bool = True  # each worker slot pre-starts the next evaluator worker
+    overlap: bool = True  # a GPU compiles the next candidate while it times one (--no-overlap)
     agent: AgentConfig = field(default_factory=AgentConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -43,6 +43,7 @@ class StartOptions:
     gpus: str | None = None  # "0,1" | "all" | None (all visible)
     executor: str = "local"
     ray_address: str | None = None
+    overlap: bool = True
 
 
 def resolve_operator(requested: str, agent: AgentConfig) -> str:
@@ -151,6 +152,7 @@ def create_run(opts: StartOptions) -> RunHandle:
                        max_candidates=opts.max_candidates, max_minutes=opts.max_minutes,
                        gpu=gpu, agent=agent, executor=executor or "local",
                        ray_address=opts.ray_address, gpus=gpus, proposers=proposers or 1,
+                       overlap=opts.overlap,
                        baselines=["cudnn"] if "cudnn" in tgt.baselines else list(tgt.baselines))
     if (Path(opts.runs_dir) / name).exists():
         raise UsageError(f"run {name!r} already exists in {opts.runs_dir}; pick another --name "
@@ -301,7 +303,8 @@ def apply_resume_overrides(run: RunHandle, max_candidates: int | None,
                            max_minutes: float | None, max_usd: float | None,
                            proposers: int | None = None, gpus: str | None = None,
                            executor: str | None = None, ray_address: str | None = None,
-                           agent: dict[str, Any] | None = None) -> None:
+                           agent: dict[str, Any] | None = None,
+                           overlap: bool | None = None) -> None:
     """Apply `resume` flags (None: keep the run's value); `agent` holds AgentConfig fields."""
     if max_candidates is not None:
         if max_candidates < 1:
@@ -329,5 +332,7 @@ def apply_resume_overrides(run: RunHandle, max_candidates: int | None,
         run.config.gpus = parsed
     if proposers is not None:
         run.config.proposers = proposers
+    if overlap is not None:
+        run.config.overlap = overlap
     run.save_config()
 

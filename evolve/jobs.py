@@ -1,16 +1,15 @@
 """Running one EvalJob on one GPU (trusted code, run by an executor's slot: a thread of the
 orchestrator for the local executor, a Ray actor for Ray).
 
-    result = run_job(job, gpu, workdir, on_stage=None, baseline_cache=None)   # JobResult
+    result = run_job(job, gpu, workdir, on_stage=None, baseline_cache=None, lane=None)
 
 `run_job` writes the job's source(s) under a fresh directory in `workdir`, calls
 `evaluator.evaluate` (candidate, probe) or `evaluator.compare_candidates` (rematch) and
 returns a `JobResult`: the result dict and the evaluation log text. `on_stage` hears each
-stage the evaluator announces (`stage_group`: "compile" for parent setup, import,
-precompile, correctness, checker; "timing" for worker init, baselines, timing; the slots'
-utilisation counters). It never raises for the candidate's fault; an
-evaluator error (bad suite, ...) comes back in `JobResult.error`. The directory it made
-is removed.
+stage the evaluator announces. `lane` (executors/lane.py): each evaluation's GPU part
+waits for the GPU's gate (`acquire_gpu`), exclusive when it times baselines or is a
+rematch. It never raises for the candidate's fault; an evaluator error (bad suite, ...)
+comes back in `JobResult.error`. The directory it made is removed.
 
 Baseline cache (one per worker, i.e. per GPU): the cuDNN times a worker measured for a
 target's shapes are reused for `ttl_s` seconds through `EvalOptions.baseline_ms`, never
@@ -27,7 +26,8 @@ Pre-started evaluator workers (`spares=SparePool(...)`, evaluator/prestart.py): 
 candidate evaluation takes the pool's spare (Python + torch/triton already imported); the
 next one is started when that evaluation reaches `confine` (its imports overlap the
 compile stages, never the baseline timing) or, at the latest, when it ends. At most one
-spare per slot; rematches do not use it.
+spare per slot (with overlap the second job in flight takes it, or spawns its own
+worker); rematches do not use it.
 """
 
 from __future__ import annotations
@@ -45,16 +45,9 @@ from evaluator import (CompareResult, EvalOptions, EvalResult, Failure, Prestart
                        PrestartError, PrestartUnsupported, ProfileRequest, compare_candidates,
                        evaluate, geomean, get_target, gpu_available)
 from evolve.executors.base import EvalJob, JobResult
+from evolve.executors.lane import Lane
 
-TIMING_STAGES = ("init", "baselines", "timing")
 SLOW_CLASS = "slow"  # loop-level failure class: below the pre-screen bar (never the evaluator's)
-
-
-def stage_group(stage: str) -> str | None:
-    """'compile' or 'timing' for a stage the evaluator announces (None for 'done')."""
-    if stage in TIMING_STAGES:
-        return "timing"
-    return None if stage == "done" else "compile"
 
 
 class BaselineCache:
@@ -164,9 +157,9 @@ class _Runner:
 
     def __init__(self, job: EvalJob, gpu: int | None, root: Path,
                  on_stage: Callable[[str], None] | None, cache: BaselineCache | None,
-                 compile_threads: int | None, spares: SparePool | None):
+                 compile_threads: int | None, spares: SparePool | None, lane: Lane | None):
         self.job, self.gpu, self.root, self.forward, self.cache = job, gpu, root, on_stage, cache
-        self.compile_threads, self.spares = compile_threads, spares
+        self.compile_threads, self.spares, self.lane = compile_threads, spares, lane
         self.logs: list[str] = []
         self.n = 0
 
@@ -195,6 +188,15 @@ class _Runner:
             text = path.read_text(encoding="utf-8", errors="replace")
             self.logs.append(f"==== {title} ====\n{text}" if self.n > 1 or title else text)
 
+    def gate(self, exclusive: bool) -> Callable[[], Callable[[], None]] | None:
+        """The evaluation's `acquire_gpu` (None without a lane): this GPU's gate, exclusive
+        when the evaluation times baselines (see lane.py)."""
+        lane, job_id = self.lane, self.job.job_id
+        if lane is None:
+            return None
+        lane.back_to_compile(job_id)  # a second evaluation of the job compiles first
+        return lambda: lane.acquire(job_id, exclusive)
+
     def source_file(self, name: str, text: str) -> Path:
         path = self.root / "src" / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,7 +212,8 @@ class _Runner:
         path = self.source_file("kernel.py", job.source)
         spare = self.spares.take() if self.spares is not None else None
         try:
-            res = evaluate(path, target=job.target, suite=suite, options=self.options(cached, spare))
+            res = evaluate(path, target=job.target, suite=suite, options=self.options(cached, spare),
+                           acquire_gpu=self.gate(exclusive=cached is None))
         finally:
             if spare is not None:
                 spare.close()  # consumed by the evaluation; never reused
@@ -240,7 +243,7 @@ class _Runner:
         champ = self.source_file("champion.py", job.champion_source or "")
         try:
             return compare_candidates(chal, champ, job.target, job.suite, self.options(),
-                                      rounds=job.rounds)
+                                      rounds=job.rounds, acquire_gpu=self.gate(exclusive=True))
         finally:
             self.collect_log("")
 
@@ -249,15 +252,17 @@ def run_job(job: EvalJob, gpu: int | None, workdir: Path,
             on_stage: Callable[[str], None] | None = None,
             baseline_cache: BaselineCache | None = None,
             worker: str = "", compile_threads: int | None = None,
-            spares: SparePool | None = None) -> JobResult:
+            spares: SparePool | None = None, lane: Lane | None = None) -> JobResult:
     """Evaluate one job on `gpu` (None: the interpreter); see the module docstring.
     `compile_threads`: the evaluator's precompile threads (None: its default); a host
     with several workers shares its CPUs between them. `spares`: this worker's pool of
-    pre-started evaluator workers (None: every evaluation spawns its own)."""
+    pre-started evaluator workers (None: every evaluation spawns its own). `lane`: the
+    GPU's lane (executors/lane.py; the caller begins and ends the job on it): each
+    evaluation waits at its gate for the GPU (None: no gate)."""
     root = Path(workdir) / f"{job.job_id}.a{job.attempt}.{uuid.uuid4().hex[:8]}"
     root.mkdir(parents=True, exist_ok=False)
     r = _Runner(job, gpu, root, on_stage, None if job.kind == "rematch" else baseline_cache,
-                compile_threads, spares)
+                compile_threads, spares, lane)
     data: dict[str, Any] = {}
     error = None
     try:

@@ -109,9 +109,11 @@ def run_summary(run: RunHandle) -> Group:
 
 
 def workers_table(workers: list[dict[str, Any]]) -> Table:
-    """The evaluation workers' last utilisation snapshot (table `workers`)."""
+    """The evaluation workers' last utilisation snapshot (table `workers`): compile = a job
+    in its CPU part, timing = the GPU gate held, gpu-idle = the gate free."""
     t = _compact(Table(title="evaluation workers, last snapshot (times in s)"))
-    for col in ("worker", "state", "job", "jobs", "busy%", "compile", "timing", "idle", "restarts"):
+    for col in ("worker", "state", "job", "jobs", "busy%", "compile", "timing", "gpu-idle",
+                "idle", "restarts"):
         t.add_column(col, justify="left" if col in ("worker", "state", "job") else "right",
                      no_wrap=col != "job", overflow="fold")
     for w in workers:
@@ -122,7 +124,8 @@ def workers_table(workers: list[dict[str, Any]]) -> Table:
         name += "" if gpu is None or f"gpu{gpu}" in name else f" (gpu {gpu})"
         t.add_row(name, str(w.get("state")), str(w.get("job_id") or "-") if active else "-",
                   str(w.get("jobs_done") or 0), pct, f"{float(w.get('compile_s') or 0):.0f}",
-                  f"{float(w.get('timing_s') or 0):.0f}", f"{idle:.0f}", str(w.get("restarts") or 0))
+                  f"{float(w.get('timing_s') or 0):.0f}", f"{float(w.get('gpu_idle_s') or 0):.0f}",
+                  f"{idle:.0f}", str(w.get("restarts") or 0))
     return t
 
 

@@ -157,7 +157,7 @@ def make_synthetic_run(root: Path, name: str = "gqa-synth", status: str = "finis
     db["workers"].insert({"name": "local-gpu0" if flex else "local-cpu", "gpu": 0 if flex else None,
                           "state": "idle", "job_id": None, "pid": None, "jobs_done": len(plan), "restarts": 0,
                           "busy_s": 500.0, "compile_s": 300.0, "timing_s": 150.0, "idle_s": 100.0,
-                          "updated": end.isoformat()}, pk="name")
+                          "gpu_idle_s": 450.0, "updated": end.isoformat()}, pk="name")
     champion = max(c for c in (0, 1, 3) if c < len(plan))
     repo.create_head("best", repo.commit(shas[champion]))
     db.conn.close()

@@ -18,9 +18,9 @@ from evolve.executors.base import EvalJob, JobResult
 
 
 def runner(job: EvalJob, gpu, workdir: Path, on_stage=None, baseline_cache=None,
-           worker: str = "", compile_threads=None, spares=None) -> JobResult:
-    """By job.source: "sleep:S" sleeps S seconds (announcing a compile, then a timing
-    stage) with a child process in its own session (as the evaluator's are) whose pid it
+           worker: str = "", compile_threads=None, spares=None, lane=None) -> JobResult:
+    """By job.source: "sleep:S" sleeps S seconds (half of it holding the lane's GPU
+    gate, when given) with a child process in its own session (as the evaluator's are) whose pid it
     writes to workdir/<job_id>.a<attempt>.child; "die" kills its own process; "raise"
     raises; anything else is a real evaluation (evolve.jobs.run_job)."""
     src = job.source
@@ -31,7 +31,7 @@ def runner(job: EvalJob, gpu, workdir: Path, on_stage=None, baseline_cache=None,
     if not src.startswith("sleep:"):
         from evolve.jobs import run_job
         return run_job(job, gpu, workdir, on_stage=on_stage, baseline_cache=baseline_cache,
-                       worker=worker, compile_threads=compile_threads, spares=spares)
+                       worker=worker, compile_threads=compile_threads, spares=spares, lane=lane)
     seconds = float(src.split(":", 1)[1])
     child = subprocess.Popen(["sleep", "600"], start_new_session=True)
     (Path(workdir) / f"{job.job_id}.a{job.attempt}.child").write_text(str(child.pid))
@@ -39,15 +39,19 @@ def runner(job: EvalJob, gpu, workdir: Path, on_stage=None, baseline_cache=None,
         if on_stage:
             on_stage("import")
         time.sleep(seconds / 2)
-        if on_stage:
-            on_stage("timing")
-        time.sleep(seconds / 2)
+        release = lane.acquire(job.job_id) if lane is not None else (lambda: None)
+        gate = time.time()
+        try:
+            time.sleep(seconds / 2)
+        finally:
+            ungate = time.time()
+            release()
     finally:
         child.kill()
         child.wait()
     return JobResult(job_id=job.job_id, kind=job.kind, worker=worker, gpu=gpu,
                      data={"status": "ok", "score": 1.0, "attempt": job.attempt,
-                           "pid": os.getpid()})
+                           "pid": os.getpid(), "gate": gate, "ungate": ungate})
 
 
 def pid_alive(pid: int) -> bool:

@@ -188,7 +188,7 @@ def test_a_probe_job_carries_the_profile_request_to_the_evaluator(tmp_path):
     job = EvalJob(job_id="probe-1", kind="probe", target="gqa", suite="quick", source="x",
                   profile=ProfileRequest(QUICK[0], calls=7).to_dict())
     again = EvalJob.from_dict(json.loads(json.dumps(job.to_dict())))  # as Ray ships it
-    opts = _Runner(again, None, tmp_path, None, None, None, None).options()
+    opts = _Runner(again, None, tmp_path, None, None, None, None, None).options()
     assert opts.profile == ProfileRequest(QUICK[0], calls=7)
 
 

@@ -50,7 +50,8 @@ def test_best_over_24_shapes_fits_45_lines(runs):
 def test_status_of_a_run_keeps_every_header(runs):
     out = evolve("status", "gpu24", "--runs-dir", str(runs))
     fits(out)
-    assert re.search(r"^ *worker +state +job +jobs +busy% +compile +timing +idle +restarts *$", out, re.M), out
+    assert re.search(r"^ *worker +state +job +jobs +busy% +compile +timing +gpu-idle +idle +restarts *$",
+                     out, re.M), out
     assert re.search(r"^ *time +kind +id +message *$", out, re.M)
     assert "#7 vs #3: loses (ratio 0.9987)" in out  # stored as 0.9986529677431233
     assert "gpu24 (gqa)" in out  # the folder, the stored name beside it

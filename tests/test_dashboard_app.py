@@ -281,6 +281,7 @@ def test_new_views_compare_shapes_activity(synthetic_runs, monkeypatch):
     rematches = at.dataframe[1].value
     assert list(zip(rematches["challenger"], rematches["result"])) == [(1, "won"), (3, "won"), (7, "lost")]
     assert at.dataframe[0].value["busy %"].iloc[0] == pytest.approx(83.3)
+    assert at.dataframe[0].value["gpu_idle_s"].iloc[0] == pytest.approx(450.0)  # GPU gate free
 
 
 # ---- empty, missing and half-written run directories -----------------------------------

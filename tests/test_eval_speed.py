@@ -24,8 +24,8 @@ from candidates.make import path as cand
 
 CAND = Path(__file__).parent / "candidates"
 SMOKE = [s.name for s in get_target("gqa").suite("smoke")]
-OK_STAGES = ["init", "baselines", "confine", "import", "precompile", "correctness",
-             "awaiting-verdict", "checker", "timing", "done", "checker"]
+OK_STAGES = ["init", "awaiting-gpu", "baselines", "confine", "import", "precompile",
+             "correctness", "awaiting-verdict", "checker", "timing", "done", "checker"]
 
 HOOK_CANDIDATE = '''
 import torch
@@ -89,10 +89,10 @@ def test_on_stage_in_order_for_ok_and_callback_errors_swallowed(runs):
 def test_on_stage_in_order_for_rejections(runs):
     res, stages, _ = runs["mismatch"]
     assert res.status == "rejected" and res.failure.cls == "mismatch"
-    assert stages == OK_STAGES[:8]  # ... awaiting-verdict, checker: the worker is never released
+    assert stages == OK_STAGES[:9]  # ... awaiting-verdict, checker: the worker is never released
     res, stages, _ = runs["import_error"]
     assert res.status == "rejected" and res.failure.cls == "import"
-    assert stages == ["init", "baselines", "confine", "import"]
+    assert stages == ["init", "awaiting-gpu", "baselines", "confine", "import"]
 
 
 def test_full_baseline_ms_skips_baseline_timing(runs):
@@ -104,7 +104,9 @@ def test_full_baseline_ms_skips_baseline_timing(runs):
     for s in res.shapes:
         assert s.baseline_ms == 5.0 and s.baselines == {"sdpa-cpu": 5.0}  # requested ones only
         assert s.speedup == pytest.approx(5.0 / s.ms)
-    assert stages == OK_STAGES
+    # no baseline to time: the GPU gate comes after the CPU part (import, precompile)
+    assert stages == ["init", "baselines", "confine", "import", "precompile", "awaiting-gpu",
+                      *OK_STAGES[6:]]
 
 
 def test_partial_baseline_ms_is_measured(runs):

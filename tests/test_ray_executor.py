@@ -245,6 +245,24 @@ class TestLocalRay:
         assert ray.is_initialized()
         assert ex.submit(_job("still", "sleep:0.1")).result(timeout=60).data["status"] == "ok"
 
+    def test_with_overlap_an_actor_runs_two_jobs_but_never_two_inside_its_gate(self, ex, tmp_path):
+        """A second executor on the same Ray: one actor, two jobs in flight (as a GPU actor
+        with overlap); the next job is sent once the first holds the gate."""
+        two = RayExecutor(None, None, tmp_path / "work", runner=RUNNER, cpus_per_worker=0,
+                          jobs_per_worker=2, log_dir=tmp_path, status_every_s=0.2)
+        assert two.capacity == 2
+        try:
+            futs = [two.submit(_job(f"ov{i}", "sleep:2")) for i in range(3)]
+            data = [f.result(timeout=120).data for f in futs]
+            w = two.workers()[0]
+        finally:
+            two.shutdown()
+        gates = sorted((d["gate"], d["ungate"]) for d in data)
+        assert all(a[1] <= b[0] for a, b in zip(gates, gates[1:]))
+        assert gates[1][0] - gates[0][1] < 0.9  # the second had compiled meanwhile
+        assert len({d["pid"] for d in data}) == 1 and w.jobs_done == 3
+        assert w.timing_s > 2 and w.compile_s > 1
+
     def test_shutdown_waits_for_running_jobs_and_cancels_queued_ones(self, ex):
         futs = [ex.submit(_job(f"tail{i}", "sleep:2")) for i in range(3)]
         _wait(lambda: sum(1 for w in ex.workers() if w.job_id) == 2, what="two busy actors")

@@ -26,7 +26,11 @@
 #                                an offline run in the foreground (target gqa unless given),
 #                                then its stats and what paid per kind and per shape class
 #                                (stats_NAME.json, report_NAME.txt, lineage_NAME.db,
-#                                kernels_NAME.tgz)
+#                                kernels_NAME.tgz); OVERLAP=0: with --no-overlap
+#   overlap SEED MINUTES [RNG_SEED] [TARGET]
+#                                issue #19: `offline` with overlap (NAME ov-on), then the
+#                                same without (ov-off), then both side by side: candidates
+#                                per GPU-minute, timing share per worker (overlap.txt)
 #   decode [KERNEL...]           decode target: kernels (default seeds/decode_naive.py and
 #                                seeds/decode.py) on every validation shape, timed against
 #                                the baselines on the default suite, bandwidth on S_max=128k
@@ -41,9 +45,9 @@
 set -u
 cmd=${1:-}; shift || true
 case "$cmd" in
-  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|recipes|offline|decode|tests|agent-transcript)
+  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|recipes|offline|overlap|decode|tests|agent-transcript)
     . "$(dirname "$0")/setup.sh" || exit 1; OUT=${OUT:-/tmp/out} ;;
-  *) sed -n '2,40p' "$0"; exit 2 ;;
+  *) sed -n '2,44p' "$0"; exit 2 ;;
 esac
 case "$cmd" in
   env)
@@ -97,13 +101,19 @@ case "$cmd" in
     echo "recipes rc=$?"; tail -n 20 "$OUT/recipes_$name.log" ;;
   offline)
     seed=$1; minutes=$2; name=$3; rng=${4:-7}; target=${5:-gqa}; runs=/root/runs
+    ov=--overlap; [ "${OVERLAP:-1}" = 0 ] && ov=--no-overlap
     python3 -m evolve start --target "$target" --operator offline --runs-dir $runs --rng-seed "$rng" \
-        --seed "$seed" --name "$name" --max-minutes "$minutes" > "$OUT/$name.log" 2>&1 < /dev/null
+        --seed "$seed" --name "$name" --max-minutes "$minutes" $ov > "$OUT/$name.log" 2>&1 < /dev/null
     python3 benchmarks/gpu/run_stats.py "$runs/$name" --json "$OUT/stats_$name.json" | tail -n 14
     python3 benchmarks/gpu/run_report.py "$runs/$name" > "$OUT/report_$name.txt" 2>&1
     tail -n 8 "$OUT/report_$name.txt"
     cp "$runs/$name/lineage.db" "$OUT/lineage_$name.db"
     (cd "$runs/$name" && tar czf "$OUT/kernels_$name.tgz" kernels run.toml) ;;
+  overlap)
+    seed=$1; minutes=$2; rng=${3:-7}; target=${4:-gqa}
+    OVERLAP=1 bash "$0" offline "$seed" "$minutes" ov-on "$rng" "$target"
+    OVERLAP=0 bash "$0" offline "$seed" "$minutes" ov-off "$rng" "$target"
+    python3 benchmarks/gpu/run_stats.py --compare /root/runs/ov-on /root/runs/ov-off | tee "$OUT/overlap.txt" ;;
   decode)
     timeout 580 python3 benchmarks/gpu/decode_bench.py "$@" --json "$OUT/decode.json" \
         > "$OUT/decode.log" 2>&1; echo "decode rc=$?"; grep -v '^PASS' "$OUT/decode.log" | tail -n 60 ;;

@@ -40,6 +40,8 @@ GPUS_HELP = ("GPUs for evaluation workers, one worker each: '0,1' or 'all' (defa
              "visible GPUs; without a GPU one interpreter worker)")
 EXECUTOR_HELP = ("where evaluations run: local (a thread per GPU here) or ray (an actor per "
                  "GPU; needs the package's ray extra)")
+OVERLAP_HELP = ("per GPU, compile the next candidate (CPU) while one is timed; "
+                "--no-overlap: one evaluation at a time (stored in run.toml)")
 RAY_ADDRESS_HELP = "--executor ray: address of an existing Ray cluster (default: a local Ray)"
 CONTEXT_HELP = ("agent: keep each request under this many tokens (older tool outputs become "
                 "stubs; default 100000; lower it for a local server's context length)")
@@ -62,8 +64,8 @@ def _agent(default: Any, **kw: Any) -> Any:
     return typer.Option(default, rich_help_panel="Agent (an LLM endpoint)", **kw)
 
 
-def _scale(default: Any, **kw: Any) -> Any:
-    return typer.Option(default, rich_help_panel="Scale-out", **kw)
+def _scale(default: Any, *decls: str, **kw: Any) -> Any:
+    return typer.Option(default, *decls, rich_help_panel="Scale-out", **kw)
 
 
 _USER_ERRORS = (UsageError, RunDirError, RunLockedError, ConfigError, StoreError, RepoError)
@@ -114,6 +116,7 @@ def start(
     gpus: Optional[str] = _scale(None, help=GPUS_HELP),
     executor: str = _scale("local", help=EXECUTOR_HELP),
     ray_address: Optional[str] = _scale(None, help=RAY_ADDRESS_HELP),
+    overlap: bool = _scale(True, "--overlap/--no-overlap", help=OVERLAP_HELP),
 ) -> None:
     """Start a new evolution run (Ctrl-C stops it; `evolve resume` continues it)."""
     console = make_console()
@@ -129,7 +132,7 @@ def start(
                         runs_dir=runs_dir, max_candidates=max_candidates,
                         max_minutes=max_minutes, suite=suite, rng_seed=rng_seed, agent=agent,
                         proposers=proposers, gpus=gpus, executor=executor,
-                        ray_address=ray_address)
+                        ray_address=ray_address, overlap=overlap)
     try:
         run = create_run(opts)
         console.print(f"run {run.name}: {run.paths.root} (operator {run.config.operator}, "
@@ -161,6 +164,8 @@ def resume(
     gpus: Optional[str] = _scale(None, help=GPUS_HELP + "; overrides the run's"),
     executor: Optional[str] = _scale(None, help=EXECUTOR_HELP + "; overrides the run's"),
     ray_address: Optional[str] = _scale(None, help=RAY_ADDRESS_HELP),
+    overlap: Optional[bool] = _scale(None, "--overlap/--no-overlap",
+                                     help=OVERLAP_HELP + "; overrides the run's"),
 ) -> None:
     """Continue a stopped or killed run: cut-short evaluations are redone, nothing doubled."""
     console = make_console()
@@ -176,7 +181,8 @@ def resume(
                                           max_tool_calls=max_tool_calls,
                                           max_evaluations=max_evaluations,
                                           max_tokens=max_session_tokens,
-                                          context_tokens=context_tokens))
+                                          context_tokens=context_tokens),
+                               overlap=overlap)
         code = drive(handle, console, resumed=True)
     except _USER_ERRORS as e:
         _fail(str(e))

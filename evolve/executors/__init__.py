@@ -101,7 +101,7 @@ def executor_for(config: Any, workdir: Path, log_dir: Path) -> Executor:
     GPUs ("auto" without --gpus): --gpus is not checked against this machine."""
     check_executor(config.executor)
     kw = dict(log_dir=log_dir, baseline_ttl_s=config.baseline_ttl_s,
-              prestart=config.prestart_workers)
+              prestart=config.prestart_workers, overlap=config.overlap)
     if config.executor == "local":
         from evolve.executors.local import LocalExecutor
         return LocalExecutor(resolve_gpus(config.gpus), workdir, **kw)

@@ -1,9 +1,10 @@
 """What flows between the orchestrator and the evaluation executors.
 
 The orchestrator (the single writer of the lineage DB and the git repo) turns work into
-`EvalJob`s and hands them to an `Executor`. Its slots (one `WorkerSlot` and one thread per
-GPU) take the jobs from one `JobQueue` and run each with `evolve.jobs.run_job` (local: in
-the thread; Ray: on the slot's actor), resolving the job's future with a `JobResult`.
+`EvalJob`s and hands them to an `Executor`. Its slots (one `WorkerSlot` per GPU, with the
+GPU's `Lane`: lane.py) take the jobs from one `JobQueue` and run each with
+`evolve.jobs.run_job` (local: in a slot thread; Ray: on the slot's actor), up to two at
+once with overlap, resolving the job's future with a `JobResult`.
 Workers never touch the run's DB or repo: everything they need travels inside the job (the
 sources as text), everything they produce travels back inside the result (plain,
 JSON-able data).
@@ -24,7 +25,7 @@ from evolve.records import utc_now
 
 JOB_KINDS = ("candidate", "probe", "rematch")
 WORKER_STATES = ("starting", "idle", "compile", "timing", "busy", "dead", "stopped")
-_BUSY = ("busy", "compile", "timing")
+_LIVE = ("idle", "compile", "timing", "busy")
 
 
 class ExecutorError(Exception):
@@ -88,10 +89,12 @@ class WorkerStatus:
     job_id: str | None = None
     jobs_done: int = 0
     restarts: int = 0
-    busy_s: float = 0.0
-    compile_s: float = 0.0
-    timing_s: float = 0.0
-    idle_s: float = 0.0
+    busy_s: float = 0.0            # a job in flight
+    compile_s: float = 0.0         # a job in its CPU part (compile phase, lane.py)
+    timing_s: float = 0.0          # the GPU gate held
+    idle_s: float = 0.0            # no job in flight
+    gpu_idle_s: float = 0.0        # live and the GPU gate free (jobs or not)
+    jobs: int = 0                  # jobs in flight now
     updated: str = ""              # ISO time of the last change
     pid: int | None = None         # the process running the jobs (local: the orchestrator)
 
@@ -153,10 +156,12 @@ class JobQueue:
 
 
 class WorkerSlot:
-    """One worker position (a local thread or a Ray actor): its status and its utilisation
-    counters, kept by both executors the same way. Seconds accrue to the state the slot
-    was in (busy = compile + timing + busy); a state change calls `on_change`; `log`
-    appends to `log_path` (None: nowhere)."""
+    """One worker position (one GPU: local threads or a Ray actor): its status and its
+    utilisation counters, kept by both executors the same way from the phases of the jobs
+    in flight on its GPU's lane (lane.py; `sync`): busy/idle (a job in flight or not),
+    compile (one in its CPU part), timing (the GPU gate held), GPU-idle (the gate free).
+    The state shown: timing > compile > busy > idle, or a lifecycle state `set` gave
+    (starting/dead/stopped). A change calls `on_change`; `log` appends to `log_path`."""
 
     def __init__(self, name: str, gpu: int | None, on_change: Callable[[], None] | None,
                  log_path: Path | None):
@@ -165,33 +170,78 @@ class WorkerSlot:
         self.on_change, self.log_path = on_change, log_path
         self._since = time.monotonic()
         self._lock = threading.Lock()
+        self._phases: dict[str, str] = {}  # job id -> lane phase
+        self.max_jobs = 1  # jobs in flight at once (2 with overlap on a GPU)
 
     def _account(self) -> None:
         now = time.monotonic()
         dt, self._since = now - self._since, now
-        s = self.status
-        if s.state == "idle":
-            s.idle_s += dt
-        elif s.state in _BUSY:
+        s, phases = self.status, self._phases.values()
+        if s.state not in _LIVE:
+            return
+        if phases:
             s.busy_s += dt
-            s.compile_s += dt if s.state == "compile" else 0.0
-            s.timing_s += dt if s.state == "timing" else 0.0
+        else:
+            s.idle_s += dt
+        s.compile_s += dt if "compile" in phases else 0.0
+        if "timing" in phases:
+            s.timing_s += dt
+        else:
+            s.gpu_idle_s += dt
 
-    def set(self, state: str, job_id: str | None = None, keep_job: bool = False) -> None:
-        with self._lock:
-            self._account()
-            s = self.status
-            changed = state != s.state or (not keep_job and job_id != s.job_id)
-            s.state = state
-            if not keep_job:
-                s.job_id = job_id
-            if changed:
-                s.updated = utc_now()
-        if changed and self.on_change is not None:
+    def _show(self) -> bool:
+        """(locked) The state and job shown, from the phases; whether they changed."""
+        s, ph = self.status, self._phases
+        if s.state not in _LIVE:
+            return False
+        state, job = "idle", None
+        for phase, shown in (("timing", "timing"), ("compile", "compile"), ("wait", "busy"),
+                             ("after", "busy")):
+            job = next((j for j, p in ph.items() if p == phase), None)
+            if job is not None:
+                state = shown
+                break
+        changed = (state, job, len(ph)) != (s.state, s.job_id, s.jobs)
+        s.state, s.job_id, s.jobs = state, job, len(ph)
+        return changed
+
+    def _changed(self) -> None:
+        self.status.updated = utc_now()
+
+    def _notify(self) -> None:
+        if self.on_change is not None:
             try:
                 self.on_change()
             except Exception:  # a display callback never stops a worker
                 pass
+
+    def sync(self, phases: dict[str, str]) -> None:
+        """The phases of the jobs in flight now ({job id: phase}, lane.py)."""
+        with self._lock:
+            self._account()
+            self._phases = dict(phases)
+            changed = self._show()
+            if changed:
+                self._changed()
+        if changed:
+            self._notify()
+
+    def set(self, state: str) -> None:
+        """A lifecycle state: starting, dead, stopped, or idle (up: the phases decide)."""
+        with self._lock:
+            self._account()
+            s = self.status
+            before = (s.state, s.job_id)
+            s.state = state
+            if state == "idle":
+                self._show()
+            else:
+                s.job_id, s.jobs, self._phases = None, 0, {}
+            changed = (s.state, s.job_id) != before
+            if changed:
+                self._changed()
+        if changed:
+            self._notify()
 
     def log(self, line: str) -> None:
         if self.log_path is None:
@@ -234,8 +284,8 @@ class Executor(abc.ABC):
 
     @property
     def capacity(self) -> int:
-        """How many jobs can run at once (the number of workers)."""
-        return len(self.slots)
+        """How many jobs can run at once (per worker 1, or 2 with overlap on a GPU)."""
+        return sum(s.max_jobs for s in self.slots)
 
     @abc.abstractmethod
     def shutdown(self, wait: bool = True) -> None:

@@ -1,5 +1,7 @@
-"""LocalExecutor: one thread per GPU in the orchestrator process, each running one job at
-a time with `evolve.jobs.run_job` (so two timings never share a GPU).
+"""LocalExecutor: threads in the orchestrator process running jobs with
+`evolve.jobs.run_job`, per GPU one slot: two threads with overlap (`overlap=True`: the
+next job compiles while one holds the GPU's gate, lane.py), else one; two timings never
+share a GPU. Without a GPU (the interpreter) a slot runs one job at a time.
 
 Threads, not worker processes: `evaluator.evaluate` already runs every candidate in its
 own sandboxed process group with its own timeouts, so a candidate can neither crash nor
@@ -25,55 +27,76 @@ from typing import Callable
 
 from evolve.executors.base import (EvalJob, Executor, ExecutorError, JobQueue, JobResult,
                                    WorkerSlot)
+from evolve.executors.lane import Lane
 from evolve.executors.procs import compile_threads, descendants, host_cpus, kill_procs
-from evolve.jobs import BaselineCache, SparePool, run_job, stage_group
+from evolve.jobs import BaselineCache, SparePool, run_job
 
 Runner = Callable[..., JobResult]  # run_job's signature
 
 
 class _Slot(WorkerSlot):
-    """One GPU: its thread, its baseline cache, its spare evaluator worker, its log."""
+    """One GPU: its lane (gate; two jobs in flight with overlap), its threads (one per job
+    in flight), its baseline cache, its spare evaluator worker, its log."""
 
     def __init__(self, ex: "LocalExecutor", gpu: int | None, name: str):
         super().__init__(name, gpu, ex.on_change, ex.log_dir / f"worker-{name}.log")
         self.ex, self.gpu = ex, gpu
+        self.lane = Lane(on_change=self.sync)
+        self.max_jobs = ex.jobs_per_slot or (2 if ex.overlap and gpu is not None else 1)
         self.cache = BaselineCache(ex.baseline_ttl_s)
         self.spares = SparePool(gpu, ex.workdir / f"spares-{name}", log=self.log) \
             if ex.prestart else None
-        self.thread = threading.Thread(target=self._run, name=f"evolve-{name}", daemon=True)
+        self.threads = [threading.Thread(target=self._run, name=f"evolve-{name}-{i}", daemon=True)
+                        for i in range(self.max_jobs)]
+        self._left = len(self.threads)
+        self._left_lock = threading.Lock()
 
-    def _stage(self, stage: str) -> None:
-        self.set(stage_group(stage) or "busy", keep_job=True)
-
-    def _run(self) -> None:
+    def start(self) -> None:
         self.count(pid=os.getpid())
         self.set("idle")
         if self.spares is not None:
             self.spares.refill()  # the first job's evaluator worker imports while we wait
+        for t in self.threads:
+            t.start()
+
+    def _run(self) -> None:
+        queue = self.ex.queue
         try:
-            while (item := self.ex.queue.get()) is not None:
+            while self.lane.wait_turn(self.max_jobs, stop=lambda: queue.closed):
+                item = queue.get(timeout=0.5)
+                if item is None:
+                    self.lane.cancel()
+                    if queue.closed:
+                        break
+                    continue
                 job, fut = item
-                fut.set_result(self._job(job))
+                self.lane.begin(job.job_id)
+                try:
+                    fut.set_result(self._job(job))
+                finally:
+                    self.lane.end(job.job_id)
         finally:
-            if self.spares is not None:
-                self.spares.close()
-            self.set("stopped")
+            with self._left_lock:
+                self._left -= 1
+                last = self._left == 0
+            if last:
+                if self.spares is not None:
+                    self.spares.close()
+                self.set("stopped")
 
     def _job(self, job: EvalJob) -> JobResult:
-        self.set("busy", job.job_id)
         self.log(f"job {job.job_id}")
         threads = compile_threads(host_cpus(), len(self.ex.slots))
         try:
-            res = self.ex.runner(job, self.gpu, self.ex.workdir, on_stage=self._stage,
-                                 baseline_cache=self.cache, worker=self.name,
-                                 compile_threads=threads, spares=self.spares)
+            res = self.ex.runner(job, self.gpu, self.ex.workdir, baseline_cache=self.cache,
+                                 worker=self.name, compile_threads=threads, spares=self.spares,
+                                 lane=self.lane)
         except Exception as e:  # a runner bug: this job fails, the slot lives on
             self.log(traceback.format_exc())
             res = JobResult.failed(job, self.name, self.gpu,
                                    error=f"the runner raised: {type(e).__name__}: {e}"[:2000])
         res.worker, res.gpu = self.name, self.gpu
         self.count(done=1)
-        self.set("idle")
         return res
 
 
@@ -82,7 +105,8 @@ class LocalExecutor(Executor):
 
     def __init__(self, gpus: list[int | None], workdir: Path, *, log_dir: Path | None = None,
                  baseline_ttl_s: float = 600.0, runner: Runner = run_job,
-                 on_change: Callable[[], None] | None = None, prestart: bool = True):
+                 on_change: Callable[[], None] | None = None, prestart: bool = True,
+                 overlap: bool = True, jobs_per_slot: int | None = None):
         if not gpus:
             raise ExecutorError("no evaluation workers: give at least one GPU (or None)")
         self.workdir = Path(workdir)
@@ -90,6 +114,8 @@ class LocalExecutor(Executor):
         self.log_dir = Path(log_dir) if log_dir else self.workdir
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.baseline_ttl_s, self.runner, self.prestart = baseline_ttl_s, runner, prestart
+        self.overlap = overlap  # a GPU slot runs two jobs: one compiles while one times
+        self.jobs_per_slot = jobs_per_slot  # tests: that many jobs per slot, GPU or not
         self.on_change = on_change
         self.queue = JobQueue()
         self._before = set(descendants(os.getpid()))  # not ours to kill on abandon
@@ -98,7 +124,7 @@ class LocalExecutor(Executor):
                             "local-cpu" if n_cpu == 1 else f"local-cpu{i}")
                       for i, g in enumerate(gpus)]
         for s in self.slots:
-            s.thread.start()
+            s.start()
         ref = weakref.ref(self)
         atexit.register(lambda: ref() is not None and ref().shutdown(wait=False))
 
@@ -110,6 +136,7 @@ class LocalExecutor(Executor):
         if not wait:  # abandon the running jobs: kill their evaluator processes
             kill_procs([p for p in descendants(os.getpid()) if p not in self._before])
         for s in self.slots:
-            if s.thread is not threading.current_thread():
-                s.thread.join(timeout=None if wait else 30)
+            for t in s.threads:
+                if t is not threading.current_thread():
+                    t.join(timeout=None if wait else 30)
             shutil.rmtree(self.workdir / f"spares-{s.name}", ignore_errors=True)

@@ -2,9 +2,11 @@
 
 This module runs on the cluster's nodes; it imports Ray only through the executor that
 wraps `EvalActor` with `ray.remote`. An actor runs one job at a time (`run`, the default
-concurrency group of size 1) with `evolve.jobs.run_job`; `status` and `kill_children`
-run in the "control" group so the orchestrator can ask what a busy actor is doing
-(compile or timing), which processes it has started (the orchestrator remembers them), and
+concurrency group: 1, or 2 with overlap, `max_concurrency`) with `evolve.jobs.run_job`
+on the actor's GPU lane (lane.py: the gate, so two evaluations never share the GPU);
+`status` and `kill_children` run in the "control" group so the orchestrator can ask
+what a busy actor is doing (each job's phase, whether a next job may start), which
+processes it has started (the orchestrator remembers them), and
 clean up its evaluator processes before killing it. `reap` (a plain Ray task pinned to the
 actor's node) kills the remembered processes of an actor that died on its own: the
 evaluator's processes run in their own sessions and would otherwise outlive it.
@@ -23,12 +25,12 @@ import importlib
 import os
 import socket
 import tempfile
-import threading
 from pathlib import Path
 from typing import Any, Callable
 
+from evolve.executors.lane import Lane
 from evolve.executors.procs import alive, descendants, host_cpus, kill_procs
-from evolve.jobs import BaselineCache, SparePool, run_job, stage_group
+from evolve.jobs import BaselineCache, SparePool, run_job
 from evolve.records import sha256_text
 
 CONTROL_GROUP = "control"
@@ -75,9 +77,7 @@ class EvalActor:
         self.workdir = node_workdir(workdir, driver_host, name)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.cache = BaselineCache(baseline_ttl_s)
-        self._lock = threading.Lock()
-        self._job: str | None = None
-        self._group: str | None = None
+        self.lane = Lane()
         # one pre-started evaluator worker for the next job (evolve.jobs.SparePool; it turns
         # itself off where the sandbox has no pid namespace); its scratch: spares-<name>
         self.spares = SparePool(self.gpu, self.workdir / f"spares-{name}") if prestart else None
@@ -101,29 +101,22 @@ class EvalActor:
         from evolve.executors.base import EvalJob
 
         ej = EvalJob.from_dict(job)
-        with self._lock:
-            self._job, self._group = ej.job_id, "busy"
-
-        def on_stage(stage: str) -> None:
-            with self._lock:
-                self._group = stage_group(stage) or "busy"
-
+        self.lane.begin(ej.job_id, reserved=False)
         try:
-            res = self.runner(ej, self.gpu, self.workdir, on_stage=on_stage,
-                              baseline_cache=self.cache, worker=self.name,
-                              compile_threads=compile_threads, spares=self.spares)
+            res = self.runner(ej, self.gpu, self.workdir, baseline_cache=self.cache,
+                              worker=self.name, compile_threads=compile_threads,
+                              spares=self.spares, lane=self.lane)
         finally:
-            with self._lock:
-                self._job, self._group = None, None
+            self.lane.end(ej.job_id)
         return res.to_dict()
 
-    def status(self) -> dict[str, Any]:
-        """(control group) The running job, its stage group (compile / timing / busy) and
-        this actor's live descendants [(pid, start time)]."""
-        with self._lock:
-            out: dict[str, Any] = {"job_id": self._job, "group": self._group}
-        out["procs"] = descendants(os.getpid()) if out["job_id"] else []
-        return out
+    def status(self, max_jobs: int = 1) -> dict[str, Any]:
+        """(control group) The phase of each running job ({job id: phase}, lane.py),
+        whether another job may start (of `max_jobs` at once) and this actor's live
+        descendants [(pid, start time)]."""
+        phases, may = self.lane.snapshot(max_jobs)
+        return {"phases": phases, "may_start": may,
+                "procs": descendants(os.getpid()) if phases else []}
 
     def kill_children(self) -> int:
         """(control group) SIGKILL this actor's descendants (the evaluator's sandboxed

@@ -15,11 +15,14 @@ evaluation gets.
 The orchestrator stays the single writer: jobs travel to the actors as EvalJob dicts
 (sources as text) and JobResult dicts come back. As in the local executor, each slot is
 a driver-side thread taking jobs from the shared `JobQueue`: it starts its actor, sends
-it one job at a time, polls its stage (compile/timing) while it runs, and replaces an
-actor that dies (RayActorError) or hangs (no result `timeout_s + grace_s` after the job
-started, twice that for a pre-screened candidate): the actor's evaluator processes are
-killed, then the actor (`ray.kill`), and the job is re-queued once (first in the queue);
-a second loss resolves it with `JobResult(lost=...)`.
+it a job, and with overlap (`overlap=True`, GPU actors) a second one once the actor's
+lane says the first waits for or holds the GPU gate (lane.py; the actor runs them on
+two threads, `max_concurrency=2`); it polls the jobs' phases while they run and
+replaces an actor that dies (RayActorError) or hangs (no result `timeout_s + grace_s`
+after a job started, twice that for a pre-screened candidate): the actor's evaluator
+processes are killed, then the actor (`ray.kill`), and its jobs are re-queued once
+(first in the queue; a hung job's neighbour keeps its attempt count); a second loss
+resolves a job with `JobResult(lost=...)`.
 
 Code on the nodes: a local instance's workers import this checkout (PYTHONPATH). On a
 cluster (`address` given) the actors get this process's `evolve` and `evaluator`
@@ -38,7 +41,7 @@ import threading
 import time
 import weakref
 from concurrent.futures import Future
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -55,8 +58,18 @@ class _StartFailed(Exception):
     """An actor did not come up (the reason is the message)."""
 
 
+@dataclass
+class _Flight:
+    """A job sent to the slot's actor."""
+    job: EvalJob
+    fut: Future
+    ref: Any
+    end: float  # monotonic deadline: later without a result, the actor is hung
+
+
 class Slot(WorkerSlot):
-    """One actor position: a driver-side thread, the live actor (replaced when lost)."""
+    """One actor position: a driver-side thread, the live actor (replaced when lost), the
+    jobs in flight on it (at most `ex.jobs_per_worker`)."""
 
     def __init__(self, ex: "RayExecutor", name: str):
         super().__init__(name, None, ex.on_change, ex.log_path)
@@ -67,26 +80,36 @@ class Slot(WorkerSlot):
         self.node_id: str | None = None
         self.cpus = 1
         self.known: dict[int, tuple[int, int]] = {}  # the actor's descendants seen while busy
+        self.flights: dict[str, _Flight] = {}
+        self.max_jobs = ex.jobs_per_worker
+        self.may_send = False  # the actor's lane said a next job may start (last poll)
         self.thread = threading.Thread(target=self._run, name=f"evolve-{name}", daemon=True)
 
     def _run(self) -> None:
-        ex, item = self.ex, None
+        ex = self.ex
         try:
             while not ex.abandon.is_set():
                 if self.actor is None and not self._start():
                     break
-                item = ex.queue.get(timeout=ex.poll_s)
-                if item is None and ex.queue.closed:
+                if not self.flights or (self.may_send and len(self.flights) < ex.jobs_per_worker):
+                    item = ex.queue.get(timeout=0 if self.flights else ex.poll_s)
+                    if item is not None:
+                        self._send(*item)
+                        continue
+                if self.flights:
+                    self._tend()
+                elif ex.queue.closed:
                     break
-                if item is not None:
-                    self._job(*item)
-                item = None
         except Exception as e:  # a bug or Ray itself broke: this slot stops, clearly
             self.log(f"{self.name} stopped: {type(e).__name__}: {e}")
-            if item is not None:
-                fail(item[1], ExecutorError(f"the Ray executor broke: {e}"))
+            for fl in self.flights.values():
+                fail(fl.fut, ExecutorError(f"the Ray executor broke: {e}"))
+            self.flights = {}
             self._give_up(f"Ray worker {self.name} broke: {e}")
         finally:
+            for fl in self.flights.values():  # abandoned
+                fail(fl.fut, ExecutorError("the executor was shut down"))
+            self.flights = {}
             self._kill(children=ex.abandon.is_set())
             if self.given_up is None:
                 self.set("stopped")
@@ -107,7 +130,8 @@ class Slot(WorkerSlot):
             try:
                 self.actor = ex.actor_cls.options(
                     num_cpus=ex.cpus_per_worker, num_gpus=1 if ex.gpu_workers else 0,
-                    max_restarts=0, max_task_retries=0, max_concurrency=1).remote(
+                    max_restarts=0, max_task_retries=0,
+                    max_concurrency=ex.jobs_per_worker).remote(
                     self.name, ex.runner, str(ex.workdir), ex.host, ex.baseline_ttl_s,
                     ex.gpu_workers, ex.prestart)
                 ref = self.actor.ready.remote()
@@ -141,70 +165,96 @@ class Slot(WorkerSlot):
         self.set("dead")
         self.ex.slot_gave_up()
 
-    def _job(self, job: EvalJob, fut: Future) -> None:
+    def _send(self, job: EvalJob, fut: Future) -> None:
+        """Send a job to the actor (its first phase, compile, shows at once)."""
         ex = self.ex
-        self.set("busy", job.job_id)
-        self.known = {}
+        if not self.flights:
+            self.known = {}
         limit = (job.timeout_s + ex.grace_s) * (2 if job.prescreen else 1)
-        end = time.monotonic() + limit
         same_host = sum(1 for o in ex.slots if o.host and o.host == self.host)
         ref = self.actor.run.remote(job.to_dict(), compile_threads(self.cpus, same_host))
-        while not self._wait(ref, ex.status_every_s, ex.abandon):
-            if ex.abandon.is_set():
-                fail(fut, ExecutorError("the executor was shut down"))
-                return  # _run kills the actor and its evaluator processes
-            if time.monotonic() > end:
-                return self._lose(job, fut, f"Ray worker {self.name} hung: no result "
-                                            f"{limit:.0f} s after job {job.job_id} started")
-            self._poll(job)
+        self.flights[job.job_id] = _Flight(job, fut, ref, time.monotonic() + limit)
+        self.may_send = False  # until the actor's lane says so
+        self.sync({**self._phases, job.job_id: "compile"})
+
+    def _tend(self) -> None:
+        """Wait a little for a result; collect it; notice a hung actor; poll the phases."""
+        ex = self.ex
+        refs = [fl.ref for fl in self.flights.values()]
+        ready = ex.ray.wait(refs, num_returns=1, timeout=ex.status_every_s)[0]
+        if ex.abandon.is_set():
+            return  # _run fails the flights and kills the actor and its processes
+        for fl in list(self.flights.values()):
+            if fl.ref in ready:
+                return self._finish(fl)
+        now = time.monotonic()
+        for fl in self.flights.values():
+            if now > fl.end:
+                limit = (fl.job.timeout_s + ex.grace_s) * (2 if fl.job.prescreen else 1)
+                return self._lose(f"Ray worker {self.name} hung: no result {limit:.0f} s "
+                                  f"after job {fl.job.job_id} started", culprit=fl)
+        self._poll()
+
+    def _finish(self, fl: _Flight) -> None:
+        ex = self.ex
         try:
-            res = JobResult.from_dict(ex.ray.get(ref))
+            res = JobResult.from_dict(ex.ray.get(fl.ref))
         except ex.ray.exceptions.RayTaskError as e:  # the runner raised: an evaluator/runner bug
-            res = JobResult.failed(job, self.name, self.status.gpu,
+            res = JobResult.failed(fl.job, self.name, self.status.gpu,
                                    error=f"the runner raised on {self.name}: {why(e)}")
         except Exception as e:  # RayActorError (died, killed, node lost), lost objects, ...
-            return self._lose(job, fut, f"Ray worker {self.name} lost during job "
-                                        f"{job.job_id}: {why(e)}")
+            return self._lose(f"Ray worker {self.name} lost during job {fl.job.job_id}: "
+                              f"{why(e)}")
+        del self.flights[fl.job.job_id]
         res.worker, res.gpu = self.name, self.status.gpu
         self.count(done=1)
-        self.set("idle")
-        if not fut.done():
-            fut.set_result(res)
+        self.sync({j: p for j, p in self._phases.items() if j in self.flights})
+        if not fl.fut.done():
+            fl.fut.set_result(res)
+        if self.flights:
+            self._poll()  # may the next job go now that this one is done?
 
-    def _poll(self, job: EvalJob) -> None:
-        """Ask the busy actor its stage group and its processes (a dying actor: the job's
-        own ref says what happened)."""
+    def _poll(self) -> None:
+        """Ask the busy actor its jobs' phases, whether a next job may start, and its
+        processes (a dying actor: the jobs' own refs say what happened)."""
         try:
             st = self.ex.ray.get(self.actor.status.options(concurrency_group=CONTROL_GROUP)
-                                 .remote(), timeout=self.ex.status_every_s)
+                                 .remote(self.ex.jobs_per_worker), timeout=self.ex.status_every_s)
         except Exception:
             return
         for p in st.get("procs") or []:
             self.known[int(p[0])] = (int(p[0]), int(p[1]))
-        if st.get("job_id") == job.job_id:
-            self.set(st.get("group") or "busy", keep_job=True)
+        phases = {j: p for j, p in (st.get("phases") or {}).items() if j in self.flights}
+        self.may_send = bool(st.get("may_start")) and set(phases) == set(self.flights)
+        self.sync({**{j: "compile" for j in self.flights}, **phases})
 
-    def _lose(self, job: EvalJob, fut: Future, reason: str) -> None:
-        """The actor died or hung: kill it (and its evaluator processes), re-queue its job
-        once; a second loss resolves the job with `lost`."""
+    def _lose(self, reason: str, culprit: _Flight | None = None) -> None:
+        """The actor died or hung: kill it (and its evaluator processes), re-queue its jobs
+        once (a hung job's neighbour keeps its attempt count); a second loss resolves the
+        job with `lost`."""
         self.log(reason)
+        flights, self.flights = list(self.flights.values()), {}
         self._kill(children=True)
         self.count(restarts=1)
         self.set("dead")
-        if fut.done():
-            return
-        if job.attempt >= 1:
-            fut.set_result(JobResult.failed(job, self.name, self.status.gpu,
-                                            lost=f"{reason} (twice; re-queued once)"))
-            return
-        try:
-            self.ex.queue.requeue(replace(job, attempt=job.attempt + 1), fut)
-        except ExecutorError as e:  # shut down meanwhile
-            fail(fut, e)
+        for fl in flights:
+            job, fut = fl.job, fl.fut
+            if fut.done():
+                continue
+            innocent = culprit is not None and fl is not culprit
+            if job.attempt >= 1 and not innocent:
+                fut.set_result(JobResult.failed(job, self.name, self.status.gpu,
+                                                lost=f"{reason} (twice; re-queued once)"))
+                continue
+            try:
+                self.ex.queue.requeue(job if innocent else replace(job, attempt=job.attempt + 1),
+                                      fut)
+            except ExecutorError as e:  # shut down meanwhile
+                fail(fut, e)
 
     def _kill(self, children: bool) -> None:
         actor, known, ready = self.actor, list(self.known.values()), self.status.pid is not None
-        self.actor, self.known = None, {}
+        self.actor, self.known, self.may_send = None, {}, False
         self.count(pid=None)
         if actor is None:
             return
@@ -223,7 +273,8 @@ class RayExecutor(Executor):
                  start_timeout_s: float = 600.0, cpus_per_worker: float = 1.0,
                  on_change: Callable[[], None] | None = None, log_dir: Path | str | None = None,
                  poll_s: float = 0.2, status_every_s: float = 1.0, kill_wait_s: float = 5.0,
-                 max_start_failures: int = 3, loopback: bool | None = None, prestart: bool = True):
+                 max_start_failures: int = 3, loopback: bool | None = None, prestart: bool = True,
+                 overlap: bool = True, jobs_per_worker: int | None = None):
         self.workdir = Path(workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = Path(log_dir) / "workers-ray.log" if log_dir else None
@@ -253,6 +304,8 @@ class RayExecutor(Executor):
             ray_cluster.disconnect(self.conn)
             raise
         self.gpu_workers = mode == "gpu"
+        # jobs in flight on one actor: 2 with overlap on a GPU (lane.py), else 1
+        self.jobs_per_worker = jobs_per_worker or (2 if overlap and self.gpu_workers else 1)
         self.host = socket.gethostname()
         self.queue = JobQueue()
         self.closing = threading.Event()  # shutdown began: no new actor starts
