@@ -290,7 +290,9 @@ def preimport_kernel_libraries() -> None:
     _runtime_knobs()  # holds Triton's JIT module: later checks do not go through sys.modules
     if torch.cuda.is_available():
         # Triton creates its driver on the first launch, probing the platform with
-        # subprocesses (`file`, `ldconfig`); do it now, as trusted code.
-        from triton.runtime import driver
+        # subprocesses (`file`, `ldconfig`); do it now, as trusted code. Its platform key
+        # (`file` again, cached) is also asked by every launcher it compiles later (Gluon's).
+        from triton.runtime import build, driver
 
         driver.active.get_current_stream(driver.active.get_current_device())
+        build.platform_key()

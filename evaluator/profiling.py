@@ -80,11 +80,13 @@ class ProfileRequest:
     """Profile one shape (``Shape.name``) of the evaluated suite: ``calls`` calls timed with
     CUDA events, then the GPU kernels of a few more listed by torch's profiler (CUPTI);
     ``counters``: also hardware counters of one call from Nsight Compute where ``ncu`` is
-    installed (evaluator/ncu.py: a sandboxed, guarded child of the worker)."""
+    installed (evaluator/ncu.py: a sandboxed, guarded child of the worker). Off by
+    default: on the H100 image ncu's child does not initialise CUDA inside the sandbox yet
+    (see ncu.py), and a failed attempt costs seconds per profile."""
 
     shape: str
     calls: int = 20
-    counters: bool = True
+    counters: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,7 +94,7 @@ class ProfileRequest:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ProfileRequest":
         return cls(shape=str(d["shape"]), calls=max(1, min(200, int(d.get("calls", 20)))),
-                   counters=d.get("counters", True) is not False)
+                   counters=d.get("counters") is True)
 
 
 @dataclass

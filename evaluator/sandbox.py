@@ -293,10 +293,12 @@ def landlock_abi() -> int:
     return max(int(r), 0)
 
 
-def apply_in_process(scratch_dir: Path) -> str | None:
+def apply_in_process(scratch_dir: Path, local_ipc: bool = False) -> str | None:
     """Confine this process (Landlock) so it can write only under `scratch_dir` (+ device
     nodes) and, on ABI >= 4, make no TCP connections. Irreversible. Returns a description
-    of what is in force, or None when Landlock is unavailable or EVOLVE_SANDBOX=none."""
+    of what is in force, or None when Landlock is unavailable or EVOLVE_SANDBOX=none.
+    ``local_ipc``: TCP and abstract UNIX sockets stay allowed (Nsight Compute's link to its
+    target, evaluator/ncu.py); only for a worker in its own network namespace."""
     if os.environ.get("EVOLVE_SANDBOX", "auto").strip().lower() == "none":
         return None
     abi = landlock_abi()
@@ -306,8 +308,8 @@ def apply_in_process(scratch_dir: Path) -> str | None:
     fs = _FS_WRITE_FILE | _FS_REMOVE_DIR | _FS_REMOVE_FILE | _FS_MAKE
     fs |= _FS_REFER if abi >= 2 else 0
     fs |= _FS_TRUNCATE if abi >= 3 else 0
-    net = (_NET_BIND_TCP | _NET_CONNECT_TCP) if abi >= 4 else 0
-    scoped = (_SCOPE_ABSTRACT_UNIX | _SCOPE_SIGNAL) if abi >= 6 else 0
+    net = (_NET_BIND_TCP | _NET_CONNECT_TCP) if abi >= 4 and not local_ipc else 0
+    scoped = ((0 if local_ipc else _SCOPE_ABSTRACT_UNIX) | _SCOPE_SIGNAL) if abi >= 6 else 0
     attr = _RulesetAttr(fs, net, scoped)
     size = 8 if abi < 4 else (16 if abi < 6 else 24)
     ruleset = libc.syscall(_SYS_CREATE, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))

@@ -99,6 +99,7 @@ class Worker:
         self.own = {"baselines.done"}  # further files of out/ that this worker wrote
         self.phase1_token = phase1_token  # the parent's mark of our phase1.json (never in the report)
         self.ncu_argv: list[str] | None = None  # the profile's Nsight Compute command (ncu.py)
+        self.ncu_why = "Nsight Compute not run: the request is too long for one argument"
         self.refuser: gate.LaunchRefuser | None = None  # Triton launches refused until the gate
         self.gated = False  # the parent gave us the GPU (gate.py)
         self.synchronize: Any = None  # GPU: torch's device sync, bound before the candidate exists
@@ -199,7 +200,9 @@ class Worker:
         from evaluator import guard, sandbox
 
         _stage("confine")
-        self.report["isolation_in_process"] = sandbox.apply_in_process(self.scratch)
+        self.ncu_argv = self._ncu_command()
+        self.report["isolation_in_process"] = sandbox.apply_in_process(
+            self.scratch, local_ipc=self.ncu_argv is not None)
         precompile.preimport_kernel_libraries()  # also takes Triton's JIT module for _check_hook
         if self.tdev == "cuda":
             self.compile_log = profile_stage.install(profiler=bool(self.plan.get("profile")))
@@ -211,7 +214,6 @@ class Worker:
                 self.synchronize = getattr(torch._C, "_cuda_synchronize", torch.cuda.synchronize)
         sources = [_digest(p) for p in self.candidates]  # a rematch's champion is imported second
         hidden = [self.plan["target"]["path"]] if self.plan["target"].get("path") else []
-        self.ncu_argv = self._ncu_command()
         guard.install(scratch_dir=self.scratch, candidate_path=self.candidates, hidden_paths=hidden,
                       protected_dirs=[self.out_dir, *{p.parent for p in self.candidates}],
                       commands=[self.ncu_argv] if self.ncu_argv else [])
@@ -242,6 +244,10 @@ class Worker:
         exists; the guard pins it): the child profiles the first candidate on the shape."""
         req = self.plan.get("profile") or {}
         if not req.get("ncu") or self.tdev != "cuda":
+            return None
+        if os.environ.get("EVOLVE_SANDBOX") not in ncu.SANDBOXES:
+            self.ncu_why = ("Nsight Compute not run: it needs the worker in its own network "
+                            f"namespace ({' or '.join(ncu.SANDBOXES)} sandbox)")
             return None
         entry = next(e for e in self.plan["timed"] if e["idx"] == req["idx"])
         return ncu.command(str(req["ncu"]), {
@@ -317,6 +323,8 @@ class Worker:
         self.verify_outputs()
         self.own |= set(self.saved)  # judged now: the end of the run verifies the samples only
         self.saved.clear()
+        if self.compile_log is not None:  # a rejection at phase 1 still shows what compiled
+            self.report["compile_info"] = profile_stage.collect(self.compile_log, load=True)
         tmp = self.out_dir / "phase1.tmp"
         tmp.write_text(json.dumps({**self.report, "phase1_token": self.phase1_token}, default=str))
         _stage("awaiting-verdict")  # announced first: the parent reports it before the checker
@@ -419,8 +427,7 @@ class Worker:
         """Nsight Compute's counters of the shape into the profile record (``counters``), or
         a note on why there are none."""
         if self.ncu_argv is None:
-            rec["note"] = (rec.get("note", "") + " Nsight Compute not run: the request is too "
-                           "long for one argument.").strip()
+            rec["note"] = (rec.get("note", "") + " " + self.ncu_why).strip()
             return
         _stage("profile-ncu")
         counters, why = ncu.run(self.ncu_argv, cwd=self.scratch / "work", env=dict(os.environ))

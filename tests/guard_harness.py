@@ -35,6 +35,9 @@ def run_one(cand: Path, scratch: Path) -> dict:
         calls = [(c.args, c.kwargs) for c in (t.make_inputs(sh, 0, t.kinds[0], device)
                                               for sh in t.suite("smoke"))]
     os.chdir(scratch)
+    from evaluator import precompile
+
+    precompile.preimport_kernel_libraries()  # as the worker: Triton's driver made by trusted code
     guard.install(scratch_dir=scratch, candidate_path=cand)
     try:
         spec = importlib.util.spec_from_file_location("candidate_0", str(cand))
