@@ -70,6 +70,7 @@ _REPORT: dict[str, Any] = {}
 _open = open  # bound before any candidate code exists (a patched builtins.open is reported)
 _listdir = os.listdir
 _CPU_POISON_BLOCKS = 8
+DISCOVERY_SHARE = 0.25  # of the GPU's memory: the most discovery allocates before the gate
 _T0 = time.monotonic()
 
 
@@ -268,6 +269,8 @@ class Worker:
 
         shapes = list(dict.fromkeys([self.target.shape(c["shape"]) for c in self.plan["checks"]]
                                     + [self.target.shape(e["shape"]) for e in self.plan["timed"]]))
+        if not self.gated:  # another evaluation may be timing on this GPU meanwhile
+            shapes = self._fit_beside_another(shapes, torch.cuda.get_device_properties(0).total_memory)
         calls = [functools.partial(self._discovery_call, fn, shape) for fn in self.fns for shape in shapes]
         namespaces = [vars(m) for m in self.modules]
         stats = precompile.run(calls, namespaces, threads=int(cfg["threads"]),
@@ -291,6 +294,21 @@ class Worker:
         gate.ask(self.out_dir, self.phase1_token, _stage)
         self.own.add(gate.READY)
         self.gated = True
+
+    def _fit_beside_another(self, shapes: list[Any], total: int) -> list[Any]:
+        """Before the gate, discovery's empty inputs share the GPU's memory with the
+        evaluation being timed: shapes whose inputs exceed ``DISCOVERY_SHARE`` of it (a
+        long decode cache: 34 GiB) are left to compile on first use, under the gate."""
+        keep = []
+        for shape in shapes:
+            call = self.target.empty_inputs(shape, "meta")  # sizes only, no memory
+            nbytes = sum(t.numel() * t.element_size() for t in call.tensors())
+            if nbytes <= DISCOVERY_SHARE * total:
+                keep.append(shape)
+            else:
+                print(f"[evaluator-worker] precompile: {shape.name} left to first use "
+                      f"({nbytes / 2**30:.1f} GiB of inputs before the GPU gate)", file=sys.stderr)
+        return keep
 
     def _discovery_call(self, fn, shape: Any) -> None:
         call = self.target.empty_inputs(shape, self.tdev)

@@ -373,3 +373,25 @@ def test_gpu_a_triton_launch_before_the_gate_is_refused(tmp_path):
     res = evaluate(NAIVE, "gqa", "smoke", EvalOptions(**opts), acquire_gpu=gate)
     assert res.ok and res.device == "cuda", res.to_json()
     assert len(gate.asked) == len(gate.released) == 1
+
+
+def test_discovery_before_the_gate_leaves_huge_inputs_to_first_use(tmp_path):
+    """Before its gate a worker shares the GPU's memory with the evaluation being timed:
+    discovery skips shapes whose empty inputs exceed a quarter of it (the 32 GiB decode
+    cache at B=64, S_max=128k), and keeps every gqa shape."""
+    from evaluator.plan import build_plan
+    from evaluator.targets import get_target
+    from evaluator.worker import Worker
+
+    for name, dropped in (("decode", {"B=64", "S_max=131072"}), ("gqa", None)):
+        t = get_target(name)
+        plan = build_plan(t, "default", device="cpu", seed=0, baselines=[])
+        w = Worker(plan, tmp_path, tmp_path, [])
+        shapes = t.suite("default")
+        kept = w._fit_beside_another(shapes, 80 * 2**30)  # an 80 GB card
+        gone = [s.name for s in shapes if s not in kept]
+        if dropped is None:
+            assert kept == shapes
+        else:
+            assert gone and all(all(k in n for k in dropped) for n in gone), gone
+            assert len(kept) == len(shapes) - len(gone)

@@ -36,6 +36,7 @@
 #                                the baselines on the default suite, bandwidth on S_max=128k
 #                                as a fraction of measured copy bandwidth (decode.json)
 #   tests [FILE...]              the GPU tests (pytest -m gpu; all of tests/ by default)
+#   ncu-probe                    which part of the sandbox stops Nsight Compute (ncu.py)
 #   agent-transcript [SHAPE]     a scripted agent session on seeds/gqa.py calling compile_info
 #                                and profile (real HTTP + evaluator): transcript.md/json, show.txt
 #
@@ -45,9 +46,9 @@
 set -u
 cmd=${1:-}; shift || true
 case "$cmd" in
-  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|recipes|offline|overlap|decode|tests|agent-transcript)
+  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|recipes|offline|overlap|decode|tests|agent-transcript|ncu-probe)
     . "$(dirname "$0")/setup.sh" || exit 1; OUT=${OUT:-/tmp/out} ;;
-  *) sed -n '2,44p' "$0"; exit 2 ;;
+  *) sed -n '2,45p' "$0"; exit 2 ;;
 esac
 case "$cmd" in
   env)
@@ -120,6 +121,8 @@ case "$cmd" in
   tests)
     [ $# -gt 0 ] || set -- tests
     timeout "${TESTS_TIMEOUT:-580}" python3 -m pytest -q -m gpu "$@" 2>&1 | tee "$OUT/pytest_gpu.log" | tail -n 30 ;;
+  ncu-probe)
+    bash "$(dirname "$0")/ncu_sandbox_probe.sh" 2>&1 | tee "$OUT/ncu_probe.txt" ;;
   agent-transcript)
     timeout 590 python3 benchmarks/gpu/agent_transcript.py --out "$OUT" ${1:+--shape "$1"} 2>&1 \
         | tail -n 80 ;;
