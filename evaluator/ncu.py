@@ -22,12 +22,14 @@ Hardware counters need the driver's permission (``NVreg_RestrictProfilingToAdmin
 when ncu cannot read them, the profile says so (``note``) and keeps its other numbers.
 
 State (H100 image, 2026-12-06): outside the sandbox, and in a bare network or mount
-namespace, ncu profiles a child fine; under the worker's Landlock its child's CUDA
-initialisation fails (``cudaGetDeviceCount``: error 304), also with the TCP and
-abstract-UNIX rules lifted (``local_ipc``), so something else in the worker's confinement
-(PID namespace, read-only /dev/shm, IPC namespace?) still stops it. Hence
-``ProfileRequest.counters`` is off by default; tests/test_profile_gpu.py holds the
-expectation (strict xfail until it works).
+namespace, ncu profiles a child fine; under the worker's Landlock the child's CUDA
+initialisation failed (``cudaGetDeviceCount``: error 304), also with the TCP and
+abstract-UNIX rules lifted. A new process's ``cuInit`` writes ``/proc/<pid>/task/<tid>/comm``
+(NVIDIA/OpenShell#710: Landlock without /proc writes gives exactly 304), so the worker
+now also allows /proc writes for an ncu profile (``sandbox.apply_in_process(profiler=)``);
+not yet run on a GPU. ``ProfileRequest.counters`` stays off by default until it is;
+tests/test_profile_gpu.py holds the expectation (strict xfail), and
+``run.sh ncu-probe`` checks each ingredient.
 """
 
 from __future__ import annotations
@@ -58,10 +60,9 @@ METRICS = {
 }
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHILD = "import sys; sys.path.insert(0, {root!r}); from evaluator.worker import ncu_child; ncu_child(sys.argv[1])"
-# ncu talks to its target through local IPC that Landlock's TCP rules and abstract-UNIX
-# scope block (cuInit fails, error 304); the worker lifts those two (sandbox.py,
-# ``local_ipc``) only when the profile runs ncu and the worker has its own network
-# namespace, where no socket reaches outside the sandbox
+# what ncu's child needs beyond the worker's Landlock (local IPC, /proc writes:
+# sandbox.py ``profiler``) is allowed only when the profile runs ncu and the worker has
+# its own network and PID namespaces, where neither reaches outside the sandbox
 SANDBOXES = ("bwrap", "unshare")
 MAX_REQUEST = 100_000  # characters of the child's request (one argv string; Linux allows 128 KiB)
 

@@ -293,12 +293,14 @@ def landlock_abi() -> int:
     return max(int(r), 0)
 
 
-def apply_in_process(scratch_dir: Path, local_ipc: bool = False) -> str | None:
+def apply_in_process(scratch_dir: Path, profiler: bool = False) -> str | None:
     """Confine this process (Landlock) so it can write only under `scratch_dir` (+ device
     nodes) and, on ABI >= 4, make no TCP connections. Irreversible. Returns a description
     of what is in force, or None when Landlock is unavailable or EVOLVE_SANDBOX=none.
-    ``local_ipc``: TCP and abstract UNIX sockets stay allowed (Nsight Compute's link to its
-    target, evaluator/ncu.py); only for a worker in its own network namespace."""
+    ``profiler``: what a profiled child process needs (evaluator/ncu.py; only for a worker
+    in its own network and PID namespaces): TCP and abstract UNIX sockets (Nsight
+    Compute's link to its target) and writes under /proc (a new process's ``cuInit``
+    names its threads in ``/proc/<pid>/task/<tid>/comm``; denied, it fails with 304)."""
     if os.environ.get("EVOLVE_SANDBOX", "auto").strip().lower() == "none":
         return None
     abi = landlock_abi()
@@ -308,15 +310,15 @@ def apply_in_process(scratch_dir: Path, local_ipc: bool = False) -> str | None:
     fs = _FS_WRITE_FILE | _FS_REMOVE_DIR | _FS_REMOVE_FILE | _FS_MAKE
     fs |= _FS_REFER if abi >= 2 else 0
     fs |= _FS_TRUNCATE if abi >= 3 else 0
-    net = (_NET_BIND_TCP | _NET_CONNECT_TCP) if abi >= 4 and not local_ipc else 0
-    scoped = ((0 if local_ipc else _SCOPE_ABSTRACT_UNIX) | _SCOPE_SIGNAL) if abi >= 6 else 0
+    net = (_NET_BIND_TCP | _NET_CONNECT_TCP) if abi >= 4 and not profiler else 0
+    scoped = ((0 if profiler else _SCOPE_ABSTRACT_UNIX) | _SCOPE_SIGNAL) if abi >= 6 else 0
     attr = _RulesetAttr(fs, net, scoped)
     size = 8 if abi < 4 else (16 if abi < 6 else 24)
     ruleset = libc.syscall(_SYS_CREATE, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
     if ruleset < 0:
         return None
     try:
-        return _restrict(libc, ruleset, Path(scratch_dir).resolve(), abi, fs, net, scoped)
+        return _restrict(libc, ruleset, Path(scratch_dir).resolve(), abi, fs, net, scoped, profiler)
     except OSError:
         return None
     finally:
@@ -324,9 +326,11 @@ def apply_in_process(scratch_dir: Path, local_ipc: bool = False) -> str | None:
 
 
 def _restrict(libc: ctypes.CDLL, ruleset: int, scratch: Path, abi: int, fs: int, net: int,
-              scoped: int) -> str | None:
+              scoped: int, proc: bool = False) -> str | None:
     _allow(libc, ruleset, scratch, fs)
     file_rights = _FS_WRITE_FILE | (_FS_TRUNCATE if abi >= 3 else 0)
+    if proc:
+        _allow(libc, ruleset, Path("/proc"), file_rights)
     for dev in ["/dev/null", "/dev/zero", "/dev/full", *map(str, sorted(Path("/dev").glob("nvidia*")))]:
         if Path(dev).is_char_device():   # CUDA opens its device nodes read-write
             _allow(libc, ruleset, Path(dev), file_rights)
@@ -337,7 +341,7 @@ def _restrict(libc: ctypes.CDLL, ruleset: int, scratch: Path, abi: int, fs: int,
         return None
     if libc.syscall(_SYS_RESTRICT, ctypes.c_int(ruleset), ctypes.c_uint32(0)) != 0:
         return None
-    parts = ["fs"] + (["net"] if net else []) + (["scope"] if scoped else [])
+    parts = ["fs" + ("+proc" if proc else "")] + (["net"] if net else []) + (["scope"] if scoped else [])
     return f"landlock(abi{abi}:{','.join(parts)})"
 
 

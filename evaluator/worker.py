@@ -203,7 +203,7 @@ class Worker:
         _stage("confine")
         self.ncu_argv = self._ncu_command()
         self.report["isolation_in_process"] = sandbox.apply_in_process(
-            self.scratch, local_ipc=self.ncu_argv is not None)
+            self.scratch, profiler=self.ncu_argv is not None)
         precompile.preimport_kernel_libraries()  # also takes Triton's JIT module for _check_hook
         if self.tdev == "cuda":
             self.compile_log = profile_stage.install(profiler=bool(self.plan.get("profile")))

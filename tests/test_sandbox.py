@@ -300,3 +300,33 @@ def test_guard_denies_routes_around_the_sandbox(tmp_path):
     for name, d in got.items():
         assert d["outcome"] == "forbidden", (name, d)
     assert list(outside.iterdir()) == []
+
+
+PROC_COMM = """
+import os, sys, tempfile
+from pathlib import Path
+from evaluator import sandbox
+print(sandbox.apply_in_process(Path(tempfile.mkdtemp()), profiler=sys.argv[1] == "1"))
+for path in (f"/proc/self/task/{os.getpid()}/comm", sys.argv[2]):
+    try:
+        with open(path, "w") as f:
+            f.write("evolve-probe")
+        print("written")
+    except OSError:
+        print("denied")
+"""
+
+
+@pytest.mark.skipif(sandbox.landlock_abi() < 1, reason="no Landlock on this kernel")
+def test_landlock_profiler_setting_allows_proc_writes_only(tmp_path):
+    """A new CUDA process names its threads in /proc/<pid>/task/<tid>/comm (cuInit fails
+    with error 304 when Landlock denies it): the worker's ``profiler`` setting (an Nsight
+    Compute profile) allows writes under /proc; files outside scratch stay denied."""
+    outside = tmp_path / "outside"
+    for profiler, proc in (("0", "denied"), ("1", "written")):
+        r = subprocess.run([sys.executable, "-c", PROC_COMM, profiler, str(outside)], capture_output=True,
+                           text=True, timeout=60, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        lines = r.stdout.split()
+        assert r.returncode == 0 and lines[1:] == [proc, "denied"], (profiler, r.stdout, r.stderr)
+        assert ("+proc" in lines[0]) == (profiler == "1") and ("net" in lines[0]) == (profiler == "0")
+    assert not outside.exists()

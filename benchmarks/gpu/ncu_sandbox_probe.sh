@@ -4,13 +4,16 @@
 # whether the child started CUDA ("child ok") and ncu's errors. Session 3 (H100): plain,
 # a bare network namespace and read-only remounts worked; Landlock (writes only to a
 # scratch dir, TCP and abstract-UNIX rules on) gave cudaGetDeviceCount error 304, and the
-# worker with TCP/abstract-UNIX lifted still did. Run: bash benchmarks/gpu/run.sh ncu-probe
+# worker with TCP/abstract-UNIX lifted still did; a new process's cuInit also writes
+# /proc/<pid>/task/<tid>/comm (the "profiler" setting now allows /proc writes).
+# Run: bash benchmarks/gpu/run.sh ncu-probe
 NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 PY=$(command -v python3)
 CHILD="import torch;a=torch.randn(2048,2048,device='cuda',dtype=torch.bfloat16);a@a;torch.cuda.synchronize();print('child ok')"
 MET=$(python3 -c "import sys;sys.path.insert(0,'.');from evaluator.ncu import METRICS;print(','.join(METRICS))")
 S=$(mktemp -d); mkdir -p "$S/tmp" "$S/work"
-# landlock with extra writable paths: $1 = comma list of paths ("" none), $2 = 1 to lift TCP/abstract UNIX
+# landlock with extra writable paths: $1 = comma list of paths ("" none), $2 = 1 for the
+# worker's "profiler" setting (TCP, abstract UNIX, /proc writes allowed)
 ll() {
   local extra=$1 ipc=$2; shift 2
   (cd "$S/work" && TMPDIR="$S/tmp" timeout 60 "$PY" - "$S" "$extra" "$ipc" "$@" <<'PYEOF'
@@ -20,12 +23,12 @@ sys.path.insert(0, os.environ.get("REPO", "."))
 from evaluator import sandbox
 scratch, extra, ipc = sys.argv[1], [p for p in sys.argv[2].split(",") if p], sys.argv[3] == "1"
 orig = sandbox._restrict
-def restrict(libc, ruleset, sc, abi, fs, net, scoped):
+def restrict(libc, ruleset, sc, abi, fs, net, scoped, proc=False):
     for p in extra:
         sandbox._allow(libc, ruleset, Path(p), fs)
-    return orig(libc, ruleset, sc, abi, fs, net, scoped)
+    return orig(libc, ruleset, sc, abi, fs, net, scoped, proc)
 sandbox._restrict = restrict
-print("landlock:", sandbox.apply_in_process(Path(scratch), local_ipc=ipc), flush=True)
+print("landlock:", sandbox.apply_in_process(Path(scratch), profiler=ipc), flush=True)
 sys.exit(subprocess.run(sys.argv[4:]).returncode)
 PYEOF
   )
@@ -33,9 +36,9 @@ PYEOF
 v() { echo "=== $1"; shift; "$@" 2>&1 | grep -E "landlock:|ERROR|child ok|Error|error|warps_active" | head -n 6 | cut -c1-200; }
 export REPO=$PWD
 N="$NCU --csv --metrics $MET --launch-count 2 --target-processes all"
-v "landlock, ipc lifted"            ll "" 1 $N $PY -c "$CHILD"
-v "landlock, ipc lifted, /tmp rw"   ll /tmp 1 $N $PY -c "$CHILD"
-v "landlock, ipc lifted, /dev/shm"  ll /dev/shm 1 $N $PY -c "$CHILD"
-v "landlock, ipc lifted, both"      ll /tmp,/dev/shm 1 $N $PY -c "$CHILD"
-v "landlock, ipc on, both"          ll /tmp,/dev/shm 0 $N $PY -c "$CHILD"
-v "landlock, no ncu (control)"      ll "" 0 $PY -c "$CHILD"
+v "landlock, no ncu (a new CUDA process)"  ll "" 0 $PY -c "$CHILD"
+v "landlock, /proc only (no ncu)"         ll /proc 0 $PY -c "$CHILD"
+v "landlock profiler (the worker's)"      ll "" 1 $N $PY -c "$CHILD"
+v "landlock profiler, /tmp rw"            ll /tmp 1 $N $PY -c "$CHILD"
+v "landlock profiler, /tmp + /dev/shm"    ll /tmp,/dev/shm 1 $N $PY -c "$CHILD"
+v "landlock, /proc only, with ncu"        ll /proc 0 $N $PY -c "$CHILD"
