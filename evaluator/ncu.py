@@ -23,13 +23,15 @@ when ncu cannot read them, the profile says so (``note``) and keeps its other nu
 
 State (H100 image, 2026-12-06): outside the sandbox, and in a bare network or mount
 namespace, ncu profiles a child fine; under the worker's Landlock the child's CUDA
-initialisation failed (``cudaGetDeviceCount``: error 304), also with the TCP and
-abstract-UNIX rules lifted. A new process's ``cuInit`` writes ``/proc/<pid>/task/<tid>/comm``
-(NVIDIA/OpenShell#710: Landlock without /proc writes gives exactly 304), so the worker
-now also allows /proc writes for an ncu profile (``sandbox.apply_in_process(profiler=)``);
-not yet run on a GPU. ``ProfileRequest.counters`` stays off by default until it is;
-tests/test_profile_gpu.py holds the expectation (strict xfail), and
-``run.sh ncu-probe`` checks each ingredient.
+initialisation fails (``cudaGetDeviceCount``: error 304), also with the TCP and
+abstract-UNIX rules lifted. The cause: a new process's ``cuInit`` writes
+``/proc/<pid>/task/<tid>/comm``, which Landlock denies (tests/test_sandbox.py;
+NVIDIA/OpenShell#710), and allowing /proc writes would let native candidate code rewrite
+the worker's memory (``/proc/self/mem``). The way out is a profile process of its own,
+started by the runner under the sandbox wrapper (``ncu`` outside Landlock, the child
+initialising CUDA before it confines itself, as the worker does), never a weaker worker.
+Until then ``ProfileRequest.counters`` stays off by default; tests/test_profile_gpu.py
+holds the expectation (strict xfail), and ``run.sh ncu-probe`` checks the ingredients.
 """
 
 from __future__ import annotations
@@ -60,9 +62,8 @@ METRICS = {
 }
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHILD = "import sys; sys.path.insert(0, {root!r}); from evaluator.worker import ncu_child; ncu_child(sys.argv[1])"
-# what ncu's child needs beyond the worker's Landlock (local IPC, /proc writes:
-# sandbox.py ``profiler``) is allowed only when the profile runs ncu and the worker has
-# its own network and PID namespaces, where neither reaches outside the sandbox
+# ncu's link to its child (TCP, abstract UNIX: sandbox.py ``profiler``) is allowed only
+# when the profile runs ncu and the worker has its own network namespace
 SANDBOXES = ("bwrap", "unshare")
 MAX_REQUEST = 100_000  # characters of the child's request (one argv string; Linux allows 128 KiB)
 
@@ -128,4 +129,3 @@ def parse(text: str) -> list[dict[str, Any]]:
         k = kernels.setdefault(row["ID"], {"name": str(row.get("Kernel Name", "?")), "metrics": {}})
         k["metrics"][metric] = value
     return list(kernels.values())
-

@@ -297,10 +297,12 @@ def apply_in_process(scratch_dir: Path, profiler: bool = False) -> str | None:
     """Confine this process (Landlock) so it can write only under `scratch_dir` (+ device
     nodes) and, on ABI >= 4, make no TCP connections. Irreversible. Returns a description
     of what is in force, or None when Landlock is unavailable or EVOLVE_SANDBOX=none.
-    ``profiler``: what a profiled child process needs (evaluator/ncu.py; only for a worker
-    in its own network and PID namespaces): TCP and abstract UNIX sockets (Nsight
-    Compute's link to its target) and writes under /proc (a new process's ``cuInit``
-    names its threads in ``/proc/<pid>/task/<tid>/comm``; denied, it fails with 304)."""
+    ``profiler``: TCP and abstract UNIX sockets stay allowed (Nsight Compute's link to its
+    target, evaluator/ncu.py; only for a worker in its own network namespace). Writes
+    under /proc stay denied in every setting (``/proc/self/mem`` would let native code
+    rewrite the worker's memory), although a process that starts CUDA under this
+    Landlock needs them (``cuInit`` names its threads in ``/proc/<pid>/task/<tid>/comm``;
+    denied, it fails with error 304): CUDA is initialised before `apply_in_process`."""
     if os.environ.get("EVOLVE_SANDBOX", "auto").strip().lower() == "none":
         return None
     abi = landlock_abi()
@@ -318,7 +320,7 @@ def apply_in_process(scratch_dir: Path, profiler: bool = False) -> str | None:
     if ruleset < 0:
         return None
     try:
-        return _restrict(libc, ruleset, Path(scratch_dir).resolve(), abi, fs, net, scoped, profiler)
+        return _restrict(libc, ruleset, Path(scratch_dir).resolve(), abi, fs, net, scoped)
     except OSError:
         return None
     finally:
@@ -326,11 +328,9 @@ def apply_in_process(scratch_dir: Path, profiler: bool = False) -> str | None:
 
 
 def _restrict(libc: ctypes.CDLL, ruleset: int, scratch: Path, abi: int, fs: int, net: int,
-              scoped: int, proc: bool = False) -> str | None:
+              scoped: int) -> str | None:
     _allow(libc, ruleset, scratch, fs)
     file_rights = _FS_WRITE_FILE | (_FS_TRUNCATE if abi >= 3 else 0)
-    if proc:
-        _allow(libc, ruleset, Path("/proc"), file_rights)
     for dev in ["/dev/null", "/dev/zero", "/dev/full", *map(str, sorted(Path("/dev").glob("nvidia*")))]:
         if Path(dev).is_char_device():   # CUDA opens its device nodes read-write
             _allow(libc, ruleset, Path(dev), file_rights)
@@ -341,7 +341,7 @@ def _restrict(libc: ctypes.CDLL, ruleset: int, scratch: Path, abi: int, fs: int,
         return None
     if libc.syscall(_SYS_RESTRICT, ctypes.c_int(ruleset), ctypes.c_uint32(0)) != 0:
         return None
-    parts = ["fs" + ("+proc" if proc else "")] + (["net"] if net else []) + (["scope"] if scoped else [])
+    parts = ["fs"] + (["net"] if net else []) + (["scope"] if scoped else [])
     return f"landlock(abi{abi}:{','.join(parts)})"
 
 

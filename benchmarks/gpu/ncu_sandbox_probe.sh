@@ -5,7 +5,7 @@
 # a bare network namespace and read-only remounts worked; Landlock (writes only to a
 # scratch dir, TCP and abstract-UNIX rules on) gave cudaGetDeviceCount error 304, and the
 # worker with TCP/abstract-UNIX lifted still did; a new process's cuInit also writes
-# /proc/<pid>/task/<tid>/comm (the "profiler" setting now allows /proc writes).
+# /proc/<pid>/task/<tid>/comm, which Landlock denies (the variants with /proc show it).
 # Run: bash benchmarks/gpu/run.sh ncu-probe
 NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 PY=$(command -v python3)
@@ -13,7 +13,7 @@ CHILD="import torch;a=torch.randn(2048,2048,device='cuda',dtype=torch.bfloat16);
 MET=$(python3 -c "import sys;sys.path.insert(0,'.');from evaluator.ncu import METRICS;print(','.join(METRICS))")
 S=$(mktemp -d); mkdir -p "$S/tmp" "$S/work"
 # landlock with extra writable paths: $1 = comma list of paths ("" none), $2 = 1 for the
-# worker's "profiler" setting (TCP, abstract UNIX, /proc writes allowed)
+# worker's "profiler" setting (TCP and abstract UNIX allowed)
 ll() {
   local extra=$1 ipc=$2; shift 2
   (cd "$S/work" && TMPDIR="$S/tmp" timeout 60 "$PY" - "$S" "$extra" "$ipc" "$@" <<'PYEOF'
@@ -23,10 +23,10 @@ sys.path.insert(0, os.environ.get("REPO", "."))
 from evaluator import sandbox
 scratch, extra, ipc = sys.argv[1], [p for p in sys.argv[2].split(",") if p], sys.argv[3] == "1"
 orig = sandbox._restrict
-def restrict(libc, ruleset, sc, abi, fs, net, scoped, proc=False):
+def restrict(libc, ruleset, sc, abi, fs, net, scoped):
     for p in extra:
         sandbox._allow(libc, ruleset, Path(p), fs)
-    return orig(libc, ruleset, sc, abi, fs, net, scoped, proc)
+    return orig(libc, ruleset, sc, abi, fs, net, scoped)
 sandbox._restrict = restrict
 print("landlock:", sandbox.apply_in_process(Path(scratch), profiler=ipc), flush=True)
 sys.exit(subprocess.run(sys.argv[4:]).returncode)
@@ -41,4 +41,5 @@ v "landlock, /proc only (no ncu)"         ll /proc 0 $PY -c "$CHILD"
 v "landlock profiler (the worker's)"      ll "" 1 $N $PY -c "$CHILD"
 v "landlock profiler, /tmp rw"            ll /tmp 1 $N $PY -c "$CHILD"
 v "landlock profiler, /tmp + /dev/shm"    ll /tmp,/dev/shm 1 $N $PY -c "$CHILD"
-v "landlock, /proc only, with ncu"        ll /proc 0 $N $PY -c "$CHILD"
+v "landlock profiler, /proc"              ll /proc 1 $N $PY -c "$CHILD"
+v "no landlock, ncu (the profile process)" $N $PY -c "$CHILD"
