@@ -123,15 +123,19 @@ BEST = "best"  # pseudo baseline: the fastest baseline of each shape (SCORE_AGAI
 
 def pick_primary(base: dict[int, dict[str, list[float | None]]], names: list[str],
                  score_against: str = "first") -> str | None:
-    """The first baseline (in the requested order) that has a time for every shape; with
-    ``score_against == "best"``: `BEST` when every shape has a time of some baseline."""
+    """The first baseline (in the requested order) that has a time for every shape, else
+    the one with times for the most shapes; with ``score_against == "best"``: `BEST` when
+    some shape has a time of some baseline. A shape without a time of the primary (every
+    baseline refused it, e.g. out of memory beside a 32 GiB cache) has no speedup and is
+    left out of the score (`EvalResult.unscored`). None: no baseline timed any shape."""
+    if not base:
+        return None
     if score_against == BEST:
-        ok = base and all(any(_median(v) is not None for v in b.values()) for b in base.values())
+        ok = any(_median(v) is not None for b in base.values() for v in b.values())
         return BEST if ok else None
-    for name in names:
-        if base and all(_median(b.get(name, [])) is not None for b in base.values()):
-            return name
-    return None
+    cover = {name: sum(_median(b.get(name, [])) is not None for b in base.values()) for name in names}
+    most = max(names, key=lambda n: cover[n], default=None)  # the first of the most covered
+    return most if most is not None and cover[most] else None
 
 
 def _best(b: dict[str, list[float | None]]) -> list[float | None]:

@@ -199,14 +199,13 @@ def _take_snapshot() -> None:
 
 
 def install(*, scratch_dir: Path, candidate_path: Path | list[Path], hidden_paths: list[str] | tuple = (),
-            protected_dirs: list[Path] | tuple = (), commands: list[list[str]] | tuple = ()) -> None:
+            protected_dirs: list[Path] | tuple = ()) -> None:
     """Arm the guard for the rest of this process's life (call right before importing the
     candidate). ``candidate_path``: the candidate file, or every one of them (a rematch
     imports challenger and champion: the stack rules hold for both). ``hidden_paths``:
     files candidate code may not open (the target file); ``protected_dirs``: directories
     inside the scratch dir that candidate code may not write under (the worker's outputs,
-    the candidate sources); ``commands``: exact argvs that trusted code may start later
-    (the profile's Nsight Compute run, see evaluator/ncu.py)."""
+    the candidate sources)."""
     if _State.installed:
         raise RuntimeError("guard already installed")
     import json  # noqa: F401  (snapshotted below)
@@ -232,7 +231,7 @@ def install(*, scratch_dir: Path, candidate_path: Path | list[Path], hidden_path
     hidden = tuple(os.path.realpath(p) for p in hidden_paths)
     protected = tuple(os.path.realpath(p) for p in protected_dirs)
     sys.addaudithook(arm(_State.scratch, _State.candidates, trusted, _record, module_verdict, hidden,
-                         protected, tuple(tuple(c) for c in commands)))
+                         protected))
     _hide_trusted_modules()
 
 

@@ -5,9 +5,7 @@ matters for some events, so the hook looks at the Python stack:
 
 * always denied: writes outside the scratch directory (``open`` for writing, rename,
   remove, mkdir ...), sockets, ``os.system``/``exec*``/``spawn*``/``fork``/``kill``,
-  subprocesses that are not Triton's toolchain started by Triton's own code, except an
-  exact command pinned at arming time (``commands``: the profile's Nsight Compute run,
-  evaluator/ncu.py) started with no candidate frame on the stack;
+  subprocesses that are not Triton's toolchain started by Triton's own code;
 * denied while candidate code is anywhere on the stack: ctypes, tracing/profiling hooks,
   frame listing, ``mmap``, signal handlers, reads of other processes' /proc entries, of
   raw process memory (``/proc/self/mem``), of credential files and of the hidden files
@@ -72,17 +70,14 @@ class _Policy:
     module_verdict: Callable[[str], str | None]
     hidden: tuple[str, ...] = ()  # real paths candidate code may not open (the target file)
     protected: tuple[str, ...] = ()  # real dirs candidate code may not write under (out/, candidate/)
-    commands: tuple[tuple[str, ...], ...] = ()  # exact argvs trusted code may start (ncu.py)
     busy: threading.local = field(default_factory=threading.local)  # the hook is not re-entered
 
 
 def arm(scratch: str, candidate: tuple[str, ...], trusted_dirs: tuple[str, ...], record: Callable[[str], None],
         module_verdict: Callable[[str], str | None], hidden: tuple[str, ...] = (),
-        protected: tuple[str, ...] = (), commands: tuple[tuple[str, ...], ...] = ()
-        ) -> Callable[[str, tuple], None]:
+        protected: tuple[str, ...] = ()) -> Callable[[str, tuple], None]:
     candidate = (candidate,) if isinstance(candidate, str) else tuple(candidate)  # `in` on a str: substrings
-    pol = _Policy(scratch, candidate, trusted_dirs, record, module_verdict, hidden, protected,
-                  tuple(tuple(c) for c in commands))
+    pol = _Policy(scratch, candidate, trusted_dirs, record, module_verdict, hidden, protected)
 
     def hook(event: str, args: tuple) -> None:
         if getattr(pol.busy, "on", False):
@@ -160,19 +155,6 @@ def _check_protected(pol: _Policy, event: str, path: Any, frame: Any) -> None:
         _deny(pol, event, f"write to a worker's own file (outputs the checker judges, sources): {p}")
 
 
-def _pinned(pol: _Policy, args: tuple, frame: Any) -> bool:
-    """A process start whose argv is exactly one of the pinned commands, with no candidate
-    frame on the stack (``subprocess.Popen``: (exe, argv, cwd, env); ``os.posix_spawn``:
-    (path, argv, env))."""
-    if not pol.commands or len(args) < 2 or not isinstance(args[1], (list, tuple)):
-        return False
-    try:
-        argv = tuple(os.fsdecode(a) for a in args[1])
-    except TypeError:
-        return False
-    return argv in pol.commands and not on_stack(pol.candidate, frame)
-
-
 def _audit(pol: _Policy, event: str, args: tuple, frame: Any) -> None:
     if event == "open":
         path, mode, flags = (tuple(args) + (None, None, None))[:3]
@@ -200,8 +182,6 @@ def _audit(pol: _Policy, event: str, args: tuple, frame: Any) -> None:
         exe = args[0] if args and args[0] else (args[1][0] if len(args) > 1 and args[1] else "")
         exe_s = os.fsdecode(exe) if isinstance(exe, (str, bytes, os.PathLike)) else str(exe)
         who = _asker(frame)
-        if _pinned(pol, args, frame):
-            return
         if (not _TOOLCHAIN.match(os.path.basename(exe_s)) or _under(_abspath(exe_s) or "", pol.scratch)
                 or not any(_under(who, d) for d in pol.trusted_dirs)):
             _deny(pol, event, f"subprocess {exe_s!r} started from {os.path.basename(who) or '?'}")

@@ -1,37 +1,28 @@
 """Nsight Compute counters of one profiled shape (GPU, where ``ncu`` is installed).
 
-The flow, trusted parts first:
+A profile process of its own, after the worker and the checker are done and while the
+evaluation still holds the GPU (runner.py):
 
-1. The runner (outside the sandbox) finds ``ncu`` (`find`) and names it in the plan's
-   profile entry. The worker, before any candidate code exists in it, builds the exact
-   command (`command`): ``ncu <fixed options> python -I -c <child> REQUEST``, the request
-   (target, shape, candidate path; no secret seed) inside argv, and arms the guard with it.
-2. After its own profile (CUDA events, torch.profiler), the worker starts that command
-   (`run`) with a timeout. The guard allows exactly this argv, started with no candidate
-   frame on the stack; any other process is denied as before.
-3. The child runs inside the same sandbox (bwrap's namespaces and Landlock are inherited
-   by every descendant) and confines itself and arms the guard exactly as the worker does
-   (`Worker.import_candidates`), then calls the candidate on the shape: ``WARMUP`` calls
-   (they compile, from the worker's Triton cache), then one call inside the NVTX range
-   ``evolve``, the only range ncu profiles (``--nvtx-include``).
-4. ncu's CSV (``--csv``: one row per kernel and metric) is parsed by `parse` in the
-   worker; the parent validates the result like any candidate-controlled record
-   (profiling.py): display only, never scoring; the timing stage is over by then.
+1. The runner (trusted) copies the checked candidate and the worker's Triton cache into a
+   fresh scratch directory and starts ``ncu <fixed options> python -I -c <child>
+   request.json`` under the sandbox wrapper (bwrap or unshare: no network, secrets hidden,
+   writes only to that scratch). ncu itself is not under Landlock.
+2. The child (`evaluator.worker.ncu_child`) starts CUDA first, sends its own stdout and
+   stderr to ``out/child.log``, then confines itself (Landlock) and arms the guard exactly as
+   the worker does, imports the candidate and calls it on the shape: ``WARMUP`` calls, then
+   one inside the NVTX range ``evolve``, the only range ncu profiles (``--nvtx-include``).
+3. ncu prints its CSV (one row per kernel and metric) on its own stdout, which the child no
+   longer holds; `parse` reads it and the result is validated like any other
+   candidate-controlled record (profiling.py): display only, never scoring.
+
+Why the order matters (H100 image, 2026-12-06): a process that *starts* CUDA under
+Landlock fails (``cudaGetDeviceCount``: error 304) because ``cuInit`` names its threads in
+``/proc/<pid>/task/<tid>/comm`` (tests/test_sandbox.py; NVIDIA/OpenShell#710), and allowing
+/proc writes would let native candidate code rewrite its own process (``/proc/self/mem``).
+So nothing is loosened: CUDA starts before the confinement, as in the worker.
 
 Hardware counters need the driver's permission (``NVreg_RestrictProfilingToAdminUsers``);
 when ncu cannot read them, the profile says so (``note``) and keeps its other numbers.
-
-State (H100 image, 2026-12-06): outside the sandbox, and in a bare network or mount
-namespace, ncu profiles a child fine; under the worker's Landlock the child's CUDA
-initialisation fails (``cudaGetDeviceCount``: error 304), also with the TCP and
-abstract-UNIX rules lifted. The cause: a new process's ``cuInit`` writes
-``/proc/<pid>/task/<tid>/comm``, which Landlock denies (tests/test_sandbox.py;
-NVIDIA/OpenShell#710), and allowing /proc writes would let native candidate code rewrite
-the worker's memory (``/proc/self/mem``). The way out is a profile process of its own,
-started by the runner under the sandbox wrapper (``ncu`` outside Landlock, the child
-initialising CUDA before it confines itself, as the worker does), never a weaker worker.
-Until then ``ProfileRequest.counters`` stays off by default; tests/test_profile_gpu.py
-holds the expectation (strict xfail), and ``run.sh ncu-probe`` checks the ingredients.
 """
 
 from __future__ import annotations
@@ -41,8 +32,10 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +55,9 @@ METRICS = {
 }
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CHILD = "import sys; sys.path.insert(0, {root!r}); from evaluator.worker import ncu_child; ncu_child(sys.argv[1])"
-# ncu's link to its child (TCP, abstract UNIX: sandbox.py ``profiler``) is allowed only
-# when the profile runs ncu and the worker has its own network namespace
+# the child keeps TCP and abstract UNIX sockets (Landlock ``profiler``) for ncu's link to
+# it, so it must run in a network namespace of its own: only under these wrappers
 SANDBOXES = ("bwrap", "unshare")
-MAX_REQUEST = 100_000  # characters of the child's request (one argv string; Linux allows 128 KiB)
 
 
 def find() -> str | None:
@@ -77,30 +69,70 @@ def find() -> str | None:
     return None
 
 
-def command(ncu: str, request: dict[str, Any], python: str = sys.executable) -> list[str] | None:
-    """The one command the worker may start (the guard compares argv exactly); the child's
-    request travels in argv, so nothing candidate code can write changes it. None: the
-    request is too long for one argument."""
-    text = json.dumps(request, separators=(",", ":"))
-    if len(text) > MAX_REQUEST:
-        return None
+def command(ncu: str, request: Path, python: str = sys.executable) -> list[str]:
+    """The profile process's command line: ncu with fixed options over the child."""
     return [ncu, "--csv", "--metrics", ",".join(METRICS), "--nvtx", "--nvtx-include", f"{RANGE}/",
             "--target-processes", "all", "--launch-count", "16", python, "-I", "-c",
-            CHILD.format(root=str(REPO_ROOT)), text]
+            CHILD.format(root=str(REPO_ROOT)), str(request)]
+
+
+def counters(ncu: str, *, candidate: Path, request: dict[str, Any], gpu: int | None,
+             triton_cache: Path | None = None) -> tuple[list[dict[str, Any]], str]:
+    """Profile ``candidate`` in a sandboxed process of its own (see the module docstring);
+    ``request``: the child's target, timing, shape and input kind. Returns (kernel records,
+    note); every failure is a note, never an exception."""
+    from evaluator import sandbox, spawn
+
+    scratch = Path(tempfile.mkdtemp(prefix="evolve-ncu-"))
+    try:
+        dirs = sandbox.make_scratch(scratch)
+        cand = dirs["candidate"] / "kernel_0.py"
+        shutil.copyfile(candidate, cand)
+        if triton_cache is not None and triton_cache.is_dir():  # compiled by the worker
+            shutil.copytree(triton_cache, dirs["triton_cache"], dirs_exist_ok=True)
+        req = scratch / "request.json"
+        req.write_text(json.dumps({**request, "scratch": str(scratch), "out_dir": str(dirs["out"]),
+                                   "candidate": str(cand)}))
+        try:
+            plan = sandbox.plan(command(ncu, req), scratch_dir=scratch, gpu=gpu,
+                                read_only_paths=[REPO_ROOT, Path(ncu).parent, Path(sys.prefix),
+                                                 Path(sys.base_prefix)])
+        except sandbox.SandboxUnavailable as exc:
+            return [], f"Nsight Compute not run: {exc}"
+        if plan.mode not in SANDBOXES:
+            return [], ("Nsight Compute not run: it needs a network namespace of its own "
+                        f"({' or '.join(SANDBOXES)} sandbox; this host has {plan.mode})")
+        kernels, why = run(plan.argv, cwd=dirs["work"], env=plan.env)
+        if why:
+            child = spawn.tail(dirs["out"] / "child.log", 600).strip().splitlines()
+            why += f" | child: {child[-1][:200]}" if child else ""
+        return kernels, why
+    except OSError as exc:
+        return [], f"Nsight Compute not run: {exc}"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def run(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[list[dict[str, Any]], str]:
     """Run ncu; (kernel records, note). A failure is a note, never an exception."""
     try:
-        proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return [], f"Nsight Compute: no answer within {TIMEOUT_S:.0f} s"
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                stdin=subprocess.DEVNULL, text=True, start_new_session=True)
     except OSError as exc:
         return [], f"Nsight Compute could not start: {exc}"
-    kernels = parse(proc.stdout)
+    try:
+        stdout, stderr = proc.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # ncu, its child and anything they started
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.communicate()
+        return [], f"Nsight Compute: no answer within {TIMEOUT_S:.0f} s"
+    kernels = parse(stdout)
     if kernels:
         return kernels, ""
-    errors = [ln for ln in (proc.stdout + "\n" + proc.stderr).splitlines() if "==ERROR==" in ln
+    errors = [ln for ln in (stdout + "\n" + stderr).splitlines() if "==ERROR==" in ln
               or "ERR_NVGPUCTRPERM" in ln or "Traceback" in ln or "Error" in ln]
     why = " | ".join(errors[-3:]) or f"exit {proc.returncode}, no kernel rows in its output"
     return [], f"Nsight Compute gave no counters: {why}"[:500]

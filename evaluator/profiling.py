@@ -80,9 +80,8 @@ class ProfileRequest:
     """Profile one shape (``Shape.name``) of the evaluated suite: ``calls`` calls timed with
     CUDA events, then the GPU kernels of a few more listed by torch's profiler (CUPTI);
     ``counters``: also hardware counters of one call from Nsight Compute where ``ncu`` is
-    installed (evaluator/ncu.py: a sandboxed, guarded child of the worker). Off by
-    default: on the H100 image ncu's child does not initialise CUDA inside the sandbox yet
-    (see ncu.py), and a failed attempt costs seconds per profile."""
+    installed (evaluator/ncu.py: a sandboxed profile process of its own, after the
+    worker)."""
 
     shape: str
     calls: int = 20
@@ -151,6 +150,16 @@ class ProfileResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def add_counters(self, kernels: list[Any], note: str) -> None:
+        """Nsight Compute's kernel records (validated here: the profiled child ran candidate
+        code) and its note on what failed."""
+        self.counters = [c for c in (KernelCounters.from_dict(x)
+                                     for x in kernels[:MAX_PROFILE_KERNELS]) if c]
+        if self.counters:
+            self.tool = _text(f"{self.tool} + Nsight Compute".lstrip(" +"), 80)
+        if note:
+            self.note = _text(f"{self.note} {note}".strip(), MAX_NOTE)
 
     @classmethod
     def from_dict(cls, d: Any) -> "ProfileResult | None":

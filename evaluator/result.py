@@ -80,6 +80,12 @@ class EvalResult:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    @property
+    def unscored(self) -> list[str]:
+        """Shapes that were checked and timed but have no baseline time to compare with
+        (every baseline refused them): not in the score (assemble.pick_primary)."""
+        return [s.name for s in self.shapes if s.speedup is None] if self.ok and self.score else []
+
     @classmethod
     def rejected(cls, target: str, suite: str, failure_cls: str, message: str,
                  shape: str | None = None, **kw: Any) -> "EvalResult":

@@ -210,6 +210,9 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions,
             verdict = checker.ask("samples", options.checker_timeout_s)
             out["verdict"] = verdict or out["verdict"]
             out["failure"] = _verdict_failure(verdict, private)
+            if out["failure"] is None and (plan.get("profile") or {}).get("ncu"):
+                stage("profile-ncu")  # still holding the GPU
+                out["counters"] = _counters(plan, cand_paths[0], dirs["triton_cache"], options.gpu)
             return out
         finally:
             checker.close()
@@ -235,6 +238,17 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions,
                     shutil.rmtree(target, ignore_errors=True)
                 elif target.exists():
                     target.unlink()
+
+
+def _counters(plan: dict[str, Any], candidate: Path, triton_cache: Path,
+              gpu: int | None) -> tuple[list[dict[str, Any]], str]:
+    """Nsight Compute's counters of the profiled shape, from a sandboxed process of its own
+    (ncu.py), reusing what the worker compiled."""
+    req = plan["profile"]
+    entry = next(e for e in plan["timed"] if e["idx"] == req["idx"])
+    return ncu.counters(str(req["ncu"]), candidate=candidate, gpu=gpu, triton_cache=triton_cache,
+                        request={"target": plan["target"], "timing": plan["timing"],
+                                 "shape": entry["shape"], "kind": plan["kinds"][0]})
 
 
 def _run_failure(proc: spawn.ProcResult, report: dict[str, Any], phase1: dict[str, Any],
@@ -362,7 +376,7 @@ def _evaluate(path: str | Path, target: str, suite: str | None, options: EvalOpt
                                    validation=validation, wall_s=time.monotonic() - t0,
                                    profile=_profile(prep, options, report, None), **common)
     score = geomean([s.speedup for s in shapes if s.speedup])
-    common["profile"] = _profile(prep, options, report, shapes)
+    common["profile"] = _profile(prep, options, report, shapes, run.get("counters"))
     return EvalResult(status="ok", target=prep.target.name, suite=prep.suite, score=score,
                       primary_baseline=primary, shapes=shapes, validation=validation,
                       repeats=per_pass if plan["passes"] > 1 else [],
@@ -381,15 +395,20 @@ def _profile_index(prep: _Prepared, options: EvalOptions) -> int | None:
 
 
 def _profile(prep: _Prepared, options: EvalOptions, report: dict[str, Any],
-             shapes: list[Any] | None) -> ProfileResult | None:
-    """The result's profile: None when none was asked for; ``NO_GPU`` on the interpreter."""
+             shapes: list[Any] | None, counters: tuple[list[Any], str] | None = None
+             ) -> ProfileResult | None:
+    """The result's profile: None when none was asked for; ``NO_GPU`` on the interpreter.
+    ``counters``: Nsight Compute's (kernel records, note), when they were asked for."""
     req = options.profile
     if req is None:
         return None
     if prep.device != "cuda":
         return ProfileResult(req.shape, note=NO_GPU)
     ms = next((s.ms for s in shapes or [] if s.name == req.shape), None)
-    return profile_from_report(report, req, ms)
+    got = profile_from_report(report, req, ms)
+    if req.counters and got.available:
+        got.add_counters(*(counters or ([], "Nsight Compute not run: ncu is not installed")))
+    return got
 
 
 def compare_candidates(challenger_path: str | Path, champion_path: str | Path, target: str = "gqa",

@@ -297,10 +297,10 @@ def apply_in_process(scratch_dir: Path, profiler: bool = False) -> str | None:
     """Confine this process (Landlock) so it can write only under `scratch_dir` (+ device
     nodes) and, on ABI >= 4, make no TCP connections. Irreversible. Returns a description
     of what is in force, or None when Landlock is unavailable or EVOLVE_SANDBOX=none.
-    ``profiler``: TCP and abstract UNIX sockets stay allowed (Nsight Compute's link to its
-    target, evaluator/ncu.py; only for a worker in its own network namespace). Writes
+    ``profiler``: TCP and abstract UNIX sockets stay allowed (Nsight Compute's link to the
+    child it profiles, evaluator/ncu.py; only in a network namespace of its own). Writes
     under /proc stay denied in every setting (``/proc/self/mem`` would let native code
-    rewrite the worker's memory), although a process that starts CUDA under this
+    rewrite the process's memory), although a process that starts CUDA under this
     Landlock needs them (``cuInit`` names its threads in ``/proc/<pid>/task/<tid>/comm``;
     denied, it fails with error 304): CUDA is initialised before `apply_in_process`."""
     if os.environ.get("EVOLVE_SANDBOX", "auto").strip().lower() == "none":

@@ -99,8 +99,6 @@ class Worker:
         self.saved: dict[str, str] = {}  # output file -> sha256 of the bytes this worker wrote
         self.own = {"baselines.done"}  # further files of out/ that this worker wrote
         self.phase1_token = phase1_token  # the parent's mark of our phase1.json (never in the report)
-        self.ncu_argv: list[str] | None = None  # the profile's Nsight Compute command (ncu.py)
-        self.ncu_why = "Nsight Compute not run: the request is too long for one argument"
         self.refuser: gate.LaunchRefuser | None = None  # Triton launches refused until the gate
         self.gated = False  # the parent gave us the GPU (gate.py)
         self.synchronize: Any = None  # GPU: torch's device sync, bound before the candidate exists
@@ -176,6 +174,7 @@ class Worker:
             for name, fn in fns.items():
                 rec[name] = []
                 for p in range(self.plan["passes"]):
+                    refused = False
                     try:
                         with self._inputs(entry["idx"], shape, p) as make:
                             t = time_call(fn, make, params=self.params, device=self.tdev,
@@ -187,6 +186,10 @@ class Worker:
                         rec[name].append(None)
                         if classify_text(str(exc)) == "cuda_fault":
                             raise
+                        exc.__traceback__ = None  # its frames hold the shape's inputs
+                        refused = True
+                    if refused:
+                        _release_memory(self.tdev)
             self.report["baselines"].append({"idx": entry["idx"], "times": rec})
         print(f"[evaluator-worker] baselines: timed {', '.join(fns)} on {len(self.plan['timed'])} "
               f"shapes in {time.monotonic() - t0:.1f} s", file=sys.stderr, flush=True)
@@ -197,13 +200,13 @@ class Worker:
         return TimedInputs(self.target, shape, self.plan["seed"], self.plan["kinds"], idx, p,
                            self.tdev, verify=verify)
 
-    def import_candidates(self) -> None:
+    def import_candidates(self, profiler: bool = False) -> None:
+        """Confine this process, arm the guard, import the candidates (``profiler``: the
+        Nsight Compute child's Landlock setting, sandbox.py)."""
         from evaluator import guard, sandbox
 
         _stage("confine")
-        self.ncu_argv = self._ncu_command()
-        self.report["isolation_in_process"] = sandbox.apply_in_process(
-            self.scratch, profiler=self.ncu_argv is not None)
+        self.report["isolation_in_process"] = sandbox.apply_in_process(self.scratch, profiler=profiler)
         precompile.preimport_kernel_libraries()  # also takes Triton's JIT module for _check_hook
         if self.tdev == "cuda":
             self.compile_log = profile_stage.install(profiler=bool(self.plan.get("profile")))
@@ -216,8 +219,7 @@ class Worker:
         sources = [_digest(p) for p in self.candidates]  # a rematch's champion is imported second
         hidden = [self.plan["target"]["path"]] if self.plan["target"].get("path") else []
         guard.install(scratch_dir=self.scratch, candidate_path=self.candidates, hidden_paths=hidden,
-                      protected_dirs=[self.out_dir, *{p.parent for p in self.candidates}],
-                      commands=[self.ncu_argv] if self.ncu_argv else [])
+                      protected_dirs=[self.out_dir, *{p.parent for p in self.candidates}])
         self.guard = guard
         _stage("import")
         for i, path in enumerate(self.candidates):
@@ -239,22 +241,6 @@ class Worker:
                 self.fail("contract", f"the candidate defines no callable `{self.target.entry}`", side=i)
             self.fns.append(fn)
             self.modules.append(mod)
-
-    def _ncu_command(self) -> list[str] | None:
-        """The Nsight Compute command of the requested profile (built before the candidate
-        exists; the guard pins it): the child profiles the first candidate on the shape."""
-        req = self.plan.get("profile") or {}
-        if not req.get("ncu") or self.tdev != "cuda":
-            return None
-        if os.environ.get("EVOLVE_SANDBOX") not in ncu.SANDBOXES:
-            self.ncu_why = ("Nsight Compute not run: it needs the worker in its own network "
-                            f"namespace ({' or '.join(ncu.SANDBOXES)} sandbox)")
-            return None
-        entry = next(e for e in self.plan["timed"] if e["idx"] == req["idx"])
-        return ncu.command(str(req["ncu"]), {
-            "target": self.plan["target"], "timing": self.plan["timing"], "shape": entry["shape"],
-            "kind": self.plan["kinds"][0], "scratch": str(self.scratch), "out_dir": str(self.out_dir),
-            "candidate": str(self.candidates[0])})
 
     def precompile(self) -> None:
         """Compile every specialisation the checked and timed calls will need, in parallel
@@ -433,27 +419,11 @@ class Worker:
                     calls=int(req["calls"]), after_call=lambda: self._integrity(shape))
                 del call
             self.report["profile"] = rec
-            if req.get("ncu"):
-                self._ncu_counters(rec)
         except CandidateFailure:
             raise
         except Exception as exc:  # noqa: BLE001 - the evaluation stands; the profile says why
             self.report["profile"] = {"shape": shape.name, "note": f"profile failed: "
                                       f"{type(exc).__name__}: {str(exc)[:300]}"}
-
-    def _ncu_counters(self, rec: dict[str, Any]) -> None:
-        """Nsight Compute's counters of the shape into the profile record (``counters``), or
-        a note on why there are none."""
-        if self.ncu_argv is None:
-            rec["note"] = (rec.get("note", "") + " " + self.ncu_why).strip()
-            return
-        _stage("profile-ncu")
-        counters, why = ncu.run(self.ncu_argv, cwd=self.scratch / "work", env=dict(os.environ))
-        rec["counters"] = counters
-        if counters:
-            rec["tool"] = rec.get("tool", "") + " + Nsight Compute"
-        if why:
-            rec["note"] = (rec.get("note", "") + " " + why).strip()
 
     def _time_side(self, entry, shape: Any, p: int, side: int, sample, out: dict) -> None:
         import torch
@@ -481,19 +451,27 @@ class Worker:
 
 
 def ncu_child(request: str) -> None:
-    """The process Nsight Compute profiles (ncu.py): confined and guarded as the worker is,
-    ``ncu.WARMUP`` calls of the candidate on one shape, then one inside the NVTX range that
-    ncu profiles. Public inputs (seed 0): the checks and timing are over."""
+    """The process Nsight Compute profiles (ncu.py): CUDA started, its output moved to
+    ``out/child.log`` (ncu's own stdout carries the counters), then confined and guarded as
+    the worker is; ``ncu.WARMUP`` calls of the candidate on one shape, then one inside the
+    NVTX range that ncu profiles. Public inputs (seed 0): the checks and timing are over."""
     code = 0
     try:
-        req = json.loads(request)
+        req = json.loads(Path(request).read_text())
         import torch
 
+        torch.zeros(1, device="cuda")  # cuInit before Landlock (ncu.py: error 304 otherwise)
+        torch.cuda.synchronize()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        log = os.open(Path(req["out_dir"]) / "child.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        os.close(log)
         plan = {"target": req["target"], "timing": req["timing"], "device": "cuda"}
         w = Worker(plan, Path(req["scratch"]), Path(req["out_dir"]), [Path(req["candidate"])])
-        w.gated = True  # started after timing by a worker that holds the GPU gate (gate.py)
-        torch.cuda.init()
-        w.import_candidates()
+        w.gated = True  # the runner still holds the GPU for this evaluation (gate.py)
+        w.import_candidates(profiler=True)
         shape = w.target.shape(req["shape"])
         call = w.target.make_inputs(shape, 0, req["kind"], "cuda")
         for _ in range(ncu.WARMUP):
@@ -501,12 +479,26 @@ def ncu_child(request: str) -> None:
         torch.cuda.nvtx.range_push(ncu.RANGE)
         w._call(w.fns[0], call, shape)
         torch.cuda.nvtx.range_pop()
-    except BaseException as exc:  # noqa: BLE001 - the parent worker reads only ncu's rows
+    except BaseException as exc:  # noqa: BLE001 - the runner reads only ncu's rows
         print(f"[ncu-child] {type(exc).__name__}: {str(exc)[:400]}", file=sys.stderr, flush=True)
         code = 3
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _release_memory(device: str) -> None:
+    """Free what a refused call left behind: the frames of its traceback are often in
+    reference cycles that hold its inputs (on a 128k-token decode shape, a 32 GiB KV cache)
+    until the cyclic collector runs, and the next shape's inputs would not fit beside them
+    (H100, 2026-12-06: every baseline of two shapes out of memory)."""
+    import gc
+
+    gc.collect()
+    if device == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
 
 
 def _digest(path: Path) -> str:

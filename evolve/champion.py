@@ -54,7 +54,8 @@ class Champion:
         if champ.score is not None and cand.score <= champ.score:
             return
         if not self.gpu:
-            self.declare(cand, f"score {cand.score:.4g} > {champ.score:.4g} (#{champ.id}); "
+            was = "no score" if champ.score is None else f"{champ.score:.4g}"
+            self.declare(cand, f"score {cand.score:.4g} > {was} (#{champ.id}); "
                          "interpreter timing, no rematch")
             return
         noise = self.last_noise()

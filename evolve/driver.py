@@ -224,7 +224,8 @@ def drive(run: RunHandle, console: Console, resumed: bool,
             say(f"error: {outcome.reason}", style="red")
         say(("run failed" if outcome.failed else outcome.reason)
             + f". {store.counts()['total']} candidates; best "
-            + (f"#{best.id} score {best.score:.4g}" if best else "none")
+            + (f"#{best.id} " + ("no score" if best.score is None else f"score {best.score:.4g}")
+               if best else "none")
             + f". Run directory: {run.paths.root}")
         if outcome.status == "stopped":
             say(f"continue with: evolve resume {run.paths.root} --max-candidates N")

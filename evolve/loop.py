@@ -370,8 +370,8 @@ class EvolutionLoop:
         self._refresh_progress()
         first = cand.hypothesis.splitlines()[0] if cand.hypothesis else ""
         if cand.ok:
-            self.progress.finished(f"#{cand.id} ok score {cand.score:.4g} ({first[:60]})",
-                                   cid=cand.id)
+            score = "no score (no baseline time)" if cand.score is None else f"score {cand.score:.4g}"
+            self.progress.finished(f"#{cand.id} ok {score} ({first[:60]})", cid=cand.id)
         else:
             fail = f"#{cand.id} {cand.failure_class}: {(cand.failure_message or '')[:160]}"
             self.progress.finished(f"#{cand.id} rejected ({cand.failure_class})", fail,

@@ -222,10 +222,17 @@ def render_result(res: EvalResult, console: Console, recorded: dict[str, float |
                       f"(spread {100 * spread(res.repeats):.2f}%)")
     console.print(f"isolation: {res.env.get('isolation')}   gpu: {res.env.get('gpu')}   "
                   f"wall {res.wall_s:.1f}s")
-    if res.ok:
+    if res.ok and res.score is None:
+        console.print("[bold green]ok[/] [yellow]no score[/]: no baseline was timed on any shape "
+                      "(see the log: each refusal is printed there)")
+    elif res.ok:
         console.print(f"[bold green]ok[/] score {res.score:.4f} (geomean speedup over "
                       f"{res.primary_baseline})" + ("" if res.device == "cuda" else
                                                      "  [yellow]NOT GPU performance[/]"))
+        if res.unscored:
+            console.print(f"[yellow]{len(res.unscored)} of {len(res.shapes)} shapes have no "
+                          f"baseline time and are not in the score[/]: "
+                          + escape("; ".join(res.unscored)), highlight=False)
     else:
         f = res.failure
         where = escape(f" [{f.shape}]") if f and f.shape else ""

@@ -16,10 +16,18 @@ import importlib.util
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 
 def run_one(cand: Path, scratch: Path) -> dict:
+    from evaluator import sandbox
+
+    sandbox.make_scratch(scratch)  # the worker's layout and caches (HOME, TMPDIR, Triton's)
+    env = sandbox.scrubbed_env(scratch, None, "none")
+    os.environ.update({k: env[k] for k in ("HOME", "TMPDIR", "TRITON_CACHE_DIR", "TRITON_HOME",
+                                           "XDG_CACHE_HOME", "TORCHINDUCTOR_CACHE_DIR")})
+    tempfile.tempdir = None
     import torch
 
     from evaluator import guard

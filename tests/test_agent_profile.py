@@ -175,13 +175,13 @@ def test_profile_asks_the_evaluator_for_the_named_shape(tmp_path):
     st, reg = _state(tmp_path, ev, gpu=True), build_registry()
     out = reg.dispatch(st, "profile", json.dumps({"shape": QUICK[1]}))
     assert out.ok, out.text
-    assert ev.calls == [("quick", ProfileRequest(QUICK[1]))]
+    assert ev.calls == [("quick", ProfileRequest(QUICK[1], counters=True))]
     assert "1.5000 ms" in out.text and "1410.5 us" in out.text and "torch.profiler unavailable" in out.text
     bad = reg.dispatch(st, "profile", json.dumps({"shape": "B=1 nope"}))
     assert not bad.ok and "unknown shape" in bad.text and QUICK[0] in bad.text
     deep = [s.name for s in get_target("gqa").suite("default") if s.name not in QUICK][0]
     reg.dispatch(st, "profile", json.dumps({"shape": deep}))
-    assert ev.calls[-1] == ("default", ProfileRequest(deep))
+    assert ev.calls[-1] == ("default", ProfileRequest(deep, counters=True))
 
 
 def test_a_probe_job_carries_the_profile_request_to_the_evaluator(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from evaluator import assemble
+from evaluator import EvalResult, assemble
 from evaluator.failures import CandidateFailure
 from evaluator.plan import build_plan
 from evaluator.targets import get_target
@@ -67,3 +67,20 @@ def test_forged_failure_records():
     assert f.cls == "contract" and len(f.message) <= 4000
     with pytest.raises(CandidateFailure):
         assemble.side_times({"timing": []}, _plan(), 0)
+
+
+def test_a_shape_no_baseline_timed_is_left_out_of_the_score():
+    """H100, decode default suite (2026-12-06): every baseline ran out of memory on two of
+    40 shapes and the whole evaluation had no score; now those shapes are `unscored`."""
+    plan = _plan()
+    rep = _report(plan, 2.0)
+    rep["baselines"][1]["times"] = {"cudnn": [None], "flash": [None]}
+    base = assemble.baseline_times(rep, plan)
+    assert assemble.pick_primary(base, ["cudnn", "flash"], "best") == assemble.BEST
+    assert assemble.pick_primary(base, ["flash", "cudnn"]) == "cudnn"  # the most shapes covered
+    none = {i: {"cudnn": [None], "flash": [None]} for i in base}
+    assert assemble.pick_primary(none, ["cudnn"]) is None and assemble.pick_primary(none, ["cudnn"], "best") is None
+    cand = assemble.side_times(rep, plan, 0)
+    shapes, _ = assemble.build_shapes(get_target("gqa"), plan, cand, base, "cudnn", {}, "NVIDIA H100", "cuda")
+    res = EvalResult(status="ok", target="gqa", suite="quick", score=0.5, device="cuda", shapes=shapes)
+    assert [s.speedup for s in shapes].count(None) == 1 and res.unscored == [shapes[1].name]

@@ -206,3 +206,42 @@ def test_a_stop_keeps_agent_work_that_arrives_late_for_resume(fixture_run, tmp_p
     assert all(run.store.get_candidate(c) is None for c in new)  # for the next reconcile
     kept = [e for e in run.store.events("warning") if "`evolve resume` evaluates it" in e.message]
     assert [e.candidate_id for e in kept] == new
+
+
+class _UnscoredExecutor(_LosingExecutor):
+    """Every evaluation comes back ok but without a score (no baseline timed any shape, as
+    on a GPU where each baseline ran out of memory)."""
+
+    name = "unscored"
+
+    def submit(self, job):
+        from concurrent.futures import Future
+
+        from evaluator import EvalResult
+        from evolve.executors.base import JobResult
+        self.jobs.append(job)
+        fut = Future()
+        res = EvalResult(status="ok", target="gqa", suite="smoke", score=None, device="cuda")
+        fut.set_result(JobResult(job.job_id, job.kind, "w0", 0, res.to_dict(), log="baseline refused"))
+        return fut
+
+
+def test_an_unscored_ok_result_is_recorded_and_the_run_goes_on(fixture_run, tmp_path_factory):
+    """H100, decode default suite (2026-12-06): an ok seed without a score stopped the run
+    with a TypeError while printing its progress line."""
+    from evolve.evaluation import Evaluations
+
+    run = RunHandle.open(copy_fixture_run(tmp_path_factory.getbasetemp(), "unscored"))
+    best = run.store.best()
+    state = ProgressState(run.name, "gqa", "scripted", None)
+    loop = EvolutionLoop(run, _Scripted("none"), PlainProgress(state, Console(quiet=True)),
+                         Budget(), Evaluations(run, _UnscoredExecutor()))
+    child = Candidate.proposed(0, run.repo.source_at(0) + "\n# unscored\n", "h", {}, "scripted")
+    loop.next_cid = run.store.next_candidate_id()
+    loop.ready.append(child)
+    loop._dispatch()
+    loop.drain()
+    cand = run.store.get_candidate(loop.next_cid - 1)
+    assert cand.status == "ok" and cand.score is None
+    assert run.store.best().id == best.id  # no score: it cannot take the champion's place
+    assert state.last.startswith(f"#{cand.id} ok no score (no baseline time)"), state.last

@@ -1,20 +1,21 @@
 """Nsight Compute in the profile (evaluator/ncu.py) on CPU: its CSV parsed, its records
-validated like any candidate-controlled data, the guard letting trusted code start exactly
-the pinned command and nothing else. The real run is in tests/test_profile_gpu.py."""
+validated like any candidate-controlled data, and its process of its own run with a
+stand-in ncu: sandboxed, on a copy of the candidate and the worker's Triton cache, every
+failure a note. The real run is in tests/test_profile_gpu.py."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
-from evaluator import ProfileResult
-from evaluator.ncu import METRICS, command, parse
-from evolve.profile_text import profile_lines
+import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from evaluator import ProfileResult, ncu, sandbox
+from evaluator.ncu import METRICS, command, counters, parse
+from evolve.profile_text import profile_lines
 
 # as ncu 2025.x prints it with --csv --metrics (other lines: its own and the child's)
 CSV = textwrap.dedent('''\
@@ -54,51 +55,111 @@ def test_counters_are_validated_and_shown():
     assert all(len(line) <= 80 for line in text.splitlines())
 
 
-def test_the_command_carries_its_request_and_no_secret():
-    argv = command("/usr/local/cuda/bin/ncu", {"shape": "B=1", "candidate": "/s/candidate/kernel.py"})
+def test_the_command_is_ncu_over_the_child_with_its_request_file():
+    argv = command("/usr/local/cuda/bin/ncu", Path("/s/request.json"))
     assert argv[0] == "/usr/local/cuda/bin/ncu" and argv[argv.index("--nvtx-include") + 1] == "evolve/"
     assert ",".join(METRICS) in argv
-    assert json.loads(argv[-1]) == {"shape": "B=1", "candidate": "/s/candidate/kernel.py"}
-    assert command("ncu", {"target": "x" * 200_000}) is None  # too long for one argument
+    i = argv.index("-I")
+    assert argv[i - 1] == sys.executable and "ncu_child" in argv[i + 2] and argv[-1] == "/s/request.json"
 
 
-GUARDED = '''
-import json, subprocess, sys
-from pathlib import Path
-from evaluator import guard
-scratch, cand = Path(sys.argv[1]), Path(sys.argv[2])
-pinned = [sys.executable, "-c", "print('pinned ran')"]
-guard.install(scratch_dir=scratch, candidate_path=cand, commands=[pinned])
-out = {}
-def attempt(name, fn):
-    try:
-        out[name] = fn()
-    except guard.GuardViolation as e:
-        out[name] = "denied: " + str(e)
-attempt("trusted_pinned", lambda: subprocess.run(pinned, capture_output=True, text=True).stdout.strip())
-attempt("trusted_other", lambda: subprocess.run(pinned[:2] + ["print('other')"], capture_output=True,
-                                                text=True).stdout.strip())
-import importlib.util
-spec = importlib.util.spec_from_file_location("candidate_0", str(cand))
-mod = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(mod)
-attempt("candidate_pinned", lambda: mod.run(pinned))
-print(json.dumps(out))
-'''
+# A stand-in for ncu: reports what it sees (in the "Kernel Name" of one CSV row, the only
+# channel back) the way the real one would run its child: in the sandbox, with the request
+FAKE_NCU = """#!{python}
+import csv, io, json, os, socket, sys
+req = json.load(open(sys.argv[-1]))
+seen = {{"req": req, "cwd": os.getcwd(), "source": open(req["candidate"]).read(),
+        "cache": sorted(os.listdir(os.environ["TRITON_CACHE_DIR"])),
+        "ifaces": sorted(n for _, n in socket.if_nameindex()),
+        "secret": "OPENAI_API_KEY" in os.environ, "child": sys.argv[-5:-1]}}
+try:
+    open({outside!r}, "w").write("x")
+    seen["outside"] = "written"
+except OSError:
+    seen["outside"] = "denied"
+if {fail!r}:
+    open(os.path.join(req["out_dir"], "child.log"), "w").write("[ncu-child] RuntimeError: boom\\n")
+    print("==ERROR== The application returned an error code (3).")
+    sys.exit(1)
+out = io.StringIO()
+w = csv.writer(out, quoting=csv.QUOTE_ALL)
+w.writerow(["ID", "Kernel Name", "Metric Name", "Metric Unit", "Metric Value"])
+w.writerow(["0", json.dumps(seen), "gpu__time_duration.sum", "usecond", "12.5"])
+print("==PROF== Disconnected from process 1")
+print(out.getvalue())
+"""
 
 
-def test_guard_lets_trusted_code_start_exactly_the_pinned_command(tmp_path):
-    cand = tmp_path / "cand.py"
-    cand.write_text("import subprocess\n\n\ndef run(argv):\n"
-                    "    return subprocess.run(argv, capture_output=True, text=True).stdout\n")
-    (tmp_path / "s").mkdir()
-    r = subprocess.run([sys.executable, "-c", GUARDED, str(tmp_path / "s"), str(cand)],
-                       capture_output=True, text=True, timeout=300, cwd=tmp_path,
-                       env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
-                            "PYTHONDONTWRITEBYTECODE": "1"})
-    assert r.returncode == 0, r.stderr[-2000:]
-    got = json.loads(r.stdout.strip().splitlines()[-1])
-    out = got, r.stderr[-2000:]
-    assert got["trusted_pinned"] == "pinned ran", out
-    assert got["trusted_other"].startswith("denied: runtime guard: subprocess.Popen denied"), out
-    assert got["candidate_pinned"].startswith("denied:"), out
+def _fake_ncu(tmp_path: Path, fail: bool = False) -> Path:
+    exe = tmp_path / "ncu"
+    exe.write_text(FAKE_NCU.format(python=sys.executable, outside=str(tmp_path / "outside"), fail=fail))
+    exe.chmod(0o755)
+    return exe
+
+
+def _cache(tmp_path: Path) -> Path:
+    cache = tmp_path / "worker_cache"
+    (cache / "abc123").mkdir(parents=True)
+    (cache / "abc123" / "_attn_fwd.cubin").write_bytes(b"\0cubin")
+    return cache
+
+
+REQUEST = {"target": {"name": "gqa"}, "timing": {}, "shape": "B=1", "kind": "normal"}
+
+
+@pytest.mark.skipif("bwrap" not in sandbox.available_modes(), reason="no bwrap on this host")
+def test_counters_come_from_a_sandboxed_process_of_its_own(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVOLVE_SANDBOX", "bwrap")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret")
+    cand = tmp_path / "kernel.py"
+    cand.write_text("def attention(q, k, v):\n    return q\n")
+    kernels, note = counters(str(_fake_ncu(tmp_path)), candidate=cand, request=REQUEST, gpu=None,
+                             triton_cache=_cache(tmp_path))
+    assert note == "" and len(kernels) == 1, note
+    assert kernels[0]["metrics"] == {"gpu__time_duration.sum": 12.5}
+    seen = json.loads(kernels[0]["name"])
+    assert seen["source"] == cand.read_text()  # a copy of the checked source ...
+    assert seen["req"]["candidate"] != str(cand) and seen["req"]["candidate"].startswith(seen["req"]["scratch"])
+    assert {k: seen["req"][k] for k in REQUEST} == REQUEST
+    assert seen["cache"] == ["abc123"]  # ... and what the worker compiled
+    assert seen["ifaces"] == ["lo"] and seen["outside"] == "denied" and not seen["secret"]
+    assert seen["child"][0] == sys.executable and "ncu_child" in seen["child"][3]
+    assert not (tmp_path / "outside").exists()
+    assert not Path(seen["req"]["scratch"]).exists()  # removed afterwards
+
+
+@pytest.mark.skipif("bwrap" not in sandbox.available_modes(), reason="no bwrap on this host")
+def test_a_failed_profile_is_a_note_with_the_child_s_last_words(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVOLVE_SANDBOX", "bwrap")
+    cand = tmp_path / "kernel.py"
+    cand.write_text("x = 1\n")
+    kernels, note = counters(str(_fake_ncu(tmp_path, fail=True)), candidate=cand, request=REQUEST, gpu=None)
+    assert kernels == [] and note.startswith("Nsight Compute gave no counters: ==ERROR==")
+    assert note.endswith("child: [ncu-child] RuntimeError: boom"), note
+    slow = tmp_path / "slow"
+    slow.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(60)\n")
+    slow.chmod(0o755)
+    monkeypatch.setattr(ncu, "TIMEOUT_S", 2.0)
+    t0 = time.monotonic()
+    kernels, note = counters(str(slow), candidate=cand, request=REQUEST, gpu=None)
+    assert kernels == [] and note == "Nsight Compute: no answer within 2 s" and time.monotonic() - t0 < 30
+
+
+def test_without_a_network_namespace_ncu_is_not_run(tmp_path, monkeypatch):
+    """The child keeps TCP for ncu's link (Landlock ``profiler``): only inside a network
+    namespace of its own (bwrap, unshare)."""
+    monkeypatch.setenv("EVOLVE_SANDBOX", "none")
+    cand = tmp_path / "kernel.py"
+    cand.write_text("x = 1\n")
+    kernels, note = counters(str(_fake_ncu(tmp_path)), candidate=cand, request=REQUEST, gpu=None)
+    assert kernels == [] and "needs a network namespace of its own" in note and "has none" in note
+
+
+def test_counters_join_the_profile_validated():
+    p = ProfileResult("S", available=True, tool="cuda-events + torch.profiler", note="")
+    p.add_counters([*parse(CSV), {"name": "forged", "metrics": {"x": 1.0}}], "")
+    assert [c.name for c in p.counters] == ["_attn_fwd", "_fill"]
+    assert p.tool == "cuda-events + torch.profiler + Nsight Compute"
+    q = ProfileResult("S", available=True, tool="cuda-events")
+    q.add_counters([], "Nsight Compute gave no counters: ERR_NVGPUCTRPERM")
+    assert q.counters == [] and q.tool == "cuda-events" and "ERR_NVGPUCTRPERM" in q.note

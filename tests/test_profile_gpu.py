@@ -45,9 +45,7 @@ def test_seed_compile_info_and_profile_on_a_gpu():
 
 
 @pytest.mark.skipif(find_ncu() is None, reason="Nsight Compute (ncu) is not installed")
-@pytest.mark.xfail(strict=True, reason="ncu's child cannot initialise CUDA inside the worker's "
-                   "sandbox yet (error 304, evaluator/ncu.py); remove this mark when it can")
-def test_nsight_compute_counters_from_the_sandboxed_child():
+def test_nsight_compute_counters_from_a_sandboxed_profile_process():
     shape = QUICK[1]
     res = evaluate(SEEDS / "gqa.py", "gqa", "quick",
                    EvalOptions(baselines=("cudnn",), profile=ProfileRequest(shape, counters=True)))

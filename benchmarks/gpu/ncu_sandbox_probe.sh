@@ -43,3 +43,23 @@ v "landlock profiler, /tmp rw"            ll /tmp 1 $N $PY -c "$CHILD"
 v "landlock profiler, /tmp + /dev/shm"    ll /tmp,/dev/shm 1 $N $PY -c "$CHILD"
 v "landlock profiler, /proc"              ll /proc 1 $N $PY -c "$CHILD"
 v "no landlock, ncu (the profile process)" $N $PY -c "$CHILD"
+# The profile process of its own: ncu unconfined, its child starts CUDA and then confines
+# itself (Landlock), as the worker does; $1 = 1 for the profiler rules (TCP, abstract UNIX)
+conf() { echo "import os,sys,torch;from pathlib import Path;sys.path.insert(0,'$REPO');torch.zeros(1,device='cuda');torch.cuda.synchronize();from evaluator import sandbox;print('landlock:',sandbox.apply_in_process(Path(os.environ['TMPDIR']).parent,profiler=$1),flush=True);a=torch.randn(2048,2048,device='cuda',dtype=torch.bfloat16);a@a;torch.cuda.synchronize();print('child ok')"; }
+v "ncu unconfined, child confines after cuInit (profiler rules)" env TMPDIR="$S/tmp" $N $PY -c "$(conf True)"
+v "ncu unconfined, child confines after cuInit (worker rules)"   env TMPDIR="$S/tmp" $N $PY -c "$(conf False)"
+# the same under the evaluator's own wrapper (unshare or bwrap, whichever this host uses)
+wrapped() { "$PY" - "$S" "$@" <<'PYEOF'
+import os, subprocess, sys
+from pathlib import Path
+sys.path.insert(0, os.environ["REPO"])
+from evaluator import sandbox
+scratch = Path(sys.argv[1]) / "wrapped"
+plan = sandbox.plan(sys.argv[2:], scratch_dir=scratch, gpu=0,
+                    read_only_paths=[sandbox.REPO_ROOT, Path(sys.prefix), Path(sys.base_prefix)])
+print("landlock: wrapper", plan.mode, flush=True)
+sys.exit(subprocess.run(plan.argv, env=plan.env, cwd=scratch, timeout=90).returncode)
+PYEOF
+}
+v "wrapper + ncu, child confines after cuInit (profiler rules)" wrapped $N $PY -c "$(conf True)"
+v "wrapper + ncu, child confines after cuInit (worker rules)"   wrapped $N $PY -c "$(conf False)"

@@ -26,7 +26,10 @@
 #                                an offline run in the foreground (target gqa unless given),
 #                                then its stats and what paid per kind and per shape class
 #                                (stats_NAME.json, report_NAME.txt, lineage_NAME.db,
-#                                kernels_NAME.tgz); OVERLAP=0: with --no-overlap
+#                                kernels_NAME.tgz, run_NAME.tgz: the run directory);
+#                                OVERLAP=0: with --no-overlap
+#   resume NAME MINUTES          continue runs/NAME (carried from here: unpack run_NAME.tgz
+#                                under runs/) for MINUTES more; the same files as `offline`
 #   overlap SEED MINUTES [RNG_SEED] [TARGET]
 #                                issue #19: `offline` with overlap (NAME ov-on), then the
 #                                same without (ov-off), then both side by side: candidates
@@ -46,9 +49,9 @@
 set -u
 cmd=${1:-}; shift || true
 case "$cmd" in
-  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|recipes|offline|overlap|decode|tests|agent-transcript|ncu-probe)
+  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|recipes|offline|resume|run-files|overlap|decode|tests|agent-transcript|ncu-probe)
     . "$(dirname "$0")/setup.sh" || exit 1; OUT=${OUT:-/tmp/out} ;;
-  *) sed -n '2,45p' "$0"; exit 2 ;;
+  *) sed -n '2,/^set -u/p' "$0" | sed '$d'; exit 2 ;;
 esac
 case "$cmd" in
   env)
@@ -105,11 +108,20 @@ case "$cmd" in
     ov=--overlap; [ "${OVERLAP:-1}" = 0 ] && ov=--no-overlap
     python3 -m evolve start --target "$target" --operator offline --runs-dir $runs --rng-seed "$rng" \
         --seed "$seed" --name "$name" --max-minutes "$minutes" $ov > "$OUT/$name.log" 2>&1 < /dev/null
+    bash "$0" run-files "$runs" "$name" ;;
+  resume)
+    name=$1; minutes=$2; runs=/root/runs; mkdir -p $runs; cp -a "runs/$name" "$runs/"
+    python3 -m evolve resume "$name" --runs-dir $runs --max-minutes "$minutes" \
+        > "$OUT/$name.resume.log" 2>&1 < /dev/null
+    bash "$0" run-files "$runs" "$name" ;;
+  run-files)
+    runs=$1; name=$2
     python3 benchmarks/gpu/run_stats.py "$runs/$name" --json "$OUT/stats_$name.json" | tail -n 14
     python3 benchmarks/gpu/run_report.py "$runs/$name" > "$OUT/report_$name.txt" 2>&1
     tail -n 8 "$OUT/report_$name.txt"
     cp "$runs/$name/lineage.db" "$OUT/lineage_$name.db"
-    (cd "$runs/$name" && tar czf "$OUT/kernels_$name.tgz" kernels run.toml) ;;
+    (cd "$runs/$name" && tar czf "$OUT/kernels_$name.tgz" kernels run.toml)
+    tar czf "$OUT/run_$name.tgz" --exclude=scratch --exclude=run.lock -C "$runs" "$name" ;;
   overlap)
     seed=$1; minutes=$2; rng=${3:-7}; target=${4:-gqa}
     OVERLAP=1 bash "$0" offline "$seed" "$minutes" ov-on "$rng" "$target"

@@ -89,7 +89,7 @@ def profile(st: Any, a: dict[str, Any]) -> str:
     if not _gpu(st):
         return NO_GPU
     suite = _suite_of(st, a["shape"])
-    res = _evaluate(st, suite, ProfileRequest(a["shape"]))
+    res = _evaluate(st, suite, ProfileRequest(a["shape"], counters=True))
     d = res.to_dict()
     lines = [f"profile of the working copy: a {suite}-suite evaluation with a profile of "
              "one shape\n(counted against your evaluation budget)"]
@@ -109,9 +109,10 @@ def tools() -> list[Tool]:
              "quick suite (counts against the budget).",
              {**obj, "properties": {}, "required": []}, compile_info),
         Tool("profile", "Profile the working copy on one named shape of the suite (GPU "
-             "runs): its time (L2 flushed and warm) and the GPU kernels it launches with "
-             "their mean times (no hardware counters). Runs one evaluation (counts against "
-             "the budget).",
+             "runs): its time (L2 flushed and warm), the GPU kernels it launches with "
+             "their mean times and, where Nsight Compute is installed, each kernel's "
+             "counters (achieved occupancy, tensor-pipe use, DRAM and SM throughput, "
+             "registers). Runs one evaluation (counts against the budget).",
              {**obj, "properties": {"shape": {"type": "string", "minLength": 1,
                                               "description": "a shape name as the "
                                               "evaluation's per-shape table shows it"}},
