@@ -16,6 +16,7 @@ from evolve.operators.payoff import (
     FAIL_GAIN,
     Bandit,
     Trial,
+    dead_kinds,
     kind_of,
     payoff_rows,
     trials,
@@ -204,3 +205,30 @@ def test_the_agent_brief_shows_the_same_table_and_no_gains_on_the_interpreter(tm
     assert prompts._payoffs(store, plateau, timed=True) == ""
     note = prompts._plateau_note(prompts.Prompts.load(None).supervisor, plateau)
     assert plateau.payoffs in note and "{payoffs}" in prompts.Prompts.load(None).brief
+
+
+def test_a_kind_that_always_failed_is_no_longer_proposed(tmp_path):
+    """H100, decode_naive (2026-12-06): `num_ctas_2` failed 9 of 9 tries; after three
+    failures and no try that ran, the operator stops drawing it, and the report says so."""
+    history = [Trial("recipe:C", "failed", None)] * 2 + [Trial("knob:B", "worse", -0.4)] * 4
+    assert dead_kinds(history) == set()
+    history += [Trial("recipe:C", "failed", None), Trial("recipe:D", "failed", None),
+                Trial("recipe:D", "better", 0.01), Trial("recipe:D", "failed", None)]
+    assert dead_kinds(history) == {"recipe:C"}  # D ran once: not dead
+    run, store, sources = _scripted_run(tmp_path)
+    for i in range(2):  # fold_scale_exp2 has failed once; two more failures make it dead
+        cid = store.next_candidate_id()
+        src = NAIVE + f"# folded {i}\n"
+        store.add_candidate(_rec(cid, 0, "recipe:fold_scale_exp2", failure=("runtime", "x"), source=src))
+        sources[cid] = src
+    parent = store.get_candidate(0)
+    kinds = Counter()
+    for seed in range(40):
+        ctx = VariationContext(parent=parent, parent_source=NAIVE, second=None,
+                               second_source=None, run=run, rng=random.Random(seed),
+                               evaluate=lambda s, suite: None)
+        p = OfflineOperator().propose(ctx)
+        kinds[p.variation_kind if p else None] += 1
+    assert kinds["recipe:fold_scale_exp2"] == 0 and None not in kinds, kinds
+    assert "no longer proposed (failed every time, 3+ tries): recipe:fold_scale_exp2" \
+        in what_paid_off(store.candidates())

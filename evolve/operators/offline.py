@@ -5,7 +5,8 @@ No LLM: it is the classical baseline the agentic operator is compared with. Each
 lists the moves open to the parent, one per kind ("knob:<name>", "knobs:pair",
 "split:class", "crossover:class", "crossover:mix", "recipe:<name>"), and lets a
 Thompson-sampling bandit over the run's recorded trials (operators/payoff.py: gains, slow
-pre-screen rejections and failures) pick the kind. A knob move changes one knob of one
+pre-screen rejections and failures) pick the kind; a kind that failed every time, three
+tries or more, is no longer proposed (payoff.dead_kinds). A knob move changes one knob of one
 shape class (operators/shape_classes.py), drawn more often where the parent's ratio to
 the baseline is worst; "split:class" gives the shorter sequences of a class their own
 settings; "crossover:class" builds a child from the best-measured settings of each class
@@ -35,7 +36,7 @@ from evolve.operators.config_edit import (
     rewrite_config,
     splice,
 )
-from evolve.operators.payoff import Bandit, trials
+from evolve.operators.payoff import DEAD_AFTER, Bandit, dead_kinds, trials
 from evolve.operators.recipes import RECIPES
 from evolve.operators.shape_classes import (
     ALL,
@@ -148,8 +149,14 @@ class OfflineOperator:
                 and not ctx.run.store.has_source(sha256_text(source))
 
         moves = self.moves(ctx, history, fresh)
-        bandit = Bandit(trials(history))
+        tried = trials(history)
+        bandit = Bandit(tried)
         self.last_reason = "the parent has no SEARCH_SPACE knobs and no applicable recipe"
+        dead = dead_kinds(tried) & set(moves)
+        if dead:
+            moves = {k: m for k, m in moves.items() if k not in dead}
+            self.last_reason = (f"the moves left failed every time ({DEAD_AFTER}+ tries): "
+                                + ", ".join(sorted(dead)))
         for _ in range(self.max_tries):
             if not moves:
                 break

@@ -101,6 +101,20 @@ def trials(cands: Iterable[Candidate]) -> list[Trial]:
     return out
 
 
+DEAD_AFTER = 3  # failures, with no try that ran, after which a kind is no longer proposed
+
+
+def dead_kinds(history: Iterable[Trial], after: int = DEAD_AFTER) -> set[str]:
+    """Kinds whose every try failed, ``after`` times or more: a move that cannot run on
+    this seed family (H100, decode_naive: ``num_ctas_2`` failed 9 of 9 tries and took a
+    third of a run's candidates while its 10 % loss per failure still outranked knobs
+    that lost more)."""
+    seen: dict[str, list[str]] = {}
+    for t in history:
+        seen.setdefault(t.kind, []).append(t.outcome)
+    return {k for k, outs in seen.items() if len(outs) >= after and all(o == "failed" for o in outs)}
+
+
 class Bandit:
     """Thompson sampling on the mean reward of each kind: a normal posterior around the
     mean of its rewards with one pseudo-try at 0 (a kind never tried samples around 0, so
@@ -179,4 +193,8 @@ def what_paid_off(cands: Iterable[Candidate], limit: int = 15, timed: bool = Tru
                      f"{gain:>8}")
     if len(rows) > limit:
         lines.append(f"... {len(rows) - limit} more kinds")
+    dead = sorted(dead_kinds(trials(cands)))
+    if dead:
+        lines.append(f"no longer proposed (failed every time, {DEAD_AFTER}+ tries): "
+                     + ", ".join(dead))
     return "\n".join(lines)
