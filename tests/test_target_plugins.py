@@ -139,6 +139,54 @@ def test_softcap_example_loads_and_its_cap_is_checked(tmp_path):
     assert not res.ok and res.failure.cls == "mismatch", res.failure
 
 
+LEAKY_TARGET = """
+import gc, importlib.util, sys, weakref
+_spec = importlib.util.spec_from_file_location("softcap_base", {softcap!r})
+_base = sys.modules["softcap_base"] = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_base)
+globals().update({{k: getattr(_base, k) for k in dir(_base) if not k.startswith("__")}})
+NAME = "leaky"
+_held = []
+
+
+def _leaky():
+    ref = _torch_fp32()
+
+    def run(q, k, v, **kw):
+        if _held:  # the call after the refusal: are the refused call's inputs still held?
+            print(f"[leaky] refused inputs alive: {{_held[0]() is not None}}", file=sys.stderr, flush=True)
+            return ref(q, k, v, **kw)
+        gc.disable()  # only the worker runs baselines: no collector between the calls
+        big = q.new_zeros(1 << 20)
+        _held.append(weakref.ref(big))
+        try:
+            raise ValueError("inner")
+        except ValueError as e:
+            err = e  # this frame holds the exception, its traceback this frame: a cycle
+            raise RuntimeError("leaky refuses this shape") from err
+
+    return run
+
+
+BASELINES = {{"cuda": {{"leaky": _leaky}}, "cpu": {{"leaky": _leaky, "torch-cpu": _torch_fp32}}}}
+"""
+
+
+def test_a_refused_baseline_leaves_no_inputs_behind(tmp_path):
+    """H100, decode default suite (2026-12-06): a baseline refusal's traceback cycle kept a
+    32 GiB KV cache alive into the next shape, where every baseline then ran out of memory.
+    The worker breaks the cycle and collects it before the next call."""
+    target = tmp_path / "leaky_target.py"
+    target.write_text(LEAKY_TARGET.format(softcap=str(SOFTCAP)))
+    res = evaluate(ROOT / "examples" / "softcap_seed.py", str(target), "smoke",
+                   EvalOptions(seed=3, baselines=("leaky", "torch-cpu")))
+    assert res.ok and res.score, res.failure
+    assert "leaky refuses this shape" in res.log_tail
+    assert "[leaky] refused inputs alive: False" in res.log_tail, res.log_tail[-1500:]
+    assert "[leaky] refused inputs alive: True" not in res.log_tail
+    assert res.primary_baseline == "torch-cpu" and res.unscored == []
+
+
 def test_candidate_cannot_open_the_target_file(tmp_path):
     """The worker never reads the target file (it gets the source in the plan); the guard
     denies candidate code opening it even with the static check off."""
