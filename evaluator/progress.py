@@ -5,7 +5,8 @@ follows the log as it is written (``LogFollower.poll`` from the run loop of
 ``spawn.drive_worker``) and forwards each new stage to a ``StageReporter``, which calls
 the caller's callback with known names only, never twice in a row, at most
 ``MAX_CALLS`` times, and swallows whatever the callback raises. The runner itself
-reports ``checker`` while the trusted checker runs.
+reports ``checker`` while the trusted checker runs and ``profile-ncu`` while Nsight
+Compute profiles (evaluator/ncu.py).
 
 The log is written by an untrusted process, so the announcements are progress
 information only: nothing is decided from them.
@@ -17,7 +18,8 @@ from pathlib import Path
 from typing import Callable
 
 STAGES = ("init", "baselines", "confine", "import", "precompile", "correctness",
-          "awaiting-gpu", "awaiting-verdict", "timing", "done", "checker")
+          "awaiting-gpu", "awaiting-verdict", "timing", "profile", "done", "checker",
+          "profile-ncu")
 MARKER = "[evaluator-worker] stage:"
 MAX_CALLS = 64
 READ_CHUNK = 1 << 20
