@@ -6,6 +6,9 @@
 # scratch dir, TCP and abstract-UNIX rules on) gave cudaGetDeviceCount error 304, and the
 # worker with TCP/abstract-UNIX lifted still did; a new process's cuInit also writes
 # /proc/<pid>/task/<tid>/comm, which Landlock denies (the variants with /proc show it).
+# Session 4 (H100): the profile process of its own (the last variants: ncu unconfined,
+# the child confining itself after cuInit) passed tests/test_profile_gpu.py; this probe
+# stays for hosts where it does not.
 # Run: bash benchmarks/gpu/run.sh ncu-probe
 NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 PY=$(command -v python3)
