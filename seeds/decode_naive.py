@@ -26,11 +26,13 @@ import triton.language as tl
 CONFIG = {
     "BLOCK_N": 64,
     "num_warps": 4,
+    "num_stages": 3,  # Triton's default: the loads of the next key block are in flight
 }
 
 SEARCH_SPACE = {
     "BLOCK_N": [32, 64, 128, 256],
     "num_warps": [1, 2, 4, 8],
+    "num_stages": [1, 2, 3, 4, 5],
 }
 
 
@@ -85,5 +87,6 @@ def attention(q, k_cache, v_cache, *, cache_seqlens, sm_scale=None):
         k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2),
         out.stride(0), out.stride(1), out.stride(2),
-        G=Hq // Hkv, SQ=Sq, D=D, BLOCK_N=CONFIG["BLOCK_N"], num_warps=CONFIG["num_warps"])
+        G=Hq // Hkv, SQ=Sq, D=D, BLOCK_N=CONFIG["BLOCK_N"], num_warps=CONFIG["num_warps"],
+        num_stages=CONFIG["num_stages"])
     return out
