@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import textwrap
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -195,6 +196,6 @@ def what_paid_off(cands: Iterable[Candidate], limit: int = 15, timed: bool = Tru
         lines.append(f"... {len(rows) - limit} more kinds")
     dead = sorted(dead_kinds(trials(cands)))
     if dead:
-        lines.append(f"no longer proposed (failed every time, {DEAD_AFTER}+ tries): "
-                     + ", ".join(dead))
+        lines += textwrap.wrap(f"no longer proposed (failed every time, {DEAD_AFTER}+ tries): "
+                               + ", ".join(dead), 80, subsequent_indent="  ")
     return "\n".join(lines)
