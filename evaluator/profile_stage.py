@@ -65,7 +65,7 @@ def install(*, profiler: bool) -> CompileLog:
     return log
 
 
-def _spec(kernel: Any) -> str:
+def spec_of(kernel: Any) -> str:
     """``NAME=value`` of the specialisation's constexpr arguments."""
     src = kernel.src
     names = src.fn.arg_names
@@ -86,7 +86,7 @@ def _one(kernel: Any, log: CompileLog, load: bool) -> dict[str, Any]:
             pass
     compile_s, hit = log.times.get(str(getattr(kernel, "hash", "")), (None, False))
     try:
-        spec = _spec(kernel)
+        spec = spec_of(kernel)
     except Exception:  # noqa: BLE001
         spec = ""
     return {"kernel": str(kernel.name), "spec": spec,

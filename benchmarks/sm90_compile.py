@@ -1,0 +1,210 @@
+"""Compile a Hopper attention kernel for sm_90a on a machine without a GPU (issue 20).
+
+    python benchmarks/sm90_compile.py seeds/gqa_gluon.py [--config JSON] [--dtype bf16|fp16]
+                                      [--suite default] [--json OUT.json]
+
+Gluon does not run in the CPU interpreter, so a broken edit of a Gluon kernel used to show
+only on a GPU. This tool calls the kernel file's `attention` on every shape of a gqa suite
+with empty CPU tensors that report `is_cuda`, Triton's active driver replaced by one that
+names an sm_90 target, and every launch turned into a compile-only warmup (Triton compiles
+down to PTX and a cubin without a device). Then it runs Triton's bundled `ptxas -v` on each
+compiled kernel's PTX. Per specialisation it prints the kernel, warps, shared memory,
+registers and bytes spilled; exit 1 when a shape fails to compile or a kernel needs more
+shared memory than an H100 block may have (227 KiB).
+
+It measures nothing about speed, and it is trusted tooling: the kernel file's host code
+runs here unsandboxed, so use it on your own kernels, not on candidates from a run.
+`--config` overrides the module's CONFIG (a JSON object) before the calls, to check a
+variant's settings before spending GPU time on them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import textwrap
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SM90_SMEM_LIMIT = 227 * 1024  # bytes of shared memory one block may use on an H100
+SM_COUNT = 132  # an H100 SXM, for host code that sizes a persistent grid
+_LAUNCHES: list[str] = []  # the kernels `attention` launched (compiled), in order
+
+
+@dataclass
+class Compiled:
+    """One compiled specialisation: ``shared`` in bytes; registers and spills from ptxas."""
+
+    kernel: str
+    spec: str  # its constexpr arguments, NAME=value
+    num_warps: int
+    shared: int
+    registers: int | None
+    spill_bytes: int | None
+
+    def problems(self) -> list[str]:
+        """What keeps it from launching on an H100 (spills only cost speed: shown, not here)."""
+        return [f"shared memory {self.shared} > {SM90_SMEM_LIMIT} bytes"] if self.shared > SM90_SMEM_LIMIT else []
+
+
+def _fake_hopper() -> None:
+    """Triton's driver, torch.cuda's queries and launches as on an H100, minus the H100."""
+    import torch
+    from triton.backends.compiler import GPUTarget
+    from triton.runtime import driver
+    from triton.runtime.jit import JITFunction
+
+    class Sm90Driver:
+        def get_current_device(self):
+            return 0
+
+        def get_current_stream(self, device=None):
+            return 0
+
+        def get_current_target(self):
+            return GPUTarget("cuda", 90, 32)
+
+        def get_active_torch_device(self):
+            return torch.device("cpu")
+
+        def is_active(self):
+            return True
+
+    driver.set_active(Sm90Driver())
+    run = JITFunction.run
+
+    def compile_only(self, *args, grid, warmup, **kwargs):
+        _LAUNCHES.append(self.__name__)
+        return run(self, *args, grid=grid, warmup=True, **kwargs)
+
+    JITFunction.run = compile_only
+    torch.cuda.get_device_capability = lambda *a, **k: (9, 0)
+    torch.cuda.get_device_properties = lambda *a, **k: SimpleNamespace(
+        multi_processor_count=SM_COUNT, name="sm_90 (compile only)", major=9, minor=0)
+
+
+def _load(path: Path):
+    spec = importlib.util.spec_from_file_location("kernel_under_check", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _ptxas(ptx: str) -> tuple[int | None, int | None]:
+    """(registers, spill bytes) of one kernel's PTX, from ptxas -v for sm_90a."""
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
+        f.write(ptx)
+    try:
+        r = subprocess.run([get_ptxas(90).path, "-v", "--gpu-name", "sm_90a", f.name, "-o", os.devnull],
+                           capture_output=True, text=True, timeout=300)
+    finally:
+        os.unlink(f.name)
+    regs = re.search(r"Used (\d+) registers", r.stderr)
+    spills = [int(a) + int(b) for a, b in re.findall(r"(\d+) bytes spill stores, (\d+) bytes spill loads",
+                                                      r.stderr)]
+    return (int(regs.group(1)) if regs else None), (max(spills) if spills else None)
+
+
+def compile_suite(kernel: Path, suite: str = "default", dtype: str = "bf16",
+                  config: dict | None = None) -> tuple[list[Compiled], list[str]]:
+    """Every specialisation `attention` compiles on the suite's shapes; (compiled, errors)."""
+    os.environ.pop("TRITON_INTERPRET", None)  # the real compiler, also under CPU test setups
+    _fake_hopper()
+    import torch
+    from triton.runtime.jit import JITFunction
+
+    from evaluator import get_target
+
+    class CudaLike(torch.Tensor):
+        @property
+        def is_cuda(self):
+            return True
+
+    mod = _load(kernel)
+    if config:
+        mod.CONFIG.update(config)
+    tdt = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
+    jits = [v for v in vars(mod).values() if isinstance(v, JITFunction)]
+    errors: list[str] = []
+    for shape in get_target("gqa").suite(suite):
+        q = torch.empty(shape.B, shape.Hq, shape.S, shape.D, dtype=tdt).as_subclass(CudaLike)
+        k = torch.empty(shape.B, shape.Hkv, shape.S, shape.D, dtype=tdt).as_subclass(CudaLike)
+        n = len(_LAUNCHES)
+        try:
+            mod.attention(q, k, k, causal=shape.causal)
+        except Exception as exc:  # noqa: BLE001 - reported per shape
+            errors.append(f"{shape.name}: {_reason(exc)}")
+            continue
+        if len(_LAUNCHES) == n:
+            errors.append(f"{shape.name}: no Triton or Gluon kernel was launched")
+    from evaluator.profile_stage import spec_of
+
+    out = []
+    for j in jits:
+        for ck in _cache(j).values():
+            regs, spills = _ptxas(ck.asm["ptx"])
+            out.append(Compiled(j.__name__, spec_of(ck), ck.metadata.num_warps, ck.metadata.shared,
+                                regs, spills))
+    return out, errors
+
+
+def _reason(exc: BaseException) -> str:
+    """The compiler's own words: the innermost cause (Triton chains a CompilationError per
+    inlined function), without the source excerpt and its caret line."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    msg = str(getattr(exc, "error_message", None) or exc)
+    lines = [ln.strip() for ln in msg.strip().splitlines() if ln.strip() and ln.strip() != "^"]
+    where = str(exc).split("\n", 1)[0] if str(exc).startswith("at ") else ""
+    return f"{type(exc).__name__}{' ' + where.rstrip(':') if where else ''}: " + (lines[-1][:300] if lines else "")
+
+
+def _cache(jit) -> dict:
+    caches = jit.device_caches.get(0) if hasattr(jit.device_caches, "get") else None
+    return caches[0] if caches else {}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("kernel", type=Path)
+    ap.add_argument("--config", type=json.loads, default=None, help="CONFIG overrides, a JSON object")
+    ap.add_argument("--dtype", choices=("bf16", "fp16"), default="bf16")
+    ap.add_argument("--suite", default="default")
+    ap.add_argument("--json", type=Path, default=None, help="also write the records here")
+    a = ap.parse_args(argv)
+    if not a.kernel.is_file():
+        print(f"error: no kernel file {a.kernel}", file=sys.stderr)
+        return 2
+    compiled, errors = compile_suite(a.kernel, a.suite, a.dtype, a.config)
+    print(f"{'kernel':<24} {'warps':>5} {'smem KiB':>8} {'regs':>5} {'spills':>6}")
+    for c in compiled:
+        print(f"{c.kernel[:24]:<24} {c.num_warps:>5} {c.shared / 1024:>8.1f} "
+              f"{c.registers if c.registers is not None else '?':>5} "
+              f"{c.spill_bytes if c.spill_bytes is not None else '?':>6}"
+              + ("  " + "; ".join(c.problems()) if c.problems() else ""))
+        print(f"  {c.spec[:76]}")
+    for e in errors:
+        print("\n".join(textwrap.wrap("error: " + e, 80, subsequent_indent="  ")))
+    if a.json:
+        a.json.write_text(json.dumps({"compiled": [asdict(c) for c in compiled], "errors": errors}, indent=1))
+    bad = errors or [c for c in compiled if c.problems()]
+    spilled = sum(1 for c in compiled if c.spill_bytes)
+    print(f"{len(compiled)} specialisations, {spilled} spilling, {len(errors)} shapes failed"
+          + (", problems above" if bad else ", shared memory within the limit"))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
