@@ -100,6 +100,7 @@ class Comparison:
                              f"(known: {', '.join(self.target.baselines)})")
         self.ref_peer = peer_name(self.peers[0]) if self.peers else None
         self.master = secrets.randbits(62)
+        self.device = "cuda"  # the CPU tests run check() in the interpreter with "cpu"
         self.params = timing.TimingParams.for_device("cuda")
         self.ms: dict[str, dict[str, float | None]] = {}    # provider -> shape -> ms
         self.checks: dict[str, dict[str, dict]] = {}        # kernel -> shape -> stats
@@ -160,15 +161,22 @@ class Comparison:
                 self._progress(disp, shape, times[shape.name])
 
     def check(self, fn, shape) -> dict:
-        call = self._make(shape)(-100)
-        out = fn(*call.args, **call.kwargs)
-        S = shape.rows
-        gen = self.torch.Generator().manual_seed(self.inp.derive_seed(self.master, "rows"))
-        rows = sorted(set(self.torch.randperm(S, generator=gen)[: SAMPLE_ROWS - 1].tolist()) | {S - 1})
-        idx = self.torch.tensor(rows, device=out.device)
-        ref = self.target.reference(call, shape, rows)
-        lowp = self.target.lowp(call, shape, rows)
-        st = self.corr.compare(out.index_select(2, idx), ref, lowp, shape.dtype, **self.target.tolerance)
+        """The kernel's output on sampled rows against the target's reference, on inputs
+        built as the evaluator builds timed ones (a call index timing never uses)."""
+        idx = [s.name for s in self.shapes].index(shape.name)
+        with self.timed_inputs.TimedInputs(self.target, shape, self.master,
+                                           self.target.kinds[:1], idx, 0, self.device) as make:
+            call = make(-100)
+            out = fn(*call.args, **call.kwargs)
+            S = shape.rows
+            gen = self.torch.Generator().manual_seed(self.inp.derive_seed(self.master, "rows"))
+            rows = sorted(set(self.torch.randperm(S, generator=gen)[: SAMPLE_ROWS - 1].tolist())
+                          | {S - 1})
+            sel = self.torch.tensor(rows, device=out.device)
+            ref = self.target.reference(call, shape, rows)
+            lowp = self.target.lowp(call, shape, rows)
+            st = self.corr.compare(out.index_select(2, sel), ref, lowp, shape.dtype,
+                                   **self.target.tolerance)
         return {"ok": st.ok, "message": st.message, "max_err": st.max_err, "ratio": st.ratio}
 
     def run_kernel(self, label: str, path: Path) -> None:

@@ -9,8 +9,11 @@ with empty CPU tensors that report `is_cuda`, Triton's active driver replaced by
 names an sm_90 target, and every launch turned into a compile-only warmup (Triton compiles
 down to PTX and a cubin without a device). Then it runs Triton's bundled `ptxas -v` on each
 compiled kernel's PTX. Per specialisation it prints the kernel, warps, shared memory,
-registers and bytes spilled; exit 1 when a shape fails to compile or a kernel needs more
-shared memory than an H100 block may have (227 KiB).
+registers, bytes spilled and "ex2 ovl": how many exp2s the SASS issues while a wgmma group
+is still in flight (0: ptxas retired the previous PV before the softmax, so the
+intra-warpgroup overlap written in the source is gone; "-": the kernel never waits with a
+group in flight). Exit 1 when a shape fails to compile or a kernel needs more shared
+memory than an H100 block may have (227 KiB).
 
 It measures nothing about speed, and it is trusted tooling: the kernel file's host code
 runs here unsandboxed, so use it on your own kernels, not on candidates from a run.
@@ -50,6 +53,10 @@ class Compiled:
     shared: int
     registers: int | None
     spill_bytes: int | None
+    # exp2s issued while one wgmma group is still in flight: the fewest MUFU.EX2 between a
+    # `WARPGROUP.DEPBAR.LE gsb0, 0x1` and the next `... 0x0` in the SASS (the softmax that
+    # overlaps the previous tile's PV); None when the kernel never waits with one in flight
+    ex2_in_flight: int | None = None
 
     def problems(self) -> list[str]:
         """What keeps it from launching on an H100 (spills only cost speed: shown, not here)."""
@@ -117,6 +124,33 @@ def _ptxas(ptx: str) -> tuple[int | None, int | None]:
     return (int(regs.group(1)) if regs else None), (max(spills) if spills else None)
 
 
+def _ex2_in_flight(cubin: bytes) -> int | None:
+    """`Compiled.ex2_in_flight` from the cubin's SASS (nvdisasm from the Triton wheel).
+    ptxas may hoist a wgmma wait above the softmax that was written before it, which
+    silently turns the intra-warpgroup overlap off: this number shows whether it did."""
+    from triton.backends.nvidia.compiler import get_ptxas
+
+    nvdisasm = Path(get_ptxas(90).path).with_name("nvdisasm")
+    with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
+        f.write(cubin)
+    try:
+        sass = subprocess.run([str(nvdisasm), "-c", f.name], capture_output=True, text=True,
+                              timeout=300).stdout
+    finally:
+        os.unlink(f.name)
+    counts, n = [], None
+    for ins in re.findall(r"(WARPGROUP\.DEPBAR\.LE gsb0, 0x[01]|MUFU\.EX2)", sass):
+        if ins.endswith("0x1"):
+            n = 0
+        elif ins.endswith("0x0"):
+            if n is not None:
+                counts.append(n)
+            n = None
+        elif n is not None:
+            n += 1
+    return min(counts) if counts else None
+
+
 def compile_suite(kernel: Path, suite: str = "default", dtype: str = "bf16",
                   config: dict | None = None) -> tuple[list[Compiled], list[str]]:
     """Every specialisation `attention` compiles on the suite's shapes; (compiled, errors)."""
@@ -156,7 +190,7 @@ def compile_suite(kernel: Path, suite: str = "default", dtype: str = "bf16",
         for ck in _cache(j).values():
             regs, spills = _ptxas(ck.asm["ptx"])
             out.append(Compiled(j.__name__, spec_of(ck), ck.metadata.num_warps, ck.metadata.shared,
-                                regs, spills))
+                                regs, spills, _ex2_in_flight(ck.asm["cubin"])))
     return out, errors
 
 
@@ -188,11 +222,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no kernel file {a.kernel}", file=sys.stderr)
         return 2
     compiled, errors = compile_suite(a.kernel, a.suite, a.dtype, a.config)
-    print(f"{'kernel':<24} {'warps':>5} {'smem KiB':>8} {'regs':>5} {'spills':>6}")
+    print(f"{'kernel':<24} {'warps':>5} {'smem KiB':>8} {'regs':>5} {'spills':>6} {'ex2 ovl':>7}")
     for c in compiled:
         print(f"{c.kernel[:24]:<24} {c.num_warps:>5} {c.shared / 1024:>8.1f} "
               f"{c.registers if c.registers is not None else '?':>5} "
-              f"{c.spill_bytes if c.spill_bytes is not None else '?':>6}"
+              f"{c.spill_bytes if c.spill_bytes is not None else '?':>6} "
+              f"{c.ex2_in_flight if c.ex2_in_flight is not None else '-':>7}"
               + ("  " + "; ".join(c.problems()) if c.problems() else ""))
         print(f"  {c.spec[:76]}")
     for e in errors:

@@ -11,7 +11,10 @@ memory, mbarriers, TMA copies and asynchronous warpgroup MMAs. This kernel uses 
   PV (no shared-memory round trip);
 * intra-warpgroup overlap (FlashAttention-3): in iteration j, QK^T(j) and PV(j-1) are both
   in flight while nothing else runs; ``warpgroup_mma_wait(1)`` retires QK^T(j) only, so the
-  softmax of tile j runs while PV(j-1) still executes on the tensor cores;
+  softmax of tile j runs while PV(j-1) still executes on the tensor cores. The wait for
+  V(j) sits between the softmax and ``warpgroup_mma_wait(0)``: without a basic-block
+  boundary there, ptxas hoists the wgmma wait above the softmax and the overlap is lost
+  (``benchmarks/sm90_compile.py`` shows it as "ex2 ovl" 0);
 * a ring slot is refilled only after every warp retired the wgmma that read it
   (``warpgroup_mma_wait(0)`` then ``thread_barrier``), never while it is still being read;
 * softmax in base 2 with the scale folded into one multiply (``qk_scale = sm_scale*log2 e``);
@@ -215,18 +218,21 @@ def _attn_fwd(desc_q, desc_k, desc_v, out_ptr, qk_scale, S, Hq, Hkv, G, num_m,
                                        BLOCK_N, col_s)
     p_op = gl.convert_layout(p.to(dtype), p_layout)
 
+    mbarrier.wait(v_bars.index(0), 0)
     for j in range(1, n_tiles):
         slot = j % STAGES
         prev = (j - 1) % STAGES
         mbarrier.wait(k_bars.index(slot), (j // STAGES) & 1)
         s = warpgroup_mma(q_smem, k_smem.index(slot).permute((1, 0)), s_zero, use_acc=False,
                           is_async=True)
-        mbarrier.wait(v_bars.index(prev), ((j - 1) // STAGES) & 1)
         acc = warpgroup_mma(p_op, v_smem.index(prev), acc, is_async=True)
         # retire QK^T(j) only: the softmax of tile j overlaps PV(j-1)
         s = warpgroup_mma_wait(1, deps=(s,))
         p, m_i, l_i, alpha = _softmax_tile(s, m_i, l_i, j * BLOCK_N, limit, mask_from, qk_scale,
                                            BLOCK_N, col_s)
+        # V(j) for the next PV; the wait loop also keeps ptxas from hoisting the wgmma
+        # wait below above the softmax (see _ws_consumer)
+        mbarrier.wait(v_bars.index(slot), (j // STAGES) & 1)
         acc, p_op = warpgroup_mma_wait(0, deps=(acc, p_op))
         acc = acc * gl.convert_layout(alpha, row_o)[:, None]
         p_op = gl.convert_layout(p.to(dtype), p_layout)
@@ -236,8 +242,7 @@ def _attn_fwd(desc_q, desc_k, desc_v, out_ptr, qk_scale, S, Hq, Hkv, G, num_m,
         if nxt < n_tiles:
             _issue_kv(desc_k, desc_v, k_smem, v_smem, k_bars, v_bars, kv_row + nxt * BLOCK_N, prev)
 
-    last = (n_tiles - 1) % STAGES
-    mbarrier.wait(v_bars.index(last), ((n_tiles - 1) // STAGES) & 1)
+    last = (n_tiles - 1) % STAGES   # V(last) was waited for above
     acc = warpgroup_mma(p_op, v_smem.index(last), acc, is_async=True)
     acc = warpgroup_mma_wait(0, deps=(acc,))
 
@@ -334,11 +339,11 @@ def _ws_consumer(q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, tur
     p, m_i, l_i, alpha = _softmax_tile(s, m_i, l_i, 0, limit, mask_from, qk_scale,
                                        BLOCK_N, col_s)
     p_op = gl.convert_layout(p.to(dtype), p_layout)
+    mbarrier.wait(v_bars.index(0), 0)
     for j in range(1, n_tiles):
         slot = j % STAGES
         prev = (j - 1) % STAGES
         mbarrier.wait(k_bars.index(slot), (j // STAGES) & 1)
-        mbarrier.wait(v_bars.index(prev), ((j - 1) // STAGES) & 1)
         _take_turn(turn_bars, WG, j, pingpong)
         s = warpgroup_mma(q, k_smem.index(slot).permute((1, 0)), s_zero, use_acc=False, is_async=True)
         acc = warpgroup_mma(p_op, v_smem.index(prev), acc, is_async=True)
@@ -346,13 +351,16 @@ def _ws_consumer(q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, tur
         s = warpgroup_mma_wait(1, deps=(s,))
         p, m_i, l_i, alpha = _softmax_tile(s, m_i, l_i, j * BLOCK_N, limit, mask_from, qk_scale,
                                            BLOCK_N, col_s)
+        # V(j) for the next PV. Waiting here, between the softmax and the wgmma wait, also
+        # keeps ptxas from retiring PV(j-1) before the softmax: it hoists a wgmma wait up
+        # its basic block, never across the try-wait loop (see the knowledge document)
+        mbarrier.wait(v_bars.index(slot), (j // STAGES) & 1)
         acc, p_op = warpgroup_mma_wait(0, deps=(acc, p_op))
         # both wgmmas that read slot `prev` are retired: hand it back to the producer
         mbarrier.arrive(empty_bars.index(prev), count=1)
         acc = acc * gl.convert_layout(alpha, row_o)[:, None]
         p_op = gl.convert_layout(p.to(dtype), p_layout)
-    last = (n_tiles - 1) % STAGES
-    mbarrier.wait(v_bars.index(last), ((n_tiles - 1) // STAGES) & 1)
+    last = (n_tiles - 1) % STAGES   # V(last) was waited for above
     _take_turn(turn_bars, WG, n_tiles, pingpong)
     acc = warpgroup_mma(p_op, v_smem.index(last), acc, is_async=True)
     _pass_turn(turn_bars, WG, pingpong)

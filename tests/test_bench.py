@@ -169,6 +169,23 @@ def test_compare_interleaved_run_without_gpu(monkeypatch, capsys):
     assert [e["provider"] for e in cmp.errors] == ["flash"]
 
 
+def test_compare_check_judges_a_kernel_on_the_evaluators_inputs():
+    """Comparison.check for real (interpreter, fp16, tiny shapes): a correct kernel passes,
+    a wrong one fails, on inputs built as the evaluator's timed inputs (the GPU path calls
+    the same code with device "cuda")."""
+    from evaluator.targets.prefill import Shape
+
+    cmp = compare.Comparison("gqa", "quick", None)
+    cmp.device = "cpu"
+    cmp.shapes = [Shape(1, 4, 2, 40, 32, causal, "float16") for causal in (False, True)]
+    naive = bench_util.load_kernel(REPO / "seeds" / "gqa_naive.py", "naive_check").attention
+    for shape in cmp.shapes:
+        got = cmp.check(naive, shape)
+        assert got["ok"] and got["ratio"] < 1, got
+    wrong = lambda q, k, v, **kw: naive(q, k, v, **kw) * 1.05  # noqa: E731
+    assert not cmp.check(wrong, cmp.shapes[0])["ok"]
+
+
 @pytest.mark.parametrize("seed", seed_sweep.TUNED)
 def test_sweep_variants_stay_inside_the_search_space(seed):
     path = REPO / "seeds" / seed

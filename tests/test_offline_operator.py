@@ -141,6 +141,37 @@ def test_mutation_picks_the_worst_class_most_often():
     assert {pick_class(["a", "b"], {"a": 0.9}, random.Random(i)) for i in range(20)} == {"a"}
 
 
+def test_tile_move_scales_the_query_tile_and_its_warps_together():
+    op = OfflineOperator()
+    ratios = {"D64_NC": 0.8, "D64_C": 0.8, "NC": 0.5, "C": 0.9}
+    picked = Counter()
+    for seed in range(40):
+        p = op.scale_tile(NAIVE, 0, random.Random(seed), ratios)
+        (cls,) = {label.split(".")[0] for label in p.changes["knobs"]}
+        picked[cls] += 1
+        child, parent = read_config(p.source), read_config(NAIVE)
+        assert child[cls]["BLOCK_M"] == 2 * parent[cls]["BLOCK_M"]
+        assert child[cls]["num_warps"] == 2 * parent[cls]["num_warps"]
+        assert {c: v for c, v in child.items() if c != cls} == \
+            {c: v for c, v in parent.items() if c != cls}
+        assert "rows per warp unchanged" in p.hypothesis
+    assert picked.most_common(1)[0][0] == "NC"  # the worst class most often
+    # flat CONFIGs pair BLOCK_M_<class> with WARPS_<class>; the move halves where doubling
+    # leaves the space; no warps knob, no move
+    gluon = (SEEDS_DIR / "gqa_gluon.py").read_text()
+    for seed in range(10):
+        moved = op.scale_tile(gluon, 0, random.Random(seed)).changes["knobs"]
+        (bm,) = [k for k in moved if k.startswith("BLOCK_M")]
+        assert set(moved) == {bm, bm.replace("BLOCK_M", "WARPS")}
+        assert moved[bm]["to"] / moved[bm]["from"] == \
+            moved[bm.replace("BLOCK_M", "WARPS")]["to"] / moved[bm.replace("BLOCK_M", "WARPS")]["from"]
+    assert op.scale_tile((SEEDS_DIR / "decode_naive.py").read_text(), 0, random.Random(0)) is None
+    # offered to the bandit as its own kind
+    ctx = SimpleNamespace(rng=random.Random(0), parent_source=NAIVE, parent=_cand(0),
+                          second=None, second_source=None)
+    assert "knobs:tile" in op.moves(ctx, [], lambda s: True)
+
+
 def test_class_wise_crossover_takes_each_class_from_its_best_candidate():
     op = OfflineOperator()
     base = read_config(STRONG)

@@ -132,8 +132,8 @@ def test_offline_operator_follows_the_payoffs_and_never_reproposes(tmp_path):
         kinds[p.variation_kind] += 1
         if p.variation_kind == "knob:num_warps":  # the one unmeasured num_warps move left
             assert read_config(p.source)["C"]["num_warps"] == 8
-    assert kinds.most_common(1)[0][0] == "knob:num_warps", kinds
-    assert kinds["knob:num_warps"] > 0.5 * 40
+    (top, n_top), (_, n_next) = kinds.most_common(2)
+    assert top == "knob:num_warps" and n_top > 0.4 * 40 and n_top >= 3 * n_next, kinds
     assert kinds["knob:BLOCK_N"] < kinds["knob:num_warps"] / 3
 
 

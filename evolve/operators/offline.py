@@ -3,12 +3,13 @@ recipes, chosen by a bandit over what has paid off in this run.
 
 No LLM: it is the classical baseline the agentic operator is compared with. Each call
 lists the moves open to the parent, one per kind ("knob:<name>", "knobs:pair",
-"split:class", "crossover:class", "crossover:mix", "recipe:<name>"), and lets a
+"knobs:tile", "split:class", "crossover:class", "crossover:mix", "recipe:<name>"), and lets a
 Thompson-sampling bandit over the run's recorded trials (operators/payoff.py: gains, slow
 pre-screen rejections and failures) pick the kind; a kind that failed every time, three
 tries or more, is no longer proposed (payoff.dead_kinds). A knob move changes one knob of one
 shape class (operators/shape_classes.py), drawn more often where the parent's ratio to
-the baseline is worst; "split:class" gives the shorter sequences of a class their own
+the baseline is worst; "knobs:tile" doubles or halves a class's query tile together with
+its warp count; "split:class" gives the shorter sequences of a class their own
 settings; "crossover:class" builds a child from the best-measured settings of each class
 across the run's candidates of the same structure. A configuration already measured in
 the run (same code, same CONFIG values) or already proposed by this operator is never
@@ -188,6 +189,9 @@ class OfflineOperator:
             out[f"knob:{knob}"] = (lambda k=knob: self.mutate(source, pid, rng, [k], ratios, fresh))
         if len(knobs) >= 2:
             out["knobs:pair"] = lambda: self.mutate(source, pid, rng, None, ratios, fresh)
+        if any(_tile_pair(class_settings(config, c), class_space(space, c))
+               for c in classes(config)):
+            out["knobs:tile"] = lambda: self.scale_tile(source, pid, rng, ratios, fresh)
         if ctx.second is not None and ctx.second_source:
             second_id, second_source = ctx.second.id, ctx.second_source
             out["crossover:mix"] = lambda: self.crossover(source, second_source, pid,
@@ -263,13 +267,48 @@ class OfflineOperator:
                 return None
             if fresh is not None and not fresh(child):
                 continue
-            where = "" if cls == ALL else f"class {cls}" + (
-                f" (ratio {ratios[cls]:.2f})" if cls in ratios else "") + ": "
+            where = _where(cls, ratios)
             parts = [f"{k} {cur[k]} -> {v}: {knob_rationale(k, cur[k], v)}"
                      for k, v in updates.items()]
             return Candidate.proposed(
                 parent_id, child, where + "; ".join(parts),
                 _changes({_label(cls, k): (cur[k], v) for k, v in updates.items()}),
+                self.name)
+        return None
+
+    def scale_tile(self, source: str, parent_id: int, rng: random.Random,
+                   ratios: dict[str, float] | None = None,
+                   fresh: Callable[[str], bool] | None = None, tries: int = 8
+                   ) -> Candidate | None:
+        """The query tile of one class doubled or halved together with its warp count, so
+        that every warp keeps the rows it owns: one knob alone crowds a warp's registers
+        (a taller tile) or leaves warps without rows (more warps), so a single-knob walk
+        rarely reaches the other tile size. The class is drawn as in `mutate`."""
+        config, space = read_config(source), read_search_space(source)
+        ratios = ratios or {}
+        for _ in range(tries):
+            open_ = {c: _tile_pair(class_settings(config, c), class_space(space, c))
+                     for c in classes(config)}
+            open_ = {c: moves for c, moves in open_.items() if moves}
+            if not open_:
+                return None
+            cls = pick_class(list(open_), ratios, rng)
+            (bm, old_m, new_m), (wk, old_w, new_w) = rng.choice(open_[cls])
+            try:
+                child = rewrite_config(source, {_key(cls, bm): new_m, _key(cls, wk): new_w})
+            except ConfigEditError:
+                return None
+            if fresh is not None and not fresh(child):
+                continue
+            where = _where(cls, ratios)
+            why = ("grows with the warps that compute it: each K/V tile serves more rows"
+                   if new_m > old_m else "shrinks with its warps: more programs for short "
+                   "sequences")
+            hyp = (f"{where}{bm} {old_m} -> {new_m} with {wk} {old_w} -> {new_w}: the tile "
+                   f"{why}, rows per warp unchanged")
+            return Candidate.proposed(
+                parent_id, child, hyp,
+                _changes({_label(cls, bm): (old_m, new_m), _label(cls, wk): (old_w, new_w)}),
                 self.name)
         return None
 
@@ -384,6 +423,38 @@ def pick_class(options: list[str], ratios: dict[str, float], rng: random.Random)
     if not measured:
         return rng.choice(options)
     return rng.choices(measured, weights=[ratios[c] ** -WORST_POWER for c in measured])[0]
+
+
+def _where(cls: str, ratios: dict[str, float]) -> str:
+    """The hypothesis's prefix naming the class moved (and its measured ratio)."""
+    if cls == ALL:
+        return ""
+    return f"class {cls}" + (f" (ratio {ratios[cls]:.2f})" if cls in ratios else "") + ": "
+
+
+def _tile_pair(settings: dict[str, Any], space: dict[str, list]
+               ) -> list[tuple[tuple[str, Any, Any], tuple[str, Any, Any]]]:
+    """The (query-tile knob, old, new), (warps knob, old, new) moves of one class that
+    double or halve both within the search space: a knob named like BLOCK_M and its warp
+    count (the same name with WARPS for BLOCK_M, e.g. BLOCK_M_D64_NC / WARPS_D64_NC, else
+    num_warps or WARPS)."""
+    out = []
+    for bm in settings:
+        if "BLOCK_M" not in bm.upper() or bm not in space:
+            continue
+        upper = bm.upper()
+        partners = [k for k in settings if k.upper() in (upper.replace("BLOCK_M", "WARPS"),
+                                                          upper.replace("BLOCK_M", "NUM_WARPS"))]
+        partners += [k for k in settings if k.upper() in ("NUM_WARPS", "WARPS")]
+        wk = next((k for k in partners if k in space), None)
+        m, w = settings[bm], settings.get(wk)
+        if wk is None or not all(isinstance(x, int) and not isinstance(x, bool) for x in (m, w)):
+            continue
+        for f in (2, 0.5):
+            nm, nw = m * f, w * f
+            if nm == int(nm) and nw == int(nw) and int(nm) in space[bm] and int(nw) in space[wk]:
+                out.append(((bm, m, int(nm)), (wk, w, int(nw))))
+    return out
 
 
 def _seq_bound(cls: str) -> float:
