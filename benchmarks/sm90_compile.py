@@ -124,33 +124,6 @@ def _ptxas(ptx: str) -> tuple[int | None, int | None]:
     return (int(regs.group(1)) if regs else None), (max(spills) if spills else None)
 
 
-def _ex2_in_flight(cubin: bytes) -> int | None:
-    """`Compiled.ex2_in_flight` from the cubin's SASS (nvdisasm from the Triton wheel).
-    ptxas may hoist a wgmma wait above the softmax that was written before it, which
-    silently turns the intra-warpgroup overlap off: this number shows whether it did."""
-    from triton.backends.nvidia.compiler import get_ptxas
-
-    nvdisasm = Path(get_ptxas(90).path).with_name("nvdisasm")
-    with tempfile.NamedTemporaryFile(suffix=".cubin", delete=False) as f:
-        f.write(cubin)
-    try:
-        sass = subprocess.run([str(nvdisasm), "-c", f.name], capture_output=True, text=True,
-                              timeout=300).stdout
-    finally:
-        os.unlink(f.name)
-    counts, n = [], None
-    for ins in re.findall(r"(WARPGROUP\.DEPBAR\.LE gsb0, 0x[01]|MUFU\.EX2)", sass):
-        if ins.endswith("0x1"):
-            n = 0
-        elif ins.endswith("0x0"):
-            if n is not None:
-                counts.append(n)
-            n = None
-        elif n is not None:
-            n += 1
-    return min(counts) if counts else None
-
-
 def compile_suite(kernel: Path, suite: str = "default", dtype: str = "bf16",
                   config: dict | None = None) -> tuple[list[Compiled], list[str]]:
     """Every specialisation `attention` compiles on the suite's shapes; (compiled, errors)."""
@@ -184,13 +157,14 @@ def compile_suite(kernel: Path, suite: str = "default", dtype: str = "bf16",
         if len(_LAUNCHES) == n:
             errors.append(f"{shape.name}: no Triton or Gluon kernel was launched")
     from evaluator.profile_stage import spec_of
+    from evaluator.sass import cubin_ex2_in_flight
 
     out = []
     for j in jits:
         for ck in _cache(j).values():
             regs, spills = _ptxas(ck.asm["ptx"])
             out.append(Compiled(j.__name__, spec_of(ck), ck.metadata.num_warps, ck.metadata.shared,
-                                regs, spills, _ex2_in_flight(ck.asm["cubin"])))
+                                regs, spills, cubin_ex2_in_flight(ck.asm["cubin"])))
     return out, errors
 
 

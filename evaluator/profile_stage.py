@@ -6,7 +6,8 @@ candidate compiled, and the ``profile`` stage for one requested shape.
   kernel's hash) and the JIT functions compiled. ``collect`` reads, after timing, every
   ``CompiledKernel`` in those functions' kernel caches: ``n_regs``, ``n_spills`` (known
   once the binary is loaded; a kernel compiled but never launched is loaded here), and
-  ``metadata.shared/num_warps/num_stages``.
+  ``metadata.shared/num_warps/num_stages``; with a profile requested, also the exp2s the
+  SASS issues while a wgmma group is in flight (evaluator/sass.py).
 * ``profile_shape`` times ``calls`` calls of the candidate on one shape with CUDA events
   (median, no L2 flush: the kernel's steady-state time), then lists the GPU kernels of a
   few more calls with ``torch.profiler`` (CUPTI; its lazy imports were done by
@@ -22,10 +23,13 @@ from __future__ import annotations
 import statistics
 from typing import Any, Callable
 
+from evaluator import sass
 from evaluator.profiling import MAX_KERNELS, MAX_PROFILE_KERNELS
 
 PROFILER_CALLS = 3
 WARMUP_CALLS = 3
+MAX_SASS = 16  # specialisations disassembled at most (with_sass)
+SASS_TIMEOUT_S = 20.0
 
 
 class CompileLog:
@@ -77,7 +81,16 @@ def spec_of(kernel: Any) -> str:
     return " ".join(parts)
 
 
-def _one(kernel: Any, log: CompileLog, load: bool) -> dict[str, Any]:
+def _ex2(kernel: Any) -> int | None:
+    """`sass.ex2_in_flight` of a kernel whose PTX waits with a wgmma group in flight."""
+    asm = getattr(kernel, "asm", None) or {}
+    ptx, cubin = asm.get("ptx"), asm.get("cubin")
+    if not (isinstance(ptx, str) and isinstance(cubin, bytes) and sass.WAITS_IN_FLIGHT.search(ptx)):
+        return None
+    return sass.cubin_ex2_in_flight(cubin, timeout=SASS_TIMEOUT_S)
+
+
+def _one(kernel: Any, log: CompileLog, load: bool, with_sass: bool = False) -> dict[str, Any]:
     md = kernel.metadata
     if load and getattr(kernel, "module", None) is None:
         try:
@@ -89,15 +102,24 @@ def _one(kernel: Any, log: CompileLog, load: bool) -> dict[str, Any]:
         spec = spec_of(kernel)
     except Exception:  # noqa: BLE001
         spec = ""
+    ex2 = None
+    if with_sass:
+        try:
+            ex2 = _ex2(kernel)
+        except Exception:  # noqa: BLE001 - display only (no nvdisasm, a timeout, ...)
+            pass
     return {"kernel": str(kernel.name), "spec": spec,
             "registers": getattr(kernel, "n_regs", None), "spills": getattr(kernel, "n_spills", None),
             "shared": getattr(md, "shared", None), "num_warps": getattr(md, "num_warps", None),
-            "num_stages": getattr(md, "num_stages", None), "compile_s": compile_s, "cache_hit": hit}
+            "num_stages": getattr(md, "num_stages", None), "compile_s": compile_s, "cache_hit": hit,
+            "ex2_in_flight": ex2}
 
 
-def collect(log: CompileLog, *, load: bool = True) -> list[dict[str, Any]]:
+def collect(log: CompileLog, *, load: bool = True, with_sass: bool = False) -> list[dict[str, Any]]:
     """One record per compiled specialisation of the functions ``log`` saw compiling.
-    ``load``: load binaries not loaded yet (not after a CUDA fault)."""
+    ``load``: load binaries not loaded yet (not after a CUDA fault); ``with_sass``: also
+    disassemble the kernels that wait with a wgmma group in flight (``ex2_in_flight``,
+    evaluator/sass.py; about half a second each, so only when a profile was asked for)."""
     out: list[dict[str, Any]] = []
     for fn in list(log.fns):
         try:
@@ -113,7 +135,7 @@ def collect(log: CompileLog, *, load: bool = True) -> list[dict[str, Any]]:
                 if len(out) >= MAX_KERNELS:
                     return out
                 try:
-                    out.append(_one(kernel, log, load))
+                    out.append(_one(kernel, log, load, with_sass and len(out) < MAX_SASS))
                 except Exception:  # noqa: BLE001
                     continue
     return out

@@ -59,6 +59,7 @@ class CompileInfo:
     num_stages: int | None = None
     compile_s: float | None = None
     cache_hit: bool = False
+    ex2_in_flight: int | None = None  # with a profile: evaluator/sass.py (None: not known)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,7 +73,8 @@ class CompileInfo:
                    shared=_int(d.get("shared"), 1 << 24), num_warps=_int(d.get("num_warps"), 64),
                    num_stages=_int(d.get("num_stages"), 64),
                    compile_s=_float(d.get("compile_s"), 86400.0),
-                   cache_hit=d.get("cache_hit") is True)
+                   cache_hit=d.get("cache_hit") is True,
+                   ex2_in_flight=_int(d.get("ex2_in_flight"), 1 << 20))
 
 
 @dataclass

@@ -555,7 +555,8 @@ def main(argv: list[str] | None = None) -> None:
         code = 4
     if w.compile_log is not None:  # display only; binaries are loaded only after a clean run
         try:
-            w.report["compile_info"] = profile_stage.collect(w.compile_log, load=code == 0)
+            w.report["compile_info"] = profile_stage.collect(
+                w.compile_log, load=code == 0, with_sass=code == 0 and bool(w.plan.get("profile")))
         except BaseException:  # noqa: BLE001 - objects the candidate could have replaced
             pass
     try:

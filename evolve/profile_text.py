@@ -27,6 +27,29 @@ def compile_info_lines(items: list[dict[str, Any]]) -> list[str]:
                    f"{_n(c.get('num_warps')):>5} {_n(c.get('num_stages')):>6} {comp:>9}")
         if c.get("spec"):
             out.append(f"  {str(c['spec'])[:76]}")
+        if c.get("ex2_in_flight") is not None:
+            out.append(f"  {overlap_text(c['ex2_in_flight'])}")
+    return out
+
+
+def overlap_text(n: int) -> str:
+    """A specialisation's `ex2_in_flight` (evaluator/sass.py) in words."""
+    return f"exp2s issued while a wgmma group is in flight: {n}" + (
+        " (overlap lost)" if n == 0 else "")
+
+
+def overlap_lines(items: list[dict[str, Any]]) -> list[str]:
+    """The specialisations whose SASS was read for the wgmma overlap (with a profile)."""
+    rows = [c for c in items if c.get("ex2_in_flight") is not None]
+    if not rows:
+        return []
+    out = ["intra-warpgroup overlap in the SASS: exp2s issued while a wgmma group is in",
+           "flight, per specialisation (0: ptxas retired the PV before the softmax)"]
+    for c in rows:
+        n = c["ex2_in_flight"]
+        out.append(f"  {str(c.get('kernel'))[:24]}: {n}" + (" (overlap lost)" if n == 0 else ""))
+        if c.get("spec"):
+            out.append(f"    {str(c['spec'])[:74]}")
     return out
 
 

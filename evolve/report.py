@@ -16,7 +16,7 @@ from rich.table import Table
 
 from evaluator import EvalResult, spread
 from evolve import read
-from evolve.profile_text import profile_lines
+from evolve.profile_text import overlap_lines, profile_lines
 from evolve.read import short_shape
 from evolve.records import Candidate
 from evolve.run import RunHandle
@@ -211,8 +211,9 @@ def render_result(res: EvalResult, console: Console, recorded: dict[str, float |
     if res.compile_info:
         console.print(compile_info_table([c.to_dict() for c in res.compile_info]))
     if res.profile is not None:
-        console.print("\n".join(profile_lines(res.profile.to_dict())), markup=False,
-                      highlight=False)
+        lines = profile_lines(res.profile.to_dict())
+        lines += overlap_lines([c.to_dict() for c in res.compile_info or []])
+        console.print("\n".join(lines), markup=False, highlight=False)
     v = res.validation
     if v:
         console.print(f"validation: {v.get('passed')}/{v.get('checked')} checks passed, "

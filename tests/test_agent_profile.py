@@ -81,6 +81,9 @@ def test_hostile_compile_report_is_bounded_and_typed():
     assert (c.registers, c.spills, c.shared, c.num_warps, c.num_stages, c.compile_s) == (None,) * 6
     assert c.cache_hit is False
     assert compile_info_from({"kernel": "x"}) == [] and compile_info_from("junk") == []
+    assert c.ex2_in_flight is None
+    assert [compile_info_from([{"kernel": "k", "ex2_in_flight": v}])[0].ex2_in_flight
+            for v in (64, -1, "64", True, 10**9)] == [64, None, None, None, None]
     assert compile_info_from([{"kernel": "ok", "registers": 255}])[0].registers == 255
 
 
@@ -177,6 +180,14 @@ def test_profile_asks_the_evaluator_for_the_named_shape(tmp_path):
     assert out.ok, out.text
     assert ev.calls == [("quick", ProfileRequest(QUICK[1], counters=True))]
     assert "1.5000 ms" in out.text and "1410.5 us" in out.text and "torch.profiler unavailable" in out.text
+    assert "overlap" not in out.text  # no SASS was read: nothing to say about it
+    ev.result = _result(profile=prof, compile_info=[
+        _info(kernel="_attn_fwd_ws", ex2_in_flight=64), _info(ex2_in_flight=0), _info()])
+    seen = reg.dispatch(st, "profile", json.dumps({"shape": QUICK[1]})).text
+    assert "intra-warpgroup overlap in the SASS" in seen
+    assert "  _attn_fwd_ws: 64\n" in seen and "  _attn_fwd: 0 (overlap lost)\n" in seen
+    assert seen.count("_attn_fwd: ") == 1  # the specialisation without SASS data is not listed
+    assert [line for line in seen.splitlines() if len(line) > 80] == []
     bad = reg.dispatch(st, "profile", json.dumps({"shape": "B=1 nope"}))
     assert not bad.ok and "unknown shape" in bad.text and QUICK[0] in bad.text
     deep = [s.name for s in get_target("gqa").suite("default") if s.name not in QUICK][0]

@@ -44,6 +44,20 @@ def test_seed_compile_info_and_profile_on_a_gpu():
     assert EvalResult.from_dict(res.to_dict()) == res  # stored as is
 
 
+def test_a_profile_reads_the_gluon_seeds_wgmma_overlap_off_its_sass():
+    """With a profile requested the worker disassembles the kernels that wait with a wgmma
+    group in flight: the Gluon seed keeps every exp2 of a tile in flight (sm90_compile
+    reads 64 at D=128, 33 or more at D=64); the tl seed never waits that way."""
+    res = evaluate(SEEDS / "gqa_gluon.py", "gqa", "quick",
+                   EvalOptions(baselines=("cudnn",), profile=ProfileRequest(QUICK[1])))
+    assert res.ok, res.to_json()
+    read = [c for c in res.compile_info if c.ex2_in_flight is not None]
+    assert {c.kernel for c in read} >= {"_attn_fwd_ws"}, res.compile_info
+    assert all(c.ex2_in_flight >= 33 for c in read), read
+    plain = evaluate(SEEDS / "gqa.py", "gqa", "quick", EvalOptions(baselines=("cudnn",)))
+    assert plain.ok and all(c.ex2_in_flight is None for c in plain.compile_info)
+
+
 @pytest.mark.skipif(find_ncu() is None, reason="Nsight Compute (ncu) is not installed")
 def test_nsight_compute_counters_from_a_sandboxed_profile_process():
     shape = QUICK[1]

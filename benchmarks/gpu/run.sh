@@ -18,6 +18,10 @@
 #   config-sweep KERNEL CONFIGS  the kernel with each CONFIG override (a JSON list) timed
 #                                against cuDNN (sweep.json); for tuning, not for citing
 #   ncu [S D [causal]]           Nsight Compute over the Gluon seed and cuDNN on one shape (ncu.txt)
+#   gluon-ab [KERNEL...]         issue #20: the Gluon seed beside itself with the PV wait hoisted
+#                                (gluon_variants/hoisted_wait.py: no intra-warpgroup overlap),
+#                                seeds/gqa.py and KERNELs, interleaved with cuDNN/flash/Flex
+#                                (compare/), then the seed's evaluator score (eval_default.json)
 #   recipes [SEED] [SUITE] [RECIPES]
 #                                each offline-operator recipe that applies to SEED (default
 #                                seeds/gqa.py) checked and timed against the seed and cuDNN
@@ -49,7 +53,7 @@
 set -u
 cmd=${1:-}; shift || true
 case "$cmd" in
-  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|recipes|offline|resume|run-files|overlap|decode|tests|agent-transcript|ncu-probe)
+  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|gluon-ab|recipes|offline|resume|run-files|overlap|decode|tests|agent-transcript|ncu-probe)
     . "$(dirname "$0")/setup.sh" || exit 1; OUT=${OUT:-/tmp/out} ;;
   *) sed -n '2,/^set -u/p' "$0" | sed '$d'; exit 2 ;;
 esac
@@ -98,6 +102,15 @@ case "$cmd" in
         --section Occupancy --section LaunchStats -k regex:'attn_fwd|fmha|flash|cudnn|sm90' --launch-count 2 \
         python3 benchmarks/gpu/gluon_profile.py "$@" > "$OUT/ncu.txt" 2>&1; echo "ncu rc=$?"
     grep -E 'Duration|Compute \(SM\) Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy' "$OUT/ncu.txt" | head -n 20 ;;
+  gluon-ab)
+    python3 benchmarks/gpu/gluon_variants/hoisted_wait.py /tmp/gqa_gluon_hoisted.py
+    timeout 360 python3 benchmarks/compare.py seeds/gqa_gluon.py /tmp/gqa_gluon_hoisted.py seeds/gqa.py \
+        "$@" --target gqa --rounds 2 --out "$OUT/compare" > "$OUT/compare.log" 2>&1
+    echo "compare rc=$?"; grep -c ERROR "$OUT/compare.log"; tail -n 30 "$OUT/compare.log"
+    timeout 180 python3 -m evolve eval seeds/gqa_gluon.py --target gqa --suite default \
+        --baselines cudnn --json > "$OUT/eval_default.json"
+    python3 -c "import json,sys;d=json.load(open(sys.argv[1]));print(d['status'],d['score'])" \
+        "$OUT/eval_default.json" ;;
   recipes)
     seed=${1:-seeds/gqa.py}; name=$(basename "$seed" .py)
     timeout 560 python3 benchmarks/gpu/recipe_bench.py --seed "$seed" --suite "${2:-default}" \

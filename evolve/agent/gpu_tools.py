@@ -15,7 +15,7 @@ from typing import Any
 
 from evaluator import ProfileRequest, get_target
 from evolve.agent.tools import Tool, ToolError
-from evolve.profile_text import compile_info_lines, profile_lines
+from evolve.profile_text import compile_info_lines, overlap_lines, profile_lines
 from evolve.records import sha256_text
 
 NO_GPU = ("no GPU here: this run evaluates on the CPU interpreter, which compiles no "
@@ -91,12 +91,13 @@ def profile(st: Any, a: dict[str, Any]) -> str:
     suite = _suite_of(st, a["shape"])
     res = _evaluate(st, suite, ProfileRequest(a["shape"], counters=True))
     d = res.to_dict()
-    lines = [f"profile of the working copy: a {suite}-suite evaluation with a profile of "
-             "one shape\n(counted against your evaluation budget)"]
+    lines = [f"profile of the working copy: a {suite}-suite evaluation that profiles one "
+             "shape\n(counted against your evaluation budget)"]
     if d.get("profile"):
         lines += profile_lines(d["profile"])
     else:
         lines.append("no profile: the evaluation ended before it")
+    lines += overlap_lines(d.get("compile_info") or [])
     return "\n".join(lines) + "\n" + _outcome(res, st)
 
 
@@ -112,7 +113,9 @@ def tools() -> list[Tool]:
              "runs): its time (L2 flushed and warm), the GPU kernels it launches with "
              "their mean times and, where Nsight Compute is installed, each kernel's "
              "counters (achieved occupancy, tensor-pipe use, DRAM and SM throughput, "
-             "registers). Runs one evaluation (counts against the budget).",
+             "registers); for kernels that wait with a wgmma group in flight (Gluon), how "
+             "many exp2s the SASS issues meanwhile (0: the overlap is gone). Runs one "
+             "evaluation (counts against the budget).",
              {**obj, "properties": {"shape": {"type": "string", "minLength": 1,
                                               "description": "a shape name as the "
                                               "evaluation's per-shape table shows it"}},

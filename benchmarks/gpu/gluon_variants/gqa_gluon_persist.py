@@ -230,18 +230,21 @@ def _attn_fwd(desc_q, desc_k, desc_v, out_ptr, qk_scale, S, Hq, Hkv, G, num_m,
                                        BLOCK_N, col_s)
     p_op = gl.convert_layout(p.to(dtype), p_layout)
 
+    mbarrier.wait(v_bars.index(0), 0)
     for j in range(1, n_tiles):
         slot = j % STAGES
         prev = (j - 1) % STAGES
         mbarrier.wait(k_bars.index(slot), (j // STAGES) & 1)
         s = warpgroup_mma(q_smem, k_smem.index(slot).permute((1, 0)), s_zero, use_acc=False,
                           is_async=True)
-        mbarrier.wait(v_bars.index(prev), ((j - 1) // STAGES) & 1)
         acc = warpgroup_mma(p_op, v_smem.index(prev), acc, is_async=True)
         # retire QK^T(j) only: the softmax of tile j overlaps PV(j-1)
         s = warpgroup_mma_wait(1, deps=(s,))
         p, m_i, l_i, alpha = _softmax_tile(s, m_i, l_i, j * BLOCK_N, limit, mask_from, qk_scale,
                                            BLOCK_N, col_s)
+        # V(j) for the next PV; the wait loop keeps ptxas from hoisting the wgmma wait
+        # below above the softmax (as in seeds/gqa_gluon.py)
+        mbarrier.wait(v_bars.index(slot), (j // STAGES) & 1)
         acc, p_op = warpgroup_mma_wait(0, deps=(acc, p_op))
         acc = acc * gl.convert_layout(alpha, row_o)[:, None]
         p_op = gl.convert_layout(p.to(dtype), p_layout)
@@ -251,8 +254,7 @@ def _attn_fwd(desc_q, desc_k, desc_v, out_ptr, qk_scale, S, Hq, Hkv, G, num_m,
         if nxt < n_tiles:
             _issue_kv(desc_k, desc_v, k_smem, v_smem, k_bars, v_bars, kv_row + nxt * BLOCK_N, prev)
 
-    last = (n_tiles - 1) % STAGES
-    mbarrier.wait(v_bars.index(last), ((n_tiles - 1) // STAGES) & 1)
+    last = (n_tiles - 1) % STAGES   # V(last) was waited for above
     acc = warpgroup_mma(p_op, v_smem.index(last), acc, is_async=True)
     acc = warpgroup_mma_wait(0, deps=(acc,))
 
@@ -367,12 +369,12 @@ def _ws_consumer(q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, tur
         p, m_i, l_i, alpha = _softmax_tile(s, m_i, l_i, 0, limit, mask_from, qk_scale,
                                            BLOCK_N, col_s)
         p_op = gl.convert_layout(p.to(dtype), p_layout)
+        mbarrier.wait(v_bars.index(it % STAGES), (it // STAGES) & 1)
         for j in range(1, n_tiles):
             g = it + j
             slot = g % STAGES
             prev = (g - 1) % STAGES
             mbarrier.wait(k_bars.index(slot), (g // STAGES) & 1)
-            mbarrier.wait(v_bars.index(prev), ((g - 1) // STAGES) & 1)
             _take_turn(turn_bars, WG, turn0 + j, pingpong)
             s = warpgroup_mma(q, k_smem.index(slot).permute((1, 0)), s_zero, use_acc=False,
                               is_async=True)
@@ -382,14 +384,15 @@ def _ws_consumer(q_smem, k_smem, v_smem, q_bars, k_bars, v_bars, empty_bars, tur
             mbarrier.arrive(q_bars.index(2), count=1, pred=j == n_tiles - 1)
             p, m_i, l_i, alpha = _softmax_tile(s, m_i, l_i, j * BLOCK_N, limit, mask_from, qk_scale,
                                                BLOCK_N, col_s)
+            # V(g) for the next PV, here so that ptxas keeps the overlap (seeds/gqa_gluon.py)
+            mbarrier.wait(v_bars.index(slot), (g // STAGES) & 1)
             acc, p_op = warpgroup_mma_wait(0, deps=(acc, p_op))
             # both wgmmas that read slot `prev` are retired: hand it back to the producer
             mbarrier.arrive(empty_bars.index(prev), count=1)
             acc = acc * gl.convert_layout(alpha, row_o)[:, None]
             p_op = gl.convert_layout(p.to(dtype), p_layout)
         g_last = it + n_tiles - 1
-        last = g_last % STAGES
-        mbarrier.wait(v_bars.index(last), (g_last // STAGES) & 1)
+        last = g_last % STAGES   # V(g_last) was waited for above
         _take_turn(turn_bars, WG, turn0 + n_tiles, pingpong)
         acc = warpgroup_mma(p_op, v_smem.index(last), acc, is_async=True)
         _pass_turn(turn_bars, WG, pingpong)
