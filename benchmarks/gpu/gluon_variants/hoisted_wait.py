@@ -1,7 +1,8 @@
-"""The Gluon seed as it was before its V wait moved (issue 20): V(j-1) waited for at the
-top of each iteration, so nothing separates the softmax from the wgmma wait below it and
-ptxas retires PV(j-1) before the softmax (`sm90_compile.py` shows "ex2 ovl" 0). The A/B
-of the intra-warpgroup overlap, on a GPU:
+"""The Gluon seed with each loop's V wait back at the top of the iteration, as before
+session 5 (issue 20; the plain kernel now waits for V(j-1) just before, not just after,
+issuing QK^T(j)): nothing separates the softmax from the wgmma wait below it, so ptxas
+retires PV(j-1) before the softmax (`sm90_compile.py` shows "ex2 ovl" 0). The A/B of the
+intra-warpgroup overlap, on a GPU (`run.sh gluon-ab` does this):
 
     python3 benchmarks/gpu/gluon_variants/hoisted_wait.py /tmp/gqa_gluon_hoisted.py
     python3 benchmarks/compare.py seeds/gqa_gluon.py /tmp/gqa_gluon_hoisted.py --target gqa
