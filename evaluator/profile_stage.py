@@ -6,8 +6,9 @@ candidate compiled, and the ``profile`` stage for one requested shape.
   kernel's hash) and the JIT functions compiled. ``collect`` reads, after timing, every
   ``CompiledKernel`` in those functions' kernel caches: ``n_regs``, ``n_spills`` (known
   once the binary is loaded; a kernel compiled but never launched is loaded here), and
-  ``metadata.shared/num_warps/num_stages``; with a profile requested, also the exp2s the
-  SASS issues while a wgmma group is in flight (evaluator/sass.py).
+  ``metadata.shared/num_warps/num_stages``; with a profile requested, also the cubins of
+  the kernels that wait with a wgmma group in flight, written for the parent to
+  disassemble (``sass_file``; evaluator/sass.py: the worker may not start nvdisasm).
 * ``profile_shape`` times ``calls`` calls of the candidate on one shape with CUDA events
   (median, no L2 flush: the kernel's steady-state time), then lists the GPU kernels of a
   few more calls with ``torch.profiler`` (CUPTI; its lazy imports were done by
@@ -21,6 +22,7 @@ is best effort (an exception becomes a note), bounded, and validated by the pare
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 from typing import Any, Callable
 
 from evaluator import sass
@@ -28,8 +30,8 @@ from evaluator.profiling import MAX_KERNELS, MAX_PROFILE_KERNELS
 
 PROFILER_CALLS = 3
 WARMUP_CALLS = 3
-MAX_SASS = 16  # specialisations disassembled at most (with_sass)
-SASS_TIMEOUT_S = 20.0
+MAX_SASS = 16  # cubins written at most (sass_dir)
+SASS_DIR = "sass"  # under the worker's out dir
 
 
 class CompileLog:
@@ -81,16 +83,16 @@ def spec_of(kernel: Any) -> str:
     return " ".join(parts)
 
 
-def _ex2(kernel: Any) -> int | None:
-    """`sass.ex2_in_flight` of a kernel whose PTX waits with a wgmma group in flight."""
+def _cubin(kernel: Any) -> bytes | None:
+    """The cubin of a kernel whose PTX waits with a wgmma group in flight, else None."""
     asm = getattr(kernel, "asm", None) or {}
     ptx, cubin = asm.get("ptx"), asm.get("cubin")
     if not (isinstance(ptx, str) and isinstance(cubin, bytes) and sass.WAITS_IN_FLIGHT.search(ptx)):
         return None
-    return sass.cubin_ex2_in_flight(cubin, timeout=SASS_TIMEOUT_S)
+    return cubin
 
 
-def _one(kernel: Any, log: CompileLog, load: bool, with_sass: bool = False) -> dict[str, Any]:
+def _one(kernel: Any, log: CompileLog, load: bool, sass_file: Path | None = None) -> dict[str, Any]:
     md = kernel.metadata
     if load and getattr(kernel, "module", None) is None:
         try:
@@ -102,24 +104,28 @@ def _one(kernel: Any, log: CompileLog, load: bool, with_sass: bool = False) -> d
         spec = spec_of(kernel)
     except Exception:  # noqa: BLE001
         spec = ""
-    ex2 = None
-    if with_sass:
+    written = None
+    if sass_file is not None:
         try:
-            ex2 = _ex2(kernel)
-        except Exception:  # noqa: BLE001 - display only (no nvdisasm, a timeout, ...)
+            cubin = _cubin(kernel)
+            if cubin is not None and len(cubin) <= sass.MAX_CUBIN_BYTES:
+                sass_file.write_bytes(cubin)
+                written = sass_file.name
+        except Exception:  # noqa: BLE001 - display only
             pass
     return {"kernel": str(kernel.name), "spec": spec,
             "registers": getattr(kernel, "n_regs", None), "spills": getattr(kernel, "n_spills", None),
             "shared": getattr(md, "shared", None), "num_warps": getattr(md, "num_warps", None),
             "num_stages": getattr(md, "num_stages", None), "compile_s": compile_s, "cache_hit": hit,
-            "ex2_in_flight": ex2}
+            "sass_file": written}
 
 
-def collect(log: CompileLog, *, load: bool = True, with_sass: bool = False) -> list[dict[str, Any]]:
+def collect(log: CompileLog, *, load: bool = True, sass_dir: Path | None = None) -> list[dict[str, Any]]:
     """One record per compiled specialisation of the functions ``log`` saw compiling.
-    ``load``: load binaries not loaded yet (not after a CUDA fault); ``with_sass``: also
-    disassemble the kernels that wait with a wgmma group in flight (``ex2_in_flight``,
-    evaluator/sass.py; about half a second each, so only when a profile was asked for)."""
+    ``load``: load binaries not loaded yet (not after a CUDA fault); ``sass_dir``: also
+    write there the cubins of the kernels that wait with a wgmma group in flight (the
+    parent disassembles them, ``sass.fill_ex2_in_flight``; only when a profile was asked
+    for)."""
     out: list[dict[str, Any]] = []
     for fn in list(log.fns):
         try:
@@ -135,7 +141,10 @@ def collect(log: CompileLog, *, load: bool = True, with_sass: bool = False) -> l
                 if len(out) >= MAX_KERNELS:
                     return out
                 try:
-                    out.append(_one(kernel, log, load, with_sass and len(out) < MAX_SASS))
+                    written = sum(1 for r in out if r["sass_file"])
+                    sass_file = (sass_dir / f"{len(out)}.cubin"
+                                 if sass_dir is not None and written < MAX_SASS else None)
+                    out.append(_one(kernel, log, load, sass_file))
                 except Exception:  # noqa: BLE001
                     continue
     return out

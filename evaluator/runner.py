@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from evaluator import assemble, ncu, sandbox, spawn
+from evaluator import assemble, ncu, profile_stage, sandbox, sass, spawn
 from evaluator.baselines import resolve
 from evaluator.failures import CandidateFailure, classify_text
 from evaluator.noise import CompareResult, decide, geomean
@@ -219,6 +219,9 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions,
     finally:
         for release in held:  # the worker and the checker are gone: the GPU is free
             release()
+        if plan.get("profile") and out["report"]:  # the cubins the worker wrote for us
+            sass.fill_ex2_in_flight(out["report"].get("compile_info"),
+                                    scratch / "out" / profile_stage.SASS_DIR)
         if options.log_path:
             try:
                 Path(options.log_path).parent.mkdir(parents=True, exist_ok=True)

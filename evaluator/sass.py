@@ -6,11 +6,14 @@ cores, then ``warpgroup_mma_wait(0)``. ptxas may hoist that second wait above th
 (the PTX wait has no register operands, so nothing pins it), which silently turns the
 overlap off. ``ex2_in_flight`` reads it off the SASS: the fewest ``MUFU.EX2`` between a
 ``WARPGROUP.DEPBAR.LE gsb0, 0x1`` and the next ``... 0x0`` (0: the overlap is gone; None:
-the kernel never waits with a group in flight, as `tl` kernels). Used by the worker's
-compile info when a profile is requested, and by benchmarks/sm90_compile.py.
+the kernel never waits with a group in flight, as `tl` kernels). Used for the compile info
+of an evaluation with a profile (the worker writes the cubins, the parent disassembles
+them: the sandbox lets the worker start no tool but Triton's own), and by
+benchmarks/sm90_compile.py.
 
-    ex2_in_flight(nvdisasm_text)          # from SASS text
-    cubin_ex2_in_flight(cubin, tmpdir)    # runs nvdisasm from Triton's wheel
+    ex2_in_flight(nvdisasm_text)               # from SASS text
+    cubin_ex2_in_flight(cubin, tmpdir)         # runs nvdisasm from Triton's wheel
+    fill_ex2_in_flight(records, sass_dir)      # the parent's half: worker records + cubins
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+MAX_CUBIN_BYTES = 16 << 20
+TIMEOUT_S = 20.0
+_SASS_FILE = re.compile(r"^\d{1,3}\.cubin$")
 _EVENTS = re.compile(r"WARPGROUP\.DEPBAR\.LE gsb0, 0x[01]\b|MUFU\.EX2")
 # a PTX that waits with a wgmma group still in flight somewhere (else there is no overlap
 # to look for, and no disassembly is spent on it)
@@ -51,15 +57,41 @@ def nvdisasm_path() -> Path:
     return Path(get_ptxas(90).path).with_name("nvdisasm")
 
 
-def cubin_ex2_in_flight(cubin: bytes, tmpdir: str | None = None, timeout: float = 30.0
+def cubin_ex2_in_flight(cubin: bytes, tmpdir: str | None = None, timeout: float = TIMEOUT_S
                         ) -> int | None:
     """`ex2_in_flight` of a cubin (written to a temporary file under ``tmpdir``)."""
     fd, path = tempfile.mkstemp(suffix=".cubin", dir=tmpdir)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(cubin)
-        r = subprocess.run([str(nvdisasm_path()), "-c", path], capture_output=True,
-                           text=True, timeout=timeout)
+        return file_ex2_in_flight(Path(path), timeout)
     finally:
         os.unlink(path)
+
+
+def file_ex2_in_flight(path: Path, timeout: float = TIMEOUT_S) -> int | None:
+    """`ex2_in_flight` of a cubin file (None also when nvdisasm fails on it)."""
+    r = subprocess.run([str(nvdisasm_path()), "-c", str(path)], capture_output=True,
+                       text=True, timeout=timeout)
     return ex2_in_flight(r.stdout) if r.returncode == 0 else None
+
+
+def fill_ex2_in_flight(records: object, sass_dir: Path, timeout: float = TIMEOUT_S) -> None:
+    """Set ``ex2_in_flight`` in each compile record of a worker report (a list of dicts,
+    changed in place) from the cubin its ``sass_file`` names under ``sass_dir``; a record
+    without one gets None, whatever the worker wrote. The cubin came from the candidate's
+    process: the name is checked, links refused, the size bounded, nvdisasm runs with a timeout, and the
+    number is display only (it never touches the score)."""
+    if not isinstance(records, list):
+        return
+    for rec in records:
+        if not isinstance(rec, dict):
+            continue
+        name, rec["ex2_in_flight"] = rec.pop("sass_file", None), None
+        path = sass_dir / name if isinstance(name, str) and _SASS_FILE.match(name) else None
+        try:
+            if (path is not None and not path.is_symlink() and path.is_file()
+                    and path.stat().st_size <= MAX_CUBIN_BYTES):
+                rec["ex2_in_flight"] = file_ex2_in_flight(path, timeout)
+        except (OSError, subprocess.SubprocessError):
+            pass

@@ -555,8 +555,11 @@ def main(argv: list[str] | None = None) -> None:
         code = 4
     if w.compile_log is not None:  # display only; binaries are loaded only after a clean run
         try:
-            w.report["compile_info"] = profile_stage.collect(
-                w.compile_log, load=code == 0, with_sass=code == 0 and bool(w.plan.get("profile")))
+            sass_dir = w.out_dir / profile_stage.SASS_DIR if code == 0 and w.plan.get("profile") else None
+            if sass_dir is not None:
+                sass_dir.mkdir(exist_ok=True)
+            w.report["compile_info"] = profile_stage.collect(w.compile_log, load=code == 0,
+                                                             sass_dir=sass_dir)
         except BaseException:  # noqa: BLE001 - objects the candidate could have replaced
             pass
     try:

@@ -45,15 +45,19 @@ def test_seed_compile_info_and_profile_on_a_gpu():
 
 
 def test_a_profile_reads_the_gluon_seeds_wgmma_overlap_off_its_sass():
-    """With a profile requested the worker disassembles the kernels that wait with a wgmma
-    group in flight: the Gluon seed keeps every exp2 of a tile in flight (sm90_compile
-    reads 64 at D=128, 33 or more at D=64); the tl seed never waits that way."""
+    """With a profile requested the worker writes the cubins of the kernels that wait with a
+    wgmma group in flight and the evaluator disassembles them (the sandbox denies the
+    worker nvdisasm: when the worker ran it, every value read None here). The Gluon seed's
+    plain kernel (D=64 here) keeps the exp2s of a tile in flight (33 or more, as
+    sm90_compile reads); its warp-specialised D=128 kernel retires PV(j-1) before the
+    softmax (0: measured faster there); the tl seed never waits that way."""
     res = evaluate(SEEDS / "gqa_gluon.py", "gqa", "quick",
                    EvalOptions(baselines=("cudnn",), profile=ProfileRequest(QUICK[1])))
     assert res.ok, res.to_json()
     read = [c for c in res.compile_info if c.ex2_in_flight is not None]
-    assert {c.kernel for c in read} >= {"_attn_fwd_ws"}, res.compile_info
-    assert all(c.ex2_in_flight >= 33 for c in read), read
+    assert {c.kernel for c in read} >= {"_attn_fwd", "_attn_fwd_ws"}, res.compile_info
+    assert all(c.ex2_in_flight >= 33 for c in read if c.kernel == "_attn_fwd"), read
+    assert all(c.ex2_in_flight == 0 for c in read if c.kernel == "_attn_fwd_ws"), read
     plain = evaluate(SEEDS / "gqa.py", "gqa", "quick", EvalOptions(baselines=("cudnn",)))
     assert plain.ok and all(c.ex2_in_flight is None for c in plain.compile_info)
 

@@ -18,10 +18,14 @@
 #   config-sweep KERNEL CONFIGS  the kernel with each CONFIG override (a JSON list) timed
 #                                against cuDNN (sweep.json); for tuning, not for citing
 #   ncu [S D [causal]]           Nsight Compute over the Gluon seed and cuDNN on one shape (ncu.txt)
-#   gluon-ab [KERNEL...]         issue #20: the Gluon seed beside itself with the PV wait hoisted
-#                                (gluon_variants/hoisted_wait.py: no intra-warpgroup overlap),
-#                                seeds/gqa.py and KERNELs, interleaved with cuDNN/flash/Flex
-#                                (compare/), then the seed's evaluator score (eval_default.json)
+#   gluon-ab [KERNEL...]         issue #20: the Gluon seed (intra-warpgroup overlap in its plain
+#                                kernel only) beside the seed without it (hoisted_wait.py) and
+#                                with it in both kernels (overlap_wait.py), seeds/gqa.py and
+#                                KERNELs, interleaved with cuDNN/flash/Flex (compare/), then
+#                                the seed's evaluator score (eval_default.json)
+#   gluon-d128                   issue #20: the D128 schedule, overlap or not, each with and
+#                                without ping-pong and warp specialisation, and with more
+#                                consumer registers; cuDNN in the same process
 #   recipes [SEED] [SUITE] [RECIPES]
 #                                each offline-operator recipe that applies to SEED (default
 #                                seeds/gqa.py) checked and timed against the seed and cuDNN
@@ -53,7 +57,7 @@
 set -u
 cmd=${1:-}; shift || true
 case "$cmd" in
-  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|gluon-ab|recipes|offline|resume|run-files|overlap|decode|tests|agent-transcript|ncu-probe)
+  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|gluon-ab|gluon-d128|recipes|offline|resume|run-files|overlap|decode|tests|agent-transcript|ncu-probe)
     . "$(dirname "$0")/setup.sh" || exit 1; OUT=${OUT:-/tmp/out} ;;
   *) sed -n '2,/^set -u/p' "$0" | sed '$d'; exit 2 ;;
 esac
@@ -104,13 +108,27 @@ case "$cmd" in
     grep -E 'Duration|Compute \(SM\) Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy' "$OUT/ncu.txt" | head -n 20 ;;
   gluon-ab)
     python3 benchmarks/gpu/gluon_variants/hoisted_wait.py /tmp/gqa_gluon_hoisted.py
-    timeout 360 python3 benchmarks/compare.py seeds/gqa_gluon.py /tmp/gqa_gluon_hoisted.py seeds/gqa.py \
-        "$@" --target gqa --rounds 2 --out "$OUT/compare" > "$OUT/compare.log" 2>&1
+    python3 benchmarks/gpu/gluon_variants/overlap_wait.py /tmp/gqa_gluon_overlap.py
+    timeout 420 python3 benchmarks/compare.py seeds/gqa_gluon.py /tmp/gqa_gluon_hoisted.py \
+        /tmp/gqa_gluon_overlap.py seeds/gqa.py "$@" --target gqa --rounds 2 --out "$OUT/compare" \
+        > "$OUT/compare.log" 2>&1
     echo "compare rc=$?"; grep -c ERROR "$OUT/compare.log"; tail -n 30 "$OUT/compare.log"
     timeout 180 python3 -m evolve eval seeds/gqa_gluon.py --target gqa --suite default \
         --baselines cudnn --json > "$OUT/eval_default.json"
     python3 -c "import json,sys;d=json.load(open(sys.argv[1]));print(d['status'],d['score'])" \
         "$OUT/eval_default.json" ;;
+  gluon-d128)
+    v=benchmarks/gpu/gluon_variants; d=/tmp/d128; mkdir -p $d
+    python3 $v/overlap_wait.py $d/overlap.py; python3 $v/hoisted_wait.py $d/hoisted.py
+    for w in overlap hoisted; do
+      python3 $v/config_variant.py $d/$w.py $d/${w}_pingpong.py PINGPONG_D128_NC=1 PINGPONG_D128_C=1
+      python3 $v/config_variant.py $d/$w.py $d/${w}_plain.py WS_D128_NC=0 WS_D128_C=0
+    done
+    python3 $v/config_variant.py $d/overlap.py $d/overlap_regs240.py CONSUMER_REGS=240 LOADER_REGS=24
+    timeout 420 python3 benchmarks/compare.py $d/overlap.py $d/hoisted.py $d/overlap_pingpong.py \
+        $d/hoisted_pingpong.py $d/overlap_regs240.py $d/overlap_plain.py $d/hoisted_plain.py --peers cudnn \
+        --target gqa --rounds 2 --out "$OUT/compare" > "$OUT/compare.log" 2>&1
+    echo "compare rc=$?"; grep -c ERROR "$OUT/compare.log"; tail -n 30 "$OUT/compare.log" | cut -c1-200 ;;
   recipes)
     seed=${1:-seeds/gqa.py}; name=$(basename "$seed" .py)
     timeout 560 python3 benchmarks/gpu/recipe_bench.py --seed "$seed" --suite "${2:-default}" \
