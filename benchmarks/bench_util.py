@@ -1,7 +1,8 @@
 """Helpers shared by benchmarks/seed_sweep.py and benchmarks/compare.py (trusted code).
 
-Pure functions (no GPU needed): loading a kernel file, TFLOP/s, geometric means,
-a fixed-width table and a self-contained SVG bar chart (matplotlib is not a dependency).
+Pure functions (no GPU needed): loading a kernel file, a CONFIG with overrides, TFLOP/s,
+geometric means, a fixed-width table and a self-contained SVG bar chart (matplotlib is not
+a dependency).
 """
 
 from __future__ import annotations
@@ -41,6 +42,19 @@ def load_kernel(path: str | Path, label: str | None = None) -> ModuleType:
     if not callable(getattr(module, "attention", None)):
         raise KernelFileError(f"{path} defines no attention() function")
     return module
+
+
+def with_overrides(config: dict, overrides: dict) -> dict:
+    """A copy of a kernel's CONFIG with ``overrides`` applied; in a per-class CONFIG a class
+    given as a dict is merged knob by knob (``{"D128_NC": {"PINGPONG": 1}}`` keeps the
+    class's other knobs), anything else replaces the entry."""
+    new = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(new.get(key), dict):
+            new[key].update(value)
+        else:
+            new[key] = value
+    return new
 
 
 def tflops(flops: float, ms: float | None) -> float | None:

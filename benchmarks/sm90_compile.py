@@ -17,7 +17,8 @@ memory than an H100 block may have (227 KiB).
 
 It measures nothing about speed, and it is trusted tooling: the kernel file's host code
 runs here unsandboxed, so use it on your own kernels, not on candidates from a run.
-`--config` overrides the module's CONFIG (a JSON object) before the calls, to check a
+`--config` overrides the module's CONFIG (a JSON object; a class of a per-class CONFIG is
+merged knob by knob: '{"D128_NC": {"PINGPONG": 1}}') before the calls, to check a
 variant's settings before spending GPU time on them.
 """
 
@@ -141,7 +142,9 @@ def compile_suite(kernel: Path, suite: str = "default", dtype: str = "bf16",
 
     mod = _load(kernel)
     if config:
-        mod.CONFIG.update(config)
+        from bench_util import with_overrides
+
+        mod.CONFIG.update(with_overrides(mod.CONFIG, config))
     tdt = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     jits = [v for v in vars(mod).values() if isinstance(v, JITFunction)]
     errors: list[str] = []

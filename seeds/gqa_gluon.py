@@ -41,74 +41,40 @@ from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared
                                                               warpgroup_mma, warpgroup_mma_wait)
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
-# Keys are "<knob>_D<64|128>_<NC|C>": head-dim class and non-causal / causal.
+# Settings per shape class. A class key is tokens joined by "_": "D<d>" head dim <= d,
+# "C" / "NC" causal or not, "S<s>" sequence length <= s (no S token: any length); a shape
+# takes the matching class with the tightest bounds (`_settings`). Knobs:
 # WS: warp-specialized kernel (a one-warp TMA producer + two consumer warpgroups of
 # BLOCK_M/2 rows each, registers moved from producer to consumers: CONSUMER_REGS /
-# LOADER_REGS; WARPS is then ignored) instead of all warps doing everything; PINGPONG (WS
-# only): the two consumer warpgroups take turns issuing their GEMMs;
+# LOADER_REGS; WARPS is then ignored; needs BLOCK_M 128) instead of all warps doing
+# everything; PINGPONG (WS only): the two consumer warpgroups take turns issuing their GEMMs;
 # BLOCK_M query rows per program (WS 0: one or two warpgroups, WARPS 4 or 8); BLOCK_N keys
 # per K/V tile; STAGES K/V tiles in the shared-memory ring; REVERSE_M (causal): longest
 # query rows first.
 CONFIG = {
-    "WS_D64_NC": 0,
-    "PINGPONG_D64_NC": 0,
-    "BLOCK_M_D64_NC": 64,
-    "BLOCK_N_D64_NC": 128,
-    "WARPS_D64_NC": 4,
-    "STAGES_D64_NC": 2,
-    "WS_D64_C": 0,
-    "PINGPONG_D64_C": 0,
-    "BLOCK_M_D64_C": 64,
-    "BLOCK_N_D64_C": 128,
-    "WARPS_D64_C": 4,
-    "STAGES_D64_C": 2,
-    "REVERSE_M_D64_C": 1,
-    "WS_D128_NC": 1,
-    "PINGPONG_D128_NC": 0,
-    "BLOCK_M_D128_NC": 128,
-    "BLOCK_N_D128_NC": 128,
-    "WARPS_D128_NC": 8,
-    "STAGES_D128_NC": 2,
-    "WS_D128_C": 1,
-    "PINGPONG_D128_C": 0,
-    "BLOCK_M_D128_C": 128,
-    "BLOCK_N_D128_C": 128,
-    "WARPS_D128_C": 8,
-    "STAGES_D128_C": 2,
-    "REVERSE_M_D128_C": 1,
-    "CONSUMER_REGS": 232,
-    "LOADER_REGS": 40,
+    "D64_NC": {"WS": 0, "PINGPONG": 0, "BLOCK_M": 64, "BLOCK_N": 128, "WARPS": 4, "STAGES": 2,
+               "CONSUMER_REGS": 232, "LOADER_REGS": 40},
+    "D64_C": {"WS": 0, "PINGPONG": 0, "BLOCK_M": 64, "BLOCK_N": 128, "WARPS": 4, "STAGES": 2,
+              "REVERSE_M": 1, "CONSUMER_REGS": 232, "LOADER_REGS": 40},
+    "D128_NC": {"WS": 1, "PINGPONG": 0, "BLOCK_M": 128, "BLOCK_N": 128, "WARPS": 8,
+                "STAGES": 2, "CONSUMER_REGS": 232, "LOADER_REGS": 40},
+    "D128_C": {"WS": 1, "PINGPONG": 0, "BLOCK_M": 128, "BLOCK_N": 128, "WARPS": 8,
+               "STAGES": 2, "REVERSE_M": 1, "CONSUMER_REGS": 232, "LOADER_REGS": 40},
 }
 
 SEARCH_SPACE = {
-    "WS_D64_NC": [0, 1],
-    "PINGPONG_D64_NC": [0, 1],
-    "BLOCK_M_D64_NC": [64, 128],
-    "BLOCK_N_D64_NC": [64, 128],
-    "WARPS_D64_NC": [4, 8],
-    "STAGES_D64_NC": [2, 3, 4],
-    "WS_D64_C": [0, 1],
-    "PINGPONG_D64_C": [0, 1],
-    "BLOCK_M_D64_C": [64, 128],
-    "BLOCK_N_D64_C": [64, 128],
-    "WARPS_D64_C": [4, 8],
-    "STAGES_D64_C": [2, 3, 4],
-    "REVERSE_M_D64_C": [0, 1],
-    "WS_D128_NC": [0, 1],
-    "PINGPONG_D128_NC": [0, 1],
-    "BLOCK_M_D128_NC": [64, 128],
-    "BLOCK_N_D128_NC": [64, 128],
-    "WARPS_D128_NC": [4, 8],
-    "STAGES_D128_NC": [2, 3, 4],
-    "WS_D128_C": [0, 1],
-    "PINGPONG_D128_C": [0, 1],
-    "BLOCK_M_D128_C": [64, 128],
-    "BLOCK_N_D128_C": [64, 128],
-    "WARPS_D128_C": [4, 8],
-    "STAGES_D128_C": [2, 3, 4],
-    "REVERSE_M_D128_C": [0, 1],
-    "CONSUMER_REGS": [216, 232, 240],
-    "LOADER_REGS": [24, 40],
+    "D64_NC": {"WS": [0, 1], "PINGPONG": [0, 1], "BLOCK_M": [64, 128], "BLOCK_N": [64, 128],
+               "WARPS": [4, 8], "STAGES": [2, 3, 4], "CONSUMER_REGS": [216, 232, 240],
+               "LOADER_REGS": [24, 40]},
+    "D64_C": {"WS": [0, 1], "PINGPONG": [0, 1], "BLOCK_M": [64, 128], "BLOCK_N": [64, 128],
+              "WARPS": [4, 8], "STAGES": [2, 3, 4], "REVERSE_M": [0, 1],
+              "CONSUMER_REGS": [216, 232, 240], "LOADER_REGS": [24, 40]},
+    "D128_NC": {"WS": [0, 1], "PINGPONG": [0, 1], "BLOCK_M": [64, 128], "BLOCK_N": [64, 128],
+                "WARPS": [4, 8], "STAGES": [2, 3, 4], "CONSUMER_REGS": [216, 232, 240],
+                "LOADER_REGS": [24, 40]},
+    "D128_C": {"WS": [0, 1], "PINGPONG": [0, 1], "BLOCK_M": [64, 128], "BLOCK_N": [64, 128],
+               "WARPS": [4, 8], "STAGES": [2, 3, 4], "REVERSE_M": [0, 1],
+               "CONSUMER_REGS": [216, 232, 240], "LOADER_REGS": [24, 40]},
 }
 
 _LOG2E = 1.4426950408889634
@@ -427,6 +393,30 @@ def _attn_fwd_ws(desc_q, desc_k, desc_v, out_ptr, qk_scale, S, Hq, Hkv, G, num_m
                        [4, 1], [CONSUMER_REGS, LOADER_REGS])
 
 
+def _settings(D: int, causal: bool, S: int) -> dict:
+    """The CONFIG class a shape runs with: every token of its key matches ("D<d>": head dim
+    <= d, "C"/"NC": causal or not, "S<s>": sequence length <= s); tightest bounds win."""
+    best, rank = None, None
+    for key, cfg in CONFIG.items():
+        d = s = math.inf
+        c = None
+        for tok in key.split("_"):
+            if tok in ("C", "NC"):
+                c = tok == "C"
+            elif tok[:1] == "D" and tok[1:].isdigit():
+                d = int(tok[1:])
+            elif tok[:1] == "S" and tok[1:].isdigit():
+                s = int(tok[1:])
+            else:
+                raise ValueError(f"bad CONFIG class token {tok!r} in {key!r}")
+        r = (d, s, c is None)
+        if D <= d and S <= s and c in (None, causal) and (rank is None or r < rank):
+            best, rank = cfg, r
+    if best is None:
+        raise ValueError(f"no CONFIG class for D={D} causal={causal} S={S}")
+    return best
+
+
 def _fit_stages(block_m: int, block_n: int, head_dim: int, stages: int, elem: int) -> int:
     """Largest ring depth <= the requested one whose Q tile + K/V ring fits in shared memory."""
     while stages > 2 and (block_m + 2 * stages * block_n) * head_dim * elem > _SMEM_BUDGET:
@@ -475,26 +465,26 @@ def attention(q, k, v, *, causal: bool = False, sm_scale: float | None = None) -
     q, k, v = _dense(q), _dense(k), _dense(v)
     out = torch.empty((B, Hq, S, D), dtype=q.dtype, device=q.device)
 
-    cls = ("_D64" if D <= 64 else "_D128") + ("_C" if causal else "_NC")
-    block_m = CONFIG["BLOCK_M" + cls]
-    block_n = CONFIG["BLOCK_N" + cls]
-    warps = min(CONFIG["WARPS" + cls], block_m // 16)  # wgmma: 16 rows per warp at least
+    cfg = _settings(D, causal, S)
+    block_m = cfg["BLOCK_M"]
+    block_n = cfg["BLOCK_N"]
+    warps = min(cfg["WARPS"], block_m // 16)  # wgmma: 16 rows per warp at least
     if causal:
         block_n = min(block_n, block_m)  # diagonal tiles start on a query-tile boundary
-    stages = _fit_stages(block_m, block_n, D, CONFIG["STAGES" + cls], q.element_size())
+    stages = _fit_stages(block_m, block_n, D, cfg["STAGES"], q.element_size())
     gdt = gl.float16 if q.dtype == torch.float16 else gl.bfloat16
-    ws = bool(CONFIG["WS" + cls]) and block_m == 128
+    ws = bool(cfg["WS"]) and block_m == 128
     desc_q = _descriptor(q, B * Hq * S, block_m // 2 if ws else block_m, gdt)
     desc_k = _descriptor(k, B * Hkv * S, block_n, gdt)
     desc_v = _descriptor(v, B * Hkv * S, block_n, gdt)
     num_m = (S + block_m - 1) // block_m
     args = (desc_q, desc_k, desc_v, out, float(sm_scale) * _LOG2E, S, Hq, Hkv, Hq // Hkv, num_m)
     meta = dict(HEAD_DIM=D, BLOCK_M=block_m, BLOCK_N=block_n, STAGES=stages, CAUSAL=causal,
-                REVERSE_M=causal and bool(CONFIG.get("REVERSE_M" + cls, 0)))
+                REVERSE_M=causal and bool(cfg.get("REVERSE_M", 0)))
     if ws:
-        _attn_fwd_ws[(B * Hq * num_m,)](*args, **meta, PINGPONG=CONFIG["PINGPONG" + cls],
-                                        CONSUMER_REGS=CONFIG["CONSUMER_REGS"],
-                                        LOADER_REGS=CONFIG["LOADER_REGS"], num_warps=4)
+        _attn_fwd_ws[(B * Hq * num_m,)](*args, **meta, PINGPONG=cfg["PINGPONG"],
+                                        CONSUMER_REGS=cfg["CONSUMER_REGS"],
+                                        LOADER_REGS=cfg["LOADER_REGS"], num_warps=4)
     else:
         _attn_fwd[(B * Hq * num_m,)](*args, **meta, NUM_WARPS=warps, num_warps=warps)
     return out

@@ -156,15 +156,24 @@ def test_tile_move_scales_the_query_tile_and_its_warps_together():
             {c: v for c, v in parent.items() if c != cls}
         assert "rows per warp unchanged" in p.hypothesis
     assert picked.most_common(1)[0][0] == "NC"  # the worst class most often
-    # flat CONFIGs pair BLOCK_M_<class> with WARPS_<class>; the move halves where doubling
-    # leaves the space; no warps knob, no move
+    # flat CONFIGs pair BLOCK_M_<class> with WARPS_<class> (mha.py's D64 tiles made
+    # 64-row: doubled with their warps; its D128 ones, 128 rows and 4 warps, cannot halve)
+    flat = rewrite_config((SEEDS_DIR / "mha.py").read_text(),
+                          {"BLOCK_M_D64_NC": 64, "BLOCK_M_D64_C": 64})
+    for seed in range(10):
+        moved = op.scale_tile(flat, 0, random.Random(seed)).changes["knobs"]
+        (bm,) = [k for k in moved if k.startswith("BLOCK_M")]
+        assert bm.endswith("_D64_NC") or bm.endswith("_D64_C")
+        assert moved == {bm: {"from": 64, "to": 128},
+                         bm.replace("BLOCK_M", "WARPS"): {"from": 4, "to": 8}}
+    # the Gluon seed's classes: the D128 tiles (128 rows, 8 warps) halve, the D64 ones double
     gluon = (SEEDS_DIR / "gqa_gluon.py").read_text()
     for seed in range(10):
         moved = op.scale_tile(gluon, 0, random.Random(seed)).changes["knobs"]
-        (bm,) = [k for k in moved if k.startswith("BLOCK_M")]
-        assert set(moved) == {bm, bm.replace("BLOCK_M", "WARPS")}
-        assert moved[bm]["to"] / moved[bm]["from"] == \
-            moved[bm.replace("BLOCK_M", "WARPS")]["to"] / moved[bm.replace("BLOCK_M", "WARPS")]["from"]
+        (cls,) = {label.split(".")[0] for label in moved}
+        factor = 0.5 if cls.startswith("D128") else 2
+        assert {k: v["to"] / v["from"] for k, v in moved.items()} == \
+            {f"{cls}.BLOCK_M": factor, f"{cls}.WARPS": factor}
     assert op.scale_tile((SEEDS_DIR / "decode_naive.py").read_text(), 0, random.Random(0)) is None
     # offered to the bandit as its own kind
     ctx = SimpleNamespace(rng=random.Random(0), parent_source=NAIVE, parent=_cand(0),

@@ -95,7 +95,7 @@ def test_gqa_seed_launches_every_default_shape_as_the_flat_config_did():
                          if k.endswith("_" + cls)}
 
 
-@pytest.mark.parametrize("name", ["gqa", "gqa_naive"])
+@pytest.mark.parametrize("name", ["gqa", "gqa_naive", "gqa_gluon"])
 def test_seed_copy_of_the_class_rule_matches_the_operators(name):
     mod = _load(name)
     config = read_config((SEEDS_DIR / f"{name}.py").read_text())
@@ -145,7 +145,7 @@ def test_best_per_class_and_its_table():
     assert table[2].split() == ["D64_C", "0.700", "0.800", "#2", "STAGES", "3->4"]
 
 
-@pytest.mark.parametrize("name", ["gqa", "gqa_naive"])
+@pytest.mark.parametrize("name", ["gqa", "gqa_naive", "gqa_gluon"])
 @pytest.mark.parametrize("key", ["D64_NC_bf16", "X64", "D64__NC", "Dx"])
 def test_seed_copy_rejects_the_keys_the_operator_rejects(name, key):
     """A key outside the grammar is an error in both copies of the rule (the seed's copy

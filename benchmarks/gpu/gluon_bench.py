@@ -1,7 +1,7 @@
 """Correctness sweep and config timing for Gluon kernels on a GPU (trusted code, issue 20).
 
     python benchmarks/gpu/gluon_bench.py check KERNEL.py [KERNEL.py ...] [--config JSON] [--out DIR]
-    python benchmarks/gpu/gluon_bench.py sweep KERNEL.py --configs '[{"STAGES_D128_NC": 3}, ...]'
+    python benchmarks/gpu/gluon_bench.py sweep KERNEL.py --configs '[{"D128_NC": {"STAGES": 3}}, ...]'
                                          [--shapes default|quick] [--out DIR]
 
 ``check``: every GPU validation shape of the gqa target (the covering set and the quick
@@ -59,8 +59,8 @@ def check(paths: list[Path], out_dir: Path | None, config: dict | None = None) -
     rows = []
     for path in paths:
         mod = bu.load_kernel(path)
-        if config:
-            mod.CONFIG.update(config)   # checks a CONFIG variant (e.g. before making it the default)
+        if config:   # checks a CONFIG variant (e.g. before making it the default)
+            mod.CONFIG.update(bu.with_overrides(mod.CONFIG, config))
         worst = 0.0
         for i, shape in enumerate(cases):
             for kind in KINDS:
@@ -112,8 +112,7 @@ def sweep(path: Path, configs: list[dict], suite: str, rounds: int, out_dir: Pat
     def run_with(cfg):
         def fn(q, k, v, **kw):
             mod.CONFIG.clear()
-            mod.CONFIG.update(base_cfg)
-            mod.CONFIG.update(cfg)
+            mod.CONFIG.update(bu.with_overrides(base_cfg, cfg))
             return mod.attention(q, k, v, **kw)
         return fn
 

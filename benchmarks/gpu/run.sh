@@ -121,10 +121,11 @@ case "$cmd" in
     v=benchmarks/gpu/gluon_variants; d=/tmp/d128; mkdir -p $d
     python3 $v/overlap_wait.py $d/overlap.py; python3 $v/hoisted_wait.py $d/hoisted.py
     for w in overlap hoisted; do
-      python3 $v/config_variant.py $d/$w.py $d/${w}_pingpong.py PINGPONG_D128_NC=1 PINGPONG_D128_C=1
-      python3 $v/config_variant.py $d/$w.py $d/${w}_plain.py WS_D128_NC=0 WS_D128_C=0
+      python3 $v/config_variant.py $d/$w.py $d/${w}_pingpong.py D128_NC.PINGPONG=1 D128_C.PINGPONG=1
+      python3 $v/config_variant.py $d/$w.py $d/${w}_plain.py D128_NC.WS=0 D128_C.WS=0
     done
-    python3 $v/config_variant.py $d/overlap.py $d/overlap_regs240.py CONSUMER_REGS=240 LOADER_REGS=24
+    python3 $v/config_variant.py $d/overlap.py $d/overlap_regs240.py D128_NC.CONSUMER_REGS=240 D128_NC.LOADER_REGS=24 \
+        D128_C.CONSUMER_REGS=240 D128_C.LOADER_REGS=24
     timeout 420 python3 benchmarks/compare.py $d/overlap.py $d/hoisted.py $d/overlap_pingpong.py \
         $d/hoisted_pingpong.py $d/overlap_regs240.py $d/overlap_plain.py $d/hoisted_plain.py --peers cudnn \
         --target gqa --rounds 2 --out "$OUT/compare" > "$OUT/compare.log" 2>&1

@@ -13,7 +13,8 @@ import ast
 from typing import Callable
 
 from evolve.operators.config_edit import splice
-from evolve.operators.transform import Recipe, add_keyword, calls_to, jit_functions, launches
+from evolve.operators.transform import (Recipe, add_keyword, calls_to, is_gluon, jit_functions,
+                                        launches)
 
 
 def _kv_loops(fn: ast.FunctionDef) -> list[tuple[ast.For, ast.Call]]:
@@ -98,13 +99,16 @@ def _outer_loop_option(opt: str, value: str) -> Callable[[str], str | None]:
     return transform
 
 
-def _launch_option(opt: str, value: str) -> Callable[[str], str | None]:
-    """`opt=value` on every kernel launch that sets num_warps and not opt yet."""
+def _launch_option(opt: str, value: str, gluon: bool = True) -> Callable[[str], str | None]:
+    """`opt=value` on every kernel launch that sets num_warps and not opt yet; `gluon`
+    False: not on launches of @gluon.jit kernels (their layouts are written for one CTA)."""
     def transform(source: str) -> str | None:
         tree = ast.parse(source)
+        fns = jit_functions(tree)
         edits = [add_keyword(source, c, f"{opt}={value}") for c in launches(tree)
                  if any(k.arg == "num_warps" for k in c.keywords)
-                 and not any(k.arg == opt for k in c.keywords)]
+                 and not any(k.arg == opt for k in c.keywords)
+                 and (gluon or not is_gluon(fns[c.func.value.id]))]
         return splice(source, edits) if edits else None
     return transform
 
@@ -134,5 +138,8 @@ HINT_RECIPES: tuple[Recipe, ...] = (
     Recipe("num_ctas_2",
            "launch in clusters of two CTAs (num_ctas=2, Hopper thread-block clusters): "
            "adjacent programs (same head, same K/V tiles) are co-scheduled on "
-           "neighbouring SMs", _launch_option("num_ctas", "2")),
+           "neighbouring SMs",
+           # not on Gluon kernels: the Gluon seed with num_ctas=2 failed to compile for
+           # sm_90a on every shape (benchmarks/sm90_compile.py, 2026-12-06)
+           _launch_option("num_ctas", "2", gluon=False)),
 )

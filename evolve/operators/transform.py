@@ -57,6 +57,13 @@ def wrap_call(prefix: str, func: str, args: list[str], indent: str, width: int =
 
 
 
+def is_gluon(fn: ast.FunctionDef) -> bool:
+    """Decorated with gluon.jit: explicit layouts written for one CTA of a given size."""
+    return any(isinstance(t, ast.Attribute) and t.attr == "jit" and isinstance(t.value, ast.Name)
+               and t.value.id == "gluon"
+               for t in (d.func if isinstance(d, ast.Call) else d for d in fn.decorator_list))
+
+
 def jit_functions(tree: ast.Module) -> dict[str, ast.FunctionDef]:
     """Module-level @jit functions by name (triton.jit and gluon.jit alike)."""
     return {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef) and is_jit(n)}

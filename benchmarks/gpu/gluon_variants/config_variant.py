@@ -1,30 +1,38 @@
 """A copy of a kernel file with some of its literal ``CONFIG`` entries changed: the A/B of
-knobs on a GPU without editing the seed (issue 20).
+knobs on a GPU without editing the seed (issue 20). ``CLASS.KNOB=VALUE`` sets a knob of
+one shape class of a per-class CONFIG, ``KNOB=VALUE`` a knob of a flat one (VALUE is a
+Python literal); the rest of the file is untouched (evolve's own CONFIG editor).
 
     python3 benchmarks/gpu/gluon_variants/config_variant.py seeds/gqa_gluon.py /tmp/pp.py \
-        PINGPONG_D128_NC=1 PINGPONG_D128_C=1
+        D128_NC.PINGPONG=1 D128_C.PINGPONG=1
 """
 
 from __future__ import annotations
 
-import re
+import ast
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from evolve.operators.config_edit import ConfigEditError, rewrite_config  # noqa: E402
 
-def with_config(source: str, changes: dict[str, int]) -> str:
-    """`source` with each ``"KEY": value,`` line of its CONFIG set to the new value."""
-    for key, value in changes.items():
-        pattern = re.compile(rf'^(\s*"{re.escape(key)}":\s*)[^,\n]+,', re.M)
-        source, n = pattern.subn(rf"\g<1>{value},", source, count=1)
-        if n != 1:
-            raise KeyError(f"CONFIG has no literal entry {key!r}")
-    return source
+
+def with_config(source: str, changes: list[str]) -> str:
+    """`source` with each ``[CLASS.]KNOB=VALUE`` of `changes` written into its CONFIG."""
+    updates = {}
+    for change in changes:
+        key, sep, value = change.partition("=")
+        if not sep:
+            raise ValueError(f"not KNOB=VALUE or CLASS.KNOB=VALUE: {change!r}")
+        cls, dot, knob = key.rpartition(".")
+        updates[(cls, knob) if dot else knob] = ast.literal_eval(value)
+    return rewrite_config(source, updates)
 
 
 if __name__ == "__main__":
     if len(sys.argv) < 3:
         sys.exit(__doc__)
-    pairs = dict(arg.split("=", 1) for arg in sys.argv[3:])
-    Path(sys.argv[2]).write_text(with_config(Path(sys.argv[1]).read_text(),
-                                             {k: int(v) for k, v in pairs.items()}))
+    try:
+        Path(sys.argv[2]).write_text(with_config(Path(sys.argv[1]).read_text(), sys.argv[3:]))
+    except (ConfigEditError, OSError, SyntaxError, ValueError) as exc:
+        sys.exit(f"config_variant.py: {exc}")
