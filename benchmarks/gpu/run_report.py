@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from evolve.operators.config_edit import read_config  # noqa: E402
 from evolve.operators.payoff import what_paid_off  # noqa: E402
 from evolve.operators.shape_classes import class_ratios, render_class_table  # noqa: E402
-from evolve.run import RunHandle  # noqa: E402
+from evolve.run import RunDirError, RunHandle  # noqa: E402
 
 
 def report(run_dir: Path) -> str:
@@ -34,7 +34,13 @@ def report(run_dir: Path) -> str:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) == 2 and sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        sys.exit(0)
     if len(sys.argv) != 2:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         sys.exit(2)
-    print(report(Path(sys.argv[1])))
+    try:
+        print(report(Path(sys.argv[1])))
+    except RunDirError as exc:
+        sys.exit(f"run_report.py: {exc}")
