@@ -1,10 +1,13 @@
 """One call of the Gluon seed and of SDPA-cuDNN on one gqa shape, for Nsight Compute (issue 20).
 
     ncu --section SpeedOfLight ... -k regex:'attn|fmha|flash|cudnn' python3 benchmarks/gpu/gluon_profile.py [S] [D] [causal]
+
+``KERNEL=path`` profiles another Gluon kernel file instead of the seed (a variant).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -23,7 +26,7 @@ def main() -> None:
     causal = len(sys.argv) > 3 and sys.argv[3] == "causal"
     shape = Shape(B=16384 // S, Hq=32, Hkv=8, S=S, D=D, causal=causal)
     q, k, v = inputs.make_inputs(shape, 1, "gaussian", "cuda")
-    mod = bu.load_kernel(bu.REPO / "seeds" / "gqa_gluon.py")
+    mod = bu.load_kernel(os.environ.get("KERNEL") or bu.REPO / "seeds" / "gqa_gluon.py")
     cudnn = baselines.get_baseline("cudnn")
     for fn in (mod.attention, cudnn):
         fn(q, k, v, causal=causal)

@@ -17,7 +17,10 @@
 #                                bf16+fp16, all input kinds (check.json); CONFIG: JSON overrides
 #   config-sweep KERNEL CONFIGS  the kernel with each CONFIG override (a JSON list) timed
 #                                against cuDNN (sweep.json); for tuning, not for citing
-#   ncu [S D [causal]]           Nsight Compute over the Gluon seed and cuDNN on one shape (ncu.txt)
+#   ncu [S D [causal]]           Nsight Compute over the Gluon seed and cuDNN on one shape (ncu.txt;
+#                                KERNEL=path: another Gluon file instead of the seed)
+#   ncu-overlap [S D [causal]]   `ncu` for the seed, then for the seed with the overlap in its
+#                                warp-specialised loop too (overlap_wait.py): ncu_overlap.txt
 #   gluon-ab [KERNEL...]         issue #20: the Gluon seed (intra-warpgroup overlap in its plain
 #                                kernel only) beside the seed without it (hoisted_wait.py) and
 #                                with it in both kernels (overlap_wait.py), seeds/gqa.py and
@@ -57,7 +60,7 @@
 set -u
 cmd=${1:-}; shift || true
 case "$cmd" in
-  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|gluon-ab|gluon-d128|recipes|offline|resume|run-files|overlap|decode|tests|agent-transcript|ncu-probe)
+  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|ncu-overlap|gluon-ab|gluon-d128|recipes|offline|resume|run-files|overlap|decode|tests|agent-transcript|ncu-probe)
     . "$(dirname "$0")/setup.sh" || exit 1; OUT=${OUT:-/tmp/out} ;;
   *) sed -n '2,/^set -u/p' "$0" | sed '$d'; exit 2 ;;
 esac
@@ -106,6 +109,10 @@ case "$cmd" in
         --section Occupancy --section LaunchStats -k regex:'attn_fwd|fmha|flash|cudnn|sm90' --launch-count 2 \
         python3 benchmarks/gpu/gluon_profile.py "$@" > "$OUT/ncu.txt" 2>&1; echo "ncu rc=$?"
     grep -E 'Duration|Compute \(SM\) Throughput|Registers Per|Achieved Occupancy|Issue Slots Busy' "$OUT/ncu.txt" | head -n 20 ;;
+  ncu-overlap)
+    bash "$0" ncu "$@"; mv "$OUT/ncu.txt" "$OUT/ncu_seed.txt"
+    python3 benchmarks/gpu/gluon_variants/overlap_wait.py /tmp/gqa_gluon_overlap.py
+    KERNEL=/tmp/gqa_gluon_overlap.py bash "$0" ncu "$@"; mv "$OUT/ncu.txt" "$OUT/ncu_overlap.txt" ;;
   gluon-ab)
     python3 benchmarks/gpu/gluon_variants/hoisted_wait.py /tmp/gqa_gluon_hoisted.py
     python3 benchmarks/gpu/gluon_variants/overlap_wait.py /tmp/gqa_gluon_overlap.py
