@@ -21,7 +21,7 @@ from evolve.paths import SEEDS_DIR
 SEEDS = {n: (SEEDS_DIR / f"{n}.py").read_text() for n in ("gqa_naive", "gqa", "gqa_gluon")}
 NEW = ("tma_load_kv", "tma_store_o", "persistent_lpt", "range_unroll2",
        "range_no_acc_multibuffer", "range_flatten", "warp_specialize_kv", "maxnreg_168",
-       "num_ctas_2")
+       "num_ctas_2", "unmasked_full_tiles")
 # where each new recipe's pattern is present (and absent) among the seeds
 APPLIES = {
     "tma_load_kv": {"gqa_naive"},
@@ -33,6 +33,7 @@ APPLIES = {
     "warp_specialize_kv": {"gqa"},
     "maxnreg_168": {"gqa_naive", "gqa", "gqa_gluon"},
     "num_ctas_2": {"gqa_naive", "gqa"},  # Gluon layouts are written for one CTA
+    "unmasked_full_tiles": {"gqa_naive"},  # gqa.py masks only its ragged last tile already
 }
 CASES = [(r, s) for r in NEW for s in sorted(APPLIES[r]) if s != "gqa_gluon"]
 
@@ -126,14 +127,38 @@ def test_stacked_recipes_pass_the_smoke_evaluation(seed, tmp_path):
 def test_recipes_compose_on_the_naive_seed(tmp_path):
     """Memory and schedule recipes stack: the naive seed with all of them stays correct."""
     src = SEEDS["gqa_naive"]
-    for name in ("fold_scale_exp2", "split_causal_loop", "tma_load_kv", "tma_store_o",
-                 "persistent_lpt", "range_unroll2", "warp_specialize_kv"):
+    for name in ("fold_scale_exp2", "split_causal_loop", "unmasked_full_tiles", "tma_load_kv",
+                 "tma_store_o", "persistent_lpt", "range_unroll2", "warp_specialize_kv"):
         out = RECIPES[name].apply(src)
         assert out is not None, name
         src = out
     assert check_source(src, "k.py") == []
     err = _max_error(_load(src, tmp_path, "stacked"))
     assert err <= _bound("gqa_naive", tmp_path), err
+
+
+@pytest.mark.parametrize("first", ["unmasked_full_tiles", "split_causal_loop"])
+def test_full_key_tiles_skip_the_mask_and_stay_correct(first, tmp_path):
+    """unmasked_full_tiles: the host passes EVEN_N = S % BLOCK_N == 0, and only then (and
+    off the causal band) the scores skip the mask against S. Checked where every tile is
+    full (S = 64, 128) and where the last one is ragged, composed with the causal split
+    in either order."""
+    second = {"unmasked_full_tiles": "split_causal_loop"}.get(first, "unmasked_full_tiles")
+    src = RECIPES[second].apply(RECIPES[first].apply(SEEDS["gqa_naive"]))
+    assert src is not None and "EVEN_N=S % block_n == 0" in src
+    assert "if CAUSAL or not EVEN_N:" in src
+    mod = _load(src, tmp_path, f"even_{first}")
+    seed = _load(SEEDS["gqa_naive"], tmp_path, f"even_seed_{first}")
+    gen = torch.Generator().manual_seed(1)
+    for causal in (False, True):
+        for S, D in ((64, 128), (128, 64), (96, 64)):
+            q, k, v = (torch.randn(1, h, S, D, generator=gen).half() for h in (4, 2, 2))
+            ref = torch.nn.functional.scaled_dot_product_attention(
+                q.float(), k.float().repeat_interleave(2, 1), v.float().repeat_interleave(2, 1),
+                is_causal=causal)
+            bound = 2 * (seed.attention(q, k, v, causal=causal).float() - ref).abs().max() + 3.2e-3
+            err = (mod.attention(q, k, v, causal=causal).float() - ref).abs().max()
+            assert err <= bound, (causal, S, D, float(err))
 
 
 def test_warp_specialize_only_on_unmasked_iterations():

@@ -19,7 +19,9 @@ from evolve.operators.config_edit import splice
 from evolve.operators.recipes_hints import HINT_RECIPES
 from evolve.operators.recipes_memory import MEMORY_RECIPES
 from evolve.operators.recipes_schedule import SCHEDULE_RECIPES
-from evolve.operators.transform import LOG2E, Recipe, is_jit as _is_jit, wrap_call as _wrap_call
+from evolve.operators.transform import (LOG2E, Recipe, add_keyword, indent_of, is_jit as _is_jit,
+                                        jit_functions, launches, segment,
+                                        wrap_call as _wrap_call)
 
 __all__ = ["RECIPES", "Recipe"]
 
@@ -142,6 +144,70 @@ def _swap_grid_order(source: str) -> str | None:
 _AXES_COMMENT = re.compile(r"^(\s*#.*?)axis 0 = (.+?), axis 1 = (.+?)$", re.M)
 
 
+# --- unmasked_full_tiles ---------------------------------------------------------
+
+def _unmasked_full_tiles(source: str) -> str | None:
+    """Scores masked against S on every key tile -> only when S is not a multiple of
+    BLOCK_N (a constexpr EVEN_N the host passes) or the tile is causal. The pattern: a KV
+    function with a CAUSAL parameter that sets ``mask = ... < S`` and then
+    ``qk = tl.where(mask, qk, ...)``; it is called with positional arguments only from
+    kernels launched with a ``BLOCK_N=`` keyword in a host function that knows ``S``."""
+    tree = ast.parse(source)
+    jits = jit_functions(tree)
+    for name, fn in jits.items():
+        params = [a.arg for a in fn.args.args]
+        if "CAUSAL" not in params or "EVEN_N" in params or fn.args.defaults:
+            continue
+        masks = {st.targets[0].id for st in ast.walk(fn) if isinstance(st, ast.Assign)
+                 and len(st.targets) == 1 and isinstance(st.targets[0], ast.Name)
+                 and isinstance(st.value, ast.Compare) and len(st.value.ops) == 1
+                 and isinstance(st.value.ops[0], ast.Lt)
+                 and isinstance(st.value.comparators[0], ast.Name)
+                 and st.value.comparators[0].id == "S"}
+        wheres = [st for loop in ast.walk(fn) if isinstance(loop, ast.For)
+                  for st in ast.walk(loop) if isinstance(st, ast.Assign)
+                  and isinstance(st.value, ast.Call) and segment(source, st.value.func) == "tl.where"
+                  and st.value.args and isinstance(st.value.args[0], ast.Name)
+                  and st.value.args[0].id in masks]
+        if len(wheres) != 1:
+            continue
+        callers = {k: f for k, f in jits.items() if k != name
+                   and any(isinstance(c, ast.Call) and isinstance(c.func, ast.Name)
+                           and c.func.id == name for c in ast.walk(f))}
+        calls = [c for f in callers.values() for c in ast.walk(f) if isinstance(c, ast.Call)
+                 and isinstance(c.func, ast.Name) and c.func.id == name]
+        if not calls or any(c.keywords or len(c.args) != len(params) for c in calls) \
+                or any("EVEN_N" in {a.arg for a in f.args.args} or f.args.defaults
+                       for f in callers.values()):
+            continue
+        hosts = [f for f in tree.body if isinstance(f, ast.FunctionDef) and not _is_jit(f)]
+        mine = [c for c in launches(tree) if c.func.value.id in callers]
+        runs = [(h, c) for h in hosts for c in mine if any(c is n for n in ast.walk(h))]
+        if {c.func.value.id for _, c in runs} != set(callers):
+            continue
+        edits = []
+        for host, run in runs:
+            block_n = next((k.value for k in run.keywords if k.arg == "BLOCK_N"), None)
+            knows_s = any(isinstance(t, ast.Name) and t.id == "S" for n in ast.walk(host)
+                          if isinstance(n, ast.Assign) for tgt in n.targets
+                          for t in ([tgt] + list(getattr(tgt, "elts", []))))
+            if block_n is None or not knows_s:
+                return None
+            edits.append(add_keyword(source, run,
+                                     f"EVEN_N=S % {segment(source, block_n)} == 0"))
+        st = wheres[0]
+        ind = indent_of(source, st)
+        edits.append((st, "# a full key tile (S a multiple of BLOCK_N) needs no mask against S\n"
+                          f"{ind}if CAUSAL or not EVEN_N:\n{ind}    {segment(source, st)}"))
+        edits.append((fn.args.args[-1], segment(source, fn.args.args[-1]) + ", EVEN_N: tl.constexpr"))
+        for f in callers.values():
+            edits.append((f.args.args[-1], segment(source, f.args.args[-1]) + ", EVEN_N: tl.constexpr"))
+        for c in calls:
+            edits.append((c.args[-1], segment(source, c.args[-1]) + ", EVEN_N"))
+        return splice(source, edits)
+    return None
+
+
 RECIPES: dict[str, Recipe] = {
     r.name: r for r in (
         Recipe("fold_scale_exp2",
@@ -150,6 +216,10 @@ RECIPES: dict[str, Recipe] = {
         Recipe("split_causal_loop",
                "split the causal loop: off-diagonal key blocks run without the mask, only "
                "the diagonal band pays for tl.where", _split_causal_loop),
+        Recipe("unmasked_full_tiles",
+               "mask the scores against S only when S is not a multiple of BLOCK_N (a "
+               "constexpr EVEN_N): full key tiles skip the compare and select per score",
+               _unmasked_full_tiles),
         Recipe("swap_grid_order",
                "swap the grid axes so the scheduler walks the other dimension first "
                "(M-tiles of one head adjacent vs heads adjacent: different L2 reuse of K/V)",

@@ -92,6 +92,11 @@ def add_keyword(source: str, call: ast.Call, text: str) -> tuple[ast.AST, str]:
     if seg is None or not seg.rstrip().endswith(")"):
         raise ValueError("call text not found")
     body = seg.rstrip()[:-1].rstrip()
+    tail = seg.rstrip()[len(body):-1]  # between the last argument and ")"
+    if body.endswith(",") and "\n" in tail:  # one argument per line, trailing comma
+        last = body.rsplit("\n", 1)[-1]
+        ind = last[:len(last) - len(last.lstrip())]
+        return call, f"{body}\n{ind}{text},{tail})"
     sep = "" if body.endswith("(") else (" " if body.endswith(",") else ", ")
     return call, f"{body}{sep}{text})"
 
