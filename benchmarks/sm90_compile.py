@@ -12,7 +12,8 @@ compiled kernel's PTX. Per specialisation it prints the kernel, warps, shared me
 registers, bytes spilled and "ex2 ovl": how many exp2s the SASS issues while a wgmma group
 is still in flight (0: ptxas retired the previous PV before the softmax, so the
 intra-warpgroup overlap written in the source is gone; "-": the kernel never waits with a
-group in flight). Exit 1 when a shape fails to compile or a kernel needs more shared
+group in flight), and "cvt ovl", the same for the conversions of P to 16 bits (0: they all
+follow the wait, and the next wgmmas wait for them). Exit 1 when a shape fails to compile or a kernel needs more shared
 memory than an H100 block may have (227 KiB).
 
 It measures nothing about speed, and it is trusted tooling: the kernel file's host code
@@ -58,6 +59,9 @@ class Compiled:
     # `WARPGROUP.DEPBAR.LE gsb0, 0x1` and the next `... 0x0` in the SASS (the softmax that
     # overlaps the previous tile's PV); None when the kernel never waits with one in flight
     ex2_in_flight: int | None = None
+    # the same for the conversions of P to 16 bits (F2FP): 0 = all after the wait, where
+    # the next wgmmas wait for them
+    f2fp_in_flight: int | None = None
 
     def problems(self) -> list[str]:
         """What keeps it from launching on an H100 (spills only cost speed: shown, not here)."""
@@ -160,14 +164,16 @@ def compile_suite(kernel: Path, suite: str = "default", dtype: str = "bf16",
         if len(_LAUNCHES) == n:
             errors.append(f"{shape.name}: no Triton or Gluon kernel was launched")
     from evaluator.profile_stage import spec_of
-    from evaluator.sass import cubin_ex2_in_flight
+    from evaluator.sass import cubin_sass, ex2_in_flight, f2fp_in_flight
 
     out = []
     for j in jits:
         for ck in _cache(j).values():
             regs, spills = _ptxas(ck.asm["ptx"])
+            text = cubin_sass(ck.asm["cubin"])
             out.append(Compiled(j.__name__, spec_of(ck), ck.metadata.num_warps, ck.metadata.shared,
-                                regs, spills, cubin_ex2_in_flight(ck.asm["cubin"])))
+                                regs, spills, ex2_in_flight(text) if text else None,
+                                f2fp_in_flight(text) if text else None))
     return out, errors
 
 
@@ -199,12 +205,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no kernel file {a.kernel}", file=sys.stderr)
         return 2
     compiled, errors = compile_suite(a.kernel, a.suite, a.dtype, a.config)
-    print(f"{'kernel':<24} {'warps':>5} {'smem KiB':>8} {'regs':>5} {'spills':>6} {'ex2 ovl':>7}")
+    print(f"{'kernel':<24} {'warps':>5} {'smem KiB':>8} {'regs':>5} {'spills':>6} {'ex2 ovl':>7} "
+          f"{'cvt ovl':>7}")
     for c in compiled:
         print(f"{c.kernel[:24]:<24} {c.num_warps:>5} {c.shared / 1024:>8.1f} "
               f"{c.registers if c.registers is not None else '?':>5} "
               f"{c.spill_bytes if c.spill_bytes is not None else '?':>6} "
-              f"{c.ex2_in_flight if c.ex2_in_flight is not None else '-':>7}"
+              f"{c.ex2_in_flight if c.ex2_in_flight is not None else '-':>7} "
+              f"{c.f2fp_in_flight if c.f2fp_in_flight is not None else '-':>7}"
               + ("  " + "; ".join(c.problems()) if c.problems() else ""))
         print(f"  {c.spec[:76]}")
     for e in errors:

@@ -6,13 +6,14 @@ cores, then ``warpgroup_mma_wait(0)``. ptxas may hoist that second wait above th
 (the PTX wait has no register operands, so nothing pins it), which silently turns the
 overlap off. ``ex2_in_flight`` reads it off the SASS: the fewest ``MUFU.EX2`` between a
 ``WARPGROUP.DEPBAR.LE gsb0, 0x1`` and the next ``... 0x0`` (0: the overlap is gone; None:
-the kernel never waits with a group in flight, as `tl` kernels). Used for the compile info
-of an evaluation with a profile (the worker writes the cubins, the parent disassembles
-them: the sandbox lets the worker start no tool but Triton's own), and by
-benchmarks/sm90_compile.py.
+the kernel never waits with a group in flight, as `tl` kernels). ``f2fp_in_flight`` counts
+the conversions of P to 16 bits the same way: 0 means they all run after the wait, so the
+next wgmmas wait for them. Used for the compile info of an evaluation with a profile (the
+worker writes the cubins, the parent disassembles them: the sandbox lets the worker start
+no tool but Triton's own), and by benchmarks/sm90_compile.py.
 
-    ex2_in_flight(nvdisasm_text)               # from SASS text
-    cubin_ex2_in_flight(cubin, tmpdir)         # runs nvdisasm from Triton's wheel
+    ex2_in_flight(nvdisasm_text)               # from SASS text (f2fp_in_flight alike)
+    cubin_sass(cubin, tmpdir)                  # nvdisasm from Triton's wheel
     fill_ex2_in_flight(records, sass_dir)      # the parent's half: worker records + cubins
 """
 
@@ -27,18 +28,19 @@ from pathlib import Path
 MAX_CUBIN_BYTES = 16 << 20
 TIMEOUT_S = 20.0
 _SASS_FILE = re.compile(r"^\d{1,3}\.cubin$")
-_EVENTS = re.compile(r"WARPGROUP\.DEPBAR\.LE gsb0, 0x[01]\b|MUFU\.EX2")
+_WAIT = r"WARPGROUP\.DEPBAR\.LE gsb0, 0x[01]\b"
 # a PTX that waits with a wgmma group still in flight somewhere (else there is no overlap
 # to look for, and no disassembly is spent on it)
 WAITS_IN_FLIGHT = re.compile(r"wgmma\.wait_group\.sync\.aligned\s+[1-9]")
 
 
-def ex2_in_flight(sass: str) -> int | None:
-    """The fewest exp2s issued between a wait that leaves one wgmma group in flight and
-    the next wait for all of them, over the kernel's loops; None when there is none."""
+def in_flight(sass: str, opcode: str) -> int | None:
+    """The fewest ``opcode`` instructions issued between a wait that leaves one wgmma group
+    in flight and the next wait for all of them, over the kernel's loops; None when there
+    is no such pair of waits."""
     counts: list[int] = []
     n: int | None = None
-    for ev in _EVENTS.findall(sass):
+    for ev in re.findall(f"{_WAIT}|{re.escape(opcode)}", sass):
         if ev.endswith("0x1"):
             n = 0
         elif ev.endswith("0x0"):
@@ -50,6 +52,16 @@ def ex2_in_flight(sass: str) -> int | None:
     return min(counts) if counts else None
 
 
+def ex2_in_flight(sass: str) -> int | None:
+    """The softmax's exp2s that overlap the previous tile's PV (`in_flight`)."""
+    return in_flight(sass, "MUFU.EX2")
+
+
+def f2fp_in_flight(sass: str) -> int | None:
+    """The conversions (F2FP, fp32 pairs to 16 bits) that overlap it (`in_flight`)."""
+    return in_flight(sass, "F2FP")
+
+
 def nvdisasm_path() -> Path:
     """nvdisasm beside the ptxas Triton uses for sm_90."""
     from triton.backends.nvidia.compiler import get_ptxas
@@ -57,23 +69,22 @@ def nvdisasm_path() -> Path:
     return Path(get_ptxas(90).path).with_name("nvdisasm")
 
 
-def cubin_ex2_in_flight(cubin: bytes, tmpdir: str | None = None, timeout: float = TIMEOUT_S
-                        ) -> int | None:
-    """`ex2_in_flight` of a cubin (written to a temporary file under ``tmpdir``)."""
+def cubin_sass(cubin: bytes, tmpdir: str | None = None, timeout: float = TIMEOUT_S) -> str | None:
+    """The SASS text of a cubin (written to a temporary file under ``tmpdir``)."""
     fd, path = tempfile.mkstemp(suffix=".cubin", dir=tmpdir)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(cubin)
-        return file_ex2_in_flight(Path(path), timeout)
+        return file_sass(Path(path), timeout)
     finally:
         os.unlink(path)
 
 
-def file_ex2_in_flight(path: Path, timeout: float = TIMEOUT_S) -> int | None:
-    """`ex2_in_flight` of a cubin file (None also when nvdisasm fails on it)."""
+def file_sass(path: Path, timeout: float = TIMEOUT_S) -> str | None:
+    """The SASS text of a cubin file; None when nvdisasm fails on it."""
     r = subprocess.run([str(nvdisasm_path()), "-c", str(path)], capture_output=True,
                        text=True, timeout=timeout)
-    return ex2_in_flight(r.stdout) if r.returncode == 0 else None
+    return r.stdout if r.returncode == 0 else None
 
 
 def fill_ex2_in_flight(records: object, sass_dir: Path, timeout: float = TIMEOUT_S) -> None:
@@ -92,6 +103,7 @@ def fill_ex2_in_flight(records: object, sass_dir: Path, timeout: float = TIMEOUT
         try:
             if (path is not None and not path.is_symlink() and path.is_file()
                     and path.stat().st_size <= MAX_CUBIN_BYTES):
-                rec["ex2_in_flight"] = file_ex2_in_flight(path, timeout)
+                text = file_sass(path, timeout)
+                rec["ex2_in_flight"] = ex2_in_flight(text) if text is not None else None
         except (OSError, subprocess.SubprocessError):
             pass

@@ -46,20 +46,29 @@ def test_the_tool_shows_where_ptxas_retires_the_pv_before_the_softmax(tmp_path):
     before session 5, so nothing separates the softmax from the wgmma wait below it and
     ptxas hoists that wait above the softmax in every kernel (0 exp2s in flight).
     overlap_wait.py: the V(j) wait between the two in every kernel, the warp-specialised
-    one included (the overlap kept everywhere: 33 or more)."""
-    def ex2(tool: str) -> set:
-        path = tmp_path / tool
-        r = subprocess.run([sys.executable, str(VARIANTS / tool), str(path)], capture_output=True,
-                           text=True, timeout=60, cwd=ROOT)
+    one included (the overlap kept everywhere: 33 or more), but the conversions of P to
+    16 bits all follow the wait ("cvt ovl" 0); with --convert-first they run before it."""
+    def compiled(tool: str, *flags: str) -> dict[str, list[dict]]:
+        path = tmp_path / f"{tool}{''.join(flags)}.py"
+        r = subprocess.run([sys.executable, str(VARIANTS / tool), *flags, str(path)],
+                           capture_output=True, text=True, timeout=60, cwd=ROOT)
         assert r.returncode == 0, r.stderr
-        r = _run(path, tmp_path / f"{tool}.json", "--suite", "quick")
+        r = _run(path, tmp_path / f"{path.stem}.json", "--suite", "quick")
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-        got = json.loads((tmp_path / f"{tool}.json").read_text())["compiled"]
-        assert {c["kernel"] for c in got} == {"_attn_fwd", "_attn_fwd_ws"}
-        return {c["ex2_in_flight"] for c in got}
+        out: dict[str, list[dict]] = {}
+        for c in json.loads((tmp_path / f"{path.stem}.json").read_text())["compiled"]:
+            out.setdefault(c["kernel"], []).append(c)
+        assert set(out) == {"_attn_fwd", "_attn_fwd_ws"}
+        return out
 
-    assert ex2("hoisted_wait.py") == {0}
-    assert min(ex2("overlap_wait.py")) >= 33
+    hoisted = compiled("hoisted_wait.py")
+    assert {c["ex2_in_flight"] for cs in hoisted.values() for c in cs} == {0}
+    overlap = compiled("overlap_wait.py")
+    assert min(c["ex2_in_flight"] for cs in overlap.values() for c in cs) >= 33
+    assert {c["f2fp_in_flight"] for c in overlap["_attn_fwd_ws"]} == {0}
+    first = compiled("overlap_wait.py", "--convert-first")
+    assert all(c["ex2_in_flight"] >= 64 and c["f2fp_in_flight"] >= 32
+               for c in first["_attn_fwd_ws"]), first["_attn_fwd_ws"]
 
 
 def test_the_worker_writes_cubins_and_the_parent_reads_the_overlap_off_them(tmp_path):

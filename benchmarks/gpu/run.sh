@@ -22,10 +22,11 @@
 #   ncu-overlap [S D [causal]]   `ncu` for the seed, then for the seed with the overlap in its
 #                                warp-specialised loop too (overlap_wait.py): ncu_overlap.txt
 #   gluon-ab [KERNEL...]         issue #20: the Gluon seed (intra-warpgroup overlap in its plain
-#                                kernel only) beside the seed without it (hoisted_wait.py) and
-#                                with it in both kernels (overlap_wait.py), seeds/gqa.py and
-#                                KERNELs, interleaved with cuDNN/flash/Flex (compare/), then
-#                                the seed's evaluator score (eval_default.json)
+#                                kernel only) beside the seed without it (hoisted_wait.py),
+#                                with it in both kernels (overlap_wait.py), the same with P
+#                                converted before the PV wait (--convert-first), seeds/gqa.py
+#                                and KERNELs, interleaved with cuDNN/flash/Flex (compare/),
+#                                then the seed's evaluator score (eval_default.json)
 #   gluon-d128                   issue #20: the D128 schedule, overlap or not, each with and
 #                                without ping-pong and warp specialisation, and with more
 #                                consumer registers; cuDNN in the same process
@@ -114,11 +115,13 @@ case "$cmd" in
     python3 benchmarks/gpu/gluon_variants/overlap_wait.py /tmp/gqa_gluon_overlap.py
     KERNEL=/tmp/gqa_gluon_overlap.py bash "$0" ncu "$@"; mv "$OUT/ncu.txt" "$OUT/ncu_overlap.txt" ;;
   gluon-ab)
-    python3 benchmarks/gpu/gluon_variants/hoisted_wait.py /tmp/gqa_gluon_hoisted.py
-    python3 benchmarks/gpu/gluon_variants/overlap_wait.py /tmp/gqa_gluon_overlap.py
-    timeout 420 python3 benchmarks/compare.py seeds/gqa_gluon.py /tmp/gqa_gluon_hoisted.py \
-        /tmp/gqa_gluon_overlap.py seeds/gqa.py "$@" --target gqa --rounds 2 --out "$OUT/compare" \
-        > "$OUT/compare.log" 2>&1
+    v=benchmarks/gpu/gluon_variants
+    python3 $v/hoisted_wait.py /tmp/gqa_gluon_hoisted.py
+    python3 $v/overlap_wait.py /tmp/gqa_gluon_overlap.py
+    python3 $v/overlap_wait.py --convert-first /tmp/gqa_gluon_overlap_cvt.py
+    timeout 480 python3 benchmarks/compare.py seeds/gqa_gluon.py /tmp/gqa_gluon_hoisted.py \
+        /tmp/gqa_gluon_overlap.py /tmp/gqa_gluon_overlap_cvt.py seeds/gqa.py "$@" --target gqa \
+        --rounds 2 --out "$OUT/compare" > "$OUT/compare.log" 2>&1
     echo "compare rc=$?"; grep -c ERROR "$OUT/compare.log"; tail -n 30 "$OUT/compare.log"
     timeout 180 python3 -m evolve eval seeds/gqa_gluon.py --target gqa --suite default \
         --baselines cudnn --json > "$OUT/eval_default.json"
