@@ -60,6 +60,7 @@ class CompileInfo:
     compile_s: float | None = None
     cache_hit: bool = False
     ex2_in_flight: int | None = None  # with a profile: evaluator/sass.py (None: not known)
+    f2fp_in_flight: int | None = None  # the same for the conversions of P to 16 bits
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,7 +75,8 @@ class CompileInfo:
                    num_stages=_int(d.get("num_stages"), 64),
                    compile_s=_float(d.get("compile_s"), 86400.0),
                    cache_hit=d.get("cache_hit") is True,
-                   ex2_in_flight=_int(d.get("ex2_in_flight"), 1 << 20))
+                   ex2_in_flight=_int(d.get("ex2_in_flight"), 1 << 20),
+                   f2fp_in_flight=_int(d.get("f2fp_in_flight"), 1 << 20))
 
 
 @dataclass

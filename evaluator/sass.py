@@ -88,22 +88,25 @@ def file_sass(path: Path, timeout: float = TIMEOUT_S) -> str | None:
 
 
 def fill_ex2_in_flight(records: object, sass_dir: Path, timeout: float = TIMEOUT_S) -> None:
-    """Set ``ex2_in_flight`` in each compile record of a worker report (a list of dicts,
-    changed in place) from the cubin its ``sass_file`` names under ``sass_dir``; a record
-    without one gets None, whatever the worker wrote. The cubin came from the candidate's
-    process: the name is checked, links refused, the size bounded, nvdisasm runs with a timeout, and the
-    number is display only (it never touches the score)."""
+    """Set ``ex2_in_flight`` and ``f2fp_in_flight`` in each compile record of a worker
+    report (a list of dicts, changed in place) from the cubin its ``sass_file`` names under
+    ``sass_dir``; a record without one gets None, whatever the worker wrote. The cubin came
+    from the candidate's process: the name is checked, links refused, the size bounded,
+    nvdisasm runs with a timeout, and the numbers are display only (never the score)."""
     if not isinstance(records, list):
         return
     for rec in records:
         if not isinstance(rec, dict):
             continue
-        name, rec["ex2_in_flight"] = rec.pop("sass_file", None), None
+        name = rec.pop("sass_file", None)
+        rec["ex2_in_flight"] = rec["f2fp_in_flight"] = None
         path = sass_dir / name if isinstance(name, str) and _SASS_FILE.match(name) else None
         try:
             if (path is not None and not path.is_symlink() and path.is_file()
                     and path.stat().st_size <= MAX_CUBIN_BYTES):
                 text = file_sass(path, timeout)
-                rec["ex2_in_flight"] = ex2_in_flight(text) if text is not None else None
+                if text is not None:
+                    rec["ex2_in_flight"] = ex2_in_flight(text)
+                    rec["f2fp_in_flight"] = f2fp_in_flight(text)
         except (OSError, subprocess.SubprocessError):
             pass

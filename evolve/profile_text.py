@@ -28,14 +28,14 @@ def compile_info_lines(items: list[dict[str, Any]]) -> list[str]:
         if c.get("spec"):
             out.append(f"  {str(c['spec'])[:76]}")
         if c.get("ex2_in_flight") is not None:
-            out.append(f"  {overlap_text(c['ex2_in_flight'])}")
+            out.append(f"  {overlap_text(c['ex2_in_flight'], c.get('f2fp_in_flight'))}")
     return out
 
 
-def overlap_text(n: int) -> str:
-    """A specialisation's `ex2_in_flight` (evaluator/sass.py) in words."""
+def overlap_text(n: int, cvt: int | None = None) -> str:
+    """A specialisation's `ex2_in_flight` (and `f2fp_in_flight`; evaluator/sass.py) in words."""
     return f"exp2s issued while a wgmma group is in flight: {n}" + (
-        " (overlap lost)" if n == 0 else "")
+        " (overlap lost)" if n == 0 else "") + (f", conversions {cvt}" if cvt is not None else "")
 
 
 def overlap_lines(items: list[dict[str, Any]]) -> list[str]:
@@ -44,10 +44,12 @@ def overlap_lines(items: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     out = ["intra-warpgroup overlap in the SASS: exp2s issued while a wgmma group is in",
-           "flight, per specialisation (0: ptxas retired the PV before the softmax)"]
+           "flight, per specialisation (0: ptxas retired the PV before the softmax), and",
+           "conversions of P to 16 bits (cvt 0: all after the wait, the next wgmmas wait)"]
     for c in rows:
-        n = c["ex2_in_flight"]
-        out.append(f"  {str(c.get('kernel'))[:24]}: {n}" + (" (overlap lost)" if n == 0 else ""))
+        n, cvt = c["ex2_in_flight"], c.get("f2fp_in_flight")
+        out.append(f"  {str(c.get('kernel'))[:24]}: {n}" + (" (overlap lost)" if n == 0 else "")
+                   + (f", cvt {cvt}" if cvt is not None else ""))
         if c.get("spec"):
             out.append(f"    {str(c['spec'])[:74]}")
     return out

@@ -84,6 +84,8 @@ def test_hostile_compile_report_is_bounded_and_typed():
     assert c.ex2_in_flight is None
     assert [compile_info_from([{"kernel": "k", "ex2_in_flight": v}])[0].ex2_in_flight
             for v in (64, -1, "64", True, 10**9)] == [64, None, None, None, None]
+    assert [compile_info_from([{"kernel": "k", "f2fp_in_flight": v}])[0].f2fp_in_flight
+            for v in (32, -1, "32", None)] == [32, None, None, None]
     assert compile_info_from([{"kernel": "ok", "registers": 255}])[0].registers == 255
 
 
@@ -182,10 +184,11 @@ def test_profile_asks_the_evaluator_for_the_named_shape(tmp_path):
     assert "1.5000 ms" in out.text and "1410.5 us" in out.text and "torch.profiler unavailable" in out.text
     assert "overlap" not in out.text  # no SASS was read: nothing to say about it
     ev.result = _result(profile=prof, compile_info=[
-        _info(kernel="_attn_fwd_ws", ex2_in_flight=64), _info(ex2_in_flight=0), _info()])
+        _info(kernel="_attn_fwd_ws", ex2_in_flight=64, f2fp_in_flight=0),
+        _info(ex2_in_flight=0), _info()])
     seen = reg.dispatch(st, "profile", json.dumps({"shape": QUICK[1]})).text
     assert "intra-warpgroup overlap in the SASS" in seen
-    assert "  _attn_fwd_ws: 64\n" in seen and "  _attn_fwd: 0 (overlap lost)\n" in seen
+    assert "  _attn_fwd_ws: 64, cvt 0\n" in seen and "  _attn_fwd: 0 (overlap lost)\n" in seen
     assert seen.count("_attn_fwd: ") == 1  # the specialisation without SASS data is not listed
     assert [line for line in seen.splitlines() if len(line) > 80] == []
     bad = reg.dispatch(st, "profile", json.dumps({"shape": "B=1 nope"}))

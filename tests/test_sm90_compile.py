@@ -91,7 +91,8 @@ recs = profile_stage.collect(log, load=False, sass_dir=out)
 written = sorted(p.name for p in out.iterdir())
 link = recs[0]["sass_file"] or recs[-1]["sass_file"]
 os.symlink(out / link, out / "99.cubin")
-recs += [{{"kernel": "claims", "ex2_in_flight": 64}}, {{"kernel": "escapes", "sass_file": "../x.cubin"}},
+recs += [{{"kernel": "claims", "ex2_in_flight": 64, "f2fp_in_flight": 32}},
+         {{"kernel": "escapes", "sass_file": "../x.cubin"}},
          {{"kernel": "link", "sass_file": "99.cubin"}}]
 sass.fill_ex2_in_flight(recs, out)
 print(json.dumps({{"recs": recs, "written": written}}))
@@ -103,6 +104,7 @@ print(json.dumps({{"recs": recs, "written": written}}))
     recs = {}
     for rec in got["recs"]:
         recs.setdefault(rec["kernel"], []).append(rec["ex2_in_flight"])
+        assert (rec["f2fp_in_flight"] is None) == (rec["ex2_in_flight"] is None), rec
     assert len(got["written"]) == len(recs["_attn_fwd"]) + len(recs["_attn_fwd_ws"]) >= 2
     assert all(n >= 33 for n in recs["_attn_fwd"]) and set(recs["_attn_fwd_ws"]) == {0}, recs
     assert recs["claims"] == recs["escapes"] == recs["link"] == [None]
