@@ -124,7 +124,7 @@ def collect(log: CompileLog, *, load: bool = True, sass_dir: Path | None = None)
     """One record per compiled specialisation of the functions ``log`` saw compiling.
     ``load``: load binaries not loaded yet (not after a CUDA fault); ``sass_dir``: also
     write there the cubins of the kernels that wait with a wgmma group in flight (the
-    parent disassembles them, ``sass.fill_ex2_in_flight``; only when a profile was asked
+    parent disassembles them, ``sass.fill_overlap``; only when a profile was asked
     for)."""
     out: list[dict[str, Any]] = []
     for fn in list(log.fns):

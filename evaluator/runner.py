@@ -220,7 +220,7 @@ def _execute(prep: _Prepared, plan: dict[str, Any], options: EvalOptions,
         for release in held:  # the worker and the checker are gone: the GPU is free
             release()
         if plan.get("profile") and out["report"]:  # the cubins the worker wrote for us
-            sass.fill_ex2_in_flight(out["report"].get("compile_info"),
+            sass.fill_overlap(out["report"].get("compile_info"),
                                     scratch / "out" / profile_stage.SASS_DIR)
         if options.log_path:
             try:

@@ -14,7 +14,7 @@ no tool but Triton's own), and by benchmarks/sm90_compile.py.
 
     ex2_in_flight(nvdisasm_text)               # from SASS text (f2fp_in_flight alike)
     cubin_sass(cubin, tmpdir)                  # nvdisasm from Triton's wheel
-    fill_ex2_in_flight(records, sass_dir)      # the parent's half: worker records + cubins
+    fill_overlap(records, sass_dir)            # the parent's half: worker records + cubins
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def file_sass(path: Path, timeout: float = TIMEOUT_S) -> str | None:
     return r.stdout if r.returncode == 0 else None
 
 
-def fill_ex2_in_flight(records: object, sass_dir: Path, timeout: float = TIMEOUT_S) -> None:
+def fill_overlap(records: object, sass_dir: Path, timeout: float = TIMEOUT_S) -> None:
     """Set ``ex2_in_flight`` and ``f2fp_in_flight`` in each compile record of a worker
     report (a list of dicts, changed in place) from the cubin its ``sass_file`` names under
     ``sass_dir``; a record without one gets None, whatever the worker wrote. The cubin came

@@ -74,7 +74,7 @@ def test_the_tool_shows_where_ptxas_retires_the_pv_before_the_softmax(tmp_path):
 def test_the_worker_writes_cubins_and_the_parent_reads_the_overlap_off_them(tmp_path):
     """The worker's sandbox lets it start no tool but Triton's own, so with a profile it
     only writes the cubins of the kernels that wait with a wgmma group in flight
-    (profile_stage.collect); the parent runs nvdisasm on them (sass.fill_ex2_in_flight) and
+    (profile_stage.collect); the parent runs nvdisasm on them (sass.fill_overlap) and
     ignores what the worker claims, a name outside the folder, or a link."""
     script = f"""
 import json, os, sys
@@ -94,7 +94,7 @@ os.symlink(out / link, out / "99.cubin")
 recs += [{{"kernel": "claims", "ex2_in_flight": 64, "f2fp_in_flight": 32}},
          {{"kernel": "escapes", "sass_file": "../x.cubin"}},
          {{"kernel": "link", "sass_file": "99.cubin"}}]
-sass.fill_ex2_in_flight(recs, out)
+sass.fill_overlap(recs, out)
 print(json.dumps({{"recs": recs, "written": written}}))
 """
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

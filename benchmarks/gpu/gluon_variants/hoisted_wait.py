@@ -33,7 +33,8 @@ def hoisted(source: str) -> str:
                         or parts[i].count(LAST) != 1 for i in loops):
         raise ValueError("no consumer loop of the seed waits for V(j) after the softmax")
     for i in loops:
-        parts[i] = parts[i].replace(V_WAIT, "\n").replace(K_WAIT, K_WAIT + V_PREV).replace(LAST, V_LAST)
+        parts[i] = (parts[i].replace(V_WAIT, "\n").replace(K_WAIT, K_WAIT + V_PREV)
+                    .replace(LAST, V_LAST))
     return JIT.join(parts)
 
 

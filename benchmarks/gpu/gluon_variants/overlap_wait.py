@@ -25,6 +25,9 @@ LOOP = "    for j in range(1, n_tiles):\n"
 V_FIRST = "    mbarrier.wait(v_bars.index(0), 0)\n"
 PV_WAIT = "        acc, p_op = warpgroup_mma_wait(0, deps=(acc, p_op))\n"
 CONVERT = "        p_op = gl.convert_layout(p.to(dtype), p_layout)\n"
+P_LO = "        p_lo = p.to(dtype)   # converted before the wait\n"
+PV_WAIT_LO = "        acc, p_op, p_lo = warpgroup_mma_wait(0, deps=(acc, p_op, p_lo))\n"
+CONVERT_LO = "        p_op = gl.convert_layout(p_lo, p_layout)\n"
 WAIT_V = "        " + V_WAIT
 
 
@@ -45,10 +48,8 @@ def overlapped(source: str, convert_first: bool = False) -> str:
             loop = part[part.index(LOOP):]
             if not (loop.count(WAIT_V) == loop.count(PV_WAIT) == loop.count(CONVERT) == 1):
                 raise ValueError("a consumer loop of the seed is not in the expected form")
-            loop = (loop.replace(WAIT_V, "        p_lo = p.to(dtype)   # converted before the wait\n"
-                                 + WAIT_V)
-                    .replace(PV_WAIT, "        acc, p_op, p_lo = warpgroup_mma_wait(0, deps=(acc, p_op, p_lo))\n")
-                    .replace(CONVERT, "        p_op = gl.convert_layout(p_lo, p_layout)\n"))
+            loop = (loop.replace(WAIT_V, P_LO + WAIT_V).replace(PV_WAIT, PV_WAIT_LO)
+                    .replace(CONVERT, CONVERT_LO))
             part = part[:part.index(LOOP)] + loop
         parts[i] = part
     return JIT.join(parts)
