@@ -63,12 +63,14 @@ CONFIG = {
 }
 
 SEARCH_SPACE = {
-    "D64_NC": {"WS": [0, 1], "PINGPONG": [0, 1], "BLOCK_M": [64, 128], "BLOCK_N": [64, 128],
-               "WARPS": [4, 8], "STAGES": [2, 3, 4], "CONSUMER_REGS": [216, 232, 240],
-               "LOADER_REGS": [24, 40]},
-    "D64_C": {"WS": [0, 1], "PINGPONG": [0, 1], "BLOCK_M": [64, 128], "BLOCK_N": [64, 128],
+    # D64: ping-pong and the register split only act with WS at BLOCK_M 128, so they are
+    # not searched there (a move would change nothing)
+    "D64_NC": {"WS": [0, 1], "PINGPONG": [0], "BLOCK_M": [64, 128], "BLOCK_N": [64, 128],
+               "WARPS": [4, 8], "STAGES": [2, 3, 4], "CONSUMER_REGS": [232],
+               "LOADER_REGS": [40]},
+    "D64_C": {"WS": [0, 1], "PINGPONG": [0], "BLOCK_M": [64, 128], "BLOCK_N": [64, 128],
               "WARPS": [4, 8], "STAGES": [2, 3, 4], "REVERSE_M": [0, 1],
-              "CONSUMER_REGS": [216, 232, 240], "LOADER_REGS": [24, 40]},
+              "CONSUMER_REGS": [232], "LOADER_REGS": [40]},
     "D128_NC": {"WS": [0, 1], "PINGPONG": [0, 1], "BLOCK_M": [64, 128], "BLOCK_N": [64, 128],
                 "WARPS": [4, 8], "STAGES": [2, 3, 4], "CONSUMER_REGS": [216, 232, 240],
                 "LOADER_REGS": [24, 40]},
