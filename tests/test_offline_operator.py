@@ -266,7 +266,8 @@ def test_operator_records_recipe_as_hypothesis_and_kind(tmp_path):
                            run=SimpleNamespace(store=store), rng=random.Random(3),
                            evaluate=lambda s, suite: None)
     moves = OfflineOperator().moves(ctx, [], lambda s: True)
-    assert {f"recipe:{n}" for n in FIRST} <= set(moves) and "knob:BLOCK_N" in moves
+    assert {f"recipe:{n}" for n in FIRST} <= set(moves)
+    assert {"knob:BLOCK_N:up", "knob:BLOCK_N:down"} <= set(moves)
     p = moves["recipe:split_causal_loop"]()
     assert p.hypothesis.startswith("split_causal_loop:")
     assert p.changes["knobs"] == {} and p.changes["crossover_with"] is None

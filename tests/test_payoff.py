@@ -103,11 +103,12 @@ def _scripted_run(tmp_path):
     cid = 1
     for cls in ("D64_NC", "D64_C", "NC"):  # the fourth class ("C") is left for the operator
         sources[cid] = rewrite_config(NAIVE, {(cls, "num_warps"): 8})
-        store.add_candidate(_rec(cid, 0, "knob:num_warps", score=0.54, source=sources[cid]))
+        store.add_candidate(_rec(cid, 0, "knob:num_warps:up", score=0.54, source=sources[cid]))
         cid += 1
     for cls, v in (("D64_NC", 32), ("NC", 128), ("C", 32)):
         sources[cid] = rewrite_config(NAIVE, {(cls, "BLOCK_N"): v})
-        store.add_candidate(_rec(cid, 0, "knob:BLOCK_N", score=0.45, source=sources[cid]))
+        store.add_candidate(_rec(cid, 0, "knob:BLOCK_N:" + ("up" if v > 64 else "down"),
+                                 score=0.45, source=sources[cid]))
         cid += 1
     store.add_candidate(_rec(cid, 0, "recipe:fold_scale_exp2", failure=("compile", "x"),
                              source=NAIVE + "# folded\n"))
@@ -130,11 +131,11 @@ def test_offline_operator_follows_the_payoffs_and_never_reproposes(tmp_path):
         assert p is not None and config_key(p.source) not in measured
         assert p.variation_kind == p.changes["kind"]
         kinds[p.variation_kind] += 1
-        if p.variation_kind == "knob:num_warps":  # the one unmeasured num_warps move left
+        if p.variation_kind == "knob:num_warps:up":  # the one unmeasured num_warps move left
             assert read_config(p.source)["C"]["num_warps"] == 8
     (top, n_top), (_, n_next) = kinds.most_common(2)
-    assert top == "knob:num_warps" and n_top > 0.4 * 40 and n_top >= 3 * n_next, kinds
-    assert kinds["knob:BLOCK_N"] < kinds["knob:num_warps"] / 3
+    assert top == "knob:num_warps:up" and n_top > 0.4 * 40 and n_top >= 3 * n_next, kinds
+    assert kinds["knob:BLOCK_N:up"] + kinds["knob:BLOCK_N:down"] < kinds["knob:num_warps:up"] / 3
 
 
 def test_one_operator_exhausts_a_kind_then_moves_on(tmp_path):
@@ -160,7 +161,7 @@ def test_supervisor_plateau_carries_the_payoff_table(tmp_path):
     assert plateau.payoffs == what_paid_off(store.candidates())
     lines = plateau.payoffs.splitlines()
     assert lines[0].startswith("what has paid off in this run")
-    assert lines[3].split()[:3] == ["knob:num_warps", "3", "3"]  # best mean gain first
+    assert lines[3].split()[:3] == ["knob:num_warps:up", "3", "3"]  # best mean gain first
     assert any(ln.split()[:2] == ["recipe:fold_scale_exp2", "1"] for ln in lines)
 
 
@@ -232,3 +233,34 @@ def test_a_kind_that_always_failed_is_no_longer_proposed(tmp_path):
     assert kinds["recipe:fold_scale_exp2"] == 0 and None not in kinds, kinds
     assert "no longer proposed (failed every time, 3+ tries): recipe:fold_scale_exp2" \
         in what_paid_off(store.candidates())
+
+
+def test_a_knob_raised_and_lowered_are_separate_bets(tmp_path):
+    """H100, naive run (2026-12-06): the one BLOCK_M try, 64 -> 32 at D64_C, was slow, and
+    the run never tried BLOCK_M 64 -> 128 at D=128 (where seeds/gqa.py runs 128). Raising
+    and lowering a knob are now two kinds: losses going down leave going up untouched,
+    and an "up" move only ever raises the knob (one class at a time)."""
+    store = LineageStore.create(tmp_path / "l.db", RunRecord(
+        name="r", target="gqa", operator="offline", model="", suite="default", status="running"))
+    sources = {0: NAIVE}
+    store.add_candidate(_rec(0, None, "", score=0.5, source=NAIVE))
+    for cid, cls in enumerate(("D64_C", "D64_NC", "NC"), start=1):  # down lost 30 %, 3 times
+        sources[cid] = rewrite_config(NAIVE, {(cls, "BLOCK_M"): 32})
+        store.add_candidate(_rec(cid, 0, "knob:BLOCK_M:down", score=0.35, source=sources[cid]))
+    run = SimpleNamespace(store=store, repo=SimpleNamespace(source_at=sources.__getitem__))
+    parent, base = store.get_candidate(0), read_config(NAIVE)
+    kinds = Counter()
+    for seed in range(60):
+        ctx = VariationContext(parent=parent, parent_source=NAIVE, second=None,
+                               second_source=None, run=run, rng=random.Random(seed),
+                               evaluate=lambda s, suite: None)
+        p = OfflineOperator().propose(ctx)
+        kinds[p.variation_kind] += 1
+        if p.variation_kind.startswith("knob:BLOCK_M:"):
+            cfg = read_config(p.source)
+            moved = {c: (base[c]["BLOCK_M"], cfg[c]["BLOCK_M"]) for c in cfg
+                     if cfg[c]["BLOCK_M"] != base[c]["BLOCK_M"]}
+            assert len(moved) == 1, moved
+            (old, new), = moved.values()
+            assert (new > old) == p.variation_kind.endswith(":up"), (p.variation_kind, moved)
+    assert kinds["knob:BLOCK_M:down"] == 0 and kinds["knob:BLOCK_M:up"] >= 1, kinds

@@ -40,6 +40,15 @@
 #                                (stats_NAME.json, report_NAME.txt, lineage_NAME.db,
 #                                kernels_NAME.tgz, run_NAME.tgz: the run directory);
 #                                OVERLAP=0: with --no-overlap
+#   bg-offline SEED MINUTES NAME [RNG_SEED] [TARGET] [WAIT_S]
+#                                `offline` in its own process session (setsid), so that a
+#                                run longer than one device call goes on between calls on a
+#                                warm machine; waits WAIT_S seconds (default 0) with `bg-wait`
+#   bg-wait NAME [WAIT_S]        wait up to WAIT_S (default 560) for the bg-offline run NAME,
+#                                printing its progress; once it has ended, the `offline` files
+#   gluon-cvt                    issue #20: the Gluon seed beside the overlap in both kernels
+#                                with and without P converted before the PV wait, cuDNN only
+#                                (compare/); short enough to share a call with bg-offline
 #   resume NAME MINUTES          continue runs/NAME (carried from here: unpack run_NAME.tgz
 #                                under runs/) for MINUTES more; the same files as `offline`
 #   overlap SEED MINUTES [RNG_SEED] [TARGET]
@@ -61,7 +70,7 @@
 set -u
 cmd=${1:-}; shift || true
 case "$cmd" in
-  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|ncu-overlap|gluon-ab|gluon-d128|recipes|offline|resume|run-files|overlap|decode|tests|agent-transcript|ncu-probe)
+  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|ncu-overlap|gluon-ab|gluon-cvt|bg-offline|bg-wait|gluon-d128|recipes|offline|resume|run-files|overlap|decode|tests|agent-transcript|ncu-probe)
     . "$(dirname "$0")/setup.sh" || exit 1; OUT=${OUT:-/tmp/out} ;;
   *) sed -n '2,/^set -u/p' "$0" | sed '$d'; exit 2 ;;
 esac
@@ -127,6 +136,29 @@ case "$cmd" in
         --baselines cudnn --json > "$OUT/eval_default.json"
     python3 -c "import json,sys;d=json.load(open(sys.argv[1]));print(d['status'],d['score'])" \
         "$OUT/eval_default.json" ;;
+  gluon-cvt)
+    v=benchmarks/gpu/gluon_variants
+    python3 $v/overlap_wait.py /tmp/gqa_gluon_overlap.py
+    python3 $v/overlap_wait.py --convert-first /tmp/gqa_gluon_overlap_cvt.py
+    timeout "${CVT_TIMEOUT:-300}" python3 benchmarks/compare.py seeds/gqa_gluon.py /tmp/gqa_gluon_overlap.py \
+        /tmp/gqa_gluon_overlap_cvt.py --peers cudnn --target gqa --rounds 2 --out "$OUT/compare" \
+        > "$OUT/compare.log" 2>&1
+    echo "compare rc=$?"; grep -c ERROR "$OUT/compare.log"; tail -n 30 "$OUT/compare.log" | cut -c1-200 ;;
+  bg-offline)
+    seed=$1; minutes=$2; name=$3; rng=${4:-7}; target=${5:-gqa}; wait_s=${6:-0}
+    mkdir -p /root/bg; rm -f "/root/bg/$name.rc"
+    setsid nohup bash -c "OUT=/root/bg bash '$0' offline '$seed' '$minutes' '$name' '$rng' '$target' \
+        > /root/bg/$name.console 2>&1; echo \$? > /root/bg/$name.rc" < /dev/null > /dev/null 2>&1 &
+    echo "started $name in the background (setsid); its files go to /root/bg"
+    [ "$wait_s" -gt 0 ] && bash "$0" bg-wait "$name" "$wait_s" ;;
+  bg-wait)
+    name=$1; wait_s=${2:-560}; t0=$SECONDS
+    while [ ! -f "/root/bg/$name.rc" ] && [ $((SECONDS - t0)) -lt "$wait_s" ]; do sleep 10; done
+    tail -n 5 "/root/bg/$name.log" 2>/dev/null | cut -c1-200
+    if [ -f "/root/bg/$name.rc" ]; then
+      echo "run $name ended, rc=$(cat /root/bg/$name.rc)"; cat "/root/bg/$name.console"
+      cp /root/bg/*"$name"* "$OUT/" 2>/dev/null; true
+    else echo "run $name still running after ${wait_s}s"; fi ;;
   gluon-d128)
     v=benchmarks/gpu/gluon_variants; d=/tmp/d128; mkdir -p $d
     python3 $v/overlap_wait.py $d/overlap.py; python3 $v/hoisted_wait.py $d/hoisted.py

@@ -2,7 +2,7 @@
 recipes, chosen by a bandit over what has paid off in this run.
 
 No LLM: it is the classical baseline the agentic operator is compared with. Each call
-lists the moves open to the parent, one per kind ("knob:<name>", "knobs:pair",
+lists the moves open to the parent, one per kind ("knob:<name>:up" / ":down", "knobs:pair",
 "knobs:tile", "split:class", "crossover:class", "crossover:mix", "recipe:<name>"), and lets a
 Thompson-sampling bandit over the run's recorded trials (operators/payoff.py: gains, slow
 pre-screen rejections and failures) pick the kind; a kind that failed every time, three
@@ -86,6 +86,44 @@ def _neighbour_or_random(rng: random.Random, allowed: list, current: Any) -> Any
         if near:
             return rng.choice(near)
     return rng.choice(others)
+
+
+def _toward(allowed: list, current: Any, way: str = "") -> list:
+    """The allowed values a knob may move to: any other one (way ""), or only the larger
+    ("up") or smaller ("down") ones, where the values are numbers."""
+    others = [v for v in allowed if v != current]
+    if not way:
+        return others
+    if not _number(current):
+        return []
+    return [v for v in others if _number(v) and (v > current if way == "up" else v < current)]
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float))
+
+
+def _ways(config: dict[str, Any], space: dict[str, Any], knob: str) -> list[str]:
+    """The kinds one knob's moves come in: "up" and "down" for a numeric knob (raising a
+    tile and lowering it are different bets, and a loss one way must not bury the other:
+    one BLOCK_M 64 -> 32 loss at D64 once kept a run from ever trying 64 -> 128 at D128),
+    else one kind ("")."""
+    ways = []
+    for c in classes(config):
+        cur, allowed = class_settings(config, c), class_space(space, c)
+        if knob not in cur or knob not in allowed:
+            continue
+        if not _number(cur[knob]) or not all(_number(v) for v in allowed[knob]):
+            return [""]
+        ways += [w for w in ("up", "down") if _toward(allowed[knob], cur[knob], w)]
+    return sorted(set(ways), reverse=True)
+
+
+def _nearest_or_random(rng: random.Random, options: list, current: Any) -> Any:
+    """The option nearest the current value (7 times in 10), else any of them."""
+    if rng.random() < 0.7:
+        return min(options, key=lambda v: abs(v - current))
+    return rng.choice(options)
 
 
 def _blank(source: str, names: tuple[str, ...], text: Callable[[ast.Dict], str]) -> str:
@@ -186,7 +224,9 @@ class OfflineOperator:
                         if k in class_settings(config, c)
                         and any(v != class_settings(config, c)[k] for v in vals)})
         for knob in knobs:
-            out[f"knob:{knob}"] = (lambda k=knob: self.mutate(source, pid, rng, [k], ratios, fresh))
+            for way in _ways(config, space, knob):
+                out[f"knob:{knob}" + (f":{way}" if way else "")] = (
+                    lambda k=knob, w=way: self.mutate(source, pid, rng, [k], ratios, fresh, way=w))
         if len(knobs) >= 2:
             out["knobs:pair"] = lambda: self.mutate(source, pid, rng, None, ratios, fresh)
         if any(_tile_pair(class_settings(config, c), class_space(space, c))
@@ -242,16 +282,18 @@ class OfflineOperator:
 
     def mutate(self, source: str, parent_id: int, rng: random.Random,
                knobs: list[str] | None = None, ratios: dict[str, float] | None = None,
-               fresh: Callable[[str], bool] | None = None, tries: int = 8) -> Candidate | None:
+               fresh: Callable[[str], bool] | None = None, tries: int = 8,
+               way: str = "") -> Candidate | None:
         """One knob (or, with knobs=None, two) of one shape class to another allowed value;
-        the class is drawn with weight ratio ** -WORST_POWER (worst class most often)."""
+        the class is drawn with weight ratio ** -WORST_POWER (worst class most often).
+        way "up" / "down": only to a larger / smaller value (the knob's kind says which)."""
         config, space = read_config(source), read_search_space(source)
         ratios = ratios or {}
         for _ in range(tries):
             open_ = {}  # class -> knobs that can move there
             for c in classes(config):
                 cur, allowed = class_settings(config, c), class_space(space, c)
-                movable = [k for k in allowed if k in cur and any(v != cur[k] for v in allowed[k])
+                movable = [k for k in allowed if k in cur and _toward(allowed[k], cur[k], way)
                            and (knobs is None or k in knobs)]
                 if len(movable) >= (2 if knobs is None else 1):
                     open_[c] = movable
@@ -260,7 +302,9 @@ class OfflineOperator:
             cls = pick_class(list(open_), ratios, rng)
             cur, allowed = class_settings(config, cls), class_space(space, cls)
             chosen = rng.sample(open_[cls], k=2) if knobs is None else [open_[cls][0]]
-            updates = {k: _neighbour_or_random(rng, allowed[k], cur[k]) for k in chosen}
+            updates = {k: _neighbour_or_random(rng, allowed[k], cur[k]) if not way
+                       else _nearest_or_random(rng, _toward(allowed[k], cur[k], way), cur[k])
+                       for k in chosen}
             try:
                 child = rewrite_config(source, {_key(cls, k): v for k, v in updates.items()})
             except ConfigEditError:
