@@ -46,6 +46,7 @@
 #                                warm machine; waits WAIT_S seconds (default 0) with `bg-wait`
 #   bg-wait NAME [WAIT_S]        wait up to WAIT_S (default 560) for the bg-offline run NAME,
 #                                printing its progress; once it has ended, the `offline` files
+#                                (still running: a snapshot of its log and lineage)
 #   gluon-cvt                    issue #20: the Gluon seed beside the overlap in both kernels
 #                                with and without P converted before the PV wait, cuDNN only
 #                                (compare/); short enough to share a call with bg-offline
@@ -158,7 +159,12 @@ case "$cmd" in
     if [ -f "/root/bg/$name.rc" ]; then
       echo "run $name ended, rc=$(cat /root/bg/$name.rc)"; cat "/root/bg/$name.console"
       cp /root/bg/*"$name"* "$OUT/" 2>/dev/null; true
-    else echo "run $name still running after ${wait_s}s"; fi ;;
+    else
+      echo "run $name still running after ${wait_s}s: a snapshot of its lineage and log in \$OUT"
+      cp "/root/bg/$name.log" "$OUT/$name.partial.log" 2>/dev/null
+      python3 -c "import sqlite3,sys;sqlite3.connect(sys.argv[1]).backup(sqlite3.connect(sys.argv[2]))" \
+          "/root/runs/$name/lineage.db" "$OUT/lineage_$name.partial.db" 2>/dev/null; true
+    fi ;;
   gluon-d128)
     v=benchmarks/gpu/gluon_variants; d=/tmp/d128; mkdir -p $d
     python3 $v/overlap_wait.py $d/overlap.py; python3 $v/hoisted_wait.py $d/hoisted.py
