@@ -180,7 +180,7 @@ case "$cmd" in
     echo "compare rc=$?"; grep -c ERROR "$OUT/compare.log"; tail -n 30 "$OUT/compare.log" | cut -c1-200 ;;
   recipes)
     seed=${1:-seeds/gqa.py}; name=$(basename "$seed" .py)
-    timeout 560 python3 benchmarks/gpu/recipe_bench.py --seed "$seed" --suite "${2:-default}" \
+    timeout "${RECIPES_TIMEOUT:-560}" python3 benchmarks/gpu/recipe_bench.py --seed "$seed" --suite "${2:-default}" \
         --recipes "${3:-}" --json "$OUT/recipes_$name.json" > "$OUT/recipes_$name.log" 2>&1
     echo "recipes rc=$?"; tail -n 20 "$OUT/recipes_$name.log" ;;
   offline)
