@@ -411,3 +411,33 @@ def test_class_crossover_compares_a_class_only_where_it_covers_the_same_shapes()
                (4, split, {"D64_NC": 0.95, "D64_NC_S1024": 0.6, "D64_C": 0.7,
                            "D128_NC": 0.8, "D128_C": 0.85})]
     assert op.class_crossover(STRONG, 0, lineage) is None
+
+
+def test_retired_recipes_are_not_proposed_where_they_were_measured_to_lose(tmp_path):
+    """Measured on an H100 against both gqa seeds (2026-12-06): num_ctas_2 and
+    warp_specialize_kv fail to compile, range_unroll2, persistent_lpt and maxnreg_168 lose
+    24-56 % on gqa. The operator leaves them out there; maxnreg_168 paid +48.8 % on
+    decode_naive, so the decode target keeps it."""
+    store = LineageStore.create(tmp_path / "l.db", RunRecord(
+        name="r", target="gqa", operator="offline", model="", suite="smoke", status="running"))
+
+    def moves(source: str, target: str) -> set[str]:
+        run = SimpleNamespace(store=store, config=SimpleNamespace(target=target))
+        ctx = VariationContext(parent=_cand(0), parent_source=source, second=None,
+                               second_source=None, run=run, rng=random.Random(0),
+                               evaluate=lambda s, suite: None)
+        return set(OfflineOperator().moves(ctx, [], lambda s: True))
+
+    gone = {"num_ctas_2", "range_unroll2", "persistent_lpt", "maxnreg_168"}
+    assert all(RECIPES[n].apply(NAIVE) is not None for n in gone)  # they still apply
+    gqa = moves(NAIVE, "gqa")
+    assert not {f"recipe:{n}" for n in gone} & gqa
+    assert {"recipe:fold_scale_exp2", "recipe:tma_store_o", "recipe:unmasked_full_tiles"} <= gqa
+    assert "recipe:warp_specialize_kv" not in moves(STRONG, "gqa")
+    assert RECIPES["warp_specialize_kv"].apply(STRONG) is not None
+    decode = (SEEDS_DIR / "decode_naive.py").read_text()
+    assert RECIPES["maxnreg_168"].apply(decode) is not None
+    assert "recipe:maxnreg_168" in moves(decode, "decode")
+    assert "recipe:num_ctas_2" not in moves(decode, "decode")
+    assert RECIPES["fold_scale_exp2"].retired_on("gqa") == ""
+    assert "session7" in RECIPES["num_ctas_2"].retired_on("decode")

@@ -241,6 +241,8 @@ class OfflineOperator:
             out["crossover:class"] = lambda: self.class_crossover(source, pid, lineage)
             out["split:class"] = lambda: self.split_class(source, pid, rng, ratios, fresh)
         for name, recipe in RECIPES.items():
+            if recipe.retired_on(_target(ctx)):
+                continue
             child = recipe.apply(source)
             if child is not None:
                 out[f"recipe:{name}"] = (lambda n=name, c=child: Candidate.proposed(
@@ -457,6 +459,12 @@ class OfflineOperator:
         ch = _changes(knobs, crossover_with=main)
         ch["classes"] = {cls: cid for cls, (cid, _) in donors.items()}
         return Candidate.proposed(parent_id, child, hyp, ch, self.name, parent2_id=main)
+
+
+def _target(ctx: VariationContext) -> str:
+    """The run's target ("" where the context carries no run config, as in a dry run)."""
+    config = getattr(getattr(ctx, "run", None), "config", None)
+    return getattr(config, "target", "")
 
 
 def pick_class(options: list[str], ratios: dict[str, float], rng: random.Random) -> str:

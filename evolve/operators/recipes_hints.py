@@ -13,8 +13,8 @@ import ast
 from typing import Callable
 
 from evolve.operators.config_edit import splice
-from evolve.operators.transform import (Recipe, add_keyword, calls_to, is_gluon, jit_functions,
-                                        launches)
+from evolve.operators.transform import (ON_H100, Recipe, add_keyword, calls_to, is_gluon,
+                                        jit_functions, launches)
 
 
 def _kv_loops(fn: ast.FunctionDef) -> list[tuple[ast.For, ast.Call]]:
@@ -117,7 +117,9 @@ HINT_RECIPES: tuple[Recipe, ...] = (
     Recipe("range_unroll2",
            "unroll the KV loop twice (tl.range loop_unroll_factor=2): two tiles' loads and "
            "softmax in one body give the scheduler more independent work to interleave",
-           _range_option("loop_unroll_factor", lambda fn: "2")),
+           _range_option("loop_unroll_factor", lambda fn: "2"),
+           retired={"gqa": ON_H100 + "26 % slower than seeds/gqa_naive.py, 32 % slower "
+                            "than seeds/gqa.py"}),
     Recipe("range_no_acc_multibuffer",
            "forbid multi-buffering the dot accumulator in the pipelined KV loop "
            "(tl.range disallow_acc_multi_buffer=True): frees registers/shared memory for "
@@ -130,16 +132,25 @@ HINT_RECIPES: tuple[Recipe, ...] = (
            "automatic warp specialisation of the unmasked KV loop (tl.range "
            "warp_specialize): a producer warp issues the TMA loads, consumers run "
            "the GEMMs and softmax (Hopper: descriptor loads only, non-causal iterations)",
-           _range_option("warp_specialize", _ws_value, descriptor_loads_only=True)),
+           _range_option("warp_specialize", _ws_value, descriptor_loads_only=True),
+           retired={"*": ON_H100 + "fails to compile on seeds/gqa.py, every shape "
+                          "(NVGPUWarpSpecialization: unsupported op type), and failed its "
+                          "try in the naive run"}),
     Recipe("maxnreg_168",
            "cap registers per thread at 168 (launch maxnreg): the tutorial's value for "
            "hdim 128; more resident warps if the kernel fits without spilling",
-           _launch_option("maxnreg", "168")),
+           _launch_option("maxnreg", "168"),
+           # not for decode: +48.8 % on decode_naive in an H100 run (session 4)
+           retired={"gqa": ON_H100 + "1.6 % slower than seeds/gqa_naive.py, 56 % slower "
+                            "than seeds/gqa.py"}),
     Recipe("num_ctas_2",
            "launch in clusters of two CTAs (num_ctas=2, Hopper thread-block clusters): "
            "adjacent programs (same head, same K/V tiles) are co-scheduled on "
            "neighbouring SMs",
            # not on Gluon kernels: the Gluon seed with num_ctas=2 failed to compile for
            # sm_90a on every shape (benchmarks/sm90_compile.py, 2026-12-06)
-           _launch_option("num_ctas", "2", gluon=False)),
+           _launch_option("num_ctas", "2", gluon=False),
+           retired={"*": ON_H100 + "fails to compile on seeds/gqa_naive.py and "
+                          "seeds/gqa.py, every shape (PlanCTA: CTA tiling is already "
+                          "determined); 9 of 9 tries failed in a decode_naive run"}),
 )

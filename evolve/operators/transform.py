@@ -4,17 +4,27 @@
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 LOG2E = "1.4426950408889634"
+# where the retired recipes were measured (recipe_bench.py, each against both gqa seeds)
+ON_H100 = "H100, Triton 3.6 (benchmarks/results/2026-12-06-h100-session7/): "
 
 
 @dataclass(frozen=True)
 class Recipe:
+    """A named source transform. `retired`: target ("*": every target) -> why the offline
+    operator no longer proposes it there (the measurement that dropped it); the recipe
+    still applies, so a benchmark can measure it again on another GPU or Triton version."""
     name: str
     rationale: str
     transform: Callable[[str], "str | None"]
+    retired: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def retired_on(self, target: str) -> str:
+        """Why the recipe is not proposed for `target` ("" when it is)."""
+        return self.retired.get(target) or self.retired.get("*", "")
 
     def apply(self, source: str) -> str | None:
         try:
