@@ -174,7 +174,7 @@ def test_run_report_of_the_fixture_run(fixture_run):
 
     text = run_report.report(fixture_run)
     assert "what has paid off in this run" in text
-    assert "best ratio per shape class" in text and "D64_C" in text  # smoke shapes: D=64
+    assert "best ratio per class of the seed" in text and "D64_C" in text  # smoke shapes: D=64
 
 
 def test_variation_kind_column_is_added_to_an_older_run(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import math
 
 import pytest
 import torch
@@ -13,11 +14,12 @@ import torch
 from evaluator import EvalResult, ShapeResult, get_target
 from evolve.operators.config_edit import read_config
 from evolve.operators.shape_classes import (
+    Measured,
     ShapeClassError,
-    best_per_class,
     class_of,
     class_ratios,
     render_class_table,
+    seed_class_rows,
     settings,
 )
 from evolve.paths import SEEDS_DIR
@@ -131,18 +133,46 @@ def test_class_ratios_geomean_per_class():
     assert class_ratios(cfg, None) == {}
 
 
-def test_best_per_class_and_its_table():
+def test_class_table_reads_every_class_over_the_seeds_shapes():
+    """H100 Gluon run (2026-12-06): a child split D128_C at S=4096; its own "D128_C" then
+    held only the S=16384 shapes and the old table read 0.883 -> 0.947 for settings equal
+    to the seed's. Rows now cover the seed's shapes of each class, show the spread of the
+    candidates that ran the seed's code and settings there, and mark source changes."""
     seed = read_config((SEEDS_DIR / "gqa.py").read_text())
-    a = {c: dict(v) for c, v in seed.items()}
-    a["D64_C"]["STAGES"] = 4
-    entries = [(0, seed, {"D64_C": 0.7, "D128_NC": 0.9}),
-               (2, a, {"D64_C": 0.8, "D128_NC": 0.85}),
-               (3, a, {"D64_C": 0.8})]  # a tie: the earlier candidate keeps it
-    best = best_per_class(entries)
-    assert best["D64_C"] == (2, 0.8, a["D64_C"]) and best["D128_NC"][0] == 0
+    split = {**seed, "D128_C_S4096": dict(seed["D128_C"], STAGES=3)}
+    tuned = {c: dict(v) for c, v in seed.items()}
+    tuned["D64_C"]["STAGES"] = 4
+
+    def result(short, long, d64):
+        return EvalResult(status="ok", target="gqa", suite="default", shapes=[
+            ShapeResult(name=f"S{S}", B=1, Hq=8, Hkv=2, S=S, D=128, causal=True,
+                        dtype="bfloat16", speedup=x) for S, x in ((1024, short), (16384, long))
+        ] + [ShapeResult(name="d64", B=1, Hq=8, Hkv=2, S=1024, D=64, causal=True,
+                         dtype="bfloat16", speedup=d64)])
+
+    entries = [Measured(0, seed, result(0.80, 0.90, 0.70)),
+               Measured(1, split, result(0.70, 0.99, 0.71)),  # its "D128_C": S=16384 only
+               Measured(2, tuned, result(0.81, 0.91, 0.80)),
+               Measured(3, seed, result(0.90, 0.95, 0.60), seed_code=False)]
+    rows = {r.cls: r for r in seed_class_rows(entries)}
+    d128 = rows["D128_C"]
+    assert d128.seed == pytest.approx(math.sqrt(0.80 * 0.90))
+    assert (d128.best_id, d128.best) == (3, pytest.approx(math.sqrt(0.90 * 0.95)))
+    assert d128.change == "(the seed's) + code"
+    # the split child reads sqrt(0.70 * 0.99) = 0.832 over the seed's two shapes, not 0.99
+    assert d128.spread == (2, pytest.approx(math.sqrt(0.80 * 0.90)),
+                           pytest.approx(math.sqrt(0.81 * 0.91)))
+    assert rows["D64_C"].best_id == 2 and rows["D64_C"].change == "STAGES 3->4"
+    assert rows["D64_C"].spread == (2, pytest.approx(0.70), pytest.approx(0.71))
+    assert set(rows) == {"D128_C", "D64_C"}  # classes with no measured shape are left out
+    lone = [Measured(0, seed, result(0.80, 0.90, 0.70)),
+            Measured(1, split, result(0.85, 0.99, 0.70))]
+    assert {r.cls: r for r in seed_class_rows(lone)}["D128_C"].change == \
+        "split: D128_C: the seed's; D128_C_S4096: STAGES 2->3"
     table = render_class_table(entries).splitlines()
-    assert table[1].split() == ["D128_NC", "0.900", "0.900", "#0", "(the", "seed's)"]
-    assert table[2].split() == ["D64_C", "0.700", "0.800", "#2", "STAGES", "3->4"]
+    assert table[1].split() == ["D128_C", "0.849", "0.925", "#3", "2x", "0.849-0.859",
+                                "(the", "seed's)", "+", "code"]
+    assert seed_class_rows([Measured(5, seed, result(1, 1, 1))]) == []  # no seed (id 0)
 
 
 @pytest.mark.parametrize("name", ["gqa", "gqa_naive", "gqa_gluon"])

@@ -3,8 +3,9 @@ shape class, the best ratio to the baseline any candidate measured and what it c
 
     python benchmarks/gpu/run_report.py RUN_DIR
 
-The per-class table is the answer to "why no improvement": it shows, class by class,
-how far the best setting found got beside the seed's (evolve/operators/payoff.py,
+The per-class table is the answer to "why no improvement": it shows, class by class of
+the seed, how far the best setting found got beside the seed's and beside the spread of
+candidates that ran the seed's own settings there (evolve/operators/payoff.py,
 evolve/operators/shape_classes.py). Reads the run; writes nothing.
 """
 
@@ -16,21 +17,30 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from evolve.operators.config_edit import read_config  # noqa: E402
 from evolve.operators.payoff import what_paid_off  # noqa: E402
-from evolve.operators.shape_classes import class_ratios, render_class_table  # noqa: E402
+from evolve.operators.offline import structure_key  # noqa: E402
+from evolve.operators.shape_classes import Measured, render_class_table  # noqa: E402
 from evolve.run import RunDirError, RunHandle  # noqa: E402
+
+
+_HEAD = """best ratio per class of the seed (geomean over the shapes the seed puts there; seed
+settings: how many candidates ran the seed's code and settings there, and the range
+they measured - a best inside it is noise; + code: the source changed too)
+"""
 
 
 def report(run_dir: Path) -> str:
     run = RunHandle.open(run_dir)
     cands = run.store.candidates()
+    seed = next((c.id for c in cands if c.parent_id is None), 0)
+    code = structure_key(run.repo.source_at(seed))
     entries = []
     for c in cands:
         if c.ok and c.evaluation is not None:
-            config = read_config(run.repo.source_at(c.id))
-            entries.append((c.id, config, class_ratios(config, c.evaluation)))
-    return (what_paid_off(cands) or "no variation measured yet") + "\n\n" + \
-        "best ratio per shape class (geomean over the class's shapes)\n" + \
-        render_class_table(entries)
+            source = run.repo.source_at(c.id)
+            entries.append(Measured(c.id, read_config(source), c.evaluation,
+                                    structure_key(source) == code))
+    return (what_paid_off(cands) or "no variation measured yet") + "\n\n" + _HEAD + \
+        render_class_table(entries, seed)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from evaluator import EvalResult, geomean
@@ -107,32 +108,94 @@ def class_ratios(config: dict[str, Any], result: EvalResult | None) -> dict[str,
     return {k: g for k, v in per.items() if (g := geomean(v)) is not None}
 
 
-def best_per_class(entries: list[tuple[int, dict[str, Any], dict[str, float]]]
-                   ) -> dict[str, tuple[int, float, dict[str, Any]]]:
-    """class -> (candidate id, ratio, settings) of the entry (id, CONFIG, class ratios)
-    that measured best on it; the lowest id wins a tie."""
-    best: dict[str, tuple[int, float, dict[str, Any]]] = {}
-    for cid, config, ratios in sorted(entries, key=lambda e: e[0]):
-        for cls, r in ratios.items():
-            if cls in best and best[cls][1] >= r:
+@dataclass(frozen=True)
+class Measured:
+    """One measured candidate of a run, as the class table reads it."""
+    id: int
+    config: dict[str, Any]
+    result: EvalResult
+    seed_code: bool = True  # the seed's code outside CONFIG (only settings differ)
+
+
+@dataclass(frozen=True)
+class ClassRow:
+    """How one class of the seed's CONFIG measured in a run. Every ratio is a geomean over
+    the shapes the SEED puts in that class, whatever classes a candidate split them into
+    (a candidate's own class "D128_C" may cover fewer shapes after a split)."""
+    cls: str
+    seed: float | None  # the seed's ratio to the baseline there
+    best: float  # the best any candidate measured there
+    best_id: int
+    change: str  # what the best candidate ran there, against the seed's settings
+    spread: tuple[int, float, float] | None  # (n, low, high) over the candidates that ran
+    # the seed's code and settings there: how far the measurement alone moves a class
+
+
+def seed_class_rows(entries: list[Measured], seed_id: int = 0) -> list[ClassRow]:
+    """One row per class of the seed's CONFIG from the run's measured candidates; a
+    candidate counts for a class only where every shape the seed put there was measured.
+    The lowest id wins a tie."""
+    seed = next((e for e in entries if e.id == seed_id), None)
+    if seed is None or not seed.config:
+        return []
+    members: dict[str, list[str]] = {}  # seed class -> shape names
+    where: dict[str, tuple[int, bool, int]] = {}  # shape name -> (D, causal, S)
+    for sh in seed.result.shapes:
+        try:
+            members.setdefault(class_of(seed.config, sh.D, sh.causal, sh.S), []).append(sh.name)
+        except ShapeClassError:
+            continue
+        where[sh.name] = (sh.D, sh.causal, sh.S)
+    rows = []
+    for cls, names in sorted(members.items()):
+        want = class_settings(seed.config, cls)
+        seed_r, best, same = None, None, []
+        for e in sorted(entries, key=lambda e: e.id):
+            speed = {sh.name: sh.speedup for sh in e.result.shapes}
+            if not e.config or any(not speed.get(n) for n in names):
                 continue
-            best[cls] = (cid, r, class_settings(config, cls) if config else {})
-    return best
+            r = geomean([float(speed[n]) for n in names])
+            used = {}
+            try:
+                for n in names:
+                    used[class_of(e.config, *where[n])] = settings(e.config, *where[n])
+            except ShapeClassError:
+                continue
+            if e.id == seed_id:
+                seed_r = r
+            if e.seed_code and all(v == want for v in used.values()):
+                same.append(r)
+            if r is not None and (best is None or r > best[1]):
+                best = (e.id, r, _change(want, used) + ("" if e.seed_code else " + code"))
+        if best is None:
+            continue
+        rows.append(ClassRow(cls, seed_r, best[1], best[0], best[2],
+                             (len(same), min(same), max(same)) if same else None))
+    return rows
 
 
-def render_class_table(entries: list[tuple[int, dict[str, Any], dict[str, float]]],
-                       seed_id: int = 0) -> str:
-    """Per class: the seed's ratio, the best ratio in the run, which candidate, and what it
-    changed against the seed's settings of that class (plain text)."""
-    best = best_per_class(entries)
-    seed = next((e for e in entries if e[0] == seed_id), None)
-    lines = [f"{'class':<16} {'seed':>6} {'best':>6} {'from':>6}  changed vs the seed"]
-    for cls in sorted(best):
-        cid, r, knobs = best[cls]
-        base = seed[2].get(cls) if seed else None
-        was = class_settings(seed[1], cls) if seed and (cls == ALL or cls in seed[1]) else {}
-        diff = ", ".join(f"{k} {was.get(k, '-')}->{v}" for k, v in knobs.items()
-                         if was.get(k) != v) or ("(the seed's)" if was else "(new class)")
-        lines.append(f"{cls:<16} {'-' if base is None else f'{base:.3f}':>6} {r:>6.3f} "
-                     f"{'#' + str(cid):>6}  {diff}")
+def _change(want: dict[str, Any], used: dict[str, dict[str, Any]]) -> str:
+    """The settings a candidate ran on a seed class's shapes, against the seed's."""
+    def diff(got: dict[str, Any]) -> str:
+        return ", ".join(f"{k} {want.get(k, '-')}->{v}" for k, v in got.items()
+                         if want.get(k) != v) or "the seed's"
+    if len(used) == 1:
+        d = diff(next(iter(used.values())))
+        return f"({d})" if d == "the seed's" else d
+    return "split: " + "; ".join(f"{c}: {diff(v)}" for c, v in sorted(used.items()))
+
+
+def render_class_table(entries: list[Measured], seed_id: int = 0) -> str:
+    """Per class of the seed: its ratio, the best in the run and which candidate, the
+    range measured by candidates that kept the seed's code and settings there (a best
+    inside that range is noise, not a find), and what the best one changed, "+ code"
+    where its source differs outside CONFIG too (plain text)."""
+    lines = [f"{'class':<12} {'seed':>6} {'best':>6} {'from':>5} {'seed settings':>17}  "
+             f"changed vs the seed"]
+    for row in seed_class_rows(entries, seed_id):
+        spread = "-" if row.spread is None else \
+            f"{row.spread[0]}x {row.spread[1]:.3f}-{row.spread[2]:.3f}"
+        seed = "-" if row.seed is None else f"{row.seed:.3f}"
+        lines.append(f"{row.cls:<12} {seed:>6} {row.best:>6.3f} {'#' + str(row.best_id):>5} "
+                     f"{spread:>17}  {row.change}")
     return "\n".join(lines)
