@@ -47,7 +47,8 @@ def test_the_tool_shows_where_ptxas_retires_the_pv_before_the_softmax(tmp_path):
     ptxas hoists that wait above the softmax in every kernel (0 exp2s in flight).
     overlap_wait.py: the V(j) wait between the two in every kernel, the warp-specialised
     one included (the overlap kept everywhere: 33 or more), but the conversions of P to
-    16 bits all follow the wait ("cvt ovl" 0); with --convert-first they run before it."""
+    16 bits all follow the wait ("cvt ovl" 0); with --convert-first they run before it.
+    turn_if.py: the seed with its ping-pong handshake behind a branch."""
     def compiled(tool: str, *flags: str) -> dict[str, list[dict]]:
         path = tmp_path / f"{tool}{''.join(flags)}.py"
         r = subprocess.run([sys.executable, str(VARIANTS / tool), *flags, str(path)],
@@ -69,6 +70,11 @@ def test_the_tool_shows_where_ptxas_retires_the_pv_before_the_softmax(tmp_path):
     first = compiled("overlap_wait.py", "--convert-first")
     assert all(c["ex2_in_flight"] >= 64 and c["f2fp_in_flight"] >= 32
                for c in first["_attn_fwd_ws"]), first["_attn_fwd_ws"]
+    # turn_if.py: the ping-pong handshake behind a branch compiles, and the exp2s in
+    # flight stay as in the seed (plain kernel overlapped, WS kernel not)
+    turn = compiled("turn_if.py")
+    assert min(c["ex2_in_flight"] for c in turn["_attn_fwd"]) >= 33
+    assert {c["ex2_in_flight"] for c in turn["_attn_fwd_ws"]} == {0}
 
 
 def test_the_worker_writes_cubins_and_the_parent_reads_the_overlap_off_them(tmp_path):

@@ -50,6 +50,9 @@
 #   gluon-cvt                    issue #20: the Gluon seed beside the overlap in both kernels
 #                                with and without P converted before the PV wait, cuDNN only
 #                                (compare/); short enough to share a call with bg-offline
+#   gluon-turn                   issue #20: the Gluon seed beside the same with the ping-pong
+#                                handshake behind a runtime `if` (gluon_variants/turn_if.py:
+#                                one warpgroup BAR.SYNC less per iteration), cuDNN, 3 rounds
 #   resume NAME MINUTES          continue runs/NAME (carried from here: unpack run_NAME.tgz
 #                                under runs/) for MINUTES more; the same files as `offline`
 #   overlap SEED MINUTES [RNG_SEED] [TARGET]
@@ -71,7 +74,7 @@
 set -u
 cmd=${1:-}; shift || true
 case "$cmd" in
-  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|ncu-overlap|gluon-ab|gluon-cvt|bg-offline|bg-wait|gluon-d128|recipes|offline|resume|run-files|overlap|decode|tests|agent-transcript|ncu-probe)
+  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|ncu-overlap|gluon-ab|gluon-cvt|gluon-turn|bg-offline|bg-wait|gluon-d128|recipes|offline|resume|run-files|overlap|decode|tests|agent-transcript|ncu-probe)
     . "$(dirname "$0")/setup.sh" || exit 1; OUT=${OUT:-/tmp/out} ;;
   *) sed -n '2,/^set -u/p' "$0" | sed '$d'; exit 2 ;;
 esac
@@ -144,6 +147,11 @@ case "$cmd" in
     timeout "${CVT_TIMEOUT:-300}" python3 benchmarks/compare.py seeds/gqa_gluon.py /tmp/gqa_gluon_overlap.py \
         /tmp/gqa_gluon_overlap_cvt.py --peers cudnn --target gqa --rounds 2 --out "$OUT/compare" \
         > "$OUT/compare.log" 2>&1
+    echo "compare rc=$?"; grep -c ERROR "$OUT/compare.log"; tail -n 30 "$OUT/compare.log" | cut -c1-200 ;;
+  gluon-turn)
+    python3 benchmarks/gpu/gluon_variants/turn_if.py /tmp/gqa_gluon_turn_if.py
+    timeout "${TURN_TIMEOUT:-300}" python3 benchmarks/compare.py seeds/gqa_gluon.py /tmp/gqa_gluon_turn_if.py \
+        --peers cudnn --target gqa --rounds 3 --out "$OUT/compare" > "$OUT/compare.log" 2>&1
     echo "compare rc=$?"; grep -c ERROR "$OUT/compare.log"; tail -n 30 "$OUT/compare.log" | cut -c1-200 ;;
   bg-offline)
     seed=$1; minutes=$2; name=$3; rng=${4:-7}; target=${5:-gqa}; wait_s=${6:-0}
