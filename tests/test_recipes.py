@@ -198,6 +198,14 @@ def test_recipe_benchmark_picks_applicable_recipes_and_judges_them():
     assert v["wrong"]["verdict"].startswith("dropped: check failed")
     assert v["half"]["verdict"] == "dropped: timed on 1/2 shapes"
     assert abs(v["fast"]["vs_cudnn"] - 0.894) < 1e-3
+    # --after: the base of the comparison is the seed with those recipes stacked
+    base = recipe_bench.stacked(SEEDS["gqa_naive"], ["tma_load_kv"])
+    assert base == RECIPES["tma_load_kv"].apply(SEEDS["gqa_naive"])
+    assert set(recipe_bench.children(base, ["host_tma_kv"])) == {"host_tma_kv"}
+    with pytest.raises(ValueError, match="does not apply"):
+        recipe_bench.stacked(SEEDS["gqa_naive"], ["host_tma_kv"])
+    with pytest.raises(ValueError, match="unknown recipe"):
+        recipe_bench.stacked(SEEDS["gqa_naive"], ["no_such_recipe"])
 
 
 def _in_a_class(source: str) -> str:
@@ -313,3 +321,64 @@ def test_tma_loads_realign_k_v_before_the_host_reads_their_strides(tmp_path):
         q.float(), k.float().repeat_interleave(2, 1), v.float().repeat_interleave(2, 1),
         scale=0.3)
     assert (out.float() - ref).abs().max().item() < 1e-2
+
+
+# --- host_tma_kv: its pattern is what tma_load_kv writes ------------------------------------
+
+def _kv_case(k_layout: str, gen: torch.Generator, S: int = 40, D: int = 64):
+    """q, k, v with K in an odd layout: a transposed [B, S, H, D] view or a 2-byte
+    aligned one (the host makes both contiguous before it makes the descriptors)."""
+    q = torch.randn(1, 4, S, D, generator=gen).half()
+    v = torch.randn(1, 2, S, D, generator=gen).half()
+    if k_layout == "bshd":
+        k = torch.randn(1, S, 2, D, generator=gen).half().transpose(1, 2)
+    else:
+        k = torch.randn(2 * S * D + 1, generator=gen).half()[1:].view(1, 2, S, D)
+    return q, k, v
+
+
+def test_host_descriptors_apply_where_the_kernel_makes_kv_descriptors_per_program():
+    tma = RECIPES["tma_load_kv"].apply(SEEDS["gqa_naive"])
+    host = RECIPES["host_tma_kv"].apply(tma)
+    assert host is not None and check_source(host, "k.py") == []
+    assert "tl.make_tensor_descriptor(k_base" not in host and "_rows_desc(k, block_n, D)" in host
+    for seed in SEEDS.values():  # no seed makes K/V descriptors in the kernel
+        assert RECIPES["host_tma_kv"].apply(seed) is None
+    assert RECIPES["host_tma_kv"].apply(host) is None, "applies twice"
+    # a base pointer used for anything besides the descriptor keeps the device descriptor
+    used = tma.replace("    desc_k = tl.make_tensor_descriptor(",
+                       "    k_first = tl.load(k_base)\n    desc_k = tl.make_tensor_descriptor(", 1)
+    assert used != tma and RECIPES["host_tma_kv"].apply(used) is None
+
+
+@pytest.mark.parametrize("stack", [("tma_load_kv",),
+                                   ("fold_scale_exp2", "split_causal_loop", "tma_load_kv",
+                                    "tma_store_o", "swap_grid_order", "unmasked_full_tiles")])
+def test_host_descriptors_keep_the_kernel_correct(stack, tmp_path):
+    """Ragged S (the last tile reads the next head's rows, masked), GQA groups, causal or
+    not, and K views the descriptor cannot take as they are."""
+    src = SEEDS["gqa_naive"]
+    for name in stack:
+        src = RECIPES[name].apply(src)
+    child = _load(RECIPES["host_tma_kv"].apply(src), tmp_path, f"host_{len(stack)}")
+    err = _max_error(child)
+    assert math.isfinite(err) and err <= _bound("gqa_naive", tmp_path), err
+    gen = torch.Generator().manual_seed(3)
+    for layout in ("bshd", "misaligned"):
+        q, k, v = _kv_case(layout, gen)
+        for causal in (False, True):
+            out = child.attention(q, k, v, causal=causal, sm_scale=0.3)
+            ref = torch.nn.functional.scaled_dot_product_attention(
+                q.float(), k.float().repeat_interleave(2, 1), v.float().repeat_interleave(2, 1),
+                is_causal=causal, scale=0.3)
+            assert (out.float() - ref).abs().max().item() < 1e-2, (layout, causal)
+
+
+@pytest.mark.gpu
+def test_host_descriptors_compile_and_are_correct_on_the_gpu(tmp_path):
+    """Compiled for the GPU (real TMA: rows past the tensor's end zero-filled), bf16."""
+    src = RECIPES["tma_load_kv"].apply(SEEDS["gqa_naive"])
+    base = _max_error(_load(src, tmp_path, "gpu_tma"), "cuda", torch.bfloat16)
+    child = _load(RECIPES["host_tma_kv"].apply(src), tmp_path, "gpu_host")
+    err = _max_error(child, "cuda", torch.bfloat16)
+    assert math.isfinite(err) and err <= 2 * base + 3.2e-3, err

@@ -2,7 +2,7 @@
 cuDNN in ONE process on this GPU (the number knowledge/structural-recipes.md asks for).
 
     python benchmarks/gpu/recipe_bench.py --seed seeds/gqa.py [--suite default]
-        [--recipes a,b] [--rounds 2] --json OUT.json
+        [--recipes a,b] [--after c,d] [--rounds 2] --json OUT.json
 
 For every recipe whose pattern is present in the seed (evolve/operators/recipes.py), the
 child kernel is written next to the JSON (`recipe_kernels/`), checked on every shape
@@ -42,6 +42,20 @@ def children(seed_source: str, names: list[str] | None = None) -> dict[str, str]
     return out
 
 
+def stacked(seed_source: str, names: list[str]) -> str:
+    """The seed with each recipe of `names` applied in order (ValueError: one is unknown
+    or its pattern is absent at that point)."""
+    src = seed_source
+    for name in names:
+        if name not in RECIPES:
+            raise ValueError(f"unknown recipe {name!r} (known: {', '.join(RECIPES)})")
+        out = RECIPES[name].apply(src)
+        if out is None:
+            raise ValueError(f"recipe {name!r} does not apply after {names[:names.index(name)]}")
+        src = out
+    return src
+
+
 def verdicts(ms: dict[str, dict[str, float | None]], checks: dict[str, dict[str, dict]],
              cudnn: str, keep: float) -> dict[str, dict]:
     """Per recipe: vs cuDNN, gain over the seed on the shapes both timed, and the verdict."""
@@ -76,6 +90,11 @@ def main(argv=None) -> int:
     ap.add_argument("--target", default="gqa")
     ap.add_argument("--suite", default="default")
     ap.add_argument("--recipes", default="", help="comma-separated names (default: all)")
+    ap.add_argument("--after", default="",
+                    help="comma-separated recipes applied to the seed first, in order: the "
+                         "stacked kernel is the base every other recipe is measured against "
+                         "(for a recipe whose pattern another recipe creates, e.g. host_tma_kv "
+                         "after tma_load_kv)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--keep", type=float, default=0.01,
                     help="a recipe is kept when it beats the seed by this fraction")
@@ -89,9 +108,17 @@ def main(argv=None) -> int:
     from compare import Comparison
 
     seed_path = Path(args.seed)
-    kids = children(seed_path.read_text(), [r for r in args.recipes.split(",") if r] or None)
     folder = Path(args.json).parent / "recipe_kernels"
     folder.mkdir(parents=True, exist_ok=True)
+    try:
+        base = stacked(seed_path.read_text(), [r for r in args.after.split(",") if r])
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.after:
+        seed_path = folder / f"{seed_path.stem}__{args.after.replace(',', '+')}.py"
+        seed_path.write_text(base)
+    kids = children(base, [r for r in args.recipes.split(",") if r] or None)
     kernels = [(SEED, seed_path)]
     for name, src in kids.items():
         path = folder / f"{seed_path.stem}__{name}.py"

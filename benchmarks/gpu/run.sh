@@ -30,10 +30,13 @@
 #   gluon-d128                   issue #20: the D128 schedule, overlap or not, each with and
 #                                without ping-pong and warp specialisation, and with more
 #                                consumer registers; cuDNN in the same process
-#   recipes [SEED] [SUITE] [RECIPES]
+#   recipes [SEED] [SUITE] [RECIPES] [AFTER]
 #                                each offline-operator recipe that applies to SEED (default
 #                                seeds/gqa.py) checked and timed against the seed and cuDNN
-#                                in one process: table + recipes_<seed>.json (kept/dropped)
+#                                in one process: table + recipes_<seed>.json (kept/dropped);
+#                                AFTER: recipes stacked on the seed first, the base of the
+#                                comparison (e.g. `recipes seeds/gqa_naive.py default
+#                                host_tma_kv tma_load_kv`)
 #   offline SEED MINUTES NAME [RNG_SEED] [TARGET]
 #                                an offline run in the foreground (target gqa unless given),
 #                                then its stats and what paid per kind and per shape class
@@ -189,7 +192,7 @@ case "$cmd" in
   recipes)
     seed=${1:-seeds/gqa.py}; name=$(basename "$seed" .py)
     timeout "${RECIPES_TIMEOUT:-560}" python3 benchmarks/gpu/recipe_bench.py --seed "$seed" --suite "${2:-default}" \
-        --recipes "${3:-}" --json "$OUT/recipes_$name.json" > "$OUT/recipes_$name.log" 2>&1
+        --recipes "${3:-}" --after "${4:-}" --json "$OUT/recipes_$name.json" > "$OUT/recipes_$name.log" 2>&1
     echo "recipes rc=$?"; tail -n 20 "$OUT/recipes_$name.log" ;;
   offline)
     seed=$1; minutes=$2; name=$3; rng=${4:-7}; target=${5:-gqa}; runs=/root/runs
