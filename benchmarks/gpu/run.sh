@@ -37,6 +37,10 @@
 #                                AFTER: recipes stacked on the seed first, the base of the
 #                                comparison (e.g. `recipes seeds/gqa_naive.py default
 #                                host_tma_kv tma_load_kv`)
+#   naive-stack                  issue #19: what the recipes reach from seeds/gqa_naive.py when
+#                                stacked (the six kept or proposed ones), then + host_tma_kv,
+#                                then + D=128 classes at 128x64 with 8 warps, beside the naive
+#                                seed and seeds/gqa.py; cuDNN, 1 round (compare/)
 #   offline SEED MINUTES NAME [RNG_SEED] [TARGET]
 #                                an offline run in the foreground (target gqa unless given),
 #                                then its stats and what paid per kind and per shape class
@@ -77,7 +81,7 @@
 set -u
 cmd=${1:-}; shift || true
 case "$cmd" in
-  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|ncu-overlap|gluon-ab|gluon-cvt|gluon-turn|bg-offline|bg-wait|gluon-d128|recipes|offline|resume|run-files|overlap|decode|tests|agent-transcript|ncu-probe)
+  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|ncu-overlap|gluon-ab|gluon-cvt|gluon-turn|bg-offline|bg-wait|gluon-d128|naive-stack|recipes|offline|resume|run-files|overlap|decode|tests|agent-transcript|ncu-probe)
     . "$(dirname "$0")/setup.sh" || exit 1; OUT=${OUT:-/tmp/out} ;;
   *) sed -n '2,/^set -u/p' "$0" | sed '$d'; exit 2 ;;
 esac
@@ -188,6 +192,20 @@ case "$cmd" in
     timeout 420 python3 benchmarks/compare.py $d/overlap.py $d/hoisted.py $d/overlap_pingpong.py \
         $d/hoisted_pingpong.py $d/overlap_regs240.py $d/overlap_plain.py $d/hoisted_plain.py --peers cudnn \
         --target gqa --rounds 2 --out "$OUT/compare" > "$OUT/compare.log" 2>&1
+    echo "compare rc=$?"; grep -c ERROR "$OUT/compare.log"; tail -n 30 "$OUT/compare.log" | cut -c1-200 ;;
+  naive-stack)
+    d=/tmp/stack; mkdir -p $d
+    stack() {  # SEED OUT RECIPE,RECIPE...: the seed with the recipes applied in order
+      python3 -c "import sys; sys.path.insert(0, 'benchmarks/gpu'); import recipe_bench as r
+open(sys.argv[2], 'w').write(r.stacked(open(sys.argv[1]).read(), sys.argv[3].split(',')))" "$@"; }
+    stack seeds/gqa_naive.py $d/naive_stack.py \
+        fold_scale_exp2,split_causal_loop,tma_load_kv,tma_store_o,swap_grid_order,unmasked_full_tiles
+    stack $d/naive_stack.py $d/naive_stack_host.py host_tma_kv
+    python3 benchmarks/gpu/gluon_variants/config_variant.py $d/naive_stack_host.py \
+        $d/naive_stack_host_t128.py NC.BLOCK_M=128 NC.num_warps=8 C.BLOCK_M=128 C.num_warps=8
+    timeout "${STACK_TIMEOUT:-300}" python3 benchmarks/compare.py seeds/gqa_naive.py $d/naive_stack.py \
+        $d/naive_stack_host.py $d/naive_stack_host_t128.py seeds/gqa.py --peers cudnn --target gqa \
+        --rounds 1 --out "$OUT/compare" > "$OUT/compare.log" 2>&1
     echo "compare rc=$?"; grep -c ERROR "$OUT/compare.log"; tail -n 30 "$OUT/compare.log" | cut -c1-200 ;;
   recipes)
     seed=${1:-seeds/gqa.py}; name=$(basename "$seed" .py)
