@@ -264,3 +264,48 @@ def test_a_knob_raised_and_lowered_are_separate_bets(tmp_path):
             (old, new), = moved.values()
             assert (new > old) == p.variation_kind.endswith(":up"), (p.variation_kind, moved)
     assert kinds["knob:BLOCK_M:down"] == 0 and kinds["knob:BLOCK_M:up"] >= 1, kinds
+
+
+def test_a_prior_from_an_earlier_measurement_leads_until_the_run_says_otherwise():
+    """A kind with a measured prior (+9 % log gain) is drawn first among untried kinds; once
+    the run has tried it and it lost, in-run evidence outweighs the prior."""
+    kinds = ["recipe:paid", "knob:a", "knob:b", "knob:c", "knob:d"]
+    rng = random.Random(1)
+    fresh = Bandit([], priors={"recipe:paid": 0.09})
+    picks = Counter(fresh.choose(kinds, rng) for _ in range(400))
+    assert picks["recipe:paid"] > 0.75 * 400, picks
+    assert Bandit([], priors={"recipe:paid": 0.09}).posterior("knob:a")[0] == 0.0
+    lost = Bandit([Trial("recipe:paid", "worse", -0.05)] * 4, priors={"recipe:paid": 0.09})
+    assert lost.posterior("recipe:paid")[0] < 0
+    picks = Counter(lost.choose(kinds, rng) for _ in range(400))
+    assert picks["recipe:paid"] < 0.05 * 400, picks
+
+
+def test_a_new_naive_run_tries_the_recipes_that_paid_before_its_knobs(tmp_path):
+    """H100, recipe_bench (2026-12-06): fold_scale_exp2 +9.4 %, tma_store_o +4.6 %,
+    swap_grid_order +4.2 %, split_causal_loop +3.4 % against seeds/gqa_naive.py. A fresh
+    gqa run from that seed proposes those first (Recipe.paid as the bandit's prior); a run
+    of a target without such measurements draws among all its kinds alike."""
+    from evolve.operators.offline import recipe_priors
+    from evolve.operators.recipes import RECIPES
+
+    paid = {f"recipe:{n}" for n, r in RECIPES.items() if "gqa" in r.paid}
+    assert paid == {"recipe:fold_scale_exp2", "recipe:tma_store_o", "recipe:swap_grid_order",
+                    "recipe:split_causal_loop"}
+    assert recipe_priors("decode") == {} and set(recipe_priors("gqa")) == paid
+    store = LineageStore.create(tmp_path / "l.db", RunRecord(
+        name="r", target="gqa", operator="offline", model="", suite="default", status="running"))
+    store.add_candidate(_rec(0, None, "", score=0.5, source=NAIVE))
+    firsts = {}
+    for target in ("gqa", "other"):
+        run = SimpleNamespace(store=store, repo=SimpleNamespace(source_at={0: NAIVE}.__getitem__),
+                              config=SimpleNamespace(target=target))
+        kinds = Counter()
+        for seed in range(40):
+            ctx = VariationContext(parent=store.get_candidate(0), parent_source=NAIVE,
+                                   second=None, second_source=None, run=run,
+                                   rng=random.Random(seed), evaluate=lambda s, suite: None)
+            kinds[OfflineOperator().propose(ctx).variation_kind] += 1
+        firsts[target] = sum(kinds[k] for k in paid)
+    assert firsts["gqa"] >= 0.9 * 40, firsts
+    assert firsts["other"] <= 0.5 * 40, firsts

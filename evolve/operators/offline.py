@@ -189,7 +189,7 @@ class OfflineOperator:
 
         moves = self.moves(ctx, history, fresh)
         tried = trials(history)
-        bandit = Bandit(tried)
+        bandit = Bandit(tried, priors=recipe_priors(_target(ctx)))
         self.last_reason = "the parent has no SEARCH_SPACE knobs and no applicable recipe"
         dead = dead_kinds(tried) & set(moves)
         if dead:
@@ -459,6 +459,13 @@ class OfflineOperator:
         ch = _changes(knobs, crossover_with=main)
         ch["classes"] = {cls: cid for cls, (cid, _) in donors.items()}
         return Candidate.proposed(parent_id, child, hyp, ch, self.name, parent2_id=main)
+
+
+def recipe_priors(target: str) -> dict[str, float]:
+    """The bandit's prior per recipe kind on `target`: the log gain each recipe measured
+    against that target's seed (`Recipe.paid`), so a new run tries first what paid before."""
+    return {f"recipe:{n}": math.log1p(r.paid[target]) for n, r in RECIPES.items()
+            if target in r.paid}
 
 
 def _target(ctx: VariationContext) -> str:

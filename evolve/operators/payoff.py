@@ -118,11 +118,15 @@ def dead_kinds(history: Iterable[Trial], after: int = DEAD_AFTER) -> set[str]:
 
 class Bandit:
     """Thompson sampling on the mean reward of each kind: a normal posterior around the
-    mean of its rewards with one pseudo-try at 0 (a kind never tried samples around 0, so
-    it still gets explored; one that paid again and again stands out)."""
+    mean of its rewards with one pseudo-try at the kind's prior, 0 unless `priors` gives
+    one (a log gain measured outside this run, e.g. a recipe against the target's seed:
+    `Recipe.paid`). A kind never tried samples around its prior, so it still gets
+    explored; one that paid again and again in this run stands out."""
 
-    def __init__(self, history: Iterable[Trial], prior_sd: float = 0.03, min_sd: float = 0.01):
+    def __init__(self, history: Iterable[Trial], prior_sd: float = 0.03, min_sd: float = 0.01,
+                 priors: dict[str, float] | None = None):
         self.prior_sd, self.min_sd = prior_sd, min_sd
+        self.priors = {k: _clip(v) for k, v in (priors or {}).items()}
         self.rewards: dict[str, list[float]] = {}
         for t in history:
             self.rewards.setdefault(t.kind, []).append(t.reward)
@@ -130,7 +134,7 @@ class Bandit:
     def posterior(self, kind: str) -> tuple[float, float]:
         rs = self.rewards.get(kind, [])
         n = len(rs)
-        mean = sum(rs) / (n + 1)
+        mean = (sum(rs) + self.priors.get(kind, 0.0)) / (n + 1)
         if n >= 2:
             mu = sum(rs) / n
             sd = max(self.min_sd, math.sqrt(sum((r - mu) ** 2 for r in rs) / (n - 1)))

@@ -208,14 +208,17 @@ def _unmasked_full_tiles(source: str) -> str | None:
     return None
 
 
+# paid: each kept recipe's gain against seeds/gqa_naive.py on an H100 (transform.ON_H100)
 RECIPES: dict[str, Recipe] = {
     r.name: r for r in (
         Recipe("fold_scale_exp2",
                "fold the softmax scale into one multiply by sm_scale*log2(e) and use exp2 "
-               "(MUFU.EX2 directly, one FMA less per score)", _fold_scale_exp2),
+               "(MUFU.EX2 directly, one FMA less per score)", _fold_scale_exp2,
+               paid={"gqa": 0.094}),
         Recipe("split_causal_loop",
                "split the causal loop: off-diagonal key blocks run without the mask, only "
-               "the diagonal band pays for tl.where", _split_causal_loop),
+               "the diagonal band pays for tl.where", _split_causal_loop,
+               paid={"gqa": 0.034}),
         Recipe("unmasked_full_tiles",
                "mask the scores against S only when S is not a multiple of BLOCK_N (a "
                "constexpr EVEN_N): full key tiles skip the compare and select per score",
@@ -223,7 +226,8 @@ RECIPES: dict[str, Recipe] = {
         Recipe("swap_grid_order",
                "swap the grid axes so the scheduler walks the other dimension first "
                "(M-tiles of one head adjacent vs heads adjacent: different L2 reuse of K/V)",
-               _swap_grid_order),
+               _swap_grid_order,
+               paid={"gqa": 0.042}),
     ) + HINT_RECIPES + MEMORY_RECIPES + SCHEDULE_RECIPES
 }
 

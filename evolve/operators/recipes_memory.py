@@ -421,7 +421,8 @@ MEMORY_RECIPES: tuple[Recipe, ...] = (
            _tma_load_kv),
     Recipe("tma_store_o",
            "store the output tile through a TMA descriptor: one bulk store, clipped at S "
-           "by the hardware instead of a masked pointer store", _tma_store_o),
+           "by the hardware instead of a masked pointer store", _tma_store_o,
+           paid={"gqa": 0.046}),
     Recipe("host_tma_kv",
            "make the K/V TMA descriptors once on the host (kernel arguments over the rows of "
            "a [B*H*S, D] view) instead of in every program: no per-program descriptor setup "

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 LOG2E = "1.4426950408889634"
-# where the retired recipes were measured (recipe_bench.py, each against both gqa seeds)
+# where the retired and paying recipes were measured (recipe_bench.py, each against both
+# gqa seeds)
 ON_H100 = "H100, Triton 3.6 (benchmarks/results/2026-12-06-h100-session7/): "
 
 
@@ -16,11 +17,14 @@ ON_H100 = "H100, Triton 3.6 (benchmarks/results/2026-12-06-h100-session7/): "
 class Recipe:
     """A named source transform. `retired`: target ("*": every target) -> why the offline
     operator no longer proposes it there (the measurement that dropped it); the recipe
-    still applies, so a benchmark can measure it again on another GPU or Triton version."""
+    still applies, so a benchmark can measure it again on another GPU or Triton version.
+    `paid`: target -> the gain (a fraction) it measured against a seed of that target
+    (ON_H100): the bandit's prior for it there, before the run has tried it."""
     name: str
     rationale: str
     transform: Callable[[str], "str | None"]
     retired: dict[str, str] = field(default_factory=dict, compare=False)
+    paid: dict[str, float] = field(default_factory=dict, compare=False)
 
     def retired_on(self, target: str) -> str:
         """Why the recipe is not proposed for `target` ("" when it is)."""
