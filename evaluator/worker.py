@@ -305,22 +305,42 @@ class Worker:
 
         _stage("correctness")
         self._check_hook()
+        spent = dict.fromkeys(("inputs", "poison", "calls", "first calls", "checks", "save"), 0.0)
+        seen: set[tuple] = set()  # (side, shape): a shape's first call may compile or load code
+        t = time.monotonic()
+
+        def lap(part: str) -> None:
+            nonlocal t
+            now = time.monotonic()
+            spent[part] += now - t
+            t = now
+
         for chk in self.plan["checks"]:
             shape = self.target.shape(chk["shape"])
             call = self.target.make_inputs(shape, chk["seed"], chk["kind"], self.tdev)
             inputs = call.tensors()
-            copies = [t.clone() for t in inputs]
+            copies = [x.clone() for x in inputs]
+            lap("inputs")
             for side, fn in enumerate(self.fns):
                 for rep in range(2 if chk["repeat"] else 1):
                     self._poison(shape, float("nan") if rep == 0 else POISON_SECOND)
+                    lap("poison")
                     out = self._call(fn, call, shape)
+                    key = (side, json.dumps(chk["shape"], sort_keys=True, default=str))
+                    lap("calls" if key in seen else "first calls")
+                    seen.add(key)
                     self._contract(out, inputs, shape)
-                    for t, c in zip(inputs, copies):
-                        if not torch.equal(t, c):
+                    for x, c in zip(inputs, copies):
+                        if not torch.equal(x, c):
                             self.fail("mutation", "the candidate modified an input tensor", shape.name)
+                    lap("checks")
                     self._save(torch.Tensor.cpu(out).clone(), f"check{chk['id']}_s{side}_r{rep}.pt")
                     del out
+                    lap("save")
             self._threads(shape)
+        # where the correctness seconds went (a GPU evaluation's largest stage after compiles)
+        print(f"[evaluator-worker] correctness: {len(self.plan['checks'])} checks, "
+              + ", ".join(f"{k} {v:.2f} s" for k, v in spent.items()), file=sys.stderr, flush=True)
 
     def await_verdict(self) -> None:
         """Hand the correctness outputs to the parent and block until it releases us."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -84,6 +85,12 @@ def test_on_stage_in_order_for_ok_and_callback_errors_swallowed(runs):
     assert stages == OK_STAGES
     assert "precompile: skipped (interpreter)" in log
     assert res.baselines_cached is False and "baselines: timed sdpa-cpu" in log
+    # where the correctness seconds went: one line, every part named, the first call of
+    # each shape (compiles, module loads) apart from the rest
+    m = re.search(r"correctness: (\d+) checks, inputs ([0-9.]+) s, poison ([0-9.]+) s, "
+                  r"calls ([0-9.]+) s, first calls ([0-9.]+) s, checks ([0-9.]+) s, "
+                  r"save ([0-9.]+) s", log)
+    assert m and int(m[1]) > 0 and float(m[5]) > 0, log[-1500:]
 
 
 def test_on_stage_in_order_for_rejections(runs):
@@ -113,6 +120,12 @@ def test_partial_baseline_ms_is_measured(runs):
     res, _, log = runs["partial"]
     assert res.ok, res.to_json()
     assert res.baselines_cached is False and "baselines: timed sdpa-cpu" in log
+    # where the correctness seconds went: one line, every part named, the first call of
+    # each shape (compiles, module loads) apart from the rest
+    m = re.search(r"correctness: (\d+) checks, inputs ([0-9.]+) s, poison ([0-9.]+) s, "
+                  r"calls ([0-9.]+) s, first calls ([0-9.]+) s, checks ([0-9.]+) s, "
+                  r"save ([0-9.]+) s", log)
+    assert m and int(m[1]) > 0 and float(m[5]) > 0, log[-1500:]
     assert all(s.baseline_ms != 5.0 and s.baseline_ms > 0 for s in res.shapes)
 
 
