@@ -40,8 +40,9 @@ GPUS_HELP = ("GPUs for evaluation workers, one worker each: '0,1' or 'all' (defa
              "visible GPUs; without a GPU one interpreter worker)")
 EXECUTOR_HELP = ("where evaluations run: local (a thread per GPU here) or ray (an actor per "
                  "GPU; needs the package's ray extra)")
-OVERLAP_HELP = ("per GPU, compile the next candidate (CPU) while one is timed; "
-                "--no-overlap: one evaluation at a time (stored in run.toml)")
+OVERLAP_HELP = ("per GPU, compile the next candidate (CPU; two at once with 16+ CPUs per "
+                "GPU) while one is timed; --no-overlap: one evaluation at a time (stored in "
+                "run.toml)")
 RAY_ADDRESS_HELP = "--executor ray: address of an existing Ray cluster (default: a local Ray)"
 CONTEXT_HELP = ("agent: keep each request under this many tokens (older tool outputs become "
                 "stubs; default 100000; lower it for a local server's context length)")

@@ -14,9 +14,11 @@ CPU part, and no job starts while one is in flight: nothing another candidate ru
 before its gate (see evaluator/worker.py) can slow the numbers that later scores divide
 by, nor one side of a rematch.
 
-`may_start(max_jobs)`: a lane with `max_jobs` 2 (overlap on) starts a second job once
-every job in flight waits for or holds the gate (the next one compiles while this one
-times); with 1 (overlap off, or the interpreter) one job at a time. A slot thread first
+`may_start(max_jobs)`: a lane with `max_jobs` 2 or 3 (overlap on; 3 where the host has
+the CPUs, `procs.overlap_depth`) starts another job once every job in flight waits for,
+holds or has given back the gate (the next one compiles while this one times; with 3,
+a job's second compile, the full suite after the pre-screen, need not leave the GPU
+idle); with 1 (overlap off, or the interpreter) one job at a time. A slot thread first
 `reserve`s its place (`wait_turn`), then takes a job from the queue (`begin`) or gives
 the place back (`cancel`). `on_change(phases)` hears every change (the slot's counters).
 """

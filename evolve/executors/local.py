@@ -28,21 +28,23 @@ from typing import Callable
 from evolve.executors.base import (EvalJob, Executor, ExecutorError, JobQueue, JobResult,
                                    WorkerSlot)
 from evolve.executors.lane import Lane
-from evolve.executors.procs import compile_threads, descendants, host_cpus, kill_procs
+from evolve.executors.procs import (compile_threads, descendants, host_cpus, kill_procs,
+                                    overlap_depth)
 from evolve.jobs import BaselineCache, SparePool, run_job
 
 Runner = Callable[..., JobResult]  # run_job's signature
 
 
 class _Slot(WorkerSlot):
-    """One GPU: its lane (gate; two jobs in flight with overlap), its threads (one per job
+    """One GPU: its lane (gate; 2-3 jobs in flight with overlap), its threads (one per job
     in flight), its baseline cache, its spare evaluator worker, its log."""
 
     def __init__(self, ex: "LocalExecutor", gpu: int | None, name: str):
         super().__init__(name, gpu, ex.on_change, ex.log_dir / f"worker-{name}.log")
         self.ex, self.gpu = ex, gpu
         self.lane = Lane(on_change=self.sync)
-        self.max_jobs = ex.jobs_per_slot or (2 if ex.overlap and gpu is not None else 1)
+        self.max_jobs = ex.jobs_per_slot or (
+            overlap_depth(host_cpus(), len(ex.gpus)) if ex.overlap and gpu is not None else 1)
         self.cache = BaselineCache(ex.baseline_ttl_s)
         self.spares = SparePool(gpu, ex.workdir / f"spares-{name}", log=self.log) \
             if ex.prestart else None
@@ -86,7 +88,7 @@ class _Slot(WorkerSlot):
 
     def _job(self, job: EvalJob) -> JobResult:
         self.log(f"job {job.job_id}")
-        threads = compile_threads(host_cpus(), len(self.ex.slots))
+        threads = compile_threads(host_cpus(), len(self.ex.slots), max(1, self.max_jobs - 1))
         try:
             res = self.ex.runner(job, self.gpu, self.ex.workdir, baseline_cache=self.cache,
                                  worker=self.name, compile_threads=threads, spares=self.spares,
@@ -114,7 +116,8 @@ class LocalExecutor(Executor):
         self.log_dir = Path(log_dir) if log_dir else self.workdir
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.baseline_ttl_s, self.runner, self.prestart = baseline_ttl_s, runner, prestart
-        self.overlap = overlap  # a GPU slot runs two jobs: one compiles while one times
+        self.overlap = overlap  # a GPU slot runs 2-3 jobs: one or two compile while one times
+        self.gpus = list(gpus)
         self.jobs_per_slot = jobs_per_slot  # tests: that many jobs per slot, GPU or not
         self.on_change = on_change
         self.queue = JobQueue()
