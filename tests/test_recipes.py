@@ -349,6 +349,9 @@ def test_host_descriptors_apply_where_the_kernel_makes_kv_descriptors_per_progra
     used = tma.replace("    desc_k = tl.make_tensor_descriptor(",
                        "    k_first = tl.load(k_base)\n    desc_k = tl.make_tensor_descriptor(", 1)
     assert used != tma and RECIPES["host_tma_kv"].apply(used) is None
+    # a KV function that another kernel calls too would lose that caller's arguments
+    shared = tma + "\n\n@triton.jit\ndef _other():\n    return _attn_fwd_inner()\n"
+    assert RECIPES["host_tma_kv"].apply(shared) is None
 
 
 @pytest.mark.parametrize("stack", [("tma_load_kv",),

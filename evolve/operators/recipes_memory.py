@@ -320,8 +320,11 @@ def _host_tma_kv(source: str) -> str | None:
         for c in loads:
             ok &= _row_shift(source, c, rows[c.func.value.id], edits)
         for name in {c.func.id for c in calls}:
-            ok &= jits[name] is not g and _thread_rows(
-                source, jits[name], [c for c in calls if c.func.id == name], rows, edits)
+            mine = [c for c in calls if c.func.id == name]
+            everywhere = [c for fn in jits.values() for c in calls_named(fn, name)]
+            # a callee called from elsewhere too would lose its other callers' arguments
+            ok &= jits[name] is not g and len(everywhere) == len(mine) \
+                and _thread_rows(source, jits[name], mine, rows, edits)
         if not ok:
             continue
         src = splice(source, edits)
