@@ -210,9 +210,10 @@ open(sys.argv[2], 'w').write(r.stacked(open(sys.argv[1]).read(), sys.argv[3].spl
         --peers cudnn --target gqa --rounds 1 --out "$OUT/compare" > "$OUT/compare.log" 2>&1
     echo "compare rc=$?"; grep -c ERROR "$OUT/compare.log"; tail -n 30 "$OUT/compare.log" | cut -c1-200 ;;
   recipes)
-    seed=${1:-seeds/gqa.py}; name=$(basename "$seed" .py)
+    seed=${1:-seeds/gqa.py}; name=$(basename "$seed" .py); after=${4:-}
+    [ -n "$after" ] && name="${name}_after_${after//,/+}"
     timeout "${RECIPES_TIMEOUT:-560}" python3 benchmarks/gpu/recipe_bench.py --seed "$seed" --suite "${2:-default}" \
-        --recipes "${3:-}" --after "${4:-}" --json "$OUT/recipes_$name.json" > "$OUT/recipes_$name.log" 2>&1
+        --recipes "${3:-}" --after "$after" --json "$OUT/recipes_$name.json" > "$OUT/recipes_$name.log" 2>&1
     echo "recipes rc=$?"; tail -n 20 "$OUT/recipes_$name.log" ;;
   offline)
     seed=$1; minutes=$2; name=$3; rng=${4:-7}; target=${5:-gqa}; runs=/root/runs
