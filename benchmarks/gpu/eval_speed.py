@@ -26,7 +26,7 @@ from evaluator import EvalOptions, evaluate  # noqa: E402
 
 def _stages(log: Path) -> list[str]:
     text = log.read_text(errors="replace") if log.is_file() else ""
-    return re.findall(r"(?:stage: \S+ t=\S+|precompile: .*)", text)
+    return re.findall(r"(?:stage: \S+ t=\S+|precompile: .*|correctness: .*)", text)
 
 
 def _spare():

@@ -46,7 +46,9 @@
 #                                then its stats and what paid per kind and per shape class
 #                                (stats_NAME.json, report_NAME.txt, lineage_NAME.db,
 #                                kernels_NAME.tgz, run_NAME.tgz: the run directory);
-#                                OVERLAP=0: with --no-overlap
+#                                OVERLAP=0: with --no-overlap; GPU=i: on GPU i only
+#                                (CUDA_VISIBLE_DEVICES); CPUS=a-b: on those CPUs only (taskset),
+#                                e.g. two one-GPU runs side by side on a two-GPU machine
 #   bg-offline SEED MINUTES NAME [RNG_SEED] [TARGET] [WAIT_S]
 #                                `offline` in its own process session (setsid), so that a
 #                                run longer than one device call goes on between calls on a
@@ -65,7 +67,9 @@
 #   overlap SEED MINUTES [RNG_SEED] [TARGET]
 #                                issue #19: `offline` with overlap (NAME ov-on), then the
 #                                same without (ov-off), then both side by side: candidates
-#                                per GPU-minute, timing share per worker (overlap.txt)
+#                                per GPU-minute, timing share per worker (overlap.txt);
+#                                PARALLEL=1 (two GPUs): both at once, ov-on on GPU 0 and
+#                                the first half of the CPUs, ov-off on GPU 1 and the rest
 #   decode [KERNEL...]           decode target: kernels (default seeds/decode_naive.py and
 #                                seeds/decode.py) on every validation shape, timed against
 #                                the baselines on the default suite, bandwidth on S_max=128k
@@ -216,13 +220,15 @@ open(sys.argv[2], 'w').write(r.stacked(open(sys.argv[1]).read(), sys.argv[3].spl
         --recipes "${3:-}" --after "$after" --json "$OUT/recipes_$name.json" > "$OUT/recipes_$name.log" 2>&1
     echo "recipes rc=$?"; tail -n 20 "$OUT/recipes_$name.log" ;;
   offline)
-    seed=$1; minutes=$2; name=$3; rng=${4:-7}; target=${5:-gqa}; runs=/root/runs
+    seed=$1; minutes=$2; name=$3; rng=${4:-7}; target=${5:-gqa}; runs=${RUNS:-/root/runs}
     ov=--overlap; [ "${OVERLAP:-1}" = 0 ] && ov=--no-overlap
-    python3 -m evolve start --target "$target" --operator offline --runs-dir $runs --rng-seed "$rng" \
-        --seed "$seed" --name "$name" --max-minutes "$minutes" $ov > "$OUT/$name.log" 2>&1 < /dev/null
+    pin=(); [ -n "${CPUS:-}" ] && pin=(taskset -c "$CPUS")
+    ${GPU:+env CUDA_VISIBLE_DEVICES=$GPU} "${pin[@]}" python3 -m evolve start --target "$target" \
+        --operator offline --runs-dir $runs --rng-seed "$rng" --seed "$seed" --name "$name" \
+        --max-minutes "$minutes" $ov > "$OUT/$name.log" 2>&1 < /dev/null
     bash "$0" run-files "$runs" "$name" ;;
   resume)
-    name=$1; minutes=$2; runs=/root/runs; mkdir -p $runs; cp -a "runs/$name" "$runs/"
+    name=$1; minutes=$2; runs=${RUNS:-/root/runs}; mkdir -p $runs; cp -a "runs/$name" "$runs/"
     python3 -m evolve resume "$name" --runs-dir $runs --max-minutes "$minutes" \
         > "$OUT/$name.resume.log" 2>&1 < /dev/null
     bash "$0" run-files "$runs" "$name" ;;
@@ -236,8 +242,15 @@ open(sys.argv[2], 'w').write(r.stacked(open(sys.argv[1]).read(), sys.argv[3].spl
     tar czf "$OUT/run_$name.tgz" --exclude=scratch --exclude=run.lock -C "$runs" "$name" ;;
   overlap)
     seed=$1; minutes=$2; rng=${3:-7}; target=${4:-gqa}
-    OVERLAP=1 bash "$0" offline "$seed" "$minutes" ov-on "$rng" "$target"
-    OVERLAP=0 bash "$0" offline "$seed" "$minutes" ov-off "$rng" "$target"
+    if [ "${PARALLEL:-0}" = 1 ]; then  # two GPUs: both at once, each on its GPU and half the CPUs
+      half=$(( $(nproc) / 2 ))
+      OVERLAP=1 GPU=0 CPUS=0-$((half - 1)) bash "$0" offline "$seed" "$minutes" ov-on "$rng" "$target" &
+      OVERLAP=0 GPU=1 CPUS=$half-$((2 * half - 1)) bash "$0" offline "$seed" "$minutes" ov-off "$rng" "$target"
+      wait
+    else
+      OVERLAP=1 bash "$0" offline "$seed" "$minutes" ov-on "$rng" "$target"
+      OVERLAP=0 bash "$0" offline "$seed" "$minutes" ov-off "$rng" "$target"
+    fi
     python3 benchmarks/gpu/run_stats.py --compare /root/runs/ov-on /root/runs/ov-off | tee "$OUT/overlap.txt" ;;
   decode)
     timeout 580 python3 benchmarks/gpu/decode_bench.py "$@" --json "$OUT/decode.json" \
