@@ -309,3 +309,49 @@ def test_a_new_naive_run_tries_the_recipes_that_paid_before_its_knobs(tmp_path):
         firsts[target] = sum(kinds[k] for k in paid)
     assert firsts["gqa"] >= 0.9 * 40, firsts
     assert firsts["other"] <= 0.5 * 40, firsts
+
+
+def test_a_knob_lost_on_other_code_is_tried_again_on_this_code(tmp_path):
+    """H100, naive run (2026-12-06): BLOCK_M 64 -> 128 at D=128 was slow on the naive seed
+    (it spills there) and was not tried again once the recipes changed the code. A knob's
+    losses now count only on the code they were measured on: from the seed the lost move is
+    rarely drawn, from a child with other code (a recipe applied) it is drawn like any
+    untried knob; a recipe's losses count everywhere."""
+    from evolve.operators.recipes import RECIPES
+
+    folded = RECIPES["fold_scale_exp2"].apply(NAIVE)
+    assert folded is not None
+    store = LineageStore.create(tmp_path / "l.db", RunRecord(
+        name="r", target="gqa", operator="offline", model="", suite="default", status="running"))
+    sources = {0: NAIVE, 1: folded}
+    store.add_candidate(_rec(0, None, "", score=0.5, source=NAIVE))
+    store.add_candidate(_rec(1, 0, "recipe:fold_scale_exp2", score=0.55, source=folded))
+    cid = 2
+    for cls in ("NC", "C", "D64_NC"):  # 64 -> 128 on the seed's code: 30 % slower, 3 times
+        sources[cid] = rewrite_config(NAIVE, {(cls, "BLOCK_M"): 128})
+        store.add_candidate(_rec(cid, 0, "knob:BLOCK_M:up", score=0.35, source=sources[cid]))
+        cid += 1
+    for _ in range(3):  # a recipe that lost on the seed's code
+        sources[cid] = NAIVE + f"# variant {cid}\n"
+        store.add_candidate(_rec(cid, 0, "recipe:swap_grid_order", score=0.35,
+                                 source=sources[cid]))
+        cid += 1
+    run = SimpleNamespace(store=store, repo=SimpleNamespace(source_at=sources.__getitem__))
+    history = store.candidates()
+    mean = {}
+    for pid, src in ((0, NAIVE), (1, folded)):
+        ctx = VariationContext(parent=store.get_candidate(pid), parent_source=src, second=None,
+                               second_source=None, run=run, rng=random.Random(0),
+                               evaluate=lambda s, suite: None)
+        op = OfflineOperator()
+        bandit = op.bandit(ctx, history)
+        mean[pid] = {k: bandit.posterior(k)[0] for k in ("knob:BLOCK_M:up",
+                                                        "recipe:swap_grid_order")}
+        ups = 0
+        for seed in range(12):  # the seed's code never draws the lost move
+            p = op.propose(VariationContext(**{**vars(ctx), "rng": random.Random(seed)}))
+            ups += p is not None and p.variation_kind == "knob:BLOCK_M:up"
+        mean[pid]["proposed"] = ups
+    assert mean[0]["knob:BLOCK_M:up"] < -0.2 and mean[0]["proposed"] == 0, mean
+    assert mean[1]["knob:BLOCK_M:up"] == 0.0, mean  # untried on this code, no prior
+    assert mean[0]["recipe:swap_grid_order"] < -0.2 and mean[1]["recipe:swap_grid_order"] < -0.2

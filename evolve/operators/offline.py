@@ -5,8 +5,9 @@ No LLM: it is the classical baseline the agentic operator is compared with. Each
 lists the moves open to the parent, one per kind ("knob:<name>:up" / ":down", "knobs:pair",
 "knobs:tile", "split:class", "crossover:class", "crossover:mix", "recipe:<name>"), and lets a
 Thompson-sampling bandit over the run's recorded trials (operators/payoff.py: gains, slow
-pre-screen rejections and failures) pick the kind; a kind that failed every time, three
-tries or more, is no longer proposed (payoff.dead_kinds). A knob move changes one knob of one
+pre-screen rejections and failures) pick the kind (a knob kind judged only by its tries on
+the parent's code: `_on_this_code`); a kind that failed every time, three tries or more,
+is no longer proposed (payoff.dead_kinds). A knob move changes one knob of one
 shape class (operators/shape_classes.py), drawn more often where the parent's ratio to
 the baseline is worst; "knobs:tile" doubles or halves a class's query tile together with
 its warp count; "split:class" gives the shorter sequences of a class their own
@@ -37,7 +38,7 @@ from evolve.operators.config_edit import (
     rewrite_config,
     splice,
 )
-from evolve.operators.payoff import DEAD_AFTER, Bandit, dead_kinds, trials
+from evolve.operators.payoff import DEAD_AFTER, Bandit, Trial, dead_kinds, trials
 from evolve.operators.recipes import RECIPES
 from evolve.operators.shape_classes import (
     ALL,
@@ -63,6 +64,7 @@ _WHY = {  # knob family -> (why raising it may help, why lowering it may help)
 }
 WORST_POWER = 4.0  # a class is drawn with weight ratio ** -WORST_POWER (worst ratio: most)
 SPLIT_BUCKETS = (1024, 4096)  # sequence-length bounds a class may be split at
+KNOB_KINDS = ("knob:", "knobs:", "split:")  # kinds whose payoff depends on the code around CONFIG
 
 
 def knob_rationale(name: str, old: Any, new: Any) -> str:
@@ -189,7 +191,7 @@ class OfflineOperator:
 
         moves = self.moves(ctx, history, fresh)
         tried = trials(history)
-        bandit = Bandit(tried, priors=recipe_priors(_target(ctx)))
+        bandit = self.bandit(ctx, history)
         self.last_reason = "the parent has no SEARCH_SPACE knobs and no applicable recipe"
         dead = dead_kinds(tried) & set(moves)
         if dead:
@@ -263,6 +265,27 @@ class OfflineOperator:
                 continue
             self._seen[c.id] = (config_key(src), structure_key(src), read_config(src))
         return {v[0] for v in self._seen.values()}
+
+    def bandit(self, ctx: VariationContext, history: list[Candidate]) -> Bandit:
+        """The bandit that picks the kind of a child of ctx.parent: the run's trials as this
+        parent's code sees them (`_on_this_code`), with the target's measured recipe priors."""
+        self._measured(ctx, history)
+        return Bandit(self._on_this_code(trials(history), ctx.parent_source),
+                      priors=recipe_priors(_target(ctx)))
+
+    def _on_this_code(self, tried: list[Trial], parent_source: str) -> list[Trial]:
+        """The trials the bandit weighs for a child of this parent: a knob move's payoff
+        (KNOB_KINDS) counts only where it was measured on the parent's code (its structure);
+        recipes and crossovers count wherever they ran. H100, naive run (2026-12-06):
+        BLOCK_M 64 -> 128 at D=128 spills 140-172 registers on seeds/gqa_naive.py and none
+        once its recipes are stacked (sm90_compile), so a loss on the seed's code must not
+        keep the move from the code where it can pay. A trial whose parent's code is not
+        known counts."""
+        mine = structure_key(parent_source)
+        def here(t: Trial) -> bool:
+            seen = self._seen.get(t.parent) if t.parent is not None else None
+            return not t.kind.startswith(KNOB_KINDS) or seen is None or seen[1] == mine
+        return [t for t in tried if here(t)]
 
     def _lineage(self, ctx: VariationContext,
                  history: list[Candidate]) -> list[tuple[int, dict[str, Any], dict[str, float]]]:

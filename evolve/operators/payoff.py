@@ -36,6 +36,7 @@ class Trial:
     kind: str
     outcome: str  # "better" | "worse" | "slow" | "failed"
     gain: float | None  # log score ratio to the parent; None for a failure
+    parent: int | None = None  # the candidate it varied (whose code it was measured on)
 
     @property
     def reward(self) -> float:
@@ -94,11 +95,11 @@ def trials(cands: Iterable[Candidate]) -> list[Trial]:
         parent = by_id.get(c.parent_id) if c.parent_id is not None else None
         if c.ok and c.score and parent is not None and parent.ok and parent.score:
             g = math.log(c.score / parent.score)
-            out.append(Trial(kind, "better" if g > 0 else "worse", g))
+            out.append(Trial(kind, "better" if g > 0 else "worse", g, c.parent_id))
         elif c.failure_class == SLOW:
-            out.append(Trial(kind, SLOW, slow_gain(c, parent)))
+            out.append(Trial(kind, SLOW, slow_gain(c, parent), c.parent_id))
         elif not c.ok:
-            out.append(Trial(kind, "failed", None))
+            out.append(Trial(kind, "failed", None, c.parent_id))
     return out
 
 
