@@ -5,6 +5,7 @@ slot, the --overlap flag in run.toml, the per-worker seconds in `evolve status`.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import FIRST_COMPLETED, wait
 import time
 from pathlib import Path
 
@@ -173,6 +174,23 @@ def test_a_second_job_starts_only_when_the_first_waits_for_or_holds_the_gate():
     lane.end("ghost")  # unknown: nothing happens
 
 
+def test_with_three_jobs_a_third_starts_beside_one_compile():
+    """Depth 3 (16+ CPUs per GPU): while a job times and another compiles, a third may
+    start compiling; never a fourth, and never beside two compiles."""
+    lane = Lane()
+    lane.begin("a", reserved=False)
+    assert lane.may_start(3) and not lane.may_start(2)  # one compiles: a second may (3 only)
+    lane.begin("b", reserved=False)
+    assert not lane.may_start(3)  # two compile
+    release = lane.acquire("a")
+    assert lane.may_start(3) and not lane.may_start(2)  # a times, b compiles
+    lane.begin("c", reserved=False)
+    assert not lane.may_start(3)  # three in flight
+    release()
+    lane.end("a")
+    assert not lane.may_start(3)  # b and c compile
+
+
 def test_an_exclusive_evaluation_waits_until_no_other_job_compiles():
     """Baselines that later scores divide by (and rematches) are timed with no other job of
     the GPU in its CPU part, and no job starts meanwhile."""
@@ -275,13 +293,16 @@ def _two_stage_runner(job: EvalJob, gpu, workdir: Path, lane=None, **_) -> JobRe
 
 
 def _keep_fed(ex: LocalExecutor, n: int, source: str) -> tuple[float, list]:
-    """Submit n jobs keeping `capacity` in flight (as the loop does); wall and gate spans."""
-    t0, futs, done = time.monotonic(), [], []
+    """Submit n jobs keeping `capacity` in flight, a new one as soon as any ends (as the
+    loop does); wall and gate spans."""
+    t0, futs, done = time.monotonic(), set(), []
     while len(done) < n:
         while len(futs) < ex.capacity and len(done) + len(futs) < n:
-            futs.append(ex.submit(EvalJob(f"c{len(done) + len(futs)}", "candidate", "gqa",
-                                          "default", source)))
-        done.append(futs.pop(0).result(timeout=60))
+            futs.add(ex.submit(EvalJob(f"c{len(done) + len(futs)}", "candidate", "gqa",
+                                       "default", source)))
+        ended, futs = wait(futs, timeout=60, return_when=FIRST_COMPLETED)
+        assert ended, "no job ended within 60 s"
+        done += [f.result() for f in ended]
     return time.monotonic() - t0, [g for r in done for g in r.data["gates"]]
 
 
