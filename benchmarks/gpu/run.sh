@@ -9,6 +9,8 @@
 #   eval KERNEL [SUITE] [REPEAT] `evolve eval` with cuDNN only (REPEAT > 1: A/A spread)
 #   eval-all KERNEL              `evolve eval` with every peer timed in the worker
 #   eval-speed KERNEL...         evaluation wall time as a run sees it (eval_speed.json)
+#   eval-log KERNEL [SUITE]      one evaluation (cuDNN timed in it) with the worker's log kept:
+#                                stage times and where the correctness seconds go
 #   sweep CLASSES [KERNEL]       per-class knob sweep of a seed, then merge the winners into
 #                                $OUT/merged.py (sweep.json, merge.txt); e.g. D128_NC,D64_C
 #   calibrate [KERNEL]           the correctness rule's margin: kernel error / torch error
@@ -85,7 +87,7 @@
 set -u
 cmd=${1:-}; shift || true
 case "$cmd" in
-  env|compare|eval|eval-all|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|ncu-overlap|gluon-ab|gluon-cvt|gluon-turn|bg-offline|bg-wait|gluon-d128|naive-stack|recipes|offline|resume|run-files|overlap|decode|tests|agent-transcript|ncu-probe)
+  env|compare|eval|eval-all|eval-log|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|ncu-overlap|gluon-ab|gluon-cvt|gluon-turn|bg-offline|bg-wait|gluon-d128|naive-stack|recipes|offline|resume|run-files|overlap|decode|tests|agent-transcript|ncu-probe)
     . "$(dirname "$0")/setup.sh" || exit 1; OUT=${OUT:-/tmp/out} ;;
   *) sed -n '2,/^set -u/p' "$0" | sed '$d'; exit 2 ;;
 esac
@@ -108,6 +110,8 @@ case "$cmd" in
     python3 -m evolve eval "$1" --target gqa --suite default --json > "$OUT/eval_default_all.json"
     python3 -c "import json,sys;d=json.load(open(sys.argv[1]));print(d['status'],d['score'])" \
         "$OUT/eval_default_all.json" ;;
+  eval-log)
+    timeout 300 python3 benchmarks/gpu/eval_log.py "$1" "${2:-default}" --out "$OUT" ;;
   eval-speed)
     timeout 500 python3 benchmarks/gpu/eval_speed.py "$@" --json "$OUT/eval_speed.json" 2>&1 | tee "$OUT/eval_speed.log" ;;
   sweep)
