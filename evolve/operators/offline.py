@@ -277,8 +277,8 @@ class OfflineOperator:
         """The trials the bandit weighs for a child of this parent: a knob move's payoff
         (KNOB_KINDS) counts only where it was measured on the parent's code (its structure);
         recipes and crossovers count wherever they ran. H100, naive run (2026-12-06):
-        BLOCK_M 64 -> 128 at D=128 spills 140-172 registers on seeds/gqa_naive.py and none
-        once its recipes are stacked (sm90_compile), so a loss on the seed's code must not
+        BLOCK_M 64 -> 128 at D=128 (4 warps) spills 140-172 registers on seeds/gqa_naive.py
+        and 0-64 once its recipes are stacked (sm90_compile), as in seeds/gqa.py, so a loss on the seed's code must not
         keep the move from the code where it can pay. A trial whose parent's code is not
         known counts."""
         mine = structure_key(parent_source)
