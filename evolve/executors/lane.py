@@ -21,8 +21,9 @@ next one compiles while this one times); with 3, also beside one job that compil
 compile while one times, so a job's second compile, the full suite after the pre-screen,
 need not leave the GPU idle; tests/test_overlap.py's Gluon-like jobs: GPU idle 0.22 ->
 0.14 s of 3.5 s against requiring every job past its compile); with 1 (overlap off, or
-the interpreter) one job at a time. A slot thread first `reserve`s its place (`wait_turn`), then takes a job from the queue (`begin`) or gives
-the place back (`cancel`). `on_change(phases)` hears every change (the slot's counters).
+the interpreter) one job at a time. A slot thread first `reserve`s its place
+(`wait_turn`), then takes a job from the queue (`begin`) or gives the place back
+(`cancel`). `on_change(phases)` hears every change (the slot's counters).
 """
 
 from __future__ import annotations
