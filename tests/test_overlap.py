@@ -5,8 +5,8 @@ slot, the --overlap flag in run.toml, the per-worker seconds in `evolve status`.
 from __future__ import annotations
 
 import threading
-from concurrent.futures import FIRST_COMPLETED, wait
 import time
+from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
 
 import pytest

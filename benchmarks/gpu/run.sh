@@ -255,7 +255,7 @@ open(sys.argv[2], 'w').write(r.stacked(open(sys.argv[1]).read(), sys.argv[3].spl
       OVERLAP=1 bash "$0" offline "$seed" "$minutes" ov-on "$rng" "$target"
       OVERLAP=0 bash "$0" offline "$seed" "$minutes" ov-off "$rng" "$target"
     fi
-    python3 benchmarks/gpu/run_stats.py --compare /root/runs/ov-on /root/runs/ov-off | tee "$OUT/overlap.txt" ;;
+    runs=${RUNS:-/root/runs}; python3 benchmarks/gpu/run_stats.py --compare $runs/ov-on $runs/ov-off | tee "$OUT/overlap.txt" ;;
   decode)
     timeout 580 python3 benchmarks/gpu/decode_bench.py "$@" --json "$OUT/decode.json" \
         > "$OUT/decode.log" 2>&1; echo "decode rc=$?"; grep -v '^PASS' "$OUT/decode.log" | tail -n 60 ;;
