@@ -55,6 +55,9 @@
 #                                `offline` in its own process session (setsid), so that a
 #                                run longer than one device call goes on between calls on a
 #                                warm machine; waits WAIT_S seconds (default 0) with `bg-wait`
+#   bg NAME COMMAND [ARGS]       any command of this script in its own process session, its
+#                                files under /root/bg/NAME (e.g. `bg ov overlap SEED 4`: a
+#                                pair longer than one call); wait for it with `bg-wait NAME`
 #   bg-wait NAME [WAIT_S]        wait up to WAIT_S (default 560) for the bg-offline run NAME,
 #                                printing its progress; once it has ended, the `offline` files
 #                                (still running: a snapshot of its log and lineage)
@@ -87,7 +90,7 @@
 set -u
 cmd=${1:-}; shift || true
 case "$cmd" in
-  env|compare|eval|eval-all|eval-log|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|ncu-overlap|gluon-ab|gluon-cvt|gluon-turn|bg-offline|bg-wait|gluon-d128|naive-stack|recipes|offline|resume|run-files|overlap|decode|tests|agent-transcript|ncu-probe)
+  env|compare|eval|eval-all|eval-log|eval-speed|sweep|calibrate|seed-check|check|config-sweep|ncu|ncu-overlap|gluon-ab|gluon-cvt|gluon-turn|bg|bg-offline|bg-wait|gluon-d128|naive-stack|recipes|offline|resume|run-files|overlap|decode|tests|agent-transcript|ncu-probe)
     . "$(dirname "$0")/setup.sh" || exit 1; OUT=${OUT:-/tmp/out} ;;
   *) sed -n '2,/^set -u/p' "$0" | sed '$d'; exit 2 ;;
 esac
@@ -175,13 +178,20 @@ case "$cmd" in
         > /root/bg/$name.console 2>&1; echo \$? > /root/bg/$name.rc" < /dev/null > /dev/null 2>&1 &
     echo "started $name in the background (setsid); its files go to /root/bg"
     [ "$wait_s" -gt 0 ] && bash "$0" bg-wait "$name" "$wait_s" ;;
+  bg)
+    name=$1; shift; mkdir -p "/root/bg/$name"; rm -f "/root/bg/$name.rc"
+    setsid nohup bash -c "OUT='/root/bg/$name' bash '$0' $* > /root/bg/$name.console 2>&1; \
+        echo \$? > /root/bg/$name.rc" < /dev/null > /dev/null 2>&1 &
+    echo "started '$*' as $name in the background (setsid); its files go to /root/bg/$name" ;;
   bg-wait)
     name=$1; wait_s=${2:-560}; t0=$SECONDS
     while [ ! -f "/root/bg/$name.rc" ] && [ $((SECONDS - t0)) -lt "$wait_s" ]; do sleep 10; done
-    tail -n 5 "/root/bg/$name.log" 2>/dev/null | cut -c1-200
+    log=/root/bg/$name.log; [ -d "/root/bg/$name" ] && log=$(ls -t /root/bg/$name/*.log 2>/dev/null | head -n 1)
+    tail -n 5 "$log" 2>/dev/null | cut -c1-200
     if [ -f "/root/bg/$name.rc" ]; then
       echo "run $name ended, rc=$(cat /root/bg/$name.rc)"; cat "/root/bg/$name.console"
-      cp /root/bg/*"$name"* "$OUT/" 2>/dev/null; true
+      cp /root/bg/*"$name"* "$OUT/" 2>/dev/null
+      [ -d "/root/bg/$name" ] && cp -r "/root/bg/$name/." "$OUT/"; true
     else
       echo "run $name still running after ${wait_s}s: a snapshot of its lineage and log in \$OUT"
       cp "/root/bg/$name.log" "$OUT/$name.partial.log" 2>/dev/null
