@@ -58,9 +58,9 @@
 #   bg NAME COMMAND [ARGS]       any command of this script in its own process session, its
 #                                files under /root/bg/NAME (e.g. `bg ov overlap SEED 4`: a
 #                                pair longer than one call); wait for it with `bg-wait NAME`
-#   bg-wait NAME [WAIT_S]        wait up to WAIT_S (default 560) for the bg-offline run NAME,
-#                                printing its progress; once it has ended, the `offline` files
-#                                (still running: a snapshot of its log and lineage)
+#   bg-wait NAME [WAIT_S]        wait up to WAIT_S (default 560) for the bg-offline run (or bg
+#                                command) NAME, printing its progress; once it has ended, its
+#                                files (a run still going: a snapshot of its log and lineage)
 #   gluon-cvt                    issue #20: the Gluon seed beside the overlap in both kernels
 #                                with and without P converted before the PV wait, cuDNN only
 #                                (compare/); short enough to share a call with bg-offline
