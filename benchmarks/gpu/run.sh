@@ -57,7 +57,8 @@
 #                                warm machine; waits WAIT_S seconds (default 0) with `bg-wait`
 #   bg NAME COMMAND [ARGS]       any command of this script in its own process session, its
 #                                files under /root/bg/NAME (e.g. `bg ov overlap SEED 4`: a
-#                                pair longer than one call); wait for it with `bg-wait NAME`
+#                                pair longer than one call); wait for it with `bg-wait NAME`,
+#                                which returns its .txt files and the rest as bg_NAME.tgz
 #   bg-wait NAME [WAIT_S]        wait up to WAIT_S (default 560) for the bg-offline run (or bg
 #                                command) NAME, printing its progress; once it has ended, its
 #                                files (a run still going: a snapshot of its log and lineage)
@@ -191,7 +192,10 @@ case "$cmd" in
     if [ -f "/root/bg/$name.rc" ]; then
       echo "run $name ended, rc=$(cat /root/bg/$name.rc)"; cat "/root/bg/$name.console"
       cp /root/bg/*"$name"* "$OUT/" 2>/dev/null
-      [ -d "/root/bg/$name" ] && cp -r "/root/bg/$name/." "$OUT/"; true
+      if [ -d "/root/bg/$name" ]; then  # a device call returns at most 8 files: its text, one tarball
+        cp /root/bg/$name/*.txt "$OUT/" 2>/dev/null
+        tar czf "$OUT/bg_$name.tgz" --exclude='run_*.tgz' -C /root/bg "$name"
+      fi; true
     else
       echo "run $name still running after ${wait_s}s: a snapshot of its lineage and log in \$OUT"
       cp "/root/bg/$name.log" "$OUT/$name.partial.log" 2>/dev/null
