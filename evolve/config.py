@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from evolve.selection import SelectionPolicy
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
@@ -70,9 +72,12 @@ class RunConfig:
     rng_seed: int
     max_candidates: int | None = None  # total candidates in the run, seed included
     max_minutes: float | None = None  # wall clock per start/resume invocation
+    # parent selection (evolve/selection.py): the front, random picks, tournaments
     tournament_k: int = 3
-    explore_prob: float = 0.2
+    explore_prob: float = 0.1
     crossover_prob: float = 0.2
+    elite_prob: float = 0.5
+    elite_k: int = 3
     eval_timeout_s: float = 600.0
     baselines: list[str] = field(default_factory=lambda: ["cudnn"])
     rematch_rounds: int = 5
@@ -89,6 +94,16 @@ class RunConfig:
     prestart_workers: bool = True  # each worker slot pre-starts the next evaluator worker
     overlap: bool = True  # a GPU compiles the next candidate while it times one (--no-overlap)
     agent: AgentConfig = field(default_factory=AgentConfig)
+
+    def __post_init__(self) -> None:
+        try:
+            self.selection_policy()
+        except ValueError as e:
+            raise ConfigError(f"bad run configuration: {e}") from None
+
+    def selection_policy(self) -> SelectionPolicy:
+        return SelectionPolicy(self.tournament_k, self.explore_prob, self.crossover_prob,
+                               self.elite_prob, self.elite_k)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

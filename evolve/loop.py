@@ -40,7 +40,7 @@ from evolve.proposers import (Activity, EventPosted, Exited, Fatal, Proposed, Pr
                               SessionPosted, Want)
 from evolve.records import Candidate, sha256_text
 from evolve.run import RunHandle
-from evolve.selection import SelectionPolicy, select_parents
+from evolve.selection import select_parents
 
 WORKERS_SNAPSHOT_S = 2.0
 MAX_CONSECUTIVE_NONE = 5
@@ -84,7 +84,7 @@ class EvolutionLoop:
         self.evals = evaluations or Evaluations(run)
         self.gpu = run.config.gpu if gpu is None else gpu
         cfg = run.config
-        self.policy = SelectionPolicy(cfg.tournament_k, cfg.explore_prob, cfg.crossover_prob)
+        self.policy = cfg.selection_policy()
         self.rng = random.Random(f"{cfg.rng_seed}:{self.store.next_candidate_id()}")
         self.t0 = time.monotonic()
         self.factory = operator_factory or (lambda view: operator)

@@ -283,15 +283,16 @@ def test_a_prior_from_an_earlier_measurement_leads_until_the_run_says_otherwise(
 
 def test_a_new_naive_run_tries_the_recipes_that_paid_before_its_knobs(tmp_path):
     """H100, recipe_bench (2026-12-06): fold_scale_exp2 +9.4 %, tma_store_o +4.6 %,
-    swap_grid_order +4.2 %, split_causal_loop +3.4 % against seeds/gqa_naive.py. A fresh
-    gqa run from that seed proposes those first (Recipe.paid as the bandit's prior); a run
-    of a target without such measurements draws among all its kinds alike."""
+    swap_grid_order +4.2 %, split_causal_loop +3.4 % against seeds/gqa_naive.py; H100
+    (2026-12-07): host_tma_kv +3.5 % against six of them stacked. A fresh gqa run from that
+    seed proposes those first (Recipe.paid as the bandit's prior); a run of a target
+    without such measurements draws among all its kinds alike."""
     from evolve.operators.offline import recipe_priors
     from evolve.operators.recipes import RECIPES
 
     paid = {f"recipe:{n}" for n, r in RECIPES.items() if "gqa" in r.paid}
     assert paid == {"recipe:fold_scale_exp2", "recipe:tma_store_o", "recipe:swap_grid_order",
-                    "recipe:split_causal_loop"}
+                    "recipe:split_causal_loop", "recipe:host_tma_kv"}
     assert recipe_priors("decode") == {} and set(recipe_priors("gqa")) == paid
     store = LineageStore.create(tmp_path / "l.db", RunRecord(
         name="r", target="gqa", operator="offline", model="", suite="default", status="running"))

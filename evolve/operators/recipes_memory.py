@@ -273,7 +273,19 @@ def _offset(source: str, expr: ast.AST) -> str | None:
 
 def _host_tma_kv(source: str) -> str | None:
     """K/V descriptors made once on the host (kernel arguments) instead of in every program:
-    each program reads its head's rows of a [B*Hkv*S, D] view at a row offset."""
+    each program reads its head's rows of a [B*Hkv*S, D] view at a row offset. Pointer
+    loads of K/V (the pattern of `tma_load_kv`) get there in one step, through the device
+    descriptors `tma_load_kv` writes: alone that step measured nothing (-0.1 % on
+    seeds/gqa_naive.py), so a search that must pick it first rarely reached the host
+    descriptors (H100, 20-minute naive run: never; benchmarks/results/2026-12-07-h100-session11/)."""
+    out = _host_from_device(source)
+    if out is None and (device := _tma_load_kv(source)) is not None:
+        out = _host_from_device(device)
+    return out
+
+
+def _host_from_device(source: str) -> str | None:
+    """`_host_tma_kv` on a kernel that makes its K/V descriptors per program."""
     tree = ast.parse(source)
     jits = jit_functions(tree)
     for g in jits.values():
@@ -426,9 +438,10 @@ MEMORY_RECIPES: tuple[Recipe, ...] = (
            "store the output tile through a TMA descriptor: one bulk store, clipped at S "
            "by the hardware instead of a masked pointer store", _tma_store_o,
            paid={"gqa": 0.046}),
+    # paid: against the gqa_naive stack of six recipes (tma_load_kv among them), one round
     Recipe("host_tma_kv",
-           "make the K/V TMA descriptors once on the host (kernel arguments over the rows of "
-           "a [B*H*S, D] view) instead of in every program: no per-program descriptor setup "
-           "(seeds/gqa.py measured +5..14 % per class for this at short sequences)",
-           _host_tma_kv),
+           "load K/V through TMA descriptors made once on the host (kernel arguments over "
+           "the rows of a [B*H*S, D] view) instead of pointer loads or descriptors made in "
+           "every program: one bulk copy per tile, no per-program descriptor setup",
+           _host_tma_kv, paid={"gqa": 0.035}),
 )
