@@ -133,8 +133,9 @@ def test_offline_operator_follows_the_payoffs_and_never_reproposes(tmp_path):
         kinds[p.variation_kind] += 1
         if p.variation_kind == "knob:num_warps:up":  # the one unmeasured num_warps move left
             assert read_config(p.source)["C"]["num_warps"] == 8
+    # 23 kinds are open to the naive seed here; drawn alike, each would get under 2 of the 40
     (top, n_top), (_, n_next) = kinds.most_common(2)
-    assert top == "knob:num_warps:up" and n_top > 0.4 * 40 and n_top >= 3 * n_next, kinds
+    assert top == "knob:num_warps:up" and n_top >= 0.35 * 40 and n_top >= 3 * n_next, kinds
     assert kinds["knob:BLOCK_N:up"] + kinds["knob:BLOCK_N:down"] < kinds["knob:num_warps:up"] / 3
 
 

@@ -113,11 +113,11 @@ def test_stacked_recipes_pass_the_smoke_evaluation(seed, tmp_path):
     from evaluator import EvalOptions, evaluate
 
     src, used = SEEDS[seed], []
-    for name in NEW + ("host_tma_kv",):  # the last applies once tma_load_kv has
+    for name in ("host_tma_kv", "host_tma_o") + NEW:
         out = RECIPES[name].apply(src)
         if out is not None:
             src, used = out, used + [name]
-    assert len(used) >= 5 and (seed != "gqa_naive" or "host_tma_kv" in used), used
+    assert len(used) >= 5 and (seed != "gqa_naive" or {"host_tma_kv", "host_tma_o"} <= set(used)), used
     path = tmp_path / "kernel.py"
     path.write_text(src)
     res = evaluate(path, target="gqa", suite="smoke",
@@ -381,11 +381,57 @@ def test_host_descriptors_keep_the_kernel_correct(stack, tmp_path):
             assert (out.float() - ref).abs().max().item() < 1e-2, (layout, causal)
 
 
+# --- host_tma_o: the O store through a descriptor made on the host ------------------------
+
+def test_host_o_descriptor_applies_where_o_is_stored_through_a_descriptor_or_pointers():
+    stored = RECIPES["tma_store_o"].apply(SEEDS["gqa_naive"])
+    host = RECIPES["host_tma_o"].apply(stored)
+    assert host is not None and check_source(host, "k.py") == []
+    assert "block_shape=[BLOCK_M, HEAD_DIM])" not in host
+    assert "desc_o=_heads_desc(out, block_m, D)" in host and "desc_o.store([o_head," in host
+    assert RECIPES["host_tma_o"].apply(SEEDS["gqa_naive"]) == host  # pointers: one step
+    for name in ("gqa", "gqa_gluon"):  # host descriptors already, or Gluon
+        assert RECIPES["host_tma_o"].apply(SEEDS[name]) is None, name
+    assert RECIPES["host_tma_o"].apply(host) is None, "applies twice"
+    # the K/V recipes still apply after it, and it after them
+    kv = RECIPES["host_tma_kv"].apply(host)
+    assert kv is not None and RECIPES["host_tma_o"].apply(
+        RECIPES["host_tma_kv"].apply(SEEDS["gqa_naive"])) is not None
+    # a descriptor used for anything besides its one store stays on the device
+    twice = stored.replace("    o_desc.store(", "    o_desc.store([0, 0], acc.to(Out.dtype"
+                           ".element_ty))\n    o_desc.store(", 1)
+    assert twice != stored and RECIPES["host_tma_o"].apply(twice) is None
+
+
+@pytest.mark.parametrize("stack", [(), ("fold_scale_exp2", "split_causal_loop", "host_tma_kv",
+                                        "swap_grid_order", "unmasked_full_tiles")])
+def test_host_o_descriptor_keeps_the_kernel_correct(stack, tmp_path):
+    """Ragged S (a tile clipped at the end of its own head, not spilling into the next
+    head's rows), GQA groups, causal or not, and q views that are not contiguous."""
+    src = SEEDS["gqa_naive"]
+    for name in stack:
+        src = RECIPES[name].apply(src)
+    child = _load(RECIPES["host_tma_o"].apply(src), tmp_path, f"host_o_{len(stack)}")
+    err = _max_error(child)
+    assert math.isfinite(err) and err <= _bound("gqa_naive", tmp_path), err
+    gen = torch.Generator().manual_seed(5)
+    q = torch.randn(1, 40, 4, 64, generator=gen).half().transpose(1, 2)  # [B, H, S, D] view
+    k, v = (torch.randn(1, 2, 40, 64, generator=gen).half() for _ in range(2))
+    for causal in (False, True):
+        out = child.attention(q, k, v, causal=causal, sm_scale=0.3)
+        ref = torch.nn.functional.scaled_dot_product_attention(
+            q.float(), k.float().repeat_interleave(2, 1), v.float().repeat_interleave(2, 1),
+            is_causal=causal, scale=0.3)
+        assert out.is_contiguous() and (out.float() - ref).abs().max().item() < 1e-2, causal
+
+
 @pytest.mark.gpu
 def test_host_descriptors_compile_and_are_correct_on_the_gpu(tmp_path):
-    """Compiled for the GPU (real TMA: rows past the tensor's end zero-filled), bf16."""
+    """Compiled for the GPU (real TMA: rows past the tensor's end zero-filled, an O tile
+    clipped at its head's end), bf16."""
     src = RECIPES["tma_load_kv"].apply(SEEDS["gqa_naive"])
     base = _max_error(_load(src, tmp_path, "gpu_tma"), "cuda", torch.bfloat16)
-    child = _load(RECIPES["host_tma_kv"].apply(src), tmp_path, "gpu_host")
-    err = _max_error(child, "cuda", torch.bfloat16)
-    assert math.isfinite(err) and err <= 2 * base + 3.2e-3, err
+    host = RECIPES["host_tma_kv"].apply(src)
+    for name, child_src in (("gpu_host", host), ("gpu_host_o", RECIPES["host_tma_o"].apply(host))):
+        err = _max_error(_load(child_src, tmp_path, name), "cuda", torch.bfloat16)
+        assert math.isfinite(err) and err <= 2 * base + 3.2e-3, (name, err)

@@ -1,8 +1,9 @@
-"""Memory recipes: device-side TMA descriptors for the K/V loads and the O store.
+"""Memory recipes: TMA descriptors for the K/V loads and the O store, made in every
+program (`tma_load_kv`, `tma_store_o`) or once on the host (`host_tma_kv`, `host_tma_o`).
 
 Each applies only where its pattern is present (the pointer-based FA2 kernel of
-seeds/gqa_naive.py has both; seeds/gqa.py already uses descriptors) and returns None
-elsewhere. Q pre-scaled by sm_scale*log2(e) before the loop is not a
+seeds/gqa_naive.py has both; seeds/gqa.py already uses host descriptors) and returns
+None elsewhere. Q pre-scaled by sm_scale*log2(e) before the loop is not a
 recipe: rounding the scaled Q to fp16/bf16 fails the evaluator's large-row inputs
 (knowledge/structural-recipes.md).
 """
@@ -15,6 +16,7 @@ import re
 from evolve.operators.config_edit import splice
 from evolve.operators.transform import (
     Recipe,
+    add_keyword,
     assigns,
     calls_named,
     indent_of,
@@ -167,15 +169,16 @@ def _tma_load_kv(source: str) -> str | None:
             host_args = [segment(source, glaunch[0].args[gparams.index(t)]) for t in tensors]
             if not all(a.isidentifier() for a in host_args):
                 continue
-            src = splice(source, edits)
-            last = max(d.end_lineno for d in defs)
+            last = max(defs, key=lambda d: d.end_lineno)
             ind = indent_of(source, defs[0])
             new = [f"{ind}# K/V through TMA descriptors: rows past S come back as zeros"]
             for b, d, s in made:
                 new.append(f"{ind}{d} = tl.make_tensor_descriptor({b}, shape=[S, HEAD_DIM], "
                            f"strides=[{s}, 1],")
                 new.append(f"{ind}{' ' * (len(d) + 29)}block_shape=[BLOCK_N, HEAD_DIM])")
-            return _with_allocator(insert_lines(src, last, new), tuple(dict.fromkeys(host_args)))
+            # one splice: line numbers of the original would drift after the load edits
+            edits.append((last, segment(source, last) + "\n" + "\n".join(new)))
+            return _with_allocator(splice(source, edits), tuple(dict.fromkeys(host_args)))
     return None
 
 
@@ -418,9 +421,109 @@ def _host_rows(source: str, tensors: list[str]) -> str | None:
     src = insert_lines(source, sets[-1].end_lineno, [
         f"{ind}# host descriptors address the rows of a [B*H*S, D] view",
         f"{ind}{tup} = (t.contiguous() for t in ({tup}))"])
-    lines = src.splitlines(keepends=True)
+    return _with_helper(src, _ROWS_DESC)
+
+
+# --- the O store through a host descriptor ------------------------------------------------
+
+_HEADS_DESC = '''def _heads_desc(t, block_rows: int, head_dim: int):
+    """A TMA descriptor made once on the host over t's [B*H, S, D] view (t contiguous):
+    a tile is clipped at the end of its own head's rows."""
+    if not t.is_contiguous():
+        raise ValueError("the output must be contiguous for its host descriptor")
+    return TensorDescriptor.from_tensor(t.view(-1, t.shape[-2], t.shape[-1]),
+                                        [1, block_rows, head_dim])
+
+
+'''
+
+
+def _host_tma_o(source: str) -> str | None:
+    """The output tile stored through a descriptor made once on the host over the
+    contiguous output's [B*Hq, S, D] view (a new kernel argument `desc_o`) instead of one
+    made in every program; the program stores at [its head, its first row, 0]. A masked
+    pointer store of O (`tma_store_o`'s pattern) gets there through `tma_store_o`."""
+    out = _host_o_from_device(source)
+    if out is None and (device := _tma_store_o(source)) is not None:
+        out = _host_o_from_device(device)
+    return out
+
+
+def _host_o_from_device(source: str) -> str | None:
+    tree = ast.parse(source)
+    for g in jit_functions(tree).values():
+        params = param_names(g)
+        if "desc_o" in params or not {"S", "HEAD_DIM", "BLOCK_M"} <= set(params):
+            continue
+        made = [a for a in ast.walk(g) if isinstance(a, ast.Assign) and len(a.targets) == 1
+                and isinstance(a.targets[0], ast.Name) and isinstance(a.value, ast.Call)
+                and segment(source, a.value.func) == "tl.make_tensor_descriptor"
+                and {k.arg: segment(source, k.value).replace(" ", "")
+                     for k in a.value.keywords}.get("block_shape") == "[BLOCK_M,HEAD_DIM]"]
+        if len(made) != 1:
+            continue
+        a = made[0]
+        d = a.targets[0].id
+        kw = {k.arg: segment(source, k.value).replace(" ", "") for k in a.value.keywords}
+        stride = re.fullmatch(r"\[(\w+),1\]", kw.get("strides", ""))
+        if kw.get("shape") != "[S,HEAD_DIM]" or stride is None or len(a.value.args) != 1 \
+                or not isinstance(a.value.args[0], ast.Name):
+            continue
+        base = a.value.args[0].id
+        defs = assigns(g, base)
+        stores = [st for st in g.body if isinstance(st, ast.Expr)
+                  and isinstance(st.value, ast.Call)
+                  and segment(source, st.value.func) == f"{d}.store"]
+        if len(defs) != 1 or _names(g).count(base) != 2 or _names(g).count(d) != 2 \
+                or len(stores) != 1:
+            continue
+        t = _leftmost_name(defs[0].value)
+        offset = _offset(source, defs[0].value)
+        call = stores[0].value
+        if t not in params or offset is None or len(call.args) != 2 or call.keywords \
+                or not isinstance(call.args[0], ast.List) or len(call.args[0].elts) != 2 \
+                or segment(source, call.args[0].elts[1]) != "0":
+            continue
+        launch = [c for c in launches(tree) if c.func.value.id == g.name]
+        if len(launch) != 1 or params.index(t) >= len(launch[0].args):
+            continue
+        kws = {k.arg: segment(source, k.value) for k in launch[0].keywords}
+        host = launch[0].args[params.index(t)]
+        if not {"BLOCK_M", "HEAD_DIM"} <= set(kws) or not isinstance(host, ast.Name):
+            continue
+        row = segment(source, call.args[0].elts[0])
+        value = segment(source, call.args[1])
+        ind = indent_of(source, defs[0])
+        edits = [
+            (defs[0], f"# the program's head in the output's [B*H, S, D] view (contiguous)\n"
+                      f"{ind}o_head = (({offset})\n{ind}          // (S * {stride[1]})).to(tl.int32)"),
+            (a, "# desc_o (a kernel argument): made once on the host over the output's "
+                "[B*H, S, HEAD_DIM] view"),
+            (call, f"desc_o.store([o_head, {row}, 0],\n{indent_of(source, call)}             "
+                   + (value if isinstance(call.args[1], (ast.Call, ast.Name)) else f"({value})")
+                   + ".reshape(1, BLOCK_M, HEAD_DIM))"),
+            (g.args.args[-1], f"{segment(source, g.args.args[-1])}, desc_o"),
+            add_keyword(source, launch[0], f"desc_o=_heads_desc({host.id}, {kws['BLOCK_M']}, "
+                                           f"{kws['HEAD_DIM']})"),
+        ]
+        src = splice(source, edits)
+        return _with_helper(src, _HEADS_DESC)
+    return None
+
+
+def _with_helper(source: str, helper: str) -> str | None:
+    """`helper` (a function's text) placed before the host function that launches a
+    kernel, and the TensorDescriptor import (None: no such host function or import line)."""
+    tree = ast.parse(source)
+    calls = launches(tree)
+    host = [f for f in tree.body if isinstance(f, ast.FunctionDef)
+            and any(f.lineno <= c.lineno <= f.end_lineno for c in calls)]
+    if len(host) != 1:
+        return None
+    fn = host[0]
+    lines = source.splitlines(keepends=True)
     at = fn.lineno - 1 - len(fn.decorator_list)
-    src = "".join(lines[:at]) + _ROWS_DESC + "".join(lines[at:])
+    src = "".join(lines[:at]) + helper + "".join(lines[at:])
     if _DESC_IMPORT not in src:
         m = re.search(r"^import triton\.language as tl\n", src, re.M)
         if m is None:
@@ -444,4 +547,8 @@ MEMORY_RECIPES: tuple[Recipe, ...] = (
            "the rows of a [B*H*S, D] view) instead of pointer loads or descriptors made in "
            "every program: one bulk copy per tile, no per-program descriptor setup",
            _host_tma_kv, paid={"gqa": 0.035}),
+    Recipe("host_tma_o",
+           "store O through a TMA descriptor made once on the host over the output's "
+           "[B*H, S, D] view instead of one made in every program (per-program descriptor "
+           "setup weighs most at short sequences)", _host_tma_o),
 )
