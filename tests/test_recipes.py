@@ -326,6 +326,18 @@ def test_tma_loads_realign_k_v_before_the_host_reads_their_strides(tmp_path):
 
 # --- host_tma_kv: its pattern is what tma_load_kv writes ------------------------------------
 
+def _correct_on_the_stack(recipe: str, stack: tuple[str, ...], tmp_path: Path):
+    """`recipe` on gqa_naive.py with `stack` applied first, loaded, within the seed's bound
+    on `_max_error`'s shapes (the module, for more checks)."""
+    src = SEEDS["gqa_naive"]
+    for name in stack:
+        src = RECIPES[name].apply(src)
+    child = _load(RECIPES[recipe].apply(src), tmp_path, f"{recipe}_{len(stack)}")
+    err = _max_error(child)
+    assert math.isfinite(err) and err <= _bound("gqa_naive", tmp_path), (recipe, stack, err)
+    return child
+
+
 def _kv_case(k_layout: str, gen: torch.Generator, S: int = 40, D: int = 64):
     """q, k, v with K in an odd layout: a transposed [B, S, H, D] view or a 2-byte
     aligned one (the host makes both contiguous before it makes the descriptors)."""
@@ -364,12 +376,7 @@ def test_host_descriptors_apply_where_the_kernel_makes_kv_descriptors_per_progra
 def test_host_descriptors_keep_the_kernel_correct(stack, tmp_path):
     """Ragged S (the last tile reads the next head's rows, masked), GQA groups, causal or
     not, and K views the descriptor cannot take as they are."""
-    src = SEEDS["gqa_naive"]
-    for name in stack:
-        src = RECIPES[name].apply(src)
-    child = _load(RECIPES["host_tma_kv"].apply(src), tmp_path, f"host_{len(stack)}")
-    err = _max_error(child)
-    assert math.isfinite(err) and err <= _bound("gqa_naive", tmp_path), err
+    child = _correct_on_the_stack("host_tma_kv", stack, tmp_path)
     gen = torch.Generator().manual_seed(3)
     for layout in ("bshd", "misaligned"):
         q, k, v = _kv_case(layout, gen)
@@ -408,12 +415,7 @@ def test_host_o_descriptor_applies_where_o_is_stored_through_a_descriptor_or_poi
 def test_host_o_descriptor_keeps_the_kernel_correct(stack, tmp_path):
     """Ragged S (a tile clipped at the end of its own head, not spilling into the next
     head's rows), GQA groups, causal or not, and q views that are not contiguous."""
-    src = SEEDS["gqa_naive"]
-    for name in stack:
-        src = RECIPES[name].apply(src)
-    child = _load(RECIPES["host_tma_o"].apply(src), tmp_path, f"host_o_{len(stack)}")
-    err = _max_error(child)
-    assert math.isfinite(err) and err <= _bound("gqa_naive", tmp_path), err
+    child = _correct_on_the_stack("host_tma_o", stack, tmp_path)
     gen = torch.Generator().manual_seed(5)
     q = torch.randn(1, 40, 4, 64, generator=gen).half().transpose(1, 2)  # [B, H, S, D] view
     k, v = (torch.randn(1, 2, 40, 64, generator=gen).half() for _ in range(2))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import re
+from typing import Callable
 
 from evolve.operators.config_edit import splice
 from evolve.operators.transform import (
@@ -38,6 +39,14 @@ _WORKSPACE = '''def _tma_workspace(size: int, alignment: int, stream):
 '''
 
 
+def _launcher(tree: ast.Module) -> ast.FunctionDef | None:
+    """The module's one host function that launches a @jit kernel (None: none or several)."""
+    calls = launches(tree)
+    host = [f for f in tree.body if isinstance(f, ast.FunctionDef)
+            and any(f.lineno <= c.lineno <= f.end_lineno for c in calls)]
+    return host[0] if len(host) == 1 else None
+
+
 def _with_allocator(source: str, realign: tuple[str, ...] = ()) -> str | None:
     """Install `triton.set_allocator` (GPU only) before the host function's first
     top-level statement that launches a kernel, once per file; there too, the host
@@ -47,11 +56,9 @@ def _with_allocator(source: str, realign: tuple[str, ...] = ()) -> str | None:
         return source
     tree = ast.parse(source)
     calls = launches(tree)
-    host = [f for f in tree.body if isinstance(f, ast.FunctionDef)
-            and any(f.lineno <= c.lineno <= f.end_lineno for c in calls)]
-    if len(host) != 1 or not host[0].args.args:
+    fn = _launcher(tree)
+    if fn is None or not fn.args.args:
         return None
-    fn = host[0]
     stmt = next(s for s in fn.body if any(s.lineno <= c.lineno <= s.end_lineno for c in calls))
     ind = indent_of(source, stmt)
     q = fn.args.args[0].arg
@@ -281,9 +288,16 @@ def _host_tma_kv(source: str) -> str | None:
     descriptors `tma_load_kv` writes: alone that step measured nothing (-0.1 % on
     seeds/gqa_naive.py), so a search that must pick it first rarely reached the host
     descriptors (H100, 20-minute naive run: never; benchmarks/results/2026-12-07-h100-session11/)."""
-    out = _host_from_device(source)
-    if out is None and (device := _tma_load_kv(source)) is not None:
-        out = _host_from_device(device)
+    return _host_step(source, _host_from_device, _tma_load_kv)
+
+
+def _host_step(source: str, host: Callable[[str], str | None],
+               device: Callable[[str], str | None]) -> str | None:
+    """`host` (device descriptors -> host ones) on `source`, else on what `device`
+    (pointers -> device descriptors) makes of it: pointers to host descriptors in one step."""
+    out = host(source)
+    if out is None and (made := device(source)) is not None:
+        out = host(made)
     return out
 
 
@@ -403,11 +417,9 @@ def _host_rows(source: str, tensors: list[str]) -> str | None:
     launch (tma_load_kv's realignment; None where nothing assigns them)."""
     tree = ast.parse(source)
     calls = launches(tree)
-    host = [f for f in tree.body if isinstance(f, ast.FunctionDef)
-            and any(f.lineno <= c.lineno <= f.end_lineno for c in calls)]
-    if len(host) != 1:
+    fn = _launcher(tree)
+    if fn is None:
         return None
-    fn = host[0]
     stmt = next(s for s in fn.body if any(s.lineno <= c.lineno <= s.end_lineno for c in calls))
     before = fn.body[:fn.body.index(stmt)]
     names = list(dict.fromkeys(tensors))
@@ -443,10 +455,7 @@ def _host_tma_o(source: str) -> str | None:
     contiguous output's [B*Hq, S, D] view (a new kernel argument `desc_o`) instead of one
     made in every program; the program stores at [its head, its first row, 0]. A masked
     pointer store of O (`tma_store_o`'s pattern) gets there through `tma_store_o`."""
-    out = _host_o_from_device(source)
-    if out is None and (device := _tma_store_o(source)) is not None:
-        out = _host_o_from_device(device)
-    return out
+    return _host_step(source, _host_o_from_device, _tma_store_o)
 
 
 def _host_o_from_device(source: str) -> str | None:
@@ -514,13 +523,9 @@ def _host_o_from_device(source: str) -> str | None:
 def _with_helper(source: str, helper: str) -> str | None:
     """`helper` (a function's text) placed before the host function that launches a
     kernel, and the TensorDescriptor import (None: no such host function or import line)."""
-    tree = ast.parse(source)
-    calls = launches(tree)
-    host = [f for f in tree.body if isinstance(f, ast.FunctionDef)
-            and any(f.lineno <= c.lineno <= f.end_lineno for c in calls)]
-    if len(host) != 1:
+    fn = _launcher(ast.parse(source))
+    if fn is None:
         return None
-    fn = host[0]
     lines = source.splitlines(keepends=True)
     at = fn.lineno - 1 - len(fn.decorator_list)
     src = "".join(lines[:at]) + helper + "".join(lines[at:])
