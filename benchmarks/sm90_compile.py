@@ -1,7 +1,7 @@
 """Compile a Hopper attention kernel for sm_90a on a machine without a GPU (issue 20).
 
     python benchmarks/sm90_compile.py seeds/gqa_gluon.py [--config JSON] [--dtype bf16|fp16]
-                                      [--suite default] [--json OUT.json]
+                                      [--suite default] [--json OUT.json] [--ops]
 
 Gluon does not run in the CPU interpreter, so a broken edit of a Gluon kernel used to show
 only on a GPU. This tool calls the kernel file's `attention` on every shape of a gqa suite
@@ -13,8 +13,10 @@ registers, bytes spilled and "ex2 ovl": how many exp2s the SASS issues while a w
 is still in flight (0: ptxas retired the previous PV before the softmax, so the
 intra-warpgroup overlap written in the source is gone; "-": the kernel never waits with a
 group in flight), and "cvt ovl", the same for the conversions of P to 16 bits (0: they all
-follow the wait, and the next wgmmas wait for them). Exit 1 when a shape fails to compile or a kernel needs more shared
-memory than an H100 block may have (227 KiB).
+follow the wait, and the next wgmmas wait for them); `--ops` adds its SASS instruction
+count and the counts of the softmax's FP32 opcodes, MUFU, HGMMA and F2FP. Exit 1 when a
+shape fails to compile or a kernel needs more shared memory than an H100 block may have
+(227 KiB).
 
 It measures nothing about speed, and it is trusted tooling: the kernel file's host code
 runs here unsandboxed, so use it on your own kernels, not on candidates from a run.
@@ -42,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SM90_SMEM_LIMIT = 227 * 1024  # bytes of shared memory one block may use on an H100
 SM_COUNT = 132  # an H100 SXM, for host code that sizes a persistent grid
+OPS = ("FFMA", "FMUL", "FADD", "FMNMX", "MUFU", "HGMMA", "F2FP")
 _LAUNCHES: list[str] = []  # the kernels `attention` launched (compiled), in order
 
 
@@ -62,6 +65,11 @@ class Compiled:
     # the same for the conversions of P to 16 bits (F2FP): 0 = all after the wait, where
     # the next wgmmas wait for them
     f2fp_in_flight: int | None = None
+    # SASS instructions in the kernel, and those of the opcodes in OPS (the softmax's FP32
+    # work, its exp2s, the wgmmas and the conversions of P): to compare two forms of a
+    # kernel's source without a GPU (`--ops`); counts, not time
+    instructions: int | None = None
+    ops: dict[str, int] | None = None
 
     def problems(self) -> list[str]:
         """What keeps it from launching on an H100 (spills only cost speed: shown, not here)."""
@@ -164,16 +172,19 @@ def compile_suite(kernel: Path, suite: str = "default", dtype: str = "bf16",
         if len(_LAUNCHES) == n:
             errors.append(f"{shape.name}: no Triton or Gluon kernel was launched")
     from evaluator.profile_stage import spec_of
-    from evaluator.sass import cubin_sass, ex2_in_flight, f2fp_in_flight
+    from evaluator.sass import cubin_sass, ex2_in_flight, f2fp_in_flight, opcode_counts
 
     out = []
     for j in jits:
         for ck in _cache(j).values():
             regs, spills = _ptxas(ck.asm["ptx"])
             text = cubin_sass(ck.asm["cubin"])
+            counts = opcode_counts(text) if text else None
             out.append(Compiled(j.__name__, spec_of(ck), ck.metadata.num_warps, ck.metadata.shared,
                                 regs, spills, ex2_in_flight(text) if text else None,
-                                f2fp_in_flight(text) if text else None))
+                                f2fp_in_flight(text) if text else None,
+                                sum(counts.values()) if counts else None,
+                                {k: counts.get(k, 0) for k in OPS} if counts else None))
     return out, errors
 
 
@@ -200,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", choices=("bf16", "fp16"), default="bf16")
     ap.add_argument("--suite", default="default")
     ap.add_argument("--json", type=Path, default=None, help="also write the records here")
+    ap.add_argument("--ops", action="store_true",
+                    help="also print each specialisation's SASS instruction count and its "
+                         "counts of " + ", ".join(OPS))
     a = ap.parse_args(argv)
     if not a.kernel.is_file():
         print(f"error: no kernel file {a.kernel}", file=sys.stderr)
@@ -215,6 +229,9 @@ def main(argv: list[str] | None = None) -> int:
               f"{c.f2fp_in_flight if c.f2fp_in_flight is not None else '-':>7}"
               + ("  " + "; ".join(c.problems()) if c.problems() else ""))
         print(f"  {c.spec[:76]}")
+        if a.ops and c.ops is not None:
+            print(f"  {c.instructions} instructions: "
+                  + " ".join(f"{k} {v}" for k, v in c.ops.items()))
     for e in errors:
         print("\n".join(textwrap.wrap("error: " + e, 80, subsequent_indent="  ")))
     if a.json:

@@ -13,6 +13,7 @@ worker writes the cubins, the parent disassembles them: the sandbox lets the wor
 no tool but Triton's own), and by benchmarks/sm90_compile.py.
 
     ex2_in_flight(nvdisasm_text)               # from SASS text (f2fp_in_flight alike)
+    opcode_counts(nvdisasm_text)               # {"FFMA": 68, "MUFU": 78, ...}
     cubin_sass(cubin, tmpdir)                  # nvdisasm from Triton's wheel
     fill_overlap(records, sass_dir)            # the parent's half: worker records + cubins
 """
@@ -60,6 +61,18 @@ def ex2_in_flight(sass: str) -> int | None:
 def f2fp_in_flight(sass: str) -> int | None:
     """The conversions (F2FP, fp32 pairs to 16 bits) that overlap it (`in_flight`)."""
     return in_flight(sass, "F2FP")
+
+
+_INSTRUCTION = re.compile(r"^\s*/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)", re.M)
+
+
+def opcode_counts(sass: str) -> dict[str, int]:
+    """How many instructions of each base opcode (``FFMA``, ``MUFU``, ``HGMMA``: the part
+    before the first ``.``) the SASS text holds, predicated ones included."""
+    out: dict[str, int] = {}
+    for m in _INSTRUCTION.finditer(sass):
+        out[m.group(1)] = out.get(m.group(1), 0) + 1
+    return out
 
 
 def nvdisasm_path() -> Path:

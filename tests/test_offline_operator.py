@@ -259,6 +259,32 @@ def test_recipes_are_not_applicable_where_the_pattern_is_absent():
     assert "= tl.exp2(" in folded and "= tl.exp(" in NAIVE and "= tl.exp(" not in folded
 
 
+def test_a_recipe_the_ancestry_applied_is_not_proposed_again(tmp_path):
+    """swap_grid_order is its own inverse: on a grandchild of the swap it would undo it."""
+    swapped = RECIPES["swap_grid_order"].apply(NAIVE)
+    folded = RECIPES["fold_scale_exp2"].apply(swapped)
+    assert RECIPES["swap_grid_order"].apply(folded) is not None  # the transform still applies
+    seed = _cand(0)
+    child = Candidate.proposed(0, swapped, "swap", {"kind": "recipe:swap_grid_order",
+                                                    "recipes": ["swap_grid_order"]},
+                               "offline").committed(1, 1)
+    grandchild = Candidate.proposed(1, folded, "fold", {"kind": "recipe:fold_scale_exp2",
+                                                        "recipes": ["fold_scale_exp2"]},
+                                    "offline").committed(2, 2)
+    history = [seed, child, grandchild]
+
+    def moves(parent: Candidate, source: str) -> set[str]:
+        ctx = VariationContext(parent=parent, parent_source=source, second=None,
+                               second_source=None, run=SimpleNamespace(), rng=random.Random(0),
+                               evaluate=lambda s, suite: None)
+        return set(OfflineOperator().moves(ctx, history, lambda s: True))
+
+    assert "recipe:swap_grid_order" in moves(seed, NAIVE)
+    assert "recipe:swap_grid_order" not in moves(grandchild, folded)
+    assert "recipe:fold_scale_exp2" not in moves(grandchild, folded)  # no longer applies
+    assert "recipe:split_causal_loop" in moves(grandchild, folded)
+
+
 def test_operator_records_recipe_as_hypothesis_and_kind(tmp_path):
     store = LineageStore.create(tmp_path / "l.db", RunRecord(
         name="r", target="gqa", operator="offline", model="", suite="smoke", status="running"))

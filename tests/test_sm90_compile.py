@@ -130,3 +130,39 @@ def test_a_broken_gluon_edit_fails_with_the_shape_and_the_reason(tmp_path):
     assert all("exp3" in e and " D=" in e for e in got["errors"]), got["errors"]
     assert "4 shapes failed" in r.stdout or f"{len(got['errors'])} shapes failed" in r.stdout
     assert all(len(line) <= 80 for line in r.stdout.splitlines())
+
+
+def test_opcode_counts_read_base_opcodes_of_predicated_and_plain_instructions():
+    from evaluator.sass import opcode_counts
+
+    sass = ("        /*0100*/                   FFMA R3, R4, R5, R6 ;\n"
+            "        /*0110*/              @!P0 MUFU.EX2 R7, R8 ;\n"
+            "        /*0120*/                   HGMMA.64x64x16.F32.BF16 R24, gdesc[UR4], R24 ;\n"
+            "        /*0130*/               @P1 FFMA R3, R4, R5, R6 ;\n"
+            "  .text._attn_fwd:  /* a label, not an instruction */\n")
+    assert opcode_counts(sass) == {"FFMA": 2, "MUFU": 1, "HGMMA": 1}
+
+
+def test_the_fma_form_of_the_folded_scale_issues_fewer_instructions(tmp_path):
+    """fold_scale_exp2 on the naive seed (the row max of unscaled scores: one FMA per
+    score) against the same recipe where the max is of scaled scores (every score
+    multiplied first): fewer SASS instructions for sm_90a, the same exp2s and wgmmas."""
+    from evolve.operators.recipes import RECIPES
+
+    naive = (ROOT / "seeds" / "gqa_naive.py").read_text()
+    scaled_max = naive.replace("tl.max(qk, 1) * sm_scale", "tl.max(qk * sm_scale, 1)")
+    assert scaled_max != naive
+    got = {}
+    for name, src in (("fma", naive), ("mul", scaled_max)):
+        kernel = tmp_path / f"{name}.py"
+        kernel.write_text(RECIPES["fold_scale_exp2"].apply(src))
+        r = _run(kernel, tmp_path / f"{name}.json", "--suite", "smoke", "--ops")
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        assert "instructions: FFMA" in r.stdout
+        got[name] = {c["spec"]: c for c in json.loads((tmp_path / f"{name}.json").read_text())["compiled"]}
+    assert got["fma"].keys() == got["mul"].keys() and got["fma"]
+    for spec, fma in got["fma"].items():
+        mul = got["mul"][spec]
+        assert fma["instructions"] < mul["instructions"], spec
+        assert fma["ops"]["FMUL"] < mul["ops"]["FMUL"], spec
+        assert fma["ops"]["MUFU"] == mul["ops"]["MUFU"] and fma["ops"]["HGMMA"] == mul["ops"]["HGMMA"]

@@ -14,7 +14,7 @@ its warp count; "split:class" gives the shorter sequences of a class their own
 settings; "crossover:class" builds a child from the best-measured settings of each class
 across the run's candidates of the same structure. A configuration already measured in
 the run (same code, same CONFIG values) or already proposed by this operator is never
-proposed again. Every child carries a short hypothesis, its `variation_kind`, and
+proposed again, nor a recipe the parent's ancestry already applied (it would undo it). Every child carries a short hypothesis, its `variation_kind`, and
 `changes` = {"kind", "knobs" ("<class>.<knob>" or "<knob>" -> from/to), "recipes",
 "crossover_with", and "classes" (class crossover) or "split"}.
 """
@@ -242,8 +242,9 @@ class OfflineOperator:
             lineage = self._lineage(ctx, history)
             out["crossover:class"] = lambda: self.class_crossover(source, pid, lineage)
             out["split:class"] = lambda: self.split_class(source, pid, rng, ratios, fresh)
+        applied = _ancestry_recipes(pid, history)
         for name, recipe in RECIPES.items():
-            if recipe.retired_on(_target(ctx)):
+            if recipe.retired_on(_target(ctx)) or name in applied:
                 continue
             child = recipe.apply(source)
             if child is not None:
@@ -482,6 +483,22 @@ class OfflineOperator:
         ch = _changes(knobs, crossover_with=main)
         ch["classes"] = {cls: cid for cls, (cid, _) in donors.items()}
         return Candidate.proposed(parent_id, child, hyp, ch, self.name, parent2_id=main)
+
+
+def _ancestry_recipes(cid: int, history: list[Candidate]) -> set[str]:
+    """The recipes applied on the way from the seed to candidate `cid` (its primary parents).
+    One of them that still applies there would undo itself (`swap_grid_order` is its own
+    inverse): H100, 20-minute naive run, 7 tries, -2.5 % on average, while its prior (the
+    gain of the first swap) kept drawing it (benchmarks/results/2026-12-07-h100-session11/)."""
+    by_id = {c.id: c for c in history}
+    out: set[str] = set()
+    seen: set[int] = set()
+    c = by_id.get(cid)
+    while c is not None and c.id not in seen:
+        seen.add(c.id)
+        out.update(c.changes.get("recipes") or [])
+        c = by_id.get(c.parent_id) if c.parent_id is not None else None
+    return out
 
 
 def recipe_priors(target: str) -> dict[str, float]:
