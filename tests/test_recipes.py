@@ -113,11 +113,12 @@ def test_stacked_recipes_pass_the_smoke_evaluation(seed, tmp_path):
     from evaluator import EvalOptions, evaluate
 
     src, used = SEEDS[seed], []
-    for name in ("host_tma_kv", "host_tma_o") + NEW:
+    for name in ("host_tma_kv", "host_tma_o", "host_tma_q") + NEW:
         out = RECIPES[name].apply(src)
         if out is not None:
             src, used = out, used + [name]
-    assert len(used) >= 5 and (seed != "gqa_naive" or {"host_tma_kv", "host_tma_o"} <= set(used)), used
+    host = {"host_tma_kv", "host_tma_o", "host_tma_q"}
+    assert len(used) >= 5 and (seed != "gqa_naive" or host <= set(used)), used
     path = tmp_path / "kernel.py"
     path.write_text(src)
     res = evaluate(path, target="gqa", suite="smoke",
@@ -427,6 +428,43 @@ def test_host_o_descriptor_keeps_the_kernel_correct(stack, tmp_path):
         assert out.is_contiguous() and (out.float() - ref).abs().max().item() < 1e-2, causal
 
 
+# --- host_tma_q: the Q load through a descriptor made on the host -------------------------
+
+def test_host_q_descriptor_applies_where_q_is_a_masked_pointer_load():
+    host = RECIPES["host_tma_q"].apply(SEEDS["gqa_naive"])
+    assert host is not None and check_source(host, "k.py") == []
+    assert "desc_q.load([q_head, start_m * BLOCK_M, 0])" in host
+    assert "desc_q=_heads_desc(q, block_m, D)" in host and "    q = q.contiguous()" in host
+    for name in ("gqa", "gqa_gluon"):
+        assert RECIPES["host_tma_q"].apply(SEEDS[name]) is None, name
+    assert RECIPES["host_tma_q"].apply(host) is None, "applies twice"
+    # with host_tma_o the module keeps one `_heads_desc`, whichever came first
+    for both in (RECIPES["host_tma_o"].apply(host),
+                 RECIPES["host_tma_q"].apply(RECIPES["host_tma_o"].apply(SEEDS["gqa_naive"]))):
+        assert both is not None and both.count("def _heads_desc(") == 1
+    # a base pointer used for anything besides the load keeps the pointer load
+    used = SEEDS["gqa_naive"].replace("    q = tl.load(q_base", "    q_first = tl.load(q_base)\n"
+                                      "    q = tl.load(q_base", 1)
+    assert used != SEEDS["gqa_naive"] and RECIPES["host_tma_q"].apply(used) is None
+
+
+@pytest.mark.parametrize("stack", [(), ("fold_scale_exp2", "split_causal_loop", "host_tma_kv",
+                                        "host_tma_o", "swap_grid_order", "unmasked_full_tiles")])
+def test_host_q_descriptor_keeps_the_kernel_correct(stack, tmp_path):
+    """Ragged S (rows past S zero-filled within the head), GQA groups, causal or not, and
+    a q view that is not contiguous (the host copies it first)."""
+    child = _correct_on_the_stack("host_tma_q", stack, tmp_path)
+    gen = torch.Generator().manual_seed(7)
+    q = torch.randn(1, 40, 4, 64, generator=gen).half().transpose(1, 2)  # [B, H, S, D] view
+    k, v = (torch.randn(1, 2, 40, 64, generator=gen).half() for _ in range(2))
+    for causal in (False, True):
+        out = child.attention(q, k, v, causal=causal, sm_scale=0.3)
+        ref = torch.nn.functional.scaled_dot_product_attention(
+            q.float(), k.float().repeat_interleave(2, 1), v.float().repeat_interleave(2, 1),
+            is_causal=causal, scale=0.3)
+        assert (out.float() - ref).abs().max().item() < 1e-2, causal
+
+
 @pytest.mark.gpu
 def test_host_descriptors_compile_and_are_correct_on_the_gpu(tmp_path):
     """Compiled for the GPU (real TMA: rows past the tensor's end zero-filled, an O tile
@@ -434,6 +472,8 @@ def test_host_descriptors_compile_and_are_correct_on_the_gpu(tmp_path):
     src = RECIPES["tma_load_kv"].apply(SEEDS["gqa_naive"])
     base = _max_error(_load(src, tmp_path, "gpu_tma"), "cuda", torch.bfloat16)
     host = RECIPES["host_tma_kv"].apply(src)
-    for name, child_src in (("gpu_host", host), ("gpu_host_o", RECIPES["host_tma_o"].apply(host))):
+    host_o = RECIPES["host_tma_o"].apply(host)
+    for name, child_src in (("gpu_host", host), ("gpu_host_o", host_o),
+                            ("gpu_host_qo", RECIPES["host_tma_q"].apply(host_o))):
         err = _max_error(_load(child_src, tmp_path, name), "cuda", torch.bfloat16)
         assert math.isfinite(err) and err <= 2 * base + 3.2e-3, (name, err)

@@ -41,8 +41,9 @@
 #                                host_tma_kv tma_load_kv`)
 #   naive-stack                  issue #19: what the recipes reach from seeds/gqa_naive.py when
 #                                stacked (the six kept or proposed ones), then + host_tma_kv,
-#                                then + D=128 classes at 128x64 with 4 or 8 warps, beside the
-#                                naive seed and seeds/gqa.py; cuDNN, 1 round (compare/)
+#                                then + D=128 classes at 128x64 with 4 warps, and that with
+#                                host_tma_o + host_tma_q too, beside the naive seed and
+#                                seeds/gqa.py; cuDNN, STACK_ROUNDS rounds (1; compare/)
 #   offline SEED MINUTES NAME [RNG_SEED] [TARGET]
 #                                an offline run in the foreground (target gqa unless given),
 #                                then its stats and what paid per kind and per shape class
@@ -223,13 +224,14 @@ open(sys.argv[2], 'w').write(r.stacked(open(sys.argv[1]).read(), sys.argv[3].spl
     stack seeds/gqa_naive.py $d/naive_stack.py \
         fold_scale_exp2,split_causal_loop,tma_load_kv,tma_store_o,swap_grid_order,unmasked_full_tiles
     stack $d/naive_stack.py $d/naive_stack_host.py host_tma_kv
-    for w in 4 8; do
-      python3 benchmarks/gpu/gluon_variants/config_variant.py $d/naive_stack_host.py \
-          $d/naive_stack_host_t128w$w.py NC.BLOCK_M=128 NC.num_warps=$w C.BLOCK_M=128 C.num_warps=$w
+    stack $d/naive_stack_host.py $d/naive_stack_hostqo.py host_tma_o,host_tma_q
+    for k in host hostqo; do  # the D=128 classes at 128x64, 4 warps (8 lost: session 11)
+      python3 benchmarks/gpu/gluon_variants/config_variant.py $d/naive_stack_$k.py \
+          $d/naive_stack_${k}_t128.py NC.BLOCK_M=128 NC.num_warps=4 C.BLOCK_M=128 C.num_warps=4
     done
     timeout "${STACK_TIMEOUT:-300}" python3 benchmarks/compare.py seeds/gqa_naive.py $d/naive_stack.py \
-        $d/naive_stack_host.py $d/naive_stack_host_t128w4.py $d/naive_stack_host_t128w8.py seeds/gqa.py \
-        --peers cudnn --target gqa --rounds 1 --out "$OUT/compare" > "$OUT/compare.log" 2>&1
+        $d/naive_stack_host.py $d/naive_stack_host_t128.py $d/naive_stack_hostqo_t128.py seeds/gqa.py \
+        --peers cudnn --target gqa --rounds "${STACK_ROUNDS:-1}" --out "$OUT/compare" > "$OUT/compare.log" 2>&1
     echo "compare rc=$?"; grep -c ERROR "$OUT/compare.log"; tail -n 30 "$OUT/compare.log" | cut -c1-200 ;;
   recipes)
     seed=${1:-seeds/gqa.py}; name=$(basename "$seed" .py); after=${4:-}

@@ -1,5 +1,6 @@
 """Memory recipes: TMA descriptors for the K/V loads and the O store, made in every
-program (`tma_load_kv`, `tma_store_o`) or once on the host (`host_tma_kv`, `host_tma_o`).
+program (`tma_load_kv`, `tma_store_o`) or once on the host (`host_tma_kv`, `host_tma_o`,
+`host_tma_q`).
 
 Each applies only where its pattern is present (the pointer-based FA2 kernel of
 seeds/gqa_naive.py has both; seeds/gqa.py already uses host descriptors) and returns
@@ -415,6 +416,14 @@ def _host_rows(source: str, tensors: list[str]) -> str | None:
     """The import, `_rows_desc`, and the host tensors made contiguous (their rows are
     addressed as one [B*H*S, D] view) right after their last assignment before the
     launch (tma_load_kv's realignment; None where nothing assigns them)."""
+    src = _contiguous_before_launch(source, tensors,
+                                    "host descriptors address the rows of a [B*H*S, D] view")
+    return None if src is None else _with_helper(src, _ROWS_DESC)
+
+
+def _contiguous_before_launch(source: str, tensors: list[str], why: str) -> str | None:
+    """The host tensors `tensors` made contiguous right after their last assignment before
+    the launch, under the comment `why` (None where nothing assigns them)."""
     tree = ast.parse(source)
     calls = launches(tree)
     fn = _launcher(tree)
@@ -429,20 +438,18 @@ def _host_rows(source: str, tensors: list[str]) -> str | None:
     if not sets:
         return None
     ind = indent_of(source, stmt)
-    tup = ", ".join(names) + ("," if len(names) == 1 else "")
-    src = insert_lines(source, sets[-1].end_lineno, [
-        f"{ind}# host descriptors address the rows of a [B*H*S, D] view",
-        f"{ind}{tup} = (t.contiguous() for t in ({tup}))"])
-    return _with_helper(src, _ROWS_DESC)
+    tup = ", ".join(names)
+    made = f"{tup}.contiguous()" if len(names) == 1 else f"(t.contiguous() for t in ({tup}))"
+    return insert_lines(source, sets[-1].end_lineno, [f"{ind}# {why}", f"{ind}{tup} = {made}"])
 
 
 # --- the O store through a host descriptor ------------------------------------------------
 
 _HEADS_DESC = '''def _heads_desc(t, block_rows: int, head_dim: int):
     """A TMA descriptor made once on the host over t's [B*H, S, D] view (t contiguous):
-    a tile is clipped at the end of its own head's rows."""
+    a tile ends at its own head's last row (a store is clipped there, a load zero-filled)."""
     if not t.is_contiguous():
-        raise ValueError("the output must be contiguous for its host descriptor")
+        raise ValueError("a tensor behind a [B*H, S, D] host descriptor must be contiguous")
     return TensorDescriptor.from_tensor(t.view(-1, t.shape[-2], t.shape[-1]),
                                         [1, block_rows, head_dim])
 
@@ -522,19 +529,76 @@ def _host_o_from_device(source: str) -> str | None:
 
 def _with_helper(source: str, helper: str) -> str | None:
     """`helper` (a function's text) placed before the host function that launches a
-    kernel, and the TensorDescriptor import (None: no such host function or import line)."""
+    kernel, unless the module has it already, and the TensorDescriptor import (None: no
+    such host function or import line)."""
     fn = _launcher(ast.parse(source))
     if fn is None:
         return None
     lines = source.splitlines(keepends=True)
     at = fn.lineno - 1 - len(fn.decorator_list)
-    src = "".join(lines[:at]) + helper + "".join(lines[at:])
+    have = helper.split("(", 1)[0] + "(" in source  # "def _heads_desc(" already there
+    src = source if have else "".join(lines[:at]) + helper + "".join(lines[at:])
     if _DESC_IMPORT not in src:
         m = re.search(r"^import triton\.language as tl\n", src, re.M)
         if m is None:
             return None
         src = src[:m.end()] + _DESC_IMPORT + src[m.end():]
     return src
+
+
+# --- the Q load through a host descriptor -------------------------------------------------
+
+def _host_tma_q(source: str) -> str | None:
+    """The query tile loaded through a descriptor made once on the host over the contiguous
+    q's [B*Hq, S, D] view (a new kernel argument `desc_q`; rows past S come back as zeros)
+    instead of a masked pointer load with its address arithmetic; the host makes q
+    contiguous first. The pattern: one `q = tl.load(q_base + offs_m[:, None] * stride +
+    offs_d[None, :], mask=offs_m[:, None] < S, other=0)` in the kernel body, `offs_m = row0
+    + tl.arange(0, BLOCK_M)`, `q_base = Q + offset` used for nothing else."""
+    tree = ast.parse(source)
+    for g in jit_functions(tree).values():
+        params = param_names(g)
+        if "desc_q" in params or not {"S", "HEAD_DIM", "BLOCK_M"} <= set(params):
+            continue
+        loads = [a for a in g.body if isinstance(a, ast.Assign) and len(a.targets) == 1
+                 and isinstance(a.targets[0], ast.Name) and isinstance(a.value, ast.Call)
+                 and segment(source, a.value.func) == "tl.load" and a.value.args
+                 and (pt := _pointer_tile(a.value.args[0])) is not None
+                 and _rows_only(source, g, a.value, pt[1], 1)]
+        if len(loads) != 1:
+            continue
+        a = loads[0]
+        base, offs, stride = _pointer_tile(a.value.args[0])
+        defs, odefs = assigns(g, base), assigns(g, offs)
+        if len(defs) != 1 or len(odefs) != 1 or _names(g).count(base) != 2:
+            continue
+        t, offset = _leftmost_name(defs[0].value), _offset(source, defs[0].value)
+        rows = odefs[0].value
+        if t not in params or _names(g).count(t) != 1 or offset is None \
+                or not (isinstance(rows, ast.BinOp) and isinstance(rows.op, ast.Add)) \
+                or segment(source, rows.right).replace(" ", "") != "tl.arange(0,BLOCK_M)":
+            continue
+        launch = [c for c in launches(tree) if c.func.value.id == g.name]
+        if len(launch) != 1 or params.index(t) >= len(launch[0].args):
+            continue
+        kws = {k.arg: segment(source, k.value) for k in launch[0].keywords}
+        host = launch[0].args[params.index(t)]
+        if not {"BLOCK_M", "HEAD_DIM"} <= set(kws) or not isinstance(host, ast.Name):
+            continue
+        ind = indent_of(source, defs[0])
+        edits = [
+            (defs[0], f"# the program's head in q's [B*H, S, D] view (contiguous)\n"
+                      f"{ind}q_head = (({offset})\n{ind}          // (S * {stride})).to(tl.int32)"),
+            (a.value, f"desc_q.load([q_head, {segment(source, rows.left)}, 0])"
+                      ".reshape(BLOCK_M, HEAD_DIM)"),
+            (g.args.args[-1], f"{segment(source, g.args.args[-1])}, desc_q"),
+            add_keyword(source, launch[0], f"desc_q=_heads_desc({host.id}, {kws['BLOCK_M']}, "
+                                           f"{kws['HEAD_DIM']})"),
+        ]
+        src = _contiguous_before_launch(splice(source, edits), [host.id],
+                                        "the Q descriptor addresses q's [B*H, S, D] view")
+        return None if src is None else _with_helper(src, _HEADS_DESC)
+    return None
 
 
 MEMORY_RECIPES: tuple[Recipe, ...] = (
@@ -556,4 +620,8 @@ MEMORY_RECIPES: tuple[Recipe, ...] = (
            "store O through a TMA descriptor made once on the host over the output's "
            "[B*H, S, D] view instead of one made in every program (per-program descriptor "
            "setup weighs most at short sequences)", _host_tma_o),
+    Recipe("host_tma_q",
+           "load the query tile through a TMA descriptor made once on the host over q's "
+           "[B*H, S, D] view instead of a masked pointer load (no per-element address "
+           "arithmetic: 16 loads and their int64 offsets per thread at 128x128)", _host_tma_q),
 )
