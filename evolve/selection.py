@@ -10,7 +10,7 @@ Why the front gets its share (H100, `seeds/gqa_naive.py`, 20 minutes, offline op
 benchmarks/results/2026-12-07-h100-session11/): with tournaments of 3 and 20 % random
 picks alone, 12 of 118 children came from the best candidate of the moment and 63 from
 parents ranked below the top 10; the changes that paid were spread over separate
-lineages (host TMA descriptors in one, the deeper pipelines in another), none of which
+lineages (TMA descriptors in one, the deeper pipelines in another), none of which
 held them all, and the run ended at 0.747 while the same seed with its recipes stacked
 and a taller D=128 tile measured 0.800 in the same session.
 """

@@ -14,9 +14,10 @@ its warp count; "split:class" gives the shorter sequences of a class their own
 settings; "crossover:class" builds a child from the best-measured settings of each class
 across the run's candidates of the same structure. A configuration already measured in
 the run (same code, same CONFIG values) or already proposed by this operator is never
-proposed again, nor a recipe the parent's ancestry already applied (it would undo it). Every child carries a short hypothesis, its `variation_kind`, and
-`changes` = {"kind", "knobs" ("<class>.<knob>" or "<knob>" -> from/to), "recipes",
-"crossover_with", and "classes" (class crossover) or "split"}.
+proposed again, nor a recipe the parent's ancestry already applied (it would undo it).
+Every child carries a short hypothesis, its `variation_kind`, and `changes` = {"kind",
+"knobs" ("<class>.<knob>" or "<knob>" -> from/to), "recipes", "crossover_with", and
+"classes" (class crossover) or "split"}.
 """
 
 from __future__ import annotations

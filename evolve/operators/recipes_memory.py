@@ -466,6 +466,7 @@ def _host_tma_o(source: str) -> str | None:
 
 
 def _host_o_from_device(source: str) -> str | None:
+    """`_host_tma_o` on a kernel that makes its O descriptor per program."""
     tree = ast.parse(source)
     for g in jit_functions(tree).values():
         params = param_names(g)
