@@ -411,23 +411,6 @@ def test_host_o_descriptor_applies_where_o_is_stored_through_a_descriptor_or_poi
     assert twice != stored and RECIPES["host_tma_o"].apply(twice) is None
 
 
-@pytest.mark.parametrize("stack", [(), ("fold_scale_exp2", "split_causal_loop", "host_tma_kv",
-                                        "swap_grid_order", "unmasked_full_tiles")])
-def test_host_o_descriptor_keeps_the_kernel_correct(stack, tmp_path):
-    """Ragged S (a tile clipped at the end of its own head, not spilling into the next
-    head's rows), GQA groups, causal or not, and q views that are not contiguous."""
-    child = _correct_on_the_stack("host_tma_o", stack, tmp_path)
-    gen = torch.Generator().manual_seed(5)
-    q = torch.randn(1, 40, 4, 64, generator=gen).half().transpose(1, 2)  # [B, H, S, D] view
-    k, v = (torch.randn(1, 2, 40, 64, generator=gen).half() for _ in range(2))
-    for causal in (False, True):
-        out = child.attention(q, k, v, causal=causal, sm_scale=0.3)
-        ref = torch.nn.functional.scaled_dot_product_attention(
-            q.float(), k.float().repeat_interleave(2, 1), v.float().repeat_interleave(2, 1),
-            is_causal=causal, scale=0.3)
-        assert out.is_contiguous() and (out.float() - ref).abs().max().item() < 1e-2, causal
-
-
 # --- host_tma_q: the Q load through a descriptor made on the host -------------------------
 
 def test_host_q_descriptor_applies_where_q_is_a_masked_pointer_load():
@@ -448,13 +431,19 @@ def test_host_q_descriptor_applies_where_q_is_a_masked_pointer_load():
     assert used != SEEDS["gqa_naive"] and RECIPES["host_tma_q"].apply(used) is None
 
 
-@pytest.mark.parametrize("stack", [(), ("fold_scale_exp2", "split_causal_loop", "host_tma_kv",
-                                        "host_tma_o", "swap_grid_order", "unmasked_full_tiles")])
-def test_host_q_descriptor_keeps_the_kernel_correct(stack, tmp_path):
-    """Ragged S (rows past S zero-filled within the head), GQA groups, causal or not, and
-    a q view that is not contiguous (the host copies it first)."""
-    child = _correct_on_the_stack("host_tma_q", stack, tmp_path)
-    gen = torch.Generator().manual_seed(7)
+_STACK = ("fold_scale_exp2", "split_causal_loop", "host_tma_kv", "swap_grid_order",
+          "unmasked_full_tiles")
+
+
+@pytest.mark.parametrize("recipe,stack", [
+    ("host_tma_o", ()), ("host_tma_o", _STACK),
+    ("host_tma_q", ()), ("host_tma_q", _STACK + ("host_tma_o",))])
+def test_host_q_and_o_descriptors_keep_the_kernel_correct(recipe, stack, tmp_path):
+    """Ragged S (an O tile clipped at its own head's end, not spilling into the next head's
+    rows; Q rows past S zero-filled within the head), GQA groups, causal or not, and a q
+    view that is not contiguous (host_tma_q's host copies it first)."""
+    child = _correct_on_the_stack(recipe, stack, tmp_path)
+    gen = torch.Generator().manual_seed(5)
     q = torch.randn(1, 40, 4, 64, generator=gen).half().transpose(1, 2)  # [B, H, S, D] view
     k, v = (torch.randn(1, 2, 40, 64, generator=gen).half() for _ in range(2))
     for causal in (False, True):
@@ -462,7 +451,7 @@ def test_host_q_descriptor_keeps_the_kernel_correct(stack, tmp_path):
         ref = torch.nn.functional.scaled_dot_product_attention(
             q.float(), k.float().repeat_interleave(2, 1), v.float().repeat_interleave(2, 1),
             is_causal=causal, scale=0.3)
-        assert (out.float() - ref).abs().max().item() < 1e-2, causal
+        assert out.is_contiguous() and (out.float() - ref).abs().max().item() < 1e-2, causal
 
 
 @pytest.mark.gpu

@@ -501,13 +501,10 @@ def _host_o_from_device(source: str) -> str | None:
                 or not isinstance(call.args[0], ast.List) or len(call.args[0].elts) != 2 \
                 or segment(source, call.args[0].elts[1]) != "0":
             continue
-        launch = [c for c in launches(tree) if c.func.value.id == g.name]
-        if len(launch) != 1 or params.index(t) >= len(launch[0].args):
+        slot = _launch_slot(source, tree, g, t)
+        if slot is None:
             continue
-        kws = {k.arg: segment(source, k.value) for k in launch[0].keywords}
-        host = launch[0].args[params.index(t)]
-        if not {"BLOCK_M", "HEAD_DIM"} <= set(kws) or not isinstance(host, ast.Name):
-            continue
+        launch, kws, host = slot
         row = segment(source, call.args[0].elts[0])
         value = segment(source, call.args[1])
         ind = indent_of(source, defs[0])
@@ -520,12 +517,27 @@ def _host_o_from_device(source: str) -> str | None:
                    + (value if isinstance(call.args[1], (ast.Call, ast.Name)) else f"({value})")
                    + ".reshape(1, BLOCK_M, HEAD_DIM))"),
             (g.args.args[-1], f"{segment(source, g.args.args[-1])}, desc_o"),
-            add_keyword(source, launch[0], f"desc_o=_heads_desc({host.id}, {kws['BLOCK_M']}, "
+            add_keyword(source, launch, f"desc_o=_heads_desc({host.id}, {kws['BLOCK_M']}, "
                                            f"{kws['HEAD_DIM']})"),
         ]
         src = splice(source, edits)
         return _with_helper(src, _HEADS_DESC)
     return None
+
+
+def _launch_slot(source: str, tree: ast.Module, g: ast.FunctionDef, param: str
+                 ) -> tuple[ast.Call, dict[str, str], ast.Name] | None:
+    """(the one launch of kernel `g`, its keywords' text, the host tensor it passes
+    positionally for `param`) where that launch sets BLOCK_M and HEAD_DIM by keyword."""
+    launch = [c for c in launches(tree) if c.func.value.id == g.name]
+    params = param_names(g)
+    if len(launch) != 1 or params.index(param) >= len(launch[0].args):
+        return None
+    kws = {k.arg: segment(source, k.value) for k in launch[0].keywords}
+    host = launch[0].args[params.index(param)]
+    if not {"BLOCK_M", "HEAD_DIM"} <= set(kws) or not isinstance(host, ast.Name):
+        return None
+    return launch[0], kws, host
 
 
 def _with_helper(source: str, helper: str) -> str | None:
@@ -579,13 +591,10 @@ def _host_tma_q(source: str) -> str | None:
                 or not (isinstance(rows, ast.BinOp) and isinstance(rows.op, ast.Add)) \
                 or segment(source, rows.right).replace(" ", "") != "tl.arange(0,BLOCK_M)":
             continue
-        launch = [c for c in launches(tree) if c.func.value.id == g.name]
-        if len(launch) != 1 or params.index(t) >= len(launch[0].args):
+        slot = _launch_slot(source, tree, g, t)
+        if slot is None:
             continue
-        kws = {k.arg: segment(source, k.value) for k in launch[0].keywords}
-        host = launch[0].args[params.index(t)]
-        if not {"BLOCK_M", "HEAD_DIM"} <= set(kws) or not isinstance(host, ast.Name):
-            continue
+        launch, kws, host = slot
         ind = indent_of(source, defs[0])
         edits = [
             (defs[0], f"# the program's head in q's [B*H, S, D] view (contiguous)\n"
@@ -593,7 +602,7 @@ def _host_tma_q(source: str) -> str | None:
             (a.value, f"desc_q.load([q_head, {segment(source, rows.left)}, 0])"
                       ".reshape(BLOCK_M, HEAD_DIM)"),
             (g.args.args[-1], f"{segment(source, g.args.args[-1])}, desc_q"),
-            add_keyword(source, launch[0], f"desc_q=_heads_desc({host.id}, {kws['BLOCK_M']}, "
+            add_keyword(source, launch, f"desc_q=_heads_desc({host.id}, {kws['BLOCK_M']}, "
                                            f"{kws['HEAD_DIM']})"),
         ]
         src = _contiguous_before_launch(splice(source, edits), [host.id],
