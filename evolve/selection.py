@@ -13,6 +13,9 @@ parents ranked below the top 10; the changes that paid were spread over separate
 lineages (TMA descriptors in one, the deeper pipelines in another), none of which
 held them all, and the run ended at 0.747 while the same seed with its recipes stacked
 and a taller D=128 tile measured 0.800 in the same session.
+With this policy the same run (session 12, benchmarks/results/2026-12-07-h100-session12/)
+reached 0.831, rematch-verified, its winner nine changes down one line; 16 of 69
+children came from the champion of the moment (counted when each child was recorded).
 """
 
 from __future__ import annotations
