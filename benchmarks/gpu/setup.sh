@@ -7,9 +7,12 @@
 #       --python-version 3.12 --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 -d .whl
 #   rm -f .whl/pip-*.whl
 # and carry .whl with each device call.
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || return 1
+# Installed once per machine, under a lock: a `bg` command and the `bg-wait` after it source
+# this at the same moment, and two pip installs into one --target break each other.
 export PYTHONPATH=/tmp/site:$PWD
+$(command -v flock >/dev/null && echo flock /tmp/site.lock) sh -c 'python3 -c "import git, sqlite_utils, openai" 2>/dev/null ||
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl' || return 1
 python3 -c "import git, sqlite_utils, openai" 2>/dev/null || {
     echo "setup.sh: the carried .whl lacks GitPython, sqlite-utils or openai: download them as above" >&2
     return 1; }
