@@ -167,7 +167,7 @@ def test_supervisor_plateau_carries_the_payoff_table(tmp_path):
 
 
 def test_run_report_of_the_fixture_run(fixture_run):
-    """benchmarks/gpu/run_report.py: the payoff table and the per-class table of a run."""
+    """benchmarks/gpu/run_report.py: the payoff table and the per-class tables of a run."""
     import sys
 
     sys.path.insert(0, str(SEEDS_DIR.parent / "benchmarks" / "gpu"))
@@ -176,6 +176,7 @@ def test_run_report_of_the_fixture_run(fixture_run):
     text = run_report.report(fixture_run)
     assert "what has paid off in this run" in text
     assert "best ratio per class of the seed" in text and "D64_C" in text  # smoke shapes: D=64
+    assert "steady best per class" in text and "every class at its best steady settings" in text
 
 
 def test_variation_kind_column_is_added_to_an_older_run(tmp_path):

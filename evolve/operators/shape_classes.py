@@ -129,6 +129,14 @@ class ClassRow:
     change: str  # what the best candidate ran there, against the seed's settings
     spread: tuple[int, float, float] | None  # (n, low, high) over the candidates that ran
     # the seed's code and settings there: how far the measurement alone moves a class
+    shapes: int = 0  # how many of the seed's shapes the class holds
+    seed_mean: float | None = None  # mean ratio of the candidates counted in `spread`
+    steady: tuple[str, int, float] | None = None  # (change, n, mean): the settings with the
+    # best mean ratio among those run STEADY_N+ times with the seed's code (the seed's own
+    # included): a gain that is not the luck of one measurement
+
+
+STEADY_N = 3  # runs of one setting before its mean counts as measured
 
 
 def seed_class_rows(entries: list[Measured], seed_id: int = 0) -> list[ClassRow]:
@@ -150,6 +158,7 @@ def seed_class_rows(entries: list[Measured], seed_id: int = 0) -> list[ClassRow]
     for cls, names in sorted(members.items()):
         want = class_settings(seed.config, cls)
         seed_r, best, same = None, None, []
+        runs: dict[str, list[float]] = {}  # seed's code, unsplit: settings change -> ratios
         for e in sorted(entries, key=lambda e: e.id):
             speed = {sh.name: sh.speedup for sh in e.result.shapes}
             if not e.config or any(not speed.get(n) for n in names):
@@ -165,13 +174,30 @@ def seed_class_rows(entries: list[Measured], seed_id: int = 0) -> list[ClassRow]
                 seed_r = r
             if e.seed_code and all(v == want for v in used.values()):
                 same.append(r)
+            if e.seed_code and len(used) == 1:
+                runs.setdefault(_change(want, used), []).append(r)
             if r is not None and (best is None or r > best[1]):
                 best = (e.id, r, _change(want, used) + ("" if e.seed_code else " + code"))
         if best is None:
             continue
+        steady = max(((c, len(rs), sum(rs) / len(rs)) for c, rs in runs.items()
+                      if len(rs) >= STEADY_N), key=lambda t: t[2], default=None)
         rows.append(ClassRow(cls, seed_r, best[1], best[0], best[2],
-                             (len(same), min(same), max(same)) if same else None))
+                             (len(same), min(same), max(same)) if same else None,
+                             len(names), sum(same) / len(same) if same else None, steady))
     return rows
+
+
+def steady_gains(rows: list[ClassRow]) -> tuple[dict[str, float], float]:
+    """Per class, the log gain of its best steady settings over the mean of the seed's own
+    settings there, weighted by the class's share of the seed's shapes (what it adds to the
+    log of the suite's geomean); and their sum: the most a class-wise crossover of this
+    run's repeatable settings could add to the score. A class without both means adds 0."""
+    total = sum(r.shapes for r in rows)
+    adds = {r.cls: (math.log(r.steady[2] / r.seed_mean) * r.shapes / total
+                    if r.steady and r.seed_mean and r.steady[2] > r.seed_mean else 0.0)
+            for r in rows}
+    return adds, sum(adds.values())
 
 
 def _change(want: dict[str, Any], used: dict[str, dict[str, Any]]) -> str:
@@ -198,4 +224,29 @@ def render_class_table(entries: list[Measured], seed_id: int = 0) -> str:
         seed = "-" if row.seed is None else f"{row.seed:.3f}"
         lines.append(f"{row.cls:<12} {seed:>6} {row.best:>6.3f} {'#' + str(row.best_id):>5} "
                      f"{spread:>17}  {row.change}")
+    return "\n".join(lines)
+
+
+def render_steady_table(entries: list[Measured], seed_id: int = 0) -> str:
+    """Per class of the seed: the mean of the seed's settings there, the settings with the
+    best mean among those run STEADY_N+ times with the seed's code, the gain on the class
+    and what that gain adds to the suite's geomean (the class's share of the shapes); last,
+    all classes together: what a crossover of the run's steady settings could reach."""
+    rows = seed_class_rows(entries, seed_id)
+    adds, total = steady_gains(rows)
+    n_all = sum(r.shapes for r in rows)
+    lines = [f"{'class':<12} {'shapes':>6} {'seed':>10}  {'steady best':<20} "
+             f"{'runs':>4} {'mean':>6} {'class':>7} {'suite':>7}"]
+    for row in rows:
+        seed = "-" if row.seed_mean is None else f"{row.spread[0]}x {row.seed_mean:.3f}"
+        if row.steady is None:
+            lines.append(f"{row.cls:<12} {f'{row.shapes}/{n_all}':>6} {seed:>10}  "
+                         f"(no setting run {STEADY_N}+ times)")
+            continue
+        change, n, mean = row.steady
+        gain = "-" if row.seed_mean is None else f"{100 * (mean / row.seed_mean - 1):+.1f} %"
+        lines.append(f"{row.cls:<12} {f'{row.shapes}/{n_all}':>6} {seed:>10}  {change:<20} "
+                     f"{n:>4} {mean:>6.3f} {gain:>7} {100 * math.expm1(adds[row.cls]):>+5.1f} %")
+    lines.append(f"every class at its best steady settings: {100 * math.expm1(total):+.1f} % on "
+                 f"the suite's geomean")
     return "\n".join(lines)
